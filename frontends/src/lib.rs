@@ -1,0 +1,3 @@
+//! kiln's model frontends.
+#![warn(missing_docs)]
+pub mod onnx;

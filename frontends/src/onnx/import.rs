@@ -1,0 +1,575 @@
+//! Graph import: values, initializers, the node loop, subgraph and function inlining.
+
+use std::collections::{HashMap, HashSet};
+
+use kiln_ir::{BrickId, DType, Dim, Graph, Op, Shape, Tensor, TensorType, ValueDef, ValueId};
+
+use super::attrs::Attrs;
+use super::bricks::BrickNamer;
+use super::proto::{self, FunctionProto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use super::registry::Registry;
+use super::tensor::{dtype_of, onnx_type_name, tensor_from_proto, DataDir};
+use super::OnnxError;
+
+/// Outputs of at most this many elements are computed at import time when every
+/// input of a node is a constant (shape computations, small literal arithmetic).
+pub const FOLD_MAX_ELEMENTS: usize = 1 << 16;
+
+/// Opset assumed when a model does not import the default domain.
+const DEFAULT_OPSET: i64 = 21;
+
+pub(crate) struct Importer<'m> {
+    graph: Graph,
+    names: HashMap<String, ValueId>,
+    opsets: HashMap<String, i64>,
+    dir: DataDir,
+    registry: Registry,
+    functions: &'m [FunctionProto],
+    bricks: BrickNamer,
+}
+
+/// Everything a converter needs for one ONNX node: its attributes and inputs, and a
+/// builder that adds kiln nodes (folding constant ones) into the graph.
+pub struct NodeCtx<'a, 'm> {
+    imp: &'a mut Importer<'m>,
+    /// The ONNX node.
+    pub node: &'a NodeProto,
+    /// Its attributes.
+    pub attrs: Attrs<'a>,
+    /// The opset version of the node's domain.
+    pub opset: i64,
+    name: String,
+    brick: Option<BrickId>,
+    created: HashSet<ValueId>,
+    counter: usize,
+}
+
+impl<'a, 'm> NodeCtx<'a, 'm> {
+    /// The node's name (or a generated one when the model left it empty).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// An error about this node.
+    pub fn err(&self, message: impl Into<String>) -> OnnxError {
+        OnnxError::Node {
+            node: self.name.clone(),
+            op_type: self.node.op_type.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Number of inputs listed (absent optional ones included).
+    pub fn num_inputs(&self) -> usize {
+        self.node.input.len()
+    }
+
+    /// Number of outputs the node lists.
+    pub fn num_outputs(&self) -> usize {
+        self.node.output.len()
+    }
+
+    /// True when output `i` is listed with a non-empty name.
+    pub fn has_output(&self, i: usize) -> bool {
+        self.node.output.get(i).is_some_and(|n| !n.is_empty())
+    }
+
+    /// Input `i`, or `None` when it is absent (optional input left out).
+    pub fn input(&self, i: usize) -> Result<Option<ValueId>, OnnxError> {
+        match self.node.input.get(i) {
+            None => Ok(None),
+            Some(n) if n.is_empty() => Ok(None),
+            Some(n) => {
+                self.imp
+                    .names
+                    .get(n)
+                    .copied()
+                    .map(Some)
+                    .ok_or_else(|| OnnxError::MissingValue {
+                        node: self.name.clone(),
+                        value: n.clone(),
+                    })
+            }
+        }
+    }
+
+    /// Input `i`, which must be present.
+    pub fn req(&self, i: usize) -> Result<ValueId, OnnxError> {
+        self.input(i)?
+            .ok_or_else(|| self.err(format!("input {i} is required")))
+    }
+
+    /// All present inputs, in order.
+    pub fn inputs(&self) -> Result<Vec<ValueId>, OnnxError> {
+        (0..self.num_inputs())
+            .filter_map(|i| self.input(i).transpose())
+            .collect()
+    }
+
+    /// The type of a value.
+    pub fn ty(&self, v: ValueId) -> &TensorType {
+        &self.imp.graph.value(v).ty
+    }
+
+    /// The dtype of a value.
+    pub fn dtype(&self, v: ValueId) -> DType {
+        self.ty(v).dtype
+    }
+
+    /// The rank of a value.
+    pub fn rank(&self, v: ValueId) -> usize {
+        self.ty(v).shape.rank()
+    }
+
+    /// The constant value of `v`, if it is known at import time.
+    pub fn constant(&self, v: ValueId) -> Option<&Tensor> {
+        self.imp.graph.constant(v)
+    }
+
+    /// Input `i` as constant integers: `Ok(None)` when absent, an error when present
+    /// but not a constant.
+    pub fn const_ints(&self, i: usize) -> Result<Option<Vec<i64>>, OnnxError> {
+        match self.input(i)? {
+            None => Ok(None),
+            Some(v) => match self.constant(v) {
+                Some(t) => Ok(Some(t.to_i64_vec())),
+                None => Err(self.err(format!(
+                    "input {i} (`{}`) must be a constant",
+                    self.node.input[i]
+                ))),
+            },
+        }
+    }
+
+    /// A tensor attribute.
+    pub fn attr_tensor(&self, name: &str) -> Result<Option<Tensor>, OnnxError> {
+        self.attrs.tensor(name, &self.imp.dir)
+    }
+
+    /// Normalizes a possibly negative axis attribute against `rank`.
+    pub fn axis(&self, axis: i64, rank: usize) -> Result<usize, OnnxError> {
+        let a = if axis < 0 { axis + rank as i64 } else { axis };
+        if a < 0 || a as usize >= rank.max(1) {
+            return Err(self.err(format!("axis {axis} out of range for rank {rank}")));
+        }
+        Ok(a as usize)
+    }
+
+    fn fresh(&mut self) -> String {
+        self.counter += 1;
+        format!("{}#{}", self.name, self.counter)
+    }
+
+    /// Adds a constant.
+    pub fn konst(&mut self, t: Tensor) -> ValueId {
+        let name = self.fresh();
+        let v = self.imp.graph.add_const(name, t);
+        self.created.insert(v);
+        v
+    }
+
+    /// A 1-D i64 constant.
+    pub fn ints(&mut self, v: &[i64]) -> ValueId {
+        self.konst(Tensor::from_vec(vec![v.len()], v.to_vec()))
+    }
+
+    /// A scalar constant of `dtype`.
+    pub fn scalar(&mut self, dtype: DType, v: f64) -> ValueId {
+        self.konst(Tensor::from_f64(dtype, vec![], &[v]))
+    }
+
+    /// Adds a node with one output.
+    pub fn op(&mut self, op: Op, inputs: &[ValueId]) -> Result<ValueId, OnnxError> {
+        Ok(self.op_n(op, inputs, 1)?[0])
+    }
+
+    /// Adds a node with `n` outputs; evaluated now when all inputs are small constants.
+    pub fn op_n(
+        &mut self,
+        op: Op,
+        inputs: &[ValueId],
+        n: usize,
+    ) -> Result<Vec<ValueId>, OnnxError> {
+        if let Some(folded) = self.try_fold(&op, inputs, n) {
+            return Ok(folded);
+        }
+        let names: Vec<String> = (0..n).map(|_| self.fresh()).collect();
+        let node_name = names[0].clone();
+        let outs = self
+            .imp
+            .graph
+            .add_node(node_name, op, inputs.to_vec(), &names, self.brick)
+            .map_err(|e| self.err(format!("{}: {}", e.op, e.message)))?;
+        self.created.extend(outs.iter().copied());
+        Ok(outs)
+    }
+
+    fn try_fold(&mut self, op: &Op, inputs: &[ValueId], n: usize) -> Option<Vec<ValueId>> {
+        use kiln_ir::op::LayoutOp;
+        // Shape and Size of a value whose shape is known need no data.
+        if let Op::Layout(l @ (LayoutOp::Shape { .. } | LayoutOp::Size)) = op {
+            let dims = self.ty(inputs[0]).shape.as_known()?;
+            let t = match l {
+                LayoutOp::Shape { start, end } => {
+                    let (s, e) = kiln_ir::op::shape_range(dims.len(), *start, *end);
+                    Tensor::from_vec(vec![e - s], dims[s..e].iter().map(|&d| d as i64).collect())
+                }
+                _ => Tensor::scalar(dims.iter().product::<usize>() as i64),
+            };
+            return Some(vec![self.konst(t)]);
+        }
+        let args: Vec<&Tensor> = inputs
+            .iter()
+            .map(|&v| self.imp.graph.constant(v))
+            .collect::<Option<_>>()?;
+        if args.iter().map(|t| t.numel()).sum::<usize>() > 4 * FOLD_MAX_ELEMENTS {
+            return None;
+        }
+        let outs = kiln_ir::interp::eval_op(op, &args, n).ok()?;
+        if outs.iter().any(|t| t.numel() > FOLD_MAX_ELEMENTS) {
+            return None;
+        }
+        Some(outs.into_iter().map(|t| self.konst(t)).collect())
+    }
+
+    /// Binds ONNX output `i` of the node to `v`.
+    pub fn set_output(&mut self, i: usize, v: ValueId) {
+        let Some(name) = self.node.output.get(i).filter(|n| !n.is_empty()).cloned() else {
+            return;
+        };
+        if self.created.contains(&v) && self.imp.graph.value_by_name(&name).is_none() {
+            self.imp.graph.rename_value(v, name.clone());
+        }
+        self.imp.names.insert(name, v);
+    }
+
+    /// Binds the node's outputs in order.
+    pub fn set_outputs(&mut self, vs: &[ValueId]) {
+        for (i, &v) in vs.iter().enumerate() {
+            self.set_output(i, v);
+        }
+    }
+
+    /// Converts the nodes of a subgraph (an `If` branch) into this graph, the
+    /// subgraph seeing this scope's values; returns its outputs.
+    pub fn inline_subgraph(&mut self, g: &GraphProto) -> Result<Vec<ValueId>, OnnxError> {
+        self.imp.add_initializers(g)?;
+        for n in &g.node {
+            self.imp.convert_node(n)?;
+        }
+        g.output
+            .iter()
+            .map(|o| self.imp.lookup(&o.name, &self.name))
+            .collect()
+    }
+}
+
+impl<'m> Importer<'m> {
+    fn lookup(&self, name: &str, node: &str) -> Result<ValueId, OnnxError> {
+        self.names
+            .get(name)
+            .copied()
+            .ok_or_else(|| OnnxError::MissingValue {
+                node: node.to_string(),
+                value: name.to_string(),
+            })
+    }
+
+    fn add_initializers(&mut self, g: &GraphProto) -> Result<(), OnnxError> {
+        for init in &g.initializer {
+            let t = tensor_from_proto(init, &self.dir)?;
+            let v = self.graph.add_const(init.name.clone(), t);
+            self.names.insert(init.name.clone(), v);
+        }
+        if !g.sparse_initializer.is_empty() {
+            return Err(OnnxError::Malformed(
+                "sparse initializers are not supported".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn convert_node(&mut self, node: &NodeProto) -> Result<(), OnnxError> {
+        let domain = canonical_domain(&node.domain);
+        if let Some(f) = self
+            .functions
+            .iter()
+            .find(|f| f.name == node.op_type && canonical_domain(&f.domain) == domain)
+        {
+            return self.inline_function(node, f);
+        }
+        let opset = self.opsets.get(domain).copied().unwrap_or(DEFAULT_OPSET);
+        let conv = self.registry.get(domain, &node.op_type).ok_or_else(|| {
+            OnnxError::Unsupported(vec![(node.op_type.clone(), vec![node_name(node)])])
+        })?;
+        let name = node_name(node);
+        let brick = self.bricks.brick_for(&mut self.graph, node);
+        let mut cx = NodeCtx {
+            imp: self,
+            node,
+            attrs: Attrs::new(node),
+            opset,
+            name,
+            brick,
+            created: HashSet::new(),
+            counter: 0,
+        };
+        conv(&mut cx)?;
+        for (i, o) in node.output.iter().enumerate() {
+            if !o.is_empty() && !cx.imp.names.contains_key(o) {
+                return Err(cx.err(format!("converter did not produce output {i} (`{o}`)")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Inlines a call of a model-local function: its body's names are prefixed by the
+    /// call node's name, formal inputs bound to the actual ones, attribute references
+    /// replaced by the call's attributes.
+    fn inline_function(&mut self, call: &NodeProto, f: &FunctionProto) -> Result<(), OnnxError> {
+        let prefix = node_name(call);
+        let scoped = |n: &str| {
+            if n.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/{n}")
+            }
+        };
+        for (formal, actual) in f.input.iter().zip(&call.input) {
+            if actual.is_empty() {
+                continue;
+            }
+            let v = self.lookup(actual, &prefix)?;
+            self.names.insert(scoped(formal), v);
+        }
+        let saved: Vec<(String, i64)> = f
+            .opset_import
+            .iter()
+            .map(|o| (canonical_domain(&o.domain).to_string(), o.version))
+            .collect();
+        let mut previous = Vec::new();
+        for (d, v) in &saved {
+            previous.push((d.clone(), self.opsets.insert(d.clone(), *v)));
+        }
+        for n in &f.node {
+            let mut n = n.clone();
+            n.name = scoped(if n.name.is_empty() {
+                &n.op_type
+            } else {
+                &n.name
+            });
+            n.input = n.input.iter().map(|i| scoped(i)).collect();
+            n.output = n.output.iter().map(|o| scoped(o)).collect();
+            let mut attrs = Vec::new();
+            for a in n.attribute {
+                if a.ref_attr_name.is_empty() {
+                    attrs.push(a);
+                } else if let Some(actual) =
+                    call.attribute.iter().find(|c| c.name == a.ref_attr_name)
+                {
+                    let mut actual = actual.clone();
+                    actual.name = a.name.clone();
+                    attrs.push(actual);
+                } else if let Some(default) =
+                    f.attribute_proto.iter().find(|d| d.name == a.ref_attr_name)
+                {
+                    let mut d = default.clone();
+                    d.name = a.name.clone();
+                    attrs.push(d);
+                }
+            }
+            n.attribute = attrs;
+            self.convert_node(&n)?;
+        }
+        for (d, v) in previous {
+            match v {
+                Some(v) => self.opsets.insert(d, v),
+                None => self.opsets.remove(&d),
+            };
+        }
+        for (formal, actual) in f.output.iter().zip(&call.output) {
+            if actual.is_empty() {
+                continue;
+            }
+            let v = self.lookup(&scoped(formal), &prefix)?;
+            self.names.insert(actual.clone(), v);
+        }
+        Ok(())
+    }
+}
+
+fn canonical_domain(d: &str) -> &str {
+    if d == "ai.onnx" {
+        ""
+    } else {
+        d
+    }
+}
+
+/// A node's name, or `op_type` plus its first output when the model left it empty.
+pub(crate) fn node_name(n: &NodeProto) -> String {
+    if !n.name.is_empty() {
+        n.name.clone()
+    } else {
+        format!(
+            "{}({})",
+            n.op_type,
+            n.output.first().map(String::as_str).unwrap_or("")
+        )
+    }
+}
+
+/// The declared type of a graph input or output.
+fn value_type(vi: &ValueInfoProto, sym_names: &mut usize) -> Result<TensorType, OnnxError> {
+    let tp = vi
+        .r#type
+        .as_ref()
+        .ok_or_else(|| OnnxError::Malformed(format!("`{}` has no type", vi.name)))?;
+    let proto::type_proto::Value::TensorType(tt) = tp
+        .value
+        .as_ref()
+        .ok_or_else(|| OnnxError::Malformed(format!("`{}` has no type", vi.name)))?
+    else {
+        return Err(OnnxError::Unsupported(vec![(
+            "non-tensor value (sequence/map/optional)".into(),
+            vec![vi.name.clone()],
+        )]));
+    };
+    let dtype = dtype_of(tt.elem_type).ok_or_else(|| OnnxError::UnsupportedDtype {
+        tensor: vi.name.clone(),
+        dtype: onnx_type_name(tt.elem_type),
+    })?;
+    let shape = match &tt.shape {
+        None => {
+            return Err(OnnxError::Malformed(format!(
+                "`{}` has no shape (unknown rank is not supported)",
+                vi.name
+            )))
+        }
+        Some(s) => Shape(
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(proto::tensor_shape_proto::dimension::Value::DimValue(v)) if *v >= 0 => {
+                        Dim::Known(*v as usize)
+                    }
+                    Some(proto::tensor_shape_proto::dimension::Value::DimParam(p))
+                        if !p.is_empty() =>
+                    {
+                        Dim::sym(p)
+                    }
+                    _ => {
+                        *sym_names += 1;
+                        Dim::sym(&format!("{}_dim{}", vi.name, *sym_names))
+                    }
+                })
+                .collect(),
+        ),
+    };
+    Ok(TensorType::new(dtype, shape))
+}
+
+/// Op types a graph (and the functions it calls) uses that have no converter.
+pub(crate) fn collect_unsupported(
+    reg: &Registry,
+    g: &GraphProto,
+    functions: &[FunctionProto],
+) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    let visit = |n: &NodeProto, out: &mut Vec<(String, Vec<String>)>| {
+        let domain = canonical_domain(&n.domain);
+        let is_function = functions
+            .iter()
+            .any(|f| f.name == n.op_type && canonical_domain(&f.domain) == domain);
+        if !is_function && reg.get(domain, &n.op_type).is_none() {
+            let op = if domain.is_empty() {
+                n.op_type.clone()
+            } else {
+                format!("{domain}.{}", n.op_type)
+            };
+            match out.iter_mut().find(|(o, _)| *o == op) {
+                Some((_, nodes)) => nodes.push(node_name(n)),
+                None => out.push((op, vec![node_name(n)])),
+            }
+        }
+    };
+    for n in &g.node {
+        visit(n, &mut out);
+    }
+    for f in functions {
+        for n in &f.node {
+            visit(n, &mut out);
+        }
+    }
+    out
+}
+
+pub(crate) fn import_model(model: &ModelProto, dir: DataDir) -> Result<Graph, OnnxError> {
+    let g = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| OnnxError::Malformed("the model has no graph".into()))?;
+    let registry = Registry::standard();
+    let unsupported = collect_unsupported(&registry, g, &model.functions);
+    if !unsupported.is_empty() {
+        return Err(OnnxError::Unsupported(unsupported));
+    }
+    let mut imp = Importer {
+        graph: Graph::new(if g.name.is_empty() {
+            "main"
+        } else {
+            g.name.as_str()
+        }),
+        names: HashMap::new(),
+        opsets: model
+            .opset_import
+            .iter()
+            .map(|o| (canonical_domain(&o.domain).to_string(), o.version))
+            .collect(),
+        dir,
+        registry,
+        functions: &model.functions,
+        bricks: BrickNamer::new(model),
+    };
+    imp.add_initializers(g)?;
+    let mut unnamed = 0;
+    for vi in &g.input {
+        if imp.names.contains_key(&vi.name) {
+            continue; // an initializer listed as an input (old exporters): a constant
+        }
+        let ty = value_type(vi, &mut unnamed)?;
+        let v = imp.graph.add_input(vi.name.clone(), ty);
+        imp.names.insert(vi.name.clone(), v);
+    }
+    for n in &g.node {
+        imp.convert_node(n)?;
+    }
+    for vo in &g.output {
+        let v = imp.lookup(&vo.name, "<graph outputs>")?;
+        let exposed = imp.graph.value(v).name != vo.name
+            || imp.graph.outputs.contains(&v)
+            || !matches!(imp.graph.value(v).def, ValueDef::Node { .. });
+        let v = if exposed {
+            if imp.graph.value(v).name == vo.name {
+                let moved = imp.graph.fresh_name(&format!("{}#src", vo.name));
+                imp.graph.rename_value(v, moved);
+            }
+            let name = imp.graph.fresh_name(&vo.name);
+            imp.graph
+                .add_node(
+                    name.clone(),
+                    Op::Layout(kiln_ir::op::LayoutOp::Identity),
+                    vec![v],
+                    &[name],
+                    None,
+                )
+                .map_err(|e| OnnxError::Malformed(e.to_string()))?[0]
+        } else {
+            v
+        };
+        imp.graph.outputs.push(v);
+    }
+    let mut graph = imp.graph;
+    graph.prune();
+    Ok(graph)
+}

@@ -1,0 +1,143 @@
+//! The ONNX frontend: decodes a `ModelProto` and converts it, node by node through
+//! an op registry, into a kiln [`Graph`] with bricks recognized from node scopes.
+//!
+//! Frontends never optimize; the one exception is what import needs to know shapes:
+//! nodes whose inputs are all small constants (shape computations such as
+//! `Shape → Gather → Concat → Reshape`) are evaluated at import time.
+
+mod attrs;
+mod bricks;
+mod import;
+pub mod ops;
+pub mod proto;
+mod registry;
+pub mod tensor;
+
+pub use attrs::Attrs;
+pub use import::NodeCtx;
+pub use registry::{Converter, Registry};
+
+use std::path::Path;
+
+use kiln_ir::{Graph, Tensor};
+use prost::Message;
+
+/// Why a model could not be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum OnnxError {
+    /// The file could not be read.
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid protobuf message.
+    #[error("`{path}` is not a valid ONNX {what} (malformed or truncated protobuf: {message})")]
+    Decode {
+        /// The file.
+        path: String,
+        /// The message expected (model, tensor).
+        what: &'static str,
+        /// The decoder's complaint.
+        message: String,
+    },
+    /// The model has no graph or is otherwise structurally broken.
+    #[error("malformed model: {0}")]
+    Malformed(String),
+    /// Ops kiln does not support, all listed at once.
+    #[error("unsupported ops: {}", .0.iter().map(|(op, nodes)| format!("{op} (node{} {})", if nodes.len() > 1 { "s" } else { "" }, nodes.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join("; "))]
+    Unsupported(Vec<(String, Vec<String>)>),
+    /// A node could not be converted.
+    #[error("node `{node}` ({op_type}): {message}")]
+    Node {
+        /// Node name.
+        node: String,
+        /// ONNX op type.
+        op_type: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A tensor's data is inconsistent with its type.
+    #[error("tensor `{tensor}`: {message}")]
+    BadTensor {
+        /// Tensor name.
+        tensor: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A tensor of a dtype kiln does not support.
+    #[error("tensor `{tensor}` has unsupported data type {dtype}")]
+    UnsupportedDtype {
+        /// Tensor name.
+        tensor: String,
+        /// The ONNX type name.
+        dtype: String,
+    },
+    /// External data could not be read or was refused.
+    #[error("tensor `{tensor}`: {message}")]
+    ExternalData {
+        /// Tensor name.
+        tensor: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is used but never defined (missing weight or input).
+    #[error("node `{node}` uses `{value}`, which is not an input, initializer or output of an earlier node (missing weight?)")]
+    MissingValue {
+        /// The node.
+        node: String,
+        /// The missing value's name.
+        value: String,
+    },
+}
+
+/// Loads an ONNX model file: the file is memory-mapped and initializers view it
+/// without copying; external data is resolved relative to the file's folder.
+pub fn load(path: &Path) -> Result<Graph, OnnxError> {
+    let bytes = kiln_ir::map_file(path).map_err(|source| OnnxError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let model = proto::decode_model(bytes).map_err(|e| OnnxError::Decode {
+        path: path.display().to_string(),
+        what: "model",
+        message: e.to_string(),
+    })?;
+    let dir = path.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    });
+    import::import_model(&model, tensor::DataDir(dir.map(Path::to_path_buf)))
+}
+
+/// Imports an already-decoded model (external data is refused: there is no folder).
+pub fn import(model: &proto::ModelProto) -> Result<Graph, OnnxError> {
+    import::import_model(model, tensor::DataDir(None))
+}
+
+/// Reads a serialized `TensorProto` file (`.pb`), as the ONNX test suites store data.
+pub fn read_tensor_file(path: &Path) -> Result<Tensor, OnnxError> {
+    let bytes = kiln_ir::map_file(path).map_err(|source| OnnxError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let t = proto::TensorProto::decode(bytes).map_err(|e| OnnxError::Decode {
+        path: path.display().to_string(),
+        what: "tensor",
+        message: e.to_string(),
+    })?;
+    let dir = path.parent().map(Path::to_path_buf);
+    tensor::tensor_from_proto(&t, &tensor::DataDir(dir))
+}
+
+/// The op types (with node names) of a model that kiln cannot convert.
+pub fn unsupported_ops(model: &proto::ModelProto) -> Vec<(String, Vec<String>)> {
+    let reg = Registry::standard();
+    let Some(g) = &model.graph else { return vec![] };
+    import::collect_unsupported(&reg, g, &model.functions)
+}

@@ -1,0 +1,6 @@
+//! ONNX converters of the layout family.
+
+use crate::onnx::Registry;
+
+/// Registers this family's converters.
+pub fn register(_reg: &mut Registry) {}

@@ -1,0 +1,20 @@
+//! ONNX op converters, one module per op family; each registers its ops.
+
+mod composite;
+mod control;
+mod elementwise;
+mod layout;
+mod nn;
+mod reduce;
+
+use super::Registry;
+
+/// Registers every family's converters.
+pub fn register_all(reg: &mut Registry) {
+    elementwise::register(reg);
+    reduce::register(reg);
+    layout::register(reg);
+    nn::register(reg);
+    composite::register(reg);
+    control::register(reg);
+}

@@ -1,0 +1,215 @@
+//! ONNX `TensorProto` → kiln [`Tensor`]: typed fields, `raw_data` (zero-copy) and
+//! external data files (memory-mapped, confined to the model's folder).
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use kiln_ir::{DType, Tensor};
+
+use super::proto::{TensorProto, TypeProto};
+use super::OnnxError;
+
+/// The kiln dtype of an ONNX `TensorProto.DataType` code.
+pub fn dtype_of(code: i32) -> Option<DType> {
+    Some(match code {
+        1 => DType::F32,
+        2 => DType::U8,
+        3 => DType::I8,
+        4 => DType::U16,
+        5 => DType::I16,
+        6 => DType::I32,
+        7 => DType::I64,
+        9 => DType::Bool,
+        10 => DType::F16,
+        11 => DType::F64,
+        12 => DType::U32,
+        13 => DType::U64,
+        16 => DType::BF16,
+        _ => return None,
+    })
+}
+
+/// The ONNX name of a data type code, for messages.
+pub fn onnx_type_name(code: i32) -> String {
+    super::proto::tensor_proto::DataType::try_from(code)
+        .map(|d| format!("{d:?}").to_uppercase())
+        .unwrap_or_else(|_| format!("type {code}"))
+}
+
+/// The element type of a `TypeProto` that is a tensor type.
+pub fn tensor_elem_type(tp: &TypeProto) -> Option<i32> {
+    match tp.value.as_ref()? {
+        super::proto::type_proto::Value::TensorType(t) => Some(t.elem_type),
+        _ => None,
+    }
+}
+
+/// Where external data files may be read from: the model's folder.
+#[derive(Clone, Debug)]
+pub struct DataDir(pub Option<PathBuf>);
+
+impl DataDir {
+    /// Resolves an external data location, refusing anything that leaves the folder.
+    fn resolve(&self, tensor: &str, location: &str) -> Result<PathBuf, OnnxError> {
+        let base = self.0.as_ref().ok_or_else(|| OnnxError::ExternalData {
+            tensor: tensor.to_string(),
+            message: format!("external data `{location}` but the model was not loaded from a file"),
+        })?;
+        let rel = Path::new(location);
+        let escapes = rel.is_absolute()
+            || rel.components().any(|c| {
+                !matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            });
+        if escapes {
+            return Err(OnnxError::ExternalData {
+                tensor: tensor.to_string(),
+                message: format!(
+                    "external data location `{location}` leaves the model's folder; refused"
+                ),
+            });
+        }
+        let path = base.join(rel);
+        // A symlink inside the folder could still point outside it.
+        let (canon_base, canon) = (base.canonicalize(), path.canonicalize());
+        match (canon_base, canon) {
+            (Ok(b), Ok(p)) if !p.starts_with(&b) => Err(OnnxError::ExternalData {
+                tensor: tensor.to_string(),
+                message: format!("external data location `{location}` resolves outside the model's folder; refused"),
+            }),
+            (_, Err(e)) => Err(OnnxError::ExternalData { tensor: tensor.to_string(), message: format!("cannot open external data file `{}`: {e}", path.display()) }),
+            _ => Ok(path),
+        }
+    }
+}
+
+/// Converts a `TensorProto` to a tensor (`what` names it in errors).
+pub fn tensor_from_proto(t: &TensorProto, dir: &DataDir) -> Result<Tensor, OnnxError> {
+    let name = if t.name.is_empty() {
+        "<unnamed tensor>"
+    } else {
+        t.name.as_str()
+    };
+    let bad = |message: String| OnnxError::BadTensor {
+        tensor: name.to_string(),
+        message,
+    };
+    let dtype = dtype_of(t.data_type).ok_or_else(|| OnnxError::UnsupportedDtype {
+        tensor: name.to_string(),
+        dtype: onnx_type_name(t.data_type),
+    })?;
+    if t.dims.iter().any(|&d| d < 0) {
+        return Err(bad(format!("negative dimension in {:?}", t.dims)));
+    }
+    let shape: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
+    let numel = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| bad(format!("dims {:?} overflow", t.dims)))?;
+    let nbytes = numel
+        .checked_mul(dtype.size())
+        .ok_or_else(|| bad("size overflows".into()))?;
+    if t.data_location == 1 {
+        let mut location = None;
+        let (mut offset, mut length) = (0usize, None);
+        for kv in &t.external_data {
+            match kv.key.as_str() {
+                "location" => location = Some(kv.value.clone()),
+                "offset" => {
+                    offset = kv
+                        .value
+                        .parse()
+                        .map_err(|_| bad(format!("bad external data offset `{}`", kv.value)))?
+                }
+                "length" => {
+                    length = Some(
+                        kv.value
+                            .parse::<usize>()
+                            .map_err(|_| bad(format!("bad external data length `{}`", kv.value)))?,
+                    )
+                }
+                _ => {}
+            }
+        }
+        let location = location.ok_or_else(|| bad("external data without a location".into()))?;
+        let path = dir.resolve(name, &location)?;
+        let file = kiln_ir::map_file(&path).map_err(|e| OnnxError::ExternalData {
+            tensor: name.to_string(),
+            message: format!("cannot map `{}`: {e}", path.display()),
+        })?;
+        let len = length.unwrap_or(nbytes);
+        if len != nbytes || offset.checked_add(len).is_none_or(|end| end > file.len()) {
+            return Err(OnnxError::ExternalData {
+                tensor: name.to_string(),
+                message: format!(
+                    "needs {nbytes} bytes at offset {offset} of `{}` ({} bytes long{})",
+                    path.display(),
+                    file.len(),
+                    if len != nbytes {
+                        format!(", length field says {len}")
+                    } else {
+                        String::new()
+                    }
+                ),
+            });
+        }
+        return Tensor::from_bytes(dtype, shape, file.slice(offset..offset + len))
+            .map_err(|e| bad(e.to_string()));
+    }
+    if !t.raw_data.is_empty() || numel == 0 {
+        if t.raw_data.len() != nbytes {
+            return Err(bad(format!("raw_data has {} bytes, {dtype}{shape:?} needs {nbytes} (truncated or corrupt file?)", t.raw_data.len())));
+        }
+        return Tensor::from_bytes(dtype, shape, t.raw_data.clone())
+            .map_err(|e| bad(e.to_string()));
+    }
+    let count_err = |n: usize| {
+        bad(format!(
+            "holds {n} elements, dims {:?} need {numel}",
+            t.dims
+        ))
+    };
+    let out = match dtype {
+        DType::F32 => {
+            check(t.float_data.len(), numel).map_err(count_err)?;
+            Tensor::from_vec(shape, t.float_data.clone())
+        }
+        DType::F64 => {
+            check(t.double_data.len(), numel).map_err(count_err)?;
+            Tensor::from_vec(shape, t.double_data.clone())
+        }
+        DType::I64 => {
+            check(t.int64_data.len(), numel).map_err(count_err)?;
+            Tensor::from_vec(shape, t.int64_data.clone())
+        }
+        DType::U32 | DType::U64 => {
+            check(t.uint64_data.len(), numel).map_err(count_err)?;
+            let v: Vec<i64> = t.uint64_data.iter().map(|&x| x as i64).collect();
+            Tensor::from_i64(dtype, shape, &v)
+        }
+        DType::F16 | DType::BF16 => {
+            check(t.int32_data.len(), numel).map_err(count_err)?;
+            let mut bytes = Vec::with_capacity(nbytes);
+            for &bits in &t.int32_data {
+                bytes.extend_from_slice(&(bits as u16).to_le_bytes());
+            }
+            Tensor::from_bytes(dtype, shape, Bytes::from(bytes)).map_err(|e| bad(e.to_string()))?
+        }
+        DType::I32 | DType::I16 | DType::I8 | DType::U8 | DType::U16 | DType::Bool => {
+            check(t.int32_data.len(), numel).map_err(count_err)?;
+            let v: Vec<i64> = t.int32_data.iter().map(|&x| x as i64).collect();
+            Tensor::from_i64(dtype, shape, &v)
+        }
+    };
+    Ok(out)
+}
+
+fn check(have: usize, want: usize) -> Result<(), usize> {
+    if have == want {
+        Ok(())
+    } else {
+        Err(have)
+    }
+}

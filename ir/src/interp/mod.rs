@@ -1,0 +1,200 @@
+//! The reference interpreter: evaluates any graph naively and exactly.
+//!
+//! It is the oracle every pass and backend is checked against, so it favours
+//! clarity and accuracy over speed: float math is done in f64 and rounded once to
+//! the output dtype; long sums accumulate in f64. Each op family has its own
+//! module; [`eval_op`] dispatches.
+
+mod broadcast;
+mod composite;
+mod elementwise;
+mod layout;
+mod nn;
+mod reduce;
+
+pub use broadcast::{broadcast_shapes, BroadcastIndex};
+
+use std::collections::HashMap;
+
+use crate::{Graph, Op, Tensor, ValueDef, ValueId};
+
+/// An evaluation failure, naming the node.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// A node failed.
+    #[error("node `{node}` ({op}): {message}")]
+    Node {
+        /// Node name.
+        node: String,
+        /// Op name.
+        op: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// A graph input was not given.
+    #[error("missing input `{0}`")]
+    MissingInput(String),
+    /// An input was given that the graph does not have.
+    #[error("the model has no input named `{name}` (its inputs: {expected})")]
+    UnknownInput {
+        /// The name given.
+        name: String,
+        /// The graph's input names.
+        expected: String,
+    },
+    /// An input does not match the graph's declared type.
+    #[error("input `{name}`: {message}")]
+    InputMismatch {
+        /// Input name.
+        name: String,
+        /// What differs.
+        message: String,
+    },
+}
+
+/// Evaluates one op on concrete inputs; `n_outputs` is how many outputs the node has.
+pub fn eval_op(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<Tensor>, String> {
+    let mut out = match op {
+        Op::Unary(o) => elementwise::eval_unary(o, inputs),
+        Op::Binary(o) => elementwise::eval_binary(o, inputs),
+        Op::Reduce(o) => reduce::eval(o, inputs),
+        Op::Layout(o) => layout::eval(o, inputs, n_outputs),
+        Op::Nn(o) => nn::eval(o, inputs, n_outputs),
+        Op::Composite(o) => composite::eval(o, inputs),
+    }?;
+    if out.len() < n_outputs {
+        return Err(format!(
+            "produced {} outputs, node has {n_outputs}",
+            out.len()
+        ));
+    }
+    out.truncate(n_outputs);
+    Ok(out)
+}
+
+/// Checks a fed tensor against the declared input type (dtype, rank, known dims,
+/// and consistent sizes for symbolic dims).
+fn check_input(
+    graph: &Graph,
+    id: ValueId,
+    t: &Tensor,
+    bound: &mut HashMap<String, usize>,
+) -> Result<(), EvalError> {
+    let v = graph.value(id);
+    let mismatch = |message: String| EvalError::InputMismatch {
+        name: v.name.clone(),
+        message,
+    };
+    if t.dtype() != v.ty.dtype {
+        return Err(mismatch(format!(
+            "expected dtype {}, got {}",
+            v.ty.dtype,
+            t.dtype()
+        )));
+    }
+    if t.rank() != v.ty.shape.rank() {
+        return Err(mismatch(format!(
+            "expected shape {}, got {:?} (rank {} instead of {})",
+            v.ty.shape,
+            t.shape(),
+            t.rank(),
+            v.ty.shape.rank()
+        )));
+    }
+    for (i, (d, &n)) in v.ty.shape.0.iter().zip(t.shape()).enumerate() {
+        match d {
+            crate::Dim::Known(k) if *k != n => {
+                return Err(mismatch(format!(
+                    "expected shape {}, got {:?} (dim {i} is {n}, expected {k})",
+                    v.ty.shape,
+                    t.shape()
+                )))
+            }
+            crate::Dim::Sym(s) => {
+                if let Some(&prev) = bound.get(s.as_ref()) {
+                    if prev != n {
+                        return Err(mismatch(format!(
+                            "dim {i} (`{s}`) is {n} but `{s}` is {prev} in another input"
+                        )));
+                    }
+                } else {
+                    bound.insert(s.to_string(), n);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Runs a graph on named inputs and returns its outputs in order.
+pub fn run(graph: &Graph, inputs: &[(String, Tensor)]) -> Result<Vec<Tensor>, EvalError> {
+    let mut env: Vec<Option<Tensor>> = vec![None; graph.values().len()];
+    let mut bound = HashMap::new();
+    for (name, t) in inputs {
+        let id = graph
+            .value_by_name(name)
+            .filter(|id| graph.inputs.contains(id))
+            .ok_or_else(|| EvalError::UnknownInput {
+                name: name.clone(),
+                expected: graph
+                    .inputs
+                    .iter()
+                    .map(|&i| graph.value(i).name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        check_input(graph, id, t, &mut bound)?;
+        env[id.0 as usize] = Some(t.clone());
+    }
+    for &i in &graph.inputs {
+        if env[i.0 as usize].is_none() {
+            return Err(EvalError::MissingInput(graph.value(i).name.clone()));
+        }
+    }
+    for (i, v) in graph.values().iter().enumerate() {
+        if let ValueDef::Const(t) = &v.def {
+            env[i] = Some(t.clone());
+        }
+    }
+    // Last use of each value, to free intermediates early.
+    let mut last_use = vec![usize::MAX; graph.values().len()];
+    for (ni, n) in graph.nodes().iter().enumerate() {
+        for i in &n.inputs {
+            last_use[i.0 as usize] = ni;
+        }
+    }
+    for o in &graph.outputs {
+        last_use[o.0 as usize] = usize::MAX;
+    }
+    for (ni, node) in graph.nodes().iter().enumerate() {
+        let args: Vec<&Tensor> = node
+            .inputs
+            .iter()
+            .map(|i| {
+                env[i.0 as usize]
+                    .as_ref()
+                    .expect("verified graph: inputs defined before use")
+            })
+            .collect();
+        let outs =
+            eval_op(&node.op, &args, node.outputs.len()).map_err(|message| EvalError::Node {
+                node: node.name.clone(),
+                op: node.op.name(),
+                message,
+            })?;
+        for (o, t) in node.outputs.iter().zip(outs) {
+            env[o.0 as usize] = Some(t);
+        }
+        for i in &node.inputs {
+            if last_use[i.0 as usize] == ni && !matches!(graph.value(*i).def, ValueDef::Const(_)) {
+                env[i.0 as usize] = None;
+            }
+        }
+    }
+    Ok(graph
+        .outputs
+        .iter()
+        .map(|o| env[o.0 as usize].clone().expect("outputs are computed"))
+        .collect())
+}

@@ -1,0 +1,170 @@
+//! The op set: primitive ops grouped in families, plus composite ops.
+//!
+//! Each family lives in its own module and owns three things for its ops: the
+//! definition (an enum whose variants carry the op's attributes), type inference
+//! ([`OpFamily::infer`]) and — in [`crate::interp`] — the reference evaluation.
+//! [`Op`] only dispatches; adding an op means adding a variant to one family enum
+//! and following the compiler's exhaustive `match` errors (see ARCHITECTURE.md,
+//! "Adding an op").
+
+mod composite;
+mod elementwise;
+mod layout;
+mod nn;
+mod reduce;
+
+pub use composite::CompositeOp;
+pub use elementwise::{BinaryOp, UnaryOp};
+pub use layout::{shape_range, slice_bounds, slice_len, LayoutOp, PadMode, ScatterReduction};
+pub use nn::{AutoPad, NnOp, ResizeCoord, ResizeMode, ResizeNearest, RnnDirection};
+pub use reduce::{ReduceKind, ReduceOp};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::{Tensor, TensorType};
+
+/// What type inference knows about a node's inputs.
+pub struct InferInputs<'a> {
+    /// The type of each input.
+    pub types: &'a [TensorType],
+    /// The value of each input that is a compile-time constant.
+    pub consts: &'a [Option<&'a Tensor>],
+}
+
+impl InferInputs<'_> {
+    /// Number of inputs.
+    pub fn len(&self) -> usize {
+        self.types.len()
+    }
+
+    /// True when the node has no inputs.
+    pub fn is_empty(&self) -> bool {
+        self.types.is_empty()
+    }
+
+    /// The type of input `i`, or an error naming the missing input.
+    pub fn ty(&self, i: usize) -> Result<&TensorType, String> {
+        self.types
+            .get(i)
+            .ok_or_else(|| format!("missing input {i}"))
+    }
+
+    /// The constant value of input `i`, if it is one.
+    pub fn constant(&self, i: usize) -> Option<&Tensor> {
+        self.consts.get(i).copied().flatten()
+    }
+}
+
+/// What every op family provides.
+pub trait OpFamily {
+    /// The op's name in the text form (the variant name, e.g. `MatMul`).
+    fn name(&self) -> &'static str;
+    /// Output types from input types (and constant inputs), or why the inputs are invalid.
+    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, String>;
+}
+
+/// One operation of the IR.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// Elementwise op of one operand.
+    Unary(UnaryOp),
+    /// Elementwise op of two operands with numpy broadcasting.
+    Binary(BinaryOp),
+    /// Reductions and scans along axes.
+    Reduce(ReduceOp),
+    /// Data movement, shape computation, casts and tensor creation.
+    Layout(LayoutOp),
+    /// Neural-network ops: matmul, convolution, pooling, normalization, resize, recurrences.
+    Nn(NnOp),
+    /// Composite ops that backends implement directly (softmax, norms, GELU, attention).
+    Composite(CompositeOp),
+}
+
+impl Op {
+    fn family(&self) -> &dyn OpFamily {
+        match self {
+            Op::Unary(o) => o,
+            Op::Binary(o) => o,
+            Op::Reduce(o) => o,
+            Op::Layout(o) => o,
+            Op::Nn(o) => o,
+            Op::Composite(o) => o,
+        }
+    }
+
+    /// The op's name (the variant name of its family enum).
+    pub fn name(&self) -> &'static str {
+        self.family().name()
+    }
+
+    /// Output types for these inputs.
+    pub fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, String> {
+        self.family().infer(inputs)
+    }
+
+    /// The op with its attributes in the text form (RON syntax of the family variant,
+    /// e.g. `Relu`, `Transpose(perm: [1, 0])`).
+    pub fn to_text(&self) -> String {
+        let r = match self {
+            Op::Unary(o) => ron::to_string(o),
+            Op::Binary(o) => ron::to_string(o),
+            Op::Reduce(o) => ron::to_string(o),
+            Op::Layout(o) => ron::to_string(o),
+            Op::Nn(o) => ron::to_string(o),
+            Op::Composite(o) => ron::to_string(o),
+        };
+        r.expect("op attributes always serialize")
+    }
+
+    /// Parses the text printed by [`Op::to_text`].
+    pub fn from_text(s: &str) -> Result<Op, String> {
+        fn try_parse<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
+            ron::from_str(s).ok()
+        }
+        try_parse(s)
+            .map(Op::Unary)
+            .or_else(|| try_parse(s).map(Op::Binary))
+            .or_else(|| try_parse(s).map(Op::Reduce))
+            .or_else(|| try_parse(s).map(Op::Layout))
+            .or_else(|| try_parse(s).map(Op::Nn))
+            .or_else(|| try_parse(s).map(Op::Composite))
+            .ok_or_else(|| format!("unknown op or malformed attributes: `{s}`"))
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
+/// Helpers shared by the families' type inference.
+pub(crate) mod util {
+    use crate::{Dim, Shape, TensorType};
+
+    /// Normalizes a possibly negative axis against `rank`.
+    pub fn axis(axis: i64, rank: usize) -> Result<usize, String> {
+        let r = rank as i64;
+        let a = if axis < 0 { axis + r } else { axis };
+        if a < 0 || a >= r.max(1) && !(rank == 0 && a == 0) {
+            return Err(format!("axis {axis} out of range for rank {rank}"));
+        }
+        Ok(a as usize)
+    }
+
+    /// The broadcast of several input shapes.
+    pub fn broadcast_all(types: &[TensorType]) -> Result<Shape, String> {
+        let mut out = Shape::default();
+        for t in types {
+            out = Shape::broadcast(&out, &t.shape)
+                .ok_or_else(|| format!("shapes {} and {} do not broadcast", out, t.shape))?;
+        }
+        Ok(out)
+    }
+
+    /// A shape of all-unknown dims of this rank.
+    pub fn any_shape(rank: usize) -> Shape {
+        Shape(vec![Dim::Any; rank])
+    }
+}

@@ -1,0 +1,170 @@
+//! The verifier: reports ill-formed graphs, naming the node at fault.
+
+use std::collections::HashSet;
+
+use crate::op::InferInputs;
+use crate::{Graph, Tensor, TensorType, ValueDef};
+
+/// An ill-formed graph.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{}: {message}", node.as_deref().map(|n| format!("node `{n}`")).unwrap_or_else(|| "graph".into()))]
+pub struct VerifyError {
+    /// The node at fault, if one is.
+    pub node: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn at(node: &str, message: String) -> VerifyError {
+    VerifyError {
+        node: Some(node.to_string()),
+        message,
+    }
+}
+
+/// Checks the graph invariants (see [`Graph`]).
+pub fn verify(graph: &Graph) -> Result<(), VerifyError> {
+    let mut defined: HashSet<u32> = HashSet::new();
+    let mut names = HashSet::new();
+    for (i, v) in graph.values().iter().enumerate() {
+        if !names.insert(v.name.as_str()) {
+            return Err(VerifyError {
+                node: None,
+                message: format!("value name `{}` used twice", v.name),
+            });
+        }
+        match &v.def {
+            ValueDef::Input => {
+                if !graph.inputs.iter().any(|x| x.0 as usize == i) {
+                    return Err(VerifyError {
+                        node: None,
+                        message: format!(
+                            "value `{}` is an input not listed in the graph inputs",
+                            v.name
+                        ),
+                    });
+                }
+                defined.insert(i as u32);
+            }
+            ValueDef::Const(t) => {
+                if t.dtype() != v.ty.dtype || Some(t.shape().to_vec()) != v.ty.shape.as_known() {
+                    return Err(VerifyError {
+                        node: None,
+                        message: format!(
+                            "constant `{}` holds {}{:?} but is typed {}",
+                            v.name,
+                            t.dtype(),
+                            t.shape(),
+                            v.ty
+                        ),
+                    });
+                }
+                defined.insert(i as u32);
+            }
+            ValueDef::Node { node, index } => {
+                let n = graph
+                    .nodes()
+                    .get(node.0 as usize)
+                    .ok_or_else(|| VerifyError {
+                        node: None,
+                        message: format!("value `{}` defined by a missing node", v.name),
+                    })?;
+                if n.outputs.get(*index).map(|o| o.0 as usize) != Some(i) {
+                    return Err(at(
+                        &n.name,
+                        format!("does not list `{}` as its output {index}", v.name),
+                    ));
+                }
+            }
+        }
+    }
+    for (bi, b) in graph.bricks.iter().enumerate() {
+        if b.parent.is_some_and(|p| p.0 as usize >= bi) {
+            return Err(VerifyError {
+                node: None,
+                message: format!("brick `{}` comes before its parent", b.name),
+            });
+        }
+    }
+    for n in graph.nodes() {
+        for (k, i) in n.inputs.iter().enumerate() {
+            if i.0 as usize >= graph.values().len() {
+                return Err(at(&n.name, format!("input {k} refers to a missing value")));
+            }
+            if !defined.contains(&i.0) {
+                return Err(at(
+                    &n.name,
+                    format!(
+                        "input {k} (`{}`) is used before it is defined",
+                        graph.value(*i).name
+                    ),
+                ));
+            }
+        }
+        if n.brick.is_some_and(|b| b.0 as usize >= graph.bricks.len()) {
+            return Err(at(&n.name, "belongs to a missing brick".into()));
+        }
+        let types: Vec<TensorType> = n
+            .inputs
+            .iter()
+            .map(|&i| graph.value(i).ty.clone())
+            .collect();
+        let consts: Vec<Option<&Tensor>> = n.inputs.iter().map(|&i| graph.constant(i)).collect();
+        let inferred =
+            n.op.infer(&InferInputs {
+                types: &types,
+                consts: &consts,
+            })
+            .map_err(|m| at(&n.name, format!("{}: {m}", n.op.name())))?;
+        if inferred.len() < n.outputs.len() {
+            return Err(at(
+                &n.name,
+                format!(
+                    "{} produces {} outputs, node lists {}",
+                    n.op.name(),
+                    inferred.len(),
+                    n.outputs.len()
+                ),
+            ));
+        }
+        for (o, t) in n.outputs.iter().zip(&inferred) {
+            let declared = &graph.value(*o).ty;
+            if !compatible(declared, t) {
+                return Err(at(
+                    &n.name,
+                    format!(
+                        "output `{}` is typed {declared} but {} gives {t}",
+                        graph.value(*o).name,
+                        n.op.name()
+                    ),
+                ));
+            }
+            defined.insert(o.0);
+        }
+    }
+    for o in &graph.outputs {
+        if !defined.contains(&o.0) {
+            return Err(VerifyError {
+                node: None,
+                message: format!("graph output `{}` is never defined", graph.value(*o).name),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A declared type agrees with an inferred one when dtype and rank match and every
+/// dim known on both sides is equal (inference may know less or more than a frontend).
+fn compatible(declared: &TensorType, inferred: &TensorType) -> bool {
+    declared.dtype == inferred.dtype
+        && declared.shape.rank() == inferred.shape.rank()
+        && declared
+            .shape
+            .0
+            .iter()
+            .zip(&inferred.shape.0)
+            .all(|(a, b)| match (a.known(), b.known()) {
+                (Some(x), Some(y)) => x == y,
+                _ => true,
+            })
+}

@@ -1,0 +1,272 @@
+//! The ONNX conformance harness: the backend test data shipped in the `onnx` PyPI
+//! package (pinned to 1.22.0, installed into `.venv` by `scripts/setup-python.sh`)
+//! run through the reference interpreter.
+//!
+//! `tests/onnx-manifest.txt` lists the cases expected to pass (`suite/case`); a
+//! listed case that fails fails the test. Unlisted cases are run and counted too,
+//! so progress shows. Environment:
+//! - `KILN_CONFORMANCE_UPDATE=1` rewrites the manifest with every passing case;
+//! - `KILN_CONFORMANCE_FILTER=substr` runs only matching cases;
+//! - `KILN_CONFORMANCE_REPORT=path` writes every failure with its reason.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use kiln::ir::{interp, Tensor};
+use kiln_frontends::onnx;
+use rayon::prelude::*;
+
+/// The suites' tolerance: `np.testing.assert_allclose(rtol=1e-3, atol=1e-7)`.
+const RTOL: f64 = 1e-3;
+const ATOL: f64 = 1e-7;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn data_root() -> PathBuf {
+    let lib = repo_root().join(".venv/lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|rd| {
+        rd.filter_map(Result::ok)
+            .map(|e| e.path().join("site-packages/onnx/backend/test/data"))
+            .find(|p| p.is_dir())
+    });
+    found.unwrap_or_else(|| {
+        panic!("ONNX test data not found under {}: run scripts/setup-python.sh (installs onnx==1.22.0 into .venv)", lib.display())
+    })
+}
+
+fn manifest_path() -> PathBuf {
+    repo_root().join("tests/onnx-manifest.txt")
+}
+
+fn read_manifest() -> BTreeSet<String> {
+    std::fs::read_to_string(manifest_path())
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
+/// Compares one output with the expected tensor like numpy's `assert_allclose`.
+fn compare(i: usize, got: &Tensor, want: &Tensor) -> Result<(), String> {
+    if got.shape() != want.shape() {
+        return Err(format!(
+            "output {i}: shape {:?}, expected {:?}",
+            got.shape(),
+            want.shape()
+        ));
+    }
+    if got.dtype() != want.dtype() {
+        return Err(format!(
+            "output {i}: dtype {}, expected {}",
+            got.dtype(),
+            want.dtype()
+        ));
+    }
+    let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
+    for (k, (&a, &b)) in g.iter().zip(&w).enumerate() {
+        let ok = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= ATOL + RTOL * b.abs();
+        if !ok {
+            return Err(format!("output {i}: element {k} is {a}, expected {b}"));
+        }
+    }
+    Ok(())
+}
+
+fn read_pbs(dir: &Path, prefix: &str) -> Result<Vec<Tensor>, String> {
+    let mut out = Vec::new();
+    for k in 0.. {
+        let p = dir.join(format!("{prefix}_{k}.pb"));
+        if !p.exists() {
+            break;
+        }
+        out.push(onnx::read_tensor_file(&p).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+/// Runs a case folder (`model.onnx` + `test_data_set_*`).
+fn run_case(dir: &Path) -> Result<(), String> {
+    let graph = onnx::load(&dir.join("model.onnx")).map_err(|e| format!("import: {e}"))?;
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("test_data_set"))
+        })
+        .collect();
+    sets.sort();
+    for set in sets {
+        let inputs = read_pbs(&set, "input")?;
+        let expected = read_pbs(&set, "output")?;
+        let named: Vec<(String, Tensor)> = graph
+            .inputs
+            .iter()
+            .zip(inputs)
+            .map(|(&id, t)| (graph.value(id).name.clone(), t))
+            .collect();
+        let outs = interp::run(&graph, &named).map_err(|e| format!("run: {e}"))?;
+        if outs.len() != expected.len() {
+            return Err(format!(
+                "{} outputs, expected {}",
+                outs.len(),
+                expected.len()
+            ));
+        }
+        for (i, (g, w)) in outs.iter().zip(&expected).enumerate() {
+            compare(i, g, w)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a `light` model: inputs are `arange(n)/n` in f32 as the ONNX runner makes them.
+fn run_light(model: &Path) -> Result<(), String> {
+    let graph = onnx::load(model).map_err(|e| format!("import: {e}"))?;
+    let mut inputs = Vec::new();
+    for &id in &graph.inputs {
+        let v = graph.value(id);
+        let dims: Vec<usize> =
+            v.ty.shape
+                .0
+                .iter()
+                .map(|d| d.known().unwrap_or(1))
+                .collect();
+        let n: usize = dims.iter().product();
+        let data: Vec<f32> = (0..n).map(|i| (i as f64 / n as f64) as f32).collect();
+        inputs.push((v.name.clone(), Tensor::from_vec(dims, data)));
+    }
+    let outs = interp::run(&graph, &inputs).map_err(|e| format!("run: {e}"))?;
+    let stem = model.with_extension("");
+    for (i, got) in outs.iter().enumerate() {
+        let want = onnx::read_tensor_file(Path::new(&format!("{}_output_{i}.pb", stem.display())))
+            .map_err(|e| e.to_string())?;
+        compare(i, got, &want)?;
+    }
+    Ok(())
+}
+
+/// Every case of every suite: (`suite/name`, runner input).
+fn all_cases(root: &Path) -> Vec<(String, PathBuf)> {
+    let mut cases = Vec::new();
+    for suite in ["node", "pytorch-converted", "pytorch-operator", "simple"] {
+        if let Ok(rd) = std::fs::read_dir(root.join(suite)) {
+            for e in rd.filter_map(Result::ok) {
+                cases.push((
+                    format!("{suite}/{}", e.file_name().to_string_lossy()),
+                    e.path(),
+                ));
+            }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(root.join("light")) {
+        for e in rd.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(".onnx") {
+                cases.push((format!("light/{stem}"), e.path()));
+            }
+        }
+    }
+    cases.sort();
+    cases
+}
+
+#[test]
+fn onnx_backend_suites() {
+    let root = data_root();
+    let filter = std::env::var("KILN_CONFORMANCE_FILTER").ok();
+    let manifest = read_manifest();
+    let cases: Vec<(String, PathBuf)> = all_cases(&root)
+        .into_iter()
+        .filter(|(n, _)| filter.as_deref().is_none_or(|f| n.contains(f)))
+        .collect();
+    let results: Mutex<Vec<(String, Result<(), String>)>> = Mutex::new(Vec::new());
+    cases.par_iter().for_each(|(name, path)| {
+        let r = std::panic::catch_unwind(|| {
+            if name.starts_with("light/") {
+                run_light(path)
+            } else {
+                run_case(path)
+            }
+        })
+        .unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+            Err(format!("PANIC: {}", msg.unwrap_or_default()))
+        });
+        results.lock().unwrap().push((name.clone(), r));
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let passing: BTreeSet<String> = results
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(n, _)| n.clone())
+        .collect();
+    if let Ok(path) = std::env::var("KILN_CONFORMANCE_REPORT") {
+        let report: String = results
+            .iter()
+            .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e}\n")))
+            .collect();
+        std::fs::write(path, report).unwrap();
+    }
+    if std::env::var("KILN_CONFORMANCE_UPDATE").is_ok_and(|v| v == "1") {
+        let mut text = String::from("# ONNX backend test cases expected to pass through the reference interpreter.\n# Regenerate: KILN_CONFORMANCE_UPDATE=1 cargo test --release --test onnx_conformance\n");
+        for n in &passing {
+            text.push_str(n);
+            text.push('\n');
+        }
+        std::fs::write(manifest_path(), text).unwrap();
+    }
+    let listed_failures: Vec<&(String, Result<(), String>)> = results
+        .iter()
+        .filter(|(n, r)| manifest.contains(n) && r.is_err())
+        .collect();
+    let listed_run = results.iter().filter(|(n, _)| manifest.contains(n)).count();
+    let unlisted = results.len() - listed_run;
+    let unlisted_passing = results
+        .iter()
+        .filter(|(n, r)| !manifest.contains(n) && r.is_ok())
+        .count();
+    for suite in [
+        "node",
+        "pytorch-converted",
+        "pytorch-operator",
+        "simple",
+        "light",
+    ] {
+        let total = results
+            .iter()
+            .filter(|(n, _)| n.starts_with(&format!("{suite}/")))
+            .count();
+        let ok = passing
+            .iter()
+            .filter(|n| n.starts_with(&format!("{suite}/")))
+            .count();
+        println!("{suite:>18}: {ok} of {total} cases pass");
+    }
+    for (n, r) in &listed_failures {
+        println!("FAILED {n}: {}", r.as_ref().unwrap_err());
+    }
+    println!("unlisted (unsupported) cases: {unlisted} ({unlisted_passing} of them pass now: add them with KILN_CONFORMANCE_UPDATE=1)");
+    println!(
+        "conformance: {} passed, {} failed",
+        listed_run - listed_failures.len(),
+        listed_failures.len()
+    );
+    assert!(
+        listed_failures.is_empty(),
+        "{} manifest cases failed",
+        listed_failures.len()
+    );
+}
