@@ -1,3 +1,34 @@
 //! kiln: a model compiler for neural networks.
+//!
+//! Load a model, choose a target, run it:
+//!
+//! ```no_run
+//! use kiln::{Model, Target, Tensor};
+//!
+//! let model = Model::load("models/demo/tiny-bert.onnx")?;
+//! let exe = model.compile(&Target::reference())?;
+//! let ids = Tensor::from_vec(vec![1, 4], vec![101i64, 7592, 2088, 102]);
+//! let mask = Tensor::from_vec(vec![1, 4], vec![1i64; 4]);
+//! let types = Tensor::from_vec(vec![1, 4], vec![0i64; 4]);
+//! let outputs = exe.run(&[
+//!     ("input_ids".into(), ids),
+//!     ("attention_mask".into(), mask),
+//!     ("token_type_ids".into(), types),
+//! ])?;
+//! for (name, t) in &outputs {
+//!     println!("{name}: {:?}", t.shape());
+//! }
+//! # Ok::<(), kiln::Error>(())
+//! ```
 #![warn(missing_docs)]
+
+pub mod cli;
+mod error;
+pub mod inspect;
+pub mod io;
+mod model;
+
+pub use error::Error;
 pub use kiln_ir as ir;
+pub use kiln_ir::{DType, Tensor};
+pub use model::{Executable, Model, Target};

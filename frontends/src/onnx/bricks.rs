@@ -42,23 +42,22 @@ pub(crate) fn module_path(node: &NodeProto) -> Option<String> {
         .iter()
         .find(|m| m.key == NAME_SCOPES_KEY)
     {
-        // A Python list literal of scope names, outermost first: ['', 'encoder', 'layer.0', ...].
-        let scopes: Vec<String> = md
-            .value
-            .trim_matches(|c| c == '[' || c == ']')
-            .split(',')
-            .map(|s| s.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-        if !scopes.is_empty() {
-            // Each entry is either a full path or one component; keep the longest path.
-            let last = scopes.last().cloned().unwrap_or_default();
-            return Some(if scopes.iter().all(|s| last.starts_with(s.as_str())) {
-                last
-            } else {
-                scopes.join(".")
-            });
+        // A Python list literal of module paths, outermost first:
+        // ['', 'model', 'model.layers.0', 'model.layers.0.self_attn', 'linear'].
+        // Each path extends the previous one; the chain ends at the first entry that
+        // does not (there the list names the called function, not a module).
+        let mut path: Option<&str> = None;
+        for scope in md.value.trim_matches(|c| c == '[' || c == ']').split(',') {
+            let scope = scope.trim().trim_matches(|c| c == '\'' || c == '"');
+            if scope.is_empty() || scope.starts_with('_') {
+                continue;
+            }
+            match path {
+                Some(p) if !scope.starts_with(&format!("{p}.")) => break,
+                _ => path = Some(scope),
+            }
         }
+        return path.map(str::to_string);
     }
     let name = node.name.strip_prefix('/')?;
     let mut segs: Vec<&str> = name.split('/').collect();
@@ -139,5 +138,12 @@ mod tests {
             .unwrap();
         assert_eq!(g.bricks[f.0 as usize].kind, BrickKind::Ffn);
         assert_eq!(namer.brick_for(&mut g, &node("Add_3")), None);
+        let mut n = node("node_linear_7");
+        n.metadata_props.push(crate::onnx::proto::StringStringEntryProto {
+            key: NAME_SCOPES_KEY.into(),
+            value: "['', 'model', 'model.layers.0', 'model.layers.0.self_attn', 'model.layers.0.self_attn.q_proj', 'linear']".into(),
+        });
+        let a = namer.brick_for(&mut g, &n).unwrap();
+        assert_eq!(g.bricks[a.0 as usize].name, "model.layers.0.self_attn");
     }
 }

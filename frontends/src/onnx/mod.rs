@@ -47,7 +47,7 @@ pub enum OnnxError {
     #[error("malformed model: {0}")]
     Malformed(String),
     /// Ops kiln does not support, all listed at once.
-    #[error("unsupported ops: {}", .0.iter().map(|(op, nodes)| format!("{op} (node{} {})", if nodes.len() > 1 { "s" } else { "" }, nodes.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join("; "))]
+    #[error("unsupported ops: {}", unsupported_list(.0))]
     Unsupported(Vec<(String, Vec<String>)>),
     /// A node could not be converted.
     #[error("node `{node}` ({op_type}): {message}")]
@@ -93,18 +93,29 @@ pub enum OnnxError {
     },
 }
 
-/// Loads an ONNX model file: the file is memory-mapped and initializers view it
-/// without copying; external data is resolved relative to the file's folder.
-pub fn load(path: &Path) -> Result<Graph, OnnxError> {
+/// Reads and decodes an ONNX model file (memory-mapped: initializers' `raw_data`
+/// stay views of the mapping).
+pub fn read_model(path: &Path) -> Result<proto::ModelProto, OnnxError> {
     let bytes = kiln_ir::map_file(path).map_err(|source| OnnxError::Io {
         path: path.display().to_string(),
         source,
     })?;
-    let model = proto::decode_model(bytes).map_err(|e| OnnxError::Decode {
+    proto::decode_model(bytes).map_err(|e| OnnxError::Decode {
         path: path.display().to_string(),
         what: "model",
         message: e.to_string(),
-    })?;
+    })
+}
+
+/// Loads an ONNX model file: the file is memory-mapped and initializers view it
+/// without copying; external data is resolved relative to the file's folder.
+pub fn load(path: &Path) -> Result<Graph, OnnxError> {
+    let model = read_model(path)?;
+    import_from(&model, path)
+}
+
+/// Imports a model read from `path` (external data resolves next to it).
+pub fn import_from(model: &proto::ModelProto, path: &Path) -> Result<Graph, OnnxError> {
     let dir = path.parent().map(|p| {
         if p.as_os_str().is_empty() {
             Path::new(".")
@@ -112,7 +123,7 @@ pub fn load(path: &Path) -> Result<Graph, OnnxError> {
             p
         }
     });
-    import::import_model(&model, tensor::DataDir(dir.map(Path::to_path_buf)))
+    import::import_model(model, tensor::DataDir(dir.map(Path::to_path_buf)))
 }
 
 /// Imports an already-decoded model (external data is refused: there is no folder).
@@ -140,4 +151,29 @@ pub fn unsupported_ops(model: &proto::ModelProto) -> Vec<(String, Vec<String>)> 
     let reg = Registry::standard();
     let Some(g) = &model.graph else { return vec![] };
     import::collect_unsupported(&reg, g, &model.functions)
+}
+
+/// At most this many node names are named per op in an unsupported-ops message.
+const MAX_NODES_NAMED: usize = 5;
+
+fn unsupported_list(ops: &[(String, Vec<String>)]) -> String {
+    let one = |(op, nodes): &(String, Vec<String>)| {
+        let named: Vec<String> = nodes
+            .iter()
+            .take(MAX_NODES_NAMED)
+            .map(|n| format!("`{n}`"))
+            .collect();
+        let more = nodes.len().saturating_sub(MAX_NODES_NAMED);
+        let tail = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        format!(
+            "{op} (node{} {}{tail})",
+            if nodes.len() > 1 { "s" } else { "" },
+            named.join(", ")
+        )
+    };
+    ops.iter().map(one).collect::<Vec<_>>().join("; ")
 }

@@ -1,0 +1,180 @@
+//! The `kiln` command line.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+use crate::{inspect, io, Error, Model, Target, Tensor};
+
+/// kiln: a model compiler for neural networks.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a model on input tensors and write its outputs to a .safetensors file.
+    Run {
+        /// The model (.onnx).
+        model: PathBuf,
+        /// An input as NAME=FILE, FILE a .npy or an ONNX TensorProto .pb (repeat per input).
+        #[arg(long = "input", short = 'i', value_name = "NAME=FILE")]
+        inputs: Vec<String>,
+        /// Where to write every output, under its model output name.
+        #[arg(long, short = 'o', value_name = "OUT.safetensors")]
+        output: Option<PathBuf>,
+        /// Where to run: ref (reference interpreter), cpu, cuda.
+        #[arg(long, default_value = "ref")]
+        target: String,
+    },
+    /// Show a model's inputs, outputs, bricks with parameter counts, ops, unsupported ops.
+    Inspect {
+        /// The model (.onnx).
+        model: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses the arguments, runs the command, prints errors as one line; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match execute(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn parse_input(arg: &str) -> Result<(String, PathBuf), Error> {
+    let (name, file) = arg
+        .split_once('=')
+        .filter(|(n, f)| !n.is_empty() && !f.is_empty())
+        .ok_or_else(|| Error::Input(format!("--input `{arg}`: expected NAME=FILE")))?;
+    Ok((name.to_string(), PathBuf::from(file)))
+}
+
+/// Runs one command; `Ok` carries the exit code.
+pub fn execute(command: Command) -> Result<i32, Error> {
+    match command {
+        Command::Run {
+            model,
+            inputs,
+            output,
+            target,
+        } => run(&model, &inputs, output.as_deref(), &target),
+        Command::Inspect { model, json } => {
+            let report = inspect::inspect(&model)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report)
+                        .map_err(|e| Error::Output(e.to_string()))?
+                );
+            } else {
+                print!("{}", inspect::render(&report));
+            }
+            if let Some(e) = report.import_error {
+                return Err(Error::Input(e));
+            }
+            if !report.unsupported.is_empty() {
+                let n = report.unsupported.len();
+                return Err(Error::Input(format!(
+                    "the model uses {n} unsupported op type{} (listed above)",
+                    if n == 1 { "" } else { "s" }
+                )));
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn run(model: &Path, inputs: &[String], output: Option<&Path>, target: &str) -> Result<i32, Error> {
+    let target = Target::from_name(target).ok_or_else(|| {
+        Error::Input(format!(
+            "unknown target `{target}` (choose ref, cpu or cuda)"
+        ))
+    })?;
+    // Refuse an unavailable target before any work.
+    if target != Target::Reference {
+        return Err(Error::TargetUnavailable(target.to_string()));
+    }
+    let mut named = Vec::new();
+    for arg in inputs {
+        let (name, file) = parse_input(arg)?;
+        if named.iter().any(|(n, _): &(String, Tensor)| *n == name) {
+            return Err(Error::Input(format!("input `{name}` given twice")));
+        }
+        named.push((name, io::read_tensor(&file)?));
+    }
+    let t0 = Instant::now();
+    let model = Model::load(model)?;
+    let exe = model.compile(&target)?;
+    let load = t0.elapsed();
+    let t1 = Instant::now();
+    let outputs = exe.run(&named)?;
+    let run = t1.elapsed();
+    let width = outputs.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    for (name, t) in &outputs {
+        println!(
+            "{name:width$}  {}{:?}  {}",
+            t.dtype(),
+            t.shape(),
+            summary(t)
+        );
+    }
+    if let Some(path) = output {
+        io::safetensors_out::write(path, &outputs)?;
+        println!(
+            "wrote {} output{} to {}",
+            outputs.len(),
+            if outputs.len() == 1 { "" } else { "s" },
+            path.display()
+        );
+    }
+    eprintln!(
+        "target {target}: loaded in {:.1} ms, ran in {:.1} ms",
+        load.as_secs_f64() * 1e3,
+        run.as_secs_f64() * 1e3
+    );
+    Ok(0)
+}
+
+/// A short description of a tensor's values: a few of them, and min/mean/max.
+fn summary(t: &Tensor) -> String {
+    let v = t.to_f64_vec();
+    if v.is_empty() {
+        return "(empty)".into();
+    }
+    let fmt = |x: f64| {
+        if t.dtype().is_float() {
+            format!("{x:.5}")
+        } else {
+            format!("{x}")
+        }
+    };
+    let head: Vec<String> = v.iter().take(4).map(|&x| fmt(x)).collect();
+    let more = if v.len() > 4 { ", ..." } else { "" };
+    let (mut lo, mut hi, mut sum) = (f64::INFINITY, f64::NEG_INFINITY, 0.0);
+    for &x in &v {
+        lo = lo.min(x);
+        hi = hi.max(x);
+        sum += x;
+    }
+    format!(
+        "[{}{more}]  min {} mean {} max {}",
+        head.join(", "),
+        fmt(lo),
+        fmt(sum / v.len() as f64),
+        fmt(hi)
+    )
+}

@@ -1,0 +1,27 @@
+//! The library's error type.
+
+use kiln_frontends::onnx::OnnxError;
+use kiln_ir::interp::EvalError;
+
+/// Everything that can go wrong in kiln, with a one-line message for people.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The model could not be imported.
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+    /// Evaluation failed (bad inputs or an op rejected its operands).
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    /// An input file or argument is unusable.
+    #[error("{0}")]
+    Input(String),
+    /// An output could not be written.
+    #[error("{0}")]
+    Output(String),
+    /// The requested target is not built into this kiln.
+    #[error("target `{0}` is not available yet: this kiln runs models with `--target ref` (the reference interpreter) only")]
+    TargetUnavailable(String),
+    /// The model path is not something kiln can load.
+    #[error("{0}")]
+    UnknownModel(String),
+}

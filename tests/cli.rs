@@ -1,0 +1,350 @@
+//! The command line: `kiln run` and `kiln inspect` on good input, and a clear
+//! one-line error (never a panic) for every kind of bad input.
+
+mod common;
+
+use common::*;
+use kiln::ir::Tensor;
+use prost::Message;
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_model(dir.path(), "m.onnx", &add_relu_model());
+    let x = dir.path().join("x.npy");
+    write_npy(
+        &x,
+        "<f4",
+        &[2, 3],
+        &f32_bytes(&[1.0, 2.0, -3.0, -0.25, 0.5, 0.0]),
+    );
+    (dir, m, x)
+}
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn run_writes_outputs_to_safetensors() {
+    let (dir, m, x) = setup();
+    let out = dir.path().join("out.safetensors");
+    let r = kiln(&[
+        "run",
+        s(&m),
+        "--input",
+        &format!("x={}", s(&x)),
+        "--output",
+        s(&out),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let y = st.tensor("y").unwrap();
+    assert_eq!(y.shape(), &[2, 3]);
+    let v: Vec<f32> = y
+        .data()
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(v, vec![1.5, 1.0, 0.0, 0.25, 0.0, 2.0]);
+    assert!(String::from_utf8_lossy(&r.stdout).contains("wrote 1 output"));
+}
+
+#[test]
+fn run_reads_tensorproto_inputs() {
+    let (dir, m, _) = setup();
+    let pb = dir.path().join("x.pb");
+    std::fs::write(&pb, f32_init("x", &[2, 3], &[0.0; 6]).encode_to_vec()).unwrap();
+    let r = kiln(&["run", s(&m), "--input", &format!("x={}", s(&pb))]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stdout).contains("y  f32[2, 3]"));
+}
+
+#[test]
+fn malformed_protobuf_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.onnx");
+    std::fs::write(&p, b"\x0a\xff\xff\xff\xff\x0fgarbage").unwrap();
+    let err = kiln_fails(&["inspect", s(&p)]);
+    assert!(
+        err.contains("bad.onnx` is not a valid ONNX model (malformed or truncated protobuf"),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_model_is_reported() {
+    let (dir, m, x) = setup();
+    let bytes = std::fs::read(&m).unwrap();
+    let t = dir.path().join("trunc.onnx");
+    std::fs::write(&t, &bytes[..bytes.len() - 7]).unwrap();
+    let err = kiln_fails(&["run", s(&t), "--input", &format!("x={}", s(&x))]);
+    assert!(
+        err.contains("trunc.onnx` is not a valid ONNX model"),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_raw_data_names_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = add_relu_model();
+    let w = &mut m.graph.as_mut().unwrap().initializer[0];
+    w.raw_data = w.raw_data.slice(..8);
+    let p = write_model(dir.path(), "m.onnx", &m);
+    let err = kiln_fails(&["inspect", s(&p)]);
+    assert!(
+        err.contains("tensor `w`: raw_data has 8 bytes, f32[3] needs 12"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_input_name_lists_the_real_ones() {
+    let (_dir, m, x) = setup();
+    let err = kiln_fails(&["run", s(&m), "--input", &format!("nope={}", s(&x))]);
+    assert!(
+        err.contains("the model has no input named `nope` (its inputs: x)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_input_is_named() {
+    let (_dir, m, _) = setup();
+    let err = kiln_fails(&["run", s(&m)]);
+    assert!(err.contains("missing input `x`"), "{err}");
+}
+
+#[test]
+fn dtype_mismatch_is_reported() {
+    let (dir, m, _) = setup();
+    let x = dir.path().join("xi.npy");
+    write_npy(&x, "<i8", &[2, 3], &[0u8; 48]);
+    let err = kiln_fails(&["run", s(&m), "--input", &format!("x={}", s(&x))]);
+    assert!(
+        err.contains("input `x`: expected dtype f32, got i64"),
+        "{err}"
+    );
+}
+
+#[test]
+fn shape_mismatch_is_reported() {
+    let (dir, m, _) = setup();
+    let x = dir.path().join("xs.npy");
+    write_npy(&x, "<f4", &[3, 2], &[0u8; 24]);
+    let err = kiln_fails(&["run", s(&m), "--input", &format!("x={}", s(&x))]);
+    assert!(
+        err.contains("input `x`: expected shape [2, 3], got [3, 2] (dim 0 is 3, expected 2)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_weight_names_node_and_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = add_relu_model();
+    m.graph.as_mut().unwrap().initializer.clear();
+    let p = write_model(dir.path(), "m.onnx", &m);
+    let err = kiln_fails(&["inspect", s(&p)]);
+    assert!(err.contains("node `add` uses `w`, which is not an input, initializer or output of an earlier node (missing weight?)"), "{err}");
+}
+
+#[test]
+fn missing_external_data_file_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = add_relu_model();
+    m.graph.as_mut().unwrap().initializer = vec![external_init("w", &[3], "weights.bin", 12)];
+    let p = write_model(dir.path(), "m.onnx", &m);
+    let err = kiln_fails(&["inspect", s(&p)]);
+    assert!(
+        err.contains("tensor `w`: cannot open external data file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn external_data_is_read_and_checked() {
+    let (dir, _, x) = setup();
+    let mut m = add_relu_model();
+    m.graph.as_mut().unwrap().initializer = vec![external_init("w", &[3], "weights.bin", 12)];
+    let p = write_model(dir.path(), "ext.onnx", &m);
+    std::fs::write(dir.path().join("weights.bin"), f32_bytes(&[0.5, -1.0, 2.0])).unwrap();
+    let r = kiln(&["run", s(&p), "--input", &format!("x={}", s(&x))]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    std::fs::write(dir.path().join("weights.bin"), f32_bytes(&[0.5])).unwrap();
+    let err = kiln_fails(&["run", s(&p), "--input", &format!("x={}", s(&x))]);
+    assert!(
+        err.contains("tensor `w`: needs 12 bytes at offset 0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn external_data_outside_the_model_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = dir.path().join("model");
+    std::fs::create_dir(&inner).unwrap();
+    std::fs::write(dir.path().join("secret.bin"), [0u8; 12]).unwrap();
+    for location in ["../secret.bin", "/etc/passwd"] {
+        let mut m = add_relu_model();
+        m.graph.as_mut().unwrap().initializer = vec![external_init("w", &[3], location, 12)];
+        let p = write_model(&inner, "m.onnx", &m);
+        let err = kiln_fails(&["inspect", s(&p)]);
+        assert!(err.contains(&format!("tensor `w`: external data location `{location}` leaves the model's folder; refused")), "{err}");
+    }
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(dir.path().join("secret.bin"), inner.join("link.bin")).unwrap();
+        let mut m = add_relu_model();
+        m.graph.as_mut().unwrap().initializer = vec![external_init("w", &[3], "link.bin", 12)];
+        let p = write_model(&inner, "m.onnx", &m);
+        let err = kiln_fails(&["inspect", s(&p)]);
+        assert!(
+            err.contains("resolves outside the model's folder; refused"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn unsupported_ops_are_listed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(
+        vec![
+            node("FancyOp", "first", &["x"], &["a"]),
+            node("Relu", "r", &["a"], &["b"]),
+            node("OtherOp", "second", &["b"], &["c"]),
+            node("FancyOp", "third", &["c"], &["y"]),
+        ],
+        vec![value_info("x", FLOAT, &[2])],
+        vec![value_info("y", FLOAT, &[2])],
+        vec![],
+    );
+    let p = write_model(dir.path(), "m.onnx", &m);
+    let x = dir.path().join("x.npy");
+    write_npy(&x, "<f4", &[2], &f32_bytes(&[1.0, 2.0]));
+    let err = kiln_fails(&["run", s(&p), "--input", &format!("x={}", s(&x))]);
+    assert!(
+        err.contains("unsupported ops: FancyOp (nodes `first`, `third`); OtherOp (node `second`)"),
+        "{err}"
+    );
+    // inspect lists them too (and exits non-zero).
+    let out = kiln(&["inspect", s(&p)]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("unsupported ops (2):") && text.contains("FancyOp  (2 nodes: first, third)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unbuilt_targets_say_so() {
+    let (_dir, m, x) = setup();
+    for t in ["cpu", "cuda"] {
+        let err = kiln_fails(&[
+            "run",
+            s(&m),
+            "--input",
+            &format!("x={}", s(&x)),
+            "--target",
+            t,
+        ]);
+        assert!(
+            err.contains(&format!("target `{t}` is not available yet")),
+            "{err}"
+        );
+    }
+    let err = kiln_fails(&["run", s(&m), "--target", "tpu"]);
+    assert!(err.contains("unknown target `tpu`"), "{err}");
+}
+
+#[test]
+fn bad_input_files_are_reported() {
+    let (dir, m, _) = setup();
+    let junk = dir.path().join("junk.npy");
+    std::fs::write(&junk, b"hello").unwrap();
+    let err = kiln_fails(&["run", s(&m), "--input", &format!("x={}", s(&junk))]);
+    assert!(
+        err.contains("junk.npy`: not a .npy file (bad magic)"),
+        "{err}"
+    );
+    let short = dir.path().join("short.npy");
+    write_npy(&short, "<f4", &[2, 3], &[0u8; 20]);
+    let err = kiln_fails(&["run", s(&m), "--input", &format!("x={}", s(&short))]);
+    assert!(err.contains("holds 20 data bytes"), "{err}");
+    let err = kiln_fails(&["run", s(&m), "--input", "x"]);
+    assert!(err.contains("--input `x`: expected NAME=FILE"), "{err}");
+    let err = kiln_fails(&["run", s(&m), "--input", "x=/nonexistent/x.npy"]);
+    assert!(err.contains("cannot read `/nonexistent/x.npy`"), "{err}");
+    let err = kiln_fails(&["run", "/nonexistent/model.onnx"]);
+    assert!(
+        err.contains("`/nonexistent/model.onnx` does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn output_is_written_atomically() {
+    let (dir, m, x) = setup();
+    let out = dir.path().join("out.safetensors");
+    std::fs::write(&out, b"previous").unwrap();
+    // A failing run leaves the previous file untouched.
+    let bad = dir.path().join("bad.npy");
+    write_npy(&bad, "<f4", &[3, 2], &[0u8; 24]);
+    kiln_fails(&[
+        "run",
+        s(&m),
+        "--input",
+        &format!("x={}", s(&bad)),
+        "--output",
+        s(&out),
+    ]);
+    assert_eq!(std::fs::read(&out).unwrap(), b"previous");
+    let r = kiln(&[
+        "run",
+        s(&m),
+        "--input",
+        &format!("x={}", s(&x)),
+        "--output",
+        s(&out),
+    ]);
+    assert!(r.status.success());
+    assert!(safetensors::SafeTensors::deserialize(&std::fs::read(&out).unwrap()).is_ok());
+    // No temporary files left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+}
+
+#[test]
+fn inspect_json_is_machine_readable() {
+    let (_dir, m, _) = setup();
+    let out = kiln(&["inspect", s(&m), "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["inputs"][0]["name"], "x");
+    assert_eq!(v["inputs"][0]["shape"], "[2, 3]");
+    assert_eq!(v["parameters"], 3);
+    assert_eq!(v["onnx_ops"]["Relu"], 1);
+}
+
+#[test]
+fn library_api_runs_models() {
+    let (_dir, m, _) = setup();
+    let model = kiln::Model::load(&m).unwrap();
+    let exe = model.compile(&kiln::Target::reference()).unwrap();
+    let x = Tensor::from_vec(vec![2, 3], vec![0f32; 6]);
+    let out = exe.run(&[("x".into(), x)]).unwrap();
+    assert_eq!(out[0].0, "y");
+    assert_eq!(out[0].1.to_vec::<f32>(), vec![0.5, 0.0, 2.0, 0.5, 0.0, 2.0]);
+    assert!(matches!(
+        model.compile(&kiln::Target::cpu()),
+        Err(kiln::Error::TargetUnavailable(_))
+    ));
+}
+
+#[test]
+fn executables_are_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<kiln::Executable>();
+}
