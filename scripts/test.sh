@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets up and runs every check of the project: formatting, lints, and all tests
+# (unit, snapshot, CLI errors, model fixtures, the ONNX conformance suites).
+# Exits non-zero when anything fails.
+set -euo pipefail
+repo_root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+bash scripts/setup.sh
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+echo "test: cargo fmt --check"
+cargo fmt --all -- --check
+echo "test: cargo clippy"
+cargo clippy --release --workspace --all-targets --quiet -- -D warnings
+echo "test: cargo test"
+cargo test --release --workspace --no-fail-fast 2>&1 | tee target/test-output.txt

@@ -1,0 +1,117 @@
+//! Transformer exports from both `torch.onnx.export` paths (TorchScript and dynamo),
+//! with fixed and with symbolic batch/sequence dims, run through the reference
+//! interpreter and compared with onnxruntime's outputs (committed fixtures made by
+//! `scripts/make_onnx_fixtures.py`; no Python at test time).
+
+use std::path::{Path, PathBuf};
+
+use kiln::ir::{BrickKind, Tensor};
+use kiln::Model;
+
+/// Allowed relative error against onnxruntime.
+const REL_TOL: f64 = 1e-4;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx")
+}
+
+fn read_dir_npys(dir: &Path) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "npy"))
+        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), kiln::io::npy::read(&p).unwrap()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Max |a − b| relative to max |b| (and each element within REL_TOL·|b| + a small floor).
+fn check_close(what: &str, got: &Tensor, want: &Tensor) -> f64 {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
+    let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
+    let scale = w.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-30);
+    let mut worst = 0f64;
+    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+        let d = (a - b).abs();
+        assert!(d <= REL_TOL * b.abs() + REL_TOL * 1e-2 * scale, "{what}: element {i} is {a}, onnxruntime {b}");
+        worst = worst.max(d / scale);
+    }
+    assert!(worst <= REL_TOL, "{what}: relative error {worst}");
+    worst
+}
+
+fn run_fixture(name: &str) {
+    let dir = fixtures().join(name);
+    let model = Model::load(dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for (inputs, expected) in [("inputs", "expected"), ("inputs_alt", "expected_alt")] {
+        if !dir.join(inputs).exists() {
+            continue;
+        }
+        let outs = model.run(&read_dir_npys(&dir.join(inputs))).unwrap_or_else(|e| panic!("{name}/{inputs}: {e}"));
+        let want = read_dir_npys(&dir.join(expected));
+        assert!(!want.is_empty());
+        for (oname, w) in &want {
+            let (_, g) = outs.iter().find(|(n, _)| n == oname).unwrap_or_else(|| panic!("{name}: no output {oname}"));
+            let err = check_close(&format!("{name}/{inputs}/{oname}"), g, w);
+            println!("{name}/{inputs}/{oname}: max relative error {err:.2e}");
+        }
+    }
+}
+
+/// Kinds of the bricks of a model.
+fn brick_kinds(name: &str) -> Vec<(String, BrickKind)> {
+    let model = Model::load(fixtures().join(name).join("model.onnx")).unwrap();
+    model.graph().bricks.iter().map(|b| (b.name.clone(), b.kind.clone())).collect()
+}
+
+macro_rules! fixture_tests {
+    ($($test:ident => $name:literal),* $(,)?) => {
+        $(#[test] fn $test() { run_fixture($name); })*
+    };
+}
+
+fixture_tests! {
+    bert_torchscript_fixed => "bert_torchscript_fixed",
+    bert_torchscript_dynamic => "bert_torchscript_dynamic",
+    bert_dynamo_fixed => "bert_dynamo_fixed",
+    bert_dynamo_dynamic => "bert_dynamo_dynamic",
+    llama_torchscript_fixed => "llama_torchscript_fixed",
+    llama_torchscript_dynamic => "llama_torchscript_dynamic",
+    llama_dynamo_fixed => "llama_dynamo_fixed",
+    llama_dynamo_dynamic => "llama_dynamo_dynamic",
+    gpt2_torchscript_fixed => "gpt2_torchscript_fixed",
+    gpt2_torchscript_dynamic => "gpt2_torchscript_dynamic",
+    gpt2_dynamo_fixed => "gpt2_dynamo_fixed",
+    gpt2_dynamo_dynamic => "gpt2_dynamo_dynamic",
+    vit_torchscript_fixed => "vit_torchscript_fixed",
+    vit_torchscript_dynamic => "vit_torchscript_dynamic",
+    vit_dynamo_fixed => "vit_dynamo_fixed",
+    vit_dynamo_dynamic => "vit_dynamo_dynamic",
+}
+
+#[test]
+fn bert_exports_show_layers_attention_and_ffn() {
+    for name in ["bert_torchscript_dynamic", "bert_dynamo_dynamic"] {
+        let kinds = brick_kinds(name);
+        for want in ["encoder.layer.0", "encoder.layer.1"] {
+            assert!(kinds.iter().any(|(n, k)| n == want && *k == BrickKind::Layer), "{name}: no layer {want} in {kinds:?}");
+        }
+        assert!(kinds.iter().any(|(n, k)| n == "encoder.layer.1.attention" && *k == BrickKind::Attention), "{name}: {kinds:?}");
+        assert!(kinds.iter().any(|(n, k)| n == "encoder.layer.1.intermediate" && *k == BrickKind::Ffn), "{name}: {kinds:?}");
+        assert!(kinds.iter().any(|(_, k)| *k == BrickKind::Embedding), "{name}: {kinds:?}");
+    }
+}
+
+#[test]
+fn llama_exports_show_layers_attention_and_ffn() {
+    for name in ["llama_torchscript_dynamic", "llama_dynamo_dynamic"] {
+        let kinds = brick_kinds(name);
+        assert!(kinds.iter().any(|(n, k)| n.ends_with("layers.1") && *k == BrickKind::Layer), "{name}: {kinds:?}");
+        assert!(kinds.iter().any(|(n, k)| n.ends_with("layers.0.self_attn") && *k == BrickKind::Attention), "{name}: {kinds:?}");
+        assert!(kinds.iter().any(|(n, k)| n.ends_with("layers.0.mlp") && *k == BrickKind::Ffn), "{name}: {kinds:?}");
+        assert!(kinds.iter().any(|(_, k)| *k == BrickKind::Norm), "{name}: {kinds:?}");
+    }
+}
