@@ -21,7 +21,12 @@ fn read_dir_npys(dir: &Path) -> Vec<(String, Tensor)> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "npy"))
-        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), kiln::io::npy::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_stem().unwrap().to_string_lossy().into_owned(),
+                kiln::io::npy::read(&p).unwrap(),
+            )
+        })
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
@@ -36,7 +41,10 @@ fn check_close(what: &str, got: &Tensor, want: &Tensor) -> f64 {
     let mut worst = 0f64;
     for (i, (a, b)) in g.iter().zip(&w).enumerate() {
         let d = (a - b).abs();
-        assert!(d <= REL_TOL * b.abs() + REL_TOL * 1e-2 * scale, "{what}: element {i} is {a}, onnxruntime {b}");
+        assert!(
+            d <= REL_TOL * b.abs() + REL_TOL * 1e-2 * scale,
+            "{what}: element {i} is {a}, onnxruntime {b}"
+        );
         worst = worst.max(d / scale);
     }
     assert!(worst <= REL_TOL, "{what}: relative error {worst}");
@@ -50,11 +58,16 @@ fn run_fixture(name: &str) {
         if !dir.join(inputs).exists() {
             continue;
         }
-        let outs = model.run(&read_dir_npys(&dir.join(inputs))).unwrap_or_else(|e| panic!("{name}/{inputs}: {e}"));
+        let outs = model
+            .run(&read_dir_npys(&dir.join(inputs)))
+            .unwrap_or_else(|e| panic!("{name}/{inputs}: {e}"));
         let want = read_dir_npys(&dir.join(expected));
         assert!(!want.is_empty());
         for (oname, w) in &want {
-            let (_, g) = outs.iter().find(|(n, _)| n == oname).unwrap_or_else(|| panic!("{name}: no output {oname}"));
+            let (_, g) = outs
+                .iter()
+                .find(|(n, _)| n == oname)
+                .unwrap_or_else(|| panic!("{name}: no output {oname}"));
             let err = check_close(&format!("{name}/{inputs}/{oname}"), g, w);
             println!("{name}/{inputs}/{oname}: max relative error {err:.2e}");
         }
@@ -64,7 +77,12 @@ fn run_fixture(name: &str) {
 /// Kinds of the bricks of a model.
 fn brick_kinds(name: &str) -> Vec<(String, BrickKind)> {
     let model = Model::load(fixtures().join(name).join("model.onnx")).unwrap();
-    model.graph().bricks.iter().map(|b| (b.name.clone(), b.kind.clone())).collect()
+    model
+        .graph()
+        .bricks
+        .iter()
+        .map(|b| (b.name.clone(), b.kind.clone()))
+        .collect()
 }
 
 macro_rules! fixture_tests {
@@ -97,11 +115,29 @@ fn bert_exports_show_layers_attention_and_ffn() {
     for name in ["bert_torchscript_dynamic", "bert_dynamo_dynamic"] {
         let kinds = brick_kinds(name);
         for want in ["encoder.layer.0", "encoder.layer.1"] {
-            assert!(kinds.iter().any(|(n, k)| n == want && *k == BrickKind::Layer), "{name}: no layer {want} in {kinds:?}");
+            assert!(
+                kinds
+                    .iter()
+                    .any(|(n, k)| n == want && *k == BrickKind::Layer),
+                "{name}: no layer {want} in {kinds:?}"
+            );
         }
-        assert!(kinds.iter().any(|(n, k)| n == "encoder.layer.1.attention" && *k == BrickKind::Attention), "{name}: {kinds:?}");
-        assert!(kinds.iter().any(|(n, k)| n == "encoder.layer.1.intermediate" && *k == BrickKind::Ffn), "{name}: {kinds:?}");
-        assert!(kinds.iter().any(|(_, k)| *k == BrickKind::Embedding), "{name}: {kinds:?}");
+        assert!(
+            kinds
+                .iter()
+                .any(|(n, k)| n == "encoder.layer.1.attention" && *k == BrickKind::Attention),
+            "{name}: {kinds:?}"
+        );
+        assert!(
+            kinds
+                .iter()
+                .any(|(n, k)| n == "encoder.layer.1.intermediate" && *k == BrickKind::Ffn),
+            "{name}: {kinds:?}"
+        );
+        assert!(
+            kinds.iter().any(|(_, k)| *k == BrickKind::Embedding),
+            "{name}: {kinds:?}"
+        );
     }
 }
 
@@ -109,9 +145,81 @@ fn bert_exports_show_layers_attention_and_ffn() {
 fn llama_exports_show_layers_attention_and_ffn() {
     for name in ["llama_torchscript_dynamic", "llama_dynamo_dynamic"] {
         let kinds = brick_kinds(name);
-        assert!(kinds.iter().any(|(n, k)| n.ends_with("layers.1") && *k == BrickKind::Layer), "{name}: {kinds:?}");
-        assert!(kinds.iter().any(|(n, k)| n.ends_with("layers.0.self_attn") && *k == BrickKind::Attention), "{name}: {kinds:?}");
-        assert!(kinds.iter().any(|(n, k)| n.ends_with("layers.0.mlp") && *k == BrickKind::Ffn), "{name}: {kinds:?}");
-        assert!(kinds.iter().any(|(_, k)| *k == BrickKind::Norm), "{name}: {kinds:?}");
+        assert!(
+            kinds
+                .iter()
+                .any(|(n, k)| n.ends_with("layers.1") && *k == BrickKind::Layer),
+            "{name}: {kinds:?}"
+        );
+        assert!(
+            kinds
+                .iter()
+                .any(|(n, k)| n.ends_with("layers.0.self_attn") && *k == BrickKind::Attention),
+            "{name}: {kinds:?}"
+        );
+        assert!(
+            kinds
+                .iter()
+                .any(|(n, k)| n.ends_with("layers.0.mlp") && *k == BrickKind::Ffn),
+            "{name}: {kinds:?}"
+        );
+        assert!(
+            kinds.iter().any(|(_, k)| *k == BrickKind::Norm),
+            "{name}: {kinds:?}"
+        );
     }
+}
+
+#[test]
+fn dynamic_exports_keep_symbolic_output_shapes() {
+    for (name, want) in [
+        ("bert_torchscript_dynamic", "f32[batch, sequence, 64]"),
+        ("bert_dynamo_dynamic", "f32[batch, sequence, 64]"),
+        ("llama_torchscript_dynamic", "f32[batch, sequence, 1000]"),
+    ] {
+        let model = Model::load(fixtures().join(name).join("model.onnx")).unwrap();
+        let g = model.graph();
+        let ty = &g.value(g.outputs[0]).ty;
+        assert_eq!(ty.to_string(), want, "{name}");
+    }
+}
+
+/// Weights are views of the memory-mapped model file, not copies.
+#[cfg(target_os = "linux")]
+#[test]
+fn weights_are_memory_mapped_not_copied() {
+    let path = fixtures()
+        .join("bert_torchscript_fixed/model.onnx")
+        .canonicalize()
+        .unwrap();
+    let model = Model::load(&path).unwrap();
+    let g = model.graph();
+    let (addr, len) = g
+        .values()
+        .iter()
+        .filter_map(|v| match &v.def {
+            kiln::ir::ValueDef::Const(t) => Some((t.bytes().as_ptr() as usize, t.bytes().len())),
+            _ => None,
+        })
+        .max_by_key(|&(_, len)| len)
+        .unwrap();
+    assert!(len > 10_000);
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mapped = maps
+        .lines()
+        .filter(|l| l.ends_with(path.to_str().unwrap()))
+        .any(|l| {
+            let range = l.split_whitespace().next().unwrap();
+            let (lo, hi) = range.split_once('-').unwrap();
+            let (lo, hi) = (
+                usize::from_str_radix(lo, 16).unwrap(),
+                usize::from_str_radix(hi, 16).unwrap(),
+            );
+            lo <= addr && addr + len <= hi
+        });
+    assert!(
+        mapped,
+        "the largest weight does not point into a mapping of {}",
+        path.display()
+    );
 }

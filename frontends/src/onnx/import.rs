@@ -8,6 +8,7 @@ use super::attrs::Attrs;
 use super::bricks::BrickNamer;
 use super::proto::{self, FunctionProto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use super::registry::Registry;
+use super::symbolic::ShapeValues;
 use super::tensor::{dtype_of, onnx_type_name, tensor_from_proto, DataDir};
 use super::OnnxError;
 
@@ -26,6 +27,7 @@ pub(crate) struct Importer<'m> {
     registry: Registry,
     functions: &'m [FunctionProto],
     bricks: BrickNamer,
+    shapes: ShapeValues,
 }
 
 /// Everything a converter needs for one ONNX node: its attributes and inputs, and a
@@ -42,6 +44,7 @@ pub struct NodeCtx<'a, 'm> {
     brick: Option<BrickId>,
     created: HashSet<ValueId>,
     counter: usize,
+    nodes_added: usize,
 }
 
 impl<'a, 'm> NodeCtx<'a, 'm> {
@@ -194,12 +197,21 @@ impl<'a, 'm> NodeCtx<'a, 'm> {
             return Ok(folded);
         }
         let names: Vec<String> = (0..n).map(|_| self.fresh()).collect();
-        let node_name = names[0].clone();
+        // The first kiln node of a conversion carries the ONNX node's own name.
+        let node_name = if self.nodes_added == 0 {
+            self.name.clone()
+        } else {
+            names[0].clone()
+        };
         let outs = self
             .imp
             .graph
-            .add_node(node_name, op, inputs.to_vec(), &names, self.brick)
+            .add_node(node_name, op.clone(), inputs.to_vec(), &names, self.brick)
             .map_err(|e| self.err(format!("{}: {}", e.op, e.message)))?;
+        self.nodes_added += 1;
+        self.imp
+            .shapes
+            .after_node(&mut self.imp.graph, &op, inputs, &outs);
         self.created.extend(outs.iter().copied());
         Ok(outs)
     }
@@ -313,6 +325,7 @@ impl<'m> Importer<'m> {
             brick,
             created: HashSet::new(),
             counter: 0,
+            nodes_added: 0,
         };
         conv(&mut cx)?;
         for (i, o) in node.output.iter().enumerate() {
@@ -530,6 +543,7 @@ pub(crate) fn import_model(model: &ModelProto, dir: DataDir) -> Result<Graph, On
         registry,
         functions: &model.functions,
         bricks: BrickNamer::new(model),
+        shapes: ShapeValues::default(),
     };
     imp.add_initializers(g)?;
     let mut unnamed = 0;

@@ -11,6 +11,7 @@ mod import;
 pub mod ops;
 pub mod proto;
 mod registry;
+mod symbolic;
 pub mod tensor;
 
 pub use attrs::Attrs;
