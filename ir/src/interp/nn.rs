@@ -24,7 +24,11 @@ fn arg<'a>(inputs: &[&'a Tensor], i: usize) -> Result<&'a Tensor, String> {
 }
 
 /// Evaluates an nn-family op.
-pub(super) fn eval(op: &NnOp, inputs: &[&Tensor], _n_outputs: usize) -> Result<Vec<Tensor>, String> {
+pub(super) fn eval(
+    op: &NnOp,
+    inputs: &[&Tensor],
+    _n_outputs: usize,
+) -> Result<Vec<Tensor>, String> {
     let one = |t: Tensor| vec![t];
     match op {
         NnOp::MatMul => matmul::matmul(arg(inputs, 0)?, arg(inputs, 1)?).map(one),
@@ -156,13 +160,13 @@ pub(super) fn eval(op: &NnOp, inputs: &[&Tensor], _n_outputs: usize) -> Result<V
             exclude_outside,
             extrapolation_value,
             by_sizes,
-            roi,
             antialias,
             keep_aspect,
             axes,
         } => resize::resize(
             arg(inputs, 0)?,
             arg(inputs, 1)?,
+            inputs.get(2).copied(),
             &resize::ResizeAttrs {
                 mode: *mode,
                 coord: *coord,
@@ -171,7 +175,6 @@ pub(super) fn eval(op: &NnOp, inputs: &[&Tensor], _n_outputs: usize) -> Result<V
                 exclude_outside: *exclude_outside,
                 extrapolation_value: *extrapolation_value as f64,
                 by_sizes: *by_sizes,
-                roi,
                 antialias: *antialias,
                 keep_aspect: *keep_aspect,
                 axes,

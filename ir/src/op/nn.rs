@@ -266,7 +266,8 @@ pub enum NnOp {
         /// Axes.
         axes: Vec<usize>,
     },
-    /// `[x, scales]` (f32) or `[x, sizes]` (i64) for all axes: ONNX `Resize`.
+    /// `[x, scales]` (f32) or `[x, sizes]` (i64) for `axes`: ONNX `Resize`; crop-and-resize
+    /// takes a third input, `roi` (starts of the axes, then ends).
     Resize {
         /// Interpolation.
         mode: ResizeMode,
@@ -282,9 +283,6 @@ pub enum NnOp {
         extrapolation_value: f32,
         /// The second input is `sizes` (i64) instead of `scales`.
         by_sizes: bool,
-        /// Region of interest (crop-and-resize): starts of every axis, then ends
-        /// (empty: the whole input).
-        roi: Vec<f32>,
         /// Widen the filter when downsampling (linear and cubic modes).
         antialias: bool,
         /// How `sizes` are honoured when they would change the aspect ratio.

@@ -312,7 +312,10 @@ fn convert_instance_norm(cx: &mut NodeCtx) -> Result<(), OnnxError> {
 /// the IR op tells them apart by length.
 fn convert_group_norm(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let inputs: Vec<_> = (0..3).map(|i| cx.req(i)).collect::<Result<_, _>>()?;
-    let g = cx.attrs.int("num_groups").ok_or_else(|| cx.err("num_groups is required"))?;
+    let g = cx
+        .attrs
+        .int("num_groups")
+        .ok_or_else(|| cx.err("num_groups is required"))?;
     if g <= 0 {
         return Err(cx.err(format!("num_groups {g}")));
     }
@@ -327,7 +330,10 @@ fn convert_group_norm(cx: &mut NodeCtx) -> Result<(), OnnxError> {
 
 fn convert_lrn(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let x = cx.req(0)?;
-    let size = cx.attrs.int("size").ok_or_else(|| cx.err("size is required"))?;
+    let size = cx
+        .attrs
+        .int("size")
+        .ok_or_else(|| cx.err("size is required"))?;
     if size <= 0 {
         return Err(cx.err(format!("size {size}")));
     }
@@ -440,7 +446,11 @@ fn convert_resize(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         let nonempty = |cx: &NodeCtx, i: usize| -> Result<Option<kiln_ir::ValueId>, OnnxError> {
             Ok(cx.input(i)?.filter(|&v| {
                 cx.constant(v).is_none_or(|t| t.numel() > 0)
-                    && cx.ty(v).shape.as_known().is_none_or(|d| d.iter().product::<usize>() > 0)
+                    && cx
+                        .ty(v)
+                        .shape
+                        .as_known()
+                        .is_none_or(|d| d.iter().product::<usize>() > 0)
             }))
         };
         match (nonempty(cx, 2)?, nonempty(cx, 3)?) {
@@ -449,27 +459,12 @@ fn convert_resize(cx: &mut NodeCtx) -> Result<(), OnnxError> {
             (None, None) => return Err(cx.err("one of scales and sizes is required")),
         }
     };
-    let mut roi = Vec::new();
+    let mut inputs = vec![x, param];
     if coord == ResizeCoord::TfCropAndResize {
-        let r = cx
-            .input(1)?
-            .and_then(|v| cx.constant(v))
-            .ok_or_else(|| cx.err("tf_crop_and_resize needs a constant roi"))?
-            .to_f64_vec();
-        let listed: Vec<usize> = if axes.is_empty() {
-            (0..rank).collect()
-        } else {
-            axes.clone()
-        };
-        if r.len() != 2 * listed.len() {
-            return Err(cx.err(format!("roi of {} values for {} axes", r.len(), listed.len())));
-        }
-        roi = vec![0.0f32; rank];
-        roi.extend(vec![1.0f32; rank]);
-        for (i, &ax) in listed.iter().enumerate() {
-            roi[ax] = r[i] as f32;
-            roi[rank + ax] = r[listed.len() + i] as f32;
-        }
+        inputs.push(
+            cx.input(1)?
+                .ok_or_else(|| cx.err("tf_crop_and_resize needs roi"))?,
+        );
     }
     let op = NnOp::Resize {
         mode,
@@ -479,12 +474,11 @@ fn convert_resize(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         exclude_outside,
         extrapolation_value,
         by_sizes,
-        roi,
         antialias,
         keep_aspect,
         axes,
     };
-    let y = cx.op(Op::Nn(op), &[x, param])?;
+    let y = cx.op(Op::Nn(op), &inputs)?;
     cx.set_output(0, y);
     Ok(())
 }

@@ -81,7 +81,8 @@ pub(super) fn conv(
     let (cg, mg) = (c / g, m / g);
     let kernel = &ws[2..];
     let in_sp = &xs[2..];
-    let (out_sp, eff_pads) = window_output(in_sp, kernel, strides, pads, dilations, false, auto_pad)?;
+    let (out_sp, eff_pads) =
+        window_output(in_sp, kernel, strides, pads, dilations, false, auto_pad)?;
     let kvol: usize = kernel.iter().product();
     let k = cg * kvol;
     let p_in: usize = in_sp.iter().product();
@@ -196,7 +197,9 @@ pub(super) fn conv_transpose_geometry(
             }
         };
         if o < 0 {
-            return Err(format!("transposed convolution output size {o} on axis {i}"));
+            return Err(format!(
+                "transposed convolution output size {o} on axis {i}"
+            ));
         }
         let b = if output_shape.is_some() || same {
             let total = full - o;
@@ -330,7 +333,17 @@ mod tests {
         // 1×1×3×3 input, 2×2 kernel of ones, pad 1 on the begin side only.
         let x = Tensor::from_vec(vec![1, 1, 3, 3], (1..=9).map(|v| v as f32).collect());
         let w = Tensor::from_vec(vec![1, 1, 2, 2], vec![1.0f32; 4]);
-        let y = conv(&x, &w, None, &[1, 1], &[0, 0, 0, 0], &[1, 1], 1, AutoPad::NotSet).unwrap();
+        let y = conv(
+            &x,
+            &w,
+            None,
+            &[1, 1],
+            &[0, 0, 0, 0],
+            &[1, 1],
+            1,
+            AutoPad::NotSet,
+        )
+        .unwrap();
         assert_eq!(y.shape(), &[1, 1, 2, 2]);
         assert_eq!(y.to_f64_vec(), vec![12.0, 16.0, 24.0, 28.0]);
     }
@@ -341,7 +354,16 @@ mod tests {
         let x = Tensor::from_vec(vec![1, 1, 2, 2], vec![1.0f32, 2.0, 3.0, 4.0]);
         let w = Tensor::from_vec(vec![1, 1, 2, 2], vec![1.0f32; 4]);
         let y = conv_transpose(
-            &x, &w, None, &[2, 2], &[], &[], 1, &[], None, AutoPad::NotSet,
+            &x,
+            &w,
+            None,
+            &[2, 2],
+            &[],
+            &[],
+            1,
+            &[],
+            None,
+            AutoPad::NotSet,
         )
         .unwrap();
         assert_eq!(y.shape(), &[1, 1, 4, 4]);

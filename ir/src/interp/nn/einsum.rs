@@ -38,7 +38,9 @@ pub(super) fn einsum(equation: &str, inputs: &[&Tensor]) -> Result<Tensor, Strin
     }
     for c in &out {
         if !letters.contains(c) {
-            return Err(format!("Einsum `{equation}`: output letter `{c}` not in inputs"));
+            return Err(format!(
+                "Einsum `{equation}`: output letter `{c}` not in inputs"
+            ));
         }
     }
     // Loop order: output letters, then the summed ones.
@@ -56,7 +58,11 @@ pub(super) fn einsum(equation: &str, inputs: &[&Tensor]) -> Result<Tensor, Strin
             let sh = t.shape();
             let mut st = vec![0usize; sh.len()];
             for i in (0..sh.len()).rev() {
-                st[i] = if i + 1 < sh.len() { st[i + 1] * sh[i + 1] } else { 1 };
+                st[i] = if i + 1 < sh.len() {
+                    st[i + 1] * sh[i + 1]
+                } else {
+                    1
+                };
             }
             order
                 .iter()
@@ -125,7 +131,10 @@ mod tests {
 
     #[test]
     fn diagonal_trace_transpose_and_matmul() {
-        assert_eq!(einsum("ii", &[&t(&[3, 3])]).unwrap().to_f64_vec(), vec![12.0]);
+        assert_eq!(
+            einsum("ii", &[&t(&[3, 3])]).unwrap().to_f64_vec(),
+            vec![12.0]
+        );
         assert_eq!(
             einsum("ii->i", &[&t(&[3, 3])]).unwrap().to_f64_vec(),
             vec![0.0, 4.0, 8.0]

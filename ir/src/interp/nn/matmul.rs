@@ -137,6 +137,9 @@ mod tests {
         let a = Tensor::from_vec(vec![1, 2], vec![i32::MAX, 1]);
         let b = Tensor::from_vec(vec![2, 1], vec![2i32, 3]);
         let r = matmul(&a, &b).unwrap();
-        assert_eq!(r.to_vec::<i32>(), vec![i32::MAX.wrapping_mul(2).wrapping_add(3)]);
+        assert_eq!(
+            r.to_vec::<i32>(),
+            vec![i32::MAX.wrapping_mul(2).wrapping_add(3)]
+        );
     }
 }

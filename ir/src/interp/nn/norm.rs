@@ -76,7 +76,10 @@ pub(super) fn instance_norm(inputs: &[&Tensor], epsilon: f32) -> Result<Tensor, 
     }
     let c = xs[1];
     let inner: usize = xs[2..].iter().product();
-    let (s, b) = (per_channel(scale, c, "scale")?, per_channel(bias, c, "bias")?);
+    let (s, b) = (
+        per_channel(scale, c, "scale")?,
+        per_channel(bias, c, "bias")?,
+    );
     let mut y = x.to_f64_vec();
     normalize_chunks(&mut y, inner, epsilon as f64);
     y.par_chunks_mut(inner.max(1))
@@ -104,19 +107,30 @@ pub(super) fn group_norm(
     let inner: usize = xs[2..].iter().product();
     let per_group = scale.numel() == num_groups && num_groups != c;
     let len = if per_group { num_groups } else { c };
-    let (s, b) = (per_channel(scale, len, "scale")?, per_channel(bias, len, "bias")?);
+    let (s, b) = (
+        per_channel(scale, len, "scale")?,
+        per_channel(bias, len, "bias")?,
+    );
     let mut y = x.to_f64_vec();
     normalize_chunks(&mut y, c / num_groups * inner, epsilon as f64);
-    y.par_chunks_mut(inner.max(1)).enumerate().for_each(|(i, ch)| {
-        let ci = i % c;
-        let k = if per_group { ci / (c / num_groups) } else { ci };
-        ch.iter_mut().for_each(|v| *v = *v * s[k] + b[k]);
-    });
+    y.par_chunks_mut(inner.max(1))
+        .enumerate()
+        .for_each(|(i, ch)| {
+            let ci = i % c;
+            let k = if per_group { ci / (c / num_groups) } else { ci };
+            ch.iter_mut().for_each(|v| *v = *v * s[k] + b[k]);
+        });
     Ok(Tensor::from_f64(x.dtype(), xs.to_vec(), &y))
 }
 
 /// Local response normalization across channels.
-pub(super) fn lrn(x: &Tensor, size: usize, alpha: f32, beta: f32, bias: f32) -> Result<Tensor, String> {
+pub(super) fn lrn(
+    x: &Tensor,
+    size: usize,
+    alpha: f32,
+    beta: f32,
+    bias: f32,
+) -> Result<Tensor, String> {
     float_only(x, "LRN")?;
     let xs = x.shape();
     if xs.len() < 2 || size == 0 {
@@ -172,7 +186,10 @@ fn groups(shape: &[usize], axes: &[usize]) -> (Vec<usize>, usize) {
 pub(super) fn lp_normalization(x: &Tensor, axis: usize, p: i64) -> Result<Tensor, String> {
     float_only(x, "LpNormalization")?;
     if axis >= x.rank() || !(p == 1 || p == 2) {
-        return Err(format!("LpNormalization with axis {axis}, p {p} of {:?}", x.shape()));
+        return Err(format!(
+            "LpNormalization with axis {axis}, p {p} of {:?}",
+            x.shape()
+        ));
     }
     let (gid, ng) = groups(x.shape(), &[axis]);
     let xv = x.to_f64_vec();

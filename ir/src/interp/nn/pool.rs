@@ -53,10 +53,7 @@ pub(super) fn pool(x: &Tensor, win: &Window, kind: PoolKind) -> Result<Vec<Tenso
     }
     let nd = xs.len() - 2;
     if win.kernel.len() != nd {
-        return Err(format!(
-            "kernel {:?} for {nd} spatial axes",
-            win.kernel
-        ));
+        return Err(format!("kernel {:?} for {nd} spatial axes", win.kernel));
     }
     let in_sp = &xs[2..];
     let (out_sp, pads) = window_output(
@@ -187,9 +184,23 @@ mod tests {
     fn avg_pool_divisor_follows_count_include_pad() {
         let x = Tensor::from_vec(vec![1, 1, 2], vec![2.0f32, 4.0]);
         let w = win(&[2], &[1], &[1, 0], false);
-        let excl = pool(&x, &w, PoolKind::Avg { count_include_pad: false }).unwrap();
+        let excl = pool(
+            &x,
+            &w,
+            PoolKind::Avg {
+                count_include_pad: false,
+            },
+        )
+        .unwrap();
         assert_eq!(excl[0].to_f64_vec(), vec![2.0, 3.0]);
-        let incl = pool(&x, &w, PoolKind::Avg { count_include_pad: true }).unwrap();
+        let incl = pool(
+            &x,
+            &w,
+            PoolKind::Avg {
+                count_include_pad: true,
+            },
+        )
+        .unwrap();
         assert_eq!(incl[0].to_f64_vec(), vec![1.0, 3.0]);
     }
 

@@ -13,7 +13,6 @@ pub(super) struct ResizeAttrs<'a> {
     pub exclude_outside: bool,
     pub extrapolation_value: f64,
     pub by_sizes: bool,
-    pub roi: &'a [f32],
     pub antialias: bool,
     pub keep_aspect: KeepAspect,
     pub axes: &'a [usize],
@@ -201,20 +200,39 @@ fn along_axis(
 }
 
 /// `[x, scales]` or `[x, sizes]` (values for `axes`).
-pub(super) fn resize(x: &Tensor, param: &Tensor, a: &ResizeAttrs) -> Result<Tensor, String> {
+pub(super) fn resize(
+    x: &Tensor,
+    param: &Tensor,
+    roi: Option<&Tensor>,
+    a: &ResizeAttrs,
+) -> Result<Tensor, String> {
     if x.dtype() == crate::DType::Bool {
         return Err("Resize of bool".into());
     }
     let r = x.rank();
     let values = param.to_f64_vec();
     let (scales, sizes) = resize_plan(x.shape(), &values, a.by_sizes, a.axes, a.keep_aspect)?;
-    let roi = |ax: usize| -> (f64, f64) {
-        if a.roi.len() == 2 * r {
-            (a.roi[ax] as f64, a.roi[ax + r] as f64)
+    // The region of interest of every axis (only crop-and-resize reads it).
+    let mut full_roi = vec![(0.0, 1.0); r];
+    if let (Some(t), ResizeCoord::TfCropAndResize) = (roi, a.coord) {
+        let listed: Vec<usize> = if a.axes.is_empty() {
+            (0..r).collect()
         } else {
-            (0.0, 1.0)
+            a.axes.to_vec()
+        };
+        let v = t.to_f64_vec();
+        if v.len() != 2 * listed.len() {
+            return Err(format!(
+                "roi of {} values for {} axes",
+                v.len(),
+                listed.len()
+            ));
         }
-    };
+        for (i, &ax) in listed.iter().enumerate() {
+            full_roi[ax] = (v[i], v[listed.len() + i]);
+        }
+    }
+    let roi = |ax: usize| full_roi[ax];
     let mut shape = x.shape().to_vec();
     let mut data = x.to_f64_vec();
     let order: Vec<usize> = if a.axes.is_empty() {
@@ -249,7 +267,6 @@ mod tests {
             exclude_outside: false,
             extrapolation_value: 0.0,
             by_sizes: false,
-            roi: &[],
             antialias: false,
             keep_aspect: KeepAspect::Stretch,
             axes: &[],
@@ -260,7 +277,13 @@ mod tests {
     fn linear_half_pixel_upsample() {
         let x = Tensor::from_vec(vec![1, 2], vec![0.0f32, 4.0]);
         let s = Tensor::from_vec(vec![2], vec![1.0f32, 2.0]);
-        let y = resize(&x, &s, &attrs(ResizeMode::Linear, ResizeCoord::HalfPixel)).unwrap();
+        let y = resize(
+            &x,
+            &s,
+            None,
+            &attrs(ResizeMode::Linear, ResizeCoord::HalfPixel),
+        )
+        .unwrap();
         assert_eq!(y.to_f64_vec(), vec![0.0, 1.0, 3.0, 4.0]);
     }
 
@@ -270,7 +293,7 @@ mod tests {
         let s = Tensor::from_vec(vec![1], vec![2.0f32]);
         let mut a = attrs(ResizeMode::Nearest, ResizeCoord::Asymmetric);
         a.nearest = ResizeNearest::Floor;
-        let y = resize(&x, &s, &a).unwrap();
+        let y = resize(&x, &s, None, &a).unwrap();
         assert_eq!(y.to_f64_vec(), vec![1.0, 1.0, 2.0, 2.0, 3.0, 3.0]);
     }
 }
