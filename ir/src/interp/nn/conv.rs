@@ -373,3 +373,35 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    /// `cargo test --release -p kiln-ir conv_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn conv_speed() {
+        let x = Tensor::from_vec(vec![1, 64, 224, 224], vec![0.5f32; 64 * 224 * 224]);
+        let w = Tensor::from_vec(vec![64, 64, 3, 3], vec![0.25f32; 64 * 64 * 9]);
+        let t = std::time::Instant::now();
+        let y = conv(
+            &x,
+            &w,
+            None,
+            &[1, 1],
+            &[1, 1, 1, 1],
+            &[1, 1],
+            1,
+            AutoPad::NotSet,
+        )
+        .unwrap();
+        let s = t.elapsed().as_secs_f64();
+        let flops = 2.0 * 64.0 * 64.0 * 9.0 * 224.0 * 224.0;
+        println!(
+            "conv 64→64 3×3 @224²: {s:.3} s, {:.2} GFLOP/s",
+            flops / s / 1e9
+        );
+        assert_eq!(y.shape(), &[1, 64, 224, 224]);
+    }
+}

@@ -181,3 +181,25 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    /// `cargo test --release -p kiln-ir gemm_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn gemm_speed() {
+        let (m, k, n) = (8192, 576, 64);
+        let a = vec![0.5; m * k];
+        let b = PackedB::from_row_major(k, n, &vec![0.25; k * n]);
+        let t = std::time::Instant::now();
+        let mut out = vec![0.0; m * n];
+        gemm_rows(&a, m, &b, &mut out);
+        let s = t.elapsed().as_secs_f64();
+        println!(
+            "gemm one thread: {:.2} GFLOP/s",
+            2.0 * (m * k * n) as f64 / s / 1e9
+        );
+    }
+}

@@ -250,6 +250,6 @@ mod tests {
         // size 2: channel c sums c and c+1.
         let x = Tensor::from_vec(vec![1, 2, 1], vec![1.0f32, 2.0]);
         let y = lrn(&x, 2, 2.0, 1.0, 1.0).unwrap();
-        assert_eq!(y.to_f64_vec(), vec![1.0 / 6.0, 2.0 / 5.0]);
+        assert_eq!(y.to_vec::<f32>(), vec![1.0 / 6.0, 2.0 / 5.0]);
     }
 }
