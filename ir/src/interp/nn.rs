@@ -1,16 +1,186 @@
 //! Reference evaluation of neural-network ops.
+//!
+//! Heavy ops (matmul, convolutions) go through one blocked, rayon-parallel f64
+//! GEMM ([`gemm`]) so that whole CNNs run through the oracle in seconds.
+
+mod conv;
+mod einsum;
+mod gemm;
+mod matmul;
+mod norm;
+mod pool;
+mod resize;
 
 use crate::op::NnOp;
 use crate::Tensor;
 
+use pool::{PoolKind, Window};
+
+fn arg<'a>(inputs: &[&'a Tensor], i: usize) -> Result<&'a Tensor, String> {
+    inputs
+        .get(i)
+        .copied()
+        .ok_or_else(|| format!("missing input {i}"))
+}
+
 /// Evaluates an nn-family op.
 pub(super) fn eval(
     op: &NnOp,
-    _inputs: &[&Tensor],
+    inputs: &[&Tensor],
     _n_outputs: usize,
 ) -> Result<Vec<Tensor>, String> {
-    Err(format!(
-        "{} is not implemented in the reference interpreter yet",
-        crate::op::OpFamily::name(op)
-    ))
+    let one = |t: Tensor| vec![t];
+    match op {
+        NnOp::MatMul => matmul::matmul(arg(inputs, 0)?, arg(inputs, 1)?).map(one),
+        NnOp::Conv {
+            strides,
+            pads,
+            dilations,
+            group,
+            auto_pad,
+        } => conv::conv(
+            arg(inputs, 0)?,
+            arg(inputs, 1)?,
+            inputs.get(2).copied(),
+            strides,
+            pads,
+            dilations,
+            *group,
+            *auto_pad,
+        )
+        .map(one),
+        NnOp::ConvTranspose {
+            strides,
+            pads,
+            dilations,
+            group,
+            output_padding,
+            output_shape,
+            auto_pad,
+        } => conv::conv_transpose(
+            arg(inputs, 0)?,
+            arg(inputs, 1)?,
+            inputs.get(2).copied(),
+            strides,
+            pads,
+            dilations,
+            *group,
+            output_padding,
+            output_shape.as_deref(),
+            *auto_pad,
+        )
+        .map(one),
+        NnOp::MaxPool {
+            kernel,
+            strides,
+            pads,
+            dilations,
+            ceil_mode,
+            auto_pad,
+            storage_order,
+        } => pool::pool(
+            arg(inputs, 0)?,
+            &Window {
+                kernel,
+                strides,
+                pads,
+                dilations,
+                ceil_mode: *ceil_mode,
+                auto_pad: *auto_pad,
+            },
+            PoolKind::Max {
+                col_major: *storage_order == 1,
+            },
+        ),
+        NnOp::AveragePool {
+            kernel,
+            strides,
+            pads,
+            dilations,
+            ceil_mode,
+            count_include_pad,
+            auto_pad,
+        } => pool::pool(
+            arg(inputs, 0)?,
+            &Window {
+                kernel,
+                strides,
+                pads,
+                dilations,
+                ceil_mode: *ceil_mode,
+                auto_pad: *auto_pad,
+            },
+            PoolKind::Avg {
+                count_include_pad: *count_include_pad,
+            },
+        ),
+        NnOp::LpPool {
+            p,
+            kernel,
+            strides,
+            pads,
+            dilations,
+            ceil_mode,
+            auto_pad,
+        } => pool::pool(
+            arg(inputs, 0)?,
+            &Window {
+                kernel,
+                strides,
+                pads,
+                dilations,
+                ceil_mode: *ceil_mode,
+                auto_pad: *auto_pad,
+            },
+            PoolKind::Lp(*p),
+        ),
+        NnOp::BatchNorm { epsilon } => norm::batch_norm(inputs, *epsilon).map(one),
+        NnOp::InstanceNorm { epsilon } => norm::instance_norm(inputs, *epsilon).map(one),
+        NnOp::GroupNorm {
+            epsilon,
+            num_groups,
+        } => norm::group_norm(inputs, *epsilon, *num_groups).map(one),
+        NnOp::Lrn {
+            size,
+            alpha,
+            beta,
+            bias,
+        } => norm::lrn(arg(inputs, 0)?, *size, *alpha, *beta, *bias).map(one),
+        NnOp::LpNormalization { axis, p } => {
+            norm::lp_normalization(arg(inputs, 0)?, *axis, *p).map(one)
+        }
+        NnOp::MeanVarianceNormalization { axes } => {
+            norm::mean_variance(arg(inputs, 0)?, axes).map(one)
+        }
+        NnOp::Resize {
+            mode,
+            coord,
+            nearest,
+            cubic_coeff_a,
+            exclude_outside,
+            extrapolation_value,
+            by_sizes,
+            antialias,
+            keep_aspect,
+            axes,
+        } => resize::resize(
+            arg(inputs, 0)?,
+            arg(inputs, 1)?,
+            inputs.get(2).copied(),
+            &resize::ResizeAttrs {
+                mode: *mode,
+                coord: *coord,
+                nearest: *nearest,
+                cubic_coeff_a: *cubic_coeff_a as f64,
+                exclude_outside: *exclude_outside,
+                extrapolation_value: *extrapolation_value as f64,
+                by_sizes: *by_sizes,
+                antialias: *antialias,
+                keep_aspect: *keep_aspect,
+                axes,
+            },
+        )
+        .map(one),
+        NnOp::Einsum { equation } => einsum::einsum(equation, inputs).map(one),
+    }
 }

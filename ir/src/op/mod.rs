@@ -16,7 +16,10 @@ mod reduce;
 pub use composite::CompositeOp;
 pub use elementwise::{BinaryOp, UnaryOp};
 pub use layout::{shape_range, slice_bounds, slice_len, LayoutOp, PadMode, ScatterReduction};
-pub use nn::{AutoPad, NnOp, ResizeCoord, ResizeMode, ResizeNearest, RnnDirection};
+pub use nn::{
+    conv_transpose_output, matmul_shape, parse_einsum, resize_plan, window_output, AutoPad,
+    KeepAspect, NnOp, ResizeCoord, ResizeMode, ResizeNearest, RnnDirection,
+};
 pub use reduce::{ReduceKind, ReduceOp};
 
 use serde::{Deserialize, Serialize};

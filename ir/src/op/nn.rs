@@ -61,6 +61,74 @@ pub enum ResizeNearest {
     Ceil,
 }
 
+/// How `Resize` honours `sizes` that would change the aspect ratio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeepAspect {
+    /// Every axis gets its requested size.
+    Stretch,
+    /// One scale for all resized axes, the smallest of the requested ones.
+    NotLarger,
+    /// One scale for all resized axes, the largest of the requested ones.
+    NotSmaller,
+}
+
+/// Per-axis scales and output sizes of a `Resize` of `shape`, from the values of
+/// its second input (`sizes` when `by_sizes`, else `scales`) for `axes` (empty:
+/// all axes).
+pub fn resize_plan(
+    shape: &[usize],
+    values: &[f64],
+    by_sizes: bool,
+    axes: &[usize],
+    keep_aspect: KeepAspect,
+) -> Result<(Vec<f64>, Vec<usize>), String> {
+    let r = shape.len();
+    let axes: Vec<usize> = if axes.is_empty() {
+        (0..r).collect()
+    } else {
+        axes.to_vec()
+    };
+    if values.len() != axes.len() || axes.iter().any(|&a| a >= r) {
+        return Err(format!(
+            "Resize of {shape:?}: {} {} for axes {axes:?}",
+            values.len(),
+            if by_sizes { "sizes" } else { "scales" }
+        ));
+    }
+    let mut scales = vec![1.0; r];
+    let mut sizes = shape.to_vec();
+    if by_sizes {
+        for (&a, &v) in axes.iter().zip(values) {
+            if v < 0.0 {
+                return Err(format!("Resize to negative size {v}"));
+            }
+            sizes[a] = v as usize;
+            scales[a] = v / shape[a] as f64;
+        }
+        if keep_aspect != KeepAspect::Stretch {
+            let it = axes.iter().map(|&a| scales[a]);
+            let s = if keep_aspect == KeepAspect::NotLarger {
+                it.fold(f64::INFINITY, f64::min)
+            } else {
+                it.fold(f64::NEG_INFINITY, f64::max)
+            };
+            for &a in &axes {
+                scales[a] = s;
+                sizes[a] = (s * shape[a] as f64 + 0.5) as usize;
+            }
+        }
+    } else {
+        for (&a, &v) in axes.iter().zip(values) {
+            if v.is_nan() || v <= 0.0 {
+                return Err(format!("Resize with scale {v}"));
+            }
+            scales[a] = v;
+            sizes[a] = (v * shape[a] as f64) as usize;
+        }
+    }
+    Ok((scales, sizes))
+}
+
 /// Direction of a recurrent layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RnnDirection {
@@ -198,7 +266,8 @@ pub enum NnOp {
         /// Axes.
         axes: Vec<usize>,
     },
-    /// `[x, scales]` (f32) or `[x, sizes]` (i64) for all axes: ONNX `Resize`.
+    /// `[x, scales]` (f32) or `[x, sizes]` (i64) for `axes`: ONNX `Resize`; crop-and-resize
+    /// takes a third input, `roi` (starts of the axes, then ends).
     Resize {
         /// Interpolation.
         mode: ResizeMode,
@@ -214,8 +283,12 @@ pub enum NnOp {
         extrapolation_value: f32,
         /// The second input is `sizes` (i64) instead of `scales`.
         by_sizes: bool,
-        /// Region of interest (crop-and-resize): starts of every axis, then ends.
-        roi: Vec<f32>,
+        /// Widen the filter when downsampling (linear and cubic modes).
+        antialias: bool,
+        /// How `sizes` are honoured when they would change the aspect ratio.
+        keep_aspect: KeepAspect,
+        /// The axes the second input's values refer to (empty: all axes, in order).
+        axes: Vec<usize>,
     },
     /// Einstein summation over the inputs.
     Einsum {
@@ -241,11 +314,14 @@ pub fn window_output(
     for i in 0..n {
         let s = strides.get(i).copied().unwrap_or(1).max(1);
         let d = dilations.get(i).copied().unwrap_or(1).max(1);
+        if kernel.get(i).is_none_or(|&k| k == 0) {
+            return Err(format!("kernel {kernel:?} for {n} spatial axes"));
+        }
         let k = (kernel[i] - 1) * d + 1;
         match auto_pad {
             AutoPad::SameUpper | AutoPad::SameLower => {
                 let o = input[i].div_ceil(s);
-                let total = ((o - 1) * s + k).saturating_sub(input[i]);
+                let total = (o.saturating_sub(1) * s + k).saturating_sub(input[i]);
                 let (b, e) = if auto_pad == AutoPad::SameUpper {
                     (total / 2, total - total / 2)
                 } else {
@@ -422,27 +498,17 @@ impl OpFamily for NnOp {
             | NnOp::Lrn { .. }
             | NnOp::LpNormalization { .. }
             | NnOp::MeanVarianceNormalization { .. } => Ok(vec![x.clone()]),
-            NnOp::Resize { by_sizes, .. } => {
-                let shape = match inputs.constant(1) {
-                    Some(t) if *by_sizes => Shape::known(
-                        &t.to_i64_vec()
-                            .iter()
-                            .map(|&v| v as usize)
-                            .collect::<Vec<_>>(),
+            NnOp::Resize {
+                by_sizes,
+                axes,
+                keep_aspect,
+                ..
+            } => {
+                let shape = match (inputs.constant(1), x.shape.as_known()) {
+                    (Some(t), Some(dims)) => Shape::known(
+                        &resize_plan(&dims, &t.to_f64_vec(), *by_sizes, axes, *keep_aspect)?.1,
                     ),
-                    Some(t) => Shape(
-                        x.shape
-                            .0
-                            .iter()
-                            .zip(t.to_f64_vec())
-                            .map(|(d, s)| {
-                                d.known()
-                                    .map(|n| Dim::Known((n as f64 * s) as usize))
-                                    .unwrap_or(Dim::Any)
-                            })
-                            .collect(),
-                    ),
-                    None => any_shape(rank),
+                    _ => any_shape(rank),
                 };
                 Ok(vec![TensorType::new(x.dtype, shape)])
             }

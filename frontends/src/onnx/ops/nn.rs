@@ -1,6 +1,495 @@
-//! ONNX converters of the nn family.
+//! ONNX converters of the nn family: MatMul, Gemm, convolutions, pooling,
+//! normalizations, Resize/Upsample, Einsum.
 
-use crate::onnx::Registry;
+use kiln_ir::op::{
+    AutoPad, BinaryOp, KeepAspect, LayoutOp, NnOp, ReduceKind, ReduceOp, ResizeCoord, ResizeMode,
+    ResizeNearest,
+};
+use kiln_ir::{Op, Tensor};
+
+use crate::onnx::{NodeCtx, OnnxError, Registry};
 
 /// Registers this family's converters.
-pub fn register(_reg: &mut Registry) {}
+pub fn register(reg: &mut Registry) {
+    reg.insert("MatMul", convert_matmul);
+    reg.insert("Gemm", convert_gemm);
+    reg.insert("Conv", convert_conv);
+    reg.insert("ConvTranspose", convert_conv_transpose);
+    reg.insert("MaxPool", convert_pool);
+    reg.insert("AveragePool", convert_pool);
+    reg.insert("LpPool", convert_pool);
+    reg.insert("GlobalAveragePool", convert_global_pool);
+    reg.insert("GlobalMaxPool", convert_global_pool);
+    reg.insert("GlobalLpPool", convert_global_pool);
+    reg.insert("BatchNormalization", convert_batch_norm);
+    reg.insert("InstanceNormalization", convert_instance_norm);
+    reg.insert("GroupNormalization", convert_group_norm);
+    reg.insert("LRN", convert_lrn);
+    reg.insert("LpNormalization", convert_lp_normalization);
+    reg.insert("MeanVarianceNormalization", convert_mvn);
+    reg.insert("Resize", convert_resize);
+    reg.insert("Upsample", convert_resize);
+    reg.insert("Einsum", convert_einsum);
+}
+
+fn convert_matmul(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let (a, b) = (cx.req(0)?, cx.req(1)?);
+    let y = cx.op(Op::Nn(NnOp::MatMul), &[a, b])?;
+    cx.set_output(0, y);
+    Ok(())
+}
+
+/// The transpose of a 2-D tensor, computed here (weights of `Gemm` with `transB`).
+fn transpose_2d(t: &Tensor) -> Option<Tensor> {
+    let [r, c] = *t.shape() else { return None };
+    let size = t.dtype().size();
+    let src = t.bytes();
+    let mut out = vec![0u8; src.len()];
+    for i in 0..r {
+        for j in 0..c {
+            let (s, d) = ((i * c + j) * size, (j * r + i) * size);
+            out[d..d + size].copy_from_slice(&src[s..s + size]);
+        }
+    }
+    Tensor::from_bytes(t.dtype(), vec![c, r], out.into()).ok()
+}
+
+/// `v` transposed: folded here when constant, else a `Transpose` node.
+fn transposed(cx: &mut NodeCtx, v: kiln_ir::ValueId) -> Result<kiln_ir::ValueId, OnnxError> {
+    if let Some(t) = cx.constant(v).and_then(transpose_2d) {
+        return Ok(cx.konst(t));
+    }
+    cx.op(Op::Layout(LayoutOp::Transpose { perm: vec![1, 0] }), &[v])
+}
+
+/// Gemm: `alpha · A' · B' + beta · C` as MatMul, Transpose, Mul and Add.
+fn convert_gemm(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let (mut a, mut b) = (cx.req(0)?, cx.req(1)?);
+    let alpha = cx.attrs.float_or("alpha", 1.0) as f64;
+    let beta = cx.attrs.float_or("beta", 1.0) as f64;
+    if cx.rank(a) != 2 || cx.rank(b) != 2 {
+        return Err(cx.err("Gemm needs 2-D A and B"));
+    }
+    if cx.attrs.int_or("transA", 0) != 0 {
+        a = transposed(cx, a)?;
+    }
+    if cx.attrs.int_or("transB", 0) != 0 {
+        b = transposed(cx, b)?;
+    }
+    let dtype = cx.dtype(a);
+    let mut y = cx.op(Op::Nn(NnOp::MatMul), &[a, b])?;
+    if alpha != 1.0 {
+        let s = cx.scalar(dtype, alpha);
+        y = cx.op(Op::Binary(BinaryOp::Mul), &[y, s])?;
+    }
+    if let Some(mut c) = cx.input(2)? {
+        if beta != 0.0 {
+            if beta != 1.0 {
+                let s = cx.scalar(dtype, beta);
+                c = cx.op(Op::Binary(BinaryOp::Mul), &[c, s])?;
+            }
+            y = cx.op(Op::Binary(BinaryOp::Add), &[y, c])?;
+        }
+    }
+    cx.set_output(0, y);
+    Ok(())
+}
+
+fn auto_pad(cx: &NodeCtx) -> Result<AutoPad, OnnxError> {
+    Ok(match cx.attrs.string_or("auto_pad", "NOTSET").as_str() {
+        "NOTSET" | "" => AutoPad::NotSet,
+        "VALID" => AutoPad::Valid,
+        "SAME_UPPER" => AutoPad::SameUpper,
+        "SAME_LOWER" => AutoPad::SameLower,
+        other => return Err(cx.err(format!("auto_pad `{other}`"))),
+    })
+}
+
+/// A non-negative ints attribute of `n` entries, or `default` repeated.
+fn uints(cx: &NodeCtx, name: &str, n: usize, default: usize) -> Result<Vec<usize>, OnnxError> {
+    match cx.attrs.ints(name) {
+        None => Ok(vec![default; n]),
+        Some(v) if v.is_empty() => Ok(vec![default; n]),
+        Some(v) => {
+            if v.len() != n || v.iter().any(|&x| x < 0) {
+                return Err(cx.err(format!("{name} {v:?}: expected {n} non-negative values")));
+            }
+            Ok(v.into_iter().map(|x| x as usize).collect())
+        }
+    }
+}
+
+/// Spatial rank of a convolution: from the weight, else from the input.
+fn spatial_rank(cx: &NodeCtx) -> Result<usize, OnnxError> {
+    let x = cx.req(0)?;
+    let r = cx.rank(x);
+    if r < 3 {
+        return Err(cx.err(format!("input of rank {r}: needs N, C and spatial axes")));
+    }
+    Ok(r - 2)
+}
+
+fn convert_conv(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let nd = spatial_rank(cx)?;
+    let op = NnOp::Conv {
+        strides: uints(cx, "strides", nd, 1)?,
+        pads: uints(cx, "pads", 2 * nd, 0)?,
+        dilations: uints(cx, "dilations", nd, 1)?,
+        group: cx.attrs.int_or("group", 1).max(1) as usize,
+        auto_pad: auto_pad(cx)?,
+    };
+    let inputs = cx.inputs()?;
+    let y = cx.op(Op::Nn(op), &inputs)?;
+    cx.set_output(0, y);
+    Ok(())
+}
+
+fn convert_conv_transpose(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let nd = spatial_rank(cx)?;
+    let output_shape = match cx.attrs.ints("output_shape") {
+        Some(v) if !v.is_empty() => {
+            if v.len() < nd || v.iter().any(|&x| x < 0) {
+                return Err(cx.err(format!("output_shape {v:?}")));
+            }
+            Some(v[v.len() - nd..].iter().map(|&x| x as usize).collect())
+        }
+        _ => None,
+    };
+    let op = NnOp::ConvTranspose {
+        strides: uints(cx, "strides", nd, 1)?,
+        pads: uints(cx, "pads", 2 * nd, 0)?,
+        dilations: uints(cx, "dilations", nd, 1)?,
+        group: cx.attrs.int_or("group", 1).max(1) as usize,
+        output_padding: uints(cx, "output_padding", nd, 0)?,
+        output_shape,
+        auto_pad: auto_pad(cx)?,
+    };
+    let inputs = cx.inputs()?;
+    let y = cx.op(Op::Nn(op), &inputs)?;
+    cx.set_output(0, y);
+    Ok(())
+}
+
+fn convert_pool(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let nd = spatial_rank(cx)?;
+    let kernel = uints(cx, "kernel_shape", nd, 0)?;
+    if kernel.contains(&0) {
+        return Err(cx.err("kernel_shape is required"));
+    }
+    let strides = uints(cx, "strides", nd, 1)?;
+    let pads = uints(cx, "pads", 2 * nd, 0)?;
+    let dilations = uints(cx, "dilations", nd, 1)?;
+    let ceil_mode = cx.attrs.int_or("ceil_mode", 0) != 0;
+    let auto_pad = auto_pad(cx)?;
+    let x = cx.req(0)?;
+    let (op, n) = match cx.node.op_type.as_str() {
+        "MaxPool" => (
+            NnOp::MaxPool {
+                kernel,
+                strides,
+                pads,
+                dilations,
+                ceil_mode,
+                auto_pad,
+                storage_order: cx.attrs.int_or("storage_order", 0) as usize,
+            },
+            if cx.has_output(1) { 2 } else { 1 },
+        ),
+        "AveragePool" => (
+            NnOp::AveragePool {
+                kernel,
+                strides,
+                pads,
+                dilations,
+                ceil_mode,
+                count_include_pad: cx.attrs.int_or("count_include_pad", 0) != 0,
+                auto_pad,
+            },
+            1,
+        ),
+        _ => (
+            NnOp::LpPool {
+                p: cx.attrs.int_or("p", 2),
+                kernel,
+                strides,
+                pads,
+                dilations,
+                ceil_mode,
+                auto_pad,
+            },
+            1,
+        ),
+    };
+    let ys = cx.op_n(Op::Nn(op), &[x], n)?;
+    cx.set_outputs(&ys);
+    Ok(())
+}
+
+/// Global pooling: a window over the whole (known) spatial extent, else a reduction.
+fn convert_global_pool(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let nd = spatial_rank(cx)?;
+    let x = cx.req(0)?;
+    let p = cx.attrs.int_or("p", 2);
+    let spatial = cx.ty(x).shape.as_known().map(|d| d[2..].to_vec());
+    let op_type = cx.node.op_type.clone();
+    let y = if let Some(kernel) = spatial {
+        let (strides, pads, dilations) = (vec![1; nd], vec![0; 2 * nd], vec![1; nd]);
+        let op = match op_type.as_str() {
+            "GlobalAveragePool" => NnOp::AveragePool {
+                kernel,
+                strides,
+                pads,
+                dilations,
+                ceil_mode: false,
+                count_include_pad: false,
+                auto_pad: AutoPad::NotSet,
+            },
+            "GlobalMaxPool" => NnOp::MaxPool {
+                kernel,
+                strides,
+                pads,
+                dilations,
+                ceil_mode: false,
+                auto_pad: AutoPad::NotSet,
+                storage_order: 0,
+            },
+            _ => NnOp::LpPool {
+                p,
+                kernel,
+                strides,
+                pads,
+                dilations,
+                ceil_mode: false,
+                auto_pad: AutoPad::NotSet,
+            },
+        };
+        cx.op(Op::Nn(op), &[x])?
+    } else {
+        let kind = match (op_type.as_str(), p) {
+            ("GlobalAveragePool", _) => ReduceKind::Mean,
+            ("GlobalMaxPool", _) => ReduceKind::Max,
+            (_, 1) => ReduceKind::L1,
+            (_, 2) => ReduceKind::L2,
+            _ => return Err(cx.err(format!("GlobalLpPool with p={p} on unknown spatial dims"))),
+        };
+        let op = ReduceOp::Reduce {
+            kind,
+            axes: (2..nd + 2).collect(),
+            keepdims: true,
+        };
+        cx.op(Op::Reduce(op), &[x])?
+    };
+    cx.set_output(0, y);
+    Ok(())
+}
+
+fn convert_batch_norm(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    if cx.attrs.int_or("training_mode", 0) != 0 || (1..5).any(|i| cx.has_output(i)) {
+        return Err(cx.err(
+            "training-mode BatchNormalization (running statistics outputs) is not supported",
+        ));
+    }
+    let inputs: Vec<_> = (0..5).map(|i| cx.req(i)).collect::<Result<_, _>>()?;
+    let op = NnOp::BatchNorm {
+        epsilon: cx.attrs.float_or("epsilon", 1e-5),
+    };
+    let y = cx.op(Op::Nn(op), &inputs)?;
+    cx.set_output(0, y);
+    Ok(())
+}
+
+fn convert_instance_norm(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let inputs: Vec<_> = (0..3).map(|i| cx.req(i)).collect::<Result<_, _>>()?;
+    let op = NnOp::InstanceNorm {
+        epsilon: cx.attrs.float_or("epsilon", 1e-5),
+    };
+    let y = cx.op(Op::Nn(op), &inputs)?;
+    cx.set_output(0, y);
+    Ok(())
+}
+
+/// GroupNormalization: scale/bias are per group in opset 18, per channel from 21;
+/// the IR op tells them apart by length.
+fn convert_group_norm(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let inputs: Vec<_> = (0..3).map(|i| cx.req(i)).collect::<Result<_, _>>()?;
+    let g = cx
+        .attrs
+        .int("num_groups")
+        .ok_or_else(|| cx.err("num_groups is required"))?;
+    if g <= 0 {
+        return Err(cx.err(format!("num_groups {g}")));
+    }
+    let op = NnOp::GroupNorm {
+        epsilon: cx.attrs.float_or("epsilon", 1e-5),
+        num_groups: g as usize,
+    };
+    let y = cx.op(Op::Nn(op), &inputs)?;
+    cx.set_output(0, y);
+    Ok(())
+}
+
+fn convert_lrn(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let x = cx.req(0)?;
+    let size = cx
+        .attrs
+        .int("size")
+        .ok_or_else(|| cx.err("size is required"))?;
+    if size <= 0 {
+        return Err(cx.err(format!("size {size}")));
+    }
+    let op = NnOp::Lrn {
+        size: size as usize,
+        alpha: cx.attrs.float_or("alpha", 1e-4),
+        beta: cx.attrs.float_or("beta", 0.75),
+        bias: cx.attrs.float_or("bias", 1.0),
+    };
+    let y = cx.op(Op::Nn(op), &[x])?;
+    cx.set_output(0, y);
+    Ok(())
+}
+
+fn convert_lp_normalization(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let x = cx.req(0)?;
+    let axis = cx.axis(cx.attrs.int_or("axis", -1), cx.rank(x))?;
+    let p = cx.attrs.int_or("p", 2);
+    if p != 1 && p != 2 {
+        return Err(cx.err(format!("p = {p} (1 or 2 allowed)")));
+    }
+    let y = cx.op(Op::Nn(NnOp::LpNormalization { axis, p }), &[x])?;
+    cx.set_output(0, y);
+    Ok(())
+}
+
+fn convert_mvn(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let x = cx.req(0)?;
+    let rank = cx.rank(x);
+    let mut axes = cx
+        .attrs
+        .ints("axes")
+        .unwrap_or_else(|| vec![0, 2, 3])
+        .into_iter()
+        .map(|a| cx.axis(a, rank))
+        .collect::<Result<Vec<_>, _>>()?;
+    axes.sort_unstable();
+    axes.dedup();
+    let y = cx.op(Op::Nn(NnOp::MeanVarianceNormalization { axes }), &[x])?;
+    cx.set_output(0, y);
+    Ok(())
+}
+
+/// Resize (opsets 10..) and Upsample: scales or sizes for all axes or `axes`.
+fn convert_resize(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let x = cx.req(0)?;
+    let rank = cx.rank(x);
+    let legacy = cx.node.op_type == "Upsample" || cx.opset < 11;
+    let a = &cx.attrs;
+    let mode = match a.string_or("mode", "nearest").as_str() {
+        "nearest" => ResizeMode::Nearest,
+        "linear" | "bilinear" => ResizeMode::Linear,
+        "cubic" => ResizeMode::Cubic,
+        m => return Err(cx.err(format!("mode `{m}`"))),
+    };
+    let coord = if legacy {
+        ResizeCoord::Asymmetric
+    } else {
+        match a
+            .string_or("coordinate_transformation_mode", "half_pixel")
+            .as_str()
+        {
+            "half_pixel" => ResizeCoord::HalfPixel,
+            "pytorch_half_pixel" => ResizeCoord::PytorchHalfPixel,
+            "align_corners" => ResizeCoord::AlignCorners,
+            "asymmetric" => ResizeCoord::Asymmetric,
+            "tf_crop_and_resize" => ResizeCoord::TfCropAndResize,
+            "half_pixel_symmetric" => ResizeCoord::HalfPixelSymmetric,
+            m => return Err(cx.err(format!("coordinate_transformation_mode `{m}`"))),
+        }
+    };
+    let nearest = if legacy {
+        ResizeNearest::Floor
+    } else {
+        match a.string_or("nearest_mode", "round_prefer_floor").as_str() {
+            "round_prefer_floor" => ResizeNearest::RoundPreferFloor,
+            "round_prefer_ceil" => ResizeNearest::RoundPreferCeil,
+            "floor" => ResizeNearest::Floor,
+            "ceil" => ResizeNearest::Ceil,
+            m => return Err(cx.err(format!("nearest_mode `{m}`"))),
+        }
+    };
+    let keep_aspect = match a.string_or("keep_aspect_ratio_policy", "stretch").as_str() {
+        "stretch" => KeepAspect::Stretch,
+        "not_larger" => KeepAspect::NotLarger,
+        "not_smaller" => KeepAspect::NotSmaller,
+        m => return Err(cx.err(format!("keep_aspect_ratio_policy `{m}`"))),
+    };
+    let axes = match a.ints("axes") {
+        Some(v) => v
+            .into_iter()
+            .map(|ax| cx.axis(ax, rank))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let cubic_coeff_a = a.float_or("cubic_coeff_a", -0.75);
+    let exclude_outside = a.int_or("exclude_outside", 0) != 0;
+    let extrapolation_value = a.float_or("extrapolation_value", 0.0);
+    let antialias = a.int_or("antialias", 0) != 0;
+    // The scales or sizes input.
+    let (param, by_sizes) = if cx.node.op_type == "Upsample" && cx.opset < 9 {
+        let s = a
+            .floats("scales")
+            .ok_or_else(|| cx.err("scales attribute is required"))?;
+        let n = s.len();
+        (cx.konst(Tensor::from_vec(vec![n], s)), false)
+    } else if legacy {
+        (cx.req(1)?, false)
+    } else {
+        let nonempty = |cx: &NodeCtx, i: usize| -> Result<Option<kiln_ir::ValueId>, OnnxError> {
+            Ok(cx.input(i)?.filter(|&v| {
+                cx.constant(v).is_none_or(|t| t.numel() > 0)
+                    && cx
+                        .ty(v)
+                        .shape
+                        .as_known()
+                        .is_none_or(|d| d.iter().product::<usize>() > 0)
+            }))
+        };
+        match (nonempty(cx, 2)?, nonempty(cx, 3)?) {
+            (_, Some(sizes)) => (sizes, true),
+            (Some(scales), None) => (scales, false),
+            (None, None) => return Err(cx.err("one of scales and sizes is required")),
+        }
+    };
+    let mut inputs = vec![x, param];
+    if coord == ResizeCoord::TfCropAndResize {
+        inputs.push(
+            cx.input(1)?
+                .ok_or_else(|| cx.err("tf_crop_and_resize needs roi"))?,
+        );
+    }
+    let op = NnOp::Resize {
+        mode,
+        coord,
+        nearest,
+        cubic_coeff_a,
+        exclude_outside,
+        extrapolation_value,
+        by_sizes,
+        antialias,
+        keep_aspect,
+        axes,
+    };
+    let y = cx.op(Op::Nn(op), &inputs)?;
+    cx.set_output(0, y);
+    Ok(())
+}
+
+fn convert_einsum(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let equation = cx
+        .attrs
+        .string("equation")
+        .ok_or_else(|| cx.err("equation is required"))?;
+    let inputs = cx.inputs()?;
+    let y = cx.op(Op::Nn(NnOp::Einsum { equation }), &inputs)?;
+    cx.set_output(0, y);
+    Ok(())
+}

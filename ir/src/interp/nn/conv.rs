@@ -1,0 +1,407 @@
+//! Convolution (im2col + [`gemm`](super::gemm)) and transposed convolution
+//! (gemm + col2im), N-d, grouped, strided, dilated, padded.
+
+use rayon::prelude::*;
+
+use super::gemm::{gemm, gemm_rows, PackedB};
+use crate::op::{window_output, AutoPad};
+use crate::Tensor;
+
+/// Row-major strides of `shape`.
+pub(super) fn strides_of(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// Multi-index of every position of `shape`, row-major.
+pub(super) fn all_indices(shape: &[usize]) -> Vec<Vec<usize>> {
+    let n: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    let mut idx = vec![0; shape.len()];
+    for _ in 0..n {
+        out.push(idx.clone());
+        for ax in (0..shape.len()).rev() {
+            idx[ax] += 1;
+            if idx[ax] < shape[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+    out
+}
+
+fn float_check(x: &Tensor, w: &Tensor, what: &str) -> Result<(), String> {
+    if !x.dtype().is_float() || x.dtype() != w.dtype() {
+        return Err(format!(
+            "{what} of {} input and {} weight (floats of one dtype needed)",
+            x.dtype(),
+            w.dtype()
+        ));
+    }
+    Ok(())
+}
+
+fn bias_of(bias: Option<&Tensor>, m: usize) -> Result<Vec<f64>, String> {
+    match bias {
+        None => Ok(vec![0.0; m]),
+        Some(b) if b.numel() == m => Ok(b.to_f64_vec()),
+        Some(b) => Err(format!("bias of shape {:?}, expected [{m}]", b.shape())),
+    }
+}
+
+/// Convolution of `x` `[N, C, d...]` with `w` `[M, C/group, k...]`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    strides: &[usize],
+    pads: &[usize],
+    dilations: &[usize],
+    group: usize,
+    auto_pad: AutoPad,
+) -> Result<Tensor, String> {
+    float_check(x, w, "conv")?;
+    let (xs, ws) = (x.shape(), w.shape());
+    if xs.len() < 3 || ws.len() != xs.len() {
+        return Err(format!("conv of input {xs:?} with weight {ws:?}"));
+    }
+    let nd = xs.len() - 2;
+    let (batch, c, m) = (xs[0], xs[1], ws[0]);
+    let g = group.max(1);
+    if c % g != 0 || m % g != 0 || ws[1] * g != c {
+        return Err(format!(
+            "conv with {g} groups: input {xs:?}, weight {ws:?} do not agree"
+        ));
+    }
+    let (cg, mg) = (c / g, m / g);
+    let kernel = &ws[2..];
+    let in_sp = &xs[2..];
+    let (out_sp, eff_pads) =
+        window_output(in_sp, kernel, strides, pads, dilations, false, auto_pad)?;
+    let kvol: usize = kernel.iter().product();
+    let k = cg * kvol;
+    let p_in: usize = in_sp.iter().product();
+    let p_out: usize = out_sp.iter().product();
+    let bias = bias_of(bias, m)?;
+    let xv = x.to_f64_vec();
+    let wv = w.to_f64_vec();
+    let packed: Vec<PackedB> = (0..g)
+        .map(|gi| PackedB::new(k, mg, |p, j| wv[(gi * mg + j) * k + p]))
+        .collect();
+    let taps = all_indices(kernel);
+    let in_strides = strides_of(in_sp);
+    let dil = |i: usize| dilations.get(i).copied().unwrap_or(1).max(1);
+    let st = |i: usize| strides.get(i).copied().unwrap_or(1).max(1);
+    // Flat spatial input offset of every (output position, tap), or usize::MAX in padding.
+    let out_idx = all_indices(&out_sp);
+    let (eff_pads, in_strides) = (&eff_pads, &in_strides);
+    let offsets: Vec<usize> = out_idx
+        .par_iter()
+        .flat_map_iter(|o| {
+            taps.iter().map(move |t| {
+                let mut off = 0usize;
+                for ax in 0..nd {
+                    let pos = (o[ax] * st(ax) + t[ax] * dil(ax)) as i64 - eff_pads[ax] as i64;
+                    if pos < 0 || pos >= in_sp[ax] as i64 {
+                        return usize::MAX;
+                    }
+                    off += pos as usize * in_strides[ax];
+                }
+                off
+            })
+        })
+        .collect();
+    let rows_per_task = (32768 / k.max(1)).clamp(16, 512);
+    let chunks = p_out.div_ceil(rows_per_task);
+    let tasks: Vec<(usize, usize, usize)> = (0..batch)
+        .flat_map(|n| (0..g).flat_map(move |gi| (0..chunks).map(move |ch| (n, gi, ch))))
+        .collect();
+    let results: Vec<Vec<f64>> = tasks
+        .par_iter()
+        .map(|&(n, gi, ch)| {
+            let r0 = ch * rows_per_task;
+            let rows = rows_per_task.min(p_out - r0);
+            let mut col = vec![0.0; rows * k];
+            for r in 0..rows {
+                let offs = &offsets[(r0 + r) * kvol..(r0 + r + 1) * kvol];
+                for ci in 0..cg {
+                    let plane = &xv[(n * c + gi * cg + ci) * p_in..][..p_in];
+                    let dst = &mut col[r * k + ci * kvol..r * k + (ci + 1) * kvol];
+                    for (d, &off) in dst.iter_mut().zip(offs) {
+                        if off != usize::MAX {
+                            *d = plane[off];
+                        }
+                    }
+                }
+            }
+            let mut out = vec![0.0; rows * mg];
+            gemm_rows(&col, rows, &packed[gi], &mut out);
+            out
+        })
+        .collect();
+    let mut y = vec![0.0; batch * m * p_out];
+    for (&(n, gi, ch), part) in tasks.iter().zip(&results) {
+        let r0 = ch * rows_per_task;
+        let rows = part.len() / mg.max(1);
+        for j in 0..mg {
+            let oc = gi * mg + j;
+            let dst = &mut y[(n * m + oc) * p_out + r0..][..rows];
+            for (r, d) in dst.iter_mut().enumerate() {
+                *d = part[r * mg + j] + bias[oc];
+            }
+        }
+    }
+    let mut shape = vec![batch, m];
+    shape.extend(&out_sp);
+    Ok(Tensor::from_f64(x.dtype(), shape, &y))
+}
+
+/// Output sizes and begin pads (possibly negative) of a transposed convolution.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv_transpose_geometry(
+    in_sp: &[usize],
+    kernel: &[usize],
+    strides: &[usize],
+    pads: &[usize],
+    dilations: &[usize],
+    output_padding: &[usize],
+    output_shape: Option<&[usize]>,
+    auto_pad: AutoPad,
+) -> Result<(Vec<usize>, Vec<i64>), String> {
+    let nd = in_sp.len();
+    let mut out = Vec::with_capacity(nd);
+    let mut begin = Vec::with_capacity(nd);
+    for i in 0..nd {
+        let s = strides.get(i).copied().unwrap_or(1).max(1) as i64;
+        let d = dilations.get(i).copied().unwrap_or(1).max(1) as i64;
+        let op = output_padding.get(i).copied().unwrap_or(0) as i64;
+        let full = s * (in_sp[i] as i64 - 1) + op + (kernel[i] as i64 - 1) * d + 1;
+        let same = matches!(auto_pad, AutoPad::SameUpper | AutoPad::SameLower);
+        let o = match output_shape {
+            Some(os) => *os
+                .get(i)
+                .ok_or_else(|| format!("output_shape {os:?} has no entry for axis {i}"))?
+                as i64,
+            None if same => in_sp[i] as i64 * s,
+            None => {
+                let (pb, pe) = (
+                    pads.get(i).copied().unwrap_or(0) as i64,
+                    pads.get(i + nd).copied().unwrap_or(0) as i64,
+                );
+                full - pb - pe
+            }
+        };
+        if o < 0 {
+            return Err(format!(
+                "transposed convolution output size {o} on axis {i}"
+            ));
+        }
+        let b = if output_shape.is_some() || same {
+            let total = full - o;
+            if auto_pad == AutoPad::SameUpper {
+                total.div_euclid(2)
+            } else {
+                total - total.div_euclid(2)
+            }
+        } else {
+            pads.get(i).copied().unwrap_or(0) as i64
+        };
+        out.push(o as usize);
+        begin.push(b);
+    }
+    Ok((out, begin))
+}
+
+/// Transposed convolution of `x` `[N, C, d...]` with `w` `[C, M/group, k...]`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv_transpose(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    strides: &[usize],
+    pads: &[usize],
+    dilations: &[usize],
+    group: usize,
+    output_padding: &[usize],
+    output_shape: Option<&[usize]>,
+    auto_pad: AutoPad,
+) -> Result<Tensor, String> {
+    float_check(x, w, "transposed convolution")?;
+    let (xs, ws) = (x.shape(), w.shape());
+    if xs.len() < 3 || ws.len() != xs.len() || ws[0] != xs[1] {
+        return Err(format!(
+            "transposed convolution of input {xs:?} with weight {ws:?}"
+        ));
+    }
+    let nd = xs.len() - 2;
+    let g = group.max(1);
+    let (batch, c) = (xs[0], xs[1]);
+    if c % g != 0 {
+        return Err(format!("{c} input channels in {g} groups"));
+    }
+    let (cg, mg) = (c / g, ws[1]);
+    let m = mg * g;
+    let kernel = &ws[2..];
+    let in_sp = &xs[2..];
+    let (out_sp, begin) = conv_transpose_geometry(
+        in_sp,
+        kernel,
+        strides,
+        pads,
+        dilations,
+        output_padding,
+        output_shape,
+        auto_pad,
+    )?;
+    let kvol: usize = kernel.iter().product();
+    let p_in: usize = in_sp.iter().product();
+    let p_out: usize = out_sp.iter().product();
+    let bias = bias_of(bias, m)?;
+    let xv = x.to_f64_vec();
+    let wv = w.to_f64_vec();
+    let taps = all_indices(kernel);
+    let in_idx = all_indices(in_sp);
+    let out_strides = strides_of(&out_sp);
+    let (begin_r, out_sp_r, out_strides) = (&begin, &out_sp, &out_strides);
+    // Flat output offset of every (input position, tap), or usize::MAX when cropped.
+    let targets: Vec<usize> = in_idx
+        .iter()
+        .flat_map(|i| {
+            taps.iter().map(move |t| {
+                let mut off = 0usize;
+                for ax in 0..nd {
+                    let s = strides.get(ax).copied().unwrap_or(1).max(1) as i64;
+                    let d = dilations.get(ax).copied().unwrap_or(1).max(1) as i64;
+                    let pos = i[ax] as i64 * s + t[ax] as i64 * d - begin_r[ax];
+                    if pos < 0 || pos >= out_sp_r[ax] as i64 {
+                        return usize::MAX;
+                    }
+                    off += pos as usize * out_strides[ax];
+                }
+                off
+            })
+        })
+        .collect();
+    let mut y = vec![0.0; batch * m * p_out];
+    for n in 0..batch {
+        for gi in 0..g {
+            // cols[p_in × (mg·kvol)] = Xᵀ[p_in × cg] · W[cg × (mg·kvol)].
+            let mut xt = vec![0.0; p_in * cg];
+            for ci in 0..cg {
+                let plane = &xv[(n * c + gi * cg + ci) * p_in..][..p_in];
+                for (p, &v) in plane.iter().enumerate() {
+                    xt[p * cg + ci] = v;
+                }
+            }
+            let width = mg * kvol;
+            let packed = PackedB::new(cg, width, |ci, j| wv[(gi * cg + ci) * width + j]);
+            let cols = gemm(&xt, p_in, &packed);
+            let ys = &mut y[(n * m + gi * mg) * p_out..(n * m + gi * mg + mg) * p_out];
+            ys.par_chunks_mut(p_out.max(1))
+                .enumerate()
+                .for_each(|(j, plane)| {
+                    for p in 0..p_in {
+                        let row = &cols[p * width + j * kvol..p * width + (j + 1) * kvol];
+                        let tg = &targets[p * kvol..(p + 1) * kvol];
+                        for (&v, &t) in row.iter().zip(tg) {
+                            if t != usize::MAX {
+                                plane[t] += v;
+                            }
+                        }
+                    }
+                    let b = bias[gi * mg + j];
+                    plane.iter_mut().for_each(|v| *v += b);
+                });
+        }
+    }
+    let mut shape = vec![batch, m];
+    shape.extend(&out_sp);
+    Ok(Tensor::from_f64(x.dtype(), shape, &y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_matches_hand_computation() {
+        // 1×1×3×3 input, 2×2 kernel of ones, pad 1 on the begin side only.
+        let x = Tensor::from_vec(vec![1, 1, 3, 3], (1..=9).map(|v| v as f32).collect());
+        let w = Tensor::from_vec(vec![1, 1, 2, 2], vec![1.0f32; 4]);
+        let y = conv(
+            &x,
+            &w,
+            None,
+            &[1, 1],
+            &[0, 0, 0, 0],
+            &[1, 1],
+            1,
+            AutoPad::NotSet,
+        )
+        .unwrap();
+        assert_eq!(y.shape(), &[1, 1, 2, 2]);
+        assert_eq!(y.to_f64_vec(), vec![12.0, 16.0, 24.0, 28.0]);
+    }
+
+    #[test]
+    fn conv_transpose_is_adjoint_of_conv() {
+        // ConvTranspose with stride 2 scatters each input into a 2×2 block.
+        let x = Tensor::from_vec(vec![1, 1, 2, 2], vec![1.0f32, 2.0, 3.0, 4.0]);
+        let w = Tensor::from_vec(vec![1, 1, 2, 2], vec![1.0f32; 4]);
+        let y = conv_transpose(
+            &x,
+            &w,
+            None,
+            &[2, 2],
+            &[],
+            &[],
+            1,
+            &[],
+            None,
+            AutoPad::NotSet,
+        )
+        .unwrap();
+        assert_eq!(y.shape(), &[1, 1, 4, 4]);
+        assert_eq!(
+            y.to_f64_vec(),
+            vec![1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]
+        );
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    /// `cargo test --release -p kiln-ir conv_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn conv_speed() {
+        let x = Tensor::from_vec(vec![1, 64, 224, 224], vec![0.5f32; 64 * 224 * 224]);
+        let w = Tensor::from_vec(vec![64, 64, 3, 3], vec![0.25f32; 64 * 64 * 9]);
+        let t = std::time::Instant::now();
+        let y = conv(
+            &x,
+            &w,
+            None,
+            &[1, 1],
+            &[1, 1, 1, 1],
+            &[1, 1],
+            1,
+            AutoPad::NotSet,
+        )
+        .unwrap();
+        let s = t.elapsed().as_secs_f64();
+        let flops = 2.0 * 64.0 * 64.0 * 9.0 * 224.0 * 224.0;
+        println!(
+            "conv 64→64 3×3 @224²: {s:.3} s, {:.2} GFLOP/s",
+            flops / s / 1e9
+        );
+        assert_eq!(y.shape(), &[1, 64, 224, 224]);
+    }
+}
