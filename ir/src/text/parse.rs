@@ -214,8 +214,12 @@ impl<'a> Parser<'a> {
 
     fn constant(&mut self) -> Result<Stmt> {
         self.ws();
-        let name_pos = self.pos;
-        let (name, ty) = self.value_decl()?;
+        let name = self.value_ref()?.name;
+        self.ws();
+        self.expect(':')?;
+        self.ws();
+        let decl_pos = self.pos;
+        let ty = self.ty()?;
         self.ws();
         self.expect('=')?;
         self.ws();
@@ -233,7 +237,7 @@ impl<'a> Parser<'a> {
                 None
             }
         };
-        let (tensor_ty, ty_pos) = own.unwrap_or((ty.clone(), name_pos));
+        let (tensor_ty, ty_pos) = own.unwrap_or((ty.clone(), decl_pos));
         let value_pos = self.pos;
         let w = self.ident();
         let value = if w == Some("weight") {
@@ -412,9 +416,23 @@ impl<'a> Parser<'a> {
             self.pos = group;
         }
         let op_src = &self.src[op_pos..op_end];
-        let op = Op::from_text(op_src).map_err(|message| Error {
-            pos: op_pos,
-            message,
+        let op = Op::from_text(op_src).map_err(|message| {
+            let operands_like = self.src[group + 1..]
+                .trim_start()
+                .starts_with(['%', ')']);
+            if op_end == after || operands_like {
+                return Error { pos: op_pos, message };
+            }
+            // The name alone is no op: the group after it must have been meant as
+            // (malformed) attributes; show it, shortened.
+            let mut shown: String = self.src[op_pos..after].chars().take(60).collect();
+            if shown.len() < after - op_pos {
+                shown.push_str("...");
+            }
+            Error {
+                pos: op_pos,
+                message: format!("unknown op or malformed attributes: `{shown}`"),
+            }
         })?;
         self.expect('(')?;
         let inputs = self.ref_list(')')?;

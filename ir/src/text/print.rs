@@ -171,6 +171,24 @@ fn value_name(name: &str) -> String {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::tidy_floats;
+
+    #[test]
+    fn positional_floats_get_exponents_when_long() {
+        let cases = [
+            ("LayerNorm(axis: 2, epsilon: 0.000000000001)", "LayerNorm(axis: 2, epsilon: 1e-12)"),
+            ("X(a: 0.00001, b: 0.0001, c: 1.5, d: 100000000000000000000.0)", "X(a: 1e-5, b: 0.0001, c: 1.5, d: 1e20)"),
+            ("X(a: -0.000000012345, b: [0.0, 3.0], c: \"0.0000001\", d: F32)", "X(a: -1.2345e-8, b: [0.0, 3.0], c: \"0.0000001\", d: F32)"),
+            ("X(é: 0.000001)", "X(é: 1e-6)"),
+        ];
+        for (ron, want) in cases {
+            assert_eq!(tidy_floats(ron), want);
+        }
+    }
+}
+
 /// True for names that print bare where an identifier is expected (symbolic dims).
 pub(super) fn is_ident(s: &str) -> bool {
     let mut cs = s.chars();
@@ -241,5 +259,66 @@ pub(super) fn op_text(op: &Op) -> String {
         Op::Nn(o) => ron::ser::to_string_pretty(o, cfg),
         Op::Composite(o) => ron::ser::to_string_pretty(o, cfg),
     };
-    r.unwrap_or_else(|_| op.to_text())
+    tidy_floats(&r.unwrap_or_else(|_| op.to_text()))
+}
+
+/// Rewrites RON's positional floats (`0.000000000001`, `100000000000000000000.0`)
+/// with an exponent (`1e-12`, `1e20`) when that is shorter to read. Purely textual:
+/// the decimal value, hence the parsed float, is unchanged.
+fn tidy_floats(ron: &str) -> String {
+    let b = ron.as_bytes();
+    let mut out = String::with_capacity(ron.len());
+    let mut i = 0;
+    let mut in_str = false;
+    let mut escaped = false;
+    while i < b.len() {
+        let c = b[i];
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+        } else if c == b'"' {
+            in_str = true;
+        } else if c.is_ascii_digit() && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b'.')) {
+            let end = (i..b.len())
+                .find(|&j| !(b[j].is_ascii_digit() || b[j] == b'.'))
+                .unwrap_or(b.len());
+            let tok = &ron[i..end];
+            let next_is_word = end < b.len() && (b[end].is_ascii_alphabetic() || b[end] == b'_');
+            match tok.split_once('.') {
+                Some((int, frac)) if !next_is_word && !frac.contains('.') => {
+                    out.push_str(&scientific(int, frac).unwrap_or_else(|| tok.to_string()));
+                }
+                _ => out.push_str(tok),
+            }
+            i = end;
+            continue;
+        }
+        // Copy one whole (possibly multi-byte) character.
+        let ch_len = ron[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&ron[i..i + ch_len]);
+        i += ch_len;
+    }
+    out
+}
+
+/// `int.frac` as `d[.ddd]eN` when its decimal exponent is below -4 or above 15.
+fn scientific(int: &str, frac: &str) -> Option<String> {
+    let digits = format!("{int}{frac}");
+    let first = digits.find(|c: char| c != '0')?;
+    let sig = digits[first..].trim_end_matches('0');
+    let exp = int.len() as i64 - 1 - first as i64;
+    if (-4..=15).contains(&exp) {
+        return None;
+    }
+    let (head, tail) = sig.split_at(1);
+    Some(if tail.is_empty() {
+        format!("{head}e{exp}")
+    } else {
+        format!("{head}.{tail}e{exp}")
+    })
 }
