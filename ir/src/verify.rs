@@ -35,7 +35,10 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyError> {
             };
             return Err(VerifyError {
                 node: node.map(|n| n.name.clone()),
-                message: format!("value name `{}` used twice (values {first} and {i})", v.name),
+                message: format!(
+                    "value name `{}` used twice (values {first} and {i})",
+                    v.name
+                ),
             });
         }
         match &v.def {
@@ -91,7 +94,10 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyError> {
             };
             return Err(VerifyError {
                 node: None,
-                message: format!("brick `{}` (#{bi}) comes before its parent {parent}", b.name),
+                message: format!(
+                    "brick `{}` (#{bi}) comes before its parent {parent}",
+                    b.name
+                ),
             });
         }
     }

@@ -12,19 +12,31 @@ use rand::{Rng, SeedableRng};
 /// Prints `g`, parses it back and checks both the graph and the text are unchanged.
 fn round_trip(g: &Graph) -> String {
     let text = print(g);
-    let back = parse_with_weights(&text, &text::weights(g))
-        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let back =
+        parse_with_weights(&text, &text::weights(g)).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(&back, g, "{text}");
     assert_eq!(print(&back), text);
     // Everything inline: no weight map needed.
-    let all = print_with(g, &PrintOptions { max_inline: usize::MAX });
+    let all = print_with(
+        g,
+        &PrintOptions {
+            max_inline: usize::MAX,
+        },
+    );
     assert_eq!(&parse(&all).unwrap_or_else(|e| panic!("{e}\n{all}")), g);
     text
 }
 
 #[test]
 fn hand_built_graphs_round_trip() {
-    for g in [mlp(), bert_layer(), nested_bricks(), symbolic_dims(), every_dtype(), multi_output()] {
+    for g in [
+        mlp(),
+        bert_layer(),
+        nested_bricks(),
+        symbolic_dims(),
+        every_dtype(),
+        multi_output(),
+    ] {
         verify(&g).unwrap_or_else(|e| panic!("{}: {e}", g.name));
         round_trip(&g);
     }
@@ -78,23 +90,73 @@ fn unusual_graphs_round_trip() {
     let k = g.add_const("k", Tensor::from_vec(vec![2], vec![1i64, 2]));
     g.set_value_type(k, TensorType::new(DType::I32, shape(&["m"])));
     // A node without outputs, one without a name, one without inputs.
-    g.add_node_typed("sink".into(), Op::Unary(UnaryOp::Relu), vec![a], &[], vec![], None)
-        .unwrap();
-    g.add_node_typed(String::new(), Op::Binary(BinaryOp::Add), vec![a, b], &["s".into()], vec![f32_ty(&["n"])], None)
-        .unwrap();
-    g.add_node_typed("nullary".into(), Op::Layout(LayoutOp::Range), vec![], &["r".into()], vec![f32_ty(&["?"])], None)
-        .unwrap();
+    g.add_node_typed(
+        "sink".into(),
+        Op::Unary(UnaryOp::Relu),
+        vec![a],
+        &[],
+        vec![],
+        None,
+    )
+    .unwrap();
+    g.add_node_typed(
+        String::new(),
+        Op::Binary(BinaryOp::Add),
+        vec![a, b],
+        &["s".into()],
+        vec![f32_ty(&["n"])],
+        None,
+    )
+    .unwrap();
+    g.add_node_typed(
+        "nullary".into(),
+        Op::Layout(LayoutOp::Range),
+        vec![],
+        &["r".into()],
+        vec![f32_ty(&["?"])],
+        None,
+    )
+    .unwrap();
     // Use before definition and a brick before its parent: ill-formed, but printable.
     let later = ValueId(g.values().len() as u32 + 1);
-    g.add_node_typed("early".into(), Op::Unary(UnaryOp::Neg), vec![later], &["e".into()], vec![f32_ty(&["n"])], None)
-        .unwrap();
-    g.push_brick(Brick { kind: BrickKind::Lora, name: "child".into(), parent: Some(kiln_ir::BrickId(1)) });
-    g.push_brick(Brick { kind: BrickKind::Head, name: "parent".into(), parent: None });
+    g.add_node_typed(
+        "early".into(),
+        Op::Unary(UnaryOp::Neg),
+        vec![later],
+        &["e".into()],
+        vec![f32_ty(&["n"])],
+        None,
+    )
+    .unwrap();
+    g.push_brick(Brick {
+        kind: BrickKind::Lora,
+        name: "child".into(),
+        parent: Some(kiln_ir::BrickId(1)),
+    });
+    g.push_brick(Brick {
+        kind: BrickKind::Head,
+        name: "parent".into(),
+        parent: None,
+    });
     let f = g
-        .add_node_typed("late".into(), Op::Unary(UnaryOp::Abs), vec![b], &["f".into()], vec![f32_ty(&["n"])], Some(kiln_ir::BrickId(0)))
+        .add_node_typed(
+            "late".into(),
+            Op::Unary(UnaryOp::Abs),
+            vec![b],
+            &["f".into()],
+            vec![f32_ty(&["n"])],
+            Some(kiln_ir::BrickId(0)),
+        )
         .unwrap();
-    g.add_node_typed("sink2".into(), Op::Unary(UnaryOp::Relu), vec![f[0]], &[], vec![], None)
-        .unwrap();
+    g.add_node_typed(
+        "sink2".into(),
+        Op::Unary(UnaryOp::Relu),
+        vec![f[0]],
+        &[],
+        vec![],
+        None,
+    )
+    .unwrap();
     g.outputs = vec![f[0], f[0]];
     assert!(verify(&g).is_err());
     let text = round_trip(&g);
@@ -109,24 +171,54 @@ use kiln_ir::TensorType;
 fn op_attributes_round_trip() {
     let ops = [
         Op::Unary(UnaryOp::LeakyRelu { alpha: 0.01 }),
-        Op::Unary(UnaryOp::IsInf { pos: true, neg: false }),
+        Op::Unary(UnaryOp::IsInf {
+            pos: true,
+            neg: false,
+        }),
         Op::Binary(BinaryOp::Max),
         Op::Binary(BinaryOp::Mod { fmod: true }),
-        Op::Reduce(ReduceOp::Reduce { kind: ReduceKind::Max, axes: vec![0, 2], keepdims: false }),
-        Op::Reduce(ReduceOp::CumSum { axis: 0, exclusive: true, reverse: false }),
-        Op::Layout(LayoutOp::Shape { start: -2, end: None }),
+        Op::Reduce(ReduceOp::Reduce {
+            kind: ReduceKind::Max,
+            axes: vec![0, 2],
+            keepdims: false,
+        }),
+        Op::Reduce(ReduceOp::CumSum {
+            axis: 0,
+            exclusive: true,
+            reverse: false,
+        }),
+        Op::Layout(LayoutOp::Shape {
+            start: -2,
+            end: None,
+        }),
         Op::Layout(LayoutOp::Cast { to: DType::BF16 }),
-        Op::Layout(LayoutOp::ConstantOfShape { dtype: DType::I8, value: -0.0 }),
+        Op::Layout(LayoutOp::ConstantOfShape {
+            dtype: DType::I8,
+            value: -0.0,
+        }),
         Op::Layout(LayoutOp::Identity),
         Op::Nn(NnOp::MatMul),
-        Op::Composite(CompositeOp::Attention { scale: Some(0.125), causal: true }),
-        Op::Composite(CompositeOp::LayerNorm { axis: 1, epsilon: 1e-5 }),
+        Op::Composite(CompositeOp::Attention {
+            scale: Some(0.125),
+            causal: true,
+        }),
+        Op::Composite(CompositeOp::LayerNorm {
+            axis: 1,
+            epsilon: 1e-5,
+        }),
     ];
     for op in ops {
         let mut g = Graph::new("op");
         let x = g.add_input("x", f32_ty(&["4"]));
         let y = g
-            .add_node_typed("n".into(), op.clone(), vec![x], &["y".into()], vec![f32_ty(&["4"])], None)
+            .add_node_typed(
+                "n".into(),
+                op.clone(),
+                vec![x],
+                &["y".into()],
+                vec![f32_ty(&["4"])],
+                None,
+            )
             .unwrap();
         g.outputs = y;
         let back = parse(&print(&g)).unwrap_or_else(|e| panic!("{op:?}: {e}\n{}", print(&g)));
@@ -135,7 +227,10 @@ fn op_attributes_round_trip() {
 }
 
 fn parse_err(text: &str) -> String {
-    parse(text).map(|g| panic!("parsed:\n{g}")).unwrap_err().to_string()
+    parse(text)
+        .map(|g| panic!("parsed:\n{g}"))
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -166,7 +261,10 @@ fn parse_errors_say_where_and_what() {
     ];
     for (text, want) in cases {
         let got = parse_err(text);
-        assert!(got.starts_with(want), "for\n{text}\n got: {got}\nwant: {want}");
+        assert!(
+            got.starts_with(want),
+            "for\n{text}\n got: {got}\nwant: {want}"
+        );
     }
 }
 
@@ -174,13 +272,25 @@ fn parse_errors_say_where_and_what() {
 fn weights_are_bound_by_name_and_type_checked() {
     let g = mlp();
     let text = print(&g);
-    assert!(text.contains("const %\"fc1.weight\": f32[8, 32] = weight"), "{text}");
+    assert!(
+        text.contains("const %\"fc1.weight\": f32[8, 32] = weight"),
+        "{text}"
+    );
     let err = parse(&text).unwrap_err();
-    assert_eq!(err.message, "missing weight `fc1.weight` (parse with a weight map holding it)");
+    assert_eq!(
+        err.message,
+        "missing weight `fc1.weight` (parse with a weight map holding it)"
+    );
     let mut w = text::weights(&g);
-    w.insert("fc1.bias".into(), Tensor::from_vec(vec![2], vec![1.0f32, 2.0]));
+    w.insert(
+        "fc1.bias".into(),
+        Tensor::from_vec(vec![2], vec![1.0f32, 2.0]),
+    );
     let err = parse_with_weights(&text, &w).unwrap_err();
-    assert_eq!(err.message, "weight `fc1.bias` is f32[2] but the text declares f32[32]");
+    assert_eq!(
+        err.message,
+        "weight `fc1.bias` is f32[2] but the text declares f32[32]"
+    );
     // Extra entries in the map are ignored.
     let mut w = text::weights(&g);
     w.insert("unused".into(), Tensor::scalar(1u8));
@@ -203,8 +313,35 @@ fn parser_never_panics_on_damaged_text() {
     graphs.push(nested_bricks());
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     const SPICE: &[&str] = &[
-        "%", "\"", "\\", "(", ")", "[", "]", "{", "}", ",", ":", "=", "@", "#", "?", "-", ".", "0",
-        "9999999999999999999999", "nan(", "é", "\n", " ", "_", "weight", "f16", "//", "\\u{", "in",
+        "%",
+        "\"",
+        "\\",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        ":",
+        "=",
+        "@",
+        "#",
+        "?",
+        "-",
+        ".",
+        "0",
+        "9999999999999999999999",
+        "nan(",
+        "é",
+        "\n",
+        " ",
+        "_",
+        "weight",
+        "f16",
+        "//",
+        "\\u{",
+        "in",
     ];
     for g in &graphs {
         let text = print(g);

@@ -121,9 +121,7 @@ pub(super) fn parse_element(dtype: DType, tok: &str, out: &mut Vec<u8>) -> Resul
             DType::F32 => {
                 let x = match tok {
                     "nan" => f32::NAN,
-                    _ if tok.starts_with("nan(") => {
-                        f32::from_bits(bits(8).ok_or_else(bad)? as u32)
-                    }
+                    _ if tok.starts_with("nan(") => f32::from_bits(bits(8).ok_or_else(bad)? as u32),
                     _ => parse_float::<f32>(tok).ok_or_else(bad)?,
                 };
                 out.extend_from_slice(&x.to_le_bytes());
@@ -209,7 +207,17 @@ mod tests {
     fn floats_print_shortest_and_read_back_bit_exact() {
         let t = Tensor::from_vec(
             vec![9],
-            vec![0.1f32, -0.0, 1e-30, 3.4028235e38, 1.0, f32::NAN, f32::INFINITY, -f32::INFINITY, f32::from_bits(1)],
+            vec![
+                0.1f32,
+                -0.0,
+                1e-30,
+                3.4028235e38,
+                1.0,
+                f32::NAN,
+                f32::INFINITY,
+                -f32::INFINITY,
+                f32::from_bits(1),
+            ],
         );
         assert_eq!(
             format_elements(&t).join(" "),
@@ -217,16 +225,30 @@ mod tests {
         );
         assert_eq!(round_trip(&t), t);
         let odd_nan = Tensor::from_vec(vec![2], vec![f32::from_bits(0xffc0_0001), -f32::NAN]);
-        assert_eq!(format_elements(&odd_nan), ["nan(0xffc00001)", "nan(0xffc00000)"]);
+        assert_eq!(
+            format_elements(&odd_nan),
+            ["nan(0xffc00001)", "nan(0xffc00000)"]
+        );
         assert_eq!(round_trip(&odd_nan), odd_nan);
     }
 
     #[test]
     fn halves_print_their_own_shortest_decimal() {
-        let t = Tensor::from_vec(vec![4], vec![f16::from_f32(0.1), f16::MIN_POSITIVE_SUBNORMAL, f16::MAX, f16::NEG_ZERO]);
+        let t = Tensor::from_vec(
+            vec![4],
+            vec![
+                f16::from_f32(0.1),
+                f16::MIN_POSITIVE_SUBNORMAL,
+                f16::MAX,
+                f16::NEG_ZERO,
+            ],
+        );
         assert_eq!(format_elements(&t), ["0.1", "6e-8", "65500.0", "-0.0"]);
         assert_eq!(round_trip(&t), t);
-        let b = Tensor::from_vec(vec![3], vec![bf16::from_f32(0.1), bf16::MAX, bf16::from_bits(0x7fc1)]);
+        let b = Tensor::from_vec(
+            vec![3],
+            vec![bf16::from_f32(0.1), bf16::MAX, bf16::from_bits(0x7fc1)],
+        );
         assert_eq!(format_elements(&b), ["0.1", "3.39e38", "nan(0x7fc1)"]);
         assert_eq!(round_trip(&b), b);
         // Exhaustively: every f16 and bf16 bit pattern reads back.

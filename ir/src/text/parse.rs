@@ -123,7 +123,12 @@ impl<'a> Parser<'a> {
             let mut define = |name: &str, pos: usize| -> Result<()> {
                 let id = ValueId(ids.len() as u32);
                 if let Some(&(_, first)) = ids.get(name) {
-                    let line = Error { pos: first, message: String::new() }.locate(self.src).line;
+                    let line = Error {
+                        pos: first,
+                        message: String::new(),
+                    }
+                    .locate(self.src)
+                    .line;
                     return Err(Error {
                         pos,
                         message: format!("value `%{name}` is defined twice (first on line {line})"),
@@ -245,7 +250,8 @@ impl<'a> Parser<'a> {
                 pos: value_pos,
                 message: format!("missing weight `{name}` (parse with a weight map holding it)"),
             })?;
-            if t.dtype() != tensor_ty.dtype || Some(t.shape().to_vec()) != tensor_ty.shape.as_known()
+            if t.dtype() != tensor_ty.dtype
+                || Some(t.shape().to_vec()) != tensor_ty.shape.as_known()
             {
                 return Err(Error {
                     pos: value_pos,
@@ -322,7 +328,10 @@ impl<'a> Parser<'a> {
         }
         let tok = &self.src[start..self.pos];
         if tok.is_empty() {
-            return Err(self.err(format!("expected a {dtype} element, found {}", self.found())));
+            return Err(self.err(format!(
+                "expected a {dtype} element, found {}",
+                self.found()
+            )));
         }
         parse_element(dtype, tok, out).map_err(|message| Error {
             pos: start,
@@ -417,11 +426,12 @@ impl<'a> Parser<'a> {
         }
         let op_src = &self.src[op_pos..op_end];
         let op = Op::from_text(op_src).map_err(|message| {
-            let operands_like = self.src[group + 1..]
-                .trim_start()
-                .starts_with(['%', ')']);
+            let operands_like = self.src[group + 1..].trim_start().starts_with(['%', ')']);
             if op_end == after || operands_like {
-                return Error { pos: op_pos, message };
+                return Error {
+                    pos: op_pos,
+                    message,
+                };
             }
             // The name alone is no op: the group after it must have been meant as
             // (malformed) attributes; show it, shortened.
@@ -479,7 +489,10 @@ impl<'a> Parser<'a> {
     fn value_ref(&mut self) -> Result<Ref> {
         let pos = self.pos;
         if !self.eat('%') {
-            return Err(self.err(format!("expected a value (`%name`), found {}", self.found())));
+            return Err(self.err(format!(
+                "expected a value (`%name`), found {}",
+                self.found()
+            )));
         }
         let name = if self.peek() == Some('"') {
             self.string("a value name")?
@@ -487,7 +500,10 @@ impl<'a> Parser<'a> {
             let s = self.pos;
             self.take_while(|c| c.is_ascii_alphanumeric() || c == '_');
             if s == self.pos {
-                return Err(self.err(format!("expected a value name after `%`, found {}", self.found())));
+                return Err(self.err(format!(
+                    "expected a value name after `%`, found {}",
+                    self.found()
+                )));
             }
             self.src[s..self.pos].to_string()
         };
@@ -641,7 +657,10 @@ impl<'a> Parser<'a> {
     fn string(&mut self, what: &str) -> Result<String> {
         let start = self.pos;
         if !self.eat('"') {
-            return Err(self.err(format!("expected {what} (a quoted string), found {}", self.found())));
+            return Err(self.err(format!(
+                "expected {what} (a quoted string), found {}",
+                self.found()
+            )));
         }
         let mut out = String::new();
         loop {

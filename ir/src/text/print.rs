@@ -52,31 +52,33 @@ impl Printer<'_> {
             self.out.push('\n');
         }
         let mut printed = vec![false; g.nodes().len()];
-        for i in lead..values.len() {
-            match values[i].def {
-                ValueDef::Node { node, .. } => {
-                    let n = node.0 as usize;
-                    // A node prints once, at its first output, after the nodes
-                    // before it that have no outputs.
-                    if n < printed.len() && !printed[n] {
-                        for k in 0..n {
-                            if !printed[k] && g.nodes()[k].outputs.is_empty() {
-                                printed[k] = true;
-                                self.node(&g.nodes()[k]);
-                            }
-                        }
-                        printed[n] = true;
-                        self.node(&g.nodes()[n]);
-                    } else if n >= printed.len() {
-                        let _ = writeln!(
-                            self.out,
-                            "  // value {} is defined by missing node {n}",
-                            self.value_ref(ValueId(i as u32))
-                        );
-                    }
-                }
-                _ => self.value(i),
+        for (i, v) in values.iter().enumerate().skip(lead) {
+            let ValueDef::Node { node, .. } = v.def else {
+                self.value(i);
+                continue;
+            };
+            let n = node.0 as usize;
+            if n >= printed.len() {
+                let _ = writeln!(
+                    self.out,
+                    "  // value {} is defined by missing node {n}",
+                    self.value_ref(ValueId(i as u32))
+                );
+                continue;
             }
+            if printed[n] {
+                continue;
+            }
+            // A node prints once, at its first output, after the nodes before it
+            // that have no outputs.
+            for (k, before) in g.nodes().iter().enumerate().take(n) {
+                if !printed[k] && before.outputs.is_empty() {
+                    printed[k] = true;
+                    self.node(before);
+                }
+            }
+            printed[n] = true;
+            self.node(&g.nodes()[n]);
         }
         for (k, done) in printed.iter().enumerate() {
             if !done {
@@ -168,24 +170,6 @@ fn value_name(name: &str) -> String {
         format!("%{name}")
     } else {
         format!("%{}", quote(name))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tidy_floats;
-
-    #[test]
-    fn positional_floats_get_exponents_when_long() {
-        let cases = [
-            ("LayerNorm(axis: 2, epsilon: 0.000000000001)", "LayerNorm(axis: 2, epsilon: 1e-12)"),
-            ("X(a: 0.00001, b: 0.0001, c: 1.5, d: 100000000000000000000.0)", "X(a: 1e-5, b: 0.0001, c: 1.5, d: 1e20)"),
-            ("X(a: -0.000000012345, b: [0.0, 3.0], c: \"0.0000001\", d: F32)", "X(a: -1.2345e-8, b: [0.0, 3.0], c: \"0.0000001\", d: F32)"),
-            ("X(é: 0.000001)", "X(é: 1e-6)"),
-        ];
-        for (ron, want) in cases {
-            assert_eq!(tidy_floats(ron), want);
-        }
     }
 }
 
@@ -283,7 +267,10 @@ fn tidy_floats(ron: &str) -> String {
             }
         } else if c == b'"' {
             in_str = true;
-        } else if c.is_ascii_digit() && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b'.')) {
+        } else if c.is_ascii_digit()
+            && (i == 0
+                || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b'.'))
+        {
             let end = (i..b.len())
                 .find(|&j| !(b[j].is_ascii_digit() || b[j] == b'.'))
                 .unwrap_or(b.len());
@@ -321,4 +308,31 @@ fn scientific(int: &str, frac: &str) -> Option<String> {
     } else {
         format!("{head}.{tail}e{exp}")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tidy_floats;
+
+    #[test]
+    fn positional_floats_get_exponents_when_long() {
+        let cases = [
+            (
+                "LayerNorm(axis: 2, epsilon: 0.000000000001)",
+                "LayerNorm(axis: 2, epsilon: 1e-12)",
+            ),
+            (
+                "X(a: 0.00001, b: 0.0001, c: 1.5, d: 100000000000000000000.0)",
+                "X(a: 1e-5, b: 0.0001, c: 1.5, d: 1e20)",
+            ),
+            (
+                "X(a: -0.000000012345, b: [0.0, 3.0], c: \"0.0000001\", d: F32)",
+                "X(a: -1.2345e-8, b: [0.0, 3.0], c: \"0.0000001\", d: F32)",
+            ),
+            ("X(é: 0.000001)", "X(é: 1e-6)"),
+        ];
+        for (ron, want) in cases {
+            assert_eq!(tidy_floats(ron), want);
+        }
+    }
 }

@@ -80,7 +80,14 @@ pub fn mlp() -> Graph {
     let x = g.add_input("x", f32_ty(&["batch", "8"]));
     let ffn = g.brick("mlp", BrickKind::Ffn);
     let h = linear(&mut g, "fc1", x, 8, 32, Some(ffn));
-    let h = node(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[h], "h", Some(ffn));
+    let h = node(
+        &mut g,
+        "relu",
+        Op::Unary(UnaryOp::Relu),
+        &[h],
+        "h",
+        Some(ffn),
+    );
     let y = linear(&mut g, "fc2", h, 32, 4, Some(ffn));
     g.outputs.push(y);
     g
@@ -122,9 +129,30 @@ pub fn bert_layer() -> Graph {
     let q = split_heads(&mut g, q, "q", vec![0, 2, 1, 3]);
     let k = split_heads(&mut g, k, "k", vec![0, 2, 3, 1]);
     let v = split_heads(&mut g, v, "v", vec![0, 2, 1, 3]);
-    let s = node(&mut g, "/scores/MatMul", Op::Nn(NnOp::MatMul), &[q, k], "/scores/MatMul_output_0", Some(attn));
-    let s = node(&mut g, "/scores/Mul", Op::Binary(BinaryOp::Mul), &[s, scale], "/scores/Mul_output_0", Some(attn));
-    let s = node(&mut g, "/scores/Add", Op::Binary(BinaryOp::Add), &[s, mask], "/scores/Add_output_0", Some(attn));
+    let s = node(
+        &mut g,
+        "/scores/MatMul",
+        Op::Nn(NnOp::MatMul),
+        &[q, k],
+        "/scores/MatMul_output_0",
+        Some(attn),
+    );
+    let s = node(
+        &mut g,
+        "/scores/Mul",
+        Op::Binary(BinaryOp::Mul),
+        &[s, scale],
+        "/scores/Mul_output_0",
+        Some(attn),
+    );
+    let s = node(
+        &mut g,
+        "/scores/Add",
+        Op::Binary(BinaryOp::Add),
+        &[s, mask],
+        "/scores/Add_output_0",
+        Some(attn),
+    );
     let probs = node(
         &mut g,
         "/Softmax",
@@ -133,11 +161,20 @@ pub fn bert_layer() -> Graph {
         "/Softmax_output_0",
         Some(attn),
     );
-    let ctx = node(&mut g, "/context/MatMul", Op::Nn(NnOp::MatMul), &[probs, v], "/context/MatMul_output_0", Some(attn));
+    let ctx = node(
+        &mut g,
+        "/context/MatMul",
+        Op::Nn(NnOp::MatMul),
+        &[probs, v],
+        "/context/MatMul_output_0",
+        Some(attn),
+    );
     let ctx = node(
         &mut g,
         "/context/Transpose",
-        Op::Layout(LayoutOp::Transpose { perm: vec![0, 2, 1, 3] }),
+        Op::Layout(LayoutOp::Transpose {
+            perm: vec![0, 2, 1, 3],
+        }),
         &[ctx],
         "/context/Transpose_output_0",
         Some(attn),
@@ -150,14 +187,56 @@ pub fn bert_layer() -> Graph {
         "/context/Reshape_output_0",
         Some(attn),
     );
-    let o = linear(&mut g, "encoder.layer.0.attention.output.dense", ctx, 64, 64, Some(attn));
-    let r = node(&mut g, "/attention/residual", Op::Binary(BinaryOp::Add), &[o, x], "/attention/residual_output_0", Some(layer));
+    let o = linear(
+        &mut g,
+        "encoder.layer.0.attention.output.dense",
+        ctx,
+        64,
+        64,
+        Some(attn),
+    );
+    let r = node(
+        &mut g,
+        "/attention/residual",
+        Op::Binary(BinaryOp::Add),
+        &[o, x],
+        "/attention/residual_output_0",
+        Some(layer),
+    );
     let ln = layer_norm(&mut g, "encoder.layer.0.attention.output.LayerNorm", r);
     let ffn = g.brick("encoder.layer.0.ffn", BrickKind::Ffn);
-    let h = linear(&mut g, "encoder.layer.0.intermediate.dense", ln, 64, 256, Some(ffn));
-    let h = node(&mut g, "/intermediate/Gelu", Op::Composite(CompositeOp::Gelu { tanh: false }), &[h], "/intermediate/Gelu_output_0", Some(ffn));
-    let h = linear(&mut g, "encoder.layer.0.output.dense", h, 256, 64, Some(ffn));
-    let r = node(&mut g, "/output/residual", Op::Binary(BinaryOp::Add), &[h, ln], "/output/residual_output_0", Some(layer));
+    let h = linear(
+        &mut g,
+        "encoder.layer.0.intermediate.dense",
+        ln,
+        64,
+        256,
+        Some(ffn),
+    );
+    let h = node(
+        &mut g,
+        "/intermediate/Gelu",
+        Op::Composite(CompositeOp::Gelu { tanh: false }),
+        &[h],
+        "/intermediate/Gelu_output_0",
+        Some(ffn),
+    );
+    let h = linear(
+        &mut g,
+        "encoder.layer.0.output.dense",
+        h,
+        256,
+        64,
+        Some(ffn),
+    );
+    let r = node(
+        &mut g,
+        "/output/residual",
+        Op::Binary(BinaryOp::Add),
+        &[h, ln],
+        "/output/residual_output_0",
+        Some(layer),
+    );
     let y = layer_norm(&mut g, "encoder.layer.0.output.LayerNorm", r);
     g.rename_value(y, "last_hidden_state".into());
     g.outputs.push(y);
@@ -173,7 +252,10 @@ pub fn layer_norm(g: &mut Graph, prefix: &str, x: ValueId) -> ValueId {
     node(
         g,
         &format!("{onnx}/LayerNormalization"),
-        Op::Composite(CompositeOp::LayerNorm { axis: 2, epsilon: 1e-12 }),
+        Op::Composite(CompositeOp::LayerNorm {
+            axis: 2,
+            epsilon: 1e-12,
+        }),
         &[x, gamma, beta],
         &format!("{onnx}/LayerNormalization_output_0"),
         Some(b),
@@ -194,19 +276,58 @@ pub fn nested_bricks() -> Graph {
     assert_eq!(g.bricks[moe.0 as usize].parent, Some(layer));
     assert_eq!(g.bricks[layer.0 as usize].parent, Some(model));
     let logits = linear(&mut g, "model.layers.0.moe.gate", x, 16, 2, Some(router));
-    let probs = node(&mut g, "gate/softmax", Op::Composite(CompositeOp::Softmax { axis: 1 }), &[logits], "gate_probs", Some(router));
-    let a = linear(&mut g, "model.layers.0.moe.experts.0.w", x, 16, 16, Some(e0));
-    let b = linear(&mut g, "model.layers.0.moe.experts.1.w", x, 16, 16, Some(e1));
-    let s = node(&mut g, "mix", Op::Binary(BinaryOp::Add), &[a, b], "mixed", Some(moe));
+    let probs = node(
+        &mut g,
+        "gate/softmax",
+        Op::Composite(CompositeOp::Softmax { axis: 1 }),
+        &[logits],
+        "gate_probs",
+        Some(router),
+    );
+    let a = linear(
+        &mut g,
+        "model.layers.0.moe.experts.0.w",
+        x,
+        16,
+        16,
+        Some(e0),
+    );
+    let b = linear(
+        &mut g,
+        "model.layers.0.moe.experts.1.w",
+        x,
+        16,
+        16,
+        Some(e1),
+    );
+    let s = node(
+        &mut g,
+        "mix",
+        Op::Binary(BinaryOp::Add),
+        &[a, b],
+        "mixed",
+        Some(moe),
+    );
     let m = node(
         &mut g,
         "gate/mean",
-        Op::Reduce(ReduceOp::Reduce { kind: ReduceKind::Mean, axes: vec![1], keepdims: true }),
+        Op::Reduce(ReduceOp::Reduce {
+            kind: ReduceKind::Mean,
+            axes: vec![1],
+            keepdims: true,
+        }),
         &[probs],
         "gate_mean",
         Some(moe),
     );
-    let y = node(&mut g, "scale", Op::Binary(BinaryOp::Mul), &[s, m], "y", Some(layer));
+    let y = node(
+        &mut g,
+        "scale",
+        Op::Binary(BinaryOp::Mul),
+        &[s, m],
+        "y",
+        Some(layer),
+    );
     g.outputs.push(y);
     g
 }
@@ -218,12 +339,38 @@ pub fn symbolic_dims() -> Graph {
         "input.1",
         TensorType::new(
             DType::F32,
-            Shape(vec![Dim::sym("batch_size"), Dim::Any, Dim::sym("unk__3"), Dim::sym("2*seq"), Dim::Known(3)]),
+            Shape(vec![
+                Dim::sym("batch_size"),
+                Dim::Any,
+                Dim::sym("unk__3"),
+                Dim::sym("2*seq"),
+                Dim::Known(3),
+            ]),
         ),
     );
-    let y = g.add_input("y", TensorType::new(DType::F32, Shape(vec![Dim::sym("?"), Dim::sym("12")])));
-    let s = node(&mut g, "exp", Op::Unary(UnaryOp::Exp), &[x], "onnx::Exp_5", None);
-    let sh = node(&mut g, "shape", Op::Layout(LayoutOp::Shape { start: 0, end: Some(-1) }), &[s], "shape", None);
+    let y = g.add_input(
+        "y",
+        TensorType::new(DType::F32, Shape(vec![Dim::sym("?"), Dim::sym("12")])),
+    );
+    let s = node(
+        &mut g,
+        "exp",
+        Op::Unary(UnaryOp::Exp),
+        &[x],
+        "onnx::Exp_5",
+        None,
+    );
+    let sh = node(
+        &mut g,
+        "shape",
+        Op::Layout(LayoutOp::Shape {
+            start: 0,
+            end: Some(-1),
+        }),
+        &[s],
+        "shape",
+        None,
+    );
     let z = node(&mut g, "neg", Op::Unary(UnaryOp::Neg), &[y], "z", None);
     g.outputs.extend([s, sh, z]);
     g
@@ -238,22 +385,62 @@ pub fn every_dtype() -> Graph {
             "f32",
             Tensor::from_vec(
                 vec![3, 3],
-                vec![0.1f32, -0.0, 1e-30, f32::MAX, f32::MIN_POSITIVE, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::from_bits(1)],
+                vec![
+                    0.1f32,
+                    -0.0,
+                    1e-30,
+                    f32::MAX,
+                    f32::MIN_POSITIVE,
+                    f32::NAN,
+                    f32::INFINITY,
+                    f32::NEG_INFINITY,
+                    f32::from_bits(1),
+                ],
             ),
         ),
         (
             "f64",
-            Tensor::from_vec(vec![6], vec![0.1f64, -0.0, 1e300, f64::from_bits(1), f64::NAN, -f64::INFINITY]),
+            Tensor::from_vec(
+                vec![6],
+                vec![
+                    0.1f64,
+                    -0.0,
+                    1e300,
+                    f64::from_bits(1),
+                    f64::NAN,
+                    -f64::INFINITY,
+                ],
+            ),
         ),
         (
             "f16",
-            Tensor::from_vec(vec![5], vec![f16::from_f32(0.1), f16::NEG_ZERO, f16::MAX, f16::MIN_POSITIVE_SUBNORMAL, f16::NAN]),
+            Tensor::from_vec(
+                vec![5],
+                vec![
+                    f16::from_f32(0.1),
+                    f16::NEG_ZERO,
+                    f16::MAX,
+                    f16::MIN_POSITIVE_SUBNORMAL,
+                    f16::NAN,
+                ],
+            ),
         ),
         (
             "bf16",
-            Tensor::from_vec(vec![4], vec![bf16::from_f32(0.1), bf16::MAX, bf16::INFINITY, bf16::from_bits(0xffc1)]),
+            Tensor::from_vec(
+                vec![4],
+                vec![
+                    bf16::from_f32(0.1),
+                    bf16::MAX,
+                    bf16::INFINITY,
+                    bf16::from_bits(0xffc1),
+                ],
+            ),
         ),
-        ("i64", Tensor::from_vec(vec![3], vec![i64::MIN, -1, i64::MAX])),
+        (
+            "i64",
+            Tensor::from_vec(vec![3], vec![i64::MIN, -1, i64::MAX]),
+        ),
         ("i32", Tensor::from_vec(vec![2], vec![i32::MIN, i32::MAX])),
         ("i16", Tensor::from_vec(vec![2], vec![i16::MIN, i16::MAX])),
         ("i8", Tensor::from_vec(vec![2], vec![i8::MIN, i8::MAX])),
@@ -264,7 +451,10 @@ pub fn every_dtype() -> Graph {
         ("bool", Tensor::from_vec(vec![2, 1], vec![true, false])),
         ("scalar", Tensor::scalar(-2.5f32)),
         ("empty", Tensor::from_vec::<i64>(vec![0, 3], vec![])),
-        ("f32_x16", Tensor::from_vec(vec![16], (0..16).map(|i| i as f32 / 3.0).collect())),
+        (
+            "f32_x16",
+            Tensor::from_vec(vec![16], (0..16).map(|i| i as f32 / 3.0).collect()),
+        ),
     ];
     for (name, t) in small {
         let c = g.add_const(format!("small_{name}"), t);
@@ -286,7 +476,11 @@ pub fn multi_output() -> Graph {
     let outs = g
         .add_node(
             "topk",
-            Op::Reduce(ReduceOp::TopK { axis: 1, largest: true, sorted: true }),
+            Op::Reduce(ReduceOp::TopK {
+                axis: 1,
+                largest: true,
+                sorted: true,
+            }),
             vec![x, k],
             &["values".into(), "indices".into()],
             None,
@@ -295,13 +489,23 @@ pub fn multi_output() -> Graph {
     let parts = g
         .add_node(
             "split",
-            Op::Layout(LayoutOp::Split { axis: 1, sizes: vec![4, 4, 4] }),
+            Op::Layout(LayoutOp::Split {
+                axis: 1,
+                sizes: vec![4, 4, 4],
+            }),
             vec![x],
             &["a".into(), "b".into(), "c".into()],
             None,
         )
         .unwrap();
-    let s = node(&mut g, "sum", Op::Binary(BinaryOp::Add), &[parts[0], parts[2]], "s", None);
+    let s = node(
+        &mut g,
+        "sum",
+        Op::Binary(BinaryOp::Add),
+        &[parts[0], parts[2]],
+        "s",
+        None,
+    );
     g.outputs.extend([outs[1], outs[0], s]);
     g
 }
