@@ -25,12 +25,20 @@ fn at(node: &str, message: String) -> VerifyError {
 /// Checks the graph invariants (see [`Graph`]).
 pub fn verify(graph: &Graph) -> Result<(), VerifyError> {
     let mut defined: HashSet<u32> = HashSet::new();
-    let mut names = HashSet::new();
+    let mut names = std::collections::HashMap::new();
     for (i, v) in graph.values().iter().enumerate() {
-        if !names.insert(v.name.as_str()) {
+        if let Some(first) = names.insert(v.name.as_str(), i) {
+            // Name the node defining the second value, when a node does.
+            let node = match &v.def {
+                ValueDef::Node { node, .. } => graph.nodes().get(node.0 as usize),
+                _ => None,
+            };
             return Err(VerifyError {
-                node: None,
-                message: format!("value name `{}` used twice", v.name),
+                node: node.map(|n| n.name.clone()),
+                message: format!(
+                    "value name `{}` used twice (values {first} and {i})",
+                    v.name
+                ),
             });
         }
         match &v.def {
@@ -79,17 +87,27 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyError> {
         }
     }
     for (bi, b) in graph.bricks.iter().enumerate() {
-        if b.parent.is_some_and(|p| p.0 as usize >= bi) {
+        if let Some(p) = b.parent.filter(|p| p.0 as usize >= bi) {
+            let parent = match graph.bricks.get(p.0 as usize) {
+                Some(pb) => format!("`{}` (#{})", pb.name, p.0),
+                None => format!("#{} (missing)", p.0),
+            };
             return Err(VerifyError {
                 node: None,
-                message: format!("brick `{}` comes before its parent", b.name),
+                message: format!(
+                    "brick `{}` (#{bi}) comes before its parent {parent}",
+                    b.name
+                ),
             });
         }
     }
     for n in graph.nodes() {
         for (k, i) in n.inputs.iter().enumerate() {
             if i.0 as usize >= graph.values().len() {
-                return Err(at(&n.name, format!("input {k} refers to a missing value")));
+                return Err(at(
+                    &n.name,
+                    format!("input {k} refers to a missing value (id {})", i.0),
+                ));
             }
             if !defined.contains(&i.0) {
                 return Err(at(
@@ -142,7 +160,30 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyError> {
             defined.insert(o.0);
         }
     }
-    for o in &graph.outputs {
+    for (k, i) in graph.inputs.iter().enumerate() {
+        match graph.values().get(i.0 as usize) {
+            None => {
+                return Err(VerifyError {
+                    node: None,
+                    message: format!("graph input {k} refers to a missing value (id {})", i.0),
+                })
+            }
+            Some(v) if !matches!(v.def, ValueDef::Input) => {
+                return Err(VerifyError {
+                    node: None,
+                    message: format!("graph input {k} (`{}`) is not an input value", v.name),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    for (k, o) in graph.outputs.iter().enumerate() {
+        if o.0 as usize >= graph.values().len() {
+            return Err(VerifyError {
+                node: None,
+                message: format!("graph output {k} refers to a missing value (id {})", o.0),
+            });
+        }
         if !defined.contains(&o.0) {
             return Err(VerifyError {
                 node: None,
