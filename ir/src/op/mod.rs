@@ -10,12 +10,17 @@
 mod composite;
 mod elementwise;
 mod layout;
+mod misc;
 mod nn;
 mod reduce;
 
 pub use composite::CompositeOp;
 pub use elementwise::{BinaryOp, UnaryOp};
 pub use layout::{shape_range, slice_bounds, slice_len, LayoutOp, PadMode, ScatterReduction};
+pub use misc::{
+    conv_window, ConvAttrs, GridMode, GridPadding, MiscOp, RnnActivation, RnnCell, RnnInputs,
+    WindowKind,
+};
 pub use nn::{AutoPad, NnOp, ResizeCoord, ResizeMode, ResizeNearest, RnnDirection};
 pub use reduce::{ReduceKind, ReduceOp};
 
@@ -79,6 +84,8 @@ pub enum Op {
     Nn(NnOp),
     /// Composite ops that backends implement directly (softmax, norms, GELU, attention).
     Composite(CompositeOp),
+    /// Quantization, recurrences, sampling, detection and signal ops.
+    Misc(MiscOp),
 }
 
 impl Op {
@@ -90,6 +97,7 @@ impl Op {
             Op::Layout(o) => o,
             Op::Nn(o) => o,
             Op::Composite(o) => o,
+            Op::Misc(o) => o,
         }
     }
 
@@ -113,6 +121,7 @@ impl Op {
             Op::Layout(o) => ron::to_string(o),
             Op::Nn(o) => ron::to_string(o),
             Op::Composite(o) => ron::to_string(o),
+            Op::Misc(o) => ron::to_string(o),
         };
         r.expect("op attributes always serialize")
     }
@@ -129,6 +138,7 @@ impl Op {
             .or_else(|| try_parse(s).map(Op::Layout))
             .or_else(|| try_parse(s).map(Op::Nn))
             .or_else(|| try_parse(s).map(Op::Composite))
+            .or_else(|| try_parse(s).map(Op::Misc))
             .ok_or_else(|| format!("unknown op or malformed attributes: `{s}`"))
     }
 }
