@@ -312,11 +312,14 @@ pub enum MiscOp {
     },
     /// Determinant of the trailing 2 × 2 … n × n matrices.
     Det,
-    /// `[x]` or `[x, dft_length]`: discrete Fourier transform along `axis`; x's last dim
-    /// is 1 (real) or 2 (complex); the output's last dim is 2.
+    /// `[x]`, then `dft_length` if `has_length`, then the axis (scalar) when `axis` is
+    /// `None`: discrete Fourier transform; x's last dim is 1 (real) or 2 (complex); the
+    /// output's last dim is 2 (1 for the inverse of a one-sided transform).
     Dft {
-        /// Transformed axis (of x, never the last).
-        axis: usize,
+        /// Transformed axis (of x, never the last); `None`: given as the last input.
+        axis: Option<usize>,
+        /// A `dft_length` input follows x.
+        has_length: bool,
         /// Inverse transform (scaled by 1/n).
         inverse: bool,
         /// Keep only the first n/2 + 1 frequencies.
@@ -566,21 +569,40 @@ impl OpFamily for MiscOp {
                 }
                 vec![t(x.dtype, Shape(x.shape.0[..rank - 2].to_vec()))]
             }
-            MiscOp::Dft { axis, onesided, .. } => {
+            MiscOp::Dft {
+                axis,
+                onesided,
+                inverse,
+                has_length,
+            } => {
                 let mut s = x.shape.0.clone();
+                let Some(axis) = axis else {
+                    let mut s = any_shape(rank);
+                    s.0[rank - 1] = Dim::Known(if *inverse && *onesided { 1 } else { 2 });
+                    return Ok(vec![t(x.dtype, s)]);
+                };
                 if *axis + 1 >= rank {
                     return Err(format!("DFT axis {axis} of rank {rank}"));
                 }
-                if let Some(n) = known_ints(inputs, 1).and_then(|v| v.first().copied()) {
-                    s[*axis] = Dim::Known(n.max(0) as usize);
-                }
-                if *onesided {
+                let given = if *has_length {
+                    known_ints(inputs, 1).and_then(|v| v.first().copied())
+                } else {
+                    None
+                };
+                let irfft = *inverse && *onesided;
+                s[*axis] = match (given, s[*axis].known()) {
+                    (Some(n), _) => Dim::Known(n.max(0) as usize),
+                    (None, Some(m)) if irfft => Dim::Known(2 * m.saturating_sub(1)),
+                    (None, Some(m)) => Dim::Known(m),
+                    _ => Dim::Any,
+                };
+                if *onesided && !irfft {
                     s[*axis] = s[*axis]
                         .known()
                         .map(|n| Dim::Known(n / 2 + 1))
                         .unwrap_or(Dim::Any);
                 }
-                s[rank - 1] = Dim::Known(2);
+                s[rank - 1] = Dim::Known(if irfft { 1 } else { 2 });
                 vec![t(x.dtype, Shape(s))]
             }
             MiscOp::Stft { .. } => vec![t(x.dtype, any_shape(4))],

@@ -464,21 +464,40 @@ fn convert_det(cx: &mut NodeCtx) -> Result<(), OnnxError> {
 fn convert_dft(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let x = cx.req(0)?;
     let rank = cx.rank(x);
-    let axis = if cx.opset >= 20 {
-        cx.const_ints(2)?
-            .and_then(|v| v.first().copied())
-            .unwrap_or(-2)
-    } else {
-        cx.attrs.int_or("axis", 1)
-    };
-    let axis = cx.axis(axis, rank)?;
-    if axis + 1 == rank {
-        return Err(cx.err("DFT axis cannot be the last (real/imaginary) axis"));
-    }
+    let length = cx.input(1)?;
     let mut ins = vec![x];
-    ins.extend(cx.input(1)?);
+    ins.extend(length);
+    // Opset 20 moved the axis to an input (default −2), possibly computed at run time.
+    let axis = if cx.opset >= 20 {
+        match cx.input(2)? {
+            None => Some(-2),
+            Some(v) => match cx.constant(v) {
+                Some(t) => Some(
+                    t.scalar_i64()
+                        .ok_or_else(|| cx.err("axis must be a scalar"))?,
+                ),
+                None => {
+                    ins.push(v);
+                    None
+                }
+            },
+        }
+    } else {
+        Some(cx.attrs.int_or("axis", 1))
+    };
+    let axis = match axis {
+        Some(a) => {
+            let a = cx.axis(a, rank)?;
+            if a + 1 == rank {
+                return Err(cx.err("DFT axis cannot be the last (real/imaginary) axis"));
+            }
+            Some(a)
+        }
+        None => None,
+    };
     let op = MiscOp::Dft {
         axis,
+        has_length: length.is_some(),
         inverse: cx.attrs.int_or("inverse", 0) != 0,
         onesided: cx.attrs.int_or("onesided", 0) != 0,
     };

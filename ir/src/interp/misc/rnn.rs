@@ -25,6 +25,21 @@ impl A3 {
         })
     }
 
+    /// A `[d0, d2]` tensor viewed as `[d0, 1, d2]`.
+    fn new2(t: &Tensor, shape: [usize; 2], what: &str) -> Result<A3, String> {
+        if t.shape() != shape {
+            return Err(format!(
+                "{what} has shape {:?}, expected {shape:?}",
+                t.shape()
+            ));
+        }
+        Ok(A3 {
+            v: t.to_f64_vec(),
+            d1: 1,
+            d2: shape[1],
+        })
+    }
+
     fn row(&self, a: usize, b: usize) -> &[f64] {
         &self.v[(a * self.d1 + b) * self.d2..][..self.d2]
     }
@@ -108,9 +123,9 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Strin
     let w = A3::new(w, [dirs, gates * h, input], "W")?;
     let r = A3::new(r, [dirs, gates * h, h], "R")?;
     let b = b
-        .map(|t| A3::new(t, [dirs, 1, 2 * gates * h], "B"))
+        .map(|t| A3::new2(t, [dirs, 2 * gates * h], "B"))
         .transpose()?;
-    let p = p.map(|t| A3::new(t, [dirs, 1, 3 * h], "P")).transpose()?;
+    let p = p.map(|t| A3::new2(t, [dirs, 3 * h], "P")).transpose()?;
     let state_shape = if *batch_first {
         [batch, dirs, h]
     } else {
