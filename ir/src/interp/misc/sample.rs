@@ -497,33 +497,43 @@ fn max_unpool(
         ));
     }
     let nd = xs.len() - 2;
+    // Indices address the inferred output; a larger requested shape pads it at the end.
+    let mut inferred = xs[..2].to_vec();
+    for i in 0..nd {
+        let k = *kernel.get(i).ok_or("kernel_shape is too short")?;
+        let st = strides.get(i).copied().unwrap_or(1);
+        let p = pads.get(i).copied().unwrap_or(0) + pads.get(i + nd).copied().unwrap_or(0);
+        inferred.push(((xs[i + 2].max(1) - 1) * st + k).saturating_sub(p));
+    }
+    let total: usize = inferred.iter().product();
+    let mut y = vec![0.0; total];
+    for (&v, &i) in x.to_f64_vec().iter().zip(&indices.to_i64_vec()) {
+        if i < 0 || i as usize >= total {
+            return Err(format!("index {i} out of range for output {inferred:?}"));
+        }
+        y[i as usize] = v;
+    }
     let shape: Vec<usize> = match output_shape {
         Some(t) => t
             .to_i64_vec()
             .iter()
             .map(|&v| usize::try_from(v).map_err(|_| format!("negative output size {v}")))
             .collect::<Result<_, _>>()?,
-        None => {
-            let mut s = xs[..2].to_vec();
-            for i in 0..nd {
-                let k = *kernel.get(i).ok_or("kernel_shape is too short")?;
-                let st = strides.get(i).copied().unwrap_or(1);
-                let p = pads.get(i).copied().unwrap_or(0) + pads.get(i + nd).copied().unwrap_or(0);
-                s.push(((xs[i + 2].max(1) - 1) * st + k).saturating_sub(p));
-            }
-            s
-        }
+        None => inferred.clone(),
     };
-    if shape.len() != xs.len() {
-        return Err(format!("output_shape {shape:?} has the wrong rank"));
+    if shape.len() != xs.len() || shape.iter().zip(&inferred).any(|(a, b)| a < b) {
+        return Err(format!(
+            "output_shape {shape:?} is smaller than the unpooled shape {inferred:?}"
+        ));
     }
-    let total: usize = shape.iter().product();
-    let mut out = vec![0.0; total];
-    for (&v, &i) in x.to_f64_vec().iter().zip(&indices.to_i64_vec()) {
-        if i < 0 || i as usize >= total {
-            return Err(format!("index {i} out of range for output {shape:?}"));
-        }
-        out[i as usize] = v;
+    let ostr = strides_of(&shape);
+    let istr = strides_of(&inferred);
+    let mut out = vec![0.0; shape.iter().product()];
+    for (i, &v) in y.iter().enumerate() {
+        let o: usize = (0..shape.len())
+            .map(|d| (i / istr[d]) % inferred[d] * ostr[d])
+            .sum();
+        out[o] = v;
     }
     Ok(Tensor::from_f64(x.dtype(), shape, &out))
 }
