@@ -189,11 +189,10 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Strin
         let (wb, rb) = bias.split_at(gates * h);
         let zp = vec![0.0; 3 * h];
         let peep = p.as_ref().map(|p| p.row(d, 0)).unwrap_or(&zp);
-        for bi in 0..batch {
+        for (bi, &len) in lens.iter().enumerate() {
             let so = state_at(d, bi);
             let mut hs = h0[so..so + h].to_vec();
             let mut cs = c0[so..so + h].to_vec();
-            let len = lens[bi];
             for step in 0..len {
                 let t = if reverse { len - 1 - step } else { step };
                 let xt = xat(t, bi);

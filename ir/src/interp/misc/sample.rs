@@ -557,7 +557,7 @@ fn col2im(
     let nd = img.len();
     let xs = x.shape();
     let bp: usize = blk.iter().product();
-    if blk.len() != nd || xs.len() != 3 || bp == 0 || xs[1] % bp != 0 {
+    if blk.len() != nd || xs.len() != 3 || bp == 0 || !xs[1].is_multiple_of(bp) {
         return Err(format!(
             "Col2Im input {xs:?}, image_shape {img:?}, block_shape {blk:?}"
         ));
