@@ -9,6 +9,7 @@ mod broadcast;
 mod composite;
 mod elementwise;
 mod layout;
+mod misc;
 mod nn;
 mod reduce;
 
@@ -61,6 +62,7 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<Tens
         Op::Layout(o) => layout::eval(o, inputs, n_outputs),
         Op::Nn(o) => nn::eval(o, inputs, n_outputs),
         Op::Composite(o) => composite::eval(o, inputs),
+        Op::Misc(o) => misc::eval(o, inputs, n_outputs),
     }?;
     if out.len() < n_outputs {
         return Err(format!(

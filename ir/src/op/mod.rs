@@ -10,12 +10,17 @@
 mod composite;
 mod elementwise;
 mod layout;
+mod misc;
 mod nn;
 mod reduce;
 
 pub use composite::CompositeOp;
 pub use elementwise::{BinaryOp, UnaryOp};
 pub use layout::{shape_range, slice_bounds, slice_len, LayoutOp, PadMode, ScatterReduction};
+pub use misc::{
+    conv_window, ConvAttrs, GridMode, GridPadding, MiscOp, RnnActivation, RnnCell, RnnInputs,
+    WindowKind,
+};
 pub use nn::{
     conv_transpose_output, matmul_shape, parse_einsum, resize_plan, window_output, AutoPad,
     KeepAspect, NnOp, ResizeCoord, ResizeMode, ResizeNearest, RnnDirection,
@@ -82,6 +87,8 @@ pub enum Op {
     Nn(NnOp),
     /// Composite ops that backends implement directly (softmax, norms, GELU, attention).
     Composite(CompositeOp),
+    /// Quantization, recurrences, sampling, detection and signal ops.
+    Misc(MiscOp),
 }
 
 impl Op {
@@ -93,6 +100,7 @@ impl Op {
             Op::Layout(o) => o,
             Op::Nn(o) => o,
             Op::Composite(o) => o,
+            Op::Misc(o) => o,
         }
     }
 
@@ -109,13 +117,23 @@ impl Op {
     /// The op with its attributes in the text form (RON syntax of the family variant,
     /// e.g. `Relu`, `Transpose(perm: [1, 0])`).
     pub fn to_text(&self) -> String {
+        // One line, a space after each separator: `TopK(axis: 1, largest: true, sorted: true)`.
+        let cfg = || {
+            ron::ser::PrettyConfig::new()
+                .new_line("")
+                .indentor("")
+                .separator(" ")
+                .compact_structs(true)
+                .compact_arrays(true)
+        };
         let r = match self {
-            Op::Unary(o) => ron::to_string(o),
-            Op::Binary(o) => ron::to_string(o),
-            Op::Reduce(o) => ron::to_string(o),
-            Op::Layout(o) => ron::to_string(o),
-            Op::Nn(o) => ron::to_string(o),
-            Op::Composite(o) => ron::to_string(o),
+            Op::Unary(o) => ron::ser::to_string_pretty(o, cfg()),
+            Op::Binary(o) => ron::ser::to_string_pretty(o, cfg()),
+            Op::Reduce(o) => ron::ser::to_string_pretty(o, cfg()),
+            Op::Layout(o) => ron::ser::to_string_pretty(o, cfg()),
+            Op::Nn(o) => ron::ser::to_string_pretty(o, cfg()),
+            Op::Composite(o) => ron::ser::to_string_pretty(o, cfg()),
+            Op::Misc(o) => ron::ser::to_string_pretty(o, cfg()),
         };
         r.expect("op attributes always serialize")
     }
@@ -132,6 +150,7 @@ impl Op {
             .or_else(|| try_parse(s).map(Op::Layout))
             .or_else(|| try_parse(s).map(Op::Nn))
             .or_else(|| try_parse(s).map(Op::Composite))
+            .or_else(|| try_parse(s).map(Op::Misc))
             .ok_or_else(|| format!("unknown op or malformed attributes: `{s}`"))
     }
 }

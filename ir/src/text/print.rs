@@ -229,21 +229,7 @@ fn literal(t: &Tensor) -> String {
 
 /// The op and its attributes on one line: `TopK(axis: 1, largest: true, sorted: true)`.
 pub(super) fn op_text(op: &Op) -> String {
-    let cfg = ron::ser::PrettyConfig::new()
-        .new_line("")
-        .indentor("")
-        .separator(" ")
-        .compact_structs(true)
-        .compact_arrays(true);
-    let r = match op {
-        Op::Unary(o) => ron::ser::to_string_pretty(o, cfg),
-        Op::Binary(o) => ron::ser::to_string_pretty(o, cfg),
-        Op::Reduce(o) => ron::ser::to_string_pretty(o, cfg),
-        Op::Layout(o) => ron::ser::to_string_pretty(o, cfg),
-        Op::Nn(o) => ron::ser::to_string_pretty(o, cfg),
-        Op::Composite(o) => ron::ser::to_string_pretty(o, cfg),
-    };
-    tidy_floats(&r.unwrap_or_else(|_| op.to_text()))
+    tidy_floats(&op.to_text())
 }
 
 /// Rewrites RON's positional floats (`0.000000000001`, `100000000000000000000.0`)

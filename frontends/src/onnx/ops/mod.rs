@@ -4,6 +4,7 @@ mod composite;
 mod control;
 mod elementwise;
 mod layout;
+mod misc;
 mod nn;
 mod reduce;
 
@@ -17,4 +18,5 @@ pub fn register_all(reg: &mut Registry) {
     nn::register(reg);
     composite::register(reg);
     control::register(reg);
+    misc::register(reg);
 }
