@@ -72,7 +72,7 @@ pub fn read(path: &Path) -> Result<Tensor, Error> {
         ),
         v => return Err(bad(&format!("unsupported .npy version {v}"))),
     };
-    let end = (start as usize)
+    let end = start
         .checked_add(hlen)
         .filter(|&e| e <= bytes.len())
         .ok_or_else(|| bad("truncated header"))?;

@@ -228,7 +228,7 @@ fn reshape_dims(input: &Shape, target: &[SymInt], allowzero: bool) -> Shape {
         }
         let syms: Vec<&Dim> = rest.iter().filter(|d| d.known().is_none()).collect();
         let known_in: usize = rest.iter().filter_map(Dim::known).product();
-        out[at] = if ok && known_out > 0 && known_in % known_out == 0 {
+        out[at] = if ok && known_out > 0 && known_in.is_multiple_of(known_out) {
             let k = known_in / known_out;
             match (syms.as_slice(), k) {
                 ([], k) => Dim::Known(k),
