@@ -444,7 +444,7 @@ fn reshape_dims(input: &[usize], target: &[i64], allowzero: bool) -> Result<Vec<
     let total: usize = input.iter().product();
     let known: usize = out.iter().product();
     if let Some(at) = infer_at {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(bad());
         }
         out[at] = total / known;
@@ -634,7 +634,10 @@ fn nd_offsets(
     batch_dims: usize,
 ) -> Result<(Vec<usize>, usize), String> {
     let q = indices.rank();
-    let k = *indices.shape().last().ok_or("ND indices must have rank >= 1")?;
+    let k = *indices
+        .shape()
+        .last()
+        .ok_or("ND indices must have rank >= 1")?;
     if batch_dims >= q || batch_dims + k > data_shape.len() {
         return Err(format!(
             "ND indices {:?} (batch_dims {batch_dims}) do not fit data {:?}",
@@ -650,18 +653,13 @@ fn nd_offsets(
     let inner: usize = data_shape[batch_dims + k..].iter().product();
     let batch_size: usize = data_shape[batch_dims..].iter().product();
     let per_batch: usize = indices.shape()[batch_dims..q - 1].iter().product();
-    let tuples = if k == 0 {
-        indices.shape()[..q - 1].iter().product()
-    } else {
-        idx.len() / k
-    };
+    let tuples = idx
+        .len()
+        .checked_div(k)
+        .unwrap_or_else(|| indices.shape()[..q - 1].iter().product());
     let mut offsets = Vec::with_capacity(tuples);
     for t in 0..tuples {
-        let mut off = if per_batch == 0 {
-            0
-        } else {
-            (t / per_batch) * batch_size
-        };
+        let mut off = t.checked_div(per_batch).unwrap_or(0) * batch_size;
         for j in 0..k {
             let d = batch_dims + j;
             off += wrap_index(idx[t * k + j], data_shape[d], "ND")? * st[d];
@@ -805,7 +803,11 @@ fn pad(inputs: &[&Tensor], mode: PadMode) -> Result<Tensor, String> {
     let r = x.rank();
     let pads = index_values(inputs.get(1).ok_or("Pad needs pads")?, "pads")?;
     if pads.len() != 2 * r {
-        return Err(format!("pads has {} entries, expected {}", pads.len(), 2 * r));
+        return Err(format!(
+            "pads has {} entries, expected {}",
+            pads.len(),
+            2 * r
+        ));
     }
     let fill = match inputs.get(2) {
         Some(v) if v.numel() == 1 => {
@@ -871,7 +873,11 @@ fn pad(inputs: &[&Tensor], mode: PadMode) -> Result<Tensor, String> {
 }
 
 fn range(inputs: &[&Tensor]) -> Result<Tensor, String> {
-    let (s, l, d) = (inputs[0], input(inputs, 1, "Range")?, input(inputs, 2, "Range")?);
+    let (s, l, d) = (
+        inputs[0],
+        input(inputs, 1, "Range")?,
+        input(inputs, 2, "Range")?,
+    );
     let dtype = s.dtype();
     if l.dtype() != dtype || d.dtype() != dtype {
         return Err("Range inputs differ in dtype".into());
@@ -955,7 +961,13 @@ mod tests {
         assert_eq!(y.to_vec::<f32>(), vec![4., 2., 0., 9., 7., 5.]);
         let y = &ev(
             LayoutOp::Slice,
-            &[&x, &ints(&[1, 1000]), &ints(&[1000, 1000]), &ints(&[0, 1]), &ints(&[1, 1])],
+            &[
+                &x,
+                &ints(&[1, 1000]),
+                &ints(&[1000, 1000]),
+                &ints(&[0, 1]),
+                &ints(&[1, 1]),
+            ],
         )[0];
         assert_eq!(y.shape(), &[1, 0]);
     }
@@ -1003,7 +1015,7 @@ mod tests {
 
     #[test]
     fn gather_nd_with_batch_dims() {
-        let x = Tensor::from_vec(vec![2, 2, 2], (0..8).map(|v| v as i32).collect());
+        let x = Tensor::from_vec(vec![2, 2, 2], (0..8).collect());
         let i = Tensor::from_vec(vec![2, 1], vec![1i64, 0]);
         let y = ev(LayoutOp::GatherND { batch_dims: 1 }, &[&x, &i]);
         assert_eq!(y[0].shape(), &[2, 2]);

@@ -131,9 +131,7 @@ fn convert_squeeze(cx: &mut NodeCtx) -> Result<(), OnnxError> {
                     "Squeeze without axes needs a known shape, got {shape}"
                 )));
             }
-            (0..rank)
-                .filter(|&i| shape.0[i] == Dim::Known(1))
-                .collect()
+            (0..rank).filter(|&i| shape.0[i] == Dim::Known(1)).collect()
         }
     };
     layout(cx, LayoutOp::Squeeze { axes }, &[x])
@@ -176,7 +174,9 @@ fn convert_expand(cx: &mut NodeCtx) -> Result<(), OnnxError> {
 
 fn convert_concat(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let inputs = cx.inputs()?;
-    let first = *inputs.first().ok_or_else(|| cx.err("Concat of no inputs"))?;
+    let first = *inputs
+        .first()
+        .ok_or_else(|| cx.err("Concat of no inputs"))?;
     let rank = cx.rank(first);
     let axis = cx.axis(cx.attrs.int_or("axis", 1), rank)?;
     layout(cx, LayoutOp::Concat { axis }, &inputs)
@@ -306,7 +306,11 @@ fn convert_scatter_elements(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let (x, i, u) = (cx.req(0)?, cx.req(1)?, cx.req(2)?);
     let axis = cx.axis(cx.attrs.int_or("axis", 0), cx.rank(x))?;
     let reduction = reduction(cx)?;
-    layout(cx, LayoutOp::ScatterElements { axis, reduction }, &[x, i, u])
+    layout(
+        cx,
+        LayoutOp::ScatterElements { axis, reduction },
+        &[x, i, u],
+    )
 }
 
 fn convert_tile(cx: &mut NodeCtx) -> Result<(), OnnxError> {
