@@ -119,6 +119,7 @@ pub(super) fn eval(
         }
         LayoutOp::Transpose { perm } => one(transpose(x, perm)?),
         LayoutOp::Squeeze { axes } => {
+            let axes = &runtime_axes(inputs, axes, x.rank())?;
             for &a in axes {
                 if x.shape().get(a) != Some(&1) {
                     return Err(format!("cannot squeeze axis {a} of shape {:?}", x.shape()));
@@ -134,7 +135,8 @@ pub(super) fn eval(
             one(x.reshaped(dims).map_err(|e| e.to_string())?)
         }
         LayoutOp::Unsqueeze { axes } => {
-            let out_rank = x.rank() + axes.len();
+            let out_rank = x.rank() + inputs.get(1).map_or(axes.len(), |a| a.numel());
+            let axes = &runtime_axes(inputs, axes, out_rank)?;
             if axes.iter().any(|&a| a >= out_rank) {
                 return Err(format!("unsqueeze axes {axes:?} out of range"));
             }
@@ -170,7 +172,16 @@ pub(super) fn eval(
             one(take(x, out, &idx)?)
         }
         LayoutOp::Concat { axis } => one(concat(inputs, *axis)?),
-        LayoutOp::Split { axis, sizes } => split(x, *axis, sizes),
+        LayoutOp::Split { axis, sizes } => match inputs.get(1) {
+            Some(s) => {
+                let s = index_values(s, "split sizes")?;
+                if s.iter().any(|&v| v < 0) {
+                    return Err(format!("negative split sizes {s:?}"));
+                }
+                split(x, *axis, &s.iter().map(|&v| v as usize).collect::<Vec<_>>())
+            }
+            None => split(x, *axis, sizes),
+        },
         LayoutOp::Slice => one(slice(inputs)?),
         LayoutOp::Gather { axis } => one(gather(x, input(inputs, 1, name)?, *axis)?),
         LayoutOp::GatherElements { axis } => {
@@ -450,6 +461,22 @@ fn reshape_dims(input: &[usize], target: &[i64], allowzero: bool) -> Result<Vec<
         out[at] = total / known;
     } else if known != total {
         return Err(bad());
+    }
+    Ok(out)
+}
+
+/// The op's axes, or those of its second input (normalized against `rank`, sorted).
+fn runtime_axes(inputs: &[&Tensor], axes: &[usize], rank: usize) -> Result<Vec<usize>, String> {
+    let Some(t) = inputs.get(1) else {
+        return Ok(axes.to_vec());
+    };
+    let mut out = index_values(t, "axes")?
+        .into_iter()
+        .map(|a| crate::op::util::axis(a, rank))
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort_unstable();
+    if out.windows(2).any(|w| w[0] == w[1]) {
+        return Err("repeated axis".into());
     }
     Ok(out)
 }
@@ -801,7 +828,20 @@ fn scatter_elements(
 fn pad(inputs: &[&Tensor], mode: PadMode) -> Result<Tensor, String> {
     let x = inputs[0];
     let r = x.rank();
-    let pads = index_values(inputs.get(1).ok_or("Pad needs pads")?, "pads")?;
+    let mut pads = index_values(inputs.get(1).ok_or("Pad needs pads")?, "pads")?;
+    if let Some(axes) = inputs.get(3) {
+        let axes = index_values(axes, "pad axes")?;
+        if pads.len() != 2 * axes.len() {
+            return Err(format!("{} pads for {} axes", pads.len(), axes.len()));
+        }
+        let mut full = vec![0i64; 2 * r];
+        for (k, &a) in axes.iter().enumerate() {
+            let a = crate::op::util::axis(a, r)?;
+            full[a] = pads[k];
+            full[a + r] = pads[k + axes.len()];
+        }
+        pads = full;
+    }
     if pads.len() != 2 * r {
         return Err(format!(
             "pads has {} entries, expected {}",

@@ -117,6 +117,11 @@ fn convert_transpose(cx: &mut NodeCtx) -> Result<(), OnnxError> {
 fn convert_squeeze(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let x = cx.req(0)?;
     let rank = cx.rank(x);
+    if cx.opset >= 13 {
+        if let Some(a) = cx.input(1)?.filter(|&a| cx.constant(a).is_none()) {
+            return layout(cx, LayoutOp::Squeeze { axes: vec![] }, &[x, a]);
+        }
+    }
     let axes = if cx.opset < 13 {
         cx.attrs.ints("axes")
     } else {
@@ -139,6 +144,11 @@ fn convert_squeeze(cx: &mut NodeCtx) -> Result<(), OnnxError> {
 
 fn convert_unsqueeze(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let x = cx.req(0)?;
+    if cx.opset >= 13 {
+        if let Some(a) = cx.input(1)?.filter(|&a| cx.constant(a).is_none()) {
+            return layout(cx, LayoutOp::Unsqueeze { axes: vec![] }, &[x, a]);
+        }
+    }
     let axes = if cx.opset < 13 {
         cx.attrs.ints("axes")
     } else {
@@ -186,6 +196,24 @@ fn convert_split(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let x = cx.req(0)?;
     let rank = cx.rank(x);
     let axis = cx.axis(cx.attrs.int_or("axis", 0), rank)?;
+    if cx.opset >= 13 {
+        if let Some(s) = cx.input(1)?.filter(|&s| cx.constant(s).is_none()) {
+            let n = cx
+                .ty(s)
+                .shape
+                .0
+                .first()
+                .and_then(Dim::known)
+                .ok_or_else(|| cx.err("Split sizes must be 1-D of known length"))?;
+            let op = LayoutOp::Split {
+                axis,
+                sizes: vec![],
+            };
+            let outs = cx.op_n(Op::Layout(op), &[x, s], n)?;
+            cx.set_outputs(&outs);
+            return Ok(());
+        }
+    }
     let given = if cx.opset < 13 {
         cx.attrs.ints("split").filter(|s| !s.is_empty())
     } else {
@@ -339,7 +367,10 @@ fn convert_pad(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         (cx.ints(&p), cx.scalar(dt, v))
     } else {
         let mut pads = cx.req(1)?;
-        if let Some(axes) = cx.const_ints(3)? {
+        let dynamic_axes = cx.input(3)?.filter(|&a| cx.constant(a).is_none());
+        if dynamic_axes.is_some() || cx.constant(pads).is_none() {
+            // Spread at run time by the op itself.
+        } else if let Some(axes) = cx.const_ints(3)? {
             // Pads given for some axes only: spread them over all axes.
             let axes = axes
                 .iter()
@@ -360,6 +391,12 @@ fn convert_pad(cx: &mut NodeCtx) -> Result<(), OnnxError> {
             Some(v) if cx.ty(v).shape.numel() != Some(0) => v,
             _ => cx.scalar(dt, 0.0),
         };
+        if let (Some(axes), true) = (
+            cx.input(3)?,
+            cx.constant(pads).is_none() || dynamic_axes.is_some(),
+        ) {
+            return layout(cx, LayoutOp::Pad { mode }, &[x, pads, value, axes]);
+        }
         (pads, value)
     };
     layout(cx, LayoutOp::Pad { mode }, &[x, pads, value])
