@@ -1086,4 +1086,29 @@ mod tests {
         let s = ev(LayoutOp::SpaceToDepth { blocksize: 2 }, &[&d[0]]);
         assert_eq!(s[0], x);
     }
+
+    #[test]
+    fn reshape_and_runtime_axes() {
+        assert_eq!(
+            reshape_dims(&[2, 3, 4], &[0, -1], false).unwrap(),
+            vec![2, 12]
+        );
+        assert_eq!(reshape_dims(&[0, 3], &[0, 3], true).unwrap(), vec![0, 3]);
+        assert!(reshape_dims(&[2, 3], &[4, -1], false).is_err());
+        let x = Tensor::from_vec(vec![3], vec![1u8, 2, 3]);
+        let u = ev(LayoutOp::Unsqueeze { axes: vec![] }, &[&x, &ints(&[-1, 0])]);
+        assert_eq!(u[0].shape(), &[1, 3, 1]);
+        let s = ev(LayoutOp::Squeeze { axes: vec![] }, &[&u[0], &ints(&[2])]);
+        assert_eq!(s[0].shape(), &[1, 3]);
+        let parts = eval(
+            &LayoutOp::Split {
+                axis: 0,
+                sizes: vec![],
+            },
+            &[&x, &ints(&[2, 1])],
+            2,
+        )
+        .unwrap();
+        assert_eq!(parts[1].to_vec::<u8>(), vec![3]);
+    }
 }
