@@ -49,12 +49,14 @@ pub enum LayoutOp {
         /// The permutation.
         perm: Vec<usize>,
     },
-    /// Removes the size-1 `axes` (sorted).
+    /// Removes the size-1 `axes` (sorted). With a second input (i64, possibly negative)
+    /// the axes are read from it at run time instead and `axes` is empty.
     Squeeze {
         /// Axes of the input.
         axes: Vec<usize>,
     },
-    /// Inserts size-1 axes at `axes` (sorted, axes of the output).
+    /// Inserts size-1 axes at `axes` (sorted, axes of the output). With a second input
+    /// (i64, possibly negative) the axes are read from it at run time and `axes` is empty.
     Unsqueeze {
         /// Axes of the output.
         axes: Vec<usize>,
@@ -71,7 +73,8 @@ pub enum LayoutOp {
         /// Axis.
         axis: usize,
     },
-    /// Cuts along `axis` into pieces of `sizes`; one output per piece.
+    /// Cuts along `axis` into pieces of `sizes`; one output per piece. With a second
+    /// input the sizes are read from it at run time and `sizes` is empty.
     Split {
         /// Axis.
         axis: usize,
@@ -110,6 +113,8 @@ pub enum LayoutOp {
     /// `[data, repeats]`: repeats the data along each axis.
     Tile,
     /// `[data, pads, value]`: pads has 2·rank entries (all begins, then all ends; negative crops).
+    /// An optional fourth input `axes` (i64, possibly negative) says which axes `pads`
+    /// (then 2·len(axes) entries) applies to.
     Pad {
         /// Border mode.
         mode: PadMode,
@@ -189,6 +194,17 @@ pub enum LayoutOp {
 /// Reads a 1-D i64 constant input as a Vec.
 fn const_ints(inputs: &InferInputs, i: usize) -> Option<Vec<i64>> {
     inputs.constant(i).map(|t| t.to_i64_vec())
+}
+
+/// The length of the 1-D input `i`, which must be known.
+fn runtime_len(inputs: &InferInputs, i: usize) -> Result<usize, String> {
+    let t = inputs.ty(i)?;
+    match t.shape.0.as_slice() {
+        [d] => d
+            .known()
+            .ok_or_else(|| format!("input {i} has unknown length")),
+        _ => Err(format!("input {i} must be 1-D, got {t}")),
+    }
 }
 
 /// The target of a `Reshape` from the input shape and the requested dims.
@@ -274,6 +290,24 @@ impl OpFamily for LayoutOp {
                 }
                 same_dtype(Shape(perm.iter().map(|&p| x.shape.0[p].clone()).collect()))
             }
+            LayoutOp::Squeeze { .. } if inputs.len() > 1 => {
+                let n = runtime_len(inputs, 1)?;
+                same_dtype(any_shape(
+                    rank.checked_sub(n).ok_or("too many squeeze axes")?,
+                ))
+            }
+            LayoutOp::Unsqueeze { .. } if inputs.len() > 1 => {
+                same_dtype(any_shape(rank + runtime_len(inputs, 1)?))
+            }
+            LayoutOp::Split { axis, .. } if inputs.len() > 1 => {
+                if *axis >= rank {
+                    return Err(format!("split axis {axis} out of range for rank {rank}"));
+                }
+                let mut sh = x.shape.clone();
+                sh.0[*axis] = Dim::Any;
+                Ok(vec![TensorType::new(x.dtype, sh); runtime_len(inputs, 1)?])
+            }
+            LayoutOp::Pad { .. } if inputs.len() > 3 => same_dtype(any_shape(rank)),
             LayoutOp::Squeeze { axes } => {
                 for &a in axes {
                     match x.shape.0.get(a) {
