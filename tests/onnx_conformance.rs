@@ -17,6 +17,10 @@ use kiln::ir::{interp, Tensor};
 use kiln_frontends::onnx;
 use rayon::prelude::*;
 
+/// The whole run is aborted (listing the cases still running) after this long:
+/// a hang in one case must fail CI quickly, not eat its time limit.
+const WATCHDOG_SECS: u64 = 900;
+
 /// The suites' tolerance: `np.testing.assert_allclose(rtol=1e-3, atol=1e-7)`.
 const RTOL: f64 = 1e-3;
 const ATOL: f64 = 1e-7;
@@ -188,7 +192,14 @@ fn onnx_backend_suites() {
         .filter(|(n, _)| filter.as_deref().is_none_or(|f| n.contains(f)))
         .collect();
     let results: Mutex<Vec<(String, Result<(), String>)>> = Mutex::new(Vec::new());
+    let running: &'static Mutex<BTreeSet<String>> = Box::leak(Box::default());
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(WATCHDOG_SECS));
+        eprintln!("conformance: still running after {WATCHDOG_SECS} s (hung?): {:?}", running.lock().unwrap());
+        std::process::exit(1);
+    });
     cases.par_iter().for_each(|(name, path)| {
+        running.lock().unwrap().insert(name.clone());
         let r = std::panic::catch_unwind(|| {
             if name.starts_with("light/") {
                 run_light(path)
@@ -203,6 +214,7 @@ fn onnx_backend_suites() {
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
             Err(format!("PANIC: {}", msg.unwrap_or_default()))
         });
+        running.lock().unwrap().remove(name);
         results.lock().unwrap().push((name.clone(), r));
     });
     let mut results = results.into_inner().unwrap();

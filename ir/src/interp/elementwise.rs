@@ -10,6 +10,9 @@ pub fn erf(x: f64) -> f64 {
     if x.is_nan() {
         return f64::NAN;
     }
+    if x == 0.0 {
+        return x; // ±0, and the series below would never meet its stopping test
+    }
     let ax = x.abs();
     let r = if ax < 2.5 {
         // Maclaurin series: erf x = 2/√π Σ (−1)ⁿ x^(2n+1) / (n! (2n+1)).
@@ -20,7 +23,7 @@ pub fn erf(x: f64) -> f64 {
         loop {
             let t = term / (2.0 * n + 1.0);
             sum += t;
-            if t.abs() < 1e-17 * sum.abs() {
+            if t.abs() <= 1e-17 * sum.abs() {
                 break;
             }
             n += 1.0;
@@ -424,5 +427,8 @@ mod tests {
             assert!((erf(x) - e).abs() < 1e-15, "erf({x}) = {} vs {e}", erf(x));
             assert!((erf(-x) + e).abs() < 1e-15);
         }
+        assert_eq!(erf(0.0).to_bits(), 0.0f64.to_bits());
+        assert_eq!(erf(-0.0).to_bits(), (-0.0f64).to_bits());
+        assert_eq!(erf(f64::INFINITY), 1.0);
     }
 }

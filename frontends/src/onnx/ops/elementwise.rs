@@ -190,7 +190,16 @@ fn convert_binary(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         other => return Err(cx.err(format!("{other} is not a binary op"))),
     };
     let (a, mut b) = (cx.req(0)?, cx.req(1)?);
-    // PRelu's slope broadcasts "unidirectionally" to x; numpy broadcasting covers it.
+    // PRelu's slope broadcasts "unidirectionally" to x, numpy-style since opset 7.
+    // Exporters of the older convention give a per-channel 1-D slope of length C for
+    // an N×C×... input: align it with axis 1.
+    if op == BinaryOp::PRelu && cx.rank(b) == 1 && cx.rank(a) > 2 {
+        let (xs, ss) = (&cx.ty(a).shape.0, &cx.ty(b).shape.0);
+        if ss[0] != kiln_ir::Dim::Known(1) && ss[0] == xs[1] && ss[0] != xs[xs.len() - 1] {
+            let axes: Vec<usize> = (1..cx.rank(a) - 1).collect();
+            b = cx.op(Op::Layout(LayoutOp::Unsqueeze { axes }), &[b])?;
+        }
+    }
     if op == BinaryOp::Pow && cx.dtype(a) != cx.dtype(b) {
         b = cx.op(Op::Layout(LayoutOp::Cast { to: cx.dtype(a) }), &[b])?;
     }
