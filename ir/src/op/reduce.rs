@@ -38,7 +38,8 @@ pub enum ReduceOp {
     Reduce {
         /// The combining function.
         kind: ReduceKind,
-        /// Reduced axes; empty reduces nothing (identity).
+        /// Reduced axes. Empty makes every element its own group: the output is the
+        /// kind's function of one element (x for Sum, x² for SumSquare, |x| for L2, ...).
         axes: Vec<usize>,
         /// Keep reduced axes as size 1.
         keepdims: bool,
