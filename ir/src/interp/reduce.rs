@@ -16,6 +16,32 @@ pub(super) fn eval(op: &ReduceOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Str
             axes,
             keepdims,
         } => reduce(*kind, x, axes, *keepdims).map(|t| vec![t]),
+        ReduceOp::ReduceDynamic {
+            kind,
+            keepdims,
+            noop_with_empty_axes,
+        } => {
+            let listed = inputs.get(1).ok_or("missing axes input")?.to_i64_vec();
+            let rank = x.rank();
+            let mut axes = Vec::with_capacity(listed.len());
+            for a in listed {
+                axes.push(wrap_axis(a, rank)?);
+            }
+            if axes.is_empty() && !noop_with_empty_axes {
+                axes = (0..rank).collect();
+            }
+            axes.sort_unstable();
+            axes.dedup();
+            reduce(*kind, x, &axes, *keepdims).map(|t| vec![t])
+        }
+        ReduceOp::CumSumDynamic { exclusive, reverse } => {
+            let a = inputs
+                .get(1)
+                .ok_or("missing axis input")?
+                .scalar_i64()
+                .ok_or("CumSum: axis must have exactly one element")?;
+            cumsum(x, wrap_axis(a, x.rank())?, *exclusive, *reverse).map(|t| vec![t])
+        }
         ReduceOp::ArgMax {
             axis,
             keepdims,
@@ -44,6 +70,16 @@ pub(super) fn eval(op: &ReduceOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Str
             top_k(x, *axis, k, *largest)
         }
     }
+}
+
+/// A possibly negative run-time axis, checked against `rank`.
+fn wrap_axis(a: i64, rank: usize) -> Result<usize, String> {
+    let r = rank as i64;
+    let w = if a < 0 { a + r } else { a };
+    if w < 0 || w >= r.max(1) {
+        return Err(format!("axis {a} out of range for rank {rank}"));
+    }
+    Ok(w as usize)
 }
 
 /// Splits `shape` around `axis` into (outer, n, inner) extents.

@@ -43,12 +43,26 @@ fn convert_reduce(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     };
     let x = cx.req(0)?;
     let rank = cx.rank(x);
+    let noop = cx.attrs.int_or("noop_with_empty_axes", 0) != 0;
+    let keepdims = cx.attrs.int_or("keepdims", 1) != 0;
     let listed = if cx.opset < axes_became_input {
         cx.attrs.ints("axes")
     } else {
-        cx.const_ints(1)?
+        match cx.input(1)? {
+            Some(a) if cx.constant(a).is_none() => {
+                // Axes known only at run time.
+                let op = ReduceOp::ReduceDynamic {
+                    kind,
+                    keepdims,
+                    noop_with_empty_axes: noop,
+                };
+                let y = cx.op(Op::Reduce(op), &[x, a])?;
+                cx.set_output(0, y);
+                return Ok(());
+            }
+            _ => cx.const_ints(1)?,
+        }
     };
-    let noop = cx.attrs.int_or("noop_with_empty_axes", 0) != 0;
     let mut axes = match listed {
         Some(a) if !a.is_empty() => a
             .iter()
@@ -62,7 +76,7 @@ fn convert_reduce(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let op = ReduceOp::Reduce {
         kind,
         axes,
-        keepdims: cx.attrs.int_or("keepdims", 1) != 0,
+        keepdims,
     };
     let y = cx.op(Op::Reduce(op), &[x])?;
     cx.set_output(0, y);
@@ -94,16 +108,24 @@ fn convert_arg(cx: &mut NodeCtx) -> Result<(), OnnxError> {
 
 fn convert_cumsum(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let x = cx.req(0)?;
-    let axis = match cx.const_ints(1)?.as_deref() {
-        Some([a]) => *a,
-        _ => return Err(cx.err("the axis input must be a one-element constant")),
+    let a = cx.req(1)?;
+    let exclusive = cx.attrs.int_or("exclusive", 0) != 0;
+    let reverse = cx.attrs.int_or("reverse", 0) != 0;
+    let y = match cx.constant(a).map(|t| t.to_i64_vec()).as_deref() {
+        Some([axis]) => {
+            let op = ReduceOp::CumSum {
+                axis: cx.axis(*axis, cx.rank(x))?,
+                exclusive,
+                reverse,
+            };
+            cx.op(Op::Reduce(op), &[x])?
+        }
+        Some(_) => return Err(cx.err("the axis input must have one element")),
+        None => cx.op(
+            Op::Reduce(ReduceOp::CumSumDynamic { exclusive, reverse }),
+            &[x, a],
+        )?,
     };
-    let op = ReduceOp::CumSum {
-        axis: cx.axis(axis, cx.rank(x))?,
-        exclusive: cx.attrs.int_or("exclusive", 0) != 0,
-        reverse: cx.attrs.int_or("reverse", 0) != 0,
-    };
-    let y = cx.op(Op::Reduce(op), &[x])?;
     cx.set_output(0, y);
     Ok(())
 }
