@@ -18,11 +18,7 @@ pub(super) fn eval(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, 
         CompositeOp::RmsNorm { axis, epsilon } => norm(x, inputs, *axis, *epsilon, true),
         CompositeOp::Gelu { tanh } => {
             float_only(x, "Gelu")?;
-            let v: Vec<f64> = x
-                .to_f64_vec()
-                .into_iter()
-                .map(|x| gelu(x, *tanh))
-                .collect();
+            let v: Vec<f64> = x.to_f64_vec().into_iter().map(|x| gelu(x, *tanh)).collect();
             Ok(vec![Tensor::from_f64(x.dtype(), x.shape().to_vec(), &v)])
         }
         CompositeOp::Attention { .. } => attention(op, inputs),
@@ -46,6 +42,9 @@ fn gelu(x: f64, tanh: bool) -> f64 {
     if tanh {
         let c = (2.0 / std::f64::consts::PI).sqrt();
         0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+    } else if x == 0.0 {
+        // Kept off `erf(0)`, whose series loop never meets its stopping test at 0.
+        x
     } else {
         0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
     }
@@ -218,10 +217,7 @@ fn attention(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String
     };
     let expected = 3 + *mask as usize + 2 * *past as usize + *kv_lengths as usize;
     if inputs.len() != expected {
-        return Err(format!(
-            "expects {expected} inputs, got {}",
-            inputs.len()
-        ));
+        return Err(format!("expects {expected} inputs, got {}", inputs.len()));
     }
     let (q, k, v) = (inputs[0], inputs[1], inputs[2]);
     for t in [q, k, v] {
@@ -447,7 +443,10 @@ fn nll_loss(
     };
     float_only(x, "NllLoss")?;
     let xs = x.shape();
-    if xs.len() < 2 || t.rank() != xs.len() - 1 || t.shape()[0] != xs[0] || t.shape()[1..] != xs[2..]
+    if xs.len() < 2
+        || t.rank() != xs.len() - 1
+        || t.shape()[0] != xs[0]
+        || t.shape()[1..] != xs[2..]
     {
         return Err(format!(
             "log_prob {xs:?} must be [n, c, d...] and target {:?} [n, d...]",
@@ -510,7 +509,15 @@ mod tests {
         let x = Tensor::from_vec(vec![2, 2], vec![0.0f64, 0.0, 1.0, 3.0]);
         let s = eval(&CompositeOp::Softmax { axis: 0 }, &[&x]).unwrap();
         let e = 1.0 / (1.0 + 1f64.exp());
-        close(&s[0].to_f64_vec(), &[e, 1.0 / (1.0 + 3f64.exp()), 1.0 - e, 1.0 - 1.0 / (1.0 + 3f64.exp())]);
+        close(
+            &s[0].to_f64_vec(),
+            &[
+                e,
+                1.0 / (1.0 + 3f64.exp()),
+                1.0 - e,
+                1.0 - 1.0 / (1.0 + 3f64.exp()),
+            ],
+        );
         let h = eval(&CompositeOp::Hardmax { axis: 1 }, &[&x]).unwrap();
         assert_eq!(h[0].to_f64_vec(), vec![1.0, 0.0, 0.0, 1.0]);
     }

@@ -516,7 +516,12 @@ mod tests {
             (ReduceKind::Prod, &[1], vec![2], vec![6.0, 120.0]),
             (ReduceKind::SumSquare, &[1], vec![2], vec![14.0, 77.0]),
             // Empty axes: each element is its own group.
-            (ReduceKind::SumSquare, &[], vec![2, 3], vec![1., 4., 9., 16., 25., 36.]),
+            (
+                ReduceKind::SumSquare,
+                &[],
+                vec![2, 3],
+                vec![1., 4., 9., 16., 25., 36.],
+            ),
         ];
         for (kind, axes, shape, want) in cases {
             let y = &run(red(*kind, axes, false), x.clone())[0];
@@ -565,8 +570,14 @@ mod tests {
             exclusive,
             reverse,
         };
-        assert_eq!(run(op(false, false), x.clone())[0].to_vec::<i64>(), vec![1, 3, 6, 10]);
-        assert_eq!(run(op(true, false), x.clone())[0].to_vec::<i64>(), vec![0, 1, 3, 6]);
+        assert_eq!(
+            run(op(false, false), x.clone())[0].to_vec::<i64>(),
+            vec![1, 3, 6, 10]
+        );
+        assert_eq!(
+            run(op(true, false), x.clone())[0].to_vec::<i64>(),
+            vec![0, 1, 3, 6]
+        );
         assert_eq!(run(op(true, true), x)[0].to_vec::<i64>(), vec![9, 7, 4, 0]);
     }
 

@@ -154,7 +154,11 @@ impl OpFamily for ReduceOp {
                     (Some(0), false) => Shape::default(),
                     (_, true) => Shape(vec![Dim::Any; rank]),
                     (Some(n), false) if n <= rank => Shape(vec![Dim::Any; rank - n]),
-                    _ => return Err("ReduceDynamic: output rank unknown (axes of unknown length)".into()),
+                    _ => {
+                        return Err(
+                            "ReduceDynamic: output rank unknown (axes of unknown length)".into(),
+                        )
+                    }
                 };
                 Ok(vec![TensorType::new(x.dtype, shape)])
             }

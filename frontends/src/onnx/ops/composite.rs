@@ -45,7 +45,10 @@ fn convert_softmax(cx: &mut NodeCtx) -> Result<(), OnnxError> {
                 }),
                 &[x],
             )?;
-            cx.op(Op::Layout(LayoutOp::Reshape { allowzero: false }), &[y, shape])?
+            cx.op(
+                Op::Layout(LayoutOp::Reshape { allowzero: false }),
+                &[y, shape],
+            )?
         }
     } else {
         let op = make(cx.axis(cx.attrs.int_or("axis", -1), rank)?);
@@ -107,7 +110,10 @@ fn convert_gelu(cx: &mut NodeCtx) -> Result<(), OnnxError> {
 /// `[batch, seq, heads·dim]` → `[batch, heads, seq, dim]`.
 fn split_heads(cx: &mut NodeCtx, x: ValueId, heads: i64) -> Result<ValueId, OnnxError> {
     let shape = cx.ints(&[0, 0, heads, -1]);
-    let x = cx.op(Op::Layout(LayoutOp::Reshape { allowzero: false }), &[x, shape])?;
+    let x = cx.op(
+        Op::Layout(LayoutOp::Reshape { allowzero: false }),
+        &[x, shape],
+    )?;
     cx.op(
         Op::Layout(LayoutOp::Transpose {
             perm: vec![0, 2, 1, 3],
@@ -131,10 +137,7 @@ fn convert_attention(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         k = split_heads(cx, k, hkv)?;
         v = split_heads(cx, v, hkv)?;
     } else if cx.rank(q) != 4 {
-        return Err(cx.err(format!(
-            "Q must be 3-D or 4-D, got rank {}",
-            cx.rank(q)
-        )));
+        return Err(cx.err(format!("Q must be 3-D or 4-D, got rank {}", cx.rank(q))));
     }
     let mut inputs = vec![q, k, v];
     let mask = cx.input(3)?;
@@ -175,7 +178,10 @@ fn convert_attention(cx: &mut NodeCtx) -> Result<(), OnnxError> {
             &[ys[0]],
         )?;
         let shape = cx.ints(&[0, 0, -1]);
-        ys[0] = cx.op(Op::Layout(LayoutOp::Reshape { allowzero: false }), &[y, shape])?;
+        ys[0] = cx.op(
+            Op::Layout(LayoutOp::Reshape { allowzero: false }),
+            &[y, shape],
+        )?;
     }
     cx.set_outputs(&ys);
     Ok(())
