@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use strum::IntoStaticStr;
 
 use super::{InferInputs, OpFamily};
-use crate::TensorType;
+use crate::{DType, Dim, Shape, TensorType};
 
 /// A composite op.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, IntoStaticStr)]
@@ -25,14 +25,16 @@ pub enum CompositeOp {
         /// Axis.
         axis: usize,
     },
-    /// `[x, scale]` or `[x, scale, bias]`: (x − mean)/√(var + ε)·scale + bias over axes `axis..`.
+    /// `[x, scale]` or `[x, scale, bias]`: (x − mean)/√(var + ε)·scale + bias over axes
+    /// `axis..` (scale and bias broadcast to x). Outputs `[y, mean, inv_std_dev]`, the
+    /// statistics shaped like x with axes `axis..` of size 1, in f32 (f64 for f64 x).
     LayerNorm {
         /// First normalized axis.
         axis: usize,
         /// Added to the variance.
         epsilon: f32,
     },
-    /// `[x, scale]`: x/√(mean(x²) + ε)·scale over axes `axis..`.
+    /// `[x, scale]`: x/√(mean(x²) + ε)·scale over axes `axis..` (scale broadcast to x).
     RmsNorm {
         /// First normalized axis.
         axis: usize,
@@ -44,15 +46,73 @@ pub enum CompositeOp {
         /// Use the tanh approximation.
         tanh: bool,
     },
-    /// `[q, k, v]` or `[q, k, v, mask]` with q `[..., s_q, d]`, k/v `[..., s_kv, d]` and an
-    /// additive (float) or boolean mask broadcast to `[..., s_q, s_kv]`:
-    /// softmax(q·kᵀ·scale + mask)·v. K/V heads may be fewer than Q heads (GQA, axis −3).
+    /// Scaled dot-product attention over `[..., heads, seq, dim]` tensors.
+    ///
+    /// Inputs, in order: q `[..., h_q, s_q, d]`, k `[..., h_kv, s_kv, d]`,
+    /// v `[..., h_kv, s_kv, d_v]`; then `mask` when `mask` is set, `past_key`
+    /// `[..., h_kv, s_past, d]` and `past_value` when `past` is set, and an i64
+    /// `kv_lengths` `[batch]` when `kv_lengths` is set.
+    ///
+    /// Keys and values are the past ones followed by the new ones. Scores are
+    /// q·kᵀ·scale, then softcapped (c·tanh(s/c)), then the mask added (a float mask adds,
+    /// a bool mask keeps where true; it broadcasts to `[..., h_q, s_q, s_total]`, and a
+    /// mask narrower than `s_total` masks the keys beyond it out), then causal masking
+    /// (query i sees keys j ≤ i + s_past), then keys ≥ `kv_lengths[b]` masked out;
+    /// softmax over keys, times v. With fewer K/V heads than Q heads (GQA), Q head i
+    /// uses K/V head i / (h_q / h_kv).
+    ///
+    /// Outputs `[y, present_key, present_value, qk]`: y `[..., h_q, s_q, d_v]`, the
+    /// concatenated keys and values, and the scores at the stage `qk_output` names.
     Attention {
         /// Score scale (1/√d when `None`).
         scale: Option<f32>,
-        /// Apply a causal (lower-triangular) mask.
+        /// Apply a causal (upper-left aligned, shifted by the past length) mask.
         causal: bool,
+        /// Soft cap c of the scores (none when `None`).
+        softcap: Option<f32>,
+        /// A mask input follows v.
+        mask: bool,
+        /// `past_key` and `past_value` inputs follow.
+        past: bool,
+        /// A `kv_lengths` input comes last.
+        kv_lengths: bool,
+        /// Which scores the fourth output holds.
+        qk_output: QkOutput,
     },
+    /// `[log_prob, target]` or `[log_prob, target, weight]`: negative log-likelihood loss.
+    /// log_prob is `[n, c, d...]`, target (integer) `[n, d...]`, weight `[c]`;
+    /// loss = −log_prob[n, target, d...]·weight[target], zero where target equals
+    /// `ignore_index`, then reduced.
+    NllLoss {
+        /// How the per-element losses are combined.
+        reduction: LossReduction,
+        /// Target value that contributes nothing.
+        ignore_index: Option<i64>,
+    },
+}
+
+/// Which attention scores [`CompositeOp::Attention`] returns as its fourth output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QkOutput {
+    /// q·kᵀ·scale.
+    Raw,
+    /// After the soft cap.
+    Softcapped,
+    /// After the soft cap and the masks.
+    Masked,
+    /// After the softmax (the attention probabilities).
+    Softmax,
+}
+
+/// How a loss combines its per-element values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LossReduction {
+    /// Per-element losses, shaped like the target.
+    None,
+    /// Their sum (a scalar).
+    Sum,
+    /// Their weighted mean: the sum divided by the sum of the applied weights.
+    Mean,
 }
 
 impl OpFamily for CompositeOp {
@@ -76,15 +136,67 @@ impl OpFamily for CompositeOp {
                 if *axis > rank {
                     return Err(format!("axis {axis} out of range for rank {rank}"));
                 }
-                Ok(vec![x.clone()])
+                let mut out = vec![x.clone()];
+                if matches!(self, CompositeOp::LayerNorm { .. }) {
+                    let mut shape = x.shape.clone();
+                    for d in &mut shape.0[*axis..] {
+                        *d = Dim::Known(1);
+                    }
+                    let dt = if x.dtype == DType::F64 {
+                        DType::F64
+                    } else {
+                        DType::F32
+                    };
+                    out.push(TensorType::new(dt, shape.clone()));
+                    out.push(TensorType::new(dt, shape));
+                }
+                Ok(out)
             }
             CompositeOp::Gelu { .. } => Ok(vec![x.clone()]),
-            CompositeOp::Attention { .. } => {
-                let v = inputs.ty(2)?;
-                let mut shape = x.shape.clone();
-                if let (Some(last), Some(vd)) = (shape.0.last_mut(), v.shape.0.last()) {
-                    *last = vd.clone();
+            CompositeOp::Attention { mask, past, .. } => {
+                let (k, v) = (inputs.ty(1)?, inputs.ty(2)?);
+                if rank < 2 || k.shape.rank() != rank || v.shape.rank() != rank {
+                    return Err(format!(
+                        "q, k and v must have one rank of at least 2, got {}, {} and {}",
+                        x.shape, k.shape, v.shape
+                    ));
                 }
+                let mut y = x.shape.clone();
+                y.0[rank - 1] = v.shape.0[rank - 1].clone();
+                let (mut pk, mut pv) = (k.shape.clone(), v.shape.clone());
+                let mut total = k.shape.0[rank - 2].clone();
+                if *past {
+                    let at = 3 + *mask as usize;
+                    let past_k = inputs.ty(at)?;
+                    inputs.ty(at + 1)?;
+                    total = match (&total, &past_k.shape.0.get(rank - 2)) {
+                        (Dim::Known(a), Some(Dim::Known(b))) => Dim::Known(a + b),
+                        _ => Dim::Any,
+                    };
+                    pk.0[rank - 2] = total.clone();
+                    pv.0[rank - 2] = total.clone();
+                }
+                let mut qk = x.shape.clone();
+                qk.0[rank - 1] = total;
+                Ok(vec![
+                    TensorType::new(x.dtype, y),
+                    TensorType::new(k.dtype, pk),
+                    TensorType::new(v.dtype, pv),
+                    TensorType::new(x.dtype, qk),
+                ])
+            }
+            CompositeOp::NllLoss { reduction, .. } => {
+                let t = inputs.ty(1)?;
+                if rank < 2 || t.shape.rank() != rank - 1 {
+                    return Err(format!(
+                        "log_prob {} must be [n, c, d...] and target {} [n, d...]",
+                        x.shape, t.shape
+                    ));
+                }
+                let shape = match reduction {
+                    LossReduction::None => t.shape.clone(),
+                    _ => Shape::default(),
+                };
                 Ok(vec![TensorType::new(x.dtype, shape)])
             }
         }

@@ -14,7 +14,7 @@ mod misc;
 mod nn;
 mod reduce;
 
-pub use composite::CompositeOp;
+pub use composite::{CompositeOp, LossReduction, QkOutput};
 pub use elementwise::{BinaryOp, UnaryOp};
 pub use layout::{shape_range, slice_bounds, slice_len, LayoutOp, PadMode, ScatterReduction};
 pub use misc::{

@@ -38,10 +38,22 @@ pub enum ReduceOp {
     Reduce {
         /// The combining function.
         kind: ReduceKind,
-        /// Reduced axes; empty reduces nothing (identity).
+        /// Reduced axes. Empty makes every element its own group: the output is the
+        /// kind's function of one element (x for Sum, x² for SumSquare, |x| for L2, ...).
         axes: Vec<usize>,
         /// Keep reduced axes as size 1.
         keepdims: bool,
+    },
+    /// `[x, axes]`: [`ReduceOp::Reduce`] with the axes an i64 tensor known only at run
+    /// time (negative axes wrap; empty axes reduce everything, or nothing when
+    /// `noop_with_empty_axes`).
+    ReduceDynamic {
+        /// The combining function.
+        kind: ReduceKind,
+        /// Keep reduced axes as size 1.
+        keepdims: bool,
+        /// Empty `axes` reduce nothing instead of everything.
+        noop_with_empty_axes: bool,
     },
     /// Index of the largest element along `axis` (i64 output).
     ArgMax {
@@ -65,6 +77,14 @@ pub enum ReduceOp {
     CumSum {
         /// Axis.
         axis: usize,
+        /// Exclude the current element.
+        exclusive: bool,
+        /// Sum from the end.
+        reverse: bool,
+    },
+    /// `[x, axis]`: [`ReduceOp::CumSum`] with the axis a one-element integer tensor
+    /// known only at run time (negative wraps).
+    CumSumDynamic {
         /// Exclude the current element.
         exclusive: bool,
         /// Sum from the end.
@@ -122,6 +142,27 @@ impl OpFamily for ReduceOp {
                     reduced_shape(&x.shape, axes, *keepdims),
                 )])
             }
+            ReduceOp::ReduceDynamic {
+                keepdims,
+                noop_with_empty_axes,
+                ..
+            } => {
+                let n_axes = inputs.ty(1)?.shape.0.first().and_then(Dim::known);
+                let shape = match (n_axes, keepdims) {
+                    (Some(0), _) if *noop_with_empty_axes => x.shape.clone(),
+                    (Some(0), true) => Shape(vec![Dim::Known(1); rank]),
+                    (Some(0), false) => Shape::default(),
+                    (_, true) => Shape(vec![Dim::Any; rank]),
+                    (Some(n), false) if n <= rank => Shape(vec![Dim::Any; rank - n]),
+                    _ => {
+                        return Err(
+                            "ReduceDynamic: output rank unknown (axes of unknown length)".into(),
+                        )
+                    }
+                };
+                Ok(vec![TensorType::new(x.dtype, shape)])
+            }
+            ReduceOp::CumSumDynamic { .. } => Ok(vec![x.clone()]),
             ReduceOp::ArgMax { axis, keepdims, .. } | ReduceOp::ArgMin { axis, keepdims, .. } => {
                 check(*axis)?;
                 Ok(vec![TensorType::new(
