@@ -195,7 +195,10 @@ fn onnx_backend_suites() {
     let running: &'static Mutex<BTreeSet<String>> = Box::leak(Box::default());
     std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_secs(WATCHDOG_SECS));
-        eprintln!("conformance: still running after {WATCHDOG_SECS} s (hung?): {:?}", running.lock().unwrap());
+        eprintln!(
+            "conformance: still running after {WATCHDOG_SECS} s (hung?): {:?}",
+            running.lock().unwrap()
+        );
         std::process::exit(1);
     });
     cases.par_iter().for_each(|(name, path)| {

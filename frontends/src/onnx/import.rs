@@ -240,8 +240,16 @@ impl<'a, 'm> NodeCtx<'a, 'm> {
         // Do not compute what would be discarded: skip outputs known to be too large.
         let types: Vec<TensorType> = inputs.iter().map(|&v| self.ty(v).clone()).collect();
         let consts: Vec<Option<&Tensor>> = args.iter().map(|&t| Some(t)).collect();
-        let inferred = op.infer(&kiln_ir::op::InferInputs { types: &types, consts: &consts }).ok()?;
-        if inferred.iter().any(|t| t.shape.numel().is_some_and(|n| n > FOLD_MAX_ELEMENTS)) {
+        let inferred = op
+            .infer(&kiln_ir::op::InferInputs {
+                types: &types,
+                consts: &consts,
+            })
+            .ok()?;
+        if inferred
+            .iter()
+            .any(|t| t.shape.numel().is_some_and(|n| n > FOLD_MAX_ELEMENTS))
+        {
             return None;
         }
         let outs = kiln_ir::interp::eval_op(op, &args, n).ok()?;
