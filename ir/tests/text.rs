@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kiln_ir::op::{BinaryOp, CompositeOp, LayoutOp, NnOp, ReduceKind, ReduceOp, UnaryOp};
+use kiln_ir::op::{BinaryOp, CompositeOp, LayoutOp, NnOp, QkOutput, ReduceKind, ReduceOp, UnaryOp};
 use kiln_ir::text::{self, parse, parse_with_weights, print, print_with, PrintOptions};
 use kiln_ir::{verify, Brick, BrickKind, DType, Graph, Op, Tensor, ValueId};
 use rand::{Rng, SeedableRng};
@@ -201,6 +201,11 @@ fn op_attributes_round_trip() {
         Op::Composite(CompositeOp::Attention {
             scale: Some(0.125),
             causal: true,
+            softcap: Some(30.0),
+            mask: true,
+            past: false,
+            kv_lengths: false,
+            qk_output: QkOutput::Softmax,
         }),
         Op::Composite(CompositeOp::LayerNorm {
             axis: 1,
