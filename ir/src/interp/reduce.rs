@@ -509,7 +509,8 @@ mod tests {
     #[test]
     fn reductions_over_axes() {
         let x = Tensor::from_vec(vec![2, 3], vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]);
-        let cases: &[(ReduceKind, &[usize], Vec<usize>, Vec<f64>)] = &[
+        type Case = (ReduceKind, &'static [usize], Vec<usize>, Vec<f64>);
+        let cases: &[Case] = &[
             (ReduceKind::Sum, &[1], vec![2], vec![6.0, 15.0]),
             (ReduceKind::Mean, &[0], vec![3], vec![2.5, 3.5, 4.5]),
             (ReduceKind::Max, &[0, 1], vec![], vec![6.0]),
