@@ -509,7 +509,7 @@ mod tests {
     #[test]
     fn reductions_over_axes() {
         let x = Tensor::from_vec(vec![2, 3], vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]);
-        type Case<'a> = (ReduceKind, &'a [usize], Vec<usize>, Vec<f64>);
+        type Case = (ReduceKind, &'static [usize], Vec<usize>, Vec<f64>);
         let cases: &[Case] = &[
             (ReduceKind::Sum, &[1], vec![2], vec![6.0, 15.0]),
             (ReduceKind::Mean, &[0], vec![3], vec![2.5, 3.5, 4.5]),
