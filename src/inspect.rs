@@ -63,9 +63,9 @@ pub struct Report {
     pub inputs: Vec<ValueReport>,
     /// Outputs.
     pub outputs: Vec<ValueReport>,
-    /// Total parameters (elements of all float constants of the imported graph).
+    /// Total parameters (elements of the float weights of rank ≥ 1, see `is_parameter`).
     pub parameters: usize,
-    /// Total bytes of constants.
+    /// Total bytes of those weights.
     pub weight_bytes: usize,
     /// The brick tree, parents before children.
     pub bricks: Vec<BrickReport>,
@@ -188,10 +188,10 @@ pub fn inspect(path: &Path) -> Result<Report, Error> {
     report.outputs = graph_values(&graph, &graph.outputs);
     for v in graph.values() {
         if let ValueDef::Const(t) = &v.def {
-            if t.dtype().is_float() {
+            if kiln_ir::is_parameter(t) {
                 report.parameters += t.numel();
+                report.weight_bytes += t.bytes().len();
             }
-            report.weight_bytes += t.bytes().len();
         }
     }
     for n in graph.nodes() {
@@ -271,19 +271,21 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(s, "  {:width$}  {}{}", v.name, v.dtype, v.shape);
     }
     if !r.bricks.is_empty() {
+        let labels: Vec<String> = r
+            .bricks
+            .iter()
+            .map(|b| format!("{}{} ({})", "  ".repeat(b.depth + 1), b.name, b.kind))
+            .collect();
+        let w = labels.iter().map(String::len).max().unwrap_or(0).max(6);
         let _ = writeln!(
             s,
-            "\nbricks{:>w$}  {:>10}  {:>6}",
-            "params",
-            "bytes",
-            "nodes",
-            w = 54
+            "\n{:<w$}  {:>8}  {:>10}  {:>6}",
+            "bricks", "params", "bytes", "nodes"
         );
-        for b in &r.bricks {
-            let label = format!("{}{} ({})", "  ".repeat(b.depth + 1), b.name, b.kind);
+        for (label, b) in labels.iter().zip(&r.bricks) {
             let _ = writeln!(
                 s,
-                "{label:<52}  {:>8}  {:>10}  {:>6}",
+                "{label:<w$}  {:>8}  {:>10}  {:>6}",
                 human(b.parameters),
                 bytes(b.bytes),
                 b.nodes

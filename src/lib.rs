@@ -2,12 +2,13 @@
 //!
 //! Load a model, choose a target, run it:
 //!
-//! ```no_run
+//! ```
 //! use kiln::{Model, Target, Tensor};
 //!
+//! // A small BERT the repository ships (random weights, vocabulary of 1,000).
 //! let model = Model::load("models/demo/tiny-bert.onnx")?;
 //! let exe = model.compile(&Target::reference())?;
-//! let ids = Tensor::from_vec(vec![1, 4], vec![101i64, 7592, 2088, 102]);
+//! let ids = Tensor::from_vec(vec![1, 4], vec![101i64, 592, 88, 102]);
 //! let mask = Tensor::from_vec(vec![1, 4], vec![1i64; 4]);
 //! let types = Tensor::from_vec(vec![1, 4], vec![0i64; 4]);
 //! let outputs = exe.run(&[
@@ -15,9 +16,8 @@
 //!     ("attention_mask".into(), mask),
 //!     ("token_type_ids".into(), types),
 //! ])?;
-//! for (name, t) in &outputs {
-//!     println!("{name}: {:?}", t.shape());
-//! }
+//! assert_eq!(outputs[0].0, "last_hidden_state");
+//! assert_eq!(outputs[0].1.shape(), &[1, 4, 64]);
 //! # Ok::<(), kiln::Error>(())
 //! ```
 #![warn(missing_docs)]

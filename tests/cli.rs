@@ -348,3 +348,44 @@ fn executables_are_shared_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<kiln::Executable>();
 }
+
+#[test]
+fn inspect_shows_the_brick_tree_of_exported_models() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    for (model, lines) in [
+        (
+            "bert_torchscript_dynamic",
+            &[
+                "encoder.layer.0 (layer)",
+                "encoder.layer.0.attention (attention)",
+                "encoder.layer.0.intermediate (ffn)",
+                "embeddings (embedding)",
+            ][..],
+        ),
+        (
+            "llama_dynamo_dynamic",
+            &[
+                "model.layers.1 (layer)",
+                "model.layers.1.self_attn (attention)",
+                "model.layers.1.mlp (ffn)",
+                "model.norm (norm)",
+                "lm_head (head)",
+            ][..],
+        ),
+    ] {
+        let out = kiln(&[
+            "inspect",
+            fixtures.join(model).join("model.onnx").to_str().unwrap(),
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{model}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for l in lines {
+            assert!(text.contains(l), "{model}: no `{l}` in\n{text}");
+        }
+        assert!(text.contains("unsupported ops: none"), "{text}");
+    }
+}

@@ -390,15 +390,22 @@ impl Graph {
         self.outputs.iter_mut().for_each(remap);
     }
 
-    /// Parameter count and bytes of the constants a brick's nodes use (weights of
-    /// nested bricks included; a weight shared by two bricks counts in both).
+    /// Parameter count and bytes of the weights a brick's nodes use (nested bricks
+    /// included; a weight shared by two bricks counts in both). See [`is_parameter`].
     pub fn brick_params(&self, brick: BrickId) -> (usize, usize) {
         let iface = self.brick_interface(brick);
-        iface.weights.iter().fold((0, 0), |(n, b), &w| {
-            let t = self.constant(w).expect("weights are constants");
-            (n + t.numel(), b + t.bytes().len())
-        })
+        iface
+            .weights
+            .iter()
+            .filter_map(|&w| self.constant(w).filter(|t| is_parameter(t)))
+            .fold((0, 0), |(n, b), t| (n + t.numel(), b + t.bytes().len()))
     }
+}
+
+/// True for a constant that counts as a model parameter: a float tensor of rank ≥ 1.
+/// Scalars (epsilons, exponents) and integer tensors (shapes, indices) are literals.
+pub fn is_parameter(t: &Tensor) -> bool {
+    t.dtype().is_float() && t.rank() >= 1
 }
 
 /// The values crossing a brick's boundary.

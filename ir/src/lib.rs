@@ -21,7 +21,9 @@ mod verify;
 
 pub use brick::{Brick, BrickId, BrickKind};
 pub use dtype::DType;
-pub use graph::{BrickInterface, Graph, Node, NodeError, NodeId, Value, ValueDef, ValueId};
+pub use graph::{
+    is_parameter, BrickInterface, Graph, Node, NodeError, NodeId, Value, ValueDef, ValueId,
+};
 pub use op::Op;
 pub use shape::{Dim, Shape, TensorType};
 pub use tensor::{map_file, Element, SizeMismatch, Tensor};
