@@ -11,5 +11,7 @@ echo "test: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test: cargo clippy"
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
-echo "test: cargo test"
-cargo test --release --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
+echo "test: cargo test (unit, snapshot, CLI, model fixtures, robustness, doc tests)"
+cargo test --release --workspace --no-fail-fast -- --skip onnx_backend_suites
+echo "test: ONNX conformance suites (reference interpreter)"
+cargo test --release --test onnx_conformance -- --nocapture
