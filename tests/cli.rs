@@ -389,3 +389,23 @@ fn inspect_shows_the_brick_tree_of_exported_models() {
         assert!(text.contains("unsupported ops: none"), "{text}");
     }
 }
+
+#[test]
+fn inspect_ir_prints_the_text_form() {
+    let (_dir, m, _) = setup();
+    let out = kiln(&["inspect", s(&m), "--ir"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("input %x: f32[2, 3]")
+            && text.contains("= Relu(%s)")
+            && text.contains("output %y"),
+        "{text}"
+    );
+    let graph = kiln::Model::load(&m).unwrap();
+    assert!(kiln::ir::text::parse(&text).unwrap() == *graph.graph());
+}

@@ -96,6 +96,7 @@ fn read_pbs(dir: &Path, prefix: &str) -> Result<Vec<Tensor>, String> {
 /// Runs a case folder (`model.onnx` + `test_data_set_*`).
 fn run_case(dir: &Path) -> Result<(), String> {
     let graph = onnx::load(&dir.join("model.onnx")).map_err(|e| format!("import: {e}"))?;
+    kiln::ir::verify(&graph).map_err(|e| format!("verify: {e}"))?;
     let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| e.to_string())?
         .filter_map(Result::ok)
@@ -134,6 +135,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
 /// Runs a `light` model: inputs are `arange(n)/n` in f32 as the ONNX runner makes them.
 fn run_light(model: &Path) -> Result<(), String> {
     let graph = onnx::load(model).map_err(|e| format!("import: {e}"))?;
+    kiln::ir::verify(&graph).map_err(|e| format!("verify: {e}"))?;
     let mut inputs = Vec::new();
     for &id in &graph.inputs {
         let v = graph.value(id);

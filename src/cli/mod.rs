@@ -38,8 +38,11 @@ pub enum Command {
         /// The model (.onnx).
         model: PathBuf,
         /// Print JSON instead of text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "ir")]
         json: bool,
+        /// Print the imported graph in kiln's IR text form instead.
+        #[arg(long)]
+        ir: bool,
     },
 }
 
@@ -72,7 +75,13 @@ pub fn execute(command: Command) -> Result<i32, Error> {
             output,
             target,
         } => run(&model, &inputs, output.as_deref(), &target),
-        Command::Inspect { model, json } => {
+        Command::Inspect {
+            model, ir: true, ..
+        } => {
+            print!("{}", kiln_ir::text::print(Model::load(&model)?.graph()));
+            Ok(0)
+        }
+        Command::Inspect { model, json, .. } => {
             let report = inspect::inspect(&model)?;
             if json {
                 println!(

@@ -39,26 +39,10 @@ fn convert_matmul(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     Ok(())
 }
 
-/// The transpose of a 2-D tensor, computed here (weights of `Gemm` with `transB`).
-fn transpose_2d(t: &Tensor) -> Option<Tensor> {
-    let [r, c] = *t.shape() else { return None };
-    let size = t.dtype().size();
-    let src = t.bytes();
-    let mut out = vec![0u8; src.len()];
-    for i in 0..r {
-        for j in 0..c {
-            let (s, d) = ((i * c + j) * size, (j * r + i) * size);
-            out[d..d + size].copy_from_slice(&src[s..s + size]);
-        }
-    }
-    Tensor::from_bytes(t.dtype(), vec![c, r], out.into()).ok()
-}
-
-/// `v` transposed: folded here when constant, else a `Transpose` node.
+/// `v` transposed. A large constant weight stays a mapped view with a `Transpose`
+/// node after it (frontends do not transform weights; the optimizer may fold it);
+/// small constants are folded by the importer like any constant computation.
 fn transposed(cx: &mut NodeCtx, v: kiln_ir::ValueId) -> Result<kiln_ir::ValueId, OnnxError> {
-    if let Some(t) = cx.constant(v).and_then(transpose_2d) {
-        return Ok(cx.konst(t));
-    }
     cx.op(Op::Layout(LayoutOp::Transpose { perm: vec![1, 0] }), &[v])
 }
 
