@@ -157,6 +157,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_numpy_dtype_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.npy");
+        for d in DType::ALL.into_iter().filter(|&d| d != DType::BF16) {
+            let t = Tensor::from_f64(d, vec![2, 2], &[1.0, 0.0, 3.0, 1.0]);
+            std::fs::write(&p, to_bytes(&t).unwrap()).unwrap();
+            assert_eq!(read(&p).unwrap(), t, "{d}");
+        }
+        // numpy writes bool as `|b1` and f16 as `<f2`; a scalar has shape `()`.
+        let h = half::f16::from_f32(0.5);
+        let t = Tensor::scalar(h);
+        std::fs::write(&p, to_bytes(&t).unwrap()).unwrap();
+        assert_eq!(read(&p).unwrap().to_vec::<half::f16>(), vec![h]);
+        assert!(
+            String::from_utf8_lossy(&to_bytes(&Tensor::scalar(true)).unwrap())
+                .contains("'descr': '|b1'")
+        );
+    }
+
+    #[test]
     fn round_trips_and_reads_fortran_order() {
         let dir = tempfile::tempdir().unwrap();
         let t = Tensor::from_vec(vec![2, 3], vec![1i64, 2, 3, 4, 5, 6]);
