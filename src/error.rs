@@ -21,6 +21,10 @@ pub enum Error {
     /// The requested target is not built into this kiln.
     #[error("target `{0}` is not available yet: this kiln runs models with `--target ref` (the reference interpreter) only")]
     TargetUnavailable(String),
+    /// An imported graph broke an IR invariant: a bug in kiln's frontend, reported
+    /// instead of running a malformed graph.
+    #[error("the imported graph is ill-formed (a bug in kiln's frontend, please report it): {0}")]
+    IllFormed(#[from] kiln_ir::VerifyError),
     /// The model path is not something kiln can load.
     #[error("{0}")]
     UnknownModel(String),

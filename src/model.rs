@@ -74,6 +74,7 @@ impl Model {
             )));
         }
         let graph = kiln_frontends::onnx::load(path)?;
+        kiln_ir::verify(&graph)?;
         Ok(Model {
             graph,
             path: path.to_path_buf(),

@@ -409,3 +409,35 @@ fn inspect_ir_prints_the_text_form() {
     let graph = kiln::Model::load(&m).unwrap();
     assert!(kiln::ir::text::parse(&text).unwrap() == *graph.graph());
 }
+
+#[test]
+fn absurd_tensor_sizes_are_refused_not_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(
+        vec![node("Expand", "/huge/Expand", &["x", "shape"], &["y"])],
+        vec![
+            value_info("x", FLOAT, &[1]),
+            value_info("shape", INT64, &[2]),
+        ],
+        vec![value_info("y", FLOAT, &[-1, -1])],
+        vec![],
+    );
+    let p = write_model(dir.path(), "m.onnx", &m);
+    let x = dir.path().join("x.npy");
+    write_npy(&x, "<f4", &[1], &f32_bytes(&[1.0]));
+    let shape = dir.path().join("shape.npy");
+    let dims: Vec<u8> = [1i64 << 20, 1 << 20]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    write_npy(&shape, "<i8", &[2], &dims);
+    let err = kiln_fails(&[
+        "run",
+        s(&p),
+        "--input",
+        &format!("x={}", s(&x)),
+        "--input",
+        &format!("shape={}", s(&shape)),
+    ]);
+    assert!(err.contains("node `/huge/Expand` (Expand): would create a tensor f32[1048576, 1048576] of 4398046511104 bytes"), "{err}");
+}

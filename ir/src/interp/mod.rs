@@ -129,6 +129,39 @@ fn check_input(
     Ok(())
 }
 
+/// The largest tensor the interpreter will create. A model (or input) asking for more
+/// gets an error instead of an allocation failure that would abort the process.
+pub const MAX_TENSOR_BYTES: u64 = 1 << 33;
+
+/// Refuses a node whose outputs, inferred from the actual inputs, exceed
+/// [`MAX_TENSOR_BYTES`].
+fn check_output_sizes(op: &Op, args: &[&Tensor]) -> Result<(), String> {
+    let types: Vec<crate::TensorType> = args
+        .iter()
+        .map(|t| crate::TensorType::new(t.dtype(), t.ir_shape()))
+        .collect();
+    let consts: Vec<Option<&Tensor>> = args.iter().map(|&t| Some(t)).collect();
+    let Ok(outs) = op.infer(&crate::op::InferInputs {
+        types: &types,
+        consts: &consts,
+    }) else {
+        return Ok(()); // the evaluation reports what is wrong
+    };
+    for t in outs {
+        let numel = t.shape.0.iter().try_fold(1u64, |acc, d| {
+            d.known().map_or(Some(acc), |n| acc.checked_mul(n as u64))
+        });
+        let bytes = numel.and_then(|n| n.checked_mul(t.dtype.size() as u64));
+        if bytes.is_none_or(|b| b > MAX_TENSOR_BYTES) {
+            return Err(format!(
+                "would create a tensor {t} of {} bytes, over the limit of {MAX_TENSOR_BYTES}",
+                bytes.map_or("more than 2^64".to_string(), |b| b.to_string())
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a graph on named inputs and returns its outputs in order.
 pub fn run(graph: &Graph, inputs: &[(String, Tensor)]) -> Result<Vec<Tensor>, EvalError> {
     let mut env: Vec<Option<Tensor>> = vec![None; graph.values().len()];
@@ -170,21 +203,21 @@ pub fn run(graph: &Graph, inputs: &[(String, Tensor)]) -> Result<Vec<Tensor>, Ev
         last_use[o.0 as usize] = usize::MAX;
     }
     for (ni, node) in graph.nodes().iter().enumerate() {
+        let node_err = |message: String| EvalError::Node {
+            node: node.name.clone(),
+            op: node.op.name(),
+            message,
+        };
         let args: Vec<&Tensor> = node
             .inputs
             .iter()
-            .map(|i| {
-                env[i.0 as usize]
-                    .as_ref()
-                    .expect("verified graph: inputs defined before use")
-            })
-            .collect();
-        let outs =
-            eval_op(&node.op, &args, node.outputs.len()).map_err(|message| EvalError::Node {
-                node: node.name.clone(),
-                op: node.op.name(),
-                message,
+            .map(|i| env.get(i.0 as usize).and_then(Option::as_ref))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                node_err("an input is used before it is defined (unverified graph)".into())
             })?;
+        check_output_sizes(&node.op, &args).map_err(node_err)?;
+        let outs = eval_op(&node.op, &args, node.outputs.len()).map_err(node_err)?;
         for (o, t) in node.outputs.iter().zip(outs) {
             env[o.0 as usize] = Some(t);
         }
@@ -194,9 +227,21 @@ pub fn run(graph: &Graph, inputs: &[(String, Tensor)]) -> Result<Vec<Tensor>, Ev
             }
         }
     }
-    Ok(graph
+    graph
         .outputs
         .iter()
-        .map(|o| env[o.0 as usize].clone().expect("outputs are computed"))
-        .collect())
+        .map(|o| {
+            env.get(o.0 as usize)
+                .cloned()
+                .flatten()
+                .ok_or_else(|| EvalError::Node {
+                    node: "<graph outputs>".into(),
+                    op: "output",
+                    message: format!(
+                        "output `{}` was never computed (unverified graph)",
+                        graph.value(*o).name
+                    ),
+                })
+        })
+        .collect()
 }
