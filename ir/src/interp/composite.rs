@@ -26,7 +26,126 @@ pub(super) fn eval(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, 
             reduction,
             ignore_index,
         } => nll_loss(inputs, *reduction, *ignore_index),
+        CompositeOp::RotaryEmbedding {
+            interleaved,
+            rotary_dim,
+            num_heads,
+            position_ids,
+        } => rotary(inputs, *interleaved, *rotary_dim, *num_heads, *position_ids),
     }
+}
+
+/// Rotary position embedding (see [`CompositeOp::RotaryEmbedding`]).
+fn rotary(
+    inputs: &[&Tensor],
+    interleaved: bool,
+    rotary_dim: Option<usize>,
+    num_heads: Option<usize>,
+    position_ids: bool,
+) -> Result<Vec<Tensor>, String> {
+    let get = |i: usize, what: &str| {
+        inputs
+            .get(i)
+            .copied()
+            .ok_or_else(|| format!("RotaryEmbedding: missing {what} input"))
+    };
+    let (x, cos, sin) = (get(0, "x")?, get(1, "cos")?, get(2, "sin")?);
+    float_only(x, "RotaryEmbedding")?;
+    let sh = x.shape();
+    // (batch, seq, heads, head_dim) and the flat offset of feature 0 of (b, s, h).
+    let (nb, ns, nh, nd, packed) = match (sh.len(), num_heads) {
+        (4, None) => (sh[0], sh[2], sh[1], sh[3], false),
+        (3, Some(h)) if h > 0 && sh[2] % h == 0 => (sh[0], sh[1], h, sh[2] / h, true),
+        _ => {
+            return Err(format!(
+                "RotaryEmbedding: x {sh:?} must be [batch, heads, seq, dim], or \
+                 [batch, seq, hidden] with hidden a multiple of num_heads ({num_heads:?})"
+            ))
+        }
+    };
+    let base = |b: usize, s: usize, h: usize| {
+        if packed {
+            ((b * ns + s) * nh + h) * nd
+        } else {
+            ((b * nh + h) * ns + s) * nd
+        }
+    };
+    let rd = rotary_dim.unwrap_or(nd);
+    if rd > nd || rd % 2 != 0 {
+        return Err(format!(
+            "RotaryEmbedding: rotary dim {rd} must be even and at most the head size {nd}"
+        ));
+    }
+    let half = rd / 2;
+    if cos.shape() != sin.shape() || cos.shape().last() != Some(&half) {
+        return Err(format!(
+            "RotaryEmbedding: cos {:?} and sin {:?} must match, with last axis {half}",
+            cos.shape(),
+            sin.shape()
+        ));
+    }
+    // The cos/sin row offset of each (batch, seq) position.
+    let rows: Vec<usize> = if position_ids {
+        let p = get(3, "position_ids")?;
+        if p.shape() != [nb, ns] || p.dtype().is_float() {
+            return Err(format!(
+                "RotaryEmbedding: position_ids must be integer [{nb}, {ns}], got {} {:?}",
+                p.dtype(),
+                p.shape()
+            ));
+        }
+        if cos.rank() != 2 {
+            return Err(format!(
+                "RotaryEmbedding: with position ids, cos and sin must be [max_pos, {half}], \
+                 got {:?}",
+                cos.shape()
+            ));
+        }
+        let max = cos.shape()[0];
+        p.to_i64_vec()
+            .into_iter()
+            .map(|i| {
+                usize::try_from(i)
+                    .ok()
+                    .filter(|&i| i < max)
+                    .map(|i| i * half)
+                    .ok_or_else(|| {
+                        format!("RotaryEmbedding: position id {i} out of range 0..{max}")
+                    })
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        if cos.shape() != [nb, ns, half] {
+            return Err(format!(
+                "RotaryEmbedding: without position ids, cos and sin must be \
+                 [{nb}, {ns}, {half}], got {:?}",
+                cos.shape()
+            ));
+        }
+        (0..nb * ns).map(|i| i * half).collect()
+    };
+    let (c, s) = (cos.to_f64_vec(), sin.to_f64_vec());
+    let v = x.to_f64_vec();
+    let mut out = v.clone();
+    for b in 0..nb {
+        for q in 0..ns {
+            let row = rows[b * ns + q];
+            for h in 0..nh {
+                let at = base(b, q, h);
+                for j in 0..half {
+                    let (i1, i2) = if interleaved {
+                        (at + 2 * j, at + 2 * j + 1)
+                    } else {
+                        (at + j, at + j + half)
+                    };
+                    let (cj, sj) = (c[row + j], s[row + j]);
+                    out[i1] = cj * v[i1] - sj * v[i2];
+                    out[i2] = sj * v[i1] + cj * v[i2];
+                }
+            }
+        }
+    }
+    Ok(vec![Tensor::from_f64(x.dtype(), sh.to_vec(), &out)])
 }
 
 fn float_only(x: &Tensor, op: &str) -> Result<(), String> {
