@@ -624,6 +624,68 @@ mod tests {
     }
 
     #[test]
+    fn rotary_halves_interleaved_and_partial() {
+        // One batch, one head, one position, head size 4; angle θ with cos c, sin s.
+        let (c, s) = (0.6f64, 0.8f64);
+        let x = Tensor::from_vec(vec![1, 1, 1, 4], vec![1.0f64, 2.0, 3.0, 4.0]);
+        let table = |v: f64, n: usize| Tensor::from_vec(vec![1, 1, n], vec![v; n]);
+        let op = |interleaved, rotary_dim| CompositeOp::RotaryEmbedding {
+            interleaved,
+            rotary_dim,
+            num_heads: None,
+            position_ids: false,
+        };
+        let run = |op, n| eval(&op, &[&x, &table(c, n), &table(s, n)]).unwrap()[0].to_f64_vec();
+        // Halves: pairs (1, 3) and (2, 4).
+        close(
+            &run(op(false, None), 2),
+            &[
+                c - 3.0 * s,
+                2.0 * c - 4.0 * s,
+                s + 3.0 * c,
+                2.0 * s + 4.0 * c,
+            ],
+        );
+        // Interleaved: pairs (1, 2) and (3, 4).
+        close(
+            &run(op(true, None), 2),
+            &[
+                c - 2.0 * s,
+                s + 2.0 * c,
+                3.0 * c - 4.0 * s,
+                3.0 * s + 4.0 * c,
+            ],
+        );
+        // Partial: only the first two features rotate.
+        close(
+            &run(op(false, Some(2)), 1),
+            &[c - 2.0 * s, s + 2.0 * c, 3.0, 4.0],
+        );
+        // Position ids index the tables, and are range-checked.
+        let cos = Tensor::from_vec(vec![2, 2], vec![1.0f64, 1.0, c, c]);
+        let sin = Tensor::from_vec(vec![2, 2], vec![0.0f64, 0.0, s, s]);
+        let op = CompositeOp::RotaryEmbedding {
+            interleaved: true,
+            rotary_dim: None,
+            num_heads: Some(1),
+            position_ids: true,
+        };
+        let x3 = Tensor::from_vec(vec![1, 1, 4], vec![1.0f64, 2.0, 3.0, 4.0]);
+        let p = Tensor::from_vec(vec![1, 1], vec![1i64]);
+        close(
+            &eval(&op, &[&x3, &cos, &sin, &p]).unwrap()[0].to_f64_vec(),
+            &[
+                c - 2.0 * s,
+                s + 2.0 * c,
+                3.0 * c - 4.0 * s,
+                3.0 * s + 4.0 * c,
+            ],
+        );
+        let bad = Tensor::from_vec(vec![1, 1], vec![2i64]);
+        assert!(eval(&op, &[&x3, &cos, &sin, &bad]).is_err());
+    }
+
+    #[test]
     fn softmax_family() {
         let x = Tensor::from_vec(vec![2, 2], vec![0.0f64, 0.0, 1.0, 3.0]);
         let s = eval(&CompositeOp::Softmax { axis: 0 }, &[&x]).unwrap();

@@ -1120,6 +1120,64 @@ mod tests {
     }
 
     #[test]
+    fn unique_sorted_unsorted_and_axis() {
+        let x = Tensor::from_vec(vec![6], vec![2.0f32, 1.0, f32::NAN, 1.0, f32::NAN, -0.0]);
+        let out = eval(
+            &LayoutOp::Unique {
+                axis: None,
+                sorted: true,
+            },
+            &[&x],
+            4,
+        )
+        .unwrap();
+        let y = out[0].to_vec::<f32>();
+        assert_eq!(&y[..3], &[-0.0, 1.0, 2.0]);
+        assert!(y[3].is_nan());
+        assert_eq!(out[1].to_vec::<i64>(), vec![5, 1, 0, 2]);
+        assert_eq!(out[2].to_vec::<i64>(), vec![2, 1, 3, 1, 3, 0]);
+        assert_eq!(out[3].to_vec::<i64>(), vec![1, 2, 1, 2]);
+        let x = Tensor::from_vec(vec![4], vec![3i64, 1, 3, 0]);
+        let out = eval(
+            &LayoutOp::Unique {
+                axis: None,
+                sorted: false,
+            },
+            &[&x],
+            4,
+        )
+        .unwrap();
+        assert_eq!(out[0].to_vec::<i64>(), vec![3, 1, 0]);
+        assert_eq!(out[1].to_vec::<i64>(), vec![0, 1, 3]);
+        assert_eq!(out[2].to_vec::<i64>(), vec![0, 1, 0, 2]);
+        assert_eq!(out[3].to_vec::<i64>(), vec![2, 1, 1]);
+        // Columns of [[1, 0, 1], [2, 5, 2]]: (1, 2) twice and (0, 5).
+        let x = Tensor::from_vec(vec![2, 3], vec![1u8, 0, 1, 2, 5, 2]);
+        let out = eval(
+            &LayoutOp::Unique {
+                axis: Some(1),
+                sorted: true,
+            },
+            &[&x],
+            4,
+        )
+        .unwrap();
+        assert_eq!(out[0].shape(), &[2, 2]);
+        assert_eq!(out[0].to_vec::<u8>(), vec![0, 1, 5, 2]);
+        assert_eq!(out[2].to_vec::<i64>(), vec![1, 0, 1]);
+    }
+
+    #[test]
+    fn bitcast_reinterprets_bytes() {
+        let x = Tensor::from_vec(vec![2], vec![1.0f32, -2.0]);
+        let y = &ev(LayoutOp::BitCast { to: DType::I32 }, &[&x])[0];
+        assert_eq!(y.to_vec::<i32>(), vec![0x3f80_0000, 0xc000_0000u32 as i32]);
+        let b = Tensor::from_vec(vec![1], vec![2u8]);
+        assert!(eval(&LayoutOp::BitCast { to: DType::Bool }, &[&b], 1).is_err());
+        assert!(eval(&LayoutOp::BitCast { to: DType::I64 }, &[&x], 1).is_err());
+    }
+
+    #[test]
     fn slice_negative_step_and_clamping() {
         let x = Tensor::from_vec(vec![2, 5], (0..10).map(|v| v as f32).collect());
         let y = &ev(
