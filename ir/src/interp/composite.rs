@@ -55,7 +55,7 @@ fn rotary(
     // (batch, seq, heads, head_dim) and the flat offset of feature 0 of (b, s, h).
     let (nb, ns, nh, nd, packed) = match (sh.len(), num_heads) {
         (4, None) => (sh[0], sh[2], sh[1], sh[3], false),
-        (3, Some(h)) if h > 0 && sh[2] % h == 0 => (sh[0], sh[1], h, sh[2] / h, true),
+        (3, Some(h)) if h > 0 && sh[2].is_multiple_of(h) => (sh[0], sh[1], h, sh[2] / h, true),
         _ => {
             return Err(format!(
                 "RotaryEmbedding: x {sh:?} must be [batch, heads, seq, dim], or \
@@ -71,7 +71,7 @@ fn rotary(
         }
     };
     let rd = rotary_dim.unwrap_or(nd);
-    if rd > nd || rd % 2 != 0 {
+    if rd > nd || !rd.is_multiple_of(2) {
         return Err(format!(
             "RotaryEmbedding: rotary dim {rd} must be even and at most the head size {nd}"
         ));
