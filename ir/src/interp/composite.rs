@@ -26,7 +26,126 @@ pub(super) fn eval(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, 
             reduction,
             ignore_index,
         } => nll_loss(inputs, *reduction, *ignore_index),
+        CompositeOp::RotaryEmbedding {
+            interleaved,
+            rotary_dim,
+            num_heads,
+            position_ids,
+        } => rotary(inputs, *interleaved, *rotary_dim, *num_heads, *position_ids),
     }
+}
+
+/// Rotary position embedding (see [`CompositeOp::RotaryEmbedding`]).
+fn rotary(
+    inputs: &[&Tensor],
+    interleaved: bool,
+    rotary_dim: Option<usize>,
+    num_heads: Option<usize>,
+    position_ids: bool,
+) -> Result<Vec<Tensor>, String> {
+    let get = |i: usize, what: &str| {
+        inputs
+            .get(i)
+            .copied()
+            .ok_or_else(|| format!("RotaryEmbedding: missing {what} input"))
+    };
+    let (x, cos, sin) = (get(0, "x")?, get(1, "cos")?, get(2, "sin")?);
+    float_only(x, "RotaryEmbedding")?;
+    let sh = x.shape();
+    // (batch, seq, heads, head_dim) and the flat offset of feature 0 of (b, s, h).
+    let (nb, ns, nh, nd, packed) = match (sh.len(), num_heads) {
+        (4, None) => (sh[0], sh[2], sh[1], sh[3], false),
+        (3, Some(h)) if h > 0 && sh[2].is_multiple_of(h) => (sh[0], sh[1], h, sh[2] / h, true),
+        _ => {
+            return Err(format!(
+                "RotaryEmbedding: x {sh:?} must be [batch, heads, seq, dim], or \
+                 [batch, seq, hidden] with hidden a multiple of num_heads ({num_heads:?})"
+            ))
+        }
+    };
+    let base = |b: usize, s: usize, h: usize| {
+        if packed {
+            ((b * ns + s) * nh + h) * nd
+        } else {
+            ((b * nh + h) * ns + s) * nd
+        }
+    };
+    let rd = rotary_dim.unwrap_or(nd);
+    if rd > nd || !rd.is_multiple_of(2) {
+        return Err(format!(
+            "RotaryEmbedding: rotary dim {rd} must be even and at most the head size {nd}"
+        ));
+    }
+    let half = rd / 2;
+    if cos.shape() != sin.shape() || cos.shape().last() != Some(&half) {
+        return Err(format!(
+            "RotaryEmbedding: cos {:?} and sin {:?} must match, with last axis {half}",
+            cos.shape(),
+            sin.shape()
+        ));
+    }
+    // The cos/sin row offset of each (batch, seq) position.
+    let rows: Vec<usize> = if position_ids {
+        let p = get(3, "position_ids")?;
+        if p.shape() != [nb, ns] || p.dtype().is_float() {
+            return Err(format!(
+                "RotaryEmbedding: position_ids must be integer [{nb}, {ns}], got {} {:?}",
+                p.dtype(),
+                p.shape()
+            ));
+        }
+        if cos.rank() != 2 {
+            return Err(format!(
+                "RotaryEmbedding: with position ids, cos and sin must be [max_pos, {half}], \
+                 got {:?}",
+                cos.shape()
+            ));
+        }
+        let max = cos.shape()[0];
+        p.to_i64_vec()
+            .into_iter()
+            .map(|i| {
+                usize::try_from(i)
+                    .ok()
+                    .filter(|&i| i < max)
+                    .map(|i| i * half)
+                    .ok_or_else(|| {
+                        format!("RotaryEmbedding: position id {i} out of range 0..{max}")
+                    })
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        if cos.shape() != [nb, ns, half] {
+            return Err(format!(
+                "RotaryEmbedding: without position ids, cos and sin must be \
+                 [{nb}, {ns}, {half}], got {:?}",
+                cos.shape()
+            ));
+        }
+        (0..nb * ns).map(|i| i * half).collect()
+    };
+    let (c, s) = (cos.to_f64_vec(), sin.to_f64_vec());
+    let v = x.to_f64_vec();
+    let mut out = v.clone();
+    for b in 0..nb {
+        for q in 0..ns {
+            let row = rows[b * ns + q];
+            for h in 0..nh {
+                let at = base(b, q, h);
+                for j in 0..half {
+                    let (i1, i2) = if interleaved {
+                        (at + 2 * j, at + 2 * j + 1)
+                    } else {
+                        (at + j, at + j + half)
+                    };
+                    let (cj, sj) = (c[row + j], s[row + j]);
+                    out[i1] = cj * v[i1] - sj * v[i2];
+                    out[i2] = sj * v[i1] + cj * v[i2];
+                }
+            }
+        }
+    }
+    Ok(vec![Tensor::from_f64(x.dtype(), sh.to_vec(), &out)])
 }
 
 fn float_only(x: &Tensor, op: &str) -> Result<(), String> {
@@ -502,6 +621,68 @@ mod tests {
         for (x, y) in a.iter().zip(b) {
             assert!((x - y).abs() < 1e-6, "{a:?} vs {b:?}");
         }
+    }
+
+    #[test]
+    fn rotary_halves_interleaved_and_partial() {
+        // One batch, one head, one position, head size 4; angle θ with cos c, sin s.
+        let (c, s) = (0.6f64, 0.8f64);
+        let x = Tensor::from_vec(vec![1, 1, 1, 4], vec![1.0f64, 2.0, 3.0, 4.0]);
+        let table = |v: f64, n: usize| Tensor::from_vec(vec![1, 1, n], vec![v; n]);
+        let op = |interleaved, rotary_dim| CompositeOp::RotaryEmbedding {
+            interleaved,
+            rotary_dim,
+            num_heads: None,
+            position_ids: false,
+        };
+        let run = |op, n| eval(&op, &[&x, &table(c, n), &table(s, n)]).unwrap()[0].to_f64_vec();
+        // Halves: pairs (1, 3) and (2, 4).
+        close(
+            &run(op(false, None), 2),
+            &[
+                c - 3.0 * s,
+                2.0 * c - 4.0 * s,
+                s + 3.0 * c,
+                2.0 * s + 4.0 * c,
+            ],
+        );
+        // Interleaved: pairs (1, 2) and (3, 4).
+        close(
+            &run(op(true, None), 2),
+            &[
+                c - 2.0 * s,
+                s + 2.0 * c,
+                3.0 * c - 4.0 * s,
+                3.0 * s + 4.0 * c,
+            ],
+        );
+        // Partial: only the first two features rotate.
+        close(
+            &run(op(false, Some(2)), 1),
+            &[c - 2.0 * s, s + 2.0 * c, 3.0, 4.0],
+        );
+        // Position ids index the tables, and are range-checked.
+        let cos = Tensor::from_vec(vec![2, 2], vec![1.0f64, 1.0, c, c]);
+        let sin = Tensor::from_vec(vec![2, 2], vec![0.0f64, 0.0, s, s]);
+        let op = CompositeOp::RotaryEmbedding {
+            interleaved: true,
+            rotary_dim: None,
+            num_heads: Some(1),
+            position_ids: true,
+        };
+        let x3 = Tensor::from_vec(vec![1, 1, 4], vec![1.0f64, 2.0, 3.0, 4.0]);
+        let p = Tensor::from_vec(vec![1, 1], vec![1i64]);
+        close(
+            &eval(&op, &[&x3, &cos, &sin, &p]).unwrap()[0].to_f64_vec(),
+            &[
+                c - 2.0 * s,
+                s + 2.0 * c,
+                3.0 * c - 4.0 * s,
+                3.0 * s + 4.0 * c,
+            ],
+        );
+        let bad = Tensor::from_vec(vec![1, 1], vec![2i64]);
+        assert!(eval(&op, &[&x3, &cos, &sin, &bad]).is_err());
     }
 
     #[test]

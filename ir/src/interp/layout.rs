@@ -433,7 +433,136 @@ pub(super) fn eval(
             }
             one(Tensor::from_f64(*dtype, vec![r, c], &v))
         }
+        LayoutOp::Unique { axis, sorted } => unique(x, *axis, *sorted),
+        LayoutOp::BitCast { to } => {
+            if x.dtype().size() != to.size() {
+                return Err(format!(
+                    "BitCast from {} to {to}: the element sizes differ",
+                    x.dtype()
+                ));
+            }
+            if *to == DType::Bool && x.bytes().iter().any(|&b| b > 1) {
+                return Err("BitCast to bool of a byte other than 0 or 1".into());
+            }
+            let t = Tensor::from_bytes(*to, x.shape().to_vec(), x.bytes().to_vec().into())
+                .map_err(|e| e.to_string())?;
+            one(t)
+        }
     }
+}
+
+/// Sort keys of a tensor's elements, exact for every dtype.
+enum UniqueKeys {
+    Float(Vec<f64>),
+    Int(Vec<i128>),
+}
+
+impl UniqueKeys {
+    fn of(x: &Tensor) -> Self {
+        match x.dtype() {
+            DType::U64 => UniqueKeys::Int(x.to_vec::<u64>().into_iter().map(i128::from).collect()),
+            d if d.is_float() => UniqueKeys::Float(x.to_f64_vec()),
+            _ => UniqueKeys::Int(x.to_i64_vec().into_iter().map(i128::from).collect()),
+        }
+    }
+
+    /// Compares elements `i` and `j`: NaNs equal each other and exceed every number.
+    fn cmp(&self, i: usize, j: usize) -> std::cmp::Ordering {
+        match self {
+            UniqueKeys::Int(v) => v[i].cmp(&v[j]),
+            UniqueKeys::Float(v) => match (v[i].is_nan(), v[j].is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                _ => v[i].partial_cmp(&v[j]).unwrap_or(std::cmp::Ordering::Equal),
+            },
+        }
+    }
+}
+
+/// [`LayoutOp::Unique`].
+fn unique(x: &Tensor, axis: Option<usize>, sorted: bool) -> Result<Vec<Tensor>, String> {
+    // Slices are `n` lines of `len` elements; element e of slice k is at
+    // (o·n + k)·inner + i for e = o·inner + i.
+    let (outer, n, inner) = match axis {
+        None => (1, x.numel(), 1),
+        Some(a) if a < x.rank() => {
+            let sh = x.shape();
+            (
+                sh[..a].iter().product(),
+                sh[a],
+                sh[a + 1..].iter().product(),
+            )
+        }
+        Some(a) => {
+            return Err(format!(
+                "Unique: axis {a} out of range for rank {}",
+                x.rank()
+            ))
+        }
+    };
+    let keys = UniqueKeys::of(x);
+    let cmp_slices = |a: usize, b: usize| {
+        for o in 0..outer {
+            for i in 0..inner {
+                let c = keys.cmp((o * n + a) * inner + i, (o * n + b) * inner + i);
+                if c.is_ne() {
+                    return c;
+                }
+            }
+        }
+        std::cmp::Ordering::Equal
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    // Stable: equal slices keep their input order, so each group starts with its first.
+    order.sort_by(|&a, &b| cmp_slices(a, b));
+    // Groups of equal slices: (first occurrence, count), in sorted order.
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut group_of = vec![0usize; n];
+    for (p, &k) in order.iter().enumerate() {
+        if p == 0 || cmp_slices(order[p - 1], k).is_ne() {
+            groups.push((k, 0));
+        }
+        let g = groups.len() - 1;
+        groups[g].1 += 1;
+        group_of[k] = g;
+    }
+    let mut rank_of: Vec<usize> = (0..groups.len()).collect();
+    if !sorted {
+        let mut by_first: Vec<usize> = (0..groups.len()).collect();
+        by_first.sort_by_key(|&g| groups[g].0);
+        for (r, &g) in by_first.iter().enumerate() {
+            rank_of[g] = r;
+        }
+        let old = groups.clone();
+        for (g, &r) in rank_of.iter().enumerate() {
+            groups[r] = old[g];
+        }
+    }
+    let firsts: Vec<usize> = groups.iter().map(|g| g.0).collect();
+    let y = match axis {
+        None => take(x, vec![firsts.len()], &firsts)?,
+        Some(a) => {
+            let mut shape = x.shape().to_vec();
+            shape[a] = firsts.len();
+            let st = strides(x.shape());
+            gather_with(x, x.dtype(), shape, None, |i| {
+                Ok(Some(
+                    i.iter()
+                        .enumerate()
+                        .map(|(d, &v)| if d == a { firsts[v] } else { v } * st[d])
+                        .sum(),
+                ))
+            })?
+        }
+    };
+    let i64s = |v: Vec<usize>| {
+        let v: Vec<i64> = v.into_iter().map(|i| i as i64).collect();
+        Tensor::from_vec(vec![v.len()], v)
+    };
+    let inverse: Vec<usize> = group_of.iter().map(|&g| rank_of[g]).collect();
+    let counts: Vec<usize> = groups.iter().map(|g| g.1).collect();
+    Ok(vec![y, i64s(firsts), i64s(inverse), i64s(counts)])
 }
 
 /// The concrete target of ONNX `Reshape` (`0` copies unless `allowzero`, one `-1` inferred).
@@ -988,6 +1117,64 @@ mod tests {
 
     fn ints(v: &[i64]) -> Tensor {
         Tensor::from_vec(vec![v.len()], v.to_vec())
+    }
+
+    #[test]
+    fn unique_sorted_unsorted_and_axis() {
+        let x = Tensor::from_vec(vec![6], vec![2.0f32, 1.0, f32::NAN, 1.0, f32::NAN, -0.0]);
+        let out = eval(
+            &LayoutOp::Unique {
+                axis: None,
+                sorted: true,
+            },
+            &[&x],
+            4,
+        )
+        .unwrap();
+        let y = out[0].to_vec::<f32>();
+        assert_eq!(&y[..3], &[-0.0, 1.0, 2.0]);
+        assert!(y[3].is_nan());
+        assert_eq!(out[1].to_vec::<i64>(), vec![5, 1, 0, 2]);
+        assert_eq!(out[2].to_vec::<i64>(), vec![2, 1, 3, 1, 3, 0]);
+        assert_eq!(out[3].to_vec::<i64>(), vec![1, 2, 1, 2]);
+        let x = Tensor::from_vec(vec![4], vec![3i64, 1, 3, 0]);
+        let out = eval(
+            &LayoutOp::Unique {
+                axis: None,
+                sorted: false,
+            },
+            &[&x],
+            4,
+        )
+        .unwrap();
+        assert_eq!(out[0].to_vec::<i64>(), vec![3, 1, 0]);
+        assert_eq!(out[1].to_vec::<i64>(), vec![0, 1, 3]);
+        assert_eq!(out[2].to_vec::<i64>(), vec![0, 1, 0, 2]);
+        assert_eq!(out[3].to_vec::<i64>(), vec![2, 1, 1]);
+        // Columns of [[1, 0, 1], [2, 5, 2]]: (1, 2) twice and (0, 5).
+        let x = Tensor::from_vec(vec![2, 3], vec![1u8, 0, 1, 2, 5, 2]);
+        let out = eval(
+            &LayoutOp::Unique {
+                axis: Some(1),
+                sorted: true,
+            },
+            &[&x],
+            4,
+        )
+        .unwrap();
+        assert_eq!(out[0].shape(), &[2, 2]);
+        assert_eq!(out[0].to_vec::<u8>(), vec![0, 1, 5, 2]);
+        assert_eq!(out[2].to_vec::<i64>(), vec![1, 0, 1]);
+    }
+
+    #[test]
+    fn bitcast_reinterprets_bytes() {
+        let x = Tensor::from_vec(vec![2], vec![1.0f32, -2.0]);
+        let y = &ev(LayoutOp::BitCast { to: DType::I32 }, &[&x])[0];
+        assert_eq!(y.to_vec::<i32>(), vec![0x3f80_0000, 0xc000_0000u32 as i32]);
+        let b = Tensor::from_vec(vec![1], vec![2u8]);
+        assert!(eval(&LayoutOp::BitCast { to: DType::Bool }, &[&b], 1).is_err());
+        assert!(eval(&LayoutOp::BitCast { to: DType::I64 }, &[&x], 1).is_err());
     }
 
     #[test]

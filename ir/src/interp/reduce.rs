@@ -34,13 +34,15 @@ pub(super) fn eval(op: &ReduceOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Str
             axes.dedup();
             reduce(*kind, x, &axes, *keepdims).map(|t| vec![t])
         }
-        ReduceOp::CumSumDynamic { exclusive, reverse } => {
+        ReduceOp::CumSumDynamic { exclusive, reverse }
+        | ReduceOp::CumProdDynamic { exclusive, reverse } => {
             let a = inputs
                 .get(1)
                 .ok_or("missing axis input")?
                 .scalar_i64()
-                .ok_or("CumSum: axis must have exactly one element")?;
-            cumsum(x, wrap_axis(a, x.rank())?, *exclusive, *reverse).map(|t| vec![t])
+                .ok_or("cumulative op: axis must have exactly one element")?;
+            let prod = matches!(op, ReduceOp::CumProdDynamic { .. });
+            scan(x, wrap_axis(a, x.rank())?, *exclusive, *reverse, prod).map(|t| vec![t])
         }
         ReduceOp::ArgMax {
             axis,
@@ -56,7 +58,12 @@ pub(super) fn eval(op: &ReduceOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Str
             axis,
             exclusive,
             reverse,
-        } => cumsum(x, *axis, *exclusive, *reverse).map(|t| vec![t]),
+        } => scan(x, *axis, *exclusive, *reverse, false).map(|t| vec![t]),
+        ReduceOp::CumProd {
+            axis,
+            exclusive,
+            reverse,
+        } => scan(x, *axis, *exclusive, *reverse, true).map(|t| vec![t]),
         ReduceOp::TopK {
             axis,
             largest,
@@ -384,7 +391,14 @@ fn arg_reduce(
     Ok(Tensor::from_vec(shape, out))
 }
 
-fn cumsum(x: &Tensor, axis: usize, exclusive: bool, reverse: bool) -> Result<Tensor, String> {
+/// Running sum (or product, when `prod`) along `axis`.
+fn scan(
+    x: &Tensor,
+    axis: usize,
+    exclusive: bool,
+    reverse: bool,
+    prod: bool,
+) -> Result<Tensor, String> {
     let (outer, n, inner) = split_at_axis(x.shape(), axis)?;
     let order: Vec<usize> = if reverse {
         (0..n).rev().collect()
@@ -394,43 +408,81 @@ fn cumsum(x: &Tensor, axis: usize, exclusive: bool, reverse: bool) -> Result<Ten
     let dt = x.dtype();
     if dt.is_float() {
         let v = x.to_f64_vec();
-        let mut out = vec![0.0; v.len()];
-        for o in 0..outer {
-            for i in 0..inner {
-                let mut acc = 0.0;
-                for &k in &order {
-                    let at = (o * n + k) * inner + i;
-                    if exclusive {
-                        out[at] = acc;
-                        acc += v[at];
-                    } else {
-                        acc += v[at];
-                        out[at] = acc;
-                    }
+        let out = scan_lines(
+            &v,
+            outer,
+            n,
+            inner,
+            &order,
+            exclusive,
+            prod as u8 as f64,
+            |a, b| {
+                if prod {
+                    a * b
+                } else {
+                    a + b
                 }
-            }
-        }
+            },
+        );
         Ok(Tensor::from_f64(dt, x.shape().to_vec(), &out))
     } else {
         let v = to_i128_vec(x);
-        let mut out = vec![0i128; v.len()];
-        for o in 0..outer {
-            for i in 0..inner {
-                let mut acc = 0i128;
-                for &k in &order {
-                    let at = (o * n + k) * inner + i;
-                    if exclusive {
-                        out[at] = acc;
-                        acc = acc.wrapping_add(v[at]);
-                    } else {
-                        acc = acc.wrapping_add(v[at]);
-                        out[at] = acc;
-                    }
+        // Wrapping to the dtype after every step keeps i128 products from overflowing
+        // and gives the same result as wrapping once at the end.
+        let (lo, hi) = int_bounds(dt);
+        let wrap = move |a: i128| {
+            let span = hi - lo + 1;
+            (a - lo).rem_euclid(span) + lo
+        };
+        let out = scan_lines(
+            &v,
+            outer,
+            n,
+            inner,
+            &order,
+            exclusive,
+            prod as i128,
+            |a, b| {
+                if prod {
+                    wrap(a.wrapping_mul(b))
+                } else {
+                    wrap(a.wrapping_add(b))
+                }
+            },
+        );
+        Ok(from_i128(dt, x.shape().to_vec(), &out))
+    }
+}
+
+/// Scans every line along the middle axis of an (outer, n, inner) block in `order`.
+#[allow(clippy::too_many_arguments)]
+fn scan_lines<T: Copy>(
+    v: &[T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    order: &[usize],
+    exclusive: bool,
+    identity: T,
+    f: impl Fn(T, T) -> T,
+) -> Vec<T> {
+    let mut out = vec![identity; v.len()];
+    for o in 0..outer {
+        for i in 0..inner {
+            let mut acc = identity;
+            for &k in order {
+                let at = (o * n + k) * inner + i;
+                if exclusive {
+                    out[at] = acc;
+                    acc = f(acc, v[at]);
+                } else {
+                    acc = f(acc, v[at]);
+                    out[at] = acc;
                 }
             }
         }
-        Ok(from_i128(dt, x.shape().to_vec(), &out))
     }
+    out
 }
 
 fn top_k(x: &Tensor, axis: usize, k: i64, largest: bool) -> Result<Vec<Tensor>, String> {
@@ -580,6 +632,29 @@ mod tests {
             vec![0, 1, 3, 6]
         );
         assert_eq!(run(op(true, true), x)[0].to_vec::<i64>(), vec![9, 7, 4, 0]);
+    }
+
+    #[test]
+    fn cumprod_exclusive_reverse_and_wrapping() {
+        let x = Tensor::from_vec(vec![4], vec![1i64, 2, 3, 4]);
+        let op = |exclusive, reverse| ReduceOp::CumProd {
+            axis: 0,
+            exclusive,
+            reverse,
+        };
+        assert_eq!(
+            run(op(false, false), x.clone())[0].to_vec::<i64>(),
+            vec![1, 2, 6, 24]
+        );
+        assert_eq!(
+            run(op(true, true), x)[0].to_vec::<i64>(),
+            vec![24, 12, 4, 1]
+        );
+        let big = Tensor::from_vec(vec![3], vec![1i32 << 20, 1 << 20, 3]);
+        assert_eq!(
+            run(op(false, false), big)[0].to_vec::<i32>(),
+            vec![1 << 20, 0, 0]
+        );
     }
 
     #[test]

@@ -89,6 +89,24 @@ pub enum CompositeOp {
         /// Target value that contributes nothing.
         ignore_index: Option<i64>,
     },
+    /// Rotary position embedding: `[x, cos, sin]` or `[x, cos, sin, position_ids]`.
+    ///
+    /// x is `[batch, heads, seq, head_dim]`, or `[batch, seq, heads·head_dim]` when
+    /// `num_heads` is set. The first `rotary_dim` features of each head (all when
+    /// `None`) are rotated in pairs: (x₁, x₂) → (c·x₁ − s·x₂, s·x₁ + c·x₂), the pairs
+    /// being adjacent features (`interleaved`) or the two halves of the rotated block.
+    /// With position ids (`[batch, seq]`, integer), cos and sin are `[max_pos, rd/2]`
+    /// tables indexed by them; without, they are `[batch, seq, rd/2]`.
+    RotaryEmbedding {
+        /// Pairs are adjacent features (2j, 2j+1) rather than (j, j + rd/2).
+        interleaved: bool,
+        /// Number of rotated features per head (the whole head when `None`).
+        rotary_dim: Option<usize>,
+        /// Heads packed in the last axis of a 3-D x (`None` for 4-D x).
+        num_heads: Option<usize>,
+        /// A `position_ids` input follows sin.
+        position_ids: bool,
+    },
 }
 
 /// Which attention scores [`CompositeOp::Attention`] returns as its fourth output.
@@ -198,6 +216,29 @@ impl OpFamily for CompositeOp {
                     _ => Shape::default(),
                 };
                 Ok(vec![TensorType::new(x.dtype, shape)])
+            }
+            CompositeOp::RotaryEmbedding {
+                num_heads,
+                position_ids,
+                ..
+            } => {
+                match (rank, num_heads) {
+                    (4, None) => {}
+                    (3, Some(h)) if *h > 0 => {}
+                    _ => {
+                        return Err(format!(
+                            "x {} must be [batch, heads, seq, dim], or [batch, seq, hidden] \
+                             with num_heads",
+                            x.shape
+                        ))
+                    }
+                }
+                inputs.ty(1)?;
+                inputs.ty(2)?;
+                if *position_ids {
+                    inputs.ty(3)?;
+                }
+                Ok(vec![x.clone()])
             }
         }
     }

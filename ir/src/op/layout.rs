@@ -182,6 +182,24 @@ pub enum LayoutOp {
         /// Axis, or `None` to flatten.
         axis: Option<usize>,
     },
+    /// The distinct slices along `axis` (or distinct elements of the flattened input).
+    ///
+    /// Outputs `[y, indices, inverse, counts]`: the distinct slices (in ascending
+    /// lexicographic order when `sorted`, else in order of first occurrence), the i64
+    /// index of each one's first occurrence, for every input slice the i64 position of
+    /// its distinct slice in y, and the i64 number of occurrences of each. NaNs are
+    /// equal to each other and greater than every number; −0 equals +0.
+    Unique {
+        /// Axis, or `None` to flatten.
+        axis: Option<usize>,
+        /// Sort the distinct slices.
+        sorted: bool,
+    },
+    /// Reinterprets the bytes of each element as `to`, a dtype of the same size.
+    BitCast {
+        /// Target dtype.
+        to: DType,
+    },
     /// A 2-D identity-like matrix with the input's shape, ones on diagonal `k`.
     EyeLike {
         /// Diagonal offset.
@@ -596,6 +614,40 @@ impl OpFamily for LayoutOp {
                 None => same_dtype(Shape(vec![Dim::Any])),
             },
             LayoutOp::EyeLike { dtype, .. } => Ok(vec![TensorType::new(*dtype, x.shape.clone())]),
+            LayoutOp::Unique { axis, .. } => {
+                let (y, n) = match axis {
+                    Some(a) if *a < rank => {
+                        let mut y = x.shape.clone();
+                        y.0[*a] = Dim::Any;
+                        (y, x.shape.0[*a].clone())
+                    }
+                    Some(a) => return Err(format!("axis {a} out of range for rank {rank}")),
+                    None => {
+                        let n = x
+                            .shape
+                            .0
+                            .iter()
+                            .try_fold(1usize, |acc, d| d.known().map(|d| acc * d));
+                        (Shape(vec![Dim::Any]), n.map_or(Dim::Any, Dim::Known))
+                    }
+                };
+                let any = || TensorType::new(DType::I64, Shape(vec![Dim::Any]));
+                Ok(vec![
+                    TensorType::new(x.dtype, y),
+                    any(),
+                    TensorType::new(DType::I64, Shape(vec![n])),
+                    any(),
+                ])
+            }
+            LayoutOp::BitCast { to } => {
+                if x.dtype.size() != to.size() {
+                    return Err(format!(
+                        "BitCast from {} to {to}: the element sizes differ",
+                        x.dtype
+                    ));
+                }
+                Ok(vec![TensorType::new(*to, x.shape.clone())])
+            }
         }
     }
 }

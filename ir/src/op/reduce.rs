@@ -90,6 +90,23 @@ pub enum ReduceOp {
         /// Sum from the end.
         reverse: bool,
     },
+    /// Running product along `axis` (exclusive products start at 1).
+    CumProd {
+        /// Axis.
+        axis: usize,
+        /// Exclude the current element.
+        exclusive: bool,
+        /// Multiply from the end.
+        reverse: bool,
+    },
+    /// `[x, axis]`: [`ReduceOp::CumProd`] with the axis a one-element integer tensor
+    /// known only at run time (negative wraps).
+    CumProdDynamic {
+        /// Exclude the current element.
+        exclusive: bool,
+        /// Multiply from the end.
+        reverse: bool,
+    },
     /// The k largest (or smallest) elements along `axis` and their i64 indices;
     /// inputs `[x, k]` with `k` an i64 tensor of one element.
     TopK {
@@ -162,7 +179,7 @@ impl OpFamily for ReduceOp {
                 };
                 Ok(vec![TensorType::new(x.dtype, shape)])
             }
-            ReduceOp::CumSumDynamic { .. } => Ok(vec![x.clone()]),
+            ReduceOp::CumSumDynamic { .. } | ReduceOp::CumProdDynamic { .. } => Ok(vec![x.clone()]),
             ReduceOp::ArgMax { axis, keepdims, .. } | ReduceOp::ArgMin { axis, keepdims, .. } => {
                 check(*axis)?;
                 Ok(vec![TensorType::new(
@@ -170,7 +187,7 @@ impl OpFamily for ReduceOp {
                     reduced_shape(&x.shape, &[*axis], *keepdims),
                 )])
             }
-            ReduceOp::CumSum { axis, .. } => {
+            ReduceOp::CumSum { axis, .. } | ReduceOp::CumProd { axis, .. } => {
                 check(*axis)?;
                 Ok(vec![x.clone()])
             }

@@ -17,6 +17,39 @@ pub fn register(reg: &mut Registry) {
     reg.insert("Attention", convert_attention);
     reg.insert("NegativeLogLikelihoodLoss", convert_loss);
     reg.insert("SoftmaxCrossEntropyLoss", convert_loss);
+    reg.insert("RotaryEmbedding", convert_rotary);
+}
+
+fn convert_rotary(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let x = cx.req(0)?;
+    let mut inputs = vec![x, cx.req(1)?, cx.req(2)?];
+    let position_ids = cx.input(3)?;
+    inputs.extend(position_ids);
+    let num_heads = match cx.rank(x) {
+        3 => {
+            let h = cx.attrs.int_or("num_heads", 0);
+            if h <= 0 {
+                return Err(cx.err("3-D input needs a positive `num_heads`"));
+            }
+            Some(h as usize)
+        }
+        4 => None,
+        r => return Err(cx.err(format!("input must be 3-D or 4-D, got rank {r}"))),
+    };
+    let rotary_dim = match cx.attrs.int_or("rotary_embedding_dim", 0) {
+        0 => None,
+        d if d > 0 => Some(d as usize),
+        d => return Err(cx.err(format!("negative rotary_embedding_dim {d}"))),
+    };
+    let op = CompositeOp::RotaryEmbedding {
+        interleaved: cx.attrs.int_or("interleaved", 0) != 0,
+        rotary_dim,
+        num_heads,
+        position_ids: position_ids.is_some(),
+    };
+    let y = cx.op(Op::Composite(op), &inputs)?;
+    cx.set_output(0, y);
+    Ok(())
 }
 
 fn convert_softmax(cx: &mut NodeCtx) -> Result<(), OnnxError> {

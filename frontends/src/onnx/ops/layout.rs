@@ -40,6 +40,8 @@ pub fn register(reg: &mut Registry) {
     reg.insert("SpaceToDepth", convert_space_to_depth);
     reg.insert("ReverseSequence", convert_reverse_sequence);
     reg.insert("Compress", convert_compress);
+    reg.insert("Unique", convert_unique);
+    reg.insert("BitCast", convert_bitcast);
     reg.insert("EyeLike", convert_eye_like);
 }
 
@@ -503,6 +505,43 @@ fn convert_compress(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         None => None,
     };
     layout(cx, LayoutOp::Compress { axis }, &[x, c])
+}
+
+fn convert_unique(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let x = cx.req(0)?;
+    let axis = match cx.attrs.int("axis") {
+        Some(a) => Some(cx.axis(a, cx.rank(x))?),
+        None => None,
+    };
+    let op = LayoutOp::Unique {
+        axis,
+        sorted: cx.attrs.int_or("sorted", 1) != 0,
+    };
+    let ys = cx.op_n(Op::Layout(op), &[x], 4)?;
+    let n = cx.num_outputs().min(4);
+    cx.set_outputs(&ys[..n]);
+    Ok(())
+}
+
+fn convert_bitcast(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let x = cx.req(0)?;
+    let code = cx
+        .attrs
+        .int("to")
+        .ok_or_else(|| cx.err("missing attribute `to`"))?;
+    let to = dtype_of(code as i32).ok_or_else(|| {
+        cx.err(format!(
+            "BitCast to unsupported type {}",
+            onnx_type_name(code as i32)
+        ))
+    })?;
+    if cx.dtype(x).size() != to.size() {
+        return Err(cx.err(format!(
+            "BitCast from {} to {to}: the element sizes differ",
+            cx.dtype(x)
+        )));
+    }
+    layout(cx, LayoutOp::BitCast { to }, &[x])
 }
 
 fn convert_eye_like(cx: &mut NodeCtx) -> Result<(), OnnxError> {

@@ -1,4 +1,4 @@
-//! ONNX converters of the reduce family: `Reduce*`, `ArgMax`/`ArgMin`, `CumSum`, `TopK`.
+//! ONNX converters of the reduce family: `Reduce*`, `ArgMax`/`ArgMin`, `CumSum`, `CumProd`, `TopK`.
 
 use kiln_ir::op::{ReduceKind, ReduceOp};
 use kiln_ir::Op;
@@ -24,6 +24,7 @@ pub fn register(reg: &mut Registry) {
     reg.insert("ArgMax", convert_arg);
     reg.insert("ArgMin", convert_arg);
     reg.insert("CumSum", convert_cumsum);
+    reg.insert("CumProd", convert_cumsum);
     reg.insert("TopK", convert_top_k);
 }
 
@@ -111,20 +112,34 @@ fn convert_cumsum(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let a = cx.req(1)?;
     let exclusive = cx.attrs.int_or("exclusive", 0) != 0;
     let reverse = cx.attrs.int_or("reverse", 0) != 0;
+    let prod = cx.node.op_type == "CumProd";
     let y = match cx.constant(a).map(|t| t.to_i64_vec()).as_deref() {
         Some([axis]) => {
-            let op = ReduceOp::CumSum {
-                axis: cx.axis(*axis, cx.rank(x))?,
-                exclusive,
-                reverse,
+            let axis = cx.axis(*axis, cx.rank(x))?;
+            let op = if prod {
+                ReduceOp::CumProd {
+                    axis,
+                    exclusive,
+                    reverse,
+                }
+            } else {
+                ReduceOp::CumSum {
+                    axis,
+                    exclusive,
+                    reverse,
+                }
             };
             cx.op(Op::Reduce(op), &[x])?
         }
         Some(_) => return Err(cx.err("the axis input must have one element")),
-        None => cx.op(
-            Op::Reduce(ReduceOp::CumSumDynamic { exclusive, reverse }),
-            &[x, a],
-        )?,
+        None => {
+            let op = if prod {
+                ReduceOp::CumProdDynamic { exclusive, reverse }
+            } else {
+                ReduceOp::CumSumDynamic { exclusive, reverse }
+            };
+            cx.op(Op::Reduce(op), &[x, a])?
+        }
     };
     cx.set_output(0, y);
     Ok(())
