@@ -152,7 +152,7 @@ impl<'a, 'm> NodeCtx<'a, 'm> {
     /// Normalizes a possibly negative axis attribute against `rank`.
     pub fn axis(&self, axis: i64, rank: usize) -> Result<usize, OnnxError> {
         let a = if axis < 0 { axis + rank as i64 } else { axis };
-        if a < 0 || a as usize >= rank.max(1) {
+        if a < 0 || a as usize >= rank {
             return Err(self.err(format!("axis {axis} out of range for rank {rank}")));
         }
         Ok(a as usize)

@@ -145,7 +145,7 @@ impl OpFamily for CompositeOp {
             CompositeOp::Softmax { axis }
             | CompositeOp::LogSoftmax { axis }
             | CompositeOp::Hardmax { axis } => {
-                if *axis >= rank.max(1) {
+                if *axis >= rank {
                     return Err(format!("axis {axis} out of range for rank {rank}"));
                 }
                 Ok(vec![x.clone()])

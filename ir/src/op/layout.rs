@@ -441,6 +441,18 @@ impl OpFamily for LayoutOp {
                 ) else {
                     return same_dtype(any_shape(rank));
                 };
+                if ends.len() != starts.len()
+                    || axes.len() != starts.len()
+                    || steps.len() != starts.len()
+                {
+                    return Err(format!(
+                        "starts, ends, axes and steps differ in length ({}, {}, {}, {})",
+                        starts.len(),
+                        ends.len(),
+                        axes.len(),
+                        steps.len()
+                    ));
+                }
                 let mut out = x.shape.clone();
                 for i in 0..starts.len() {
                     let a = super::util::axis(axes[i], rank)?;

@@ -169,7 +169,7 @@ pub(crate) mod util {
     pub fn axis(axis: i64, rank: usize) -> Result<usize, String> {
         let r = rank as i64;
         let a = if axis < 0 { axis + r } else { axis };
-        if a < 0 || a >= r.max(1) && !(rank == 0 && a == 0) {
+        if a < 0 || a >= r {
             return Err(format!("axis {axis} out of range for rank {rank}"));
         }
         Ok(a as usize)

@@ -143,7 +143,7 @@ impl OpFamily for ReduceOp {
         let x = inputs.ty(0)?;
         let rank = x.shape.rank();
         let check = |a: usize| {
-            if a >= rank.max(1) {
+            if a >= rank {
                 Err(format!("axis {a} out of range for rank {rank}"))
             } else {
                 Ok(())

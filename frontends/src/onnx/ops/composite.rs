@@ -96,7 +96,7 @@ fn norm_axis(cx: &NodeCtx, x: ValueId) -> Result<usize, OnnxError> {
     let rank = cx.rank(x);
     let a = cx.attrs.int_or("axis", -1);
     let w = if a < 0 { a + rank as i64 } else { a };
-    if w < 0 || w as usize >= rank.max(1) {
+    if w < 0 || w as usize >= rank {
         return Err(cx.err(format!("axis {a} out of range for rank {rank}")));
     }
     Ok(w as usize)
