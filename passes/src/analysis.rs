@@ -1,0 +1,210 @@
+//! The e-class analysis: value types, constness, origin and (later) cost.
+
+use std::collections::HashMap;
+
+use egg::{Analysis, DidMerge, EGraph, Id, Symbol};
+use kiln_ir::op::InferInputs;
+use kiln_ir::{BrickId, Dim, Tensor, TensorType};
+
+use crate::KilnLang;
+
+/// The e-graph of a kiln graph.
+pub type KilnEGraph = EGraph<KilnLang, KilnAnalysis>;
+
+/// Where an e-class came from in the source graph, so results are reported in the
+/// model's own terms.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Origin {
+    /// The source value's name.
+    pub value: String,
+    /// The source node (for a node's e-class; `None` for inputs, constants and
+    /// projections).
+    pub node: Option<OriginNode>,
+    /// The brick of the producing node.
+    pub brick: Option<BrickId>,
+}
+
+/// The source node of an e-class.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OriginNode {
+    /// The node's name.
+    pub name: String,
+    /// The e-node it became (children as they were when it was added; compare after
+    /// canonicalizing).
+    pub enode: KilnLang,
+    /// How many outputs the source node had.
+    pub outputs: usize,
+}
+
+/// What is known about the values of an e-class.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValueData {
+    /// The type of each output (one entry for a single value; empty when inference
+    /// failed and nothing else is known).
+    pub types: Vec<TensorType>,
+    /// True when the value depends on constants only (a weight-only subgraph).
+    pub constant: bool,
+    /// A constant of the side table this e-class equals.
+    pub const_name: Option<Symbol>,
+    /// The source graph's names for this e-class.
+    pub origin: Option<Origin>,
+    /// Modelled cost of the cheapest program for this e-class (not computed yet;
+    /// the slot the roofline cost model will fill).
+    pub cost: Option<f64>,
+}
+
+impl ValueData {
+    /// The type of the value (output 0).
+    pub fn ty(&self) -> Option<&TensorType> {
+        self.types.first()
+    }
+}
+
+/// The analysis: holds the side table of constant tensors, keyed by value name.
+#[derive(Default)]
+pub struct KilnAnalysis {
+    /// Constant tensors by value name; `Const` e-nodes refer to them.
+    pub consts: HashMap<Symbol, Tensor>,
+}
+
+impl Analysis<KilnLang> for KilnAnalysis {
+    type Data = ValueData;
+
+    fn make(egraph: &mut KilnEGraph, enode: &KilnLang, _id: Id) -> ValueData {
+        let mut data = ValueData {
+            types: vec![],
+            constant: false,
+            const_name: None,
+            origin: None,
+            cost: None,
+        };
+        match enode {
+            KilnLang::Input(_) => {}
+            KilnLang::Const(name) => {
+                if let Some(t) = egraph.analysis.consts.get(name) {
+                    data.types = vec![TensorType::new(t.dtype(), t.ir_shape())];
+                }
+                data.constant = true;
+                data.const_name = Some(*name);
+            }
+            KilnLang::Proj(i, [x]) => {
+                let x = &egraph[*x].data;
+                data.types = x.types.get(*i).cloned().into_iter().collect();
+                data.constant = x.constant;
+            }
+            KilnLang::Op(key, children) => {
+                let mut types = Vec::with_capacity(children.len());
+                for &c in children {
+                    match egraph[c].data.ty() {
+                        Some(t) => types.push(t.clone()),
+                        None => return data,
+                    }
+                }
+                let consts: Vec<Option<&Tensor>> = children
+                    .iter()
+                    .map(|&c| {
+                        egraph[c]
+                            .data
+                            .const_name
+                            .and_then(|n| egraph.analysis.consts.get(&n))
+                    })
+                    .collect();
+                data.types = key
+                    .op()
+                    .infer(&InferInputs {
+                        types: &types,
+                        consts: &consts,
+                    })
+                    .unwrap_or_default();
+                data.constant = children.iter().all(|&c| egraph[c].data.constant);
+            }
+        }
+        data
+    }
+
+    fn merge(&mut self, a: &mut ValueData, b: ValueData) -> DidMerge {
+        let mut changed = DidMerge(false, false);
+        if a.types.is_empty() {
+            changed.0 |= !b.types.is_empty();
+            a.types = b.types;
+        } else if b.types.is_empty() {
+            changed.1 = true;
+        } else {
+            for (ta, tb) in a.types.iter_mut().zip(&b.types) {
+                changed = changed | merge_type(ta, tb);
+            }
+            if b.types.len() > a.types.len() {
+                a.types.extend_from_slice(&b.types[a.types.len()..]);
+                changed.0 = true;
+            } else if a.types.len() > b.types.len() {
+                changed.1 = true;
+            }
+        }
+        if b.constant && !a.constant {
+            a.constant = true;
+            changed.0 = true;
+        } else if a.constant && !b.constant {
+            changed.1 = true;
+        }
+        if a.const_name.is_none() && b.const_name.is_some() {
+            a.const_name = b.const_name;
+            changed.0 = true;
+        } else if a.const_name.is_some() && b.const_name.is_none() {
+            changed.1 = true;
+        }
+        // The first origin wins: it names the value as the source model did.
+        if a.origin.is_none() && b.origin.is_some() {
+            a.origin = b.origin;
+            changed.0 = true;
+        } else if a.origin.is_some() && b.origin.is_none() {
+            changed.1 = true;
+        }
+        changed
+    }
+}
+
+/// How much a dimension tells: known > symbolic > unknown.
+fn rank_of(d: &Dim) -> u8 {
+    match d {
+        Dim::Known(_) => 2,
+        Dim::Sym(_) => 1,
+        Dim::Any => 0,
+    }
+}
+
+/// Keeps the more informative dimension of each pair in `a`.
+fn merge_type(a: &mut TensorType, b: &TensorType) -> DidMerge {
+    debug_assert_eq!(a.dtype, b.dtype, "merged e-classes disagree on dtype");
+    debug_assert_eq!(
+        a.shape.rank(),
+        b.shape.rank(),
+        "merged e-classes disagree on rank: {a} vs {b}"
+    );
+    let mut changed = DidMerge(false, false);
+    for (da, db) in a.shape.0.iter_mut().zip(&b.shape.0) {
+        match rank_of(da).cmp(&rank_of(db)) {
+            std::cmp::Ordering::Less => {
+                *da = db.clone();
+                changed.0 = true;
+            }
+            std::cmp::Ordering::Greater => changed.1 = true,
+            std::cmp::Ordering::Equal => {
+                debug_assert!(
+                    !matches!((&*da, db), (Dim::Known(x), Dim::Known(y)) if x != y),
+                    "merged e-classes disagree on a dimension: {a} vs {b}"
+                );
+            }
+        }
+    }
+    changed
+}
+
+/// Merges `ty` (e.g. a type the source graph recorded) into the data of `id`.
+pub fn refine_type(egraph: &mut KilnEGraph, id: Id, index: usize, ty: &TensorType) {
+    let data = &mut egraph[id].data;
+    if index < data.types.len() {
+        merge_type(&mut data.types[index], ty);
+    } else if index == data.types.len() {
+        data.types.push(ty.clone());
+    }
+}

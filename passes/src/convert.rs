@@ -1,0 +1,211 @@
+//! Conversion between [`kiln_ir::Graph`] and the e-graph.
+
+use std::collections::HashMap;
+
+use egg::{CostFunction, Extractor, Id, Language, Symbol};
+use kiln_ir::{Brick, Graph, NodeError, TensorType, ValueDef, ValueId};
+
+use crate::analysis::{refine_type, KilnEGraph, Origin, OriginNode};
+use crate::{KilnAnalysis, KilnLang, OpKey};
+
+/// A graph in e-graph form, with what is needed to turn it back into a graph.
+pub struct EGraphModel {
+    /// The e-graph (constant tensors are in `egraph.analysis.consts`).
+    pub egraph: KilnEGraph,
+    /// The e-class of each graph output, in order.
+    pub roots: Vec<Id>,
+    /// The graph's name.
+    pub name: String,
+    /// The graph inputs (name and type), in order; kept even when unused.
+    pub inputs: Vec<(String, TensorType)>,
+    /// The source graph's bricks (origins refer to them by index).
+    pub bricks: Vec<Brick>,
+}
+
+/// Builds the e-graph of `graph`: one e-class per value (identical nodes are shared),
+/// each remembering its source names and brick in its [`Origin`].
+///
+/// A node with several outputs is one e-class, each output a `proj` e-class over it;
+/// a node with one output is that output's e-class.
+pub fn to_egraph(graph: &Graph) -> EGraphModel {
+    let mut egraph = KilnEGraph::new(KilnAnalysis::default());
+    let mut class: Vec<Option<Id>> = vec![None; graph.values().len()];
+    let origin = |value: &str, node: Option<OriginNode>, brick| Origin {
+        value: value.to_string(),
+        node,
+        brick,
+    };
+    for (i, v) in graph.values().iter().enumerate() {
+        let enode = match &v.def {
+            ValueDef::Input => KilnLang::Input(Symbol::from(&v.name)),
+            ValueDef::Const(t) => {
+                let name = Symbol::from(&v.name);
+                egraph.analysis.consts.insert(name, t.clone());
+                KilnLang::Const(name)
+            }
+            ValueDef::Node { .. } => continue,
+        };
+        let id = egraph.add(enode);
+        refine_type(&mut egraph, id, 0, &v.ty);
+        egraph[id]
+            .data
+            .origin
+            .get_or_insert_with(|| origin(&v.name, None, None));
+        class[i] = Some(id);
+    }
+    for node in graph.nodes() {
+        let children: Vec<Id> = node
+            .inputs
+            .iter()
+            .map(|v| class[v.0 as usize].expect("inputs are defined before use"))
+            .collect();
+        let enode = KilnLang::Op(OpKey::new(&node.op), children);
+        let id = egraph.add(enode.clone());
+        let first = &graph.value(node.outputs[0]).name;
+        let src = Some(OriginNode {
+            name: node.name.clone(),
+            enode,
+            outputs: node.outputs.len(),
+        });
+        egraph[id]
+            .data
+            .origin
+            .get_or_insert_with(|| origin(first, src, node.brick));
+        if let [out] = node.outputs[..] {
+            refine_type(&mut egraph, id, 0, &graph.value(out).ty);
+            class[out.0 as usize] = Some(id);
+            continue;
+        }
+        for (index, &out) in node.outputs.iter().enumerate() {
+            let v = graph.value(out);
+            refine_type(&mut egraph, id, index, &v.ty);
+            let p = egraph.add(KilnLang::Proj(index, [id]));
+            egraph[p]
+                .data
+                .origin
+                .get_or_insert_with(|| origin(&v.name, None, node.brick));
+            class[out.0 as usize] = Some(p);
+        }
+    }
+    egraph.rebuild();
+    let roots = graph
+        .outputs
+        .iter()
+        .map(|v| egraph.find(class[v.0 as usize].expect("outputs are defined")))
+        .collect();
+    EGraphModel {
+        egraph,
+        roots,
+        name: graph.name.clone(),
+        inputs: graph
+            .inputs
+            .iter()
+            .map(|&v| (graph.value(v).name.clone(), graph.value(v).ty.clone()))
+            .collect(),
+        bricks: graph.bricks.clone(),
+    }
+}
+
+/// Extracts the smallest program (egg's `AstSize`) of the model as a graph.
+pub fn extract(model: &EGraphModel) -> Result<Graph, NodeError> {
+    extract_with(model, egg::AstSize)
+}
+
+/// Extracts the cheapest program under `cost` as a graph.
+///
+/// A node keeps its source name when the chosen e-node is the source node's; every
+/// node is put in the brick of the e-class it computes and every value keeps its
+/// e-class's source name, so reports stay in the model's terms.
+pub fn extract_with<CF: CostFunction<KilnLang>>(
+    model: &EGraphModel,
+    cost: CF,
+) -> Result<Graph, NodeError> {
+    let egraph = &model.egraph;
+    let extractor = Extractor::new(egraph, cost);
+    let mut g = Graph::new(model.name.clone());
+    g.bricks = model.bricks.clone();
+    let mut memo: HashMap<Id, Vec<ValueId>> = HashMap::new();
+    for (name, ty) in &model.inputs {
+        let v = g.add_input(name.clone(), ty.clone());
+        if let Some(id) = egraph.lookup(KilnLang::Input(Symbol::from(name))) {
+            memo.insert(id, vec![v]);
+        }
+    }
+    let canon = |n: &KilnLang| n.clone().map_children(|c| egraph.find(c));
+    let value_name = |id: Id, fallback: &str| {
+        egraph[id]
+            .data
+            .origin
+            .as_ref()
+            .map_or_else(|| fallback.to_string(), |o| o.value.clone())
+    };
+    let mut outputs = Vec::with_capacity(model.roots.len());
+    for &root in &model.roots {
+        // Post-order without recursion: graphs are thousands of nodes deep.
+        let mut stack = vec![egraph.find(root)];
+        while let Some(&c) = stack.last() {
+            if memo.contains_key(&c) {
+                stack.pop();
+                continue;
+            }
+            let best = canon(extractor.find_best_node(c));
+            let missing: Vec<Id> = best
+                .children()
+                .iter()
+                .copied()
+                .filter(|k| !memo.contains_key(k))
+                .collect();
+            if !missing.is_empty() {
+                stack.extend(missing);
+                continue;
+            }
+            stack.pop();
+            let values = match &best {
+                KilnLang::Input(name) => {
+                    // An input that is not a graph input of the source: impossible for
+                    // a converted graph, kept as a fresh input otherwise.
+                    let ty = egraph[c].data.ty().cloned().expect("typed input");
+                    vec![g.add_input(name.as_str(), ty)]
+                }
+                KilnLang::Const(name) => {
+                    let t = egraph.analysis.consts[name].clone();
+                    vec![g.add_const(name.as_str(), t)]
+                }
+                KilnLang::Proj(i, [x]) => vec![memo[x][*i]],
+                KilnLang::Op(key, children) => {
+                    let data = &egraph[c].data;
+                    let origin = data.origin.as_ref();
+                    let same = origin
+                        .and_then(|o| o.node.as_ref())
+                        .filter(|n| canon(&n.enode) == best);
+                    let brick = origin.and_then(|o| o.brick);
+                    let (name, n_out) = match same {
+                        Some(n) => (n.name.clone(), n.outputs),
+                        None => {
+                            let base = origin.map_or(key.op().name(), |o| o.value.as_str());
+                            (format!("{base}.x"), data.types.len().max(1))
+                        }
+                    };
+                    let names: Vec<String> = if n_out == 1 {
+                        vec![value_name(c, &name)]
+                    } else {
+                        (0..n_out)
+                            .map(|i| {
+                                let fallback = format!("{name}:{i}");
+                                egraph
+                                    .lookup(KilnLang::Proj(i, [c]))
+                                    .map_or(fallback.clone(), |p| value_name(p, &fallback))
+                            })
+                            .collect()
+                    };
+                    let inputs: Vec<ValueId> = children.iter().map(|k| memo[k][0]).collect();
+                    g.add_node(name, key.op().clone(), inputs, &names, brick)?
+                }
+            };
+            memo.insert(c, values);
+        }
+        outputs.push(memo[&egraph.find(root)][0]);
+    }
+    g.outputs = outputs;
+    Ok(g)
+}
