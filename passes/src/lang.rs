@@ -215,7 +215,10 @@ impl egg::FromOp for KilnLang {
             leaf(op)?;
             return Ok(KilnLang::Const(Symbol::from(name)));
         }
-        if let Some(i) = op.strip_prefix("proj").and_then(|i| i.parse::<usize>().ok()) {
+        if let Some(i) = op
+            .strip_prefix("proj")
+            .and_then(|i| i.parse::<usize>().ok())
+        {
             let [c]: [Id; 1] = children
                 .try_into()
                 .map_err(|_| format!("`{op}` takes one operand"))?;
