@@ -162,3 +162,22 @@ fn a_new_node_is_named_after_its_value_and_put_in_its_brick() {
     let kept: Vec<&str> = back.nodes().iter().map(|n| n.name.as_str()).collect();
     assert_eq!(kept, ["t1", "t2", "y.x"]);
 }
+
+#[test]
+fn egg_rewrites_match_kiln_patterns() {
+    // Not a kiln rule (rules come with the rule files): it checks that patterns
+    // written in the op syntax match e-nodes and that the runner works on the language.
+    let rules: Vec<egg::Rewrite<KilnLang, kiln_passes::KilnAnalysis>> = vec![egg::rewrite!(
+        "transpose-twice"; "(Transpose{perm:[1,0]} (Transpose{perm:[1,0]} ?x))" => "?x"
+    )];
+    let g = double_transpose();
+    let mut model = to_egraph(&g);
+    let runner = egg::Runner::default()
+        .with_egraph(std::mem::take(&mut model.egraph))
+        .run(&rules);
+    model.egraph = runner.egraph;
+    let back = extract(&model).unwrap();
+    kiln_ir::verify(&back).unwrap();
+    assert_eq!(back.nodes().len(), 1);
+    same_outputs(&g, &back);
+}
