@@ -222,7 +222,12 @@ impl CostModel {
         let w = inputs.get(1);
         let tail = |t: Option<&TensorType>| {
             t.map_or(1.0, |t| {
-                t.shape.0.iter().skip(1).map(|d| self.dims.size(d) as f64).product()
+                t.shape
+                    .0
+                    .iter()
+                    .skip(1)
+                    .map(|d| self.dims.size(d) as f64)
+                    .product()
             })
         };
         match op {
@@ -262,8 +267,12 @@ impl CostModel {
         }
         let flops = self.flops(op, inputs, outputs);
         let bytes: f64 = inputs.iter().chain(outputs).map(|t| self.bytes_of(t)).sum();
-        let dtype = inputs.first().or(outputs.first()).map_or(DType::F32, |t| t.dtype);
-        let seconds = (flops / self.profile.peak_flops(dtype)).max(bytes / self.profile.mem_bandwidth)
+        let dtype = inputs
+            .first()
+            .or(outputs.first())
+            .map_or(DType::F32, |t| t.dtype);
+        let seconds = (flops / self.profile.peak_flops(dtype))
+            .max(bytes / self.profile.mem_bandwidth)
             + self.profile.launch_overhead;
         KernelCost {
             flops,
@@ -285,7 +294,8 @@ impl CostModel {
             .iter()
             .filter_map(|&c| egraph[c].data.ty().cloned())
             .collect();
-        self.kernel(key.op(), &inputs, &egraph[class].data.types).seconds
+        self.kernel(key.op(), &inputs, &egraph[class].data.types)
+            .seconds
     }
 
     /// The modelled seconds of running `graph` (every node once).

@@ -69,10 +69,7 @@ pub fn dag_cost(
 
 /// Greedy DAG-cost choices for every e-class reachable bottom-up (see the module
 /// docs). `node_cost(class, enode)` is an e-node's own cost, operands excluded.
-pub fn greedy_dag(
-    egraph: &KilnEGraph,
-    mut node_cost: impl FnMut(Id, &KilnLang) -> f64,
-) -> Choices {
+pub fn greedy_dag(egraph: &KilnEGraph, mut node_cost: impl FnMut(Id, &KilnLang) -> f64) -> Choices {
     let ids: Vec<Id> = {
         let mut v: Vec<Id> = egraph.classes().map(|c| c.id).collect();
         v.sort();
@@ -89,7 +86,11 @@ pub fn greedy_dag(
                 .nodes
                 .iter()
                 .map(|nd| {
-                    let kids = nd.children().iter().map(|&k| index[&egraph.find(k)]).collect();
+                    let kids = nd
+                        .children()
+                        .iter()
+                        .map(|&k| index[&egraph.find(k)])
+                        .collect();
                     (node_cost(c, nd), kids)
                 })
                 .collect()
@@ -181,7 +182,10 @@ pub fn tree_choices<CF: CostFunction<KilnLang>>(
         if choices.contains_key(&c) {
             continue;
         }
-        let nd = ex.find_best_node(c).clone().map_children(|k| egraph.find(k));
+        let nd = ex
+            .find_best_node(c)
+            .clone()
+            .map_children(|k| egraph.find(k));
         stack.extend(nd.children().iter().filter(|k| !choices.contains_key(k)));
         choices.insert(c, nd);
     }

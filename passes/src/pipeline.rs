@@ -111,9 +111,9 @@ pub struct Report {
     pub target: String,
     /// One report per phase, in order.
     pub phases: Vec<PhaseReport>,
-    /// Modelled seconds of the input graph.
+    /// Modelled seconds of the input graph (priced on its recorded types).
     pub cost_before: f64,
-    /// Modelled seconds of the optimized graph.
+    /// Modelled seconds of the optimized program (its DAG cost in the e-graph).
     pub cost_after: f64,
     /// Time to build the e-graph.
     pub to_egraph_time: Duration,
@@ -150,7 +150,11 @@ impl Pipeline {
     }
 
     /// Optimizes `graph` for `profile`: to e-graph, every phase, DAG extraction.
-    pub fn run(&self, graph: &Graph, profile: &TargetProfile) -> Result<(Graph, Report), NodeError> {
+    pub fn run(
+        &self,
+        graph: &Graph,
+        profile: &TargetProfile,
+    ) -> Result<(Graph, Report), NodeError> {
         let start = Instant::now();
         let cost = CostModel::new(profile.clone()).with_dims(self.dims.clone());
         let cost_before = cost.graph_cost(graph);
@@ -160,10 +164,8 @@ impl Pipeline {
         let mut phases = Vec::with_capacity(self.phases.len());
         for phase in &self.phases {
             let t = Instant::now();
-            let egraph = std::mem::replace(
-                &mut model.egraph,
-                KilnEGraph::new(KilnAnalysis::default()),
-            );
+            let egraph =
+                std::mem::replace(&mut model.egraph, KilnEGraph::new(KilnAnalysis::default()));
             let (classes_before, nodes_before) =
                 (egraph.number_of_classes(), egraph.total_number_of_nodes());
             let runner = Runner::default()
@@ -202,9 +204,12 @@ impl Pipeline {
             });
         }
         let t = Instant::now();
-        let out = extract_dag(&model, &cost)?.graph;
+        let extraction = extract_dag(&model, &cost)?;
         let extract_time = t.elapsed();
-        let cost_after = cost.graph_cost(&out);
+        // Priced in the e-graph, whose types are at least as precise as the source's
+        // (the extracted graph re-infers its value types, and inference can lose
+        // dims the source recorded).
+        let (out, cost_after) = (extraction.graph, extraction.cost);
         Ok((
             out,
             Report {

@@ -27,7 +27,10 @@ fn profiles_load_from_data_files() {
     close(h.peak_flops(DType::F32), 49e12);
     close(h.launch_overhead, 3e-6);
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("targets/cpu-default.toml");
-    assert_eq!(TargetProfile::load(&path).unwrap(), TargetProfile::cpu_default());
+    assert_eq!(
+        TargetProfile::load(&path).unwrap(),
+        TargetProfile::cpu_default()
+    );
     assert!(TargetProfile::from_toml("name = 1").is_err());
 }
 
@@ -52,19 +55,27 @@ fn matmul_conv_and_elementwise_match_hand_computation() {
     );
     close(k.flops, 2.0 * 16.0 * 900.0 * 3.0 * 9.0);
     // Elementwise: one flop per element, memory bound.
-    let k = m.kernel(&op("Add"), &[ty(f, &[1000]), ty(f, &[1000])], &[ty(f, &[1000])]);
+    let k = m.kernel(
+        &op("Add"),
+        &[ty(f, &[1000]), ty(f, &[1000])],
+        &[ty(f, &[1000])],
+    );
     close(k.flops, 1000.0);
     close(k.bytes, 12000.0);
     close(k.seconds, 12000.0 / 20e9 + 1e-6);
     // Shape ops are free.
-    let k = m.kernel(&op("Unsqueeze(axes: [0])"), &[ty(f, &[1000])], &[ty(f, &[1, 1000])]);
+    let k = m.kernel(
+        &op("Unsqueeze(axes: [0])"),
+        &[ty(f, &[1000])],
+        &[ty(f, &[1, 1000])],
+    );
     assert_eq!(k.seconds, 0.0);
 }
 
 #[test]
 fn symbolic_dims_take_their_bindings() {
-    let m = CostModel::new(TargetProfile::cpu_default())
-        .with_dims(DimBindings::new(7).bind("seq", 10));
+    let m =
+        CostModel::new(TargetProfile::cpu_default()).with_dims(DimBindings::new(7).bind("seq", 10));
     let t = TensorType::new(
         DType::F32,
         Shape(vec![kiln_ir::Dim::sym("seq"), kiln_ir::Dim::sym("other")]),
@@ -78,14 +89,20 @@ fn memory_bound_and_compute_bound_flip_with_the_profile() {
     // A 256³ bf16 matmul does ~85 flops per byte: under the H200's bf16 ridge
     // (~190 flops/byte), above the CPU's (~10).
     let b = DType::BF16;
-    let (ins, outs) = ([ty(b, &[256, 256]), ty(b, &[256, 256])], [ty(b, &[256, 256])]);
+    let (ins, outs) = (
+        [ty(b, &[256, 256]), ty(b, &[256, 256])],
+        [ty(b, &[256, 256])],
+    );
     let bound = |p: TargetProfile| {
         let m = CostModel::new(p.clone());
         let k = m.kernel(&op("MatMul"), &ins, &outs);
         k.flops / p.peak_flops(b) > k.bytes / p.mem_bandwidth
     };
     assert!(!bound(TargetProfile::h200()), "memory bound on the H200");
-    assert!(bound(TargetProfile::cpu_default()), "compute bound on the CPU");
+    assert!(
+        bound(TargetProfile::cpu_default()),
+        "compute bound on the CPU"
+    );
 }
 
 /// `Concat(Relu(S), Neg(S))` with `S` an expensive matmul, unioned with
@@ -103,11 +120,23 @@ fn dag_extraction_counts_a_shared_subterm_once() {
     let bw = g.add_const("b", Tensor::zeros(f, vec![160, 256]));
     let dw = g.add_const("d", Tensor::zeros(f, vec![160, 256]));
     let _ = (a, c, bw, dw);
-    let s = g.add_node("s", op("MatMul"), vec![x, w], &["s".to_string()], None).unwrap()[0];
-    let r = g.add_node("r", op("Relu"), vec![s], &["r".to_string()], None).unwrap()[0];
-    let n = g.add_node("n", op("Neg"), vec![s], &["n".to_string()], None).unwrap()[0];
+    let s = g
+        .add_node("s", op("MatMul"), vec![x, w], &["s".to_string()], None)
+        .unwrap()[0];
+    let r = g
+        .add_node("r", op("Relu"), vec![s], &["r".to_string()], None)
+        .unwrap()[0];
+    let n = g
+        .add_node("n", op("Neg"), vec![s], &["n".to_string()], None)
+        .unwrap()[0];
     let y = g
-        .add_node("y", op("Concat(axis: 0)"), vec![r, n], &["y".to_string()], None)
+        .add_node(
+            "y",
+            op("Concat(axis: 0)"),
+            vec![r, n],
+            &["y".to_string()],
+            None,
+        )
         .unwrap()[0];
     g.outputs = vec![y];
     let mut model = to_egraph(&g);
@@ -117,7 +146,10 @@ fn dag_extraction_counts_a_shared_subterm_once() {
     let t2 = leaf(eg, "(MatMul input:c const:d)");
     let relu = eg.add(KilnLang::Op(OpKey::new(&op("Relu")), vec![t1]));
     let neg = eg.add(KilnLang::Op(OpKey::new(&op("Neg")), vec![t2]));
-    let alt = eg.add(KilnLang::Op(OpKey::new(&op("Concat(axis: 0)")), vec![relu, neg]));
+    let alt = eg.add(KilnLang::Op(
+        OpKey::new(&op("Concat(axis: 0)")),
+        vec![relu, neg],
+    ));
     eg.union(alt, model.roots[0]);
     eg.rebuild();
     model.roots = vec![eg.find(model.roots[0])];
@@ -125,10 +157,21 @@ fn dag_extraction_counts_a_shared_subterm_once() {
     let cm = CostModel::new(TargetProfile::cpu_default());
     let eg = &model.egraph;
     let cost = |c, nd: &KilnLang| cm.enode_cost(eg, c, nd);
-    let tree = tree_choices(eg, &model.roots, kiln_passes::cost::RooflineCost { egraph: eg, model: &cm });
+    let tree = tree_choices(
+        eg,
+        &model.roots,
+        kiln_passes::cost::RooflineCost {
+            egraph: eg,
+            model: &cm,
+        },
+    );
     let dag = greedy_dag(eg, cost);
     let root = model.roots[0];
-    assert_eq!(eg.find(tree[&root].children()[0]), relu, "tree cost shares nothing");
+    assert_eq!(
+        eg.find(tree[&root].children()[0]),
+        relu,
+        "tree cost shares nothing"
+    );
     assert_ne!(eg.find(dag[&root].children()[0]), relu, "DAG cost shares S");
     let (tc, dc) = (
         dag_cost(eg, &tree, &model.roots, cost).unwrap(),
