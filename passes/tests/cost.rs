@@ -80,7 +80,11 @@ fn symbolic_dims_take_their_bindings() {
         DType::F32,
         Shape(vec![kiln_ir::Dim::sym("seq"), kiln_ir::Dim::sym("other")]),
     );
-    let k = m.kernel(&op("Relu"), &[t.clone()], &[t]);
+    let k = m.kernel(
+        &op("Relu"),
+        std::slice::from_ref(&t),
+        std::slice::from_ref(&t),
+    );
     close(k.flops, 70.0);
 }
 
