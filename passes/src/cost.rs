@@ -23,6 +23,8 @@
 //!   `Unsqueeze`, `Flatten`, `Identity` (metadata only), projections, inputs and
 //!   constants, and any op whose operands are all constant (folded at compile time:
 //!   its result is then a weight, paid for by whoever reads it).
+//! - in the e-graph, an e-node's outputs other than output 0 are priced only when
+//!   some `proj` e-node uses them.
 //! - **symbolic dims** take the size [`DimBindings`] gives them (`batch = 1`,
 //!   `seq = 128`…), unknown ones a default; a value whose type is unknown counts
 //!   zero elements, so its op costs the launch overhead only.
@@ -294,8 +296,18 @@ impl CostModel {
             .iter()
             .filter_map(|&c| egraph[c].data.ty().cloned())
             .collect();
-        self.kernel(key.op(), &inputs, &egraph[class].data.types)
-            .seconds
+        // Output 0 is the e-class's own value; another output is written only when
+        // some e-node projects it (LayerNorm infers mean and inverse std outputs
+        // that a single-output node never materializes).
+        let outputs: Vec<TensorType> = egraph[class]
+            .data
+            .types
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i == 0 || egraph.lookup(KilnLang::Proj(i, [class])).is_some())
+            .map(|(_, t)| t.clone())
+            .collect();
+        self.kernel(key.op(), &inputs, &outputs).seconds
     }
 
     /// The modelled seconds of running `graph` (every node once).

@@ -130,10 +130,9 @@ fn every_fixture_goes_through_a_ruleless_pipeline() {
         let p = &report.phases[0];
         assert!(matches!(p.stop_reason, Some(StopReason::Saturated)));
         assert_eq!(p.nodes_before, p.nodes_after);
-        // Equal up to type refinement: the e-graph merges the dims the source
-        // recorded with those inference finds, which can make a few sizes known.
+        // No rules: the same program (identical nodes shared once), priced the same.
         assert!(
-            report.cost_after <= report.cost_before * (1.0 + 1e-3),
+            report.cost_after <= report.cost_before * (1.0 + 1e-9),
             "{}: {} > {}",
             path.display(),
             report.cost_after,
