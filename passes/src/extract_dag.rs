@@ -22,6 +22,11 @@ use kiln_ir::{Graph, NodeError};
 use crate::cost::{CostModel, RooflineCost};
 use crate::{extract_with, EGraphModel, KilnEGraph, KilnLang};
 
+/// Most e-classes [`extract_dag`] runs the greedy DAG extractor on: its bitsets take
+/// `classes² / 8` bytes (128 MiB at this limit). Larger e-graphs get egg's tree-cost
+/// choices only.
+pub const GREEDY_DAG_CLASS_LIMIT: usize = 32_768;
+
 /// The chosen e-node per e-class (canonical e-class ids, canonical e-nodes).
 pub type Choices = HashMap<Id, KilnLang>;
 
@@ -235,7 +240,11 @@ pub struct DagExtraction {
 pub fn extract_dag(model: &EGraphModel, cost: &CostModel) -> Result<DagExtraction, NodeError> {
     let egraph = &model.egraph;
     let node_cost = |c: Id, nd: &KilnLang| cost.enode_cost(egraph, c, nd);
-    let greedy = greedy_dag(egraph, node_cost);
+    let greedy = if egraph.number_of_classes() <= GREEDY_DAG_CLASS_LIMIT {
+        greedy_dag(egraph, node_cost)
+    } else {
+        Choices::new()
+    };
     let tree = tree_choices(
         egraph,
         &model.roots,
