@@ -9,7 +9,10 @@
 
 mod analysis;
 mod convert;
+pub mod cost;
+pub mod extract_dag;
 mod lang;
+pub mod pipeline;
 
 pub use analysis::{refine_type, KilnAnalysis, KilnEGraph, Origin, OriginNode, ValueData};
 pub use convert::{extract, extract_with, to_egraph, EGraphModel};

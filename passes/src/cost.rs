@@ -1,0 +1,365 @@
+//! The roofline cost model: what a program costs on a target.
+//!
+//! Every op that is not free becomes one kernel, whose modelled time is
+//!
+//! ```text
+//! time = max(flops / peak_flops(dtype), bytes / mem_bandwidth) + launch_overhead
+//! ```
+//!
+//! - **bytes** = the bytes of every input plus every output (a constant input is
+//!   a weight read from memory, counted the same way); nothing is assumed to stay
+//!   in cache between kernels, which is what makes fusion pay.
+//! - **flops** per op kind:
+//!   - `MatMul` `[.., M, K] × [.., K, N]`: `2·numel(out)·K` (= 2·M·N·K per batch);
+//!   - `Conv`: `2·numel(out)·(Cin/g)·k₁·k₂…` (the weight is `[Cout, Cin/g, k…]`);
+//!     `ConvTranspose`: `2·numel(x)·(Cout/g)·k…`;
+//!   - pooling: `numel(out)·k₁·k₂…`;
+//!   - `Attention` (fused, scores never stored): with `S = numel(q)/d · s_kv` scores,
+//!     `2·S·d + 2·S·d_v + 5·S`;
+//!   - softmax, norms, GELU: 5 per element of the first input;
+//!   - reductions and scans: 1 per input element;
+//!   - everything else (elementwise, data movement): 1 per output element.
+//! - **free ops** (no kernel, no launch): `Shape`, `Size`, `Reshape`, `Squeeze`,
+//!   `Unsqueeze`, `Flatten`, `Identity` (metadata only), projections, inputs and
+//!   constants, and any op whose operands are all constant (folded at compile time:
+//!   its result is then a weight, paid for by whoever reads it).
+//! - in the e-graph, an e-node's outputs other than output 0 are priced only when
+//!   some `proj` e-node uses them.
+//! - **symbolic dims** take the size [`DimBindings`] gives them (`batch = 1`,
+//!   `seq = 128`…), unknown ones a default; a value whose type is unknown counts
+//!   zero elements, so its op costs the launch overhead only.
+//!
+//! The peak is chosen by the dtype of the op's first operand: f16 and bf16 use
+//! `peak_flops_f16` (tensor cores), f64 half the f32 peak, everything else the f32
+//! peak.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use egg::{CostFunction, Id, Language};
+use kiln_ir::op::{LayoutOp, NnOp};
+use kiln_ir::{DType, Dim, Graph, Op, Shape, TensorType, ValueDef};
+use serde::Deserialize;
+
+use crate::{KilnEGraph, KilnLang};
+
+/// A target's roofline parameters, read from a TOML file (`passes/targets/*.toml`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct TargetProfile {
+    /// The target's name (`h200`, `cpu-default`).
+    pub name: String,
+    /// Peak f32 arithmetic, FLOP/s.
+    pub peak_flops_f32: f64,
+    /// Peak f16 / bf16 arithmetic, FLOP/s.
+    pub peak_flops_f16: f64,
+    /// Memory bandwidth, bytes/s.
+    pub mem_bandwidth: f64,
+    /// Fixed cost of launching one kernel, seconds.
+    pub launch_overhead: f64,
+}
+
+/// The profiles shipped with kiln, by name: `(name, TOML text)`.
+pub const BUILTIN_TARGETS: &[(&str, &str)] = &[
+    ("h200", include_str!("../targets/h200.toml")),
+    ("cpu-default", include_str!("../targets/cpu-default.toml")),
+];
+
+impl TargetProfile {
+    /// Parses a profile from TOML text.
+    pub fn from_toml(text: &str) -> Result<TargetProfile, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Reads a profile from a TOML file.
+    pub fn load(path: &Path) -> Result<TargetProfile, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// A built-in profile by name (see [`BUILTIN_TARGETS`]).
+    pub fn builtin(name: &str) -> Option<TargetProfile> {
+        BUILTIN_TARGETS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, text)| Self::from_toml(text).expect("built-in profiles parse"))
+    }
+
+    /// The NVIDIA H200 profile.
+    pub fn h200() -> TargetProfile {
+        Self::builtin("h200").expect("built in")
+    }
+
+    /// The conservative 2-core x86 CPU profile.
+    pub fn cpu_default() -> TargetProfile {
+        Self::builtin("cpu-default").expect("built in")
+    }
+
+    /// Peak FLOP/s for arithmetic in `dtype`.
+    pub fn peak_flops(&self, dtype: DType) -> f64 {
+        match dtype {
+            DType::F16 | DType::BF16 => self.peak_flops_f16,
+            DType::F64 => self.peak_flops_f32 / 2.0,
+            _ => self.peak_flops_f32,
+        }
+    }
+}
+
+/// Sizes assumed for symbolic dimensions when pricing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DimBindings {
+    /// Size of each named dimension.
+    pub sizes: HashMap<String, usize>,
+    /// Size of a symbolic dimension not in `sizes`, and of unknown (`?`) dims.
+    pub default: usize,
+}
+
+impl Default for DimBindings {
+    /// `batch = 1`, `seq = sequence = 128`, everything else 128.
+    fn default() -> DimBindings {
+        DimBindings::new(128)
+            .bind("batch", 1)
+            .bind("batch_size", 1)
+            .bind("seq", 128)
+            .bind("sequence", 128)
+    }
+}
+
+impl DimBindings {
+    /// No named dimensions; every symbolic dim is `default`.
+    pub fn new(default: usize) -> DimBindings {
+        DimBindings {
+            sizes: HashMap::new(),
+            default,
+        }
+    }
+
+    /// Binds `name` to `size`.
+    pub fn bind(mut self, name: &str, size: usize) -> DimBindings {
+        self.sizes.insert(name.to_string(), size);
+        self
+    }
+
+    /// The assumed size of `d`.
+    pub fn size(&self, d: &Dim) -> usize {
+        match d {
+            Dim::Known(n) => *n,
+            Dim::Sym(s) => self.sizes.get(&**s).copied().unwrap_or(self.default),
+            Dim::Any => self.default,
+        }
+    }
+
+    /// The assumed element count of `shape`.
+    pub fn numel(&self, shape: &Shape) -> f64 {
+        shape.0.iter().map(|d| self.size(d) as f64).product()
+    }
+}
+
+/// The modelled work and time of one kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct KernelCost {
+    /// Floating-point (or integer) operations.
+    pub flops: f64,
+    /// Bytes read and written.
+    pub bytes: f64,
+    /// Modelled seconds (zero for a free op).
+    pub seconds: f64,
+}
+
+/// The roofline model of one target under some dimension bindings.
+#[derive(Clone, Debug)]
+pub struct CostModel {
+    /// The target.
+    pub profile: TargetProfile,
+    /// Sizes of symbolic dimensions.
+    pub dims: DimBindings,
+}
+
+/// True for ops that only change metadata and never launch a kernel.
+pub fn is_free(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Layout(
+            LayoutOp::Shape { .. }
+                | LayoutOp::Size
+                | LayoutOp::Reshape { .. }
+                | LayoutOp::Squeeze { .. }
+                | LayoutOp::Unsqueeze { .. }
+                | LayoutOp::Flatten { .. }
+                | LayoutOp::Identity
+        )
+    )
+}
+
+impl CostModel {
+    /// The model of `profile` with the default [`DimBindings`].
+    pub fn new(profile: TargetProfile) -> CostModel {
+        CostModel {
+            profile,
+            dims: DimBindings::default(),
+        }
+    }
+
+    /// The model with these dimension bindings.
+    pub fn with_dims(mut self, dims: DimBindings) -> CostModel {
+        self.dims = dims;
+        self
+    }
+
+    fn bytes_of(&self, t: &TensorType) -> f64 {
+        self.dims.numel(&t.shape) * t.dtype.size() as f64
+    }
+
+    fn dim(&self, t: Option<&TensorType>, from_end: usize) -> f64 {
+        t.and_then(|t| {
+            let r = t.shape.rank();
+            (r >= from_end).then(|| self.dims.size(&t.shape.0[r - from_end]) as f64)
+        })
+        .unwrap_or(1.0)
+    }
+
+    /// The work of `op` on operands of types `inputs` producing `outputs`.
+    pub fn flops(&self, op: &Op, inputs: &[TensorType], outputs: &[TensorType]) -> f64 {
+        let numel = |t: Option<&TensorType>| t.map_or(0.0, |t| self.dims.numel(&t.shape));
+        let (x, out) = (inputs.first(), outputs.first());
+        let w = inputs.get(1);
+        let tail = |t: Option<&TensorType>| {
+            t.map_or(1.0, |t| {
+                t.shape
+                    .0
+                    .iter()
+                    .skip(1)
+                    .map(|d| self.dims.size(d) as f64)
+                    .product()
+            })
+        };
+        match op {
+            Op::Nn(NnOp::MatMul) => 2.0 * numel(out) * self.dim(x, 1),
+            Op::Nn(NnOp::Conv { .. }) => 2.0 * numel(out) * tail(w),
+            Op::Nn(NnOp::ConvTranspose { .. }) => 2.0 * numel(x) * tail(w),
+            Op::Nn(
+                NnOp::MaxPool { kernel, .. }
+                | NnOp::AveragePool { kernel, .. }
+                | NnOp::LpPool { kernel, .. },
+            ) => numel(out) * kernel.iter().product::<usize>() as f64,
+            Op::Composite(kiln_ir::op::CompositeOp::Attention { .. }) => {
+                let d = self.dim(x, 1);
+                let s_kv = self.dim(inputs.get(1), 2);
+                let d_v = self.dim(inputs.get(2), 1);
+                let scores = numel(x) / d.max(1.0) * s_kv;
+                2.0 * scores * d + 2.0 * scores * d_v + 5.0 * scores
+            }
+            Op::Composite(_)
+            | Op::Nn(
+                NnOp::BatchNorm { .. }
+                | NnOp::InstanceNorm { .. }
+                | NnOp::GroupNorm { .. }
+                | NnOp::Lrn { .. }
+                | NnOp::LpNormalization { .. }
+                | NnOp::MeanVarianceNormalization { .. },
+            ) => 5.0 * numel(x),
+            Op::Reduce(_) => numel(x),
+            _ => numel(out),
+        }
+    }
+
+    /// The cost of one kernel computing `op` (zero for a free op).
+    pub fn kernel(&self, op: &Op, inputs: &[TensorType], outputs: &[TensorType]) -> KernelCost {
+        if is_free(op) {
+            return KernelCost::default();
+        }
+        let flops = self.flops(op, inputs, outputs);
+        let bytes: f64 = inputs.iter().chain(outputs).map(|t| self.bytes_of(t)).sum();
+        let dtype = inputs
+            .first()
+            .or(outputs.first())
+            .map_or(DType::F32, |t| t.dtype);
+        let seconds = (flops / self.profile.peak_flops(dtype))
+            .max(bytes / self.profile.mem_bandwidth)
+            + self.profile.launch_overhead;
+        KernelCost {
+            flops,
+            bytes,
+            seconds,
+        }
+    }
+
+    /// The modelled seconds of e-node `enode` of e-class `class` alone (its operands
+    /// not included): zero for leaves, projections, free ops and ops over constants.
+    pub fn enode_cost(&self, egraph: &KilnEGraph, class: Id, enode: &KilnLang) -> f64 {
+        let KilnLang::Op(key, children) = enode else {
+            return 0.0;
+        };
+        if !children.is_empty() && children.iter().all(|&c| egraph[c].data.constant) {
+            return 0.0;
+        }
+        let inputs: Vec<TensorType> = children
+            .iter()
+            .filter_map(|&c| egraph[c].data.ty().cloned())
+            .collect();
+        // Output 0 is the e-class's own value; another output is written only when
+        // some e-node projects it (LayerNorm infers mean and inverse std outputs
+        // that a single-output node never materializes).
+        let outputs: Vec<TensorType> = egraph[class]
+            .data
+            .types
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i == 0 || egraph.lookup(KilnLang::Proj(i, [class])).is_some())
+            .map(|(_, t)| t.clone())
+            .collect();
+        self.kernel(key.op(), &inputs, &outputs).seconds
+    }
+
+    /// The modelled seconds of running `graph` (every node once).
+    pub fn graph_cost(&self, graph: &Graph) -> f64 {
+        let constant: Vec<bool> = {
+            let mut c: Vec<bool> = graph
+                .values()
+                .iter()
+                .map(|v| matches!(v.def, ValueDef::Const(_)))
+                .collect();
+            for n in graph.nodes() {
+                let k = !n.inputs.is_empty() && n.inputs.iter().all(|v| c[v.0 as usize]);
+                for o in &n.outputs {
+                    c[o.0 as usize] = k;
+                }
+            }
+            c
+        };
+        graph
+            .nodes()
+            .iter()
+            .filter(|n| n.inputs.is_empty() || !n.inputs.iter().all(|v| constant[v.0 as usize]))
+            .map(|n| {
+                let ty = |v: &kiln_ir::ValueId| graph.value(*v).ty.clone();
+                let inputs: Vec<TensorType> = n.inputs.iter().map(ty).collect();
+                let outputs: Vec<TensorType> = n.outputs.iter().map(ty).collect();
+                self.kernel(&n.op, &inputs, &outputs).seconds
+            })
+            .sum()
+    }
+}
+
+/// The roofline model as an egg [`CostFunction`] (tree cost: a shared operand is
+/// counted once per use). Use [`crate::extract_dag`] for DAG cost.
+pub struct RooflineCost<'a> {
+    /// The e-graph whose e-nodes are priced (for operand and result types).
+    pub egraph: &'a KilnEGraph,
+    /// The model.
+    pub model: &'a CostModel,
+}
+
+impl CostFunction<KilnLang> for RooflineCost<'_> {
+    type Cost = f64;
+
+    fn cost<C>(&mut self, enode: &KilnLang, mut costs: C) -> f64
+    where
+        C: FnMut(Id) -> f64,
+    {
+        let own = match self.egraph.lookup(enode.clone()) {
+            Some(class) => self.model.enode_cost(self.egraph, class, enode),
+            None => 0.0,
+        };
+        enode.children().iter().fold(own, |acc, &c| acc + costs(c))
+    }
+}
