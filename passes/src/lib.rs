@@ -10,6 +10,7 @@
 mod analysis;
 mod convert;
 mod lang;
+pub mod rules;
 
 pub use analysis::{refine_type, KilnAnalysis, KilnEGraph, Origin, OriginNode, ValueData};
 pub use convert::{extract, extract_with, to_egraph, EGraphModel};
