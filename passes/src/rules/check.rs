@@ -251,25 +251,37 @@ fn try_instance(rule: &Rule, rng: &mut StdRng) -> Outcome {
     let model = to_egraph(&lhs);
     let root = model.roots[0];
     let guard = Guard(rule.conditions.clone());
-    let fires = rule.lhs.search_eclass(&model.egraph, root).is_some_and(|m| {
-        m.substs
-            .iter()
-            .any(|s| guard.holds(&model.egraph, m.eclass, s))
-    });
+    let fires = rule
+        .lhs
+        .search_eclass(&model.egraph, root)
+        .is_some_and(|m| {
+            m.substs
+                .iter()
+                .any(|s| guard.holds(&model.egraph, m.eclass, s))
+        });
     if !fires {
         return Outcome::Skip("the conditions never hold".into());
     }
     let described = |bindings: &BTreeMap<Var, Binding>| {
         bindings
             .iter()
-            .map(|(v, b)| (v.to_string(), b.tensor.shape().to_vec(), b.tensor.to_f64_vec()))
+            .map(|(v, b)| {
+                (
+                    v.to_string(),
+                    b.tensor.shape().to_vec(),
+                    b.tensor.to_f64_vec(),
+                )
+            })
             .collect::<Vec<_>>()
     };
     let rhs = match build(&rule.rhs.ast, &mut bindings, rng) {
         Ok(g) => g,
         Err(Build::Unsupported(m)) => return Outcome::Unsupported(m),
         Err(Build::Ill(m)) => {
-            return Outcome::Disagree(described(&bindings), format!("the right side is ill-typed: {m}"))
+            return Outcome::Disagree(
+                described(&bindings),
+                format!("the right side is ill-typed: {m}"),
+            )
         }
     };
     let inputs: Vec<(String, Tensor)> = bindings
@@ -282,7 +294,10 @@ fn try_instance(rule: &Rule, rng: &mut StdRng) -> Outcome {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) => return Outcome::Skip(format!("the left side fails to run: {e}")),
         (_, Err(e)) => {
-            return Outcome::Disagree(described(&bindings), format!("the right side fails to run: {e}"))
+            return Outcome::Disagree(
+                described(&bindings),
+                format!("the right side fails to run: {e}"),
+            )
         }
     };
     let (a, b) = (&a[0], &b[0]);
@@ -419,7 +434,7 @@ fn shape_target(numel: usize, rng: &mut StdRng) -> Tensor {
     let mut rest = numel;
     let mut dims: Vec<i64> = vec![];
     for _ in 1..rank {
-        let divisors: Vec<usize> = (1..=rest).filter(|d| rest % d == 0).collect();
+        let divisors: Vec<usize> = (1..=rest).filter(|&d| rest.is_multiple_of(d)).collect();
         let d = divisors[rng.random_range(0..divisors.len())];
         dims.push(d as i64);
         rest /= d;

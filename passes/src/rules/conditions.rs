@@ -117,9 +117,7 @@ impl Cond {
             Cond::IsZero => constant(args[0]).is_some_and(|t| all_equal(t, 0.0)),
             Cond::IsOne => constant(args[0]).is_some_and(|t| all_equal(t, 1.0)),
             Cond::IsConst => data(args[0]).constant,
-            Cond::SameTypeAsOutput => {
-                known(args[0]).is_some_and(|t| Some(t) == data(eclass).ty())
-            }
+            Cond::SameTypeAsOutput => known(args[0]).is_some_and(|t| Some(t) == data(eclass).ty()),
             Cond::SameType => known(args[0]).is_some_and(|t| Some(t) == known(args[1])),
             Cond::NoZeroDims => {
                 constant(args[0]).is_some_and(|t| t.to_i64_vec().iter().all(|&d| d != 0))

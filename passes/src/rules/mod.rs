@@ -255,7 +255,9 @@ impl RuleSet {
 /// Parses `(NAME ?var ...)`.
 fn parse_cond(s: &Sexp) -> Result<CondCall, String> {
     let Sexp::List(_, items) = s else {
-        return Err(format!("expected a condition `(NAME ?var ...)`, found `{s}`"));
+        return Err(format!(
+            "expected a condition `(NAME ?var ...)`, found `{s}`"
+        ));
     };
     let name = items.first().and_then(Sexp::atom).unwrap_or("");
     let cond = Cond::from_name(name).ok_or_else(|| format!("unknown condition `{name}`"))?;
@@ -344,9 +346,7 @@ fn parse_sexps(text: &str) -> Result<Vec<Sexp>, (usize, String)> {
                 c if c.is_whitespace() => {}
                 '(' => stack.push((line, vec![])),
                 ')' => {
-                    let (l, items) = stack
-                        .pop()
-                        .ok_or((line, "unbalanced `)`".to_string()))?;
+                    let (l, items) = stack.pop().ok_or((line, "unbalanced `)`".to_string()))?;
                     let list = Sexp::List(l, items);
                     match stack.last_mut() {
                         Some((_, parent)) => parent.push(list),
