@@ -23,6 +23,7 @@ fn every_builtin_rule_loads_with_a_theme_and_a_comment() {
         "matmul-distribute",
         "matmul-reassoc-const",
         "matmul-unassoc-const",
+        "transpose-compose",
     ] {
         assert!(names.contains(&expected), "missing {expected}: {names:?}");
     }
@@ -175,4 +176,55 @@ fn saturation_simplifies_transposes_identity_and_add_zero() {
     let ops: Vec<&str> = out.nodes().iter().map(|n| n.op.name()).collect();
     assert_eq!(ops, ["Relu"], "{out:?}");
     assert_eq!(out.nodes()[0].inputs, [out.inputs[0]]);
+}
+
+fn saturate(g: &Graph) -> Graph {
+    let mut model = to_egraph(g);
+    let rules = RuleSet::builtin().rewrites();
+    let runner = egg::Runner::default()
+        .with_egraph(std::mem::take(&mut model.egraph))
+        .run(&rules);
+    model.egraph = runner.egraph;
+    model.roots = model.roots.iter().map(|&r| model.egraph.find(r)).collect();
+    extract(&model).unwrap()
+}
+
+#[test]
+fn general_transposes_compose_or_cancel() {
+    let op = |s: &str| Op::from_text(s).unwrap();
+    for (p, q, expected) in [
+        ("[2, 0, 1]", "[1, 2, 0]", vec![]),
+        ("[1, 0, 2]", "[0, 2, 1]", vec!["Transpose(perm: [1, 2, 0])"]),
+    ] {
+        let mut g = Graph::new("t");
+        let x = g.add_input("x", f32s(&[2, 3, 4]));
+        let a = g
+            .add_node(
+                "a",
+                op(&format!("Transpose(perm: {p})")),
+                vec![x],
+                &["a".into()],
+                None,
+            )
+            .unwrap()[0];
+        let b = g
+            .add_node(
+                "b",
+                op(&format!("Transpose(perm: {q})")),
+                vec![a],
+                &["b".into()],
+                None,
+            )
+            .unwrap()[0];
+        g.outputs = vec![b];
+        let out = saturate(&g);
+        let ops: Vec<String> = out.nodes().iter().map(|n| n.op.to_text()).collect();
+        assert_eq!(ops, expected, "{p} then {q}");
+        let xs = vec![(
+            "x".to_string(),
+            Tensor::from_vec(vec![2, 3, 4], (0..24).map(|i| i as f32).collect()),
+        )];
+        let run = |g: &Graph| kiln_ir::interp::run(g, &xs).unwrap()[0].to_f64_vec();
+        assert_eq!(run(&g), run(&out));
+    }
 }

@@ -14,13 +14,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use egg::{ENodeOrVar, Language, RecExpr, Searcher, Var};
+use egg::{ENodeOrVar, Language, Pattern, RecExpr, Searcher, Var};
 use kiln_ir::{DType, Graph, Shape, Tensor, TensorType, ValueId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::conditions::CondCall;
 use super::conditions::{Cond, ConstKind, Guard};
-use super::{Rule, RuleSet};
+use super::{Native, Rule, RuleBody, RuleSet};
 use crate::{to_egraph, KilnLang};
 
 /// Instances compared per seed.
@@ -136,7 +137,7 @@ pub fn check_rule(rule: &Rule, seeds: &[u64]) -> Result<CheckReport, CheckFailur
         let mut found = 0;
         let mut last_reason = String::from("no instance type-checks");
         for _ in 0..MAX_TRIES {
-            match try_instance(rule, &mut rng) {
+            match instance(rule, &mut rng) {
                 Outcome::Skip(reason) => last_reason = reason,
                 Outcome::Unsupported(m) => return Err(untested(m)),
                 Outcome::Agree(shapes) => {
@@ -186,10 +187,145 @@ struct Binding {
     constant: bool,
 }
 
-fn try_instance(rule: &Rule, rng: &mut StdRng) -> Outcome {
-    let lhs_ast = rule.lhs.ast.as_ref();
+fn instance(rule: &Rule, rng: &mut StdRng) -> Outcome {
+    match &rule.body {
+        RuleBody::Pattern {
+            lhs,
+            rhs,
+            conditions,
+        } => try_instance(lhs, rhs, conditions, rng),
+        RuleBody::Native(n) => native_instance(rule, *n, rng),
+    }
+}
+
+/// Runs a native rule on its own instance graph, extracts the smallest program and
+/// compares it with the instance; the rule must have fired (fewer nodes).
+fn native_instance(rule: &Rule, native: Native, rng: &mut StdRng) -> Outcome {
+    let g = native.instance(rng);
+    let mut model = to_egraph(&g);
+    let rewrites = [rule.rewrite()];
+    let runner = egg::Runner::default()
+        .with_iter_limit(4)
+        .with_egraph(std::mem::take(&mut model.egraph))
+        .run(&rewrites);
+    model.egraph = runner.egraph;
+    model.roots = model.roots.iter().map(|&r| model.egraph.find(r)).collect();
+    let out = match crate::extract(&model) {
+        Ok(out) => out,
+        Err(e) => return Outcome::Unsupported(format!("extraction failed: {e}")),
+    };
+    let mut bindings = BTreeMap::new();
+    let x = g.inputs.iter().map(|&v| {
+        let dims = g.value(v).ty.shape.as_known().expect("known input");
+        let n: usize = dims.iter().product();
+        let t = Tensor::from_vec(
+            dims,
+            (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+        );
+        (g.value(v).name.clone(), t)
+    });
+    let inputs: Vec<(String, Tensor)> = x.collect();
+    for (name, t) in &inputs {
+        bindings.insert(
+            format!("?{name}").parse::<Var>().expect("a variable"),
+            Binding {
+                tensor: t.clone(),
+                constant: false,
+            },
+        );
+    }
+    let ops = |g: &Graph| {
+        g.nodes()
+            .iter()
+            .map(|n| n.op.to_text())
+            .collect::<Vec<_>>()
+            .join(" → ")
+    };
+    let described = format!("{} rewritten to {}", ops(&g), ops(&out));
+    if out.nodes().len() >= g.nodes().len() {
+        return Outcome::Disagree(
+            describe(&bindings),
+            format!("the rule did not fire: {described}"),
+        );
+    }
+    compare(&g, &out, &inputs, &bindings, &described)
+}
+
+fn describe(bindings: &BTreeMap<Var, Binding>) -> Vec<(String, Vec<usize>, Vec<f64>)> {
+    bindings
+        .iter()
+        .map(|(v, b)| {
+            (
+                v.to_string(),
+                b.tensor.shape().to_vec(),
+                b.tensor.to_f64_vec(),
+            )
+        })
+        .collect()
+}
+
+/// Evaluates both graphs on `inputs` and compares their first outputs.
+fn compare(
+    lhs: &Graph,
+    rhs: &Graph,
+    inputs: &[(String, Tensor)],
+    bindings: &BTreeMap<Var, Binding>,
+    context: &str,
+) -> Outcome {
+    let run = |g: &Graph| kiln_ir::interp::run(g, inputs).map_err(|e| e.to_string());
+    let (a, b) = match (run(lhs), run(rhs)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) => return Outcome::Skip(format!("the left side fails to run: {e}")),
+        (_, Err(e)) => {
+            return Outcome::Disagree(
+                describe(bindings),
+                format!("the right side fails to run: {e} ({context})"),
+            )
+        }
+    };
+    let (a, b) = (&a[0], &b[0]);
+    if a.shape() != b.shape() || a.dtype() != b.dtype() {
+        return Outcome::Disagree(
+            describe(bindings),
+            format!(
+                "left gives {:?} {:?}, right gives {:?} {:?} ({context})",
+                a.dtype(),
+                a.shape(),
+                b.dtype(),
+                b.shape()
+            ),
+        );
+    }
+    let (x, y) = (a.to_f64_vec(), b.to_f64_vec());
+    for (i, (p, q)) in x.iter().zip(&y).enumerate() {
+        let bad = (p - q).abs() > RTOL * 1f64.max(p.abs()).max(q.abs());
+        if bad && !(p.is_nan() && q.is_nan()) {
+            return Outcome::Disagree(
+                describe(bindings),
+                format!("element {i}: left {p}, right {q} (left {x:?}, right {y:?}) ({context})"),
+            );
+        }
+    }
+    let shapes: Vec<String> = bindings
+        .iter()
+        .map(|(v, b)| format!("{v}: {:?}", b.tensor.shape()))
+        .collect();
+    let mut s = shapes.join(", ");
+    if !context.is_empty() {
+        s = format!("{s} ({context})");
+    }
+    Outcome::Agree(s)
+}
+
+fn try_instance(
+    lhs_pat: &Pattern<KilnLang>,
+    rhs_pat: &Pattern<KilnLang>,
+    conditions: &[CondCall],
+    rng: &mut StdRng,
+) -> Outcome {
+    let lhs_ast = lhs_pat.ast.as_ref();
     let mut kinds: HashMap<Var, ConstKind> = HashMap::new();
-    for c in &rule.conditions {
+    for c in conditions {
         for (i, v) in c.args.iter().enumerate() {
             if let Some(k) = c.cond.const_kind(i) {
                 kinds.insert(*v, k);
@@ -209,7 +345,7 @@ fn try_instance(rule: &Rule, rng: &mut StdRng) -> Outcome {
     let pool = [rng.random_range(1..=5usize), rng.random_range(1..=5usize)];
     let base_rank = rng.random_range(1..=4usize);
     let mut shapes: BTreeMap<Var, Vec<usize>> = BTreeMap::new();
-    for v in rule.lhs.vars() {
+    for v in lhs_pat.vars() {
         let rank = if rng.random_bool(0.7) {
             base_rank
         } else {
@@ -218,7 +354,7 @@ fn try_instance(rule: &Rule, rng: &mut StdRng) -> Outcome {
         let dims = (0..rank).map(|_| pool[rng.random_range(0..2)]).collect();
         shapes.insert(v, dims);
     }
-    for c in &rule.conditions {
+    for c in conditions {
         if c.cond == Cond::SameType && rng.random_bool(0.8) {
             let s = shapes[&c.args[0]].clone();
             shapes.insert(c.args[1], s);
@@ -242,7 +378,7 @@ fn try_instance(rule: &Rule, rng: &mut StdRng) -> Outcome {
             },
         );
     }
-    let lhs = match build(&rule.lhs.ast, &mut bindings, rng) {
+    let lhs = match build(&lhs_pat.ast, &mut bindings, rng) {
         Ok(g) => g,
         Err(Build::Unsupported(m)) => return Outcome::Unsupported(m),
         Err(Build::Ill(m)) => return Outcome::Skip(m),
@@ -250,36 +386,21 @@ fn try_instance(rule: &Rule, rng: &mut StdRng) -> Outcome {
     // Does the rule fire here? Match its pattern and conditions in the e-graph.
     let model = to_egraph(&lhs);
     let root = model.roots[0];
-    let guard = Guard(rule.conditions.clone());
-    let fires = rule
-        .lhs
-        .search_eclass(&model.egraph, root)
-        .is_some_and(|m| {
-            m.substs
-                .iter()
-                .any(|s| guard.holds(&model.egraph, m.eclass, s))
-        });
+    let guard = Guard(conditions.to_vec());
+    let fires = lhs_pat.search_eclass(&model.egraph, root).is_some_and(|m| {
+        m.substs
+            .iter()
+            .any(|s| guard.holds(&model.egraph, m.eclass, s))
+    });
     if !fires {
         return Outcome::Skip("the conditions never hold".into());
     }
-    let described = |bindings: &BTreeMap<Var, Binding>| {
-        bindings
-            .iter()
-            .map(|(v, b)| {
-                (
-                    v.to_string(),
-                    b.tensor.shape().to_vec(),
-                    b.tensor.to_f64_vec(),
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    let rhs = match build(&rule.rhs.ast, &mut bindings, rng) {
+    let rhs = match build(&rhs_pat.ast, &mut bindings, rng) {
         Ok(g) => g,
         Err(Build::Unsupported(m)) => return Outcome::Unsupported(m),
         Err(Build::Ill(m)) => {
             return Outcome::Disagree(
-                described(&bindings),
+                describe(&bindings),
                 format!("the right side is ill-typed: {m}"),
             )
         }
@@ -289,45 +410,7 @@ fn try_instance(rule: &Rule, rng: &mut StdRng) -> Outcome {
         .filter(|(_, b)| !b.constant)
         .map(|(v, b)| (var_name(*v), b.tensor.clone()))
         .collect();
-    let run = |g: &Graph| kiln_ir::interp::run(g, &inputs).map_err(|e| e.to_string());
-    let (a, b) = match (run(&lhs), run(&rhs)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) => return Outcome::Skip(format!("the left side fails to run: {e}")),
-        (_, Err(e)) => {
-            return Outcome::Disagree(
-                described(&bindings),
-                format!("the right side fails to run: {e}"),
-            )
-        }
-    };
-    let (a, b) = (&a[0], &b[0]);
-    if a.shape() != b.shape() || a.dtype() != b.dtype() {
-        return Outcome::Disagree(
-            described(&bindings),
-            format!(
-                "left gives {:?} {:?}, right gives {:?} {:?}",
-                a.dtype(),
-                a.shape(),
-                b.dtype(),
-                b.shape()
-            ),
-        );
-    }
-    let (x, y) = (a.to_f64_vec(), b.to_f64_vec());
-    for (i, (p, q)) in x.iter().zip(&y).enumerate() {
-        let bad = (p - q).abs() > RTOL * 1f64.max(p.abs()).max(q.abs());
-        if bad && !(p.is_nan() && q.is_nan()) {
-            return Outcome::Disagree(
-                described(&bindings),
-                format!("element {i}: left {p}, right {q} (left {x:?}, right {y:?})"),
-            );
-        }
-    }
-    let shapes: Vec<String> = bindings
-        .iter()
-        .map(|(v, b)| format!("{v}: {:?}", b.tensor.shape()))
-        .collect();
-    Outcome::Agree(shapes.join(", "))
+    compare(&lhs, &rhs, &inputs, &bindings, "")
 }
 
 enum Build {

@@ -14,6 +14,7 @@
 
 pub mod check;
 pub mod conditions;
+pub mod native;
 
 use std::fmt;
 
@@ -21,6 +22,7 @@ use egg::{ConditionalApplier, Pattern, Rewrite, Var};
 
 pub use check::{check_all, check_rule, CheckFailure, CheckReport, Unsound};
 pub use conditions::{Cond, CondCall, Guard};
+pub use native::Native;
 
 use crate::{KilnAnalysis, KilnLang};
 
@@ -61,26 +63,46 @@ pub struct Rule {
     pub line: usize,
     /// The comment above it (its algebra), without `;;`.
     pub doc: String,
-    /// What it matches.
-    pub lhs: Pattern<KilnLang>,
-    /// What it rewrites to.
-    pub rhs: Pattern<KilnLang>,
-    /// Its conditions (all must hold).
-    pub conditions: Vec<CondCall>,
+    /// What it does.
+    pub body: RuleBody,
+}
+
+/// What a rule does.
+#[derive(Clone, Debug)]
+pub enum RuleBody {
+    /// A pattern rule: `(rule NAME LHS RHS :if ...)`.
+    Pattern {
+        /// What it matches.
+        lhs: Pattern<KilnLang>,
+        /// What it rewrites to.
+        rhs: Pattern<KilnLang>,
+        /// Its conditions (all must hold).
+        conditions: Vec<CondCall>,
+    },
+    /// A rule implemented in Rust: `(native NAME)`.
+    Native(Native),
 }
 
 impl Rule {
     /// The `egg` rewrite of this rule.
     pub fn rewrite(&self) -> Rewrite<KilnLang, KilnAnalysis> {
-        let r = if self.conditions.is_empty() {
-            Rewrite::new(self.name.as_str(), self.lhs.clone(), self.rhs.clone())
+        let (lhs, rhs, conditions) = match &self.body {
+            RuleBody::Native(n) => return n.rewrite(&self.name),
+            RuleBody::Pattern {
+                lhs,
+                rhs,
+                conditions,
+            } => (lhs, rhs, conditions),
+        };
+        let r = if conditions.is_empty() {
+            Rewrite::new(self.name.as_str(), lhs.clone(), rhs.clone())
         } else {
             Rewrite::new(
                 self.name.as_str(),
-                self.lhs.clone(),
+                lhs.clone(),
                 ConditionalApplier {
-                    condition: Guard(self.conditions.clone()),
-                    applier: self.rhs.clone(),
+                    condition: Guard(conditions.clone()),
+                    applier: rhs.clone(),
                 },
             )
         };
@@ -154,8 +176,12 @@ impl RuleSet {
                 Sexp::Atom(line, a) => return Err(err(line, None, format!("stray `{a}`"))),
             };
             let head = items.first().and_then(Sexp::atom);
-            if head != Some("rule") {
-                return Err(err(line, None, "expected `(rule NAME LHS RHS ...)`".into()));
+            if head != Some("rule") && head != Some("native") {
+                return Err(err(
+                    line,
+                    None,
+                    "expected `(rule NAME LHS RHS ...)` or `(native NAME)`".into(),
+                ));
             }
             let name = items
                 .get(1)
@@ -168,6 +194,23 @@ impl RuleSet {
             }
             if doc.is_empty() {
                 return Err(e("no `;;` comment stating its algebra above it".into()));
+            }
+            if head == Some("native") {
+                let native = Native::from_name(&name)
+                    .ok_or_else(|| e("no native rule of this name in native.rs".into()))?;
+                if items.len() > 2 {
+                    return Err(e("`(native NAME)` takes nothing else".into()));
+                }
+                self.rules.push(Rule {
+                    name,
+                    theme: theme.to_string(),
+                    file: file.to_string(),
+                    line,
+                    doc: doc.join("\n"),
+                    body: RuleBody::Native(native),
+                });
+                doc.clear();
+                continue;
             }
             let (Some(lhs), Some(rhs)) = (items.get(2), items.get(3)) else {
                 return Err(e("expected a left and a right pattern".into()));
@@ -204,9 +247,11 @@ impl RuleSet {
                 file: file.to_string(),
                 line,
                 doc: doc.join("\n"),
-                lhs,
-                rhs,
-                conditions,
+                body: RuleBody::Pattern {
+                    lhs,
+                    rhs,
+                    conditions,
+                },
             });
             doc.clear();
         }
