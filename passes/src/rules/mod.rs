@@ -68,6 +68,8 @@ pub struct Rule {
 }
 
 /// What a rule does.
+// A rule set holds tens of rules: the size of the small variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum RuleBody {
     /// A pattern rule: `(rule NAME LHS RHS :if ...)`.
