@@ -116,6 +116,13 @@ fn syntax_errors_name_file_line_and_rule() {
             "comment",
         ),
         (";; c\n\n(rule open (Identity ?x) ?x\n", 3, None, "unclosed"),
+        (";; c\n(native nope)\n", 2, Some("nope"), "no native rule"),
+        (
+            ";; c\n(rule dup (Identity ?x) ?x)\n;; c\n(rule dup (Neg (Neg ?x)) ?x)\n",
+            4,
+            Some("dup"),
+            "exists already",
+        ),
     ];
     for (text, line, rule, message) in cases {
         let mut set = RuleSet::default();
@@ -227,4 +234,42 @@ fn general_transposes_compose_or_cancel() {
         let run = |g: &Graph| kiln_ir::interp::run(g, &xs).unwrap()[0].to_f64_vec();
         assert_eq!(run(&g), run(&out));
     }
+}
+
+#[test]
+fn quoted_ir_op_text_is_accepted_and_checked() {
+    let set = load(
+        ";; (xᵀ)ᵀ = x, the op written in IR text form\n\
+         (rule tt (\"Transpose(perm: [1, 0])\" (\"Transpose(perm: [1, 0])\" ?x)) ?x)\n",
+    );
+    let report = check_rule(&set.rules[0], &[5]).unwrap();
+    assert_eq!(report.instances, 4);
+}
+
+#[test]
+fn saturation_merges_two_projections_of_one_input() {
+    let op = |s: &str| Op::from_text(s).unwrap();
+    let mut g = Graph::new("distribute");
+    let x = g.add_input("x", f32s(&[2, 3]));
+    let w = |i: usize| Tensor::from_vec(vec![3, 4], (0..12).map(|k| (k * i) as f32).collect());
+    let (w1, w2) = (g.add_const("w1", w(1)), g.add_const("w2", w(2)));
+    let a = g
+        .add_node("a", op("MatMul"), vec![x, w1], &["a".into()], None)
+        .unwrap()[0];
+    let b = g
+        .add_node("b", op("MatMul"), vec![x, w2], &["b".into()], None)
+        .unwrap()[0];
+    let y = g
+        .add_node("y", op("Add"), vec![a, b], &["y".into()], None)
+        .unwrap()[0];
+    g.outputs = vec![y];
+    let out = saturate(&g);
+    let ops: Vec<&str> = out.nodes().iter().map(|n| n.op.name()).collect();
+    assert_eq!(ops, ["Add", "MatMul"], "{out:?}");
+    let xs = vec![(
+        "x".to_string(),
+        Tensor::from_vec(vec![2, 3], (0..6).map(|i| i as f32).collect()),
+    )];
+    let run = |g: &Graph| kiln_ir::interp::run(g, &xs).unwrap()[0].to_f64_vec();
+    assert_eq!(run(&g), run(&out));
 }
