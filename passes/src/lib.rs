@@ -13,6 +13,7 @@ pub mod cost;
 pub mod extract_dag;
 mod lang;
 pub mod pipeline;
+pub mod rules;
 
 pub use analysis::{refine_type, KilnAnalysis, KilnEGraph, Origin, OriginNode, ValueData};
 pub use convert::{extract, extract_with, to_egraph, EGraphModel};
