@@ -1,8 +1,11 @@
 //! Optimization passes over the kiln IR (equality saturation with `egg`).
 //!
 //! So far: the e-graph language of kiln graphs ([`KilnLang`]), its analysis
-//! ([`KilnAnalysis`]: types, constness, source names and bricks) and the conversion
-//! IR → e-graph → IR ([`to_egraph`], [`extract`]). Rewrite rules come next.
+//! ([`KilnAnalysis`]: types, constness, source names and bricks), the conversion
+//! IR → e-graph → IR ([`to_egraph`], [`extract`]), rules as data with a soundness
+//! checker ([`rules`]), the roofline cost model ([`cost`]), DAG-cost greedy
+//! extraction ([`extract_dag`]) and the phase pipeline ([`pipeline`]).
+//! Fusion and brick rules, `kiln explain` and the CLI wiring come next (issue 3).
 //!
 //! **Architecture invariant:** passes never emit code.
 #![warn(missing_docs)]
