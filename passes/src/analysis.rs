@@ -173,7 +173,7 @@ fn rank_of(d: &Dim) -> u8 {
 }
 
 /// Keeps the more informative dimension of each pair in `a`.
-fn merge_type(a: &mut TensorType, b: &TensorType) -> DidMerge {
+pub(crate) fn merge_type(a: &mut TensorType, b: &TensorType) -> DidMerge {
     debug_assert_eq!(a.dtype, b.dtype, "merged e-classes disagree on dtype");
     debug_assert_eq!(
         a.shape.rank(),

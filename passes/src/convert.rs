@@ -199,7 +199,15 @@ pub fn extract_with<CF: CostFunction<KilnLang>>(
                             .collect()
                     };
                     let inputs: Vec<ValueId> = children.iter().map(|k| memo[k][0]).collect();
-                    g.add_node(name, key.op().clone(), inputs, &names, brick)?
+                    let outs = g.add_node(name, key.op().clone(), inputs, &names, brick)?;
+                    // Re-inference alone can lose what the e-graph knew (symbolic dims
+                    // the frontend derived from shape values): merge it back.
+                    for (&v, known) in outs.iter().zip(&data.types) {
+                        let mut ty = g.value(v).ty.clone();
+                        crate::analysis::merge_type(&mut ty, known);
+                        g.set_value_type(v, ty);
+                    }
+                    outs
                 }
             };
             memo.insert(c, values);

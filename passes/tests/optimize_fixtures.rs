@@ -1,0 +1,104 @@
+//! Every optimized graph computes what the unoptimized one does: the built-in rules
+//! run through the pipeline on each ONNX fixture model, and both graphs are evaluated
+//! on the reference interpreter with random inputs (fixed seeds plus a fresh one).
+
+use std::path::PathBuf;
+
+use kiln_ir::{interp, DType, Dim, Graph, Tensor};
+use kiln_passes::cost::TargetProfile;
+use kiln_passes::pipeline::{Phase, Pipeline};
+use kiln_passes::rules::RuleSet;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Symbolic dims are bound to these sizes for the random inputs.
+const BATCH: usize = 2;
+const SEQ: usize = 5;
+
+fn random_inputs(g: &Graph, rng: &mut StdRng) -> Vec<(String, Tensor)> {
+    g.inputs
+        .iter()
+        .map(|&i| {
+            let v = g.value(i);
+            let dims: Vec<usize> =
+                v.ty.shape
+                    .0
+                    .iter()
+                    .enumerate()
+                    .map(|(k, d)| match d {
+                        Dim::Known(n) => *n,
+                        _ if k == 0 => BATCH,
+                        _ => SEQ,
+                    })
+                    .collect();
+            let n: usize = dims.iter().product();
+            let t = match v.ty.dtype {
+                // Ids, masks and token types: small valid values.
+                DType::I64 => {
+                    Tensor::from_vec(dims, (0..n).map(|_| rng.random_range(0..2i64)).collect())
+                }
+                _ => Tensor::from_vec(
+                    dims,
+                    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+                )
+                .cast(v.ty.dtype),
+            };
+            (v.name.clone(), t)
+        })
+        .collect()
+}
+
+#[test]
+fn optimized_fixtures_match_the_unoptimized_graphs() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/onnx");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    let rules = RuleSet::builtin();
+    let pipeline = Pipeline::new(vec![
+        Phase::new("layout", rules.theme("layout").rewrites()),
+        Phase::new("algebra", rules.theme("algebra").rewrites()),
+    ]);
+    let fresh: u64 = rand::random();
+    println!("fresh seed: {fresh}");
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let g = kiln_frontends::onnx::load(&dir.join("model.onnx")).unwrap();
+        let (opt, report) = pipeline
+            .run(&g, &TargetProfile::cpu_default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        kiln_ir::verify(&opt).unwrap_or_else(|e| panic!("{name}: optimized graph: {e}"));
+        assert!(
+            report.cost_after <= report.cost_before * (1.0 + 1e-9),
+            "{name}: cost rose"
+        );
+        let applied: usize = report.phases.iter().flat_map(|p| p.applied.values()).sum();
+        println!(
+            "{name}: {} → {} nodes, modelled cost {:.3e} → {:.3e} s, {applied} rewrites, {:?}",
+            g.nodes().len(),
+            opt.nodes().len(),
+            report.cost_before,
+            report.cost_after,
+            report.total_time
+        );
+        for seed in [1u64, fresh] {
+            let inputs = random_inputs(&g, &mut StdRng::seed_from_u64(seed));
+            let want = interp::run(&g, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let got =
+                interp::run(&opt, &inputs).unwrap_or_else(|e| panic!("{name}: optimized: {e}"));
+            for (w, o) in want.iter().zip(&got) {
+                assert_eq!(w.shape(), o.shape(), "{name}");
+                for (a, b) in w.to_f64_vec().iter().zip(o.to_f64_vec()) {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
+                        "{name} (seed {seed}): {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+}
