@@ -17,6 +17,7 @@ pub mod extract_dag;
 mod lang;
 pub mod pipeline;
 pub mod rules;
+pub mod synthetic;
 
 pub use analysis::{refine_type, KilnAnalysis, KilnEGraph, Origin, OriginNode, ValueData};
 pub use convert::{extract, extract_with, to_egraph, EGraphModel};
