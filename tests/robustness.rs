@@ -3,7 +3,7 @@
 //! fail with an error. A fixed seed list keeps the run reproducible; one fresh seed
 //! per run (printed) widens the search over time.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use kiln_frontends::onnx::{self, proto};
@@ -137,21 +137,28 @@ fn mutate_structure(rng: &mut StdRng, model: &mut proto::ModelProto, big: bool) 
     }
 }
 
-#[test]
-fn structurally_mutated_models_never_panic_the_importer() {
-    use prost::Message;
+/// Runs `trial` on `MUTANTS` mutants per model and seed (fixed seeds plus one fresh,
+/// printed seed), counting trials that succeed or fail with an error, and fails the
+/// test listing every mutant that panicked. `trial` gets the model path and an RNG
+/// seeded from the seed and the path, and says whether the mutant went through.
+fn fuzz(
+    what: &str,
+    paths: Vec<PathBuf>,
+    fixed_seeds: &[u64],
+    trial: impl Fn(&Path, &mut StdRng) -> bool,
+) {
     let fresh: u64 = rand::random();
-    println!("fresh seed: {fresh}");
-    let (mut panics, mut imported, mut rejected) = (Vec::new(), 0, 0);
-    for path in models(IMPORT_STEP) {
-        let original = proto::decode_model(Bytes::from(std::fs::read(&path).unwrap())).unwrap();
-        for seed in [11u64, 12, 13, fresh] {
-            let mut rng = StdRng::seed_from_u64(seed ^ original.encoded_len() as u64);
+    println!("{what}: fresh seed {fresh}");
+    let (mut panics, mut ok, mut rejected) = (Vec::new(), 0, 0);
+    for path in paths {
+        for &seed in fixed_seeds.iter().chain([&fresh]) {
+            let mut rng = StdRng::seed_from_u64(seed ^ path.as_os_str().len() as u64);
             for k in 0..MUTANTS {
-                let mut m = original.clone();
-                mutate_structure(&mut rng, &mut m, true);
-                match std::panic::catch_unwind(|| onnx::import(&m).is_ok()) {
-                    Ok(true) => imported += 1,
+                let mut mutant_rng = StdRng::seed_from_u64(rng.random());
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    trial(&path, &mut mutant_rng)
+                })) {
+                    Ok(true) => ok += 1,
                     Ok(false) => rejected += 1,
                     Err(_) => panics.push(format!("{} seed {seed} mutant {k}", path.display())),
                 }
@@ -159,52 +166,45 @@ fn structurally_mutated_models_never_panic_the_importer() {
         }
     }
     println!(
-        "{imported} mutants imported, {rejected} rejected with an error, {} panicked",
+        "{what}: {ok} mutants went through, {rejected} failed with an error, {} panicked",
         panics.len()
     );
-    assert!(panics.is_empty(), "the importer panicked on: {panics:#?}");
+    assert!(panics.is_empty(), "{what} panicked on: {panics:#?}");
+}
+
+#[test]
+fn structurally_mutated_models_never_panic_the_importer() {
+    fuzz(
+        "import (structural mutants)",
+        models(IMPORT_STEP),
+        &[11, 12, 13],
+        |path, rng| {
+            let mut m = proto::decode_model(Bytes::from(std::fs::read(path).unwrap())).unwrap();
+            mutate_structure(rng, &mut m, true);
+            onnx::import(&m).is_ok()
+        },
+    );
 }
 
 #[test]
 fn mutated_models_never_panic_the_importer() {
-    let fresh: u64 = rand::random();
-    println!("fresh seed: {fresh}");
-    let mut panics = Vec::new();
-    let mut imported = 0;
-    let mut rejected = 0;
-    for path in models(IMPORT_STEP) {
-        let original = std::fs::read(&path).unwrap();
-        for seed in [1u64, 2, 3, fresh] {
-            let mut rng = StdRng::seed_from_u64(seed ^ original.len() as u64);
-            for k in 0..MUTANTS {
-                let m = mutate(&mut rng, &original);
-                let r = std::panic::catch_unwind(|| match proto::decode_model(Bytes::from(m)) {
-                    Ok(model) => onnx::import(&model).is_ok(),
-                    Err(_) => false,
-                });
-                match r {
-                    Ok(true) => imported += 1,
-                    Ok(false) => rejected += 1,
-                    Err(_) => panics.push(format!("{} seed {seed} mutant {k}", path.display())),
-                }
-            }
-        }
-    }
-    println!(
-        "{imported} mutants imported, {rejected} rejected with an error, {} panicked",
-        panics.len()
+    fuzz(
+        "import (byte mutants)",
+        models(IMPORT_STEP),
+        &[1, 2, 3],
+        |path, rng| {
+            let m = mutate(rng, &std::fs::read(path).unwrap());
+            proto::decode_model(Bytes::from(m)).is_ok_and(|model| onnx::import(&model).is_ok())
+        },
     );
-    assert!(panics.is_empty(), "the importer panicked on: {panics:#?}");
 }
 
 /// Runs a structurally mutated node-test model on its own test inputs: import and
 /// evaluation may fail, but with an error, never a panic.
 #[test]
 fn mutated_models_never_panic_the_interpreter() {
-    let fresh: u64 = rand::random();
-    println!("fresh seed: {fresh}");
-    let (mut panics, mut ran, mut failed) = (Vec::new(), 0, 0);
-    for path in models(INTERP_STEP).into_iter().skip(1) {
+    let paths = models(INTERP_STEP).into_iter().skip(1).collect();
+    fuzz("import + interpreter", paths, &[21, 22], |path, rng| {
         let dir = path.parent().unwrap().join("test_data_set_0");
         let inputs: Vec<kiln::Tensor> = (0..)
             .map(|k| dir.join(format!("input_{k}.pb")))
@@ -212,35 +212,17 @@ fn mutated_models_never_panic_the_interpreter() {
             .map(|p| onnx::read_tensor_file(&p))
             .collect::<Result<_, _>>()
             .unwrap_or_default();
-        let original = proto::decode_model(Bytes::from(std::fs::read(&path).unwrap())).unwrap();
-        for seed in [21u64, 22, fresh] {
-            let mut rng = StdRng::seed_from_u64(seed ^ path.as_os_str().len() as u64);
-            for k in 0..MUTANTS {
-                let mut m = original.clone();
-                mutate_structure(&mut rng, &mut m, false);
-                let r = std::panic::catch_unwind(|| {
-                    let Ok(g) = onnx::import(&m) else {
-                        return false;
-                    };
-                    let named: Vec<(String, kiln::Tensor)> = g
-                        .inputs
-                        .iter()
-                        .zip(&inputs)
-                        .map(|(&i, t)| (g.value(i).name.clone(), t.clone()))
-                        .collect();
-                    kiln::ir::verify(&g).is_ok() && kiln::ir::interp::run(&g, &named).is_ok()
-                });
-                match r {
-                    Ok(true) => ran += 1,
-                    Ok(false) => failed += 1,
-                    Err(_) => panics.push(format!("{} seed {seed} mutant {k}", path.display())),
-                }
-            }
-        }
-    }
-    println!(
-        "{ran} mutants ran, {failed} failed with an error, {} panicked",
-        panics.len()
-    );
-    assert!(panics.is_empty(), "panicked on: {panics:#?}");
+        let mut m = proto::decode_model(Bytes::from(std::fs::read(path).unwrap())).unwrap();
+        mutate_structure(rng, &mut m, false);
+        let Ok(g) = onnx::import(&m) else {
+            return false;
+        };
+        let named: Vec<(String, kiln::Tensor)> = g
+            .inputs
+            .iter()
+            .zip(&inputs)
+            .map(|(&i, t)| (g.value(i).name.clone(), t.clone()))
+            .collect();
+        kiln::ir::verify(&g).is_ok() && kiln::ir::interp::run(&g, &named).is_ok()
+    });
 }
