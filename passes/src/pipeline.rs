@@ -143,6 +143,38 @@ impl Pipeline {
         }
     }
 
+    /// The standard pipeline over the built-in rules, one phase per theme in this
+    /// order: `simplify` (layout and algebra rules: cancel, sink and fold), `bricks`
+    /// (brick-level rewrites: QKV and gate/up concatenation, LoRA, dead experts and
+    /// neurons), `fusion` (recognition of composite ops and matmul epilogues) and
+    /// `regions` (elementwise chains into fused regions). The e-graph carries over
+    /// from phase to phase, so later phases see every equivalent found earlier.
+    pub fn standard() -> Pipeline {
+        Pipeline::from_rules(&crate::rules::RuleSet::builtin())
+    }
+
+    /// [`Pipeline::standard`]'s phases over the rules of `rules` (by theme).
+    pub fn from_rules(rules: &crate::rules::RuleSet) -> Pipeline {
+        let phase = |name: &str, themes: &[&str]| {
+            let mut set = crate::rules::RuleSet::default();
+            for t in themes {
+                set.rules.extend(rules.theme(t).rules);
+            }
+            Phase::new(name, set.rewrites())
+        };
+        Pipeline::new(vec![
+            phase("simplify", &["layout", "algebra"]),
+            phase("bricks", &["bricks"]),
+            phase("fusion", &["fusion"]),
+            phase("regions", &["regions"]),
+        ])
+    }
+
+    /// The names of the phases, in order.
+    pub fn phase_names(&self) -> Vec<&str> {
+        self.phases.iter().map(|p| p.name.as_str()).collect()
+    }
+
     /// Also dump the graph (extracted, in the text form) after phase `name`.
     pub fn dump_after(mut self, name: &str) -> Pipeline {
         self.dump_after.push(name.to_string());

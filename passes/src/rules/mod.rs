@@ -27,7 +27,7 @@ pub use native::Native;
 use crate::{KilnAnalysis, KilnLang};
 
 /// The built-in rule files: (file name, theme, text).
-pub const BUILTIN: [(&str, &str, &str); 4] = [
+pub const BUILTIN: [(&str, &str, &str); 5] = [
     (
         "layout.rules",
         "layout",
@@ -47,6 +47,11 @@ pub const BUILTIN: [(&str, &str, &str); 4] = [
         "bricks.rules",
         "bricks",
         include_str!("../../rules/bricks.rules"),
+    ),
+    (
+        "regions.rules",
+        "regions",
+        include_str!("../../rules/regions.rules"),
     ),
 ];
 
