@@ -63,6 +63,7 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<Tens
         Op::Nn(o) => nn::eval(o, inputs, n_outputs),
         Op::Composite(o) => composite::eval(o, inputs),
         Op::Misc(o) => misc::eval(o, inputs, n_outputs),
+        Op::Fused(o) => eval_fused(o, inputs),
     }?;
     if out.len() < n_outputs {
         return Err(format!(
@@ -72,6 +73,36 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<Tens
     }
     out.truncate(n_outputs);
     Ok(out)
+}
+
+/// Evaluates a fused region step by step (the reference semantics of a region is
+/// exactly its steps run as separate ops).
+fn eval_fused(op: &crate::op::FusedOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
+    use crate::op::FusedArg;
+    let mut values: Vec<Tensor> = Vec::with_capacity(op.steps.len());
+    for (j, step) in op.steps.iter().enumerate() {
+        let args: Vec<&Tensor> = step
+            .args
+            .iter()
+            .map(|a| match *a {
+                FusedArg::Input(i) => inputs
+                    .get(i)
+                    .copied()
+                    .ok_or_else(|| format!("step {j} reads missing input {i}")),
+                FusedArg::Step(k) => values
+                    .get(k)
+                    .filter(|_| k < j)
+                    .ok_or_else(|| format!("step {j} reads step {k}, which is not earlier")),
+            })
+            .collect::<Result<_, _>>()?;
+        let out = eval_op(&step.op, &args, 1)
+            .map_err(|e| format!("step {j} ({}): {e}", step.op.name()))?;
+        values.extend(out);
+    }
+    values
+        .pop()
+        .map(|v| vec![v])
+        .ok_or_else(|| "empty fused region".to_string())
 }
 
 /// Checks a fed tensor against the declared input type (dtype, rank, known dims,

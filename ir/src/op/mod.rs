@@ -9,6 +9,7 @@
 
 mod composite;
 mod elementwise;
+mod fused;
 mod layout;
 mod misc;
 mod nn;
@@ -16,6 +17,7 @@ mod reduce;
 
 pub use composite::{CompositeOp, LossReduction, QkOutput};
 pub use elementwise::{BinaryOp, UnaryOp};
+pub use fused::{FusedArg, FusedOp, FusedRole, FusedStep, MAX_FUSED_STEPS};
 pub use layout::{shape_range, slice_bounds, slice_len, LayoutOp, PadMode, ScatterReduction};
 pub use misc::{
     conv_window, ConvAttrs, GridMode, GridPadding, MiscOp, RnnActivation, RnnCell, RnnInputs,
@@ -89,6 +91,8 @@ pub enum Op {
     Composite(CompositeOp),
     /// Quantization, recurrences, sampling, detection and signal ops.
     Misc(MiscOp),
+    /// A fused region: several elementwise steps around at most one anchor, one kernel.
+    Fused(FusedOp),
 }
 
 impl Op {
@@ -101,6 +105,7 @@ impl Op {
             Op::Nn(o) => o,
             Op::Composite(o) => o,
             Op::Misc(o) => o,
+            Op::Fused(o) => o,
         }
     }
 
@@ -134,6 +139,8 @@ impl Op {
             Op::Nn(o) => ron::ser::to_string_pretty(o, cfg()),
             Op::Composite(o) => ron::ser::to_string_pretty(o, cfg()),
             Op::Misc(o) => ron::ser::to_string_pretty(o, cfg()),
+            // Struct names are omitted by the compact form: name the region.
+            Op::Fused(o) => ron::ser::to_string_pretty(o, cfg()).map(|s| format!("Fused{s}")),
         };
         r.expect("op attributes always serialize")
     }
@@ -151,6 +158,11 @@ impl Op {
             .or_else(|| try_parse(s).map(Op::Nn))
             .or_else(|| try_parse(s).map(Op::Composite))
             .or_else(|| try_parse(s).map(Op::Misc))
+            .or_else(|| {
+                s.trim_start()
+                    .strip_prefix("Fused")
+                    .and_then(|rest| try_parse(rest).map(Op::Fused))
+            })
             .ok_or_else(|| format!("unknown op or malformed attributes: `{s}`"))
     }
 }
