@@ -233,6 +233,7 @@ impl CostModel {
             })
         };
         match op {
+            Op::Fused(f) => self.region_flops(f, inputs),
             Op::Nn(NnOp::MatMul) => 2.0 * numel(out) * self.dim(x, 1),
             Op::Nn(NnOp::Conv { .. }) => 2.0 * numel(out) * tail(w),
             Op::Nn(NnOp::ConvTranspose { .. }) => 2.0 * numel(x) * tail(w),
@@ -260,6 +261,34 @@ impl CostModel {
             Op::Reduce(_) => numel(x),
             _ => numel(out),
         }
+    }
+
+    /// The work of a fused region: the sum of its steps' (infinite for a region
+    /// that is not legal for these operand types, so it is never chosen).
+    fn region_flops(&self, f: &kiln_ir::op::FusedOp, inputs: &[TensorType]) -> f64 {
+        use kiln_ir::op::{FusedArg, InferInputs};
+        let consts = vec![None; inputs.len()];
+        let Ok(types) = f.step_types(&InferInputs {
+            types: inputs,
+            consts: &consts,
+        }) else {
+            return f64::INFINITY;
+        };
+        f.steps
+            .iter()
+            .zip(&types)
+            .map(|(s, t)| {
+                let ins: Vec<TensorType> = s
+                    .args
+                    .iter()
+                    .map(|a| match *a {
+                        FusedArg::Input(i) => inputs[i].clone(),
+                        FusedArg::Step(k) => types[k].clone(),
+                    })
+                    .collect();
+                self.flops(&s.op, &ins, std::slice::from_ref(t))
+            })
+            .sum()
     }
 
     /// The cost of one kernel computing `op` (zero for a free op).

@@ -15,6 +15,7 @@
 pub mod check;
 pub mod conditions;
 pub mod native;
+mod native_regions;
 
 use std::fmt;
 

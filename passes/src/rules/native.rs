@@ -18,6 +18,9 @@ pub enum Native {
     /// `transpose-compose`: `T_q(T_p x) = T_r x` with `r[i] = p[q[i]]`, and `x`
     /// itself when `r` is the identity.
     TransposeCompose,
+    /// `fuse-region`: a producer computed inside its consumer's kernel (see
+    /// [`super::native_regions`]).
+    FuseRegion,
 }
 
 impl Native {
@@ -25,6 +28,7 @@ impl Native {
     pub fn from_name(name: &str) -> Option<Native> {
         match name {
             "transpose-compose" => Some(Native::TransposeCompose),
+            "fuse-region" => Some(Native::FuseRegion),
             _ => None,
         }
     }
@@ -35,12 +39,14 @@ impl Native {
             Native::TransposeCompose => {
                 Rewrite::new(name, TransposePair, ComposeTransposes).expect("variables bound")
             }
+            Native::FuseRegion => super::native_regions::rewrite(name),
         }
     }
 
     /// A random graph the rule applies to, for the soundness checker.
     pub(crate) fn instance(self, rng: &mut StdRng) -> Graph {
         match self {
+            Native::FuseRegion => super::native_regions::instance(rng),
             Native::TransposeCompose => {
                 let rank = rng.random_range(1..=4usize);
                 let dims: Vec<usize> = (0..rank).map(|_| rng.random_range(1..=5)).collect();
