@@ -15,6 +15,7 @@
 pub mod check;
 pub mod conditions;
 pub mod native;
+mod native_fold;
 mod native_regions;
 
 use std::fmt;
@@ -24,6 +25,7 @@ use egg::{ConditionalApplier, Pattern, Rewrite, Var};
 pub use check::{check_all, check_rule, CheckFailure, CheckReport, Unsound};
 pub use conditions::{Cond, CondCall, Guard};
 pub use native::Native;
+pub use native_fold::FOLD_MAX_ELEMENTS;
 
 use crate::{KilnAnalysis, KilnLang};
 

@@ -21,6 +21,9 @@ pub enum Native {
     /// `fuse-region`: a producer computed inside its consumer's kernel (see
     /// [`super::native_regions`]).
     FuseRegion,
+    /// `fold-constant`: a small weight-only subexpression equals its value (see
+    /// [`super::native_fold`]).
+    FoldConstant,
 }
 
 impl Native {
@@ -29,6 +32,7 @@ impl Native {
         match name {
             "transpose-compose" => Some(Native::TransposeCompose),
             "fuse-region" => Some(Native::FuseRegion),
+            "fold-constant" => Some(Native::FoldConstant),
             _ => None,
         }
     }
@@ -40,6 +44,7 @@ impl Native {
                 Rewrite::new(name, TransposePair, ComposeTransposes).expect("variables bound")
             }
             Native::FuseRegion => super::native_regions::rewrite(name),
+            Native::FoldConstant => super::native_fold::rewrite(name),
         }
     }
 
@@ -47,6 +52,7 @@ impl Native {
     pub(crate) fn instance(self, rng: &mut StdRng) -> Graph {
         match self {
             Native::FuseRegion => super::native_regions::instance(rng),
+            Native::FoldConstant => super::native_fold::instance(rng),
             Native::TransposeCompose => {
                 let rank = rng.random_range(1..=4usize);
                 let dims: Vec<usize> = (0..rank).map(|_| rng.random_range(1..=5)).collect();
