@@ -65,6 +65,10 @@ impl ValueData {
 pub struct KilnAnalysis {
     /// Constant tensors by value name; `Const` e-nodes refer to them.
     pub consts: HashMap<Symbol, Tensor>,
+    /// Work native rules already did in this e-graph (hashes of the canonical
+    /// e-nodes they combined), so that re-searching an unchanged neighbourhood in
+    /// the next iteration costs a lookup instead of building the same e-nodes.
+    pub tried: std::collections::HashSet<u64>,
 }
 
 impl Analysis<KilnLang> for KilnAnalysis {

@@ -15,7 +15,9 @@
 //! plain fusible e-nodes and the largest region are used as consumers and
 //! producers, so each e-class gains a handful of region e-nodes, not every subset.
 
-use egg::{Applier, Id, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var};
+use std::hash::{Hash, Hasher};
+
+use egg::{Applier, Id, Language, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var};
 use kiln_ir::op::{FusedArg, FusedOp, FusedRole, FusedStep, InferInputs, MAX_FUSED_STEPS};
 use kiln_ir::{DType, Graph, Op, Shape, TensorType};
 use rand::rngs::StdRng;
@@ -247,9 +249,9 @@ fn dedup_steps(steps: Vec<FusedStep>) -> FusedOp {
 
 /// The regions e-class `class` offers: its plain fusible e-nodes and its largest
 /// region (ties: the first).
-fn offered(egraph: &KilnEGraph, class: Id) -> Vec<Region> {
+fn offered(egraph: &KilnEGraph, class: Id) -> Vec<(KilnLang, Region)> {
     let mut plain = vec![];
-    let mut largest: Option<Region> = None;
+    let mut largest: Option<(KilnLang, Region)> = None;
     let class = egraph.find(class);
     for n in egraph[class].iter() {
         let Some(r) = Region::of(egraph, n) else {
@@ -260,13 +262,14 @@ fn offered(egraph: &KilnEGraph, class: Id) -> Vec<Region> {
             continue;
         }
         let fused = matches!(n, KilnLang::Op(k, _) if matches!(k.op(), Op::Fused(_)));
+        let n = n.clone().map_children(|c| egraph.find(c));
         if !fused {
-            plain.push(r);
+            plain.push((n, r));
         } else if largest
             .as_ref()
-            .is_none_or(|l| l.op.steps.len() < r.op.steps.len())
+            .is_none_or(|(_, l): &(KilnLang, Region)| l.op.steps.len() < r.op.steps.len())
         {
-            largest = Some(r);
+            largest = Some((n, r));
         }
     }
     plain.extend(largest);
@@ -314,22 +317,33 @@ impl Applier<KilnLang, KilnAnalysis> for FuseProducer {
         _rule_name: Symbol,
     ) -> Vec<Id> {
         let mut merged = vec![];
-        for consumer in offered(egraph, eclass) {
+        let mut tried = vec![];
+        for (consumer_node, consumer) in offered(egraph, eclass) {
             for (i, &input) in consumer.inputs.iter().enumerate() {
                 // Constants are folded or read as weights, never recomputed per use.
                 if egraph[input].data.constant || input == egraph.find(eclass) {
                     continue;
                 }
-                for producer in offered(egraph, input) {
+                for (producer_node, producer) in offered(egraph, input) {
                     if producer.inputs.contains(&egraph.find(eclass)) {
                         continue;
                     }
+                    let key = {
+                        let mut h = std::hash::DefaultHasher::new();
+                        (&consumer_node, i, &producer_node).hash(&mut h);
+                        h.finish()
+                    };
+                    if egraph.analysis.tried.contains(&key) {
+                        continue;
+                    }
+                    tried.push(key);
                     if let Some(r) = consumer.inline(i, &producer, egraph) {
                         merged.push(r);
                     }
                 }
             }
         }
+        egraph.analysis.tried.extend(tried);
         let mut changed = vec![];
         for r in merged {
             let key = OpKey::new(&Op::Fused(r.op));
