@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use super::native_fusion::FusionNative;
 use crate::{KilnAnalysis, KilnEGraph, KilnLang, OpKey};
 
 /// A rule implemented in Rust.
@@ -18,6 +19,8 @@ pub enum Native {
     /// `transpose-compose`: `T_q(T_p x) = T_r x` with `r[i] = p[q[i]]`, and `x`
     /// itself when `r` is the identity.
     TransposeCompose,
+    /// A composite-op recognition rule of the fusion theme (`native_fusion.rs`).
+    Fusion(FusionNative),
 }
 
 impl Native {
@@ -25,7 +28,7 @@ impl Native {
     pub fn from_name(name: &str) -> Option<Native> {
         match name {
             "transpose-compose" => Some(Native::TransposeCompose),
-            _ => None,
+            _ => FusionNative::from_name(name).map(Native::Fusion),
         }
     }
 
@@ -35,12 +38,14 @@ impl Native {
             Native::TransposeCompose => {
                 Rewrite::new(name, TransposePair, ComposeTransposes).expect("variables bound")
             }
+            Native::Fusion(f) => f.rewrite(name),
         }
     }
 
     /// A random graph the rule applies to, for the soundness checker.
     pub(crate) fn instance(self, rng: &mut StdRng) -> Graph {
         match self {
+            Native::Fusion(f) => f.instance(rng),
             Native::TransposeCompose => {
                 let rank = rng.random_range(1..=4usize);
                 let dims: Vec<usize> = (0..rank).map(|_| rng.random_range(1..=5)).collect();
