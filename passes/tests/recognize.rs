@@ -316,3 +316,22 @@ fn softmax_decompositions_become_softmax() {
         assert_eq!(opt.nodes()[0].op.to_text(), "Softmax(axis: 1)");
     }
 }
+
+/// The dynamic-shape exports: the elementwise and norm rules work on symbolic dims
+/// (attention needs known sizes, so it is not recognized there), and the optimized
+/// graph still computes the same.
+#[test]
+fn dynamic_fixtures_gelu_and_rmsnorm() {
+    let expected: [(&str, &[(&str, usize)]); 6] = [
+        ("bert_torchscript_dynamic", &[("Gelu", 2), ("Erf", 0)]),
+        ("bert_dynamo_dynamic", &[("Gelu", 2)]),
+        ("gpt2_torchscript_dynamic", &[("Gelu", 2), ("Tanh", 0)]),
+        ("gpt2_dynamo_dynamic", &[("Gelu", 2), ("Tanh", 0)]),
+        ("llama_torchscript_dynamic", &[("RmsNorm", 5), ("Sqrt", 0)]),
+        ("llama_dynamo_dynamic", &[("RmsNorm", 5), ("Sqrt", 0)]),
+    ];
+    for (name, want) in expected {
+        let opt = optimize_and_compare(name, &fixture(name));
+        assert_counts(name, &opt, want);
+    }
+}

@@ -304,6 +304,23 @@ fn same_known_type(eg: &KilnEGraph, a: Id, b: Id) -> bool {
     }
 }
 
+/// Whether classes `a` and `b` have one type: same dtype and rank, every dim the
+/// same known size or the same named symbol (an unknown dim never matches).
+fn same_type_sym(eg: &KilnEGraph, a: Id, b: Id) -> bool {
+    match (ty(eg, a), ty(eg, b)) {
+        (Some(x), Some(y)) => {
+            x.dtype == y.dtype
+                && x.shape.rank() == y.shape.rank()
+                && x.shape.0.iter().zip(&y.shape.0).all(|(p, q)| match (p, q) {
+                    (Dim::Known(m), Dim::Known(n)) => m == n,
+                    (Dim::Sym(s), Dim::Sym(t)) => s == t,
+                    _ => false,
+                })
+        }
+        _ => false,
+    }
+}
+
 /// The operands of `Reduce{kind, axes, keepdims:true}` e-nodes of class `id`.
 fn reduces(eg: &KilnEGraph, id: Id, kind: ReduceKind) -> Vec<(Vec<usize>, Id)> {
     ops(eg, id, "Reduce")
@@ -361,7 +378,7 @@ fn softmax_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
                     xs.push(u);
                 }
                 for x in xs {
-                    if is_float(eg, x) && same_known_type(eg, x, root) {
+                    if is_float(eg, x) && same_type_sym(eg, x, root) {
                         out.push(Build::node(
                             Op::Composite(CompositeOp::Softmax { axis }),
                             vec![Build::Class(x)],
@@ -420,7 +437,7 @@ fn layernorm_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
                 let Some(a) = trailing_from(eg, x, &mu_axes) else {
                     continue;
                 };
-                if !same(eg, x, x2) || !is_float(eg, x) || !same_known_type(eg, x, root) {
+                if !same(eg, x, x2) || !is_float(eg, x) || !same_type_sym(eg, x, root) {
                     continue;
                 }
                 for (axis, eps) in rms_denominator(eg, den, d) {
@@ -456,7 +473,7 @@ fn rmsnorm_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
     }
     let mut out = vec![];
     for (x, den) in cands {
-        if !is_float(eg, x) || !same_known_type(eg, x, root) {
+        if !is_float(eg, x) || !same_type_sym(eg, x, root) {
             continue;
         }
         for (axis, eps) in rms_denominator(eg, den, x) {
@@ -493,7 +510,7 @@ fn norms(eg: &KilnEGraph, n: Id) -> Vec<(Op, Vec<Id>)> {
 
 /// Whether `root = n ∘ p` keeps the norm's input type (`p` broadcasts into `x`).
 fn broadcasts_into(eg: &KilnEGraph, p: Id, x: Id, root: Id) -> bool {
-    same_known_type(eg, x, root)
+    same_type_sym(eg, x, root)
         && ty(eg, p).is_some_and(|t| {
             ty(eg, x).is_some_and(|xt| t.dtype == xt.dtype && t.shape.rank() <= xt.shape.rank())
         })
@@ -599,7 +616,7 @@ fn gelu_plans(eg: &KilnEGraph, root: Id, tanh: bool) -> Vec<Build> {
     for f in triple_products(eg, root) {
         for [ix, ih, ib] in PERMS {
             let (x, half, bracket) = (f[ix], f[ih], f[ib]);
-            if !scalar_near(eg, half, 0.5) || !is_float(eg, x) || !same_known_type(eg, x, root) {
+            if !scalar_near(eg, half, 0.5) || !is_float(eg, x) || !same_type_sym(eg, x, root) {
                 continue;
             }
             let ok = pairs(eg, bracket, "Add", true).into_iter().any(|(t, one)| {
