@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use egg::{CostFunction, Id, Language};
-use kiln_ir::op::{LayoutOp, NnOp};
+use kiln_ir::op::{BinaryOp, CompositeOp, LayoutOp, NnOp, UnaryOp};
 use kiln_ir::{DType, Dim, Graph, Op, Shape, TensorType, ValueDef};
 use serde::Deserialize;
 
@@ -174,6 +174,58 @@ pub struct CostModel {
     pub dims: DimBindings,
 }
 
+/// The fraction of the shorter of compute and memory time that does not overlap
+/// with the longer one. Real kernels overlap them imperfectly; the term also makes
+/// the model prefer the program doing less work among equally memory-bound ones
+/// (a recognized softmax over its decomposition in one region).
+pub const OVERLAP_LOSS: f64 = 0.1;
+
+/// What a division, square root or transcendental function costs in
+/// multiply-adds: the units that compute them have a fraction of the FMA
+/// throughput (and a softmax or norm built from them should not look cheaper than
+/// the composite that computes the same thing with fewer of them).
+pub const TRANSCENDENTAL_FLOPS: f64 = 4.0;
+
+/// True for the unary ops priced at [`TRANSCENDENTAL_FLOPS`] per element.
+fn is_transcendental(u: &UnaryOp) -> bool {
+    !matches!(
+        u,
+        UnaryOp::Neg
+            | UnaryOp::Abs
+            | UnaryOp::Relu
+            | UnaryOp::Floor
+            | UnaryOp::Ceil
+            | UnaryOp::Round
+            | UnaryOp::Sign
+            | UnaryOp::Not
+            | UnaryOp::BitwiseNot
+            | UnaryOp::IsNaN
+            | UnaryOp::IsInf { .. }
+            | UnaryOp::LeakyRelu { .. }
+            | UnaryOp::HardSigmoid { .. }
+            | UnaryOp::HardSwish
+            | UnaryOp::ThresholdedRelu { .. }
+            | UnaryOp::Shrink { .. }
+    )
+}
+
+/// Work per input element of a composite op, counted as its best direct
+/// implementation does it (one transcendental per element at most).
+fn composite_flops_per_element(c: &CompositeOp) -> f64 {
+    match c {
+        // max, subtract, exp, sum, scale by the reciprocal
+        CompositeOp::Softmax { .. } | CompositeOp::LogSoftmax { .. } => 4.0 + TRANSCENDENTAL_FLOPS,
+        CompositeOp::Hardmax { .. } => 2.0,
+        // mean, subtract, square, sum, normalize, scale, shift
+        CompositeOp::LayerNorm { .. } => 7.0,
+        // square, sum, normalize, scale
+        CompositeOp::RmsNorm { .. } => 4.0,
+        // the polynomial around one erf or tanh
+        CompositeOp::Gelu { .. } => 4.0 + TRANSCENDENTAL_FLOPS,
+        _ => 5.0,
+    }
+}
+
 /// True for ops that only change metadata and never launch a kernel.
 pub fn is_free(op: &Op) -> bool {
     matches!(
@@ -242,15 +294,15 @@ impl CostModel {
                 | NnOp::AveragePool { kernel, .. }
                 | NnOp::LpPool { kernel, .. },
             ) => numel(out) * kernel.iter().product::<usize>() as f64,
-            Op::Composite(kiln_ir::op::CompositeOp::Attention { .. }) => {
+            Op::Composite(CompositeOp::Attention { .. }) => {
                 let d = self.dim(x, 1);
                 let s_kv = self.dim(inputs.get(1), 2);
                 let d_v = self.dim(inputs.get(2), 1);
                 let scores = numel(x) / d.max(1.0) * s_kv;
-                2.0 * scores * d + 2.0 * scores * d_v + 5.0 * scores
+                2.0 * scores * d + 2.0 * scores * d_v + (4.0 + TRANSCENDENTAL_FLOPS) * scores
             }
-            Op::Composite(_)
-            | Op::Nn(
+            Op::Composite(c) => composite_flops_per_element(c) * numel(x),
+            Op::Nn(
                 NnOp::BatchNorm { .. }
                 | NnOp::InstanceNorm { .. }
                 | NnOp::GroupNorm { .. }
@@ -258,6 +310,8 @@ impl CostModel {
                 | NnOp::LpNormalization { .. }
                 | NnOp::MeanVarianceNormalization { .. },
             ) => 5.0 * numel(x),
+            Op::Unary(u) if is_transcendental(u) => TRANSCENDENTAL_FLOPS * numel(out),
+            Op::Binary(BinaryOp::Div | BinaryOp::Pow) => TRANSCENDENTAL_FLOPS * numel(out),
             Op::Reduce(_) => numel(x),
             _ => numel(out),
         }
@@ -302,9 +356,12 @@ impl CostModel {
             .first()
             .or(outputs.first())
             .map_or(DType::F32, |t| t.dtype);
-        let seconds = (flops / self.profile.peak_flops(dtype))
-            .max(bytes / self.profile.mem_bandwidth)
-            + self.profile.launch_overhead;
+        let (compute, memory) = (
+            flops / self.profile.peak_flops(dtype),
+            bytes / self.profile.mem_bandwidth,
+        );
+        let seconds =
+            compute.max(memory) + OVERLAP_LOSS * compute.min(memory) + self.profile.launch_overhead;
         KernelCost {
             flops,
             bytes,

@@ -16,6 +16,7 @@ pub mod check;
 pub mod conditions;
 pub mod native;
 mod native_fold;
+pub mod native_fusion;
 mod native_regions;
 
 use std::fmt;

@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use super::native_fusion::FusionNative;
 use crate::{KilnAnalysis, KilnEGraph, KilnLang, OpKey};
 
 /// A rule implemented in Rust.
@@ -24,6 +25,8 @@ pub enum Native {
     /// `fold-constant`: a small weight-only subexpression equals its value (see
     /// [`super::native_fold`]).
     FoldConstant,
+    /// A composite-op recognition rule of the fusion theme (`native_fusion.rs`).
+    Fusion(FusionNative),
 }
 
 impl Native {
@@ -33,7 +36,7 @@ impl Native {
             "transpose-compose" => Some(Native::TransposeCompose),
             "fuse-region" => Some(Native::FuseRegion),
             "fold-constant" => Some(Native::FoldConstant),
-            _ => None,
+            _ => FusionNative::from_name(name).map(Native::Fusion),
         }
     }
 
@@ -45,6 +48,7 @@ impl Native {
             }
             Native::FuseRegion => super::native_regions::rewrite(name),
             Native::FoldConstant => super::native_fold::rewrite(name),
+            Native::Fusion(f) => f.rewrite(name),
         }
     }
 
@@ -53,6 +57,7 @@ impl Native {
         match self {
             Native::FuseRegion => super::native_regions::instance(rng),
             Native::FoldConstant => super::native_fold::instance(rng),
+            Native::Fusion(f) => f.instance(rng),
             Native::TransposeCompose => {
                 let rank = rng.random_range(1..=4usize);
                 let dims: Vec<usize> = (0..rank).map(|_| rng.random_range(1..=5)).collect();

@@ -12,12 +12,15 @@
 //! inlined into two consumers).
 //!
 //! Growth control (policy 2 of `passes/rules/README.md`): per e-class only the
-//! plain fusible e-nodes and the largest region are used as consumers and
-//! producers, so each e-class gains a handful of region e-nodes, not every subset.
+//! plain fusible e-nodes and the largest region with and without an anchor are
+//! used as consumers and producers, so each e-class gains a handful of region
+//! e-nodes, not every subset.
 
 use std::hash::{Hash, Hasher};
 
-use egg::{Applier, Id, Language, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var};
+use egg::{
+    Applier, Id, Language, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var,
+};
 use kiln_ir::op::{FusedArg, FusedOp, FusedRole, FusedStep, InferInputs, MAX_FUSED_STEPS};
 use kiln_ir::{DType, Graph, Op, Shape, TensorType};
 use rand::rngs::StdRng;
@@ -247,11 +250,13 @@ fn dedup_steps(steps: Vec<FusedStep>) -> FusedOp {
     FusedOp { steps: kept }
 }
 
-/// The regions e-class `class` offers: its plain fusible e-nodes and its largest
-/// region (ties: the first).
+/// The regions e-class `class` offers: its plain fusible e-nodes, its largest
+/// region without an anchor and its largest region with one (ties: the first).
+/// Offering both largest kinds lets an elementwise chain keep growing into an
+/// anchor's prologue while the same values also grow as some matmul's epilogue.
 fn offered(egraph: &KilnEGraph, class: Id) -> Vec<(KilnLang, Region)> {
     let mut plain = vec![];
-    let mut largest: Option<(KilnLang, Region)> = None;
+    let mut largest: [Option<(KilnLang, Region)>; 2] = [None, None];
     let class = egraph.find(class);
     for n in egraph[class].iter() {
         let Some(r) = Region::of(egraph, n) else {
@@ -265,14 +270,17 @@ fn offered(egraph: &KilnEGraph, class: Id) -> Vec<(KilnLang, Region)> {
         let n = n.clone().map_children(|c| egraph.find(c));
         if !fused {
             plain.push((n, r));
-        } else if largest
+            continue;
+        }
+        let slot = &mut largest[usize::from(r.has_anchor())];
+        if slot
             .as_ref()
-            .is_none_or(|(_, l): &(KilnLang, Region)| l.op.steps.len() < r.op.steps.len())
+            .is_none_or(|(_, l)| l.op.steps.len() < r.op.steps.len())
         {
-            largest = Some((n, r));
+            *slot = Some((n, r));
         }
     }
-    plain.extend(largest);
+    plain.extend(largest.into_iter().flatten());
     plain
 }
 
