@@ -27,7 +27,7 @@ fn every_builtin_rule_loads_with_a_theme_and_a_comment() {
     ] {
         assert!(names.contains(&expected), "missing {expected}: {names:?}");
     }
-    assert_eq!(set.themes(), ["layout", "algebra"]);
+    assert_eq!(set.themes(), ["layout", "algebra", "bricks"]);
     assert!(set.rules.iter().all(|r| !r.doc.is_empty()));
     assert_eq!(set.rewrites().len(), set.rules.len());
 }

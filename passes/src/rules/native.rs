@@ -18,6 +18,8 @@ pub enum Native {
     /// `transpose-compose`: `T_q(T_p x) = T_r x` with `r[i] = p[q[i]]`, and `x`
     /// itself when `r` is the identity.
     TransposeCompose,
+    /// A brick rule (`passes/src/rules/native_bricks.rs`).
+    Bricks(super::native_bricks::BrickRule),
 }
 
 impl Native {
@@ -25,7 +27,7 @@ impl Native {
     pub fn from_name(name: &str) -> Option<Native> {
         match name {
             "transpose-compose" => Some(Native::TransposeCompose),
-            _ => None,
+            _ => super::native_bricks::BrickRule::from_name(name).map(Native::Bricks),
         }
     }
 
@@ -35,12 +37,14 @@ impl Native {
             Native::TransposeCompose => {
                 Rewrite::new(name, TransposePair, ComposeTransposes).expect("variables bound")
             }
+            Native::Bricks(b) => b.rewrite(name),
         }
     }
 
     /// A random graph the rule applies to, for the soundness checker.
     pub(crate) fn instance(self, rng: &mut StdRng) -> Graph {
         match self {
+            Native::Bricks(b) => b.instance(rng),
             Native::TransposeCompose => {
                 let rank = rng.random_range(1..=4usize);
                 let dims: Vec<usize> = (0..rank).map(|_| rng.random_range(1..=5)).collect();
