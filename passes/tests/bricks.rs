@@ -199,3 +199,86 @@ fn weight_only_subgraphs_are_free_at_run_time() {
         0.0
     );
 }
+
+/// Random inputs for a fixture: symbolic dims bound to 2 (batch) and 5 (rest), ids
+/// and masks in {0, 1}.
+fn fixture_inputs(g: &Graph, rng: &mut StdRng) -> Vec<(String, Tensor)> {
+    g.inputs
+        .iter()
+        .map(|&i| {
+            let v = g.value(i);
+            let dims: Vec<usize> =
+                v.ty.shape
+                    .0
+                    .iter()
+                    .enumerate()
+                    .map(|(k, d)| match d {
+                        kiln_ir::Dim::Known(n) => *n,
+                        _ if k == 0 => 2,
+                        _ => 5,
+                    })
+                    .collect();
+            let n: usize = dims.iter().product();
+            let t = match v.ty.dtype {
+                DType::I64 => {
+                    Tensor::from_vec(dims, (0..n).map(|_| rng.random_range(0..2i64)).collect())
+                }
+                _ => Tensor::from_vec(
+                    dims,
+                    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+                )
+                .cast(v.ty.dtype),
+            };
+            (v.name.clone(), t)
+        })
+        .collect()
+}
+
+#[test]
+fn fixtures_through_the_standard_pipeline_match() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/onnx");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    let seed = fresh_seed();
+    println!("fresh seed: {seed}");
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let g = kiln_frontends::onnx::load(&dir.join("model.onnx")).unwrap();
+        let (opt, report) = optimize(&g);
+        kiln_ir::verify(&opt).unwrap_or_else(|e| panic!("{name}: optimized graph: {e}"));
+        assert!(
+            report.cost_after <= report.cost_before * (1.0 + 1e-9),
+            "{name}: cost rose"
+        );
+        let bricks = report.phases.iter().find(|p| p.name == "bricks").unwrap();
+        println!(
+            "{name}: {} → {} nodes ({} splits), cost {:.3e} → {:.3e} s, bricks phase {:?} in {:?}: {:?}",
+            g.nodes().len(),
+            opt.nodes().len(),
+            opt.nodes().iter().filter(|n| n.op.name() == "Split").count(),
+            report.cost_before,
+            report.cost_after,
+            bricks.stop_reason,
+            bricks.time,
+            bricks.applied
+        );
+        let inputs = fixture_inputs(&g, &mut StdRng::seed_from_u64(seed));
+        let want = kiln_ir::interp::run(&g, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = kiln_ir::interp::run(&opt, &inputs)
+            .unwrap_or_else(|e| panic!("{name}: optimized: {e}"));
+        for (w, o) in want.iter().zip(&got) {
+            assert_eq!(w.shape(), o.shape(), "{name}");
+            for (a, b) in w.to_f64_vec().iter().zip(o.to_f64_vec()) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
+                    "{name} (seed {seed}): {a} vs {b}"
+                );
+            }
+        }
+    }
+}
