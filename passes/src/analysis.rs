@@ -1,6 +1,8 @@
 //! The e-class analysis: value types, constness, origin and (later) cost.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use egg::{Analysis, DidMerge, EGraph, Id, Symbol};
 use kiln_ir::op::InferInputs;
@@ -61,6 +63,10 @@ impl ValueData {
 }
 
 /// The analysis: holds the side table of constant tensors, keyed by value name.
+///
+/// The side table is append-only: a name, once bound, keeps its tensor (rules that
+/// derive constants give them new names), so facts about a constant can be cached
+/// by name.
 #[derive(Default)]
 pub struct KilnAnalysis {
     /// Constant tensors by value name; `Const` e-nodes refer to them.
@@ -69,6 +75,61 @@ pub struct KilnAnalysis {
     /// e-nodes they combined), so that re-searching an unchanged neighbourhood in
     /// the next iteration costs a lookup instead of building the same e-nodes.
     pub tried: std::collections::HashSet<u64>,
+    /// Cached "every element is zero" per constant name (see
+    /// [`KilnAnalysis::const_is_all_zero`]).
+    zero_consts: RefCell<HashMap<Symbol, bool>>,
+    /// Cached all-zero lines of rank-2 constants, per (name, axis) (see
+    /// [`KilnAnalysis::zero_lines`]).
+    zero_lines: RefCell<HashMap<(Symbol, usize), ZeroLines>>,
+}
+
+/// Per index along an axis of a matrix, whether that row or column is all zero.
+pub type ZeroLines = Rc<Vec<bool>>;
+
+impl KilnAnalysis {
+    /// Whether constant `name` exists and every element is zero. The tensor is
+    /// scanned once (stopping at the first non-zero byte) and the answer cached, so
+    /// conditions may ask on every match. A negative zero counts as non-zero (the
+    /// answer errs on the safe side).
+    pub fn const_is_all_zero(&self, name: Symbol) -> bool {
+        if let Some(&z) = self.zero_consts.borrow().get(&name) {
+            return z;
+        }
+        let z = self
+            .consts
+            .get(&name)
+            .is_some_and(|t| t.bytes().iter().all(|&b| b == 0));
+        self.zero_consts.borrow_mut().insert(name, z);
+        z
+    }
+
+    /// For the rank-2 constant `name`: per index `i` along `axis`, whether the
+    /// line at `i` (column `i` for axis 1, row `i` for axis 0) is all zero.
+    /// `None` when `name` is not a rank-2 constant. Computed once per (name, axis).
+    pub fn zero_lines(&self, name: Symbol, axis: usize) -> Option<ZeroLines> {
+        if let Some(z) = self.zero_lines.borrow().get(&(name, axis)) {
+            return Some(z.clone());
+        }
+        let t = self.consts.get(&name)?;
+        let [rows, cols] = *t.shape() else {
+            return None;
+        };
+        if axis > 1 {
+            return None;
+        }
+        let v = t.to_f64_vec();
+        let mut zero = vec![true; if axis == 0 { rows } else { cols }];
+        for r in 0..rows {
+            for c in 0..cols {
+                if v[r * cols + c] != 0.0 {
+                    zero[if axis == 0 { r } else { c }] = false;
+                }
+            }
+        }
+        let z = Rc::new(zero);
+        self.zero_lines.borrow_mut().insert((name, axis), z.clone());
+        Some(z)
+    }
 }
 
 impl Analysis<KilnLang> for KilnAnalysis {

@@ -226,6 +226,56 @@ impl CostFunction<KilnLang> for ChoiceCost<'_> {
     }
 }
 
+/// Sharing-aware refinement of `choices` (whose DAG cost is `cost`): for each
+/// multi-output e-class whose outputs are alternatives (`proj` e-nodes) in two or
+/// more e-classes, e.g. the pieces of a QKV matmul's split, picks those projections
+/// in all of them at once and keeps the switch when the program's DAG cost drops.
+/// Each class alone never prefers its piece (the shared producer is paid in full by
+/// whichever class picks it), which is what greedy extraction cannot see. Returns
+/// the new cost.
+pub fn share_projections(
+    egraph: &KilnEGraph,
+    choices: &mut Choices,
+    roots: &[Id],
+    mut cost: f64,
+    mut node_cost: impl FnMut(Id, &KilnLang) -> f64,
+) -> f64 {
+    let mut groups: HashMap<Id, Vec<(Id, KilnLang)>> = HashMap::new();
+    for class in egraph.classes() {
+        for n in &class.nodes {
+            if let KilnLang::Proj(_, [p]) = n {
+                let n = n.clone().map_children(|k| egraph.find(k));
+                groups
+                    .entry(egraph.find(*p))
+                    .or_default()
+                    .push((class.id, n));
+            }
+        }
+    }
+    let mut producers: Vec<Id> = groups.keys().copied().collect();
+    producers.sort();
+    for p in producers {
+        let members = &groups[&p];
+        if members.len() < 2 || !choices.contains_key(&p) {
+            continue;
+        }
+        if members.iter().all(|(c, n)| choices.get(c) == Some(n)) {
+            continue;
+        }
+        let mut trial = choices.clone();
+        for (c, n) in members {
+            trial.insert(*c, n.clone());
+        }
+        if let Some(t) = dag_cost(egraph, &trial, roots, &mut node_cost) {
+            if t < cost * (1.0 - 1e-12) {
+                *choices = trial;
+                cost = t;
+            }
+        }
+    }
+    cost
+}
+
 /// The result of [`extract_dag`].
 pub struct DagExtraction {
     /// The extracted graph.
@@ -255,12 +305,13 @@ pub fn extract_dag(model: &EGraphModel, cost: &CostModel) -> Result<DagExtractio
     );
     let g = dag_cost(egraph, &greedy, &model.roots, node_cost);
     let t = dag_cost(egraph, &tree, &model.roots, node_cost);
-    let (choices, dag) = match (g, t) {
+    let (mut choices, mut dag) = match (g, t) {
         (Some(g), Some(t)) if g <= t => (greedy, g),
         (_, Some(t)) => (tree, t),
         (Some(g), None) => (greedy, g),
         (None, None) => panic!("no acyclic program for the roots"),
     };
+    dag = share_projections(egraph, &mut choices, &model.roots, dag, node_cost);
     let graph = extract_with(
         model,
         ChoiceCost {

@@ -18,6 +18,7 @@ mod lang;
 pub mod pipeline;
 pub mod rules;
 pub mod synthetic;
+pub mod synthetic_bricks;
 
 pub use analysis::{refine_type, KilnAnalysis, KilnEGraph, Origin, OriginNode, ValueData};
 pub use convert::{extract, extract_with, to_egraph, EGraphModel};

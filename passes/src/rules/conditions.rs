@@ -12,7 +12,8 @@ pub const MAX_FOLD_ELEMENTS: usize = 1 << 24;
 /// A named condition of the rule files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cond {
-    /// `(is-zero ?z)`: `?z` is a constant whose elements are all zero.
+    /// `(is-zero ?z)`: `?z` is a constant whose elements are all zero, or zeros
+    /// written as `Expand(zero constant, constant shape)` ([`is_zero_class`]).
     IsZero,
     /// `(is-one ?o)`: `?o` is a constant whose elements are all one.
     IsOne,
@@ -32,10 +33,17 @@ pub enum Cond {
     /// `(small-product ?a ?b)`: the matrices `?a` `[m, k]` and `?b` `[k, n]` have a
     /// product no larger than the two together and at most [`MAX_FOLD_ELEMENTS`].
     SmallProduct,
+    /// `(scalar ?s)`: `?s` is a constant of one element and rank 0 or 1 (so
+    /// multiplying by it never broadcasts a rank-1 value up).
+    Scalar,
+    /// `(lora-fold ?w ?a ?b)`: constant matrices `?w` `[K, N]`, `?a` `[K, r]` and
+    /// `?b` `[r, N]`: the folded adapter `?w + s·(?a·?b)` has exactly `?w`'s type
+    /// and at most [`MAX_FOLD_ELEMENTS`] elements.
+    LoraFold,
 }
 
 /// Every condition, for lookup by name.
-pub const ALL: [Cond; 8] = [
+pub const ALL: [Cond; 10] = [
     Cond::IsZero,
     Cond::IsOne,
     Cond::IsConst,
@@ -44,6 +52,8 @@ pub const ALL: [Cond; 8] = [
     Cond::NoZeroDims,
     Cond::Rank2,
     Cond::SmallProduct,
+    Cond::Scalar,
+    Cond::LoraFold,
 ];
 
 /// How the soundness checker instantiates a variable a condition constrains.
@@ -57,6 +67,8 @@ pub enum ConstKind {
     Random,
     /// A constant `i64` shape with the element count of the reshaped value.
     ShapeTarget,
+    /// A random constant of one element, rank 0 or 1.
+    Scalar,
 }
 
 impl Cond {
@@ -71,6 +83,8 @@ impl Cond {
             Cond::NoZeroDims => "no-zero-dims",
             Cond::Rank2 => "rank-2",
             Cond::SmallProduct => "small-product",
+            Cond::Scalar => "scalar",
+            Cond::LoraFold => "lora-fold",
         }
     }
 
@@ -83,6 +97,7 @@ impl Cond {
     pub fn arity(self) -> usize {
         match self {
             Cond::SameType | Cond::SmallProduct => 2,
+            Cond::LoraFold => 3,
             _ => 1,
         }
     }
@@ -92,7 +107,10 @@ impl Cond {
         match (self, arg) {
             (Cond::IsZero, _) => Some(ConstKind::Zeros),
             (Cond::IsOne, _) => Some(ConstKind::Ones),
-            (Cond::IsConst, _) | (Cond::SmallProduct, _) => Some(ConstKind::Random),
+            (Cond::IsConst, _) | (Cond::SmallProduct, _) | (Cond::LoraFold, _) => {
+                Some(ConstKind::Random)
+            }
+            (Cond::Scalar, _) => Some(ConstKind::Scalar),
             (Cond::NoZeroDims, _) => Some(ConstKind::ShapeTarget),
             _ => None,
         }
@@ -114,7 +132,7 @@ impl Cond {
         };
         let dims = |id: Id| -> Option<Vec<usize>> { known(id)?.shape.as_known() };
         match self {
-            Cond::IsZero => constant(args[0]).is_some_and(|t| all_equal(t, 0.0)),
+            Cond::IsZero => is_zero_class(egraph, args[0]),
             Cond::IsOne => constant(args[0]).is_some_and(|t| all_equal(t, 1.0)),
             Cond::IsConst => data(args[0]).constant,
             Cond::SameTypeAsOutput => known(args[0]).is_some_and(|t| Some(t) == data(eclass).ty()),
@@ -130,8 +148,47 @@ impl Cond {
                 }
                 _ => false,
             },
+            Cond::Scalar => constant(args[0]).is_some_and(|t| t.numel() == 1 && t.rank() <= 1),
+            Cond::LoraFold => {
+                let all_const = args.iter().all(|&a| data(a).constant);
+                match (dims(args[0]), dims(args[1]), dims(args[2])) {
+                    (Some(w), Some(a), Some(b)) if all_const => {
+                        let [k, n] = w[..] else { return false };
+                        let ([ka, r], [rb, nb]) = (&a[..], &b[..]) else {
+                            return false;
+                        };
+                        (*ka, *r, *nb) == (k, *rb, n) && k * n <= MAX_FOLD_ELEMENTS
+                    }
+                    _ => false,
+                }
+            }
         }
     }
+}
+
+/// Whether e-class `id` is all zeros: a constant whose elements are all zero (the
+/// scan is cached per constant name, [`KilnAnalysis::const_is_all_zero`]), or an
+/// `Expand` of such a constant to a constant shape (how brick rules write "zeros of
+/// shape S" without materializing them).
+pub fn is_zero_class(egraph: &KilnEGraph, id: Id) -> bool {
+    let zero_const = |id: Id| {
+        egraph[id]
+            .data
+            .const_name
+            .is_some_and(|n| egraph.analysis.const_is_all_zero(n))
+    };
+    if zero_const(id) {
+        return true;
+    }
+    egraph[id].iter().any(|n| match n {
+        KilnLang::Op(key, ch) => {
+            matches!(key.op(), kiln_ir::Op::Layout(kiln_ir::op::LayoutOp::Expand))
+                && ch.len() == 2
+                && zero_const(ch[0])
+                && egraph[ch[1]].data.constant
+        }
+        _ => false,
+    })
 }
 
 /// Whether every element of `t` equals `v`.

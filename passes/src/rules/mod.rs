@@ -15,6 +15,7 @@
 pub mod check;
 pub mod conditions;
 pub mod native;
+pub mod native_bricks;
 mod native_fold;
 pub mod native_fusion;
 mod native_regions;

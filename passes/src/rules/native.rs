@@ -27,6 +27,8 @@ pub enum Native {
     FoldConstant,
     /// A composite-op recognition rule of the fusion theme (`native_fusion.rs`).
     Fusion(FusionNative),
+    /// A brick rule (`passes/src/rules/native_bricks.rs`).
+    Bricks(super::native_bricks::BrickRule),
 }
 
 impl Native {
@@ -36,7 +38,9 @@ impl Native {
             "transpose-compose" => Some(Native::TransposeCompose),
             "fuse-region" => Some(Native::FuseRegion),
             "fold-constant" => Some(Native::FoldConstant),
-            _ => FusionNative::from_name(name).map(Native::Fusion),
+            _ => FusionNative::from_name(name)
+                .map(Native::Fusion)
+                .or_else(|| super::native_bricks::BrickRule::from_name(name).map(Native::Bricks)),
         }
     }
 
@@ -49,6 +53,7 @@ impl Native {
             Native::FuseRegion => super::native_regions::rewrite(name),
             Native::FoldConstant => super::native_fold::rewrite(name),
             Native::Fusion(f) => f.rewrite(name),
+            Native::Bricks(b) => b.rewrite(name),
         }
     }
 
@@ -58,6 +63,7 @@ impl Native {
             Native::FuseRegion => super::native_regions::instance(rng),
             Native::FoldConstant => super::native_fold::instance(rng),
             Native::Fusion(f) => f.instance(rng),
+            Native::Bricks(b) => b.instance(rng),
             Native::TransposeCompose => {
                 let rank = rng.random_range(1..=4usize);
                 let dims: Vec<usize> = (0..rank).map(|_| rng.random_range(1..=5)).collect();
