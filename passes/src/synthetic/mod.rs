@@ -22,14 +22,22 @@ pub use llama::{llama, tinyllama_like, LlamaConfig};
 /// The name of the symbolic sequence dimension of [`SeqLen::Symbolic`] models.
 pub const SEQ_DIM: &str = "sequence";
 
+/// The value of every element of a bias or norm scale in [`Weights::Zeros`] mode: not
+/// 0 or 1, so `x + 0` and `x · 1` rules do not fire on what are real weights in the
+/// models imitated.
+pub const SHARED_VECTOR_FILL: f32 = 0.5;
+
 /// Half-width of the uniform distribution of seeded bias and norm offsets.
 const SEEDED_BIAS_SCALE: f32 = 0.1;
 
 /// How a synthetic model's weights are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Weights {
-    /// Zero tensors, one buffer per shape shared by every weight of that shape
-    /// (full-size graphs cost no memory beyond one copy of each shape).
+    /// One buffer per shape shared by every weight of that shape (full-size graphs
+    /// cost no memory beyond one copy of each shape): matrices and embedding tables
+    /// are zero (calloc'd, never touched unless read), biases and norm scales are
+    /// [`SHARED_VECTOR_FILL`]. Rules that read weight values (dead neurons) see
+    /// all-zero matrices.
     Zeros,
     /// Small random weights from this seed (use small configurations only: every
     /// weight is materialized).
@@ -98,7 +106,13 @@ impl Builder {
             Weights::Zeros => self
                 .zeros
                 .entry(dims.to_vec())
-                .or_insert_with(|| Tensor::zeros(DType::F32, dims.to_vec()))
+                .or_insert_with(|| match init {
+                    Init::Bias | Init::Scale => {
+                        let n = dims.iter().product();
+                        Tensor::from_vec(dims.to_vec(), vec![SHARED_VECTOR_FILL; n])
+                    }
+                    Init::Matrix | Init::Embedding => Tensor::zeros(DType::F32, dims.to_vec()),
+                })
                 .clone(),
             Weights::Seeded(_) => {
                 let n: usize = dims.iter().product();
