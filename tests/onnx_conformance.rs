@@ -31,6 +31,9 @@ const ATOL: f64 = 1e-7;
 /// The pipeline every passing case is optimized with (built once, shared by threads).
 static PIPELINE: LazyLock<Pipeline> = LazyLock::new(Pipeline::standard);
 
+/// One test data set: named inputs and expected outputs.
+type DataSet = (Vec<(String, Tensor)>, Vec<Tensor>);
+
 /// One case's results: unoptimized, and optimized when the unoptimized run passed.
 struct Outcome {
     plain: Result<(), String>,
@@ -67,7 +70,7 @@ fn optimize(graph: &Graph) -> Result<Graph, String> {
 }
 
 /// Runs `graph` on each (named inputs, expected outputs) set and compares.
-fn check_sets(graph: &Graph, sets: &[(Vec<(String, Tensor)>, Vec<Tensor>)]) -> Result<(), String> {
+fn check_sets(graph: &Graph, sets: &[DataSet]) -> Result<(), String> {
     for (named, expected) in sets {
         // The optimizer may drop inputs nothing reads any more.
         let named: Vec<(String, Tensor)> = named
@@ -95,7 +98,7 @@ fn check_sets(graph: &Graph, sets: &[(Vec<(String, Tensor)>, Vec<Tensor>)]) -> R
 }
 
 /// Checks `graph` on `sets`, then (if that passed) its optimized form.
-fn check_both(graph: &Graph, sets: &[(Vec<(String, Tensor)>, Vec<Tensor>)]) -> Outcome {
+fn check_both(graph: &Graph, sets: &[DataSet]) -> Outcome {
     let plain = catch(|| check_sets(graph, sets));
     let optimized = plain
         .is_ok()
@@ -186,10 +189,7 @@ fn run_case(dir: &Path) -> Outcome {
 }
 
 /// The test data sets of a case folder: named inputs and expected outputs.
-fn read_sets(
-    dir: &Path,
-    graph: &Graph,
-) -> Result<Vec<(Vec<(String, Tensor)>, Vec<Tensor>)>, String> {
+fn read_sets(dir: &Path, graph: &Graph) -> Result<Vec<DataSet>, String> {
     let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| e.to_string())?
         .filter_map(Result::ok)
@@ -225,8 +225,7 @@ fn run_light(model: &Path) -> Outcome {
 }
 
 /// A `light` model, its inputs and its expected outputs.
-#[allow(clippy::type_complexity)]
-fn read_light(model: &Path) -> Result<(Graph, Vec<(Vec<(String, Tensor)>, Vec<Tensor>)>), String> {
+fn read_light(model: &Path) -> Result<(Graph, Vec<DataSet>), String> {
     let graph = onnx::load(model).map_err(|e| format!("import: {e}"))?;
     kiln::ir::verify(&graph).map_err(|e| format!("verify: {e}"))?;
     let mut inputs = Vec::new();
