@@ -1,6 +1,7 @@
 //! The ONNX conformance harness: the backend test data shipped in the `onnx` PyPI
 //! package (pinned to 1.22.0, installed into `.venv` by `scripts/setup-python.sh`)
-//! run through the reference interpreter.
+//! run through the reference interpreter, and every case that passes also after
+//! the standard optimization pipeline (same inputs, same tolerance).
 //!
 //! `tests/onnx-manifest.txt` lists the cases expected to pass (`suite/case`); a
 //! listed case that fails fails the test. Unlisted cases are run and counted too,
@@ -11,10 +12,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
-use kiln::ir::{interp, Tensor};
+use kiln::ir::{interp, Graph, Tensor};
 use kiln_frontends::onnx;
+use kiln_passes::cost::TargetProfile;
+use kiln_passes::pipeline::Pipeline;
 use rayon::prelude::*;
 
 /// The whole run is aborted (listing the cases still running) after this long:
@@ -24,6 +27,84 @@ const WATCHDOG_SECS: u64 = 900;
 /// The suites' tolerance: `np.testing.assert_allclose(rtol=1e-3, atol=1e-7)`.
 const RTOL: f64 = 1e-3;
 const ATOL: f64 = 1e-7;
+
+/// The pipeline every passing case is optimized with (built once, shared by threads).
+static PIPELINE: LazyLock<Pipeline> = LazyLock::new(Pipeline::standard);
+
+/// One test data set: named inputs and expected outputs.
+type DataSet = (Vec<(String, Tensor)>, Vec<Tensor>);
+
+/// One case's results: unoptimized, and optimized when the unoptimized run passed.
+struct Outcome {
+    plain: Result<(), String>,
+    optimized: Option<Result<(), String>>,
+}
+
+impl Outcome {
+    fn failed(e: String) -> Outcome {
+        Outcome {
+            plain: Err(e),
+            optimized: None,
+        }
+    }
+}
+
+/// Runs `f`, turning a panic into an error.
+fn catch<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+        Err(format!("PANIC: {}", msg.unwrap_or_default()))
+    })
+}
+
+/// The graph after the standard pipeline (for the H200 profile).
+fn optimize(graph: &Graph) -> Result<Graph, String> {
+    let (out, _) = PIPELINE
+        .run(graph, &TargetProfile::h200())
+        .map_err(|e| format!("optimize: {e}"))?;
+    kiln::ir::verify(&out).map_err(|e| format!("verify optimized: {e}"))?;
+    Ok(out)
+}
+
+/// Runs `graph` on each (named inputs, expected outputs) set and compares.
+fn check_sets(graph: &Graph, sets: &[DataSet]) -> Result<(), String> {
+    for (named, expected) in sets {
+        // The optimizer may drop inputs nothing reads any more.
+        let named: Vec<(String, Tensor)> = named
+            .iter()
+            .filter(|(n, _)| {
+                graph
+                    .value_by_name(n)
+                    .is_some_and(|id| graph.inputs.contains(&id))
+            })
+            .cloned()
+            .collect();
+        let outs = interp::run(graph, &named).map_err(|e| format!("run: {e}"))?;
+        if outs.len() != expected.len() {
+            return Err(format!(
+                "{} outputs, expected {}",
+                outs.len(),
+                expected.len()
+            ));
+        }
+        for (i, (g, w)) in outs.iter().zip(expected).enumerate() {
+            compare(i, g, w)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks `graph` on `sets`, then (if that passed) its optimized form.
+fn check_both(graph: &Graph, sets: &[DataSet]) -> Outcome {
+    let plain = catch(|| check_sets(graph, sets));
+    let optimized = plain
+        .is_ok()
+        .then(|| catch(|| check_sets(&optimize(graph)?, sets)));
+    Outcome { plain, optimized }
+}
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -94,9 +175,21 @@ fn read_pbs(dir: &Path, prefix: &str) -> Result<Vec<Tensor>, String> {
 }
 
 /// Runs a case folder (`model.onnx` + `test_data_set_*`).
-fn run_case(dir: &Path) -> Result<(), String> {
-    let graph = onnx::load(&dir.join("model.onnx")).map_err(|e| format!("import: {e}"))?;
-    kiln::ir::verify(&graph).map_err(|e| format!("verify: {e}"))?;
+fn run_case(dir: &Path) -> Outcome {
+    let loaded = catch(|| {
+        let graph = onnx::load(&dir.join("model.onnx")).map_err(|e| format!("import: {e}"))?;
+        kiln::ir::verify(&graph).map_err(|e| format!("verify: {e}"))?;
+        let sets = read_sets(dir, &graph)?;
+        Ok((graph, sets))
+    });
+    match loaded {
+        Ok((graph, sets)) => check_both(&graph, &sets),
+        Err(e) => Outcome::failed(e),
+    }
+}
+
+/// The test data sets of a case folder: named inputs and expected outputs.
+fn read_sets(dir: &Path, graph: &Graph) -> Result<Vec<DataSet>, String> {
     let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| e.to_string())?
         .filter_map(Result::ok)
@@ -108,6 +201,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
         })
         .collect();
     sets.sort();
+    let mut out = Vec::with_capacity(sets.len());
     for set in sets {
         let inputs = read_pbs(&set, "input")?;
         let expected = read_pbs(&set, "output")?;
@@ -117,23 +211,21 @@ fn run_case(dir: &Path) -> Result<(), String> {
             .zip(inputs)
             .map(|(&id, t)| (graph.value(id).name.clone(), t))
             .collect();
-        let outs = interp::run(&graph, &named).map_err(|e| format!("run: {e}"))?;
-        if outs.len() != expected.len() {
-            return Err(format!(
-                "{} outputs, expected {}",
-                outs.len(),
-                expected.len()
-            ));
-        }
-        for (i, (g, w)) in outs.iter().zip(&expected).enumerate() {
-            compare(i, g, w)?;
-        }
+        out.push((named, expected));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Runs a `light` model: inputs are `arange(n)/n` in f32 as the ONNX runner makes them.
-fn run_light(model: &Path) -> Result<(), String> {
+fn run_light(model: &Path) -> Outcome {
+    match catch(|| read_light(model)) {
+        Ok((graph, sets)) => check_both(&graph, &sets),
+        Err(e) => Outcome::failed(e),
+    }
+}
+
+/// A `light` model, its inputs and its expected outputs.
+fn read_light(model: &Path) -> Result<(Graph, Vec<DataSet>), String> {
     let graph = onnx::load(model).map_err(|e| format!("import: {e}"))?;
     kiln::ir::verify(&graph).map_err(|e| format!("verify: {e}"))?;
     let mut inputs = Vec::new();
@@ -149,14 +241,15 @@ fn run_light(model: &Path) -> Result<(), String> {
         let data: Vec<f32> = (0..n).map(|i| (i as f64 / n as f64) as f32).collect();
         inputs.push((v.name.clone(), Tensor::from_vec(dims, data)));
     }
-    let outs = interp::run(&graph, &inputs).map_err(|e| format!("run: {e}"))?;
     let stem = model.with_extension("");
-    for (i, got) in outs.iter().enumerate() {
-        let want = onnx::read_tensor_file(Path::new(&format!("{}_output_{i}.pb", stem.display())))
-            .map_err(|e| e.to_string())?;
-        compare(i, got, &want)?;
+    let mut expected = Vec::new();
+    for i in 0..graph.outputs.len() {
+        expected.push(
+            onnx::read_tensor_file(Path::new(&format!("{}_output_{i}.pb", stem.display())))
+                .map_err(|e| e.to_string())?,
+        );
     }
-    Ok(())
+    Ok((graph, vec![(inputs, expected)]))
 }
 
 /// Every case of every suite: (`suite/name`, runner input).
@@ -193,7 +286,7 @@ fn onnx_backend_suites() {
         .into_iter()
         .filter(|(n, _)| filter.as_deref().is_none_or(|f| n.contains(f)))
         .collect();
-    let results: Mutex<Vec<(String, Result<(), String>)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<(String, Outcome)>> = Mutex::new(Vec::new());
     let running: &'static Mutex<BTreeSet<String>> = Box::leak(Box::default());
     std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_secs(WATCHDOG_SECS));
@@ -205,25 +298,30 @@ fn onnx_backend_suites() {
     });
     cases.par_iter().for_each(|(name, path)| {
         running.lock().unwrap().insert(name.clone());
-        let r = std::panic::catch_unwind(|| {
-            if name.starts_with("light/") {
-                run_light(path)
-            } else {
-                run_case(path)
-            }
-        })
-        .unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-            Err(format!("PANIC: {}", msg.unwrap_or_default()))
-        });
+        let r = if name.starts_with("light/") {
+            run_light(path)
+        } else {
+            run_case(path)
+        };
         running.lock().unwrap().remove(name);
         results.lock().unwrap().push((name.clone(), r));
     });
-    let mut results = results.into_inner().unwrap();
-    results.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut outcomes = results.into_inner().unwrap();
+    outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+    let optimized_failures: Vec<(String, String)> = outcomes
+        .iter()
+        .filter(|(n, _)| manifest.contains(n))
+        .filter_map(|(n, o)| match &o.optimized {
+            Some(Err(e)) => Some((n.clone(), e.clone())),
+            _ => None,
+        })
+        .collect();
+    let optimized_run = outcomes
+        .iter()
+        .filter(|(n, o)| manifest.contains(n) && o.optimized.is_some())
+        .count();
+    let results: Vec<(String, Result<(), String>)> =
+        outcomes.into_iter().map(|(n, o)| (n, o.plain)).collect();
 
     let passing: BTreeSet<String> = results
         .iter()
@@ -276,14 +374,20 @@ fn onnx_backend_suites() {
         println!("FAILED {n}: {}", r.as_ref().unwrap_err());
     }
     println!("unlisted (unsupported) cases: {unlisted} ({unlisted_passing} of them pass now: add them with KILN_CONFORMANCE_UPDATE=1)");
+    for (n, e) in &optimized_failures {
+        println!("FAILED OPTIMIZED {n}: {e}");
+    }
     println!(
-        "conformance: {} passed, {} failed",
+        "conformance: {} passed, {} failed; optimized: {} passed, {} failed",
         listed_run - listed_failures.len(),
-        listed_failures.len()
+        listed_failures.len(),
+        optimized_run - optimized_failures.len(),
+        optimized_failures.len()
     );
     assert!(
-        listed_failures.is_empty(),
-        "{} manifest cases failed",
-        listed_failures.len()
+        listed_failures.is_empty() && optimized_failures.is_empty(),
+        "{} manifest cases failed, {} after optimization",
+        listed_failures.len(),
+        optimized_failures.len()
     );
 }

@@ -1,13 +1,12 @@
-//! Every optimized graph computes what the unoptimized one does: the built-in rules
-//! run through the pipeline on each ONNX fixture model, and both graphs are evaluated
+//! Every optimized graph computes what the unoptimized one does: the standard
+//! pipeline (every built-in rule, phase by phase) runs on each ONNX fixture model, and both graphs are evaluated
 //! on the reference interpreter with random inputs (fixed seeds plus a fresh one).
 
 use std::path::PathBuf;
 
 use kiln_ir::{interp, DType, Dim, Graph, Tensor};
 use kiln_passes::cost::TargetProfile;
-use kiln_passes::pipeline::{Phase, Pipeline};
-use kiln_passes::rules::RuleSet;
+use kiln_passes::pipeline::Pipeline;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -58,11 +57,7 @@ fn optimized_fixtures_match_the_unoptimized_graphs() {
         .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
-    let rules = RuleSet::builtin();
-    let pipeline = Pipeline::new(vec![
-        Phase::new("layout", rules.theme("layout").rewrites()),
-        Phase::new("algebra", rules.theme("algebra").rewrites()),
-    ]);
+    let pipeline = Pipeline::standard();
     let fresh: u64 = rand::random();
     println!("fresh seed: {fresh}");
     for dir in dirs {
