@@ -58,20 +58,28 @@ fn tiny_model(dir: &Path) -> PathBuf {
     write_model(dir, "tiny.onnx", &m)
 }
 
-/// A chain of more ReLUs than `--egraph-dot` draws.
-fn relu_chain(dir: &Path) -> PathBuf {
-    let n = kiln::cli::explain::DOT_NODE_LIMIT + 1;
-    let names: Vec<String> = (0..=n).map(|i| format!("v{i}")).collect();
-    let nodes = (0..n)
-        .map(|i| node("Relu", &format!("relu{i}"), &[&names[i]], &[&names[i + 1]]))
+/// More e-nodes than `--egraph-dot` draws: `concat(x + c_i)` over distinct
+/// constants (wide, not deep: extraction of a deep chain is slow).
+fn wide_model(dir: &Path) -> PathBuf {
+    let n = kiln::cli::explain::DOT_NODE_LIMIT / 2 + 1;
+    let (sums, consts): (Vec<String>, Vec<String>) =
+        (0..n).map(|i| (format!("a{i}"), format!("c{i}"))).unzip();
+    let mut nodes: Vec<_> = (0..n)
+        .map(|i| node("Add", &format!("add{i}"), &["x", &consts[i]], &[&sums[i]]))
         .collect();
+    let refs: Vec<&str> = sums.iter().map(String::as_str).collect();
+    let mut cat = node("Concat", "cat", &refs, &["y"]);
+    cat.attribute.push(attr_int("axis", 0));
+    nodes.push(cat);
     let m = model(
         nodes,
-        vec![value_info("v0", FLOAT, &[2])],
-        vec![value_info(&names[n], FLOAT, &[2])],
-        vec![],
+        vec![value_info("x", FLOAT, &[2])],
+        vec![value_info("y", FLOAT, &[2 * n as i64])],
+        (0..n)
+            .map(|i| f32_init(&consts[i], &[1], &[i as f32 + 1.0]))
+            .collect(),
     );
-    write_model(dir, "chain.onnx", &m)
+    write_model(dir, "wide.onnx", &m)
 }
 
 fn ok(args: &[&str]) -> (String, String) {
@@ -234,7 +242,7 @@ fn egraph_dot_is_written_for_small_graphs_and_refused_for_large() {
     let big = dir.path().join("big.dot");
     let err = kiln_fails(&[
         "explain",
-        s(&relu_chain(dir.path())),
+        s(&wide_model(dir.path())),
         "--egraph-dot",
         s(&big),
     ]);
@@ -247,7 +255,12 @@ fn emitted_graph_reparses_and_matches_the_source() {
     let dir = tempfile::tempdir().unwrap();
     let m = tiny_model(dir.path());
     emitted_graph_matches_source(&m, dir.path());
-    emitted_graph_matches_source(&bert(), dir.path());
+    for name in ["bert", "gpt2", "llama", "vit"] {
+        let m = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "tests/fixtures/onnx/{name}_torchscript_fixed/model.onnx"
+        ));
+        emitted_graph_matches_source(&m, dir.path());
+    }
     // `-` (and no PATH) write to stdout.
     let (out, _) = ok(&["compile", s(&m), "--emit-graph", "-"]);
     let g = kiln_ir::text::parse(&out).unwrap();
@@ -312,4 +325,39 @@ fn rules_check_fails_on_a_wrong_rule_from_a_file() {
     let err = kiln_fails(&["rules", "check", "add-zeros"]);
     assert!(err.contains("no rule named `add-zeros`"), "{err}");
     assert!(err.contains("did you mean add-zero"), "{err}");
+}
+
+#[test]
+fn attribution_accounts_for_every_application_and_node() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    let pipeline = kiln_passes::pipeline::Pipeline::standard();
+    let profile = kiln_passes::cost::TargetProfile::h200();
+    let cost = kiln_passes::cost::CostModel::new(profile.clone()).with_dims(pipeline.dims.clone());
+    for name in [
+        "bert_torchscript_fixed",
+        "llama_dynamo_dynamic",
+        "gpt2_torchscript_dynamic",
+    ] {
+        let g = kiln_frontends::onnx::load(&root.join(name).join("model.onnx")).unwrap();
+        let (opt, report) = pipeline.run(&g, &profile).unwrap();
+        for p in &report.phases {
+            let by_brick: usize = p.applied_by_brick.values().sum();
+            let total: usize = p.applied.values().sum();
+            assert_eq!(by_brick, total, "{name}: phase {}", p.name);
+        }
+        let e = kiln_passes::explain::explain(&g, &opt, &report, &cost);
+        let sum = |f: fn(&kiln_passes::explain::BrickReport) -> f64| -> f64 {
+            e.bricks.iter().map(f).sum()
+        };
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+        assert!(close(sum(|b| b.cost_before_us), e.cost_before_us), "{name}");
+        assert!(
+            close(sum(|b| b.cost_after_us), cost.graph_cost(&opt) * 1e6),
+            "{name}"
+        );
+        let nodes: usize = e.bricks.iter().map(|b| b.nodes_after).sum();
+        assert_eq!(nodes, opt.nodes().len(), "{name}");
+        let nodes: usize = e.bricks.iter().map(|b| b.nodes_before).sum();
+        assert_eq!(nodes, g.nodes().len(), "{name}");
+    }
 }
