@@ -4,6 +4,7 @@
 //! (serializable, so `--json` prints the same thing the text table shows).
 //!
 //! Attribution: a source node belongs to its brick; an extracted node to the brick
+//! of the source node it is (same op on the same named values), else to the brick
 //! of the e-class it computes (extraction keeps origins); a rule application to the
 //! brick of the e-class it changed ([`crate::pipeline::brick_of`]). Costs are
 //! priced per node by the same [`CostModel`] the pipeline extracts with, so a
@@ -11,7 +12,7 @@
 //! source and extracted graphs (the pipeline's own `cost_after` prices the program
 //! in the e-graph, whose types can be more precise, and may differ slightly).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use egg::StopReason;
 use kiln_ir::{BrickId, Graph, Op, TensorType, ValueDef};
@@ -228,9 +229,25 @@ pub fn explain(
         row.nodes_before += 1;
         row.cost_before += c;
     }
+    // An optimized node that is a source node (same op on the same named values)
+    // keeps that node's brick: the e-class's origin can be another member's after
+    // a union (`cast(x) = x` makes x's producer look like the cast's).
+    let key = |g: &Graph, n: &kiln_ir::Node| {
+        let inputs: Vec<String> = n.inputs.iter().map(|&v| g.value(v).name.clone()).collect();
+        (n.op.to_text(), inputs)
+    };
+    let source_brick: HashMap<(String, Vec<String>), Option<BrickId>> = source
+        .nodes()
+        .iter()
+        .map(|n| (key(source, n), n.brick))
+        .collect();
     for (n, c) in optimized.nodes().iter().zip(node_costs(optimized, cost)) {
-        see(n.brick, &mut order);
-        let row = rows.entry(n.brick).or_default();
+        let brick = source_brick
+            .get(&key(optimized, n))
+            .copied()
+            .unwrap_or(n.brick);
+        see(brick, &mut order);
+        let row = rows.entry(brick).or_default();
         row.nodes_after += 1;
         row.cost_after += c;
         if let Some(label) = chosen_label(&n.op) {
