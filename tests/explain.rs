@@ -239,6 +239,10 @@ fn egraph_dot_is_written_for_small_graphs_and_refused_for_large() {
     let text = std::fs::read_to_string(&dot).unwrap();
     assert!(text.starts_with("digraph"), "{text}");
     assert!(text.contains("Transpose"), "{text}");
+    for line in text.lines() {
+        let quotes = line.replace("\\\\", "").replace("\\\"", "").matches('"').count();
+        assert_eq!(quotes % 2, 0, "unbalanced quotes: {line}");
+    }
     let big = dir.path().join("big.dot");
     let err = kiln_fails(&[
         "explain",

@@ -13,13 +13,15 @@
 //! in the e-graph, whose types can be more precise, and may differ slightly).
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
 
-use egg::StopReason;
+use egg::{Language, StopReason};
 use kiln_ir::{BrickId, Graph, Op, TensorType, ValueDef};
 use serde::Serialize;
 
 use crate::cost::CostModel;
 use crate::pipeline::Report;
+use crate::KilnEGraph;
 
 /// Op names reported as chosen fused regions or composite ops (matched on the op's
 /// name, so new fused forms need no change here).
@@ -329,4 +331,54 @@ pub fn explain(
         extract_ms: ms(report.extract_time),
         total_ms: ms(report.total_time),
     }
+}
+
+/// `s` as the inside of a Graphviz double-quoted string.
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The e-graph as Graphviz: one dotted cluster per e-class (labelled with its id,
+/// source value name and type), one box per e-node, an edge from each e-node to each
+/// operand's e-class. Labels are escaped (op attributes can hold quotes).
+pub fn egraph_dot(egraph: &KilnEGraph) -> String {
+    let mut out = String::from("digraph egraph {\n  compound=true\n  clusterrank=local\n");
+    let mut classes: Vec<_> = egraph.classes().collect();
+    classes.sort_by_key(|c| c.id);
+    for class in &classes {
+        let d = &class.data;
+        let name = d.origin.as_ref().map_or("", |o| o.value.as_str());
+        let ty = d.ty().map(|t| t.to_string()).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  subgraph cluster_{} {{\n    style=dotted\n    label=\"#{} {} {}\"",
+            class.id,
+            class.id,
+            dot_escape(name),
+            dot_escape(&ty)
+        );
+        for (i, node) in class.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "    n{}_{i} [shape=box, label=\"{}\"]",
+                class.id,
+                dot_escape(&node.to_string())
+            );
+        }
+        out.push_str("  }\n");
+    }
+    for class in &classes {
+        for (i, node) in class.iter().enumerate() {
+            for (k, &child) in node.children().iter().enumerate() {
+                let child = egraph.find(child);
+                let _ = writeln!(
+                    out,
+                    "  n{}_{i} -> n{child}_0 [lhead=cluster_{child}, label=\"{k}\"]",
+                    class.id
+                );
+            }
+        }
+    }
+    out.push_str("}\n");
+    out
 }

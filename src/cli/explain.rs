@@ -49,7 +49,7 @@ pub fn explain(args: &ExplainArgs) -> Result<i32, Error> {
                  {DOT_NODE_LIMIT} for Graphviz output (use a smaller model)"
             )));
         }
-        let dot = c.egraph.egraph.dot().to_string();
+        let dot = kiln_passes::explain::egraph_dot(&c.egraph.egraph);
         io::write_atomically(path, dot.as_bytes())?;
         eprintln!("wrote the e-graph ({nodes} e-nodes) to {}", path.display());
     }
