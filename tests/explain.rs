@@ -240,7 +240,11 @@ fn egraph_dot_is_written_for_small_graphs_and_refused_for_large() {
     assert!(text.starts_with("digraph"), "{text}");
     assert!(text.contains("Transpose"), "{text}");
     for line in text.lines() {
-        let quotes = line.replace("\\\\", "").replace("\\\"", "").matches('"').count();
+        let quotes = line
+            .replace("\\\\", "")
+            .replace("\\\"", "")
+            .matches('"')
+            .count();
         assert_eq!(quotes % 2, 0, "unbalanced quotes: {line}");
     }
     let big = dir.path().join("big.dot");
@@ -364,4 +368,19 @@ fn attribution_accounts_for_every_application_and_node() {
         let nodes: usize = e.bricks.iter().map(|b| b.nodes_before).sum();
         assert_eq!(nodes, g.nodes().len(), "{name}");
     }
+}
+
+#[test]
+fn emit_graph_to_an_unwritable_place_is_an_error_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_model(dir.path());
+    let out = dir.path().join("missing").join("opt.kir");
+    let err = kiln_fails(&["compile", s(&m), "--emit-graph", s(&out)]);
+    assert!(err.contains("cannot write"), "{err}");
+    assert!(!out.exists());
+    // An existing file is replaced whole.
+    let out = dir.path().join("opt.kir");
+    std::fs::write(&out, "old").unwrap();
+    ok(&["compile", s(&m), "--emit-graph", s(&out)]);
+    kiln_ir::text::parse(&std::fs::read_to_string(&out).unwrap()).unwrap();
 }
