@@ -13,6 +13,7 @@
 mod analysis;
 mod convert;
 pub mod cost;
+pub mod explain;
 pub mod extract_dag;
 mod lang;
 pub mod pipeline;

@@ -8,14 +8,18 @@
 //! each rule applied; the modelled cost before and after.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use egg::{Rewrite, Runner, StopReason};
-use kiln_ir::{Graph, NodeError};
+use egg::{
+    Applier, Id, PatternAst, Rewrite, Runner, SearchMatches, Searcher, StopReason, Subst, Symbol,
+    Var,
+};
+use kiln_ir::{BrickId, Graph, NodeError};
 
 use crate::cost::{CostModel, DimBindings, TargetProfile};
 use crate::extract_dag::extract_dag;
-use crate::{to_egraph, KilnAnalysis, KilnEGraph, KilnLang};
+use crate::{to_egraph, EGraphModel, KilnAnalysis, KilnEGraph, KilnLang};
 
 /// Most e-nodes a phase may grow the e-graph to. A 22-layer Llama graph starts at
 /// a few thousand e-nodes; the limit leaves room for two orders of magnitude of
@@ -102,6 +106,9 @@ pub struct PhaseReport {
     /// The graph extracted after the phase in the text form, when it was asked for
     /// with [`Pipeline::dump_after`].
     pub dump: Option<String>,
+    /// Applications per (rule name, brick of the e-class the rule changed); `None`
+    /// when no brick could be found (see [`brick_of`]). Sums to [`Self::applied`].
+    pub applied_by_brick: BTreeMap<(String, Option<BrickId>), usize>,
 }
 
 /// What a pipeline run did.
@@ -187,6 +194,17 @@ impl Pipeline {
         graph: &Graph,
         profile: &TargetProfile,
     ) -> Result<(Graph, Report), NodeError> {
+        self.run_keeping_egraph(graph, profile)
+            .map(|(g, report, _)| (g, report))
+    }
+
+    /// [`Pipeline::run`], also returning the saturated e-graph (for pass developers:
+    /// Graphviz dumps, statistics).
+    pub fn run_keeping_egraph(
+        &self,
+        graph: &Graph,
+        profile: &TargetProfile,
+    ) -> Result<(Graph, Report, EGraphModel), NodeError> {
         let start = Instant::now();
         let cost = CostModel::new(profile.clone()).with_dims(self.dims.clone());
         let cost_before = cost.graph_cost(graph);
@@ -200,12 +218,19 @@ impl Pipeline {
                 std::mem::replace(&mut model.egraph, KilnEGraph::new(KilnAnalysis::default()));
             let (classes_before, nodes_before) =
                 (egraph.number_of_classes(), egraph.total_number_of_nodes());
+            let log: Arc<Mutex<BrickLog>> = Arc::default();
+            let rewrites: Vec<_> = phase
+                .rewrites
+                .iter()
+                .map(|rw| recording(rw, &log))
+                .collect();
             let runner = Runner::default()
                 .with_egraph(egraph)
                 .with_node_limit(phase.limits.nodes)
                 .with_iter_limit(phase.limits.iterations)
                 .with_time_limit(phase.limits.time)
-                .run(&phase.rewrites);
+                .run(&rewrites);
+            let applied_by_brick = std::mem::take(&mut *log.lock().expect("log not poisoned"));
             let mut applied = BTreeMap::new();
             for it in &runner.iterations {
                 for (rule, n) in &it.applied {
@@ -233,6 +258,7 @@ impl Pipeline {
                 time: t.elapsed(),
                 applied,
                 dump,
+                applied_by_brick,
             });
         }
         let t = Instant::now();
@@ -253,6 +279,132 @@ impl Pipeline {
                 extract_time,
                 total_time: start.elapsed(),
             },
+            model,
         ))
+    }
+}
+
+/// How deep [`brick_of`] looks through operands for a brick when an e-class has none
+/// of its own (an e-class a rule created).
+pub const BRICK_SEARCH_DEPTH: usize = 4;
+
+/// Rule applications per (rule, brick), as [`PhaseReport::applied_by_brick`].
+type BrickLog = BTreeMap<(String, Option<BrickId>), usize>;
+
+/// The brick an e-class belongs to: its origin's brick, else the first brick found
+/// breadth-first among its e-nodes' operands (at most [`BRICK_SEARCH_DEPTH`] deep).
+pub fn brick_of(egraph: &KilnEGraph, class: Id) -> Option<BrickId> {
+    let mut frontier = vec![egraph.find(class)];
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..=BRICK_SEARCH_DEPTH {
+        let mut next = vec![];
+        for c in frontier {
+            if !seen.insert(c) {
+                continue;
+            }
+            if let Some(b) = egraph[c].data.origin.as_ref().and_then(|o| o.brick) {
+                return Some(b);
+            }
+            for n in egraph[c].iter() {
+                next.extend(egg::Language::children(n).iter().map(|&k| egraph.find(k)));
+            }
+        }
+        frontier = next;
+    }
+    None
+}
+
+/// `rw` with its applier wrapped in a [`Recording`] applier logging into `log`.
+fn recording(
+    rw: &Rewrite<KilnLang, KilnAnalysis>,
+    log: &Arc<Mutex<BrickLog>>,
+) -> Rewrite<KilnLang, KilnAnalysis> {
+    let applier = Recording {
+        inner: rw.applier.clone(),
+        log: log.clone(),
+    };
+    Rewrite::new(rw.name, SharedSearcher(rw.searcher.clone()), applier)
+        .expect("the wrapped rewrite's variables were checked when it was built")
+}
+
+/// A rewrite's searcher, shared with the rewrite it came from.
+struct SharedSearcher(Arc<dyn Searcher<KilnLang, KilnAnalysis> + Sync + Send>);
+
+impl Searcher<KilnLang, KilnAnalysis> for SharedSearcher {
+    fn search_eclass_with_limit(
+        &self,
+        egraph: &KilnEGraph,
+        eclass: Id,
+        limit: usize,
+    ) -> Option<SearchMatches<'_, KilnLang>> {
+        self.0.search_eclass_with_limit(egraph, eclass, limit)
+    }
+
+    fn search_with_limit(
+        &self,
+        egraph: &KilnEGraph,
+        limit: usize,
+    ) -> Vec<SearchMatches<'_, KilnLang>> {
+        self.0.search_with_limit(egraph, limit)
+    }
+
+    fn get_pattern_ast(&self) -> Option<&PatternAst<KilnLang>> {
+        self.0.get_pattern_ast()
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        self.0.vars()
+    }
+}
+
+/// An applier that applies each match through the rule's own applier and logs what
+/// changed under the brick of the matched e-class; the rule files stay untouched.
+struct Recording {
+    inner: Arc<dyn Applier<KilnLang, KilnAnalysis> + Sync + Send>,
+    log: Arc<Mutex<BrickLog>>,
+}
+
+impl Applier<KilnLang, KilnAnalysis> for Recording {
+    fn apply_matches(
+        &self,
+        egraph: &mut KilnEGraph,
+        matches: &[SearchMatches<KilnLang>],
+        rule_name: Symbol,
+    ) -> Vec<Id> {
+        let mut changed = vec![];
+        for m in matches {
+            // One match at a time, through the inner `apply_matches` (which a native
+            // rule may override), so each change is attributed to its own match.
+            let ids = self
+                .inner
+                .apply_matches(egraph, std::slice::from_ref(m), rule_name);
+            if !ids.is_empty() {
+                let brick = brick_of(egraph, m.eclass);
+                let mut log = self.log.lock().expect("log not poisoned");
+                *log.entry((rule_name.to_string(), brick)).or_insert(0) += ids.len();
+            }
+            changed.extend(ids);
+        }
+        changed
+    }
+
+    fn apply_one(
+        &self,
+        egraph: &mut KilnEGraph,
+        eclass: Id,
+        subst: &Subst,
+        searcher_ast: Option<&PatternAst<KilnLang>>,
+        rule_name: Symbol,
+    ) -> Vec<Id> {
+        self.inner
+            .apply_one(egraph, eclass, subst, searcher_ast, rule_name)
+    }
+
+    fn get_pattern_ast(&self) -> Option<&PatternAst<KilnLang>> {
+        self.inner.get_pattern_ast()
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        self.inner.vars()
     }
 }

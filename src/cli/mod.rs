@@ -1,5 +1,9 @@
 //! The `kiln` command line.
 
+pub mod compile;
+pub mod explain;
+pub mod rules;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -43,6 +47,18 @@ pub enum Command {
         /// Print the imported graph in kiln's IR text form instead.
         #[arg(long)]
         ir: bool,
+    },
+    /// Optimize a model (standard pipeline) and write the optimized graph.
+    Compile(compile::CompileArgs),
+    /// Show what the optimizer does to a model: per brick the modelled cost before
+    /// and after, the rules fired and the fused regions chosen; per phase the
+    /// e-graph statistics.
+    Explain(explain::ExplainArgs),
+    /// List the rewrite rules or check their soundness.
+    Rules {
+        /// What to do with the rules.
+        #[command(subcommand)]
+        command: rules::RulesCommand,
     },
 }
 
@@ -104,6 +120,9 @@ pub fn execute(command: Command) -> Result<i32, Error> {
             }
             Ok(0)
         }
+        Command::Compile(args) => compile::compile(&args),
+        Command::Explain(args) => explain::explain(&args),
+        Command::Rules { command } => rules::rules(&command),
     }
 }
 

@@ -1,0 +1,150 @@
+//! `kiln compile`: optimize a model with the standard pipeline, write the optimized
+//! graph in the IR text form (`--emit-graph`) and show it after chosen phases
+//! (`--dump-after`). Also the shared helpers of the optimizer commands: the cost
+//! model target and the pipeline run.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use kiln_ir::Graph;
+use kiln_passes::cost::{CostModel, TargetProfile, BUILTIN_TARGETS};
+use kiln_passes::pipeline::{Pipeline, Report};
+use kiln_passes::EGraphModel;
+
+use crate::{io, Error, Model};
+
+/// The cost model target when `--target` is not given.
+pub const DEFAULT_TARGET: &str = "h200";
+
+/// Arguments of `kiln compile`.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The model (.onnx).
+    pub model: PathBuf,
+    /// The target the cost model prices for: h200, cpu (= cpu-default) or a
+    /// profile file PATH.toml.
+    #[arg(long, default_value = DEFAULT_TARGET, value_name = "h200|cpu|PATH.toml")]
+    pub target: String,
+    /// Write the optimized graph in kiln's IR text form to PATH, atomically (a file
+    /// is never left half-written); `-` or no PATH writes it to stdout. Weights of
+    /// more than 16 elements are written as references by name.
+    #[arg(
+        long,
+        value_name = "PATH|-",
+        num_args = 0..=1,
+        default_missing_value = "-"
+    )]
+    pub emit_graph: Option<PathBuf>,
+    /// Print the graph (IR text form) after phase PHASE on stdout, under a
+    /// `// graph after phase PHASE` line; repeatable. Phases: simplify, bricks,
+    /// fusion, regions.
+    #[arg(long, value_name = "PHASE")]
+    pub dump_after: Vec<String>,
+}
+
+/// The cost model profile `--target` names: a built-in name (`h200`,
+/// `cpu-default`, `cpu` for `cpu-default`) or a TOML profile file.
+pub fn target_profile(target: &str) -> Result<TargetProfile, Error> {
+    let name = if target == "cpu" {
+        "cpu-default"
+    } else {
+        target
+    };
+    if let Some(p) = TargetProfile::builtin(name) {
+        return Ok(p);
+    }
+    if target.ends_with(".toml") || Path::new(target).is_file() {
+        return TargetProfile::load(Path::new(target))
+            .map_err(|e| Error::Input(format!("--target: {e}")));
+    }
+    let names: Vec<&str> = BUILTIN_TARGETS.iter().map(|(n, _)| *n).collect();
+    Err(Error::Input(format!(
+        "unknown target `{target}` (choose {}, cpu, or a profile file PATH.toml)",
+        names.join(", ")
+    )))
+}
+
+/// The standard pipeline, dumping after `phases`; an unknown phase is an error
+/// listing the pipeline's phases.
+pub fn pipeline(dump_after: &[String]) -> Result<Pipeline, Error> {
+    let mut p = Pipeline::standard();
+    let names: Vec<String> = p.phase_names().iter().map(|s| s.to_string()).collect();
+    for phase in dump_after {
+        if !names.contains(phase) {
+            return Err(Error::Input(format!(
+                "--dump-after: unknown phase `{phase}` (the phases are {})",
+                names.join(", ")
+            )));
+        }
+        p = p.dump_after(phase);
+    }
+    Ok(p)
+}
+
+/// What one optimizer run produced.
+pub struct Compiled {
+    /// The imported graph.
+    pub source: Graph,
+    /// The optimized graph.
+    pub optimized: Graph,
+    /// The pipeline's report.
+    pub report: Report,
+    /// The saturated e-graph.
+    pub egraph: EGraphModel,
+    /// The cost model the pipeline priced with.
+    pub cost: CostModel,
+}
+
+/// Imports `model` and runs `pipeline` on it for `profile`.
+pub fn optimize(
+    model: &Path,
+    pipeline: &Pipeline,
+    profile: &TargetProfile,
+) -> Result<Compiled, Error> {
+    let source = Model::load(model)?.graph().clone();
+    let (optimized, report, egraph) = pipeline
+        .run_keeping_egraph(&source, profile)
+        .map_err(|e| Error::Input(format!("optimizing `{}` failed: {e}", model.display())))?;
+    let cost = CostModel::new(profile.clone()).with_dims(pipeline.dims.clone());
+    Ok(Compiled {
+        source,
+        optimized,
+        report,
+        egraph,
+        cost,
+    })
+}
+
+/// Runs `kiln compile`.
+pub fn compile(args: &CompileArgs) -> Result<i32, Error> {
+    let profile = target_profile(&args.target)?;
+    let pipeline = pipeline(&args.dump_after)?;
+    let c = optimize(&args.model, &pipeline, &profile)?;
+    for phase in &c.report.phases {
+        if let Some(dump) = &phase.dump {
+            println!("// graph after phase {}", phase.name);
+            print!("{dump}");
+        }
+    }
+    if let Some(path) = &args.emit_graph {
+        let text = kiln_ir::text::print(&c.optimized);
+        if path.as_os_str() == "-" {
+            print!("{text}");
+        } else {
+            io::write_atomically(path, text.as_bytes())?;
+            eprintln!("wrote the optimized graph to {}", path.display());
+        }
+    }
+    let r = &c.report;
+    eprintln!(
+        "compiled `{}` for {}: {} → {} nodes, modelled {:.1} µs → {:.1} µs in {:.0} ms",
+        c.source.name,
+        r.target,
+        c.source.nodes().len(),
+        c.optimized.nodes().len(),
+        r.cost_before * 1e6,
+        r.cost_after * 1e6,
+        r.total_time.as_secs_f64() * 1e3
+    );
+    Ok(0)
+}
