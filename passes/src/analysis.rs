@@ -117,15 +117,36 @@ impl KilnAnalysis {
         if axis > 1 {
             return None;
         }
-        let v = t.to_f64_vec();
-        let mut zero = vec![true; if axis == 0 { rows } else { cols }];
-        for r in 0..rows {
-            for c in 0..cols {
-                if v[r * cols + c] != 0.0 {
-                    zero[if axis == 0 { r } else { c }] = false;
+        // Raw bytes, stopping early: a real weight has a non-zero element in its
+        // first row, so telling it apart costs one row, not a conversion of the
+        // whole matrix (a negative zero counts as non-zero, the safe side).
+        let bytes = t.bytes();
+        let size = t.dtype().size();
+        let nonzero = |i: usize| bytes[i * size..(i + 1) * size].iter().any(|&b| b != 0);
+        let zero: Vec<bool> = if axis == 0 {
+            (0..rows)
+                .map(|r| {
+                    !bytes[r * cols * size..(r + 1) * cols * size]
+                        .iter()
+                        .any(|&b| b != 0)
+                })
+                .collect()
+        } else {
+            let mut zero = vec![true; cols];
+            let mut remaining = cols;
+            for r in 0..rows {
+                if remaining == 0 {
+                    break;
+                }
+                for (c, z) in zero.iter_mut().enumerate() {
+                    if *z && nonzero(r * cols + c) {
+                        *z = false;
+                        remaining -= 1;
+                    }
                 }
             }
-        }
+            zero
+        };
         let z = Rc::new(zero);
         self.zero_lines.borrow_mut().insert((name, axis), z.clone());
         Some(z)

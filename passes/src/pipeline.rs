@@ -62,6 +62,11 @@ pub struct Phase {
     pub rewrites: Vec<Rewrite<KilnLang, KilnAnalysis>>,
     /// The phase's limits.
     pub limits: Limits,
+    /// Start from the best program so far: extract it and rebuild the e-graph
+    /// from it before the phase runs (a phase barrier). The phase then sees one
+    /// program instead of every equivalent found so far, which keeps rules that
+    /// combine neighbouring e-nodes (regions) from multiplying alternatives.
+    pub from_best: bool,
 }
 
 impl Phase {
@@ -71,7 +76,14 @@ impl Phase {
             name: name.to_string(),
             rewrites,
             limits: Limits::default(),
+            from_best: false,
         }
+    }
+
+    /// The phase starting from the best program so far (see [`Phase::from_best`]).
+    pub fn from_best(mut self) -> Phase {
+        self.from_best = true;
+        self
     }
 
     /// The phase with these limits.
@@ -155,7 +167,10 @@ impl Pipeline {
     /// (brick-level rewrites: QKV and gate/up concatenation, LoRA, dead experts and
     /// neurons), `fusion` (recognition of composite ops and matmul epilogues) and
     /// `regions` (elementwise chains into fused regions). The e-graph carries over
-    /// from phase to phase, so later phases see every equivalent found earlier.
+    /// from phase to phase, so later phases see every equivalent found earlier,
+    /// except that `regions` starts from the best program of the first three
+    /// phases (regions combine neighbouring e-nodes: over every alternative they
+    /// would multiply, over one program they grow linearly).
     pub fn standard() -> Pipeline {
         Pipeline::from_rules(&crate::rules::RuleSet::builtin())
     }
@@ -173,7 +188,7 @@ impl Pipeline {
             phase("simplify", &["layout", "algebra"]),
             phase("bricks", &["bricks"]),
             phase("fusion", &["fusion"]),
-            phase("regions", &["regions"]),
+            phase("regions", &["regions"]).from_best(),
         ])
     }
 
@@ -214,6 +229,10 @@ impl Pipeline {
         let mut phases = Vec::with_capacity(self.phases.len());
         for phase in &self.phases {
             let t = Instant::now();
+            if phase.from_best {
+                let best = extract_dag(&model, &cost)?.graph;
+                model = to_egraph(&best);
+            }
             let egraph =
                 std::mem::replace(&mut model.egraph, KilnEGraph::new(KilnAnalysis::default()));
             let (classes_before, nodes_before) =

@@ -131,7 +131,7 @@ fn full_size_two_layer_models_go_through_the_standard_pipeline() {
     cfg.seq = SeqLen::Symbolic;
     optimize(
         "tinyllama_2_symbolic",
-        &synthetic::llama(&cfg, Weights::Zeros),
+        &synthetic::llama(&cfg, Weights::Shared),
     );
 }
 

@@ -55,7 +55,7 @@ impl BertConfig {
 /// A BERT-base-shaped encoder ([`BertConfig::base`]) with zero weights, over
 /// `hidden_states: f32[1, 128, 768]` and an additive `mask: f32[1, 1, 1, 128]`.
 pub fn bert_base_like(layers: usize) -> Graph {
-    bert(&BertConfig::base(layers), Weights::Zeros)
+    bert(&BertConfig::base(layers), Weights::Shared)
 }
 
 /// A BERT encoder of shape `cfg`: inputs `hidden_states: f32[1, S, hidden]` and

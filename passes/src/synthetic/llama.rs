@@ -77,7 +77,7 @@ impl LlamaConfig {
 /// A TinyLlama-1.1B-shaped decoder ([`LlamaConfig::tinyllama`], 22 layers in the
 /// real model) with zero weights.
 pub fn tinyllama_like(layers: usize) -> Graph {
-    llama(&LlamaConfig::tinyllama(layers), Weights::Zeros)
+    llama(&LlamaConfig::tinyllama(layers), Weights::Shared)
 }
 
 /// A Llama decoder of shape `cfg`. Inputs: `input_ids: i64[1, S]`,

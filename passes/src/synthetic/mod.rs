@@ -3,7 +3,7 @@
 //! ONNX exporters emit them (decomposed LayerNorm, erf GELU, RMSNorm, RoPE, GQA), so
 //! the optimizer has to recognize every composite itself.
 //!
-//! Weights are either zero tensors shared per shape ([`Weights::Zeros`]: one buffer
+//! Weights are either zero tensors shared per shape ([`Weights::Shared`]: one buffer
 //! each, for full-size graphs the optimizer never evaluates) or small random values
 //! ([`Weights::Seeded`]: for small configurations run on the reference interpreter).
 
@@ -12,7 +12,7 @@ mod llama;
 
 use std::collections::HashMap;
 
-use kiln_ir::{BrickId, DType, Dim, Graph, Op, Tensor, TensorType, ValueId};
+use kiln_ir::{BrickId, Dim, Graph, Op, Tensor, TensorType, ValueId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -22,10 +22,15 @@ pub use llama::{llama, tinyllama_like, LlamaConfig};
 /// The name of the symbolic sequence dimension of [`SeqLen::Symbolic`] models.
 pub const SEQ_DIM: &str = "sequence";
 
-/// The value of every element of a bias or norm scale in [`Weights::Zeros`] mode: not
+/// The value of every element of a bias or norm scale in [`Weights::Shared`] mode: not
 /// 0 or 1, so `x + 0` and `x · 1` rules do not fire on what are real weights in the
 /// models imitated.
 pub const SHARED_VECTOR_FILL: f32 = 0.5;
+
+/// The value of every element of a matrix or embedding table in [`Weights::Shared`]
+/// mode: not zero, so zero-weight rules (dead experts and neurons) do not fire on
+/// what are real weights in the models imitated.
+pub const SHARED_MATRIX_FILL: f32 = 0.01;
 
 /// Half-width of the uniform distribution of seeded bias and norm offsets.
 const SEEDED_BIAS_SCALE: f32 = 0.1;
@@ -34,11 +39,9 @@ const SEEDED_BIAS_SCALE: f32 = 0.1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Weights {
     /// One buffer per shape shared by every weight of that shape (full-size graphs
-    /// cost no memory beyond one copy of each shape): matrices and embedding tables
-    /// are zero (calloc'd, never touched unless read), biases and norm scales are
-    /// [`SHARED_VECTOR_FILL`]. Rules that read weight values (dead neurons) see
-    /// all-zero matrices.
-    Zeros,
+    /// cost one copy of each shape): matrices and embedding tables are
+    /// [`SHARED_MATRIX_FILL`], biases and norm scales [`SHARED_VECTOR_FILL`].
+    Shared,
     /// Small random weights from this seed (use small configurations only: every
     /// weight is materialized).
     Seeded(u64),
@@ -90,7 +93,7 @@ impl Builder {
     fn new(name: &str, weights: Weights) -> Builder {
         let seed = match weights {
             Weights::Seeded(s) => s,
-            Weights::Zeros => 0,
+            Weights::Shared => 0,
         };
         Builder {
             g: Graph::new(name),
@@ -103,7 +106,7 @@ impl Builder {
     /// A float weight of these dims.
     fn weight(&mut self, name: &str, dims: &[usize], init: Init) -> ValueId {
         let t = match self.weights {
-            Weights::Zeros => self
+            Weights::Shared => self
                 .zeros
                 .entry(dims.to_vec())
                 .or_insert_with(|| match init {
@@ -111,7 +114,10 @@ impl Builder {
                         let n = dims.iter().product();
                         Tensor::from_vec(dims.to_vec(), vec![SHARED_VECTOR_FILL; n])
                     }
-                    Init::Matrix | Init::Embedding => Tensor::zeros(DType::F32, dims.to_vec()),
+                    Init::Matrix | Init::Embedding => {
+                        let n = dims.iter().product();
+                        Tensor::from_vec(dims.to_vec(), vec![SHARED_MATRIX_FILL; n])
+                    }
                 })
                 .clone(),
             Weights::Seeded(_) => {
