@@ -238,7 +238,9 @@ fn egraph_dot_is_written_for_small_graphs_and_refused_for_large() {
     ok(&["explain", s(&m), "--egraph-dot", s(&dot)]);
     let text = std::fs::read_to_string(&dot).unwrap();
     assert!(text.starts_with("digraph"), "{text}");
-    assert!(text.contains("Transpose"), "{text}");
+    // The e-graph of the last phase (regions start from the best program, so the
+    // cancelled transposes of earlier phases are gone from it).
+    assert!(text.contains("subgraph cluster_") && text.contains(" x "), "{text}");
     for line in text.lines() {
         let quotes = line
             .replace("\\\\", "")
