@@ -14,6 +14,8 @@ mod analysis;
 mod convert;
 pub mod cost;
 pub mod extract_dag;
+#[cfg(feature = "ilp")]
+pub mod extract_ilp;
 mod lang;
 pub mod pipeline;
 pub mod rules;
