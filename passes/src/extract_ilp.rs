@@ -394,6 +394,8 @@ pub fn ilp_choices(
         .minimise(objective)
         .using(coin_cbc)
         .with_time_limit(time_limit.as_secs_f64().max(1.0));
+    // Quiet: CBC's own log is off already; this silences its LP solver's messages.
+    model.set_parameter("slogLevel", "0");
     for (c, ns) in p.nodes.iter().enumerate() {
         let mut one = Expression::with_capacity(ns.len() + 1);
         for &x in &chosen[c] {
