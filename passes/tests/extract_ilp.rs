@@ -253,3 +253,95 @@ fn a_tiny_time_limit_still_gives_a_valid_program() {
     kiln_ir::verify(&out).unwrap();
     assert_same_outputs("small (1 ms limit)", &g, &out);
 }
+
+/// A random graph over `x, y: [8, 8]`: `nodes` ops drawn from negations,
+/// transposes, ReLUs, sums, products with constants (some of them one or zero) and
+/// matmuls with constant matrices, each reading earlier values; the last two
+/// values are the outputs. The built-in rules cancel, fold and reassociate these,
+/// giving e-graphs with cycles and real alternatives.
+fn random_graph(seed: u64, nodes: usize) -> Graph {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut g = Graph::new("random");
+    let mut vals = vec![
+        g.add_input("x", f32s(&[8, 8])),
+        g.add_input("y", f32s(&[8, 8])),
+    ];
+    let mut consts = 0;
+    let mut constant = |g: &mut Graph, rng: &mut StdRng, kind: u32| {
+        consts += 1;
+        let data: Vec<f32> = match kind {
+            0 => vec![0.0; 64],
+            1 => vec![1.0; 64],
+            _ => (0..64).map(|_| rng.random_range(-0.5f32..0.5)).collect(),
+        };
+        g.add_const(&format!("c{consts}"), Tensor::from_vec(vec![8, 8], data))
+    };
+    for i in 0..nodes {
+        let pick = |rng: &mut StdRng, vals: &[kiln_ir::ValueId]| {
+            // Prefer recent values, so chains form.
+            let n = vals.len();
+            vals[n - 1 - rng.random_range(0..n.min(4))]
+        };
+        let a = pick(&mut rng, &vals);
+        let name = format!("v{i}");
+        let v = match rng.random_range(0..8u32) {
+            0 => node(&mut g, &name, "Neg", vec![a]),
+            1 => node(&mut g, &name, "Transpose(perm: [1, 0])", vec![a]),
+            2 => node(&mut g, &name, "Relu", vec![a]),
+            3 => {
+                let b = pick(&mut rng, &vals);
+                node(&mut g, &name, "Add", vec![a, b])
+            }
+            4 => {
+                let k = rng.random_range(0..3u32);
+                let c = constant(&mut g, &mut rng, k);
+                node(
+                    &mut g,
+                    &name,
+                    if k == 0 { "Add" } else { "Mul" },
+                    vec![a, c],
+                )
+            }
+            _ => {
+                let c = constant(&mut g, &mut rng, 2);
+                node(&mut g, &name, "MatMul", vec![a, c])
+            }
+        };
+        vals.push(v);
+    }
+    let n = vals.len();
+    g.outputs = vec![vals[n - 2], vals[n - 1]];
+    g
+}
+
+#[test]
+fn ilp_matches_random_graphs_and_never_costs_more() {
+    let fresh: u64 = rand::random();
+    println!("fresh seed: {fresh}");
+    let mut better = 0;
+    let seeds: Vec<u64> = (0..16).chain([fresh]).collect();
+    for seed in seeds {
+        let g = random_graph(seed, 14);
+        let name = format!("random graph (seed {seed})");
+        let profile = TargetProfile::cpu_default();
+        let (_, rg) = Pipeline::standard().run(&g, &profile).unwrap();
+        let (out, ri) = Pipeline::standard()
+            .with_extractor(Extractor::Ilp {
+                timeout: ILP_TIME_LIMIT,
+            })
+            .run(&g, &profile)
+            .unwrap();
+        kiln_ir::verify(&out).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            ri.cost_after <= rg.cost_after * (1.0 + EPS),
+            "{name}: ILP {} > greedy {}",
+            ri.cost_after,
+            rg.cost_after
+        );
+        if ri.cost_after < rg.cost_after * (1.0 - 1e-6) {
+            better += 1;
+        }
+        assert_same_outputs(&name, &g, &out);
+    }
+    println!("ILP strictly cheaper than greedy on {better} of 17 random graphs");
+}
