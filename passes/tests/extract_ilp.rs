@@ -274,7 +274,7 @@ fn random_graph(seed: u64, nodes: usize) -> Graph {
             1 => vec![1.0; 64],
             _ => (0..64).map(|_| rng.random_range(-0.5f32..0.5)).collect(),
         };
-        g.add_const(&format!("c{consts}"), Tensor::from_vec(vec![8, 8], data))
+        g.add_const(format!("c{consts}"), Tensor::from_vec(vec![8, 8], data))
     };
     for i in 0..nodes {
         let pick = |rng: &mut StdRng, vals: &[kiln_ir::ValueId]| {
