@@ -151,6 +151,25 @@ fn ilp_matches_the_source_and_never_costs_more_on_a_cyclic_e_graph() {
         !names.iter().any(|n| n == "Neg" || n == "Transpose"),
         "{names:?}"
     );
+    // The ILP itself saw the cycle: its classes got order variables.
+    let mut model = to_egraph(&g);
+    let rules = kiln_passes::rules::RuleSet::builtin();
+    let mut set = kiln_passes::rules::RuleSet::default();
+    for theme in ["layout", "algebra"] {
+        set.rules.extend(rules.theme(theme).rules);
+    }
+    let runner = egg::Runner::default()
+        .with_egraph(std::mem::take(&mut model.egraph))
+        .run(&set.rewrites());
+    model.egraph = runner.egraph;
+    model.egraph.rebuild();
+    model.roots = model.roots.iter().map(|&r| model.egraph.find(r)).collect();
+    let cost = CostModel::new(TargetProfile::cpu_default());
+    let ilp = extract_ilp(&model, &cost, ILP_TIME_LIMIT).unwrap();
+    assert!(ilp.size.ordered >= 2, "{:?}", ilp.size);
+    assert_eq!(ilp.outcome, IlpOutcome::Optimal);
+    kiln_ir::verify(&ilp.extraction.graph).unwrap();
+    assert_same_outputs("small (cyclic e-graph)", &g, &ilp.extraction.graph);
 }
 
 #[test]
@@ -344,4 +363,32 @@ fn ilp_matches_random_graphs_and_never_costs_more() {
         assert_same_outputs(&name, &g, &out);
     }
     println!("ILP strictly cheaper than greedy on {better} of 17 random graphs");
+}
+
+/// A zero-cost cycle: the root `Relu(x)` is also `Identity(C)` with
+/// `C = Identity(root)`. Identities are free, so without the order constraints
+/// the ILP's cheapest "program" would be the cycle; it must pick `Relu(x)`.
+#[test]
+fn a_free_cycle_is_never_chosen() {
+    let mut g = Graph::new("cycle");
+    let x = g.add_input("x", f32s(&[4, 4]));
+    let y = node(&mut g, "y", "Relu", vec![x]);
+    g.outputs = vec![y];
+    let mut model = to_egraph(&g);
+    let eg = &mut model.egraph;
+    let root = model.roots[0];
+    let id = OpKey::new(&op("Identity"));
+    let c = eg.add(KilnLang::Op(id.clone(), vec![root]));
+    let back = eg.add(KilnLang::Op(id, vec![c]));
+    eg.union(back, root);
+    eg.rebuild();
+    model.roots = model.roots.iter().map(|&r| eg.find(r)).collect();
+    let cost = CostModel::new(TargetProfile::cpu_default());
+    let ilp = extract_ilp(&model, &cost, ILP_TIME_LIMIT).unwrap();
+    assert_eq!(ilp.outcome, IlpOutcome::Optimal);
+    assert!(ilp.size.ordered >= 2, "{:?}", ilp.size);
+    let greedy = extract_dag(&model, &cost).unwrap();
+    assert!((ilp.extraction.cost - greedy.cost).abs() <= EPS * greedy.cost);
+    kiln_ir::verify(&ilp.extraction.graph).unwrap();
+    assert_same_outputs("free cycle", &g, &ilp.extraction.graph);
 }
