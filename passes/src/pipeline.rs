@@ -2,8 +2,9 @@
 //!
 //! A [`Pipeline`] converts a graph to an e-graph, runs each [`Phase`]'s rewrites
 //! with egg's runner under the phase's explicit [`Limits`], extracts the cheapest
-//! program under the roofline [`CostModel`] with DAG cost
-//! ([`crate::extract_dag::extract_dag`]) and returns it with a [`Report`]: per phase
+//! program under the roofline [`CostModel`] with DAG cost (greedy,
+//! [`crate::extract_dag::extract_dag`], or by ILP with feature `ilp`: see
+//! [`Extractor`]) and returns it with a [`Report`]: per phase
 //! the stop reason, e-graph size before and after, iterations, time and how often
 //! each rule applied; the modelled cost before and after.
 
