@@ -7,12 +7,15 @@ set -euo pipefail
 
 repo_root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# Debian packages: python3-venv (venv creation on Debian's own Python) and
-# pkg-config / a C compiler for crates that build C code.
+# Debian packages: python3-venv (venv creation on Debian's own Python),
+# pkg-config / a C compiler for crates that build C code, and the CBC solver.
 need=()
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need+=(python3-venv); fi
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# libCbc for ILP extraction (kiln-passes feature `ilp`, built and tested by
+# scripts/test.sh).
+pkg-config --exists cbc 2>/dev/null || need+=(coinor-libcbc-dev)
 if ((${#need[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "setup: missing Debian packages ${need[*]}; run as root or install them" >&2

@@ -13,5 +13,8 @@ echo "test: cargo clippy"
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 echo "test: cargo test (unit, snapshot, CLI, model fixtures, robustness, doc tests)"
 cargo test --release --workspace --no-fail-fast -- --skip onnx_backend_suites
+echo "test: ILP extraction (kiln-passes feature ilp, CBC)"
+cargo clippy --release -p kiln-passes --features ilp --all-targets --quiet -- -D warnings
+cargo test --release -p kiln-passes --features ilp --test extract_ilp
 echo "test: ONNX conformance suites (reference interpreter)"
 cargo test --release --test onnx_conformance -- --nocapture

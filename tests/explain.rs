@@ -240,7 +240,10 @@ fn egraph_dot_is_written_for_small_graphs_and_refused_for_large() {
     assert!(text.starts_with("digraph"), "{text}");
     // The e-graph of the last phase (regions start from the best program, so the
     // cancelled transposes of earlier phases are gone from it).
-    assert!(text.contains("subgraph cluster_") && text.contains(" x "), "{text}");
+    assert!(
+        text.contains("subgraph cluster_") && text.contains(" x "),
+        "{text}"
+    );
     for line in text.lines() {
         let quotes = line
             .replace("\\\\", "")

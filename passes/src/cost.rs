@@ -34,7 +34,7 @@
 //! peak.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use egg::{CostFunction, Id, Language};
 use kiln_ir::op::{BinaryOp, CompositeOp, LayoutOp, NnOp, UnaryOp};
@@ -64,6 +64,9 @@ pub const BUILTIN_TARGETS: &[(&str, &str)] = &[
     ("cpu-default", include_str!("../targets/cpu-default.toml")),
 ];
 
+/// The calibrated CPU profile's path under kiln's configuration directory.
+pub const CALIBRATED_CPU_FILE: &str = "targets/cpu.toml";
+
 impl TargetProfile {
     /// Parses a profile from TOML text.
     pub fn from_toml(text: &str) -> Result<TargetProfile, String> {
@@ -92,6 +95,113 @@ impl TargetProfile {
     /// The conservative 2-core x86 CPU profile.
     pub fn cpu_default() -> TargetProfile {
         Self::builtin("cpu-default").expect("built in")
+    }
+
+    /// The profile as TOML text in the format of `passes/targets/*.toml`, after
+    /// `comment` (each of its lines becomes a `#` comment line).
+    pub fn to_toml(&self, comment: &str) -> String {
+        let mut out: String = comment.lines().map(|l| format!("# {l}\n")).collect();
+        out += &format!("name = {:?}\n", self.name);
+        out += &format!("peak_flops_f32 = {:.4e}\n", self.peak_flops_f32);
+        out += &format!("peak_flops_f16 = {:.4e}\n", self.peak_flops_f16);
+        out += &format!("mem_bandwidth = {:.4e}\n", self.mem_bandwidth);
+        out += &format!("launch_overhead = {:.4e}\n", self.launch_overhead);
+        out
+    }
+
+    /// Writes the profile ([`TargetProfile::to_toml`]) to `path` atomically: into a
+    /// temporary file beside it, then renamed over it, so a reader never sees half a
+    /// profile. Creates missing parent directories. Every number must be finite and
+    /// positive.
+    pub fn save(&self, path: &Path, comment: &str) -> Result<(), String> {
+        let numbers = [
+            self.peak_flops_f32,
+            self.peak_flops_f16,
+            self.mem_bandwidth,
+            self.launch_overhead,
+        ];
+        if numbers.iter().any(|x| !x.is_finite() || *x <= 0.0) {
+            return Err(format!("profile `{}` has a non-positive number", self.name));
+        }
+        let err = |e: std::io::Error| format!("{}: {e}", path.display());
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(err)?;
+        let file = path
+            .file_name()
+            .ok_or_else(|| format!("{}: not a file path", path.display()))?;
+        let tmp = dir.join(format!(
+            ".{}.tmp{}",
+            file.to_string_lossy(),
+            std::process::id()
+        ));
+        let written = (|| {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(self.to_toml(comment).as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(err)
+    }
+
+    /// kiln's configuration directory: `$XDG_CONFIG_HOME/kiln`, else
+    /// `$HOME/.config/kiln` (`None` when neither variable is set).
+    pub fn config_dir() -> Option<PathBuf> {
+        let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        nonempty("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| nonempty("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .map(|d| d.join("kiln"))
+    }
+
+    /// Where `kiln calibrate` writes the measured CPU profile by default, under a
+    /// configuration directory (see [`TargetProfile::config_dir`]).
+    pub fn calibrated_cpu_path(config_dir: &Path) -> PathBuf {
+        config_dir.join(CALIBRATED_CPU_FILE)
+    }
+
+    /// The profile `--target` names, with kiln's configuration directory
+    /// ([`TargetProfile::config_dir`]): see [`TargetProfile::resolve_in`].
+    pub fn resolve(name_or_path: &str) -> Result<TargetProfile, String> {
+        Self::resolve_in(name_or_path, Self::config_dir().as_deref())
+    }
+
+    /// The profile `name_or_path` names: `cpu` is the calibrated profile under
+    /// `config_dir` ([`TargetProfile::calibrated_cpu_path`]) when there is one, else
+    /// `cpu-default`; any other built-in name ([`BUILTIN_TARGETS`]) is that
+    /// profile; anything else is read as the path of a TOML profile.
+    pub fn resolve_in(
+        name_or_path: &str,
+        config_dir: Option<&Path>,
+    ) -> Result<TargetProfile, String> {
+        if name_or_path == "cpu" {
+            if let Some(path) = config_dir
+                .map(Self::calibrated_cpu_path)
+                .filter(|p| p.is_file())
+            {
+                return Self::load(&path)
+                    .map_err(|e| format!("calibrated profile {e} (re-run `kiln calibrate`)"));
+            }
+            return Ok(Self::cpu_default());
+        }
+        if let Some(p) = Self::builtin(name_or_path) {
+            return Ok(p);
+        }
+        let path = Path::new(name_or_path);
+        if path.is_file() {
+            return Self::load(path);
+        }
+        let names: Vec<&str> = BUILTIN_TARGETS.iter().map(|(n, _)| *n).collect();
+        Err(format!(
+            "unknown target `{name_or_path}`: not cpu, {} nor a profile file",
+            names.join(", ")
+        ))
     }
 
     /// Peak FLOP/s for arithmetic in `dtype`.

@@ -15,6 +15,8 @@ mod convert;
 pub mod cost;
 pub mod explain;
 pub mod extract_dag;
+#[cfg(feature = "ilp")]
+pub mod extract_ilp;
 mod lang;
 pub mod pipeline;
 pub mod rules;

@@ -2,8 +2,9 @@
 //!
 //! A [`Pipeline`] converts a graph to an e-graph, runs each [`Phase`]'s rewrites
 //! with egg's runner under the phase's explicit [`Limits`], extracts the cheapest
-//! program under the roofline [`CostModel`] with DAG cost
-//! ([`crate::extract_dag::extract_dag`]) and returns it with a [`Report`]: per phase
+//! program under the roofline [`CostModel`] with DAG cost (greedy,
+//! [`crate::extract_dag::extract_dag`], or by ILP with feature `ilp`: see
+//! [`Extractor`]) and returns it with a [`Report`]: per phase
 //! the stop reason, e-graph size before and after, iterations, time and how often
 //! each rule applied; the modelled cost before and after.
 
@@ -142,6 +143,24 @@ pub struct Report {
     pub total_time: Duration,
 }
 
+/// How the final program is extracted from the e-graph.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Extractor {
+    /// Greedy DAG-cost extraction ([`crate::extract_dag::extract_dag`]): fast, not
+    /// always optimal.
+    #[default]
+    Greedy,
+    /// Optimal DAG-cost extraction by ILP with CBC
+    /// ([`crate::extract_ilp::extract_ilp`], feature `ilp`), warm-started from the
+    /// greedy program and never dearer than it; CBC stops after `timeout` (see
+    /// [`crate::extract_ilp::ILP_TIME_LIMIT`]) with its best program so far.
+    #[cfg(feature = "ilp")]
+    Ilp {
+        /// CBC's time limit (whole seconds, at least one).
+        timeout: Duration,
+    },
+}
+
 /// The ordered list of phases, and how to price the result.
 #[derive(Default)]
 pub struct Pipeline {
@@ -151,6 +170,9 @@ pub struct Pipeline {
     pub dims: DimBindings,
     /// Names of the phases after which the graph is dumped into the report.
     pub dump_after: Vec<String>,
+    /// How the final program is extracted (dumps after phases always use the
+    /// greedy extractor).
+    pub extractor: Extractor,
 }
 
 impl Pipeline {
@@ -190,6 +212,12 @@ impl Pipeline {
             phase("fusion", &["fusion"]),
             phase("regions", &["regions"]).from_best(),
         ])
+    }
+
+    /// The pipeline with this final extractor.
+    pub fn with_extractor(mut self, extractor: Extractor) -> Pipeline {
+        self.extractor = extractor;
+        self
     }
 
     /// The names of the phases, in order.
@@ -281,7 +309,13 @@ impl Pipeline {
             });
         }
         let t = Instant::now();
-        let extraction = extract_dag(&model, &cost)?;
+        let extraction = match self.extractor {
+            Extractor::Greedy => extract_dag(&model, &cost)?,
+            #[cfg(feature = "ilp")]
+            Extractor::Ilp { timeout } => {
+                crate::extract_ilp::extract_ilp(&model, &cost, timeout)?.extraction
+            }
+        };
         let extract_time = t.elapsed();
         // Priced in the e-graph, whose types are at least as precise as the source's
         // (the extracted graph re-infers its value types, and inference can lose

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use kiln_ir::Graph;
-use kiln_passes::cost::{CostModel, TargetProfile, BUILTIN_TARGETS};
+use kiln_passes::cost::{CostModel, TargetProfile};
 use kiln_passes::pipeline::{Pipeline, Report};
 use kiln_passes::EGraphModel;
 
@@ -43,25 +43,10 @@ pub struct CompileArgs {
 }
 
 /// The cost model profile `--target` names: a built-in name (`h200`,
-/// `cpu-default`, `cpu` for `cpu-default`) or a TOML profile file.
+/// `cpu-default`), `cpu` (the profile `kiln calibrate` measured, else
+/// `cpu-default`) or a TOML profile file.
 pub fn target_profile(target: &str) -> Result<TargetProfile, Error> {
-    let name = if target == "cpu" {
-        "cpu-default"
-    } else {
-        target
-    };
-    if let Some(p) = TargetProfile::builtin(name) {
-        return Ok(p);
-    }
-    if target.ends_with(".toml") || Path::new(target).is_file() {
-        return TargetProfile::load(Path::new(target))
-            .map_err(|e| Error::Input(format!("--target: {e}")));
-    }
-    let names: Vec<&str> = BUILTIN_TARGETS.iter().map(|(n, _)| *n).collect();
-    Err(Error::Input(format!(
-        "unknown target `{target}` (choose {}, cpu, or a profile file PATH.toml)",
-        names.join(", ")
-    )))
+    TargetProfile::resolve(target).map_err(|e| Error::Input(format!("--target: {e}")))
 }
 
 /// The standard pipeline, dumping after `phases`; an unknown phase is an error

@@ -1,5 +1,6 @@
 //! The `kiln` command line.
 
+pub mod calibrate;
 pub mod compile;
 pub mod explain;
 pub mod rules;
@@ -60,6 +61,20 @@ pub enum Command {
         #[command(subcommand)]
         command: rules::RulesCommand,
     },
+    /// Measure this CPU (GEMM peak, copy bandwidth, task overhead) and write a target
+    /// profile that `--target cpu` then uses.
+    Calibrate {
+        /// Where to write the profile [default: $XDG_CONFIG_HOME/kiln/targets/cpu.toml,
+        /// else ~/.config/kiln/targets/cpu.toml].
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// Threads to measure with [default: all available].
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        /// Small sizes and few repetitions: fast, rough.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 /// Parses the arguments, runs the command, prints errors as one line; returns the exit code.
@@ -91,6 +106,11 @@ pub fn execute(command: Command) -> Result<i32, Error> {
             output,
             target,
         } => run(&model, &inputs, output.as_deref(), &target),
+        Command::Calibrate {
+            out,
+            threads,
+            quick,
+        } => calibrate::run(out.as_deref(), threads, quick),
         Command::Inspect {
             model, ir: true, ..
         } => {
