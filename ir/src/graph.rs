@@ -420,6 +420,11 @@ pub struct BrickInterface {
 }
 
 impl Graph {
+    /// Moves a node to another brick (or out of every brick).
+    pub fn set_node_brick(&mut self, id: NodeId, brick: Option<BrickId>) {
+        self.nodes[id.0 as usize].brick = brick;
+    }
+
     /// Renames a value (the new name must be unused).
     pub fn rename_value(&mut self, id: ValueId, name: String) {
         let old = std::mem::replace(&mut self.values[id.0 as usize].name, name.clone());

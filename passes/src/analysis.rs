@@ -24,6 +24,10 @@ pub struct Origin {
     pub node: Option<OriginNode>,
     /// The brick of the producing node.
     pub brick: Option<BrickId>,
+    /// The source value's position in the source graph (values are numbered in
+    /// topological order): when e-classes merge, the earliest origin names the
+    /// value (`cast(x) = x` keeps `x`'s name and brick, not the cast's).
+    pub order: usize,
 }
 
 /// The source node of an e-class.
@@ -238,12 +242,21 @@ impl Analysis<KilnLang> for KilnAnalysis {
         } else if a.const_name.is_some() && b.const_name.is_none() {
             changed.1 = true;
         }
-        // The first origin wins: it names the value as the source model did.
-        if a.origin.is_none() && b.origin.is_some() {
-            a.origin = b.origin;
-            changed.0 = true;
-        } else if a.origin.is_some() && b.origin.is_none() {
-            changed.1 = true;
+        // The earliest source value names the merged class: an equivalent
+        // recomputation later in the model (a no-op cast, an `x + 0`) does not
+        // rename its producer or move it to its own brick.
+        match (&a.origin, &b.origin) {
+            (None, Some(_)) => {
+                a.origin = b.origin;
+                changed.0 = true;
+            }
+            (Some(_), None) => changed.1 = true,
+            (Some(x), Some(y)) if y.order < x.order => {
+                a.origin = b.origin;
+                changed = DidMerge(true, true);
+            }
+            (Some(x), Some(y)) if x.order < y.order => changed.1 = true,
+            _ => {}
         }
         changed
     }

@@ -30,10 +30,11 @@ pub struct EGraphModel {
 pub fn to_egraph(graph: &Graph) -> EGraphModel {
     let mut egraph = KilnEGraph::new(KilnAnalysis::default());
     let mut class: Vec<Option<Id>> = vec![None; graph.values().len()];
-    let origin = |value: &str, node: Option<OriginNode>, brick| Origin {
+    let origin = |value: &str, node: Option<OriginNode>, brick, order: ValueId| Origin {
         value: value.to_string(),
         node,
         brick,
+        order: order.0 as usize,
     };
     for (i, v) in graph.values().iter().enumerate() {
         let enode = match &v.def {
@@ -50,7 +51,7 @@ pub fn to_egraph(graph: &Graph) -> EGraphModel {
         egraph[id]
             .data
             .origin
-            .get_or_insert_with(|| origin(&v.name, None, None));
+            .get_or_insert_with(|| origin(&v.name, None, None, ValueId(i as u32)));
         class[i] = Some(id);
     }
     for node in graph.nodes() {
@@ -70,7 +71,7 @@ pub fn to_egraph(graph: &Graph) -> EGraphModel {
         egraph[id]
             .data
             .origin
-            .get_or_insert_with(|| origin(first, src, node.brick));
+            .get_or_insert_with(|| origin(first, src, node.brick, node.outputs[0]));
         if let [out] = node.outputs[..] {
             refine_type(&mut egraph, id, 0, &graph.value(out).ty);
             class[out.0 as usize] = Some(id);
@@ -83,7 +84,7 @@ pub fn to_egraph(graph: &Graph) -> EGraphModel {
             egraph[p]
                 .data
                 .origin
-                .get_or_insert_with(|| origin(&v.name, None, node.brick));
+                .get_or_insert_with(|| origin(&v.name, None, node.brick, out));
             class[out.0 as usize] = Some(p);
         }
     }
@@ -139,6 +140,9 @@ pub fn extract_with<CF: CostFunction<KilnLang>>(
             .as_ref()
             .map_or_else(|| fallback.to_string(), |o| o.value.clone())
     };
+    // Nodes a rule created whose e-classes have no source origin: they join the
+    // brick of their consumers once the graph is built.
+    let mut orphans: Vec<usize> = vec![];
     let mut outputs = Vec::with_capacity(model.roots.len());
     for &root in &model.roots {
         // Post-order without recursion: graphs are thousands of nodes deep.
@@ -174,7 +178,15 @@ pub fn extract_with<CF: CostFunction<KilnLang>>(
                 KilnLang::Proj(i, [x]) => vec![memo[x][*i]],
                 KilnLang::Op(key, children) => {
                     let data = &egraph[c].data;
-                    let origin = data.origin.as_ref();
+                    // A multi-output node a rule created (a recognized attention, a
+                    // split of concatenated projections) has no origin of its own:
+                    // it takes its first named output's.
+                    let origin = data.origin.as_ref().or_else(|| {
+                        (0..data.types.len()).find_map(|i| {
+                            let p = egraph.lookup(KilnLang::Proj(i, [c]))?;
+                            egraph[p].data.origin.as_ref()
+                        })
+                    });
                     let same = origin
                         .and_then(|o| o.node.as_ref())
                         .filter(|n| canon(&n.enode) == best);
@@ -199,6 +211,9 @@ pub fn extract_with<CF: CostFunction<KilnLang>>(
                             .collect()
                     };
                     let inputs: Vec<ValueId> = children.iter().map(|k| memo[k][0]).collect();
+                    if origin.is_none() {
+                        orphans.push(g.nodes().len());
+                    }
                     let outs = g.add_node(name, key.op().clone(), inputs, &names, brick)?;
                     // Re-inference alone can lose what the e-graph knew (symbolic dims
                     // the frontend derived from shape values): merge it back.
@@ -215,5 +230,36 @@ pub fn extract_with<CF: CostFunction<KilnLang>>(
         outputs.push(memo[&egraph.find(root)][0]);
     }
     g.outputs = outputs;
+    adopt_orphans(&mut g, &orphans);
     Ok(g)
+}
+
+/// Puts each orphan node (ascending indices) in the brick of a consumer, latest
+/// first so chains of orphans follow the brick of the node they feed.
+fn adopt_orphans(g: &mut Graph, orphans: &[usize]) {
+    if orphans.is_empty() {
+        return;
+    }
+    let mut consumer_brick: HashMap<ValueId, kiln_ir::BrickId> = HashMap::new();
+    let mut next_orphan = orphans.iter().rev().peekable();
+    for i in (0..g.nodes().len()).rev() {
+        let id = kiln_ir::NodeId(i as u32);
+        if next_orphan.peek() == Some(&&i) {
+            next_orphan.next();
+            let node = g.node(id);
+            if node.brick.is_none() {
+                let b = node
+                    .outputs
+                    .iter()
+                    .find_map(|o| consumer_brick.get(o).copied());
+                g.set_node_brick(id, b);
+            }
+        }
+        let node = g.node(id);
+        if let Some(b) = node.brick {
+            for &v in &node.inputs {
+                consumer_brick.entry(v).or_insert(b);
+            }
+        }
+    }
 }
