@@ -336,12 +336,15 @@ fn composite_flops_per_element(c: &CompositeOp) -> f64 {
     }
 }
 
-/// True for ops that only change metadata and never launch a kernel.
+/// True for ops that only change metadata and never launch a kernel. A `Split`
+/// with static sizes is free too: its pieces are strided views of its input (the
+/// concatenated QKV or gate/up projection), read in place by their consumers.
 pub fn is_free(op: &Op) -> bool {
     matches!(
         op,
         Op::Layout(
-            LayoutOp::Shape { .. }
+            LayoutOp::Split { .. }
+                | LayoutOp::Shape { .. }
                 | LayoutOp::Size
                 | LayoutOp::Reshape { .. }
                 | LayoutOp::Squeeze { .. }

@@ -23,8 +23,8 @@ use crate::cost::CostModel;
 use crate::pipeline::Report;
 use crate::KilnEGraph;
 
-/// Op names reported as chosen fused regions or composite ops (matched on the op's
-/// name, so new fused forms need no change here).
+/// Op names reported as chosen fused regions, composite ops, and the `Split` that
+/// hands out the pieces of concatenated sibling projections (QKV, gate/up).
 pub const CHOSEN_OPS: &[&str] = &[
     "Fused",
     "Softmax",
@@ -32,18 +32,11 @@ pub const CHOSEN_OPS: &[&str] = &[
     "RmsNorm",
     "Gelu",
     "Attention",
+    "Split",
 ];
 
-/// Ops that name what a fused region is anchored on (first match in its text wins).
-const FUSED_ANCHORS: &[&str] = &[
-    "MatMul",
-    "Attention",
-    "Softmax",
-    "LayerNorm",
-    "RmsNorm",
-    "Gelu",
-    "Reduce",
-];
+/// Composite ops named inside a fused region's label when it computes them.
+const COMPOSITE_STEPS: &[&str] = &["Softmax", "LayerNorm", "RmsNorm", "Gelu", "Attention"];
 
 /// Seconds to the microseconds reports are written in.
 const MICROS: f64 = 1e6;
@@ -141,25 +134,31 @@ pub fn stop_reason_text(reason: Option<&StopReason>) -> String {
 }
 
 /// The label of a chosen fused region or composite op, `None` for other ops: the
-/// op's name, and for a fused region the op it is anchored on (`Fused[MatMul]` is a
-/// matmul with its epilogue).
+/// op's name, and for a fused region what it is anchored on and the composites it
+/// computes: `Fused[MatMul+Gelu]` is a matmul with a GELU epilogue,
+/// `Fused[elementwise]` a chain of elementwise ops.
 pub fn chosen_label(op: &Op) -> Option<String> {
     let name = op.name();
     if !CHOSEN_OPS.contains(&name) {
         return None;
     }
-    if name != "Fused" {
+    let Op::Fused(f) = op else {
         return Some(name.to_string());
+    };
+    let mut parts: Vec<&str> = vec![];
+    if let Some(a) = f.anchor() {
+        parts.push(f.steps[a].op.name());
     }
-    let text = op.to_text();
-    let anchor = FUSED_ANCHORS
-        .iter()
-        .filter_map(|a| text.find(a).map(|at| (at, *a)))
-        .min();
-    Some(match anchor {
-        Some((_, a)) => format!("Fused[{a}]"),
-        None => "Fused".to_string(),
-    })
+    for s in &f.steps {
+        let n = s.op.name();
+        if COMPOSITE_STEPS.contains(&n) && !parts.contains(&n) {
+            parts.push(n);
+        }
+    }
+    if parts.is_empty() {
+        parts.push("elementwise");
+    }
+    Some(format!("Fused[{}]", parts.join("+")))
 }
 
 /// The modelled seconds of each node of `graph` under `cost`, in node order (as

@@ -410,8 +410,8 @@ impl Searcher<KilnLang, KilnAnalysis> for SharedSearcher {
     }
 }
 
-/// An applier that applies each match through the rule's own applier and logs what
-/// changed under the brick of the matched e-class; the rule files stay untouched.
+/// An applier that applies each match through the rule's own applier and logs each
+/// changed e-class under its brick; the rule files stay untouched.
 struct Recording {
     inner: Arc<dyn Applier<KilnLang, KilnAnalysis> + Sync + Send>,
     log: Arc<Mutex<BrickLog>>,
@@ -432,9 +432,16 @@ impl Applier<KilnLang, KilnAnalysis> for Recording {
                 .inner
                 .apply_matches(egraph, std::slice::from_ref(m), rule_name);
             if !ids.is_empty() {
-                let brick = brick_of(egraph, m.eclass);
+                // Each changed e-class counts in its own brick (a QKV concatenation
+                // matched at the shared input changes the projections' e-classes,
+                // which belong to the attention brick); the match's brick when the
+                // changed e-class has none.
+                let fallback = brick_of(egraph, m.eclass);
                 let mut log = self.log.lock().expect("log not poisoned");
-                *log.entry((rule_name.to_string(), brick)).or_insert(0) += ids.len();
+                for &id in &ids {
+                    let brick = brick_of(egraph, id).or(fallback);
+                    *log.entry((rule_name.to_string(), brick)).or_insert(0) += 1;
+                }
             }
             changed.extend(ids);
         }
