@@ -5,7 +5,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use kiln_ir::Graph;
-use kiln_passes::cost::TargetProfile;
+use kiln_passes::cost::{CostModel, TargetProfile};
+use kiln_passes::explain::explain;
 use kiln_passes::pipeline::{Pipeline, Report};
 
 /// Samples per model: the 22-layer run takes about a second, and the whole bench
@@ -56,10 +57,17 @@ fn saturate(c: &mut Criterion) {
     let mut group = c.benchmark_group("saturate");
     group.sample_size(SAMPLES);
     for (name, g) in &models {
-        let (_, report) = pipeline
+        let (opt, report) = pipeline
             .run(g, &profile)
             .expect("synthetic model optimizes");
         print_report(name, g, &report);
+        let e = explain(g, &opt, &report, &CostModel::new(profile.clone()));
+        for (kind, c) in e.coverage() {
+            eprintln!(
+                "  fused {kind:<10} {:>3}/{:<3} {:?}",
+                c.fused, c.bricks, c.chosen
+            );
+        }
         group.bench_function(*name, |b| b.iter(|| pipeline.run(g, &profile).unwrap()));
     }
     group.finish();

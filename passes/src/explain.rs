@@ -74,6 +74,38 @@ pub struct Explanation {
     pub total_ms: f64,
 }
 
+/// How many bricks of one kind the optimized program computes with fused regions
+/// or composite ops, and which.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct KindCoverage {
+    /// Bricks of this kind that had nodes in the source.
+    pub bricks: usize,
+    /// Of those, bricks with at least one chosen region or composite op.
+    pub fused: usize,
+    /// The chosen labels summed over the kind's bricks.
+    pub chosen: BTreeMap<String, usize>,
+}
+
+impl Explanation {
+    /// Per brick kind (`attention`, `ffn`, `norm`...), how many bricks were fused
+    /// and with what: the figure "every attention and FFN brick fused" is read here.
+    pub fn coverage(&self) -> BTreeMap<String, KindCoverage> {
+        let mut out: BTreeMap<String, KindCoverage> = BTreeMap::new();
+        for b in &self.bricks {
+            let (Some(kind), true) = (&b.kind, b.nodes_before > 0) else {
+                continue;
+            };
+            let k = out.entry(kind.clone()).or_default();
+            k.bricks += 1;
+            k.fused += usize::from(!b.chosen.is_empty());
+            for (label, n) in &b.chosen {
+                *k.chosen.entry(label.clone()).or_insert(0) += n;
+            }
+        }
+        out
+    }
+}
+
 /// What happened in one brick (its own nodes; nested bricks have their own rows).
 #[derive(Clone, Debug, Serialize)]
 pub struct BrickReport {

@@ -154,6 +154,17 @@ pub fn render(e: &Explanation) -> String {
             p.applied.values().sum::<usize>()
         );
     }
+    let _ = writeln!(out, "\nfused bricks (kind: fused/all, what was chosen)");
+    for (kind, c) in e.coverage() {
+        let chosen: Vec<String> = c.chosen.iter().map(|(l, n)| format!("{l}×{n}")).collect();
+        let _ = writeln!(
+            out,
+            "  {kind:<10} {:>4}/{:<4} {}",
+            c.fused,
+            c.bricks,
+            chosen.join(", ")
+        );
+    }
     let (before, after) = e.bricks.iter().fold((0.0, 0.0), |(b, a), r| {
         (b + r.cost_before_us, a + r.cost_after_us)
     });
