@@ -121,8 +121,17 @@ pub fn extract_with<CF: CostFunction<KilnLang>>(
     model: &EGraphModel,
     cost: CF,
 ) -> Result<Graph, NodeError> {
+    let extractor = Extractor::new(&model.egraph, cost);
+    extract_chosen(model, |c| extractor.find_best_node(c).clone())
+}
+
+/// Builds the graph of the program that `choose` picks: the e-node computing each
+/// e-class the roots need (see [`extract_with`] for names and bricks).
+pub fn extract_chosen(
+    model: &EGraphModel,
+    choose: impl Fn(Id) -> KilnLang,
+) -> Result<Graph, NodeError> {
     let egraph = &model.egraph;
-    let extractor = Extractor::new(egraph, cost);
     let mut g = Graph::new(model.name.clone());
     g.bricks = model.bricks.clone();
     let mut memo: HashMap<Id, Vec<ValueId>> = HashMap::new();
@@ -152,7 +161,7 @@ pub fn extract_with<CF: CostFunction<KilnLang>>(
                 stack.pop();
                 continue;
             }
-            let best = canon(extractor.find_best_node(c));
+            let best = canon(&choose(c));
             let missing: Vec<Id> = best
                 .children()
                 .iter()

@@ -21,7 +21,7 @@ use egg::{CostFunction, Extractor, Id, Language};
 use kiln_ir::{Graph, NodeError};
 
 use crate::cost::CostModel;
-use crate::{extract_with, EGraphModel, KilnEGraph, KilnLang};
+use crate::{extract_chosen, EGraphModel, KilnEGraph, KilnLang};
 
 /// Most e-classes [`extract_dag`] runs the greedy DAG extractor on: its bitsets take
 /// `classes² / 8` bytes (128 MiB at this limit). Larger e-graphs get egg's tree-cost
@@ -307,22 +307,74 @@ pub fn share_projections(
     cost
 }
 
-/// Tree cost over precomputed own costs (an e-node not in the table, which a
-/// rebuilt e-graph does not have, costs nothing).
-struct PricedTree<'a> {
-    own: &'a HashMap<&'a KilnLang, f64>,
-}
-
-impl CostFunction<KilnLang> for PricedTree<'_> {
-    type Cost = f64;
-
-    fn cost<C>(&mut self, enode: &KilnLang, mut costs: C) -> f64
-    where
-        C: FnMut(Id) -> f64,
-    {
-        let own = self.own.get(enode).copied().unwrap_or(0.0);
-        enode.children().iter().fold(own, |acc, &c| acc + costs(c))
+/// Tree-cost choices (an operand paid once per use) for every e-class, computed
+/// like [`greedy_dag`]'s, lowest classes first, without egg's extractor (which
+/// sweeps every e-class until nothing changes: once per level of a deep graph).
+pub fn tree_choices_by_level(
+    egraph: &KilnEGraph,
+    node_cost: impl Fn(Id, &KilnLang) -> f64,
+) -> Choices {
+    let mut ids: Vec<Id> = egraph.classes().map(|c| c.id).collect();
+    ids.sort();
+    let n = ids.len();
+    let index: HashMap<Id, usize> = ids.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+    let nodes: Vec<Vec<(f64, Vec<usize>)>> = ids
+        .iter()
+        .map(|&c| {
+            egraph[c]
+                .nodes
+                .iter()
+                .map(|nd| {
+                    let kids = nd
+                        .children()
+                        .iter()
+                        .map(|&k| index[&egraph.find(k)])
+                        .collect();
+                    (node_cost(c, nd), kids)
+                })
+                .collect()
+        })
+        .collect();
+    let mut parents: Vec<Vec<usize>> = vec![vec![]; n];
+    for (p, ns) in nodes.iter().enumerate() {
+        for (_, kids) in ns {
+            for &k in kids {
+                parents[k].push(p);
+            }
+        }
     }
+    let mut cost = vec![f64::INFINITY; n];
+    let mut choice = vec![usize::MAX; n];
+    let mut queued = vec![true; n];
+    let mut queue: VecDeque<usize> = (0..n).collect();
+    while let Some(c) = queue.pop_front() {
+        queued[c] = false;
+        let mut improved = false;
+        for (i, (own, kids)) in nodes[c].iter().enumerate() {
+            let total = kids.iter().fold(*own, |acc, &k| acc + cost[k]);
+            if total < cost[c] * (1.0 - 1e-12) || (choice[c] == usize::MAX && total.is_finite()) {
+                cost[c] = total;
+                choice[c] = i;
+                improved = true;
+            }
+        }
+        if improved {
+            for &p in &parents[c] {
+                if !queued[p] {
+                    queued[p] = true;
+                    queue.push_back(p);
+                }
+            }
+        }
+    }
+    ids.iter()
+        .enumerate()
+        .filter(|&(i, _)| choice[i] != usize::MAX)
+        .map(|(i, &c)| {
+            let nd = egraph[c].nodes[choice[i]].clone();
+            (c, nd.map_children(|k| egraph.find(k)))
+        })
+        .collect()
 }
 
 /// The result of [`extract_dag`].
@@ -355,7 +407,7 @@ pub fn extract_dag(model: &EGraphModel, cost: &CostModel) -> Result<DagExtractio
     } else {
         Choices::new()
     };
-    let tree = tree_choices(egraph, &model.roots, PricedTree { own: &own });
+    let tree = tree_choices_by_level(egraph, &node_cost);
     let g = dag_cost(egraph, &greedy, &model.roots, node_cost);
     let t = dag_cost(egraph, &tree, &model.roots, node_cost);
     let (mut choices, mut dag) = match (g, t) {
@@ -365,13 +417,7 @@ pub fn extract_dag(model: &EGraphModel, cost: &CostModel) -> Result<DagExtractio
         (None, None) => panic!("no acyclic program for the roots"),
     };
     dag = share_projections(egraph, &mut choices, &model.roots, dag, node_cost);
-    let graph = extract_with(
-        model,
-        ChoiceCost {
-            egraph,
-            choices: &choices,
-        },
-    )?;
+    let graph = extract_chosen(model, |c| choices[&egraph.find(c)].clone())?;
     Ok(DagExtraction {
         graph,
         cost: dag,

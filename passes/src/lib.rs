@@ -24,5 +24,5 @@ pub mod synthetic;
 pub mod synthetic_bricks;
 
 pub use analysis::{refine_type, KilnAnalysis, KilnEGraph, Origin, OriginNode, ValueData};
-pub use convert::{extract, extract_with, to_egraph, EGraphModel};
+pub use convert::{extract, extract_chosen, extract_with, to_egraph, EGraphModel};
 pub use lang::{KilnDiscriminant, KilnLang, OpKey};
