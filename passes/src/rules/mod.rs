@@ -14,10 +14,10 @@
 
 pub mod check;
 pub mod conditions;
+pub mod fusion;
 pub mod native;
 pub mod native_bricks;
 mod native_fold;
-pub mod native_fusion;
 mod native_regions;
 
 use std::fmt;

@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::native_fusion::FusionNative;
+use super::fusion::FusionNative;
 use crate::{KilnAnalysis, KilnEGraph, KilnLang, OpKey};
 
 /// A rule implemented in Rust.
@@ -25,7 +25,7 @@ pub enum Native {
     /// `fold-constant`: a small weight-only subexpression equals its value (see
     /// [`super::native_fold`]).
     FoldConstant,
-    /// A composite-op recognition rule of the fusion theme (`native_fusion.rs`).
+    /// A composite-op recognition rule of the fusion theme (`fusion/`).
     Fusion(FusionNative),
     /// A brick rule (`passes/src/rules/native_bricks.rs`).
     Bricks(super::native_bricks::BrickRule),
