@@ -407,7 +407,7 @@ pub fn extract_dag(model: &EGraphModel, cost: &CostModel) -> Result<DagExtractio
     } else {
         Choices::new()
     };
-    let tree = tree_choices_by_level(egraph, &node_cost);
+    let tree = tree_choices_by_level(egraph, node_cost);
     let g = dag_cost(egraph, &greedy, &model.roots, node_cost);
     let t = dag_cost(egraph, &tree, &model.roots, node_cost);
     let (mut choices, mut dag) = match (g, t) {
