@@ -12,6 +12,9 @@ echo
 echo "== kiln inspect $demo/tiny-bert.onnx"
 ./target/release/kiln inspect "$demo/tiny-bert.onnx"
 echo
+echo "== kiln explain $demo/tiny-bert.onnx (what the optimizer does, modelled for the H200)"
+./target/release/kiln explain "$demo/tiny-bert.onnx"
+echo
 echo "== kiln run $demo/tiny-bert.onnx --target ref"
 ./target/release/kiln run "$demo/tiny-bert.onnx" \
     --input input_ids="$demo/input_ids.npy" \
