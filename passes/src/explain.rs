@@ -72,6 +72,9 @@ pub struct Explanation {
     pub extract_ms: f64,
     /// Milliseconds of the whole pipeline run.
     pub total_ms: f64,
+    /// Why the result is not the last phase's program, when it is not
+    /// ([`Report::fallback`]).
+    pub fallback: Option<String>,
 }
 
 /// How many bricks of one kind the optimized program computes with fused regions
@@ -340,6 +343,7 @@ pub fn explain(
         target: report.target.clone(),
         cost_before_us: report.cost_before * MICROS,
         cost_after_us: report.cost_after * MICROS,
+        fallback: report.fallback.clone(),
         nodes_before: source.nodes().len(),
         nodes_after: optimized.nodes().len(),
         bricks,

@@ -135,6 +135,9 @@ pub struct Report {
     pub cost_before: f64,
     /// Modelled seconds of the optimized program (its DAG cost in the e-graph).
     pub cost_after: f64,
+    /// Why the result is not the last phase's extraction, when it is not: the
+    /// program at a phase barrier or the input graph was modelled cheaper.
+    pub fallback: Option<String>,
     /// Time to build the e-graph.
     pub to_egraph_time: Duration,
     /// Time of the final extraction.
@@ -255,11 +258,17 @@ impl Pipeline {
         let mut model = to_egraph(graph);
         let to_egraph_time = t.elapsed();
         let mut phases = Vec::with_capacity(self.phases.len());
+        // The best program at the last phase barrier, and its phase: the result
+        // falls back to it if the later phases end up priced higher (a barrier
+        // re-infers types, and a region over tensors of unknown dims can be priced
+        // above the kernels it replaces).
+        let mut at_barrier: Option<(Graph, f64, String)> = None;
         for phase in &self.phases {
             let t = Instant::now();
             if phase.from_best {
-                let best = extract_dag(&model, &cost)?.graph;
-                model = to_egraph(&best);
+                let best = extract_dag(&model, &cost)?;
+                model = to_egraph(&best.graph);
+                at_barrier = Some((best.graph, best.cost, phase.name.clone()));
             }
             let egraph =
                 std::mem::replace(&mut model.egraph, KilnEGraph::new(KilnAnalysis::default()));
@@ -320,7 +329,19 @@ impl Pipeline {
         // Priced in the e-graph, whose types are at least as precise as the source's
         // (the extracted graph re-infers its value types, and inference can lose
         // dims the source recorded).
-        let (out, cost_after) = (extraction.graph, extraction.cost);
+        let (mut out, mut cost_after) = (extraction.graph, extraction.cost);
+        let mut fallback = None;
+        if let Some((g, c, phase)) = at_barrier.filter(|(_, c, _)| *c < cost_after) {
+            fallback = Some(format!(
+                "kept the program before phase `{phase}` (modelled cheaper)"
+            ));
+            (out, cost_after) = (g, c);
+        }
+        if cost_after > cost_before {
+            fallback =
+                Some("kept the input graph (every program found was modelled dearer)".into());
+            (out, cost_after) = (graph.clone(), cost_before);
+        }
         Ok((
             out,
             Report {
@@ -328,6 +349,7 @@ impl Pipeline {
                 phases,
                 cost_before,
                 cost_after,
+                fallback,
                 to_egraph_time,
                 extract_time,
                 total_time: start.elapsed(),

@@ -329,14 +329,28 @@ fn softmax_decompositions_become_softmax() {
 /// (attention needs known sizes, so it is not recognized there), and the optimized
 /// graph still computes the same.
 #[test]
-fn dynamic_fixtures_gelu_and_rmsnorm() {
+fn dynamic_fixtures_attention_gelu_and_rmsnorm() {
+    // Symbolic batch and sequence dims: attention is matched by symbol names (the
+    // masks get their dims from `Range` over shape values).
     let expected: [(&str, &[(&str, usize)]); 6] = [
-        ("bert_torchscript_dynamic", &[("Gelu", 2), ("Erf", 0)]),
-        ("bert_dynamo_dynamic", &[("Gelu", 2)]),
-        ("gpt2_torchscript_dynamic", &[("Gelu", 2), ("Tanh", 0)]),
-        ("gpt2_dynamo_dynamic", &[("Gelu", 2), ("Tanh", 0)]),
+        (
+            "bert_torchscript_dynamic",
+            &[("Gelu", 2), ("Erf", 0), ("Attention", 2)],
+        ),
+        ("bert_dynamo_dynamic", &[("Gelu", 2), ("Attention", 2)]),
+        (
+            "gpt2_torchscript_dynamic",
+            &[("Gelu", 2), ("Tanh", 0), ("Attention", 2)],
+        ),
+        (
+            "gpt2_dynamo_dynamic",
+            &[("Gelu", 2), ("Tanh", 0), ("Attention", 2)],
+        ),
         ("llama_torchscript_dynamic", &[("RmsNorm", 5), ("Sqrt", 0)]),
-        ("llama_dynamo_dynamic", &[("RmsNorm", 5), ("Sqrt", 0)]),
+        (
+            "llama_dynamo_dynamic",
+            &[("RmsNorm", 5), ("Sqrt", 0), ("Attention", 2)],
+        ),
     ];
     for (name, want) in expected {
         let opt = optimize_and_compare(name, &fixture(name));

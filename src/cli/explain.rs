@@ -91,6 +91,9 @@ pub fn render(e: &Explanation) -> String {
         "model `{}` on {}: modelled {:.1} µs → {:.1} µs{speedup}, {} → {} nodes",
         e.model, e.target, e.cost_before_us, e.cost_after_us, e.nodes_before, e.nodes_after
     );
+    if let Some(why) = &e.fallback {
+        let _ = writeln!(out, "note: {why}");
+    }
     let name_w = e
         .bricks
         .iter()

@@ -171,6 +171,21 @@ impl ShapeValues {
                     Shape::broadcast(&g.value(inputs[0]).ty.shape, &t)
                 })
             }
+            // `Range(0, n, 1)` over a tracked size `n` (exporters build position
+            // ids and masks this way) has `n` elements.
+            Op::Layout(LayoutOp::Range) if g.constant(inputs[1]).is_none() => {
+                let int = |i: usize| {
+                    inputs
+                        .get(i)
+                        .and_then(|&v| g.constant(v))
+                        .filter(|t| t.numel() == 1)
+                        .map(|t| t.to_i64_vec()[0])
+                };
+                match (int(0), arg(1), int(2)) {
+                    (Some(0), Some(n), Some(1)) if n.len() == 1 => Some(Shape(vec![n[0].to_dim()])),
+                    _ => None,
+                }
+            }
             Op::Layout(LayoutOp::ConstantOfShape { .. }) if g.constant(inputs[0]).is_none() => {
                 arg(0).map(|target| Shape(target.iter().map(SymInt::to_dim).collect()))
             }

@@ -9,20 +9,20 @@ use rand::Rng;
 
 use super::build::Build;
 use super::instance::GraphBuilder;
-use super::kv::{as_kv, kv_dims, ungroup, untranspose, Kv};
-use super::matching::{dims, is_float, ops, pairs, same, same_known_type, scalar, ty, unary};
+use super::kv::{as_kv, kv_shape, ungroup, untranspose, Kv};
+use super::matching::{dims, is_float, ops, pairs, same, same_type_sym, scalar, shape, ty, unary};
 use crate::KilnEGraph;
 
 /// Ways to read class `a` as `x·c` with `c` a scalar constant: `(x, c)`, with
 /// `(a, 1)` when it is not scaled.
 fn unscale(eg: &KilnEGraph, a: Id) -> (Id, f64) {
     for (x, c) in pairs(eg, a, "Mul", true) {
-        if let Some(v) = scalar(eg, c).filter(|_| same_known_type(eg, x, a)) {
+        if let Some(v) = scalar(eg, c).filter(|_| same_type_sym(eg, x, a)) {
             return (x, v);
         }
     }
     for (x, c) in pairs(eg, a, "Div", false) {
-        if let Some(v) = scalar(eg, c).filter(|&v| v != 0.0 && same_known_type(eg, x, a)) {
+        if let Some(v) = scalar(eg, c).filter(|&v| v != 0.0 && same_type_sym(eg, x, a)) {
             return (x, 1.0 / v);
         }
     }
@@ -54,17 +54,22 @@ fn scores(eg: &KilnEGraph, s: Id) -> Vec<(Id, Id, f64)> {
 }
 
 /// Whether q, k, v dims fit the composite: one rank ≥ 3, equal batch dims, K/V
-/// heads dividing Q heads, matching head and sequence sizes.
-fn attention_shapes_fit(q: &[usize], k: &[usize], v: &[usize]) -> bool {
+/// heads dividing Q heads, matching head and sequence sizes. Dims compare as known
+/// sizes or by symbol name (a symbolic batch or sequence is the same on both
+/// sides when it is the same symbol); head counts must be known unless equal.
+fn attention_shapes_fit(q: &[Dim], k: &[Dim], v: &[Dim]) -> bool {
     let r = q.len();
+    let heads_divide = match (&q[r.max(3) - 3], &k[k.len().max(3) - 3]) {
+        (Dim::Known(hq), Dim::Known(hk)) => *hk > 0 && hq.is_multiple_of(*hk),
+        (a, b) => a == b,
+    };
     r >= 3
         && k.len() == r
         && v.len() == r
         && q[..r - 3] == k[..r - 3]
         && q[..r - 3] == v[..r - 3]
         && k[r - 3] == v[r - 3]
-        && k[r - 3] > 0
-        && q[r - 3].is_multiple_of(k[r - 3])
+        && heads_divide
         && q[r - 1] == k[r - 1]
         && k[r - 2] == v[r - 2]
 }
@@ -89,7 +94,7 @@ pub(super) fn attention_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
                     continue;
                 };
                 let m = ch[0];
-                let Some(md) = dims(eg, m) else { continue };
+                let Some(md) = shape(eg, m) else { continue };
                 if *axis + 1 != md.len() {
                     continue;
                 }
@@ -98,9 +103,9 @@ pub(super) fn attention_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
                     let fits = ty(eg, mask).is_some_and(|t| {
                         t.dtype.is_float()
                             && t.shape.rank() <= md.len()
-                            && t.shape.0.last() == Some(&Dim::Known(md[md.len() - 1]))
+                            && t.shape.0.last() == md.last()
                     });
-                    if fits && same_known_type(eg, s, m) {
+                    if fits && same_type_sym(eg, s, m) {
                         masked.push((s, Some(mask)));
                     }
                 }
@@ -145,7 +150,7 @@ fn attention_build(
             vb = Build::Class(vv);
         }
     }
-    let (qd, kd, vd) = (dims(eg, q)?, kv_dims(eg, &k)?, kv_dims(eg, &vb)?);
+    let (qd, kd, vd) = (shape(eg, q)?, kv_shape(eg, &k)?, kv_shape(eg, &vb)?);
     if !attention_shapes_fit(&qd, &kd, &vd) {
         return None;
     }

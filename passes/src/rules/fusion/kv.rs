@@ -4,10 +4,10 @@
 
 use egg::{Id, Symbol};
 use kiln_ir::op::LayoutOp;
-use kiln_ir::{Op, Tensor};
+use kiln_ir::{Dim, Op, Tensor};
 
 use super::build::Build;
-use super::matching::{dims, ops};
+use super::matching::{dims, ops, shape};
 use crate::KilnEGraph;
 
 /// A key or value tensor: an e-class, or a row-major reshape of one to `dims`.
@@ -51,10 +51,9 @@ fn swap_last(rank: usize) -> Vec<usize> {
 /// k for class `kt` = kᵀ (last two axes swapped), without a new transpose when `kt`
 /// is a transpose of something, or the flatten–batched transpose–unflatten form.
 pub(super) fn untranspose(eg: &KilnEGraph, kt: Id) -> Build {
-    let Some(kd) = dims(eg, kt) else {
+    let Some(rank) = shape(eg, kt).map(|s| s.len()) else {
         return Build::Class(kt);
     };
-    let rank = kd.len();
     for (op, ch) in ops(eg, kt, "Transpose") {
         if let (Op::Layout(LayoutOp::Transpose { perm }), [y]) = (op, ch) {
             if perm.len() == rank {
@@ -70,7 +69,7 @@ pub(super) fn untranspose(eg: &KilnEGraph, kt: Id) -> Build {
             }
         }
     }
-    if let Some(kv) = unflatten_transpose(eg, kt, &kd) {
+    if let Some(kv) = dims(eg, kt).and_then(|kd| unflatten_transpose(eg, kt, &kd)) {
         return kv.build(eg);
     }
     Build::node(
@@ -152,19 +151,24 @@ pub(super) fn ungroup(eg: &KilnEGraph, kv: &Kv) -> Option<Id> {
     None
 }
 
-/// The key or value tensor a plan uses: `(build, dims)`.
-pub(super) fn kv_dims(eg: &KilnEGraph, b: &Build) -> Option<Vec<usize>> {
+/// The dims (known sizes or named symbols) of the key or value tensor a plan uses.
+pub(super) fn kv_shape(eg: &KilnEGraph, b: &Build) -> Option<Vec<Dim>> {
     match b {
-        Build::Class(id) => dims(eg, *id),
+        Build::Class(id) => shape(eg, *id),
         Build::Node(Op::Layout(LayoutOp::Transpose { perm }), args) => {
             let Build::Class(y) = args.first()? else {
                 return None;
             };
-            let yd = dims(eg, *y)?;
-            perm.iter().map(|&p| yd.get(p).copied()).collect()
+            let yd = shape(eg, *y)?;
+            perm.iter().map(|&p| yd.get(p).cloned()).collect()
         }
         Build::Node(Op::Layout(LayoutOp::Reshape { .. }), args) => match args.get(1)? {
-            Build::Const(_, t) => Some(t.to_i64_vec().iter().map(|&n| n as usize).collect()),
+            Build::Const(_, t) => Some(
+                t.to_i64_vec()
+                    .iter()
+                    .map(|&n| Dim::Known(n as usize))
+                    .collect(),
+            ),
             _ => None,
         },
         _ => None,

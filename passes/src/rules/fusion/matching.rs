@@ -91,17 +91,16 @@ pub(super) fn dims(eg: &KilnEGraph, id: Id) -> Option<Vec<usize>> {
     ty(eg, id)?.shape.as_known()
 }
 
+/// The dims of class `id`, known sizes or named symbols (`None` when a dim is
+/// unknown: it could not be compared).
+pub(super) fn shape(eg: &KilnEGraph, id: Id) -> Option<Vec<Dim>> {
+    let t = ty(eg, id)?;
+    (!t.shape.0.iter().any(|d| matches!(d, Dim::Any))).then(|| t.shape.0.clone())
+}
+
 /// Whether class `id` is a float tensor.
 pub(super) fn is_float(eg: &KilnEGraph, id: Id) -> bool {
     ty(eg, id).is_some_and(|t| t.dtype.is_float())
-}
-
-/// Whether classes `a` and `b` have one known type.
-pub(super) fn same_known_type(eg: &KilnEGraph, a: Id, b: Id) -> bool {
-    match (ty(eg, a), dims(eg, a), ty(eg, b), dims(eg, b)) {
-        (Some(x), Some(p), Some(y), Some(q)) => x.dtype == y.dtype && p == q,
-        _ => false,
-    }
 }
 
 /// Whether classes `a` and `b` have one type: same dtype and rank, every dim the
