@@ -390,6 +390,20 @@ pub struct DagExtraction {
 /// Extracts the program of least (greedy) DAG cost under `model` as a graph.
 pub fn extract_dag(model: &EGraphModel, cost: &CostModel) -> Result<DagExtraction, NodeError> {
     let egraph = &model.egraph;
+    let (choices, dag) =
+        dag_choices(egraph, &model.roots, cost).expect("a converted graph has an acyclic program");
+    let graph = extract_chosen(model, |c| choices[&egraph.find(c)].clone())?;
+    Ok(DagExtraction {
+        graph,
+        cost: dag,
+        choices,
+    })
+}
+
+/// The choices [`extract_dag`] makes for `roots` and their DAG cost: the cheaper of
+/// the greedy DAG and tree-cost programs, refined by [`share_projections`]; `None`
+/// when neither is acyclic.
+pub fn dag_choices(egraph: &KilnEGraph, roots: &[Id], cost: &CostModel) -> Option<(Choices, f64)> {
     // Every e-node priced once: pricing a region infers its steps' types, and the
     // searches below ask for the same e-nodes many times.
     let own: HashMap<&KilnLang, f64> = egraph
@@ -408,19 +422,14 @@ pub fn extract_dag(model: &EGraphModel, cost: &CostModel) -> Result<DagExtractio
         Choices::new()
     };
     let tree = tree_choices_by_level(egraph, node_cost);
-    let g = dag_cost(egraph, &greedy, &model.roots, node_cost);
-    let t = dag_cost(egraph, &tree, &model.roots, node_cost);
-    let (mut choices, mut dag) = match (g, t) {
+    let g = dag_cost(egraph, &greedy, roots, node_cost);
+    let t = dag_cost(egraph, &tree, roots, node_cost);
+    let (mut choices, dag) = match (g, t) {
         (Some(g), Some(t)) if g <= t => (greedy, g),
         (_, Some(t)) => (tree, t),
         (Some(g), None) => (greedy, g),
-        (None, None) => panic!("no acyclic program for the roots"),
+        (None, None) => return None,
     };
-    dag = share_projections(egraph, &mut choices, &model.roots, dag, node_cost);
-    let graph = extract_chosen(model, |c| choices[&egraph.find(c)].clone())?;
-    Ok(DagExtraction {
-        graph,
-        cost: dag,
-        choices,
-    })
+    let dag = share_projections(egraph, &mut choices, roots, dag, node_cost);
+    Some((choices, dag))
 }

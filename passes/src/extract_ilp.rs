@@ -38,10 +38,8 @@ use good_lp::solvers::{SolutionStatus, WithTimeLimit};
 use good_lp::{coin_cbc, variable, Expression, ProblemVariables, Solution, SolverModel, Variable};
 use kiln_ir::NodeError;
 
-use crate::cost::{CostModel, RooflineCost};
-use crate::extract_dag::{
-    dag_cost, greedy_dag, tree_choices, ChoiceCost, Choices, DagExtraction, GREEDY_DAG_CLASS_LIMIT,
-};
+use crate::cost::CostModel;
+use crate::extract_dag::{dag_cost, ChoiceCost, Choices, DagExtraction};
 use crate::{extract_with, EGraphModel, KilnEGraph, KilnLang};
 
 /// Default wall-clock limit of one ILP solve. CBC takes whole seconds (a shorter
@@ -99,35 +97,14 @@ pub struct IlpExtraction {
     pub solve_time: Duration,
 }
 
-/// The cheaper (by DAG cost) of the greedy DAG and egg's tree-cost programs, as
-/// [`crate::extract_dag::extract_dag`] picks it; `None` when neither is acyclic.
+/// The program [`crate::extract_dag::extract_dag`] picks (greedy DAG or tree cost,
+/// refined for shared projections) and its DAG cost; `None` when none is acyclic.
 pub fn heuristic_choices(
     egraph: &KilnEGraph,
     roots: &[Id],
     cost: &CostModel,
 ) -> Option<(Choices, f64)> {
-    let node_cost = |c: Id, nd: &KilnLang| cost.enode_cost(egraph, c, nd);
-    let greedy = if egraph.number_of_classes() <= GREEDY_DAG_CLASS_LIMIT {
-        greedy_dag(egraph, node_cost)
-    } else {
-        Choices::new()
-    };
-    let tree = tree_choices(
-        egraph,
-        roots,
-        RooflineCost {
-            egraph,
-            model: cost,
-        },
-    );
-    let g = dag_cost(egraph, &greedy, roots, node_cost);
-    let t = dag_cost(egraph, &tree, roots, node_cost);
-    match (g, t) {
-        (Some(g), Some(t)) if g <= t => Some((greedy, g)),
-        (_, Some(t)) => Some((tree, t)),
-        (Some(g), None) => Some((greedy, g)),
-        (None, None) => None,
-    }
+    crate::extract_dag::dag_choices(egraph, roots, cost)
 }
 
 /// The e-classes reachable from `roots` through any e-node, canonical, in
