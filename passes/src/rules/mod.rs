@@ -13,6 +13,7 @@
 //! needs no rule directory; [`RuleSet::load_from_str`] reads any other text.
 
 pub mod check;
+mod class_rule;
 pub mod conditions;
 pub mod fusion;
 pub mod native;

@@ -9,11 +9,12 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-use egg::{Applier, Id, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var};
+use egg::{Id, Rewrite, Symbol};
 use kiln_ir::{DType, Graph, Op, Shape, Tensor, TensorType, ValueId};
 use rand::rngs::StdRng;
 use rand::Rng;
 
+use super::class_rule::{class_rewrite, ClassRule};
 use super::conditions::is_zero_class;
 use crate::{KilnAnalysis, KilnEGraph, KilnLang, OpKey};
 
@@ -70,12 +71,11 @@ impl BrickRule {
 
     /// The `egg` rewrite, named `name`.
     pub fn rewrite(self, name: &str) -> Rewrite<KilnLang, KilnAnalysis> {
-        let r = match self {
-            BrickRule::SiblingConcat => Rewrite::new(name, SiblingSearch, SiblingApply),
-            BrickRule::DeadNeurons => Rewrite::new(name, DeadNeuronSearch, DeadNeuronApply),
-            kind => Rewrite::new(name, ZeroSearch(kind), ZeroApply),
-        };
-        r.expect("variables bound")
+        match self {
+            BrickRule::SiblingConcat => class_rewrite(name, SiblingConcat),
+            BrickRule::DeadNeurons => class_rewrite(name, DeadNeurons),
+            kind => class_rewrite(name, Zeros(kind)),
+        }
     }
 
     /// A random graph the rule applies to, for the soundness checker.
@@ -89,10 +89,6 @@ impl BrickRule {
 }
 
 // ---------------------------------------------------------------- helpers
-
-fn var(name: &str) -> Var {
-    name.parse().expect("a variable name")
-}
 
 fn op(text: &str) -> Op {
     Op::from_text(text).expect("valid op text")
@@ -296,48 +292,17 @@ fn bias_after(egraph: &KilnEGraph, matmul: Id, cols: usize) -> Option<(Id, Id)> 
     found.map(|(_, b, add)| (b, add))
 }
 
-/// Matches an e-class `x` that has sibling matmuls.
-struct SiblingSearch;
+/// The rule at an e-class `x` that has sibling matmuls: adds `split(x·concat(Wᵢ))`
+/// (and the biased form) and unions each piece with its matmul (or bias add).
+struct SiblingConcat;
 
-impl Searcher<KilnLang, KilnAnalysis> for SiblingSearch {
-    fn search_eclass_with_limit(
-        &self,
-        egraph: &KilnEGraph,
-        eclass: Id,
-        limit: usize,
-    ) -> Option<SearchMatches<'_, KilnLang>> {
-        if limit == 0 {
-            return None;
-        }
-        sibling_group(egraph, eclass)?;
-        let mut s = Subst::with_capacity(1);
-        s.insert(var("?x"), egraph.find(eclass));
-        Some(SearchMatches {
-            eclass,
-            substs: vec![s],
-            ast: None,
-        })
+impl ClassRule for SiblingConcat {
+    fn matches(&self, egraph: &KilnEGraph, eclass: Id) -> bool {
+        sibling_group(egraph, eclass).is_some()
     }
 
-    fn vars(&self) -> Vec<Var> {
-        vec![var("?x")]
-    }
-}
-
-/// Adds `split(x·concat(Wᵢ))` (and the biased form) and unions each piece with its
-/// matmul (or bias add).
-struct SiblingApply;
-
-impl Applier<KilnLang, KilnAnalysis> for SiblingApply {
-    fn apply_one(
-        &self,
-        egraph: &mut KilnEGraph,
-        _eclass: Id,
-        subst: &Subst,
-        _searcher_ast: Option<&PatternAst<KilnLang>>,
-        _rule_name: Symbol,
-    ) -> Vec<Id> {
-        let x = subst[var("?x")];
+    fn apply(&self, egraph: &mut KilnEGraph, x: Id) -> Vec<Id> {
+        let x = egraph.find(x);
         let Some(group) = sibling_group(egraph, x) else {
             return vec![];
         };
@@ -428,52 +393,20 @@ fn zero_by(egraph: &KilnEGraph, kind: BrickRule, n: &KilnLang) -> bool {
     }
 }
 
-/// Matches an e-class, not yet known to be zeros, of fully known type with an
-/// e-node that is zero because of a zero operand.
-struct ZeroSearch(BrickRule);
+/// The zero rules at an e-class, not yet known to be zeros, of fully known type
+/// with an e-node that is zero because of a zero operand: unions it with zeros of
+/// its type.
+struct Zeros(BrickRule);
 
-impl Searcher<KilnLang, KilnAnalysis> for ZeroSearch {
-    fn search_eclass_with_limit(
-        &self,
-        egraph: &KilnEGraph,
-        eclass: Id,
-        limit: usize,
-    ) -> Option<SearchMatches<'_, KilnLang>> {
-        if limit == 0
-            || known_dims(egraph, eclass).is_none()
-            || egraph[eclass].data.types.len() != 1
-        {
-            return None;
-        }
-        if !egraph[eclass].iter().any(|n| zero_by(egraph, self.0, n))
-            || is_zero_class(egraph, eclass)
-        {
-            return None;
-        }
-        Some(SearchMatches {
-            eclass,
-            substs: vec![Subst::default()],
-            ast: None,
-        })
+impl ClassRule for Zeros {
+    fn matches(&self, egraph: &KilnEGraph, eclass: Id) -> bool {
+        known_dims(egraph, eclass).is_some()
+            && egraph[eclass].data.types.len() == 1
+            && egraph[eclass].iter().any(|n| zero_by(egraph, self.0, n))
+            && !is_zero_class(egraph, eclass)
     }
 
-    fn vars(&self) -> Vec<Var> {
-        vec![]
-    }
-}
-
-/// Unions the matched e-class with zeros of its type.
-struct ZeroApply;
-
-impl Applier<KilnLang, KilnAnalysis> for ZeroApply {
-    fn apply_one(
-        &self,
-        egraph: &mut KilnEGraph,
-        eclass: Id,
-        _subst: &Subst,
-        _searcher_ast: Option<&PatternAst<KilnLang>>,
-        _rule_name: Symbol,
-    ) -> Vec<Id> {
+    fn apply(&self, egraph: &mut KilnEGraph, eclass: Id) -> Vec<Id> {
         let Some(ty) = egraph[eclass].data.ty().cloned() else {
             return vec![];
         };
@@ -722,35 +655,6 @@ fn keep_set(egraph: &KilnEGraph, ffn: &Ffn) -> Option<Vec<usize>> {
     (!keep.is_empty() && keep.len() < f).then_some(keep)
 }
 
-/// Matches the down matmul of an FFN with dead neurons.
-struct DeadNeuronSearch;
-
-impl Searcher<KilnLang, KilnAnalysis> for DeadNeuronSearch {
-    fn search_eclass_with_limit(
-        &self,
-        egraph: &KilnEGraph,
-        eclass: Id,
-        limit: usize,
-    ) -> Option<SearchMatches<'_, KilnLang>> {
-        if limit == 0
-            || !ffns(egraph, eclass)
-                .iter()
-                .any(|f| keep_set(egraph, f).is_some())
-        {
-            return None;
-        }
-        Some(SearchMatches {
-            eclass,
-            substs: vec![Subst::default()],
-            ast: None,
-        })
-    }
-
-    fn vars(&self) -> Vec<Var> {
-        vec![]
-    }
-}
-
 /// The name of constant `name` restricted to `keep` along `axis`.
 fn pruned_name(name: Symbol, axis: usize, keep: &[usize]) -> String {
     let mut h = DefaultHasher::new();
@@ -814,18 +718,18 @@ fn apply_act(egraph: &mut KilnEGraph, act: &Act, h: Id) -> Id {
     }
 }
 
-/// Adds the pruned FFN and unions it with the down matmul.
-struct DeadNeuronApply;
+/// The rule at the down matmul of an FFN with dead neurons: adds the pruned FFN
+/// and unions it with the down matmul.
+struct DeadNeurons;
 
-impl Applier<KilnLang, KilnAnalysis> for DeadNeuronApply {
-    fn apply_one(
-        &self,
-        egraph: &mut KilnEGraph,
-        eclass: Id,
-        _subst: &Subst,
-        _searcher_ast: Option<&PatternAst<KilnLang>>,
-        _rule_name: Symbol,
-    ) -> Vec<Id> {
+impl ClassRule for DeadNeurons {
+    fn matches(&self, egraph: &KilnEGraph, eclass: Id) -> bool {
+        ffns(egraph, eclass)
+            .iter()
+            .any(|f| keep_set(egraph, f).is_some())
+    }
+
+    fn apply(&self, egraph: &mut KilnEGraph, eclass: Id) -> Vec<Id> {
         let mut changed = vec![];
         for ffn in ffns(egraph, eclass) {
             let Some(keep) = keep_set(egraph, &ffn) else {

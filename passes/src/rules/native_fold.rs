@@ -7,11 +7,12 @@
 //! time budget materializing weights (larger weight-only subgraphs are priced as
 //! free and folded once when the program is built).
 
-use egg::{Applier, Id, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var};
+use egg::{Id, Rewrite, Symbol};
 use kiln_ir::{interp, DType, Graph, Op, Shape, Tensor, TensorType};
 use rand::rngs::StdRng;
 use rand::Rng;
 
+use super::class_rule::{class_rewrite, ClassRule};
 use crate::{KilnAnalysis, KilnEGraph, KilnLang};
 
 /// Largest value (in elements) the rule materializes during saturation.
@@ -19,7 +20,7 @@ pub const FOLD_MAX_ELEMENTS: usize = 1 << 16;
 
 /// The `egg` rewrite of `fold-constant`, named `name`.
 pub(crate) fn rewrite(name: &str) -> Rewrite<KilnLang, KilnAnalysis> {
-    Rewrite::new(name, FoldableClass, FoldToConstant).expect("no variables to bind")
+    class_rewrite(name, FoldConstant)
 }
 
 /// The e-node of `class` to evaluate: an op over constant leaves, with a value no
@@ -49,40 +50,16 @@ fn foldable(egraph: &KilnEGraph, class: Id) -> Option<(Op, Vec<Symbol>)> {
     })
 }
 
-/// Matches constant e-classes that have a foldable e-node and no constant leaf yet.
-struct FoldableClass;
+/// The rule: at a constant e-class with a foldable e-node and no constant leaf
+/// yet, evaluates the e-node and unions the e-class with a new constant leaf.
+struct FoldConstant;
 
-impl Searcher<KilnLang, KilnAnalysis> for FoldableClass {
-    fn search_eclass_with_limit(
-        &self,
-        egraph: &KilnEGraph,
-        eclass: Id,
-        limit: usize,
-    ) -> Option<SearchMatches<'_, KilnLang>> {
-        (limit > 0 && foldable(egraph, eclass).is_some()).then(|| SearchMatches {
-            eclass,
-            substs: vec![Subst::default()],
-            ast: None,
-        })
+impl ClassRule for FoldConstant {
+    fn matches(&self, egraph: &KilnEGraph, eclass: Id) -> bool {
+        foldable(egraph, eclass).is_some()
     }
 
-    fn vars(&self) -> Vec<Var> {
-        vec![]
-    }
-}
-
-/// Evaluates the e-node and unions its e-class with a new constant leaf.
-struct FoldToConstant;
-
-impl Applier<KilnLang, KilnAnalysis> for FoldToConstant {
-    fn apply_one(
-        &self,
-        egraph: &mut KilnEGraph,
-        eclass: Id,
-        _subst: &Subst,
-        _searcher_ast: Option<&PatternAst<KilnLang>>,
-        _rule_name: Symbol,
-    ) -> Vec<Id> {
+    fn apply(&self, egraph: &mut KilnEGraph, eclass: Id) -> Vec<Id> {
         let Some((op, names)) = foldable(egraph, eclass) else {
             return vec![];
         };

@@ -18,19 +18,18 @@
 
 use std::hash::{Hash, Hasher};
 
-use egg::{
-    Applier, Id, Language, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var,
-};
+use egg::{Id, Language, Rewrite};
 use kiln_ir::op::{FusedArg, FusedOp, FusedRole, FusedStep, InferInputs, MAX_FUSED_STEPS};
 use kiln_ir::{DType, Graph, Op, Shape, TensorType};
 use rand::rngs::StdRng;
 use rand::Rng;
 
+use super::class_rule::{class_rewrite, ClassRule};
 use crate::{KilnAnalysis, KilnEGraph, KilnLang, OpKey};
 
 /// The `egg` rewrite of `fuse-region`, named `name`.
 pub(crate) fn rewrite(name: &str) -> Rewrite<KilnLang, KilnAnalysis> {
-    Rewrite::new(name, FusibleClass, FuseProducer).expect("no variables to bind")
+    class_rewrite(name, FuseRegion)
 }
 
 /// A region view of an e-node: its steps over its operand e-classes.
@@ -284,46 +283,21 @@ fn offered(egraph: &KilnEGraph, class: Id) -> Vec<(KilnLang, Region)> {
     plain
 }
 
-/// Matches every e-class with a fusible e-node that has an operand.
-struct FusibleClass;
+/// The rule: at every e-class with a fusible e-node that has an operand, adds,
+/// for each consumer region the e-class offers and each operand whose e-class
+/// offers a producer, the merged region (when legal), unioned with the e-class.
+struct FuseRegion;
 
-impl Searcher<KilnLang, KilnAnalysis> for FusibleClass {
-    fn search_eclass_with_limit(
-        &self,
-        egraph: &KilnEGraph,
-        eclass: Id,
-        limit: usize,
-    ) -> Option<SearchMatches<'_, KilnLang>> {
-        let fusible = egraph[eclass].iter().any(|n| match n {
-            KilnLang::Op(k, ch) => !ch.is_empty() && FusedRole::of(k.op()).is_some(),
-            _ => false,
-        }) && !egraph[eclass].data.constant;
-        (fusible && limit > 0).then(|| SearchMatches {
-            eclass,
-            substs: vec![Subst::default()],
-            ast: None,
-        })
+impl ClassRule for FuseRegion {
+    fn matches(&self, egraph: &KilnEGraph, eclass: Id) -> bool {
+        !egraph[eclass].data.constant
+            && egraph[eclass].iter().any(|n| match n {
+                KilnLang::Op(k, ch) => !ch.is_empty() && FusedRole::of(k.op()).is_some(),
+                _ => false,
+            })
     }
 
-    fn vars(&self) -> Vec<Var> {
-        vec![]
-    }
-}
-
-/// Adds, for each consumer region the e-class offers and each operand whose
-/// e-class offers a producer, the merged region (when legal), unioned with the
-/// e-class.
-struct FuseProducer;
-
-impl Applier<KilnLang, KilnAnalysis> for FuseProducer {
-    fn apply_one(
-        &self,
-        egraph: &mut KilnEGraph,
-        eclass: Id,
-        _subst: &Subst,
-        _searcher_ast: Option<&PatternAst<KilnLang>>,
-        _rule_name: Symbol,
-    ) -> Vec<Id> {
+    fn apply(&self, egraph: &mut KilnEGraph, eclass: Id) -> Vec<Id> {
         let mut merged = vec![];
         let mut tried = vec![];
         for (consumer_node, consumer) in offered(egraph, eclass) {

@@ -28,10 +28,11 @@ mod matching;
 mod norms;
 mod softmax;
 
-use egg::{Applier, Id, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var};
+use egg::{Id, Rewrite};
 use kiln_ir::{Dim, Graph};
 use rand::rngs::StdRng;
 
+use super::class_rule::{class_rewrite, ClassRule};
 use crate::{KilnAnalysis, KilnEGraph, KilnLang};
 
 use attention::{attention_instance, attention_plans};
@@ -102,7 +103,7 @@ impl FusionNative {
 
     /// The `egg` rewrite, named `name`.
     pub fn rewrite(self, name: &str) -> Rewrite<KilnLang, KilnAnalysis> {
-        Rewrite::new(name, Recognizer(self), Recognizer(self)).expect("no variables")
+        class_rewrite(name, Recognizer(self))
     }
 
     /// What to build for each way e-class `class` decomposes as this rule's composite.
@@ -143,34 +144,12 @@ impl FusionNative {
 /// The searcher and applier of one fusion native.
 struct Recognizer(FusionNative);
 
-impl Searcher<KilnLang, KilnAnalysis> for Recognizer {
-    fn search_eclass_with_limit(
-        &self,
-        egraph: &KilnEGraph,
-        eclass: Id,
-        limit: usize,
-    ) -> Option<SearchMatches<'_, KilnLang>> {
-        (limit > 0 && !self.0.plans(egraph, eclass).is_empty()).then(|| SearchMatches {
-            eclass,
-            substs: vec![Subst::with_capacity(0)],
-            ast: None,
-        })
+impl ClassRule for Recognizer {
+    fn matches(&self, egraph: &KilnEGraph, eclass: Id) -> bool {
+        !self.0.plans(egraph, eclass).is_empty()
     }
 
-    fn vars(&self) -> Vec<Var> {
-        vec![]
-    }
-}
-
-impl Applier<KilnLang, KilnAnalysis> for Recognizer {
-    fn apply_one(
-        &self,
-        egraph: &mut KilnEGraph,
-        eclass: Id,
-        _subst: &Subst,
-        _searcher_ast: Option<&PatternAst<KilnLang>>,
-        _rule_name: Symbol,
-    ) -> Vec<Id> {
+    fn apply(&self, egraph: &mut KilnEGraph, eclass: Id) -> Vec<Id> {
         let mut out = vec![];
         for plan in self.0.plans(egraph, eclass) {
             let id = plan.add(egraph);
