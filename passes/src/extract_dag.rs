@@ -73,43 +73,62 @@ pub fn dag_cost(
     Some(total)
 }
 
-/// Greedy DAG-cost choices for every e-class reachable bottom-up (see the module
-/// docs). `node_cost(class, enode)` is an e-node's own cost, operands excluded.
-pub fn greedy_dag(egraph: &KilnEGraph, mut node_cost: impl FnMut(Id, &KilnLang) -> f64) -> Choices {
-    let ids: Vec<Id> = {
-        let mut v: Vec<Id> = egraph.classes().map(|c| c.id).collect();
-        v.sort();
-        v
-    };
-    let n = ids.len();
-    let index: HashMap<Id, usize> = ids.iter().enumerate().map(|(i, &c)| (c, i)).collect();
-    let words = n.div_ceil(64);
-    // Own costs and canonical children indices of every e-node.
-    let nodes: Vec<Vec<(f64, Vec<usize>)>> = ids
-        .iter()
-        .map(|&c| {
-            egraph[c]
-                .nodes
-                .iter()
-                .map(|nd| {
-                    let kids = nd
-                        .children()
-                        .iter()
-                        .map(|&k| index[&egraph.find(k)])
-                        .collect();
-                    (node_cost(c, nd), kids)
-                })
-                .collect()
-        })
-        .collect();
-    let mut parents: Vec<Vec<usize>> = vec![vec![]; n];
-    for (p, ns) in nodes.iter().enumerate() {
-        for (_, kids) in ns {
-            for &k in kids {
-                parents[k].push(p);
+/// The e-graph as index tables: e-classes sorted by id, per e-class its e-nodes'
+/// own costs and operand indices, and per e-class the e-classes using it.
+struct ClassTable {
+    ids: Vec<Id>,
+    nodes: Vec<Vec<(f64, Vec<usize>)>>,
+    parents: Vec<Vec<usize>>,
+}
+
+impl ClassTable {
+    fn new(egraph: &KilnEGraph, mut node_cost: impl FnMut(Id, &KilnLang) -> f64) -> ClassTable {
+        let mut ids: Vec<Id> = egraph.classes().map(|c| c.id).collect();
+        ids.sort();
+        let index: HashMap<Id, usize> = ids.iter().enumerate().map(|(i, &c)| (c, i)).collect();
+        let nodes: Vec<Vec<(f64, Vec<usize>)>> = ids
+            .iter()
+            .map(|&c| {
+                egraph[c]
+                    .nodes
+                    .iter()
+                    .map(|nd| {
+                        let kids = nd
+                            .children()
+                            .iter()
+                            .map(|&k| index[&egraph.find(k)])
+                            .collect();
+                        (node_cost(c, nd), kids)
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut parents: Vec<Vec<usize>> = vec![vec![]; ids.len()];
+        for (p, ns) in nodes.iter().enumerate() {
+            for (_, kids) in ns {
+                for &k in kids {
+                    parents[k].push(p);
+                }
             }
         }
+        ClassTable {
+            ids,
+            nodes,
+            parents,
+        }
     }
+}
+
+/// Greedy DAG-cost choices for every e-class reachable bottom-up (see the module
+/// docs). `node_cost(class, enode)` is an e-node's own cost, operands excluded.
+pub fn greedy_dag(egraph: &KilnEGraph, node_cost: impl FnMut(Id, &KilnLang) -> f64) -> Choices {
+    let ClassTable {
+        ids,
+        nodes,
+        parents,
+    } = ClassTable::new(egraph, node_cost);
+    let n = ids.len();
+    let words = n.div_ceil(64);
     // Each class's height in its lowest program (leaves 0): classes are examined
     // lowest first, so a class's operands are mostly final when it is examined and
     // improvements rarely ripple up long chains (a 5,000-deep chain examined in id
@@ -314,35 +333,12 @@ pub fn tree_choices_by_level(
     egraph: &KilnEGraph,
     node_cost: impl Fn(Id, &KilnLang) -> f64,
 ) -> Choices {
-    let mut ids: Vec<Id> = egraph.classes().map(|c| c.id).collect();
-    ids.sort();
+    let ClassTable {
+        ids,
+        nodes,
+        parents,
+    } = ClassTable::new(egraph, node_cost);
     let n = ids.len();
-    let index: HashMap<Id, usize> = ids.iter().enumerate().map(|(i, &c)| (c, i)).collect();
-    let nodes: Vec<Vec<(f64, Vec<usize>)>> = ids
-        .iter()
-        .map(|&c| {
-            egraph[c]
-                .nodes
-                .iter()
-                .map(|nd| {
-                    let kids = nd
-                        .children()
-                        .iter()
-                        .map(|&k| index[&egraph.find(k)])
-                        .collect();
-                    (node_cost(c, nd), kids)
-                })
-                .collect()
-        })
-        .collect();
-    let mut parents: Vec<Vec<usize>> = vec![vec![]; n];
-    for (p, ns) in nodes.iter().enumerate() {
-        for (_, kids) in ns {
-            for &k in kids {
-                parents[k].push(p);
-            }
-        }
-    }
     let mut cost = vec![f64::INFINITY; n];
     let mut choice = vec![usize::MAX; n];
     let mut queued = vec![true; n];
