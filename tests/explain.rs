@@ -10,12 +10,15 @@ use std::path::{Path, PathBuf};
 use common::*;
 use kiln::ir::Tensor;
 use kiln_frontends::onnx::proto::AttributeProto;
-use kiln_ir::{interp, DType, Dim, Graph};
+use kiln_ir::{interp, Graph};
+use kiln_passes::testing::{assert_close, random_inputs, InputDims};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
-/// Relative tolerance of the differential comparisons.
+/// Tolerance of the differential comparisons: `|a − b| <= RTOL · (1 + |a|)`.
 const RTOL: f64 = 1e-4;
+/// Every symbolic dim of the random inputs is bound to this size.
+const SYMBOLIC_SIZE: usize = 3;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -92,54 +95,18 @@ fn ok(args: &[&str]) -> (String, String) {
     (out, err)
 }
 
-/// Random inputs for `g`: small ids for integer inputs, [-1, 1] for floats.
-fn random_inputs(g: &Graph, rng: &mut StdRng) -> Vec<(String, Tensor)> {
-    g.inputs
-        .iter()
-        .map(|&i| {
-            let v = g.value(i);
-            let dims: Vec<usize> =
-                v.ty.shape
-                    .0
-                    .iter()
-                    .map(|d| match d {
-                        Dim::Known(n) => *n,
-                        _ => 3,
-                    })
-                    .collect();
-            let n: usize = dims.iter().product();
-            let t = match v.ty.dtype {
-                DType::I64 => {
-                    Tensor::from_vec(dims, (0..n).map(|_| rng.random_range(0..2i64)).collect())
-                }
-                _ => Tensor::from_vec(
-                    dims,
-                    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
-                )
-                .cast(v.ty.dtype),
-            };
-            (v.name.clone(), t)
-        })
-        .collect()
-}
-
 /// `a` and `b` compute the same outputs on random inputs (a fresh seed, printed).
 fn same_outputs(a: &Graph, b: &Graph) {
     let seed: u64 = rand::random();
     println!("seed {seed}");
-    let inputs = random_inputs(a, &mut StdRng::seed_from_u64(seed));
+    let inputs = random_inputs(
+        a,
+        &mut StdRng::seed_from_u64(seed),
+        &InputDims::uniform(SYMBOLIC_SIZE),
+    );
     let want = interp::run(a, &inputs).unwrap();
     let got = interp::run(b, &inputs).unwrap();
-    assert_eq!(want.len(), got.len());
-    for (w, g) in want.iter().zip(&got) {
-        assert_eq!(w.shape(), g.shape());
-        for (x, y) in w.to_f64_vec().iter().zip(g.to_f64_vec()) {
-            assert!(
-                (x - y).abs() <= RTOL * x.abs().max(y.abs()).max(1.0),
-                "seed {seed}: {x} vs {y}"
-            );
-        }
-    }
+    assert_close(&format!("{} (seed {seed})", a.name), &want, &got, RTOL);
 }
 
 /// Compiles `model` with `--emit-graph FILE`, re-parses the file (weights bound from

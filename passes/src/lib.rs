@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod rules;
 pub mod synthetic;
 pub mod synthetic_bricks;
+pub mod testing;
 
 pub use analysis::{refine_type, KilnAnalysis, KilnEGraph, Origin, OriginNode, ValueData};
 pub use convert::{extract, extract_chosen, extract_with, to_egraph, EGraphModel};

@@ -8,6 +8,7 @@ use kiln_passes::pipeline::{Pipeline, Report};
 use kiln_passes::synthetic_bricks::{
     lora_linear, moe_layer, tiny_attention, MOE_DEAD_NEURONS, MOE_PRUNABLE_EXPERT, MOE_ZERO_EXPERT,
 };
+use kiln_passes::testing::{assert_close, random_inputs, InputDims};
 use kiln_passes::to_egraph;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -205,40 +206,6 @@ fn weight_only_subgraphs_are_free_at_run_time() {
     );
 }
 
-/// Random inputs for a fixture: symbolic dims bound to 2 (batch) and 5 (rest), ids
-/// and masks in {0, 1}.
-fn fixture_inputs(g: &Graph, rng: &mut StdRng) -> Vec<(String, Tensor)> {
-    g.inputs
-        .iter()
-        .map(|&i| {
-            let v = g.value(i);
-            let dims: Vec<usize> =
-                v.ty.shape
-                    .0
-                    .iter()
-                    .enumerate()
-                    .map(|(k, d)| match d {
-                        kiln_ir::Dim::Known(n) => *n,
-                        _ if k == 0 => 2,
-                        _ => 5,
-                    })
-                    .collect();
-            let n: usize = dims.iter().product();
-            let t = match v.ty.dtype {
-                DType::I64 => {
-                    Tensor::from_vec(dims, (0..n).map(|_| rng.random_range(0..2i64)).collect())
-                }
-                _ => Tensor::from_vec(
-                    dims,
-                    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
-                )
-                .cast(v.ty.dtype),
-            };
-            (v.name.clone(), t)
-        })
-        .collect()
-}
-
 #[test]
 fn fixtures_through_the_standard_pipeline_match() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/onnx");
@@ -272,18 +239,11 @@ fn fixtures_through_the_standard_pipeline_match() {
             bricks.time,
             bricks.applied
         );
-        let inputs = fixture_inputs(&g, &mut StdRng::seed_from_u64(seed));
+        // Symbolic dims bound to 2 (batch) and 5 (rest), ids and masks in {0, 1}.
+        let inputs = random_inputs(&g, &mut StdRng::seed_from_u64(seed), &InputDims::default());
         let want = kiln_ir::interp::run(&g, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
         let got = kiln_ir::interp::run(&opt, &inputs)
             .unwrap_or_else(|e| panic!("{name}: optimized: {e}"));
-        for (w, o) in want.iter().zip(&got) {
-            assert_eq!(w.shape(), o.shape(), "{name}");
-            for (a, b) in w.to_f64_vec().iter().zip(o.to_f64_vec()) {
-                assert!(
-                    (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
-                    "{name} (seed {seed}): {a} vs {b}"
-                );
-            }
-        }
+        assert_close(&format!("{name} (seed {seed})"), &want, &got, RTOL);
     }
 }

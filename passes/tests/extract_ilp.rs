@@ -7,17 +7,20 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kiln_ir::{interp, DType, Dim, Graph, Op, Shape, Tensor, TensorType};
+use kiln_ir::{interp, DType, Graph, Op, Shape, Tensor, TensorType};
 use kiln_passes::cost::{CostModel, TargetProfile};
 use kiln_passes::extract_dag::extract_dag;
 use kiln_passes::extract_ilp::{extract_ilp, IlpOutcome, ILP_TIME_LIMIT};
 use kiln_passes::pipeline::{Extractor, Pipeline};
+use kiln_passes::testing::{assert_close, random_inputs, InputDims};
 use kiln_passes::{to_egraph, KilnLang, OpKey};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// Relative slack for cost comparisons (sums in a different order).
 const EPS: f64 = 1e-9;
+/// Tolerance of output comparisons: `|a − b| <= TOL · (1 + |a|)`.
+const TOL: f64 = 1e-4;
 
 fn op(s: &str) -> Op {
     Op::from_text(s).unwrap()
@@ -55,55 +58,13 @@ fn small_graph() -> Graph {
     g
 }
 
-fn random_inputs(g: &Graph, seed: u64) -> Vec<(String, Tensor)> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    g.inputs
-        .iter()
-        .map(|&i| {
-            let v = g.value(i);
-            let dims: Vec<usize> =
-                v.ty.shape
-                    .0
-                    .iter()
-                    .enumerate()
-                    .map(|(k, d)| match d {
-                        Dim::Known(n) => *n,
-                        _ if k == 0 => 2,
-                        _ => 5,
-                    })
-                    .collect();
-            let n: usize = dims.iter().product();
-            let t = match v.ty.dtype {
-                DType::I64 => {
-                    Tensor::from_vec(dims, (0..n).map(|_| rng.random_range(0..2i64)).collect())
-                }
-                _ => Tensor::from_vec(
-                    dims,
-                    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
-                )
-                .cast(v.ty.dtype),
-            };
-            (v.name.clone(), t)
-        })
-        .collect()
-}
-
 fn assert_same_outputs(name: &str, a: &Graph, b: &Graph) {
     let fresh: u64 = rand::random();
     for seed in [7u64, fresh] {
-        let inputs = random_inputs(a, seed);
+        let inputs = random_inputs(a, &mut StdRng::seed_from_u64(seed), &InputDims::default());
         let want = interp::run(a, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
         let got = interp::run(b, &inputs).unwrap_or_else(|e| panic!("{name}: ILP graph: {e}"));
-        assert_eq!(want.len(), got.len(), "{name}");
-        for (w, o) in want.iter().zip(&got) {
-            assert_eq!(w.shape(), o.shape(), "{name}");
-            for (x, y) in w.to_f64_vec().iter().zip(o.to_f64_vec()) {
-                assert!(
-                    (x - y).abs() <= 1e-4 * (1.0 + x.abs()),
-                    "{name} (seed {seed}): {x} vs {y}"
-                );
-            }
-        }
+        assert_close(&format!("{name} (seed {seed})"), &want, &got, TOL);
     }
 }
 

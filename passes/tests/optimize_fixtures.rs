@@ -4,48 +4,15 @@
 
 use std::path::PathBuf;
 
-use kiln_ir::{interp, DType, Dim, Graph, Tensor};
+use kiln_ir::interp;
 use kiln_passes::cost::TargetProfile;
 use kiln_passes::pipeline::Pipeline;
+use kiln_passes::testing::{assert_close, random_inputs, InputDims};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
-/// Symbolic dims are bound to these sizes for the random inputs.
-const BATCH: usize = 2;
-const SEQ: usize = 5;
-
-fn random_inputs(g: &Graph, rng: &mut StdRng) -> Vec<(String, Tensor)> {
-    g.inputs
-        .iter()
-        .map(|&i| {
-            let v = g.value(i);
-            let dims: Vec<usize> =
-                v.ty.shape
-                    .0
-                    .iter()
-                    .enumerate()
-                    .map(|(k, d)| match d {
-                        Dim::Known(n) => *n,
-                        _ if k == 0 => BATCH,
-                        _ => SEQ,
-                    })
-                    .collect();
-            let n: usize = dims.iter().product();
-            let t = match v.ty.dtype {
-                // Ids, masks and token types: small valid values.
-                DType::I64 => {
-                    Tensor::from_vec(dims, (0..n).map(|_| rng.random_range(0..2i64)).collect())
-                }
-                _ => Tensor::from_vec(
-                    dims,
-                    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
-                )
-                .cast(v.ty.dtype),
-            };
-            (v.name.clone(), t)
-        })
-        .collect()
-}
+/// Tolerance of the comparison: `|a − b| <= TOL · (1 + |a|)`.
+const TOL: f64 = 1e-4;
 
 #[test]
 fn optimized_fixtures_match_the_unoptimized_graphs() {
@@ -81,19 +48,11 @@ fn optimized_fixtures_match_the_unoptimized_graphs() {
             report.total_time
         );
         for seed in [1u64, fresh] {
-            let inputs = random_inputs(&g, &mut StdRng::seed_from_u64(seed));
+            let inputs = random_inputs(&g, &mut StdRng::seed_from_u64(seed), &InputDims::default());
             let want = interp::run(&g, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
             let got =
                 interp::run(&opt, &inputs).unwrap_or_else(|e| panic!("{name}: optimized: {e}"));
-            for (w, o) in want.iter().zip(&got) {
-                assert_eq!(w.shape(), o.shape(), "{name}");
-                for (a, b) in w.to_f64_vec().iter().zip(o.to_f64_vec()) {
-                    assert!(
-                        (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
-                        "{name} (seed {seed}): {a} vs {b}"
-                    );
-                }
-            }
+            assert_close(&format!("{name} (seed {seed})"), &want, &got, TOL);
         }
     }
 }

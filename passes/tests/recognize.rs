@@ -8,50 +8,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kiln_ir::op::CompositeOp;
-use kiln_ir::{interp, DType, Dim, Graph, Op, Shape, Tensor, TensorType, ValueId};
+use kiln_ir::{interp, DType, Graph, Op, Shape, Tensor, TensorType, ValueId};
 use kiln_passes::cost::TargetProfile;
 use kiln_passes::pipeline::Pipeline;
+use kiln_passes::testing::{assert_close, random_inputs, InputDims};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// Symbolic dims are bound to these sizes for the random inputs.
-const BATCH: usize = 2;
-const SEQ: usize = 5;
 /// Tolerance of the comparison: `|a − b| <= TOL · (1 + |a|)`.
 const TOL: f64 = 1e-4;
-
-fn random_inputs(g: &Graph, rng: &mut StdRng) -> Vec<(String, Tensor)> {
-    g.inputs
-        .iter()
-        .map(|&i| {
-            let v = g.value(i);
-            let dims: Vec<usize> =
-                v.ty.shape
-                    .0
-                    .iter()
-                    .enumerate()
-                    .map(|(k, d)| match d {
-                        Dim::Known(n) => *n,
-                        _ if k == 0 => BATCH,
-                        _ => SEQ,
-                    })
-                    .collect();
-            let n: usize = dims.iter().product();
-            let t = match v.ty.dtype {
-                // Ids, masks and token types: small valid values.
-                DType::I64 => {
-                    Tensor::from_vec(dims, (0..n).map(|_| rng.random_range(0..2i64)).collect())
-                }
-                _ => Tensor::from_vec(
-                    dims,
-                    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
-                )
-                .cast(v.ty.dtype),
-            };
-            (v.name.clone(), t)
-        })
-        .collect()
-}
 
 /// How many nodes of each op name `g` has, counting the steps of fused regions
 /// (a recognized composite may end up inside a region with its neighbours).
@@ -96,19 +61,10 @@ fn optimize_and_compare(name: &str, g: &Graph) -> Graph {
     );
     let fresh: u64 = rand::random();
     for seed in [7u64, fresh] {
-        let inputs = random_inputs(g, &mut StdRng::seed_from_u64(seed));
+        let inputs = random_inputs(g, &mut StdRng::seed_from_u64(seed), &InputDims::default());
         let want = interp::run(g, &inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
         let got = interp::run(&opt, &inputs).unwrap_or_else(|e| panic!("{name}: optimized: {e}"));
-        assert_eq!(want.len(), got.len(), "{name}");
-        for (w, o) in want.iter().zip(&got) {
-            assert_eq!(w.shape(), o.shape(), "{name}");
-            for (a, b) in w.to_f64_vec().iter().zip(o.to_f64_vec()) {
-                assert!(
-                    (a - b).abs() <= TOL * (1.0 + a.abs()) || (a.is_nan() && b.is_nan()),
-                    "{name} (seed {seed}): {a} vs {b}"
-                );
-            }
-        }
+        assert_close(&format!("{name} (seed {seed})"), &want, &got, TOL);
     }
     opt
 }

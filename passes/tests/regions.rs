@@ -3,41 +3,17 @@
 
 use std::path::PathBuf;
 
-use kiln_ir::{interp, DType, Dim, Graph, Op, Tensor};
+use kiln_ir::{interp, Graph, Op};
 use kiln_passes::cost::TargetProfile;
 use kiln_passes::pipeline::Pipeline;
+use kiln_passes::testing::{assert_close, random_inputs, InputDims};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
-fn random_inputs(g: &Graph, rng: &mut StdRng) -> Vec<(String, Tensor)> {
-    g.inputs
-        .iter()
-        .map(|&i| {
-            let v = g.value(i);
-            let dims: Vec<usize> =
-                v.ty.shape
-                    .0
-                    .iter()
-                    .map(|d| match d {
-                        Dim::Known(n) => *n,
-                        _ => 3,
-                    })
-                    .collect();
-            let n: usize = dims.iter().product();
-            let t = match v.ty.dtype {
-                DType::I64 => {
-                    Tensor::from_vec(dims, (0..n).map(|_| rng.random_range(0..2i64)).collect())
-                }
-                _ => Tensor::from_vec(
-                    dims,
-                    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
-                )
-                .cast(v.ty.dtype),
-            };
-            (v.name.clone(), t)
-        })
-        .collect()
-}
+/// Every symbolic dim of the random inputs is bound to this size.
+const SYMBOLIC_SIZE: usize = 3;
+/// Tolerance of the comparison: `|a − b| <= TOL · (1 + |a|)`.
+const TOL: f64 = 1e-4;
 
 fn fixture(name: &str) -> Graph {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -95,18 +71,14 @@ fn exported_models_get_fused_regions_and_keep_their_values() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(regions(&back), found);
         for seed in [3u64, fresh] {
-            let inputs = random_inputs(&g, &mut StdRng::seed_from_u64(seed));
+            let inputs = random_inputs(
+                &g,
+                &mut StdRng::seed_from_u64(seed),
+                &InputDims::uniform(SYMBOLIC_SIZE),
+            );
             let want = interp::run(&g, &inputs).unwrap();
             let got = interp::run(&opt, &inputs).unwrap();
-            for (w, o) in want.iter().zip(&got) {
-                assert_eq!(w.shape(), o.shape(), "{name}");
-                for (a, b) in w.to_f64_vec().iter().zip(o.to_f64_vec()) {
-                    assert!(
-                        (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
-                        "{name} (seed {seed}): {a} vs {b}"
-                    );
-                }
-            }
+            assert_close(&format!("{name} (seed {seed})"), &want, &got, TOL);
         }
     }
 }

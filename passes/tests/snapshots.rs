@@ -2,60 +2,39 @@
 //! change: a diff here is a change in what the optimizer produces). Each model is
 //! also checked against its source on random inputs.
 
-use kiln_ir::{interp, DType, Dim, Graph, Tensor};
+use kiln_ir::{interp, Graph};
 use kiln_passes::cost::TargetProfile;
 use kiln_passes::pipeline::Pipeline;
 use kiln_passes::synthetic::{bert, llama, BertConfig, LlamaConfig, Weights};
 use kiln_passes::synthetic_bricks::{lora_linear, moe_layer};
+use kiln_passes::testing::{assert_close, random_inputs, InputDims};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 /// The seed of every snapshot model's weights (snapshots must be reproducible).
 const SEED: u64 = 11;
-
-fn random_inputs(g: &Graph, rng: &mut StdRng) -> Vec<(String, Tensor)> {
-    g.inputs
-        .iter()
-        .map(|&i| {
-            let v = g.value(i);
-            let dims: Vec<usize> =
-                v.ty.shape
-                    .0
-                    .iter()
-                    .map(|d| match d {
-                        Dim::Known(n) => *n,
-                        _ => 4,
-                    })
-                    .collect();
-            let n: usize = dims.iter().product();
-            let t = match v.ty.dtype {
-                DType::I64 => {
-                    Tensor::from_vec(dims, (0..n).map(|_| rng.random_range(0..4i64)).collect())
-                }
-                _ => Tensor::from_vec(
-                    dims,
-                    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
-                ),
-            };
-            (v.name.clone(), t)
-        })
-        .collect()
-}
+/// Random inputs: every symbolic dim 4, ids in `0..4` (below every snapshot
+/// model's vocabulary).
+const DIMS: InputDims = InputDims::uniform(4).with_ids(4);
+/// Tolerance of the comparison: `|a − b| <= TOL · (1 + |a|)`.
+const TOL: f64 = 1e-4;
 
 /// The optimized graph's text, after checking it computes what `g` does.
 fn optimized_text(g: &Graph) -> String {
+    // The test's thread is named after the test (the model), as the snapshot is.
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("snapshot")
+        .to_owned();
     let (opt, _) = Pipeline::standard()
         .run(g, &TargetProfile::h200())
         .expect("the pipeline runs");
     kiln_ir::verify(&opt).expect("a valid optimized graph");
-    let inputs = random_inputs(g, &mut StdRng::seed_from_u64(rand::random()));
+    let seed: u64 = rand::random();
+    let inputs = random_inputs(g, &mut StdRng::seed_from_u64(seed), &DIMS);
     let want = interp::run(g, &inputs).expect("source runs");
     let got = interp::run(&opt, &inputs).expect("optimized runs");
-    for (w, o) in want.iter().zip(&got) {
-        for (a, b) in w.to_f64_vec().iter().zip(o.to_f64_vec()) {
-            assert!((a - b).abs() <= 1e-4 * (1.0 + a.abs()), "{a} vs {b}");
-        }
-    }
+    assert_close(&format!("{name} (seed {seed})"), &want, &got, TOL);
     kiln_ir::text::print(&opt)
 }
 
