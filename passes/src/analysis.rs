@@ -54,8 +54,10 @@ pub struct ValueData {
     pub const_name: Option<Symbol>,
     /// The source graph's names for this e-class.
     pub origin: Option<Origin>,
-    /// Modelled cost of the cheapest program for this e-class (not computed yet;
-    /// the slot the roofline cost model will fill).
+    /// Modelled seconds of the cheapest program for this e-class (tree cost: an
+    /// operand used twice counts twice) under the pipeline's target. Costs depend
+    /// on the target, which e-class analysis does not know, so the pipeline fills
+    /// this after its last phase (`None` before, and in e-graphs built otherwise).
     pub cost: Option<f64>,
 }
 

@@ -333,6 +333,14 @@ pub fn tree_choices_by_level(
     egraph: &KilnEGraph,
     node_cost: impl Fn(Id, &KilnLang) -> f64,
 ) -> Choices {
+    tree_costs_by_level(egraph, node_cost).0
+}
+
+/// [`tree_choices_by_level`] and the tree cost of each e-class's choice.
+pub fn tree_costs_by_level(
+    egraph: &KilnEGraph,
+    node_cost: impl Fn(Id, &KilnLang) -> f64,
+) -> (Choices, HashMap<Id, f64>) {
     let ClassTable {
         ids,
         nodes,
@@ -363,14 +371,16 @@ pub fn tree_choices_by_level(
             }
         }
     }
-    ids.iter()
-        .enumerate()
-        .filter(|&(i, _)| choice[i] != usize::MAX)
-        .map(|(i, &c)| {
+    let chosen = || (0..n).filter(|&i| choice[i] != usize::MAX);
+    let choices = chosen()
+        .map(|i| {
+            let c = ids[i];
             let nd = egraph[c].nodes[choice[i]].clone();
             (c, nd.map_children(|k| egraph.find(k)))
         })
-        .collect()
+        .collect();
+    let costs = chosen().map(|i| (ids[i], cost[i])).collect();
+    (choices, costs)
 }
 
 /// The result of [`extract_dag`].

@@ -317,6 +317,14 @@ impl Pipeline {
                 applied_by_brick,
             });
         }
+        // Every e-class's cheapest (tree) cost into the analysis, for tools that
+        // inspect the e-graph (the dot dump, pass developers' tests).
+        let (_, costs) = crate::extract_dag::tree_costs_by_level(&model.egraph, |c, n| {
+            cost.enode_cost(&model.egraph, c, n)
+        });
+        for (class, seconds) in costs {
+            model.egraph[class].data.cost = Some(seconds);
+        }
         let t = Instant::now();
         let extraction = match self.extractor {
             Extractor::Greedy => extract_dag(&model, &cost)?,

@@ -148,3 +148,16 @@ fn every_fixture_goes_through_a_ruleless_pipeline() {
         );
     }
 }
+
+#[test]
+fn the_analysis_holds_each_classes_cheapest_cost_after_a_run() {
+    let g = small_graph();
+    let (_, report, model) = Pipeline::standard()
+        .run_keeping_egraph(&g, &TargetProfile::h200())
+        .unwrap();
+    let root = model.egraph.find(model.roots[0]);
+    let root_cost = model.egraph[root].data.cost.expect("the root is priced");
+    // Tree cost counts shared operands once per use: never below the DAG cost.
+    assert!(root_cost >= report.cost_after * (1.0 - 1e-9) && root_cost > 0.0);
+    assert!(model.egraph.classes().all(|c| c.data.cost.is_some()));
+}
