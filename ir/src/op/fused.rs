@@ -6,8 +6,8 @@
 //! region's inputs and its output cross memory.
 //!
 //! **Legality** (checked by type inference, so an illegal region never exists in a
-//! graph): a region has at most one *anchor* step (a matmul, a reduction, a
-//! softmax or a norm); every other step is elementwise. Steps before the anchor form
+//! graph): a region has at most one *anchor* step (a matmul, a convolution, a
+//! reduction, a softmax or a norm); every other step is elementwise. Steps before the anchor form
 //! its *prologue* and compute values shaped like the anchor's first operand (only
 //! anchors that read their operand in one pass accept a prologue: reductions,
 //! softmax and norms, not matmuls, whose operands are re-read per output tile) and
@@ -70,7 +70,9 @@ impl FusedRole {
             Op::Unary(_) | Op::Binary(_) => Some(FusedRole::Elementwise),
             Op::Layout(LayoutOp::Cast { .. } | LayoutOp::Where) => Some(FusedRole::Elementwise),
             Op::Composite(CompositeOp::Gelu { .. }) => Some(FusedRole::Elementwise),
-            Op::Nn(NnOp::MatMul) => Some(FusedRole::Anchor { prologue: false }),
+            // Convolutions and matmuls re-read their operands per output tile: an
+            // epilogue (bias, activation, residual) only.
+            Op::Nn(NnOp::MatMul | NnOp::Conv { .. }) => Some(FusedRole::Anchor { prologue: false }),
             Op::Reduce(ReduceOp::Reduce { .. }) => Some(FusedRole::Anchor { prologue: true }),
             Op::Composite(
                 CompositeOp::Softmax { .. }

@@ -338,9 +338,9 @@ impl ClassRule for FuseRegion {
     }
 }
 
-/// A random chain for the soundness checker: a few elementwise ops around an
-/// optional anchor (a matmul with a bias epilogue, or a row reduction with a
-/// prologue), over random shapes.
+/// A random chain for the soundness checker: a few elementwise ops after an anchor
+/// (a matmul or a convolution with a bias epilogue, a row reduction with a
+/// prologue, or a softmax), over random shapes.
 pub(crate) fn instance(rng: &mut StdRng) -> Graph {
     let op = |s: &str| Op::from_text(s).expect("valid op text");
     let mut g = Graph::new("fuse-region");
@@ -359,13 +359,24 @@ pub(crate) fn instance(rng: &mut StdRng) -> Graph {
     };
     const UNARY: [&str; 5] = ["Relu", "Tanh", "Sigmoid", "Neg", "Gelu(tanh: false)"];
     const BINARY: [&str; 4] = ["Add", "Sub", "Mul", "Max"];
-    let x = g.add_input("x", f32s(&[m, k]));
-    let mut y = match rng.random_range(0..3) {
+    let mut y = match rng.random_range(0..4) {
+        3 => {
+            // A 3×3 convolution with a bias and activation epilogue.
+            let x = g.add_input("x", f32s(&[1, k, m + 2, n + 2]));
+            let w = g.add_input("w", f32s(&[n, k, 3, 3]));
+            add(
+                &mut g,
+                "Conv(strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: 1, auto_pad: NotSet)",
+                vec![x, w],
+            )
+        }
         0 => {
+            let x = g.add_input("x", f32s(&[m, k]));
             let w = g.add_input("w", f32s(&[k, n]));
             add(&mut g, "MatMul", vec![x, w])
         }
         1 => {
+            let x = g.add_input("x", f32s(&[m, k]));
             let e = add(&mut g, "Exp", vec![x]);
             let s = add(
                 &mut g,
@@ -374,7 +385,10 @@ pub(crate) fn instance(rng: &mut StdRng) -> Graph {
             );
             add(&mut g, "Div", vec![e, s])
         }
-        _ => add(&mut g, "Softmax(axis: 1)", vec![x]),
+        _ => {
+            let x = g.add_input("x", f32s(&[m, k]));
+            add(&mut g, "Softmax(axis: 1)", vec![x])
+        }
     };
     let width = g.value(y).ty.shape.clone();
     let dims = width.as_known().expect("known");
