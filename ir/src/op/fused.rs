@@ -70,6 +70,8 @@ impl FusedRole {
             Op::Unary(_) | Op::Binary(_) => Some(FusedRole::Elementwise),
             Op::Layout(LayoutOp::Cast { .. } | LayoutOp::Where) => Some(FusedRole::Elementwise),
             Op::Composite(CompositeOp::Gelu { .. }) => Some(FusedRole::Elementwise),
+            // Inference batch norm is a per-channel affine map of each element.
+            Op::Nn(NnOp::BatchNorm { .. }) => Some(FusedRole::Elementwise),
             // Convolutions and matmuls re-read their operands per output tile: an
             // epilogue (bias, activation, residual) only.
             Op::Nn(NnOp::MatMul | NnOp::Conv { .. }) => Some(FusedRole::Anchor { prologue: false }),
