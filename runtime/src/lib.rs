@@ -1,4 +1,8 @@
 //! The runtime: executable plans, memory planning and the backends that run them.
 //!
-//! Not built yet: the foundation issue only lays out the crate.
+//! Built so far: [`memory`], the liveness-based arena planner that places every
+//! intermediate value of a graph at an aligned offset in one arena. Executable
+//! plans and backends come next.
 #![warn(missing_docs)]
+
+pub mod memory;
