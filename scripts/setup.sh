@@ -8,7 +8,8 @@ set -euo pipefail
 repo_root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Debian packages: python3-venv (venv creation on Debian's own Python),
-# pkg-config / a C compiler for crates that build C code, and the CBC solver.
+# pkg-config / a C compiler for crates that build C code, the CBC solver and
+# LLVM 19.
 need=()
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need+=(python3-venv); fi
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
@@ -16,6 +17,15 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # libCbc for ILP extraction (kiln-passes feature `ilp`, built and tested by
 # scripts/test.sh).
 pkg-config --exists cbc 2>/dev/null || need+=(coinor-libcbc-dev)
+# LLVM 19 for the CPU backend (inkwell/llvm-sys, found through
+# LLVM_SYS_191_PREFIX in .cargo/config.toml; the system llvm-config is 14).
+# llvm-sys links LLVM statically, which also needs Polly and the libraries
+# `llvm-config --link-static --system-libs` lists (z3, zlib, zstd, libxml2;
+# llvm-19-dev itself pulls in libz3-dev, libxml2-dev and libffi-dev).
+[[ -x /usr/lib/llvm-19/bin/llvm-config ]] || need+=(llvm-19-dev)
+[[ -e /usr/lib/llvm-19/lib/libPolly.a ]] || need+=(libpolly-19-dev)
+pkg-config --exists libzstd 2>/dev/null || need+=(libzstd-dev)
+pkg-config --exists zlib 2>/dev/null || need+=(zlib1g-dev)
 if ((${#need[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "setup: missing Debian packages ${need[*]}; run as root or install them" >&2

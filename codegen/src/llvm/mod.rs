@@ -1,0 +1,126 @@
+//! The LLVM side of the CPU backend: a target machine for the host, the O3
+//! pipeline, and in-process JIT compilation (inkwell over LLVM 19).
+//!
+//! Kernels are built into a [`Module`], optimized with [`optimize`] for the
+//! host CPU (so the loop vectorizer uses the host's vector width), then
+//! compiled in process with [`jit`]. [`add`] is the smallest such kernel and
+//! proves the chain end to end.
+
+pub mod add;
+
+use inkwell::attributes::AttributeLoc;
+use inkwell::execution_engine::ExecutionEngine;
+use inkwell::module::Module;
+use inkwell::passes::PassBuilderOptions;
+use inkwell::targets::{
+    CodeModel, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple,
+};
+use inkwell::values::FunctionValue;
+use inkwell::OptimizationLevel;
+
+/// The new pass manager's pipeline that [`optimize`] runs.
+pub const O3_PIPELINE: &str = "default<O3>";
+
+/// A failure in the LLVM toolchain: target setup, verification, optimization
+/// or JIT compilation.
+#[derive(Debug, thiserror::Error)]
+pub enum LlvmError {
+    /// LLVM cannot target the host (the native target is not linked in).
+    #[error("LLVM cannot target the host: {0}")]
+    Target(String),
+    /// A generated module failed LLVM's verifier (a codegen bug).
+    #[error("generated LLVM IR is invalid: {0}")]
+    Verify(String),
+    /// The optimization pipeline failed.
+    #[error("LLVM optimization failed: {0}")]
+    Optimize(String),
+    /// Building an instruction failed (a codegen bug).
+    #[error("building LLVM IR failed: {0}")]
+    Build(#[from] inkwell::builder::BuilderError),
+    /// The JIT could not compile the module or find a function in it.
+    #[error("LLVM JIT failed: {0}")]
+    Jit(String),
+}
+
+/// The host as LLVM sees it: target triple, CPU name and CPU features.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCpu {
+    /// Target triple, e.g. `x86_64-pc-linux-gnu`.
+    pub triple: String,
+    /// CPU name, e.g. `znver4` or `sapphirerapids`.
+    pub cpu: String,
+    /// Comma-separated feature string, e.g. `+avx2,+fma,...`.
+    pub features: String,
+}
+
+impl HostCpu {
+    /// Detects the CPU this process runs on.
+    pub fn detect() -> Self {
+        Self {
+            triple: TargetMachine::get_default_triple()
+                .as_str()
+                .to_string_lossy()
+                .into_owned(),
+            cpu: TargetMachine::get_host_cpu_name().to_string(),
+            features: TargetMachine::get_host_cpu_features().to_string(),
+        }
+    }
+}
+
+/// Builds a target machine for the host CPU at O3 (initializing LLVM's native
+/// target first; safe to call repeatedly).
+pub fn host_target_machine() -> Result<TargetMachine, LlvmError> {
+    Target::initialize_native(&InitializationConfig::default()).map_err(LlvmError::Target)?;
+    let host = HostCpu::detect();
+    let triple = TargetTriple::create(&host.triple);
+    let target = Target::from_triple(&triple).map_err(|e| LlvmError::Target(e.to_string()))?;
+    target
+        .create_target_machine(
+            &triple,
+            &host.cpu,
+            &host.features,
+            OptimizationLevel::Aggressive,
+            RelocMode::Default,
+            CodeModel::JITDefault,
+        )
+        .ok_or_else(|| LlvmError::Target(format!("no target machine for {}", host.triple)))
+}
+
+/// Tags `function` with the host's CPU and features, so that the JIT's code
+/// generator uses the same vector instructions the optimizer planned for
+/// (MCJIT itself would otherwise compile for a generic CPU).
+pub fn target_host_cpu(function: FunctionValue<'_>, machine: &TargetMachine) {
+    let context = function.get_type().get_context();
+    let cpu = machine.get_cpu().to_string();
+    let features = machine.get_feature_string().to_string_lossy().into_owned();
+    function.add_attribute(
+        AttributeLoc::Function,
+        context.create_string_attribute("target-cpu", &cpu),
+    );
+    function.add_attribute(
+        AttributeLoc::Function,
+        context.create_string_attribute("target-features", &features),
+    );
+}
+
+/// Verifies `module`, points it at `machine` (triple and data layout) and runs
+/// the O3 pipeline ([`O3_PIPELINE`]) on it with the new pass manager.
+pub fn optimize(module: &Module<'_>, machine: &TargetMachine) -> Result<(), LlvmError> {
+    module.set_triple(&machine.get_triple());
+    module.set_data_layout(&machine.get_target_data().get_data_layout());
+    module
+        .verify()
+        .map_err(|e| LlvmError::Verify(e.to_string()))?;
+    module
+        .run_passes(O3_PIPELINE, machine, PassBuilderOptions::create())
+        .map_err(|e| LlvmError::Optimize(e.to_string()))
+}
+
+/// Compiles `module` to machine code in this process; functions are then
+/// looked up with [`ExecutionEngine::get_function`]. The engine owns the
+/// module from here on.
+pub fn jit<'ctx>(module: &Module<'ctx>) -> Result<ExecutionEngine<'ctx>, LlvmError> {
+    module
+        .create_jit_execution_engine(OptimizationLevel::Aggressive)
+        .map_err(|e| LlvmError::Jit(e.to_string()))
+}
