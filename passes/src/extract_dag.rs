@@ -383,6 +383,16 @@ pub fn tree_costs_by_level(
     (choices, costs)
 }
 
+/// What [`dag_choices`] picks.
+pub struct DagChoices {
+    /// The chosen e-node per e-class.
+    pub choices: Choices,
+    /// The program's DAG cost, seconds.
+    pub cost: f64,
+    /// Each e-class's cheapest tree cost (an operand used twice counts twice).
+    pub class_costs: HashMap<Id, f64>,
+}
+
 /// The result of [`extract_dag`].
 pub struct DagExtraction {
     /// The extracted graph.
@@ -391,25 +401,31 @@ pub struct DagExtraction {
     pub cost: f64,
     /// The chosen e-node per e-class.
     pub choices: Choices,
+    /// Each e-class's cheapest tree cost (what the pipeline stores in the analysis).
+    pub class_costs: HashMap<Id, f64>,
 }
 
 /// Extracts the program of least (greedy) DAG cost under `model` as a graph.
 pub fn extract_dag(model: &EGraphModel, cost: &CostModel) -> Result<DagExtraction, NodeError> {
     let egraph = &model.egraph;
-    let (choices, dag) =
-        dag_choices(egraph, &model.roots, cost).expect("a converted graph has an acyclic program");
+    let DagChoices {
+        choices,
+        cost: dag,
+        class_costs,
+    } = dag_choices(egraph, &model.roots, cost).expect("a converted graph has an acyclic program");
     let graph = extract_chosen(model, |c| choices[&egraph.find(c)].clone())?;
     Ok(DagExtraction {
         graph,
         cost: dag,
         choices,
+        class_costs,
     })
 }
 
 /// The choices [`extract_dag`] makes for `roots` and their DAG cost: the cheaper of
 /// the greedy DAG and tree-cost programs, refined by [`share_projections`]; `None`
 /// when neither is acyclic.
-pub fn dag_choices(egraph: &KilnEGraph, roots: &[Id], cost: &CostModel) -> Option<(Choices, f64)> {
+pub fn dag_choices(egraph: &KilnEGraph, roots: &[Id], cost: &CostModel) -> Option<DagChoices> {
     // Every e-node priced once: pricing a region infers its steps' types, and the
     // searches below ask for the same e-nodes many times.
     let own: HashMap<&KilnLang, f64> = egraph
@@ -427,7 +443,7 @@ pub fn dag_choices(egraph: &KilnEGraph, roots: &[Id], cost: &CostModel) -> Optio
     } else {
         Choices::new()
     };
-    let tree = tree_choices_by_level(egraph, node_cost);
+    let (tree, class_costs) = tree_costs_by_level(egraph, node_cost);
     let g = dag_cost(egraph, &greedy, roots, node_cost);
     let t = dag_cost(egraph, &tree, roots, node_cost);
     let (mut choices, dag) = match (g, t) {
@@ -437,5 +453,9 @@ pub fn dag_choices(egraph: &KilnEGraph, roots: &[Id], cost: &CostModel) -> Optio
         (None, None) => return None,
     };
     let dag = share_projections(egraph, &mut choices, roots, dag, node_cost);
-    Some((choices, dag))
+    Some(DagChoices {
+        choices,
+        cost: dag,
+        class_costs,
+    })
 }

@@ -39,7 +39,7 @@ use good_lp::{coin_cbc, variable, Expression, ProblemVariables, Solution, Solver
 use kiln_ir::NodeError;
 
 use crate::cost::CostModel;
-use crate::extract_dag::{dag_cost, ChoiceCost, Choices, DagExtraction};
+use crate::extract_dag::{dag_cost, ChoiceCost, Choices, DagChoices, DagExtraction};
 use crate::{extract_with, EGraphModel, KilnEGraph, KilnLang};
 
 /// Default wall-clock limit of one ILP solve. CBC takes whole seconds (a shorter
@@ -103,7 +103,7 @@ pub fn heuristic_choices(
     egraph: &KilnEGraph,
     roots: &[Id],
     cost: &CostModel,
-) -> Option<(Choices, f64)> {
+) -> Option<DagChoices> {
     crate::extract_dag::dag_choices(egraph, roots, cost)
 }
 
@@ -445,10 +445,14 @@ pub fn extract_ilp(
         &roots,
         cost,
         time_limit,
-        heuristic.as_ref().map(|(c, _)| c),
+        heuristic.as_ref().map(|h| &h.choices),
     );
     let solve_time = t.elapsed();
-    let heuristic_cost = heuristic.as_ref().map(|(_, c)| *c);
+    let heuristic_cost = heuristic.as_ref().map(|h| h.cost);
+    let class_costs = heuristic
+        .as_ref()
+        .map(|h| h.class_costs.clone())
+        .unwrap_or_default();
     let (choices, dag, outcome, size) = match solved {
         Ok((choices, optimal, size)) => match dag_cost(egraph, &choices, &roots, node_cost) {
             Some(ilp) if heuristic_cost.is_none_or(|h| ilp <= h * (1.0 + COST_EPSILON)) => {
@@ -460,7 +464,11 @@ pub fn extract_ilp(
                 (choices, ilp, outcome, size)
             }
             found => {
-                let (h, hc) = heuristic.expect("a dearer ILP program implies a heuristic one");
+                let DagChoices {
+                    choices: h,
+                    cost: hc,
+                    ..
+                } = heuristic.expect("a dearer ILP program implies a heuristic one");
                 let why = match found {
                     Some(ilp) => format!("ILP program costs {ilp:e} s > {hc:e} s"),
                     None => "ILP program is cyclic or incomplete".to_string(),
@@ -469,10 +477,15 @@ pub fn extract_ilp(
             }
         },
         Err(e) => {
-            let Some((h, hc)) = heuristic else {
+            let Some(h) = heuristic else {
                 panic!("no acyclic program for the roots ({e})");
             };
-            (h, hc, IlpOutcome::HeuristicKept(e), IlpSize::default())
+            (
+                h.choices,
+                h.cost,
+                IlpOutcome::HeuristicKept(e),
+                IlpSize::default(),
+            )
         }
     };
     let graph = extract_with(
@@ -487,6 +500,7 @@ pub fn extract_ilp(
             graph,
             cost: dag,
             choices,
+            class_costs,
         },
         outcome,
         heuristic_cost,

@@ -317,14 +317,6 @@ impl Pipeline {
                 applied_by_brick,
             });
         }
-        // Every e-class's cheapest (tree) cost into the analysis, for tools that
-        // inspect the e-graph (the dot dump, pass developers' tests).
-        let (_, costs) = crate::extract_dag::tree_costs_by_level(&model.egraph, |c, n| {
-            cost.enode_cost(&model.egraph, c, n)
-        });
-        for (class, seconds) in costs {
-            model.egraph[class].data.cost = Some(seconds);
-        }
         let t = Instant::now();
         let extraction = match self.extractor {
             Extractor::Greedy => extract_dag(&model, &cost)?,
@@ -334,6 +326,11 @@ impl Pipeline {
             }
         };
         let extract_time = t.elapsed();
+        // Every e-class's cheapest (tree) cost into the analysis, for tools that
+        // inspect the e-graph (priced once, by the extraction).
+        for (&class, &seconds) in &extraction.class_costs {
+            model.egraph[class].data.cost = Some(seconds);
+        }
         // Priced in the e-graph, whose types are at least as precise as the source's
         // (the extracted graph re-infers its value types, and inference can lose
         // dims the source recorded).
