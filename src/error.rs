@@ -25,6 +25,18 @@ pub enum Error {
     /// instead of running a malformed graph.
     #[error("the imported graph is ill-formed (a bug in kiln's frontend, please report it): {0}")]
     IllFormed(#[from] kiln_ir::VerifyError),
+    /// Code generation failed (a bug in kiln's backend).
+    #[error("code generation failed (a bug in kiln, please report it): {0}")]
+    Codegen(String),
+    /// Running compiled code failed.
+    #[error(transparent)]
+    Run(#[from] kiln_runtime::RunError),
+    /// An inconsistency inside kiln.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The optimizer rejected the graph.
+    #[error("optimizing the model failed: {0}")]
+    Optimize(String),
     /// The model path is not something kiln can load.
     #[error("{0}")]
     UnknownModel(String),

@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod cpu;
 mod error;
 pub mod inspect;
 pub mod io;
@@ -31,4 +32,4 @@ mod model;
 pub use error::Error;
 pub use kiln_ir as ir;
 pub use kiln_ir::{DType, Tensor};
-pub use model::{Executable, Model, Target};
+pub use model::{CompileOptions, Executable, Model, Target};

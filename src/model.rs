@@ -12,7 +12,7 @@ use crate::Error;
 pub enum Target {
     /// The reference interpreter: exact, slow, always available.
     Reference,
-    /// Native code for this CPU (LLVM). Not built yet.
+    /// Native code for this CPU (LLVM), multi-threaded.
     Cpu,
     /// NVIDIA GPUs (CUDA). Not built yet.
     Cuda,
@@ -47,6 +47,33 @@ impl fmt::Display for Target {
             Target::Cpu => "cpu",
             Target::Cuda => "cuda",
         })
+    }
+}
+
+/// How [`Model::compile_with`] prepares a model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Threads each run uses (default: the machine's available parallelism).
+    pub threads: Option<usize>,
+    /// Run the equality-saturation optimizer first (default: yes).
+    pub optimize: bool,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            threads: None,
+            optimize: true,
+        }
+    }
+}
+
+impl CompileOptions {
+    /// The thread count these options ask for, with the default resolved.
+    pub fn resolved_threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
     }
 }
 
@@ -99,12 +126,44 @@ impl Model {
         &self.path
     }
 
-    /// Prepares the model to run on `target`.
+    /// Prepares the model to run on `target` with default options.
     pub fn compile(&self, target: &Target) -> Result<Executable, Error> {
+        self.compile_with(target, &CompileOptions::default())
+    }
+
+    /// Prepares the model to run on `target`. For the CPU the graph is optimized
+    /// once; native code is generated for each set of input shapes when first
+    /// run (at once here when every input dim is known).
+    pub fn compile_with(
+        &self,
+        target: &Target,
+        options: &CompileOptions,
+    ) -> Result<Executable, Error> {
         match target {
             Target::Reference => Ok(Executable {
                 graph: self.graph.clone(),
+                cpu: None,
             }),
+            Target::Cpu => {
+                let graph = if options.optimize {
+                    optimize_for_cpu(&self.graph)?
+                } else {
+                    self.graph.clone()
+                };
+                let cpu = crate::cpu::CpuModel::new(graph.clone(), options.resolved_threads());
+                let known: Option<Vec<Vec<usize>>> = graph
+                    .inputs
+                    .iter()
+                    .map(|&i| graph.value(i).ty.shape.as_known())
+                    .collect();
+                if let Some(shapes) = known {
+                    cpu.build(&shapes)?;
+                }
+                Ok(Executable {
+                    graph,
+                    cpu: Some(std::sync::Arc::new(cpu)),
+                })
+            }
             other => Err(Error::TargetUnavailable(other.to_string())),
         }
     }
@@ -115,16 +174,63 @@ impl Model {
     }
 }
 
-/// A model ready to run on one target. `Send + Sync`: share it between threads.
-#[derive(Clone, Debug)]
+/// The standard optimizer pipeline with this CPU's profile.
+fn optimize_for_cpu(graph: &Graph) -> Result<Graph, Error> {
+    let profile = kiln_passes::cost::TargetProfile::resolve("cpu").map_err(Error::Optimize)?;
+    let (optimized, _report) = kiln_passes::pipeline::Pipeline::standard()
+        .run(graph, &profile)
+        .map_err(|e| Error::Optimize(e.to_string()))?;
+    kiln_ir::verify(&optimized)?;
+    Ok(optimized)
+}
+
+/// A model ready to run on one target. `Send + Sync`: share it between threads
+/// (concurrent [`Executable::run`] calls are safe and give the same results).
+#[derive(Clone)]
 pub struct Executable {
     graph: Graph,
+    cpu: Option<std::sync::Arc<crate::cpu::CpuModel>>,
+}
+
+impl fmt::Debug for Executable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Executable")
+            .field("graph", &self.graph.name)
+            .field("target", &if self.cpu.is_some() { "cpu" } else { "ref" })
+            .finish()
+    }
 }
 
 impl Executable {
+    /// The graph it runs (optimized for compiled targets).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// For the CPU target: the native build for these input shapes (compiling it
+    /// if needed), to inspect its program and memory plan.
+    pub fn cpu_build(
+        &self,
+        shapes: &[Vec<usize>],
+    ) -> Result<Option<std::sync::Arc<crate::cpu::Build>>, Error> {
+        self.cpu.as_ref().map(|c| c.build(shapes)).transpose()
+    }
+
     /// Runs on named inputs; returns every output with its name, in order.
     pub fn run(&self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, Error> {
-        let outs = kiln_ir::interp::run(&self.graph, inputs)?;
+        let outs = match &self.cpu {
+            None => kiln_ir::interp::run(&self.graph, inputs)?,
+            Some(cpu) => {
+                let ordered = order_inputs(&self.graph, inputs)?;
+                let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape().to_vec()).collect();
+                match &*cpu.build(&shapes)? {
+                    crate::cpu::Build::Native(exe) => exe.run(&ordered)?,
+                    crate::cpu::Build::Interpreted { .. } => {
+                        kiln_ir::interp::run(&self.graph, inputs)?
+                    }
+                }
+            }
+        };
         Ok(self
             .graph
             .outputs
@@ -133,4 +239,40 @@ impl Executable {
             .zip(outs)
             .collect())
     }
+}
+
+/// The inputs in the graph's order, with the interpreter's checks and messages
+/// (unknown or missing names, dtype and declared dims).
+fn order_inputs(graph: &Graph, inputs: &[(String, Tensor)]) -> Result<Vec<Tensor>, Error> {
+    use kiln_ir::interp::EvalError;
+    let mut slots: Vec<Option<Tensor>> = vec![None; graph.inputs.len()];
+    for (name, t) in inputs {
+        let pos = graph
+            .inputs
+            .iter()
+            .position(|&i| graph.value(i).name == *name)
+            .ok_or_else(|| EvalError::UnknownInput {
+                name: name.clone(),
+                expected: graph
+                    .inputs
+                    .iter()
+                    .map(|&i| graph.value(i).name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let v = graph.value(graph.inputs[pos]);
+        if t.dtype() != v.ty.dtype {
+            return Err(EvalError::InputMismatch {
+                name: name.clone(),
+                message: format!("expected dtype {}, got {}", v.ty.dtype, t.dtype()),
+            }
+            .into());
+        }
+        slots[pos] = Some(t.clone());
+    }
+    slots
+        .into_iter()
+        .zip(&graph.inputs)
+        .map(|(t, &i)| t.ok_or_else(|| EvalError::MissingInput(graph.value(i).name.clone()).into()))
+        .collect()
 }

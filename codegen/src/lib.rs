@@ -4,4 +4,8 @@
 //! machine, O3, JIT), proven on a vectorized add kernel.
 #![warn(missing_docs)]
 
+pub mod kernel;
 pub mod llvm;
+pub mod program;
+pub mod schedule;
+pub mod specialize;

@@ -1,8 +1,39 @@
 //! The runtime: executable plans, memory planning and the backends that run them.
 //!
-//! Built so far: [`memory`], the liveness-based arena planner that places every
-//! intermediate value of a graph at an aligned offset in one arena. Executable
-//! plans and backends come next.
+//! - [`memory`]: the liveness-based arena planner;
+//! - [`plan`]: where every buffer of a scheduled program lives;
+//! - [`backend`]: the trait devices implement (allocate, copy, launch, synchronize);
+//! - [`cpu`]: the CPU executor (JIT-linked kernels, GEMM library calls, host steps);
+//! - [`artifact`]: the on-disk container of ahead-of-time compiled models.
 #![warn(missing_docs)]
 
+pub mod artifact;
+pub mod backend;
+pub mod cpu;
 pub mod memory;
+pub mod plan;
+
+/// A failure while loading or running a compiled program.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The inputs do not match what the program was compiled for.
+    #[error("{0}")]
+    Input(String),
+    /// A step failed (the node's name and why).
+    #[error("node `{node}`: {message}")]
+    Node {
+        /// The node.
+        node: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Machine code could not be loaded.
+    #[error("loading compiled code: {0}")]
+    Load(String),
+    /// Memory could not be allocated.
+    #[error("out of memory allocating {0} bytes")]
+    OutOfMemory(usize),
+    /// A bug in kiln (an inconsistent program).
+    #[error("internal error: {0}")]
+    Internal(String),
+}

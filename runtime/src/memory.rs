@@ -223,9 +223,40 @@ pub fn plan(
             })?;
         }
     }
-    let lower_bound = peak_live(&lifetimes, &sizes, graph.nodes().len());
+    let placement = place(&sizes, &lifetimes, graph.nodes().len());
+    let (offsets, arena_bytes, lower_bound) = (
+        placement.offsets,
+        placement.arena_bytes,
+        placement.lower_bound,
+    );
 
-    // Largest first; ties by start step then id, so plans are deterministic.
+    Ok(MemoryPlan {
+        offsets,
+        sizes,
+        lifetimes,
+        arena_bytes,
+        lower_bound,
+    })
+}
+
+/// Where [`place`] put each interval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// Byte offset of each interval that has a lifetime.
+    pub offsets: Vec<Option<usize>>,
+    /// Bytes the arena needs.
+    pub arena_bytes: usize,
+    /// The peak of live bytes over steps (no placement needs fewer).
+    pub lower_bound: usize,
+}
+
+/// Places buffers of `sizes` bytes, alive during `lifetimes` (steps `0..=steps`),
+/// in one arena: largest first, each at the lowest [`ARENA_ALIGN`]-aligned offset
+/// clear of every placed buffer whose lifetime intersects its own.
+pub fn place(sizes: &[usize], lifetimes: &[Option<Lifetime>], steps: usize) -> Placement {
+    let n = sizes.len();
+    let lower_bound = peak_live(lifetimes, sizes, steps);
+    // Largest first; ties by start step then index, so plans are deterministic.
     let mut order: Vec<usize> = (0..n)
         .filter(|&i| lifetimes[i].is_some() && sizes[i] > 0)
         .collect();
@@ -236,7 +267,6 @@ pub fn plan(
             i,
         )
     });
-
     let mut offsets: Vec<Option<usize>> = lifetimes.iter().map(|l| l.map(|_| 0)).collect();
     let mut placed: Vec<usize> = Vec::with_capacity(order.len());
     let mut arena_bytes = 0;
@@ -256,12 +286,9 @@ pub fn plan(
         arena_bytes = arena_bytes.max(offset + sizes[i]);
         placed.push(i);
     }
-
-    Ok(MemoryPlan {
+    Placement {
         offsets,
-        sizes,
-        lifetimes,
         arena_bytes,
         lower_bound,
-    })
+    }
 }

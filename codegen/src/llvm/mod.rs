@@ -7,6 +7,9 @@
 //! proves the chain end to end.
 
 pub mod add;
+pub mod lower;
+pub mod math;
+pub mod object;
 
 use inkwell::attributes::AttributeLoc;
 use inkwell::execution_engine::ExecutionEngine;

@@ -1,0 +1,195 @@
+//! Kernels to machine code and back: [`compile`] lowers a program's kernels into
+//! one LLVM module, runs O3 for a chosen CPU and emits an ELF object (the same
+//! bytes serve the JIT and `.kiln` artifacts); [`LoadedObject`] links such an
+//! object into this process with LLVM's ORC JIT linker and resolves the kernels'
+//! addresses. Calls the code makes (libm, `memcpy`) resolve against the process.
+
+use std::ffi::{CStr, CString};
+
+use inkwell::context::Context;
+use inkwell::targets::{
+    CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple,
+};
+use inkwell::OptimizationLevel;
+use llvm_sys::error::{LLVMDisposeErrorMessage, LLVMErrorRef, LLVMGetErrorMessage};
+use llvm_sys::orc2::lljit::{
+    LLVMOrcCreateLLJIT, LLVMOrcCreateLLJITBuilder, LLVMOrcDisposeLLJIT, LLVMOrcLLJITAddObjectFile,
+    LLVMOrcLLJITGetGlobalPrefix, LLVMOrcLLJITGetMainJITDylib, LLVMOrcLLJITLookup, LLVMOrcLLJITRef,
+};
+use llvm_sys::orc2::{
+    LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess, LLVMOrcJITDylibAddGenerator,
+};
+
+use super::lower::{lower_kernel, KernelFn};
+use super::{optimize, HostCpu, LlvmError};
+use crate::kernel::Kernel;
+
+/// The CPU that ahead-of-time artifacts are compiled for when not the host:
+/// x86-64-v3 (AVX2, FMA, F16C: every x86 server CPU since 2015).
+pub const GENERIC_X86_CPU: &str = "x86-64-v3";
+
+/// Which CPU the machine code is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CpuTarget {
+    /// This machine's CPU with all its features (JIT).
+    Host,
+    /// A named CPU (for artifacts that move between machines), e.g. [`GENERIC_X86_CPU`].
+    Named(String),
+}
+
+/// Machine code for a set of kernels.
+#[derive(Clone, Debug)]
+pub struct CompiledObject {
+    /// The ELF object.
+    pub object: Vec<u8>,
+    /// CPU name it was compiled for.
+    pub cpu: String,
+    /// Target triple.
+    pub triple: String,
+    /// The optimized LLVM IR (only when asked for).
+    pub ir: Option<String>,
+}
+
+fn machine_for(cpu: &CpuTarget) -> Result<(TargetMachine, String), LlvmError> {
+    Target::initialize_native(&InitializationConfig::default()).map_err(LlvmError::Target)?;
+    let host = HostCpu::detect();
+    let triple = TargetTriple::create(&host.triple);
+    let target = Target::from_triple(&triple).map_err(|e| LlvmError::Target(e.to_string()))?;
+    let (name, features) = match cpu {
+        CpuTarget::Host => (host.cpu.clone(), host.features.clone()),
+        CpuTarget::Named(n) => (n.clone(), String::new()),
+    };
+    let machine = target
+        .create_target_machine(
+            &triple,
+            &name,
+            &features,
+            OptimizationLevel::Aggressive,
+            RelocMode::PIC,
+            CodeModel::Small,
+        )
+        .ok_or_else(|| {
+            LlvmError::Target(format!("no target machine for {} / {name}", host.triple))
+        })?;
+    Ok((machine, name))
+}
+
+/// Lowers, optimizes (O3) and compiles `kernels` to one object for `cpu`.
+pub fn compile(
+    kernels: &[Kernel],
+    cpu: &CpuTarget,
+    keep_ir: bool,
+) -> Result<CompiledObject, LlvmError> {
+    let (machine, cpu_name) = machine_for(cpu)?;
+    let context = Context::create();
+    let module = context.create_module("kiln_kernels");
+    for k in kernels {
+        lower_kernel(&context, &module, k)?;
+    }
+    let cpu_attr = context.create_string_attribute("target-cpu", &machine.get_cpu().to_string());
+    let features = machine.get_feature_string().to_string_lossy().into_owned();
+    let feat_attr = context.create_string_attribute("target-features", &features);
+    let mut f = module.get_first_function();
+    while let Some(func) = f {
+        if func.count_basic_blocks() > 0 {
+            func.add_attribute(inkwell::attributes::AttributeLoc::Function, cpu_attr);
+            if !features.is_empty() {
+                func.add_attribute(inkwell::attributes::AttributeLoc::Function, feat_attr);
+            }
+        }
+        f = func.get_next_function();
+    }
+    optimize(&module, &machine)?;
+    let ir = keep_ir.then(|| module.print_to_string().to_string());
+    let buf = machine
+        .write_to_memory_buffer(&module, FileType::Object)
+        .map_err(|e| LlvmError::Jit(e.to_string()))?;
+    Ok(CompiledObject {
+        object: buf.as_slice().to_vec(),
+        cpu: cpu_name,
+        triple: machine.get_triple().as_str().to_string_lossy().into_owned(),
+        ir,
+    })
+}
+
+/// An object linked into this process; its functions stay valid while it lives.
+pub struct LoadedObject {
+    jit: LLVMOrcLLJITRef,
+}
+
+// SAFETY: the LLJIT instance is only used for lookups (which ORC synchronizes)
+// and disposal; the machine code it owns is immutable once linked.
+unsafe impl Send for LoadedObject {}
+// SAFETY: as above.
+unsafe impl Sync for LoadedObject {}
+
+fn check(err: LLVMErrorRef) -> Result<(), LlvmError> {
+    if err.is_null() {
+        return Ok(());
+    }
+    // SAFETY: `err` is a live error; its message is owned until disposed.
+    unsafe {
+        let msg = LLVMGetErrorMessage(err);
+        let text = CStr::from_ptr(msg).to_string_lossy().into_owned();
+        LLVMDisposeErrorMessage(msg);
+        Err(LlvmError::Jit(text))
+    }
+}
+
+impl LoadedObject {
+    /// Links `object` (from [`compile`]) into the process.
+    pub fn load(object: &[u8]) -> Result<LoadedObject, LlvmError> {
+        Target::initialize_native(&InitializationConfig::default()).map_err(LlvmError::Target)?;
+        // SAFETY: the ORC C API is used as documented: the builder is consumed by
+        // CreateLLJIT, the generator and the memory buffer are owned by the JIT
+        // once added, and the JIT is disposed in Drop.
+        unsafe {
+            let mut jit: LLVMOrcLLJITRef = std::ptr::null_mut();
+            check(LLVMOrcCreateLLJIT(&mut jit, LLVMOrcCreateLLJITBuilder()))?;
+            let loaded = LoadedObject { jit };
+            let dylib = LLVMOrcLLJITGetMainJITDylib(jit);
+            let mut generator = std::ptr::null_mut();
+            check(LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+                &mut generator,
+                LLVMOrcLLJITGetGlobalPrefix(jit),
+                None,
+                std::ptr::null_mut(),
+            ))?;
+            LLVMOrcJITDylibAddGenerator(dylib, generator);
+            let name = CString::new("kiln_kernels").expect("no NUL");
+            let buf = llvm_sys::core::LLVMCreateMemoryBufferWithMemoryRangeCopy(
+                object.as_ptr() as *const CChar,
+                object.len(),
+                name.as_ptr(),
+            );
+            check(LLVMOrcLLJITAddObjectFile(jit, dylib, buf))?;
+            Ok(loaded)
+        }
+    }
+
+    /// The address of kernel `name`.
+    pub fn kernel(&self, name: &str) -> Result<KernelFn, LlvmError> {
+        let cname =
+            CString::new(name).map_err(|_| LlvmError::Jit(format!("bad symbol name {name:?}")))?;
+        let mut addr = 0u64;
+        // SAFETY: `self.jit` is live; the lookup links the object on first use.
+        check(unsafe { LLVMOrcLLJITLookup(self.jit, &mut addr, cname.as_ptr()) })?;
+        if addr == 0 {
+            return Err(LlvmError::Jit(format!(
+                "kernel {name} resolved to address 0"
+            )));
+        }
+        // SAFETY: every kernel entry has the `KernelFn` signature (see `lower`).
+        Ok(unsafe { std::mem::transmute::<usize, KernelFn>(addr as usize) })
+    }
+}
+
+type CChar = std::ffi::c_char;
+
+impl Drop for LoadedObject {
+    fn drop(&mut self) {
+        // SAFETY: created by LLVMOrcCreateLLJIT and not disposed elsewhere.
+        let err = unsafe { LLVMOrcDisposeLLJIT(self.jit) };
+        let _ = check(err);
+    }
+}

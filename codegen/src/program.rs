@@ -1,0 +1,231 @@
+//! A scheduled program: the buffers of one shape-specialized graph and the
+//! ordered list of steps that compute them.
+//!
+//! This is the interface between the scheduler ([`crate::schedule`]) and the
+//! runtime: the runtime places [`BufferKind::Temp`] buffers in one arena (by
+//! liveness), binds inputs and constants, and runs the steps in order. It is
+//! plain data (serde), so an ahead-of-time artifact can store it.
+
+use kiln_ir::{DType, Op};
+use serde::{Deserialize, Serialize};
+
+use crate::kernel::Kernel;
+
+/// Index of a buffer in [`Program::buffers`].
+pub type BufferId = usize;
+
+/// Where a buffer's bytes come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum BufferKind {
+    /// Graph input `i` (the caller's tensor).
+    Input(usize),
+    /// Constant `i` of [`Program::constants`] (a weight, mapped or transformed).
+    Const(usize),
+    /// An intermediate or output, placed in the run's arena.
+    Temp,
+    /// The same bytes as another buffer (a reshape: same elements, new shape).
+    Alias(BufferId),
+}
+
+/// One buffer: a dense, row-major tensor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProgramBuffer {
+    /// The IR value it holds (for messages and the text form).
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Dims (all known: programs are shape-specialized).
+    pub shape: Vec<usize>,
+    /// Where its bytes live.
+    pub kind: BufferKind,
+}
+
+impl ProgramBuffer {
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Size in bytes.
+    pub fn bytes(&self) -> usize {
+        self.numel() * self.dtype.size()
+    }
+}
+
+/// A (batched) matrix product `c[b] = a[b] · b[b]` (optionally `c[b] += ...`) with
+/// arbitrary element strides, so transposed and broadcast operands need no copy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GemmStep {
+    /// Left operand.
+    pub a: BufferId,
+    /// Right operand.
+    pub b: BufferId,
+    /// Output (dense `[batch..., m, n]`).
+    pub c: BufferId,
+    /// Element type of all three (f32, f64 or f16).
+    pub dtype: DType,
+    /// Rows of `a` and `c`.
+    pub m: usize,
+    /// Columns of `b` and `c`.
+    pub n: usize,
+    /// Columns of `a`, rows of `b`.
+    pub k: usize,
+    /// Batch dims of `c` (the matrices are the last two dims).
+    pub batch: Vec<usize>,
+    /// Element stride of `a` along each batch dim (0 where broadcast).
+    pub a_batch_strides: Vec<isize>,
+    /// Element stride of `b` along each batch dim (0 where broadcast).
+    pub b_batch_strides: Vec<isize>,
+    /// Strides of `a`'s rows and columns.
+    pub a_strides: [isize; 2],
+    /// Strides of `b`'s rows and columns.
+    pub b_strides: [isize; 2],
+    /// Scale of the product (`c = alpha · a·b`).
+    pub alpha: f64,
+}
+
+impl GemmStep {
+    /// Number of matrix products (the product of the batch dims).
+    pub fn batch_count(&self) -> usize {
+        self.batch.iter().product()
+    }
+
+    /// Floating-point operations (2·m·n·k per product).
+    pub fn flops(&self) -> f64 {
+        2.0 * self.batch_count() as f64 * self.m as f64 * self.n as f64 * self.k as f64
+    }
+}
+
+/// One step of a program.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Step {
+    /// Launch kernel `kernel` of [`Program::kernels`] over these buffers (in the
+    /// kernel's buffer order).
+    Kernel {
+        /// The kernel.
+        kernel: usize,
+        /// Its arguments.
+        args: Vec<BufferId>,
+    },
+    /// A matrix product through the GEMM library.
+    Gemm(GemmStep),
+    /// Fails the run unless every element `i` of the (integer) `indices` buffer
+    /// satisfies `-bound <= i < bound` (before a gather kernel, which would
+    /// otherwise read out of bounds).
+    CheckIndices {
+        /// The node whose indices these are (for the message).
+        node: String,
+        /// The index buffer.
+        indices: BufferId,
+        /// Size of the gathered axis.
+        bound: i64,
+    },
+    /// An op kiln does not generate code for yet, evaluated by the reference
+    /// interpreter on host tensors (correct, slow; reported by `kiln explain`).
+    Host {
+        /// The IR node's name.
+        node: String,
+        /// The op.
+        op: Op,
+        /// Operand buffers.
+        inputs: Vec<BufferId>,
+        /// Result buffers.
+        outputs: Vec<BufferId>,
+    },
+}
+
+/// A shape-specialized program.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Program {
+    /// Every buffer.
+    pub buffers: Vec<ProgramBuffer>,
+    /// The generated kernels.
+    pub kernels: Vec<Kernel>,
+    /// The steps, in execution order.
+    pub steps: Vec<Step>,
+    /// Graph inputs in order: name and buffer.
+    pub inputs: Vec<(String, BufferId)>,
+    /// Graph outputs in order: name and buffer.
+    pub outputs: Vec<(String, BufferId)>,
+    /// The IR value id each constant buffer came from (index = constant number).
+    pub constants: Vec<u32>,
+}
+
+impl Program {
+    /// The buffer an alias chain ends at (a buffer that owns bytes).
+    pub fn root(&self, mut id: BufferId) -> BufferId {
+        while let BufferKind::Alias(of) = self.buffers[id].kind {
+            id = of;
+        }
+        id
+    }
+
+    /// How many steps are host fallbacks, and which ops they run.
+    pub fn host_ops(&self) -> Vec<&str> {
+        self.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Host { op, .. } => Some(op.name()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Floating-point operations of the GEMM steps.
+    pub fn gemm_flops(&self) -> f64 {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Gemm(g) => g.flops(),
+                _ => 0.0,
+            })
+            .sum()
+    }
+
+    /// A readable listing: buffers, then steps with their kernels.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for (i, b) in self.buffers.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "buf{i} {}: {}{:?} {:?}",
+                b.name, b.dtype, b.shape, b.kind
+            );
+        }
+        for s in &self.steps {
+            match s {
+                Step::Kernel { kernel, args } => {
+                    let _ = writeln!(out, "launch {} {args:?}", self.kernels[*kernel].name);
+                }
+                Step::Gemm(g) => {
+                    let _ = writeln!(
+                        out,
+                        "gemm buf{} = {}·buf{}·buf{} batch {:?} m {} n {} k {} a {:?}/{:?} b {:?}/{:?}",
+                        g.c, g.alpha, g.a, g.b, g.batch, g.m, g.n, g.k,
+                        g.a_batch_strides, g.a_strides, g.b_batch_strides, g.b_strides
+                    );
+                }
+                Step::Host {
+                    node,
+                    op,
+                    inputs,
+                    outputs,
+                } => {
+                    let _ = writeln!(out, "host {node} {} {inputs:?} -> {outputs:?}", op.name());
+                }
+                Step::CheckIndices {
+                    node,
+                    indices,
+                    bound,
+                } => {
+                    let _ = writeln!(out, "check {node} buf{indices} in -{bound}..{bound}");
+                }
+            }
+        }
+        for k in &self.kernels {
+            let _ = write!(out, "\n{k}");
+        }
+        out
+    }
+}

@@ -1,0 +1,252 @@
+//! Data movement as strided copy kernels: `out[p] = in[base + Σ pᵢ·strideᵢ]`.
+//! Transpose, slice and expand are one copy each; concat and split one per piece;
+//! gather indexes its axis through the index buffer after a bounds check.
+
+use kiln_ir::op::{slice_bounds, slice_len, LayoutOp};
+use kiln_ir::{DType, Node, Op, ValueId};
+
+use super::nest::{broadcast_strides, collapse, dense_strides, nest, offset};
+use super::Scheduler;
+use crate::kernel::build::{add, bin, cast, idx, load, mul, select};
+use crate::kernel::{Access, BinOp, Kernel, KernelError, Scalar, Stmt};
+use crate::program::{BufferId, Step};
+
+/// Lowers a data-movement node; `Ok(false)` for ops left to the host.
+pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
+    let Op::Layout(op) = &node.op else {
+        return Ok(false);
+    };
+    let x = node.inputs[0];
+    let x_shape = s.shape(x);
+    match op {
+        LayoutOp::Transpose { perm } => {
+            let st = dense_strides(&x_shape);
+            let src: Vec<i64> = perm.iter().map(|&p| st[p]).collect();
+            let out = node.outputs[0];
+            copy(s, node, x, out, &src, 0, None)
+        }
+        LayoutOp::Expand => {
+            let out = node.outputs[0];
+            let src = broadcast_strides(&x_shape, &s.shape(out));
+            copy(s, node, x, out, &src, 0, None)
+        }
+        LayoutOp::Slice => {
+            let ints = |i: usize| -> Option<Vec<i64>> {
+                node.inputs
+                    .get(i)
+                    .map(|&v| s.graph.constant(v).map(|t| t.to_i64_vec()))?
+            };
+            let (Some(starts), Some(ends)) = (ints(1), ints(2)) else {
+                return Ok(false);
+            };
+            let r = x_shape.len() as i64;
+            let axes = match node.inputs.get(3) {
+                Some(_) => match ints(3) {
+                    Some(a) => a,
+                    None => return Ok(false),
+                },
+                None => (0..starts.len() as i64).collect(),
+            };
+            let steps = match node.inputs.get(4) {
+                Some(_) => match ints(4) {
+                    Some(a) => a,
+                    None => return Ok(false),
+                },
+                None => vec![1; starts.len()],
+            };
+            if ends.len() != starts.len()
+                || axes.len() != starts.len()
+                || steps.len() != starts.len()
+            {
+                return Ok(false);
+            }
+            let dense = dense_strides(&x_shape);
+            let mut src = dense.clone();
+            let mut base = 0i64;
+            for i in 0..starts.len() {
+                let a = if axes[i] < 0 { axes[i] + r } else { axes[i] };
+                if a < 0 || a >= r {
+                    return Ok(false);
+                }
+                let a = a as usize;
+                let n = x_shape[a];
+                let Ok((b, _)) = slice_bounds(n, starts[i], ends[i], steps[i]) else {
+                    return Ok(false);
+                };
+                if slice_len(n, starts[i], ends[i], steps[i]).ok()
+                    != Some(s.shape(node.outputs[0])[a])
+                {
+                    return Ok(false);
+                }
+                base += b * dense[a];
+                src[a] = dense[a] * steps[i];
+            }
+            let out = node.outputs[0];
+            copy(s, node, x, out, &src, base, None)
+        }
+        LayoutOp::Concat { axis } => {
+            let out = node.outputs[0];
+            let out_shape = s.shape(out);
+            let out_dense = dense_strides(&out_shape);
+            let mut at = 0usize;
+            for &v in &node.inputs {
+                let sh = s.shape(v);
+                let src = dense_strides(&sh);
+                copy(
+                    s,
+                    node,
+                    v,
+                    out,
+                    &src,
+                    0,
+                    Some((at as i64 * out_dense[*axis], &out_dense, &sh)),
+                )?;
+                at += sh[*axis];
+            }
+            Ok(true)
+        }
+        LayoutOp::Split { axis, sizes }
+            if node.inputs.len() == 1 && sizes.len() == node.outputs.len() =>
+        {
+            let dense = dense_strides(&x_shape);
+            let mut at = 0i64;
+            for (j, &o) in node.outputs.iter().enumerate() {
+                copy(s, node, x, o, &dense, at * dense[*axis], None)?;
+                at += sizes[j] as i64;
+            }
+            Ok(true)
+        }
+        LayoutOp::Gather { axis } => gather(s, node, *axis),
+        _ => Ok(false),
+    }
+}
+
+/// One kernel copying `x` (read at `src_base + Σ pos·src_strides`, over the dims
+/// of the destination region) into `out`. With `dst = Some((base, strides,
+/// extents))` it writes a sub-block of `out` (a concat piece) instead of all of it.
+fn copy(
+    s: &mut Scheduler,
+    node: &Node,
+    x: ValueId,
+    out: ValueId,
+    src_strides: &[i64],
+    src_base: i64,
+    dst: Option<(i64, &[i64], &[usize])>,
+) -> Result<bool, KernelError> {
+    let dt = s.graph.value(x).ty.dtype;
+    if s.graph.value(out).ty.dtype != dt {
+        return Ok(false);
+    }
+    let out_shape = s.shape(out);
+    let (dst_base, dst_strides, extents): (i64, Vec<i64>, Vec<usize>) = match dst {
+        Some((b, st, ext)) => (b, st.to_vec(), ext.to_vec()),
+        None => (0, dense_strides(&out_shape), out_shape.clone()),
+    };
+    if extents.iter().product::<usize>() == 0 {
+        return Ok(true);
+    }
+    let mut k = Kernel::new(format!("copy_{}", node.name));
+    let sc = Scalar::of(dt);
+    let xb = k.buffer(
+        s.graph.value(x).name.clone(),
+        sc,
+        s.shape(x).iter().product(),
+        Access::Read,
+    );
+    let ob = k.buffer(
+        s.graph.value(out).name.clone(),
+        sc,
+        out_shape.iter().product(),
+        Access::Write,
+    );
+    let (ext, st) = collapse(&extents, &[dst_strides, src_strides.to_vec()]);
+    k.body = nest(&mut k, &ext, true, |_, vars| {
+        vec![Stmt::Store {
+            buf: ob,
+            index: offset(vars, &st[0], idx(dst_base)),
+            value: load(xb, offset(vars, &st[1], idx(src_base))),
+        }]
+    });
+    let args = vec![s.buf(x), s.buf(out)];
+    s.launch(k, args)?;
+    Ok(true)
+}
+
+/// `out[o, j..., i] = x[o, idx[j...], i]` with negative indices wrapped; a
+/// [`Step::CheckIndices`] before the kernel rejects indices out of range.
+fn gather(s: &mut Scheduler, node: &Node, axis: usize) -> Result<bool, KernelError> {
+    let (x, ind, out) = (node.inputs[0], node.inputs[1], node.outputs[0]);
+    let x_shape = s.shape(x);
+    let i_shape = s.shape(ind);
+    let idt = s.graph.value(ind).ty.dtype;
+    if !matches!(idt, DType::I64 | DType::I32) || axis >= x_shape.len() {
+        return Ok(false);
+    }
+    let dt = s.graph.value(x).ty.dtype;
+    let outer: usize = x_shape[..axis].iter().product();
+    let n = x_shape[axis];
+    let inner: usize = x_shape[axis + 1..].iter().product();
+    let count: usize = i_shape.iter().product();
+    if outer * count * inner == 0 {
+        return Ok(true);
+    }
+    let ib = s.buf(ind);
+    s.prog.steps.push(Step::CheckIndices {
+        node: node.name.clone(),
+        indices: ib,
+        bound: n as i64,
+    });
+    let mut k = Kernel::new(format!("gather_{}", node.name));
+    let sc = Scalar::of(dt);
+    let xb = k.buffer(
+        s.graph.value(x).name.clone(),
+        sc,
+        x_shape.iter().product(),
+        Access::Read,
+    );
+    let kb = k.buffer(
+        s.graph.value(ind).name.clone(),
+        Scalar::of(idt),
+        count,
+        Access::Read,
+    );
+    let ob = k.buffer(
+        s.graph.value(out).name.clone(),
+        sc,
+        outer * count * inner,
+        Access::Write,
+    );
+    let body = nest(&mut k, &[outer * count, inner], true, |k, v| {
+        let (oj, i) = (v[0].clone(), v[1].clone());
+        let o = bin(BinOp::Div, oj.clone(), idx(count as i64));
+        let j = bin(BinOp::Rem, oj.clone(), idx(count as i64));
+        let raw = load(kb, j);
+        let raw = if idt == DType::I64 {
+            raw
+        } else {
+            cast(Scalar::I64, raw)
+        };
+        let r = k.var(Scalar::I64);
+        let wrapped = select(
+            bin(BinOp::Lt, crate::kernel::build::var(r), idx(0)),
+            add(crate::kernel::build::var(r), idx(n as i64)),
+            crate::kernel::build::var(r),
+        );
+        let src = add(
+            mul(add(mul(o, idx(n as i64)), wrapped), idx(inner as i64)),
+            i.clone(),
+        );
+        vec![
+            Stmt::Let { var: r, value: raw },
+            Stmt::Store {
+                buf: ob,
+                index: add(mul(oj, idx(inner as i64)), i),
+                value: load(xb, src),
+            },
+        ]
+    });
+    k.body = body;
+    let args: Vec<BufferId> = vec![s.buf(x), ib, s.buf(out)];
+    s.launch(k, args)?;
+    Ok(true)
+}

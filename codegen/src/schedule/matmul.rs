@@ -1,0 +1,127 @@
+//! Matrix products as GEMM steps. An operand produced by a `Transpose` is read
+//! through the transpose's input with permuted strides (the transpose then has no
+//! reader left and is dropped), so `x · Wᵀ` never materializes `Wᵀ`.
+
+use kiln_ir::op::{LayoutOp, NnOp};
+use kiln_ir::{DType, Node, Op, ValueId};
+
+use super::nest::dense_strides;
+use super::Scheduler;
+use crate::kernel::KernelError;
+use crate::program::{BufferId, GemmStep, Step};
+
+/// Lowers a `MatMul` node.
+pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
+    debug_assert!(matches!(node.op, Op::Nn(NnOp::MatMul)));
+    let out = node.outputs[0];
+    let dt = s.graph.value(out).ty.dtype;
+    let shape = s.shape(out);
+    let c = s.buf(out);
+    Ok(emit_gemm(s, node.inputs[0], node.inputs[1], c, dt, &shape))
+}
+
+/// An operand as the GEMM reads it: the buffer and the element stride of each of
+/// the operand's dims.
+pub fn operand(s: &mut Scheduler, v: ValueId) -> (BufferId, Vec<usize>, Vec<isize>) {
+    let shape = s.shape(v);
+    if let Some(node) = s.def_node[v.0 as usize] {
+        if let Op::Layout(LayoutOp::Transpose { perm }) = &node.op {
+            let src = node.inputs[0];
+            let src_strides = dense_strides(&s.shape(src));
+            if perm.len() == src_strides.len() {
+                let strides = perm.iter().map(|&p| src_strides[p] as isize).collect();
+                return (s.buf(src), shape, strides);
+            }
+        }
+    }
+    let strides = dense_strides(&shape)
+        .into_iter()
+        .map(|x| x as isize)
+        .collect();
+    (s.buf(v), shape, strides)
+}
+
+/// Adds a GEMM step computing `x · w` (numpy `matmul`) into `c`, a dense buffer of
+/// `out_shape`. Returns false when the dtype has no GEMM (the caller falls back).
+pub fn emit_gemm(
+    s: &mut Scheduler,
+    x: ValueId,
+    w: ValueId,
+    c: BufferId,
+    dt: DType,
+    out_shape: &[usize],
+) -> bool {
+    if !matches!(dt, DType::F32 | DType::F64) {
+        return false;
+    }
+    if s.graph.value(x).ty.dtype != dt || s.graph.value(w).ty.dtype != dt {
+        return false;
+    }
+    let (a, a_shape, a_st) = operand(s, x);
+    let (b, b_shape, b_st) = operand(s, w);
+    if a_shape.is_empty() || b_shape.is_empty() {
+        return false;
+    }
+    // 1-D operands: a `[k]` is one row, b `[k]` one column.
+    let (m, k, a_rs, a_cs, a_batch) = if a_shape.len() == 1 {
+        (1, a_shape[0], 0, a_st[0], (Vec::new(), Vec::new()))
+    } else {
+        let r = a_shape.len();
+        (
+            a_shape[r - 2],
+            a_shape[r - 1],
+            a_st[r - 2],
+            a_st[r - 1],
+            (a_shape[..r - 2].to_vec(), a_st[..r - 2].to_vec()),
+        )
+    };
+    let (kb, n, b_rs, b_cs, b_batch) = if b_shape.len() == 1 {
+        (b_shape[0], 1, b_st[0], 0, (Vec::new(), Vec::new()))
+    } else {
+        let r = b_shape.len();
+        (
+            b_shape[r - 2],
+            b_shape[r - 1],
+            b_st[r - 2],
+            b_st[r - 1],
+            (b_shape[..r - 2].to_vec(), b_st[..r - 2].to_vec()),
+        )
+    };
+    if k != kb {
+        return false;
+    }
+    let batch_rank = a_batch.0.len().max(b_batch.0.len());
+    let batch_dims = |(dims, st): &(Vec<usize>, Vec<isize>)| -> (Vec<usize>, Vec<isize>) {
+        let lead = batch_rank - dims.len();
+        let mut d = vec![1; batch_rank];
+        let mut t = vec![0; batch_rank];
+        for i in 0..dims.len() {
+            d[lead + i] = dims[i];
+            t[lead + i] = if dims[i] == 1 { 0 } else { st[i] };
+        }
+        (d, t)
+    };
+    let (ad, at) = batch_dims(&a_batch);
+    let (bd, bt) = batch_dims(&b_batch);
+    let batch: Vec<usize> = ad.iter().zip(&bd).map(|(&p, &q)| p.max(q)).collect();
+    let numel: usize = batch.iter().product::<usize>() * m * n;
+    if numel != out_shape.iter().product::<usize>() {
+        return false;
+    }
+    s.prog.steps.push(Step::Gemm(GemmStep {
+        a,
+        b,
+        c,
+        dtype: dt,
+        m,
+        n,
+        k,
+        batch,
+        a_batch_strides: at,
+        b_batch_strides: bt,
+        a_strides: [a_rs, a_cs],
+        b_strides: [b_rs, b_cs],
+        alpha: 1.0,
+    }));
+    true
+}

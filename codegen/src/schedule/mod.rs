@@ -1,0 +1,320 @@
+//! Scheduling: a shape-specialized [`Graph`] becomes a [`Program`] of kernels,
+//! GEMM calls and host fallbacks.
+//!
+//! Every node is lowered by the first of these that applies:
+//! - reshapes (`Reshape`, `Squeeze`, `Unsqueeze`, `Flatten`, `Identity`) become
+//!   aliases: the same bytes under a new shape, no step at all;
+//! - elementwise ops and fused regions without an anchor become one loop nest
+//!   over the output ([`region`]);
+//! - matrix products become GEMM steps, reading transposed operands through
+//!   strides ([`matmul`]); a fused region anchored on a matmul adds its epilogue
+//!   as an in-place kernel over the product;
+//! - reductions, softmax and norms (alone or as region anchors with prologue and
+//!   epilogue) become row kernels ([`region`]);
+//! - data movement (transpose, concat, split, slice, expand, gather) becomes copy
+//!   kernels ([`layout`]); attention becomes two GEMMs around a softmax kernel
+//!   ([`attention`]);
+//! - anything else runs on the host through the reference interpreter
+//!   ([`Step::Host`]), so every graph the interpreter runs, runs.
+//!
+//! Steps whose results nothing reads (a transpose absorbed into a GEMM's strides)
+//! are dropped at the end.
+
+mod attention;
+pub mod elementwise;
+mod layout;
+mod matmul;
+pub mod nest;
+mod region;
+
+use kiln_ir::op::LayoutOp;
+use kiln_ir::{Graph, Node, Op, ValueDef, ValueId};
+
+use crate::kernel::Kernel;
+use crate::program::{BufferId, BufferKind, Program, ProgramBuffer, Step};
+
+/// Why a graph cannot be scheduled.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    /// A value's shape is not fully known after specialization.
+    #[error("value `{name}` has shape {shape}, which is not known before running (a data-dependent shape)")]
+    DynamicShape {
+        /// The value.
+        name: String,
+        /// Its (partly unknown) shape.
+        shape: String,
+    },
+    /// A generated kernel failed its check (a scheduler bug).
+    #[error(transparent)]
+    Kernel(#[from] crate::kernel::KernelError),
+}
+
+/// Schedules a graph whose values all have known shapes.
+pub fn schedule(graph: &Graph) -> Result<Program, ScheduleError> {
+    let mut s = Scheduler::new(graph)?;
+    for node in graph.nodes() {
+        s.lower(node);
+    }
+    s.finish()
+}
+
+/// The scheduler's state: the program so far and each IR value's buffer.
+pub(crate) struct Scheduler<'g> {
+    pub graph: &'g Graph,
+    pub prog: Program,
+    buf_of: Vec<Option<BufferId>>,
+    /// The node that defines each value (for looking through transposes).
+    pub def_node: Vec<Option<&'g Node>>,
+    /// Whether a node or the graph's outputs read each value.
+    used: Vec<bool>,
+}
+
+impl<'g> Scheduler<'g> {
+    fn new(graph: &'g Graph) -> Result<Self, ScheduleError> {
+        for v in graph.values() {
+            if v.ty.shape.as_known().is_none() {
+                return Err(ScheduleError::DynamicShape {
+                    name: v.name.clone(),
+                    shape: v.ty.shape.to_string(),
+                });
+            }
+        }
+        let mut def_node = vec![None; graph.values().len()];
+        for n in graph.nodes() {
+            for &o in &n.outputs {
+                def_node[o.0 as usize] = Some(n);
+            }
+        }
+        let mut used = vec![false; graph.values().len()];
+        for n in graph.nodes() {
+            for &i in &n.inputs {
+                used[i.0 as usize] = true;
+            }
+        }
+        for &o in &graph.outputs {
+            used[o.0 as usize] = true;
+        }
+        let mut s = Scheduler {
+            graph,
+            prog: Program::default(),
+            buf_of: vec![None; graph.values().len()],
+            def_node,
+            used,
+        };
+        for (i, &id) in graph.inputs.iter().enumerate() {
+            let b = s.new_buffer(id, BufferKind::Input(i));
+            s.prog.inputs.push((graph.value(id).name.clone(), b));
+        }
+        Ok(s)
+    }
+
+    /// The known dims of value `id`.
+    pub fn shape(&self, id: ValueId) -> Vec<usize> {
+        self.graph
+            .value(id)
+            .ty
+            .shape
+            .as_known()
+            .expect("checked in new")
+    }
+
+    fn new_buffer(&mut self, id: ValueId, kind: BufferKind) -> BufferId {
+        let v = self.graph.value(id);
+        self.prog.buffers.push(ProgramBuffer {
+            name: v.name.clone(),
+            dtype: v.ty.dtype,
+            shape: v.ty.shape.as_known().expect("checked in new"),
+            kind,
+        });
+        let b = self.prog.buffers.len() - 1;
+        self.buf_of[id.0 as usize] = Some(b);
+        b
+    }
+
+    /// Whether any node or graph output reads `id`.
+    pub fn is_used(&self, id: ValueId) -> bool {
+        self.used[id.0 as usize]
+    }
+
+    /// A buffer for intermediate results that no IR value names (attention
+    /// scores, a product before its epilogue).
+    pub fn scratch(&mut self, name: &str, dtype: kiln_ir::DType, shape: Vec<usize>) -> BufferId {
+        self.prog.buffers.push(ProgramBuffer {
+            name: name.to_string(),
+            dtype,
+            shape,
+            kind: BufferKind::Temp,
+        });
+        self.prog.buffers.len() - 1
+    }
+
+    /// The buffer holding value `id` (constants get theirs on first use).
+    pub fn buf(&mut self, id: ValueId) -> BufferId {
+        if let Some(b) = self.buf_of[id.0 as usize] {
+            return b;
+        }
+        match self.graph.value(id).def {
+            ValueDef::Const(_) => {
+                let c = self.prog.constants.len();
+                self.prog.constants.push(id.0);
+                self.new_buffer(id, BufferKind::Const(c))
+            }
+            _ => self.new_buffer(id, BufferKind::Temp),
+        }
+    }
+
+    /// Adds a kernel and a step launching it over `args`.
+    pub fn launch(
+        &mut self,
+        kernel: Kernel,
+        args: Vec<BufferId>,
+    ) -> Result<(), crate::kernel::KernelError> {
+        kernel.check()?;
+        let mut kernel = kernel;
+        kernel.name = format!("k{}_{}", self.prog.kernels.len(), sanitize(&kernel.name));
+        self.prog.kernels.push(kernel);
+        self.prog.steps.push(Step::Kernel {
+            kernel: self.prog.kernels.len() - 1,
+            args,
+        });
+        Ok(())
+    }
+
+    fn lower(&mut self, node: &'g Node) {
+        if self.try_alias(node) {
+            return;
+        }
+        let lowered = match &node.op {
+            Op::Nn(kiln_ir::op::NnOp::MatMul) => matmul::lower(self, node),
+            Op::Fused(f) => region::lower_fused(self, node, f),
+            Op::Composite(kiln_ir::op::CompositeOp::Attention { .. }) => {
+                attention::lower(self, node)
+            }
+            op if elementwise::is_elementwise(op) => region::lower_elementwise(self, node),
+            Op::Reduce(_) | Op::Composite(_) => region::lower_row_op(self, node),
+            Op::Layout(_) => layout::lower(self, node),
+            _ => Ok(false),
+        };
+        match lowered {
+            Ok(true) => {}
+            // A kernel that fails its own check is a scheduler bug; the host still
+            // computes the right answer, and debug builds say so loudly.
+            Err(e) => {
+                debug_assert!(false, "{e}");
+                self.host(node);
+            }
+            Ok(false) => self.host(node),
+        }
+    }
+
+    /// Same-bytes ops become aliases of their input.
+    fn try_alias(&mut self, node: &Node) -> bool {
+        let is_view = matches!(
+            node.op,
+            Op::Layout(
+                LayoutOp::Reshape { .. }
+                    | LayoutOp::Squeeze { .. }
+                    | LayoutOp::Unsqueeze { .. }
+                    | LayoutOp::Flatten { .. }
+                    | LayoutOp::Identity
+            )
+        );
+        if !is_view || node.outputs.len() != 1 || node.inputs.is_empty() {
+            return false;
+        }
+        let (x, y) = (node.inputs[0], node.outputs[0]);
+        let (vx, vy) = (self.graph.value(x), self.graph.value(y));
+        if vx.ty.dtype != vy.ty.dtype
+            || self.shape(x).iter().product::<usize>() != self.shape(y).iter().product::<usize>()
+        {
+            return false;
+        }
+        let src = self.buf(x);
+        self.new_buffer(y, BufferKind::Alias(src));
+        true
+    }
+
+    /// Runs `node` on the host.
+    pub fn host(&mut self, node: &Node) {
+        let inputs = node.inputs.iter().map(|&i| self.buf(i)).collect();
+        let outputs = node.outputs.iter().map(|&o| self.buf(o)).collect();
+        self.prog.steps.push(Step::Host {
+            node: node.name.clone(),
+            op: node.op.clone(),
+            inputs,
+            outputs,
+        });
+    }
+
+    fn finish(mut self) -> Result<Program, ScheduleError> {
+        for &o in &self.graph.outputs {
+            let b = self.buf(o);
+            self.prog
+                .outputs
+                .push((self.graph.value(o).name.clone(), b));
+        }
+        prune_dead_steps(&mut self.prog);
+        Ok(self.prog)
+    }
+}
+
+/// A kernel name made of identifier characters.
+fn sanitize(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    out.truncate(48);
+    out
+}
+
+/// The buffers a step reads and writes.
+pub fn step_io(prog: &Program, step: &Step) -> (Vec<BufferId>, Vec<BufferId>) {
+    match step {
+        Step::Kernel { kernel, args } => {
+            let k = &prog.kernels[*kernel];
+            let mut reads = Vec::new();
+            let mut writes = Vec::new();
+            for (b, &a) in k.buffers.iter().zip(args) {
+                match b.access {
+                    crate::kernel::Access::Read => reads.push(a),
+                    crate::kernel::Access::Write => writes.push(a),
+                    crate::kernel::Access::ReadWrite => {
+                        reads.push(a);
+                        writes.push(a);
+                    }
+                }
+            }
+            (reads, writes)
+        }
+        Step::Gemm(g) => (vec![g.a, g.b], vec![g.c]),
+        Step::Host {
+            inputs, outputs, ..
+        } => (inputs.clone(), outputs.clone()),
+        Step::CheckIndices { indices, .. } => (vec![*indices], vec![]),
+    }
+}
+
+/// Drops steps none of whose writes is read later or is an output.
+fn prune_dead_steps(prog: &mut Program) {
+    let mut needed = vec![false; prog.buffers.len()];
+    for &(_, b) in &prog.outputs {
+        needed[prog.root(b)] = true;
+    }
+    let mut keep = vec![false; prog.steps.len()];
+    for (i, step) in prog.steps.iter().enumerate().rev() {
+        let (reads, writes) = step_io(prog, step);
+        let is_check = matches!(step, Step::CheckIndices { .. });
+        if is_check || writes.iter().any(|&w| needed[prog.root(w)]) {
+            keep[i] = true;
+            for r in reads {
+                needed[prog.root(r)] = true;
+            }
+        }
+    }
+    let mut i = 0;
+    prog.steps.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+}

@@ -1,0 +1,190 @@
+//! Shape specialization: a graph with symbolic input dims becomes one whose every
+//! value has known dims, for one set of input shapes.
+//!
+//! Inputs get the given shapes; each node's outputs are re-inferred from its
+//! (now concrete) operands, and nodes whose operands are all constants, or that
+//! only read shapes (`Shape`, `Size`), are evaluated on the spot by the reference
+//! interpreter (size-guarded), which is what turns exporters' shape arithmetic
+//! (`Shape → Gather → Concat → Reshape`) into constant reshapes.
+
+use kiln_ir::op::{InferInputs, LayoutOp};
+use kiln_ir::{Dim, Graph, Op, Shape, Tensor, TensorType, ValueDef, ValueId};
+
+/// Most elements a node's outputs may have to be folded into constants at
+/// specialization (bigger results stay computations).
+pub const FOLD_MAX_ELEMENTS: usize = 1 << 16;
+
+/// Why a graph cannot be specialized for the given inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecializeError {
+    /// The number of input shapes differs from the graph's inputs.
+    #[error("the model takes {expected} inputs, {given} shapes given")]
+    InputCount {
+        /// Inputs of the graph.
+        expected: usize,
+        /// Shapes given.
+        given: usize,
+    },
+    /// An input shape contradicts the declared one (rank, a known dim, or a
+    /// symbolic dim bound twice to different sizes).
+    #[error("input `{name}`: {message}")]
+    Input {
+        /// The input.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A node rejects its operands at these shapes.
+    #[error("node `{node}` ({op}): {message}")]
+    Node {
+        /// The node.
+        node: String,
+        /// Its op.
+        op: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Binds every input's dims to `shapes` (in input order).
+pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, SpecializeError> {
+    if shapes.len() != graph.inputs.len() {
+        return Err(SpecializeError::InputCount {
+            expected: graph.inputs.len(),
+            given: shapes.len(),
+        });
+    }
+    let mut out = Graph::new(graph.name.clone());
+    for b in &graph.bricks {
+        out.push_brick(b.clone());
+    }
+    let mut map: Vec<Option<ValueId>> = vec![None; graph.values().len()];
+    let mut bound: std::collections::HashMap<String, usize> = Default::default();
+    for (&id, shape) in graph.inputs.iter().zip(shapes) {
+        let v = graph.value(id);
+        let err = |message: String| SpecializeError::Input {
+            name: v.name.clone(),
+            message,
+        };
+        if v.ty.shape.rank() != shape.len() {
+            return Err(err(format!(
+                "expected rank {} ({}), got {:?}",
+                v.ty.shape.rank(),
+                v.ty.shape,
+                shape
+            )));
+        }
+        for (d, &n) in v.ty.shape.0.iter().zip(shape) {
+            match d {
+                Dim::Known(k) if *k != n => {
+                    return Err(err(format!("expected shape {}, got {shape:?}", v.ty.shape)))
+                }
+                Dim::Sym(s) => {
+                    if let Some(&prev) = bound.get(s.as_ref()) {
+                        if prev != n {
+                            return Err(err(format!(
+                                "dim `{s}` is {n} here but {prev} in another input"
+                            )));
+                        }
+                    }
+                    bound.insert(s.to_string(), n);
+                }
+                _ => {}
+            }
+        }
+        map[id.0 as usize] = Some(out.add_input(
+            v.name.clone(),
+            TensorType::new(v.ty.dtype, Shape::known(shape)),
+        ));
+    }
+    for (i, v) in graph.values().iter().enumerate() {
+        if let ValueDef::Const(t) = &v.def {
+            map[i] = Some(out.add_const(v.name.clone(), t.clone()));
+        }
+    }
+    for node in graph.nodes() {
+        let inputs: Vec<ValueId> = node
+            .inputs
+            .iter()
+            .map(|i| map[i.0 as usize].expect("topological order"))
+            .collect();
+        let names: Vec<String> = node
+            .outputs
+            .iter()
+            .map(|&o| graph.value(o).name.clone())
+            .collect();
+        let err = |message: String| SpecializeError::Node {
+            node: node.name.clone(),
+            op: node.op.name(),
+            message,
+        };
+        let types: Vec<TensorType> = inputs.iter().map(|&v| out.value(v).ty.clone()).collect();
+        let consts: Vec<Option<&Tensor>> = inputs.iter().map(|&v| out.constant(v)).collect();
+        let out_types = node
+            .op
+            .infer(&InferInputs {
+                types: &types,
+                consts: &consts,
+            })
+            .map_err(err)?;
+        if let Some(values) = fold(&node.op, &types, &consts, &out_types, node.outputs.len()) {
+            for ((&o, name), t) in node.outputs.iter().zip(&names).zip(values) {
+                map[o.0 as usize] = Some(out.add_const(name.clone(), t));
+            }
+            continue;
+        }
+        let mut out_types = out_types;
+        out_types.truncate(node.outputs.len());
+        let new = out
+            .add_node_typed(
+                node.name.clone(),
+                node.op.clone(),
+                inputs,
+                &names,
+                out_types,
+                node.brick,
+            )
+            .map_err(|e| err(e.message))?;
+        for (&o, n) in node.outputs.iter().zip(new) {
+            map[o.0 as usize] = Some(n);
+        }
+    }
+    out.outputs = graph
+        .outputs
+        .iter()
+        .map(|o| map[o.0 as usize].expect("defined"))
+        .collect();
+    out.prune();
+    Ok(out)
+}
+
+/// The node's outputs as constants, when it can and should be evaluated now.
+fn fold(
+    op: &Op,
+    types: &[TensorType],
+    consts: &[Option<&Tensor>],
+    out_types: &[TensorType],
+    n_outputs: usize,
+) -> Option<Vec<Tensor>> {
+    let small = out_types
+        .iter()
+        .take(n_outputs)
+        .all(|t| t.shape.numel().is_some_and(|n| n <= FOLD_MAX_ELEMENTS));
+    if !small {
+        return None;
+    }
+    // Shape and Size read only the (now known) shape of their operand.
+    if let Op::Layout(LayoutOp::Shape { .. } | LayoutOp::Size) = op {
+        let dims = types[0].shape.as_known()?;
+        if dims.iter().product::<usize>() > FOLD_MAX_ELEMENTS * 256 {
+            return None;
+        }
+        let probe = Tensor::zeros(types[0].dtype, dims);
+        return kiln_ir::interp::eval_op(op, &[&probe], n_outputs).ok();
+    }
+    if consts.is_empty() || consts.iter().any(|c| c.is_none()) {
+        return None;
+    }
+    let args: Vec<&Tensor> = consts.iter().map(|c| c.expect("checked")).collect();
+    kiln_ir::interp::eval_op(op, &args, n_outputs).ok()
+}

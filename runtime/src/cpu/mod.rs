@@ -1,0 +1,439 @@
+//! The CPU executor: a scheduled program's kernels linked into this process, its
+//! GEMMs through the `gemm` crate, its host steps through the reference
+//! interpreter, all on a rayon thread pool of the size asked for.
+//!
+//! [`CpuExecutable`] is `Send + Sync`: concurrent [`CpuExecutable::run`] calls
+//! each take an arena of their own (from a pool, so repeated runs allocate
+//! nothing) and share the code, the constants and the threads.
+
+mod gemm;
+mod host;
+
+use std::sync::{Arc, Mutex};
+
+use kiln_codegen::llvm::lower::KernelFn;
+use kiln_codegen::llvm::object::LoadedObject;
+use kiln_codegen::program::{BufferId, Program, Step};
+use kiln_ir::{DType, Tensor};
+use rayon::prelude::*;
+
+use crate::backend::Backend;
+use crate::plan::{Location, Plan};
+use crate::RunError;
+
+/// Kernels whose buffers hold fewer elements than this run on one thread (the
+/// cost of waking the pool would dominate).
+pub const MIN_PARALLEL_ELEMENTS: usize = 1 << 15;
+
+/// Most chunks a parallel loop is split into per thread (some slack for
+/// uneven cores; more would only add scheduling).
+pub const CHUNKS_PER_THREAD: i64 = 2;
+
+/// Memory aligned to 64 bytes (a cache line, any vector load).
+pub struct AlignedBuf {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the buffer is plain owned memory; access is synchronized by its users.
+unsafe impl Send for AlignedBuf {}
+// SAFETY: as above.
+unsafe impl Sync for AlignedBuf {}
+
+impl AlignedBuf {
+    const ALIGN: usize = 64;
+
+    /// `len` zeroed bytes.
+    pub fn zeroed(len: usize) -> Result<AlignedBuf, RunError> {
+        if len == 0 {
+            return Ok(AlignedBuf {
+                ptr: Self::ALIGN as *mut u8,
+                len,
+            });
+        }
+        let layout = std::alloc::Layout::from_size_align(len, Self::ALIGN)
+            .map_err(|_| RunError::OutOfMemory(len))?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return Err(RunError::OutOfMemory(len));
+        }
+        Ok(AlignedBuf { ptr, len })
+    }
+
+    /// A copy of `bytes`.
+    pub fn copy_of(bytes: &[u8]) -> Result<AlignedBuf, RunError> {
+        let b = AlignedBuf::zeroed(bytes.len())?;
+        // SAFETY: `b` holds `bytes.len()` bytes and does not overlap `bytes`.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), b.ptr, bytes.len()) };
+        Ok(b)
+    }
+
+    /// Start of the memory.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            let layout =
+                std::alloc::Layout::from_size_align(self.len, Self::ALIGN).expect("was valid");
+            // SAFETY: allocated in `zeroed` with this layout.
+            unsafe { std::alloc::dealloc(self.ptr, layout) };
+        }
+    }
+}
+
+/// A pointer table that may cross to pool threads (the steps it is used for write
+/// disjoint memory, as the plan guarantees).
+#[derive(Clone, Copy)]
+struct Ptrs<'a>(&'a [*mut u8]);
+// SAFETY: see the type's documentation.
+unsafe impl Send for Ptrs<'_> {}
+// SAFETY: see the type's documentation.
+unsafe impl Sync for Ptrs<'_> {}
+
+/// A constant as kernels see it: the tensor, and an aligned copy when the
+/// tensor's own bytes (a view of a mapped file) are not aligned for its dtype.
+struct Constant {
+    tensor: Tensor,
+    aligned: Option<AlignedBuf>,
+}
+
+impl Constant {
+    fn ptr(&self) -> *mut u8 {
+        match &self.aligned {
+            Some(b) => b.as_ptr(),
+            None => self.tensor.bytes().as_ptr() as *mut u8,
+        }
+    }
+}
+
+/// The CPU device: runs one program's steps.
+pub struct CpuBackend {
+    program: Arc<Program>,
+    kernels: Vec<KernelFn>,
+    constants: Vec<Constant>,
+    pool: rayon::ThreadPool,
+    threads: usize,
+    /// Keeps the machine code of `kernels` alive.
+    _object: LoadedObject,
+}
+
+impl CpuBackend {
+    fn launch_kernel(&self, kernel: usize, args: &[BufferId], ptrs: &[*mut u8]) {
+        let f = self.kernels[kernel];
+        let k = &self.program.kernels[kernel];
+        let table: Vec<*mut u8> = args.iter().map(|&b| ptrs[b]).collect();
+        let extent = k.parallel_extent();
+        let work: usize = k.buffers.iter().map(|b| b.len).sum();
+        let chunks = if self.threads <= 1 || work < MIN_PARALLEL_ELEMENTS || extent < 2 {
+            1
+        } else {
+            extent.min(self.threads as i64 * CHUNKS_PER_THREAD)
+        };
+        if chunks == 1 {
+            // SAFETY: `table` has one pointer per kernel buffer, each to memory of
+            // the buffer's length (the plan sizes them from the same program).
+            unsafe { f(table.as_ptr(), 0, extent) };
+            return;
+        }
+        let t = Ptrs(&table);
+        (0..chunks).into_par_iter().for_each(|c| {
+            let lo = extent * c / chunks;
+            let hi = extent * (c + 1) / chunks;
+            let t = t;
+            // SAFETY: as above; chunks of the parallel loop write disjoint elements.
+            unsafe { f(t.0.as_ptr(), lo, hi) };
+        });
+    }
+}
+
+impl Backend for CpuBackend {
+    type Memory = AlignedBuf;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn allocate(&self, bytes: usize) -> Result<AlignedBuf, RunError> {
+        AlignedBuf::zeroed(bytes)
+    }
+
+    fn address(&self, memory: &mut AlignedBuf) -> *mut u8 {
+        memory.as_ptr()
+    }
+
+    fn copy_in(
+        &self,
+        memory: &mut AlignedBuf,
+        offset: usize,
+        bytes: &[u8],
+    ) -> Result<(), RunError> {
+        if offset + bytes.len() > memory.len() {
+            return Err(RunError::Internal(
+                "copy past the end of device memory".into(),
+            ));
+        }
+        // SAFETY: bounds checked above; `bytes` is host memory, not the arena.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), memory.as_ptr().add(offset), bytes.len())
+        };
+        Ok(())
+    }
+
+    fn copy_out(&self, memory: &AlignedBuf, offset: usize, out: &mut [u8]) -> Result<(), RunError> {
+        if offset + out.len() > memory.len() {
+            return Err(RunError::Internal(
+                "copy past the end of device memory".into(),
+            ));
+        }
+        // SAFETY: bounds checked above.
+        unsafe {
+            std::ptr::copy_nonoverlapping(memory.as_ptr().add(offset), out.as_mut_ptr(), out.len())
+        };
+        Ok(())
+    }
+
+    fn launch(&self, index: usize, ptrs: &[*mut u8]) -> Result<(), RunError> {
+        match &self.program.steps[index] {
+            Step::Kernel { kernel, args } => {
+                self.launch_kernel(*kernel, args, ptrs);
+                Ok(())
+            }
+            Step::Gemm(g) => {
+                gemm::run(g, ptrs, self.threads);
+                Ok(())
+            }
+            Step::Host {
+                node,
+                op,
+                inputs,
+                outputs,
+            } => host::run(&self.program, node, op, inputs, outputs, ptrs, |c| {
+                &self.constants[c].tensor
+            }),
+            Step::CheckIndices {
+                node,
+                indices,
+                bound,
+            } => check_indices(&self.program, node, *indices, *bound, ptrs),
+        }
+    }
+
+    fn synchronize(&self) -> Result<(), RunError> {
+        Ok(())
+    }
+}
+
+fn check_indices(
+    program: &Program,
+    node: &str,
+    indices: BufferId,
+    bound: i64,
+    ptrs: &[*mut u8],
+) -> Result<(), RunError> {
+    let b = &program.buffers[indices];
+    let n = b.numel();
+    let p = ptrs[indices];
+    let bad = |i: i64| i < -bound || i >= bound;
+    // SAFETY: the buffer holds `n` elements of its dtype at `p`, aligned.
+    let found = unsafe {
+        match b.dtype {
+            DType::I64 => std::slice::from_raw_parts(p as *const i64, n)
+                .iter()
+                .copied()
+                .find(|&i| bad(i)),
+            DType::I32 => std::slice::from_raw_parts(p as *const i32, n)
+                .iter()
+                .map(|&i| i as i64)
+                .find(|&i| bad(i)),
+            _ => None,
+        }
+    };
+    match found {
+        Some(i) => Err(RunError::Node {
+            node: node.to_string(),
+            message: format!("index {i} is out of range for an axis of size {bound}"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A compiled program ready to run on this CPU.
+pub struct CpuExecutable {
+    backend: CpuBackend,
+    plan: Plan,
+    arenas: Mutex<Vec<AlignedBuf>>,
+}
+
+impl CpuExecutable {
+    /// Links `object` (the program's kernels, from `kiln_codegen::llvm::object::compile`)
+    /// and prepares to run `program` with `constants` (one tensor per program
+    /// constant) on `threads` threads.
+    pub fn new(
+        program: Program,
+        object: &[u8],
+        constants: Vec<Tensor>,
+        threads: usize,
+    ) -> Result<CpuExecutable, RunError> {
+        if constants.len() != program.constants.len() {
+            return Err(RunError::Internal(format!(
+                "{} constants given, the program has {}",
+                constants.len(),
+                program.constants.len()
+            )));
+        }
+        let loaded = LoadedObject::load(object).map_err(|e| RunError::Load(e.to_string()))?;
+        let kernels = program
+            .kernels
+            .iter()
+            .map(|k| {
+                loaded
+                    .kernel(&k.name)
+                    .map_err(|e| RunError::Load(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let constants = constants
+            .into_iter()
+            .map(|t| {
+                let misaligned = (t.bytes().as_ptr() as usize) % t.dtype().size().max(1) != 0;
+                let aligned = if misaligned {
+                    Some(AlignedBuf::copy_of(t.bytes())?)
+                } else {
+                    None
+                };
+                Ok(Constant { tensor: t, aligned })
+            })
+            .collect::<Result<Vec<_>, RunError>>()?;
+        let threads = threads.max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("kiln-cpu-{i}"))
+            .build()
+            .map_err(|e| RunError::Internal(format!("thread pool: {e}")))?;
+        let plan = Plan::new(&program);
+        Ok(CpuExecutable {
+            backend: CpuBackend {
+                program: Arc::new(program),
+                kernels,
+                constants,
+                pool,
+                threads,
+                _object: loaded,
+            },
+            plan,
+            arenas: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The program this runs.
+    pub fn program(&self) -> &Program {
+        &self.backend.program
+    }
+
+    /// The memory plan (arena size and its lower bound).
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Threads it runs on.
+    pub fn threads(&self) -> usize {
+        self.backend.threads
+    }
+
+    /// Runs on `inputs` (one per program input, in order, with exactly the shapes
+    /// and dtypes the program was specialized for); returns the outputs in order.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
+        let prog = &self.backend.program;
+        if inputs.len() != prog.inputs.len() {
+            return Err(RunError::Input(format!(
+                "{} inputs given, the model takes {}",
+                inputs.len(),
+                prog.inputs.len()
+            )));
+        }
+        for ((name, b), t) in prog.inputs.iter().zip(inputs) {
+            let buf = &prog.buffers[*b];
+            if t.dtype() != buf.dtype || t.shape() != buf.shape.as_slice() {
+                return Err(RunError::Input(format!(
+                    "input `{name}`: expected {}{:?}, got {}{:?}",
+                    buf.dtype,
+                    buf.shape,
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+        }
+        let mut arena = match self.arenas.lock().map(|mut a| a.pop()) {
+            Ok(Some(a)) => a,
+            _ => self.backend.allocate(self.plan.arena_bytes)?,
+        };
+        // Inputs whose bytes are not aligned for their dtype are copied.
+        let copies: Vec<Option<AlignedBuf>> = inputs
+            .iter()
+            .map(|t| {
+                let misaligned = (t.bytes().as_ptr() as usize) % t.dtype().size().max(1) != 0;
+                if misaligned {
+                    AlignedBuf::copy_of(t.bytes()).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        let base = self.backend.address(&mut arena);
+        let ptrs: Vec<*mut u8> = self
+            .plan
+            .locations
+            .iter()
+            .map(|l| match *l {
+                // SAFETY: offsets are inside the arena (the plan sized it).
+                Location::Arena(off) => unsafe { base.add(off) },
+                Location::Input(i) => match &copies[i] {
+                    Some(c) => c.as_ptr(),
+                    None => inputs[i].bytes().as_ptr() as *mut u8,
+                },
+                Location::Const(c) => self.backend.constants[c].ptr(),
+            })
+            .collect();
+        let table = Ptrs(&ptrs);
+        let result = self.backend.pool.install(|| -> Result<(), RunError> {
+            let table = table;
+            for i in 0..prog.steps.len() {
+                self.backend.launch(i, table.0)?;
+            }
+            self.backend.synchronize()
+        });
+        let outputs = result.and_then(|()| {
+            prog.outputs
+                .iter()
+                .map(|&(_, b)| {
+                    let buf = &prog.buffers[b];
+                    let mut bytes = vec![0u8; buf.bytes()];
+                    // SAFETY: the pointer addresses `buf.bytes()` bytes of this run.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(ptrs[b], bytes.as_mut_ptr(), bytes.len())
+                    };
+                    Tensor::from_bytes(buf.dtype, buf.shape.clone(), bytes.into())
+                        .map_err(|e| RunError::Internal(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
+        if let Ok(mut a) = self.arenas.lock() {
+            a.push(arena);
+        }
+        outputs
+    }
+}

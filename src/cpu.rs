@@ -1,0 +1,105 @@
+//! The CPU target: optimize once, then per set of input shapes specialize,
+//! schedule, generate code and link it (cached, so later runs with the same
+//! shapes only run).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kiln_codegen::llvm::object::{compile, CpuTarget};
+use kiln_codegen::program::Program;
+use kiln_codegen::schedule::{schedule, ScheduleError};
+use kiln_codegen::specialize::specialize;
+use kiln_ir::{Graph, Tensor, ValueId};
+use kiln_runtime::cpu::CpuExecutable;
+
+use crate::Error;
+
+/// One shape-specialized build of a model.
+pub enum Build {
+    /// Native code.
+    Native(CpuExecutable),
+    /// A graph with data-dependent shapes, run by the reference interpreter (the
+    /// reason says which value).
+    Interpreted {
+        /// The specialized graph.
+        graph: Graph,
+        /// Why it could not be compiled.
+        reason: String,
+    },
+}
+
+/// A model prepared for this CPU.
+pub struct CpuModel {
+    /// The optimized graph every build starts from.
+    pub graph: Graph,
+    /// Threads each run uses.
+    pub threads: usize,
+    builds: Mutex<HashMap<Vec<Vec<usize>>, Arc<Build>>>,
+}
+
+impl CpuModel {
+    /// Wraps an (optimized) graph.
+    pub fn new(graph: Graph, threads: usize) -> CpuModel {
+        CpuModel {
+            graph,
+            threads,
+            builds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The build for these input shapes (compiled on first use).
+    pub fn build(&self, shapes: &[Vec<usize>]) -> Result<Arc<Build>, Error> {
+        let mut builds = self
+            .builds
+            .lock()
+            .map_err(|_| Error::Internal("a compile panicked".into()))?;
+        if let Some(b) = builds.get(shapes) {
+            return Ok(b.clone());
+        }
+        let b = Arc::new(build(&self.graph, shapes, self.threads)?);
+        builds.insert(shapes.to_vec(), b.clone());
+        Ok(b)
+    }
+}
+
+/// Specializes, schedules, compiles and links `graph` for `shapes`.
+pub fn build(graph: &Graph, shapes: &[Vec<usize>], threads: usize) -> Result<Build, Error> {
+    let (program, specialized) = match program_for(graph, shapes)? {
+        Ok(p) => p,
+        Err((graph, reason)) => return Ok(Build::Interpreted { graph, reason }),
+    };
+    let object = compile(&program.kernels, &CpuTarget::Host, false)
+        .map_err(|e| Error::Codegen(e.to_string()))?;
+    let constants = constants_of(&program, &specialized);
+    let exe = CpuExecutable::new(program, &object.object, constants, threads)?;
+    Ok(Build::Native(exe))
+}
+
+/// The scheduled program for `shapes`, with the specialized graph it came from;
+/// `Err((graph, reason))` when a shape is only known at run time.
+#[allow(clippy::type_complexity)]
+pub fn program_for(
+    graph: &Graph,
+    shapes: &[Vec<usize>],
+) -> Result<Result<(Program, Graph), (Graph, String)>, Error> {
+    let specialized = specialize(graph, shapes).map_err(|e| Error::Input(e.to_string()))?;
+    match schedule(&specialized) {
+        Ok(p) => Ok(Ok((p, specialized))),
+        Err(e @ ScheduleError::DynamicShape { .. }) => Ok(Err((specialized, e.to_string()))),
+        Err(e) => Err(Error::Codegen(e.to_string())),
+    }
+}
+
+/// The tensors of a program's constants, in order.
+pub fn constants_of(program: &Program, graph: &Graph) -> Vec<Tensor> {
+    program
+        .constants
+        .iter()
+        .map(|&id| {
+            graph
+                .constant(ValueId(id))
+                .expect("program constants are graph constants")
+                .clone()
+        })
+        .collect()
+}
