@@ -28,16 +28,29 @@ const WATCHDOG_SECS: u64 = 900;
 const RTOL: f64 = 1e-3;
 const ATOL: f64 = 1e-7;
 
+/// Stack of each conformance worker thread.
+const CASE_STACK_BYTES: usize = 64 << 20;
+
 /// The pipeline every passing case is optimized with (built once, shared by threads).
 static PIPELINE: LazyLock<Pipeline> = LazyLock::new(Pipeline::standard);
 
 /// One test data set: named inputs and expected outputs.
 type DataSet = (Vec<(String, Tensor)>, Vec<Tensor>);
 
-/// One case's results: unoptimized, and optimized when the unoptimized run passed.
+/// One case's results: unoptimized, and optimized and through the CPU backend
+/// when the unoptimized run passed.
 struct Outcome {
     plain: Result<(), String>,
     optimized: Option<Result<(), String>>,
+    cpu: Option<Result<CpuRun, String>>,
+}
+
+/// How the CPU backend ran a case: natively (with how many host steps), or on
+/// the interpreter because a shape is data dependent.
+#[derive(Clone, Copy)]
+struct CpuRun {
+    native: bool,
+    host_steps: usize,
 }
 
 impl Outcome {
@@ -45,6 +58,7 @@ impl Outcome {
         Outcome {
             plain: Err(e),
             optimized: None,
+            cpu: None,
         }
     }
 }
@@ -97,13 +111,83 @@ fn check_sets(graph: &Graph, sets: &[DataSet]) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks `graph` on `sets`, then (if that passed) its optimized form.
+/// Runs the optimized `graph` through the CPU backend (code generated for each
+/// set's shapes, one thread) and compares.
+fn check_cpu(graph: &Graph, sets: &[DataSet]) -> Result<CpuRun, String> {
+    let mut run = CpuRun {
+        native: true,
+        host_steps: 0,
+    };
+    for (named, expected) in sets {
+        let ordered: Vec<Tensor> = graph
+            .inputs
+            .iter()
+            .map(|&i| {
+                let name = &graph.value(i).name;
+                named
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, t)| t.clone())
+                    .ok_or_else(|| format!("no input {name}"))
+            })
+            .collect::<Result<_, _>>()?;
+        let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape().to_vec()).collect();
+        let outs =
+            match kiln::cpu::build(graph, &shapes, 1).map_err(|e| format!("cpu build: {e}"))? {
+                kiln::cpu::Build::Native(exe) => {
+                    run.host_steps = exe.program().host_ops().len();
+                    exe.run(&ordered).map_err(|e| format!("cpu run: {e}"))?
+                }
+                kiln::cpu::Build::Interpreted { graph, .. } => {
+                    run.native = false;
+                    interp::run(
+                        &graph,
+                        &named
+                            .iter()
+                            .filter(|(n, _)| {
+                                graph
+                                    .value_by_name(n)
+                                    .is_some_and(|id| graph.inputs.contains(&id))
+                            })
+                            .cloned()
+                            .collect::<Vec<_>>(),
+                    )
+                    .map_err(|e| format!("run: {e}"))?
+                }
+            };
+        if outs.len() != expected.len() {
+            return Err(format!(
+                "{} outputs, expected {}",
+                outs.len(),
+                expected.len()
+            ));
+        }
+        for (i, (g, w)) in outs.iter().zip(expected).enumerate() {
+            compare(i, g, w)?;
+        }
+    }
+    Ok(run)
+}
+
+/// Checks `graph` on `sets`, then (if that passed) its optimized form, on the
+/// interpreter and through the CPU backend.
 fn check_both(graph: &Graph, sets: &[DataSet]) -> Outcome {
     let plain = catch(|| check_sets(graph, sets));
-    let optimized = plain
-        .is_ok()
-        .then(|| catch(|| check_sets(&optimize(graph)?, sets)));
-    Outcome { plain, optimized }
+    if plain.is_err() {
+        return Outcome {
+            plain,
+            optimized: None,
+            cpu: None,
+        };
+    }
+    let opt = catch(|| optimize(graph));
+    let optimized = Some(opt.clone().and_then(|g| catch(|| check_sets(&g, sets))));
+    let cpu = Some(opt.and_then(|g| catch(|| check_cpu(&g, sets))));
+    Outcome {
+        plain,
+        optimized,
+        cpu,
+    }
 }
 
 fn repo_root() -> PathBuf {
@@ -296,15 +380,24 @@ fn onnx_backend_suites() {
         );
         std::process::exit(1);
     });
-    cases.par_iter().for_each(|(name, path)| {
-        running.lock().unwrap().insert(name.clone());
-        let r = if name.starts_with("light/") {
-            run_light(path)
-        } else {
-            run_case(path)
-        };
-        running.lock().unwrap().remove(name);
-        results.lock().unwrap().push((name.clone(), r));
+    // Cases run on a pool of their own with deep stacks: a thread waiting in a
+    // nested parallel loop (the interpreter's GEMM) steals other cases, so one
+    // stack can hold several cases' LLVM compiles at once.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .stack_size(CASE_STACK_BYTES)
+        .build()
+        .expect("thread pool");
+    pool.install(|| {
+        cases.par_iter().for_each(|(name, path)| {
+            running.lock().unwrap().insert(name.clone());
+            let r = if name.starts_with("light/") {
+                run_light(path)
+            } else {
+                run_case(path)
+            };
+            running.lock().unwrap().remove(name);
+            results.lock().unwrap().push((name.clone(), r));
+        })
     });
     let mut outcomes = results.into_inner().unwrap();
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));
@@ -319,6 +412,25 @@ fn onnx_backend_suites() {
     let optimized_run = outcomes
         .iter()
         .filter(|(n, o)| manifest.contains(n) && o.optimized.is_some())
+        .count();
+    let cpu_failures: Vec<(String, String)> = outcomes
+        .iter()
+        .filter(|(n, _)| manifest.contains(n))
+        .filter_map(|(n, o)| match &o.cpu {
+            Some(Err(e)) => Some((n.clone(), e.clone())),
+            _ => None,
+        })
+        .collect();
+    let cpu_runs: Vec<CpuRun> = outcomes
+        .iter()
+        .filter(|(n, _)| manifest.contains(n))
+        .filter_map(|(_, o)| o.cpu.as_ref().and_then(|r| r.as_ref().ok().copied()))
+        .collect();
+    let cpu_run = cpu_runs.len() + cpu_failures.len();
+    let cpu_native = cpu_runs.iter().filter(|r| r.native).count();
+    let cpu_all_compiled = cpu_runs
+        .iter()
+        .filter(|r| r.native && r.host_steps == 0)
         .count();
     let results: Vec<(String, Result<(), String>)> =
         outcomes.into_iter().map(|(n, o)| (n, o.plain)).collect();
@@ -377,6 +489,18 @@ fn onnx_backend_suites() {
     for (n, e) in &optimized_failures {
         println!("FAILED OPTIMIZED {n}: {e}");
     }
+    for (n, e) in &cpu_failures {
+        println!("FAILED CPU {n}: {e}");
+    }
+    println!(
+        "cpu backend: {cpu_native} cases native ({cpu_all_compiled} with every step compiled, the rest with host steps), {} on the interpreter (data-dependent shapes)",
+        cpu_runs.len() - cpu_native
+    );
+    println!(
+        "cpu: {} passed, {} failed",
+        cpu_run - cpu_failures.len(),
+        cpu_failures.len()
+    );
     println!(
         "conformance: {} passed, {} failed; optimized: {} passed, {} failed",
         listed_run - listed_failures.len(),
@@ -385,9 +509,10 @@ fn onnx_backend_suites() {
         optimized_failures.len()
     );
     assert!(
-        listed_failures.is_empty() && optimized_failures.is_empty(),
-        "{} manifest cases failed, {} after optimization",
+        listed_failures.is_empty() && optimized_failures.is_empty() && cpu_failures.is_empty(),
+        "{} manifest cases failed, {} after optimization, {} on the CPU backend",
         listed_failures.len(),
-        optimized_failures.len()
+        optimized_failures.len(),
+        cpu_failures.len()
     );
 }

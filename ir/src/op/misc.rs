@@ -518,6 +518,9 @@ impl OpFamily for MiscOp {
             } => {
                 let shape = if let Some(s) = known_ints(inputs, 2) {
                     Shape::known(&s.iter().map(|&v| v.max(0) as usize).collect::<Vec<_>>())
+                } else if inputs.len() > 2 {
+                    // An output shape known only at run time.
+                    Shape(vec![Dim::Any; rank])
                 } else {
                     let mut s = x.shape.0[..2.min(rank)].to_vec();
                     let n = rank.saturating_sub(2);
