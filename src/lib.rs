@@ -22,6 +22,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod aot;
 pub mod cli;
 pub mod cpu;
 mod error;
@@ -32,4 +33,4 @@ mod model;
 pub use error::Error;
 pub use kiln_ir as ir;
 pub use kiln_ir::{DType, Tensor};
-pub use model::{CompileOptions, Executable, Model, Target};
+pub use model::{CompileOptions, Executable, Model, Signature, Target};

@@ -140,10 +140,10 @@ impl Model {
         options: &CompileOptions,
     ) -> Result<Executable, Error> {
         match target {
-            Target::Reference => Ok(Executable {
-                graph: self.graph.clone(),
-                cpu: None,
-            }),
+            Target::Reference => Ok(Executable::new(
+                Engine::Reference(self.graph.clone()),
+                Signature::of(&self.graph),
+            )),
             Target::Cpu => {
                 let graph = if options.optimize {
                     optimize_for_cpu(&self.graph)?
@@ -159,10 +159,12 @@ impl Model {
                 if let Some(shapes) = known {
                     cpu.build(&shapes)?;
                 }
-                Ok(Executable {
-                    graph,
-                    cpu: Some(std::sync::Arc::new(cpu)),
-                })
+                // The model's own signature: the optimizer may drop inputs
+                // nothing reads, which callers still pass.
+                Ok(Executable::new(
+                    Engine::Cpu(std::sync::Arc::new(cpu)),
+                    Signature::of(&self.graph),
+                ))
             }
             other => Err(Error::TargetUnavailable(other.to_string())),
         }
@@ -175,7 +177,7 @@ impl Model {
 }
 
 /// The standard optimizer pipeline with this CPU's profile.
-fn optimize_for_cpu(graph: &Graph) -> Result<Graph, Error> {
+pub(crate) fn optimize_for_cpu(graph: &Graph) -> Result<Graph, Error> {
     let profile = kiln_passes::cost::TargetProfile::resolve("cpu").map_err(Error::Optimize)?;
     let (optimized, _report) = kiln_passes::pipeline::Pipeline::standard()
         .run(graph, &profile)
@@ -188,23 +190,97 @@ fn optimize_for_cpu(graph: &Graph) -> Result<Graph, Error> {
 /// (concurrent [`Executable::run`] calls are safe and give the same results).
 #[derive(Clone)]
 pub struct Executable {
-    graph: Graph,
-    cpu: Option<std::sync::Arc<crate::cpu::CpuModel>>,
+    signature: Signature,
+    engine: Engine,
+}
+
+/// The names, dtypes and declared shapes of a model's inputs, and its output names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Signature {
+    /// Inputs in order.
+    pub inputs: Vec<(String, kiln_ir::DType, kiln_ir::Shape)>,
+    /// Output names in order.
+    pub outputs: Vec<String>,
+}
+
+impl Signature {
+    /// The signature of a graph.
+    pub fn of(graph: &Graph) -> Signature {
+        Signature {
+            inputs: graph
+                .inputs
+                .iter()
+                .map(|&i| {
+                    let v = graph.value(i);
+                    (v.name.clone(), v.ty.dtype, v.ty.shape.clone())
+                })
+                .collect(),
+            outputs: graph
+                .outputs
+                .iter()
+                .map(|&o| graph.value(o).name.clone())
+                .collect(),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Engine {
+    Reference(Graph),
+    Cpu(std::sync::Arc<crate::cpu::CpuModel>),
+    Artifact(std::sync::Arc<kiln_runtime::cpu::CpuExecutable>),
 }
 
 impl fmt::Debug for Executable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target = match self.engine {
+            Engine::Reference(_) => "ref",
+            Engine::Cpu(_) => "cpu",
+            Engine::Artifact(_) => "cpu (artifact)",
+        };
         f.debug_struct("Executable")
-            .field("graph", &self.graph.name)
-            .field("target", &if self.cpu.is_some() { "cpu" } else { "ref" })
+            .field("inputs", &self.signature.inputs.len())
+            .field("target", &target)
             .finish()
     }
 }
 
 impl Executable {
-    /// The graph it runs (optimized for compiled targets).
-    pub fn graph(&self) -> &Graph {
-        &self.graph
+    fn new(engine: Engine, signature: Signature) -> Executable {
+        Executable { signature, engine }
+    }
+
+    /// Loads an ahead-of-time compiled artifact (`kiln compile MODEL --target cpu
+    /// -o MODEL.kiln`) without compiling anything; `threads` overrides the
+    /// thread count it was compiled with.
+    pub fn load_artifact(
+        path: impl AsRef<Path>,
+        threads: Option<usize>,
+    ) -> Result<Executable, Error> {
+        let (exe, signature) = crate::aot::load(path.as_ref(), threads)?;
+        Ok(Executable::new(
+            Engine::Artifact(std::sync::Arc::new(exe)),
+            signature,
+        ))
+    }
+
+    /// The graph it runs (optimized for the CPU target; none for an artifact).
+    pub fn graph(&self) -> Option<&Graph> {
+        match &self.engine {
+            Engine::Reference(g) => Some(g),
+            Engine::Cpu(c) => Some(&c.graph),
+            Engine::Artifact(_) => None,
+        }
+    }
+
+    /// Its inputs and outputs.
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// Name, dtype and declared shape of each input, in order.
+    pub fn input_types(&self) -> Vec<(String, kiln_ir::DType, kiln_ir::Shape)> {
+        self.signature.inputs.clone()
     }
 
     /// For the CPU target: the native build for these input shapes (compiling it
@@ -213,66 +289,108 @@ impl Executable {
         &self,
         shapes: &[Vec<usize>],
     ) -> Result<Option<std::sync::Arc<crate::cpu::Build>>, Error> {
-        self.cpu.as_ref().map(|c| c.build(shapes)).transpose()
+        match &self.engine {
+            Engine::Cpu(c) => c.build(shapes).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// Runs on named inputs; returns every output with its name, in order.
     pub fn run(&self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, Error> {
-        let outs = match &self.cpu {
-            None => kiln_ir::interp::run(&self.graph, inputs)?,
-            Some(cpu) => {
-                let ordered = order_inputs(&self.graph, inputs)?;
+        let outs = match &self.engine {
+            Engine::Reference(g) => kiln_ir::interp::run(g, inputs)?,
+            Engine::Cpu(cpu) => {
+                let all = order_inputs(&self.signature, inputs)?;
+                let ordered: Vec<Tensor> = cpu
+                    .graph
+                    .inputs
+                    .iter()
+                    .map(|&i| {
+                        let name = &cpu.graph.value(i).name;
+                        let pos = self.signature.inputs.iter().position(|(n, _, _)| n == name);
+                        pos.map(|p| all[p].clone()).ok_or_else(|| {
+                            Error::Internal(format!(
+                                "optimized input `{name}` is not a model input"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
                 let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape().to_vec()).collect();
                 match &*cpu.build(&shapes)? {
                     crate::cpu::Build::Native(exe) => exe.run(&ordered)?,
                     crate::cpu::Build::Interpreted { .. } => {
-                        kiln_ir::interp::run(&self.graph, inputs)?
+                        let named: Vec<(String, Tensor)> = cpu
+                            .graph
+                            .inputs
+                            .iter()
+                            .map(|&i| cpu.graph.value(i).name.clone())
+                            .zip(ordered)
+                            .collect();
+                        kiln_ir::interp::run(&cpu.graph, &named)?
                     }
                 }
             }
+            Engine::Artifact(exe) => {
+                let ordered = order_inputs(&self.signature, inputs)?;
+                exe.run(&ordered)?
+            }
         };
-        Ok(self
-            .graph
-            .outputs
-            .iter()
-            .map(|&o| self.graph.value(o).name.clone())
-            .zip(outs)
-            .collect())
+        Ok(self.signature.outputs.iter().cloned().zip(outs).collect())
     }
 }
 
-/// The inputs in the graph's order, with the interpreter's checks and messages
-/// (unknown or missing names, dtype and declared dims).
-fn order_inputs(graph: &Graph, inputs: &[(String, Tensor)]) -> Result<Vec<Tensor>, Error> {
+/// The inputs in the signature's order, with the interpreter's checks and
+/// messages (unknown, missing or repeated names, dtype, rank and known dims).
+fn order_inputs(sig: &Signature, inputs: &[(String, Tensor)]) -> Result<Vec<Tensor>, Error> {
     use kiln_ir::interp::EvalError;
-    let mut slots: Vec<Option<Tensor>> = vec![None; graph.inputs.len()];
+    let mut slots: Vec<Option<Tensor>> = vec![None; sig.inputs.len()];
     for (name, t) in inputs {
-        let pos = graph
+        let pos = sig
             .inputs
             .iter()
-            .position(|&i| graph.value(i).name == *name)
+            .position(|(n, _, _)| n == name)
             .ok_or_else(|| EvalError::UnknownInput {
                 name: name.clone(),
-                expected: graph
+                expected: sig
                     .inputs
                     .iter()
-                    .map(|&i| graph.value(i).name.as_str())
+                    .map(|(n, _, _)| n.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
             })?;
-        let v = graph.value(graph.inputs[pos]);
-        if t.dtype() != v.ty.dtype {
-            return Err(EvalError::InputMismatch {
+        let (_, dtype, shape) = &sig.inputs[pos];
+        let mismatch = |message: String| -> Error {
+            EvalError::InputMismatch {
                 name: name.clone(),
-                message: format!("expected dtype {}, got {}", v.ty.dtype, t.dtype()),
+                message,
             }
-            .into());
+            .into()
+        };
+        if t.dtype() != *dtype {
+            return Err(mismatch(format!(
+                "expected dtype {dtype}, got {}",
+                t.dtype()
+            )));
         }
-        slots[pos] = Some(t.clone());
+        let fits = t.rank() == shape.rank()
+            && shape
+                .0
+                .iter()
+                .zip(t.shape())
+                .all(|(d, &n)| d.known().is_none_or(|k| k == n));
+        if !fits {
+            return Err(mismatch(format!(
+                "expected shape {shape}, got {:?}",
+                t.shape()
+            )));
+        }
+        if slots[pos].replace(t.clone()).is_some() {
+            return Err(Error::Input(format!("input `{name}` given twice")));
+        }
     }
     slots
         .into_iter()
-        .zip(&graph.inputs)
-        .map(|(t, &i)| t.ok_or_else(|| EvalError::MissingInput(graph.value(i).name.clone()).into()))
+        .zip(&sig.inputs)
+        .map(|(t, (n, _, _))| t.ok_or_else(|| EvalError::MissingInput(n.clone()).into()))
         .collect()
 }

@@ -40,6 +40,23 @@ pub struct CompileArgs {
     /// fusion, regions.
     #[arg(long, value_name = "PHASE")]
     pub dump_after: Vec<String>,
+    /// Compile to native code and write an ahead-of-time artifact here (with
+    /// `--target cpu`), atomically; run it with `kiln run MODEL.kiln`.
+    #[arg(long, short = 'o', value_name = "MODEL.kiln")]
+    pub output: Option<PathBuf>,
+    /// Size of a symbolic input dim, NAME=SIZE (repeatable): artifacts are
+    /// compiled for one set of input shapes.
+    #[arg(long = "dim", value_name = "NAME=SIZE")]
+    pub dims: Vec<String>,
+    /// The CPU the artifact's code is for: generic (x86-64-v3: AVX2 and FMA, any
+    /// x86 server of the last decade), native (this machine's CPU, all its
+    /// features), or an LLVM CPU name.
+    #[arg(long, default_value = "generic", value_name = "generic|native|NAME")]
+    pub cpu: String,
+    /// Threads the artifact runs with unless `kiln run --threads` says otherwise
+    /// [default: all available here].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 /// The cost model profile `--target` names: a built-in name (`h200`,
@@ -102,6 +119,23 @@ pub fn optimize(
 
 /// Runs `kiln compile`.
 pub fn compile(args: &CompileArgs) -> Result<i32, Error> {
+    if args.output.is_some() && !matches!(args.target.as_str(), "cpu" | "cpu-default") {
+        return Err(Error::Input(format!(
+            "-o writes native CPU code: use --target cpu (not `{}`)",
+            args.target
+        )));
+    }
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.enable_steady_tick(std::time::Duration::from_millis(120));
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
+            .expect("valid template"),
+    );
+    if args.output.is_some() {
+        progress.set_message("importing and optimizing");
+    } else {
+        progress.finish_and_clear();
+    }
     let profile = target_profile(&args.target)?;
     let pipeline = pipeline(&args.dump_after)?;
     let c = optimize(&args.model, &pipeline, &profile)?;
@@ -120,6 +154,42 @@ pub fn compile(args: &CompileArgs) -> Result<i32, Error> {
             eprintln!("wrote the optimized graph to {}", path.display());
         }
     }
+    if let Some(out) = &args.output {
+        let dims = super::parse_dims(&args.dims)?;
+        let shapes = input_shapes(&c.optimized, &dims)?;
+        let signature = crate::Signature::of(&c.source);
+        let threads = crate::CompileOptions {
+            threads: args.threads,
+            ..Default::default()
+        }
+        .resolved_threads();
+        let t = std::time::Instant::now();
+        let summary = crate::aot::write(
+            &c.optimized,
+            &signature,
+            &shapes,
+            &crate::aot::cpu_target(&args.cpu),
+            threads,
+            out,
+            |stage| progress.set_message(stage.to_string()),
+        );
+        progress.finish_and_clear();
+        let summary = summary?;
+        eprintln!(
+            "wrote {} ({} kernels, {} steps{}, {} KiB of code for CPU {}) in {:.2} s",
+            out.display(),
+            summary.kernels,
+            summary.steps,
+            if summary.host_steps > 0 {
+                format!(", {} on the host interpreter", summary.host_steps)
+            } else {
+                String::new()
+            },
+            summary.object_bytes / 1024,
+            summary.cpu,
+            t.elapsed().as_secs_f64()
+        );
+    }
     let r = &c.report;
     eprintln!(
         "compiled `{}` for {}: {} → {} nodes, modelled {:.1} µs → {:.1} µs in {:.0} ms",
@@ -132,4 +202,36 @@ pub fn compile(args: &CompileArgs) -> Result<i32, Error> {
         r.total_time.as_secs_f64() * 1e3
     );
     Ok(0)
+}
+
+/// Each input's dims with symbolic ones bound by `dims` (an error names any
+/// left unbound).
+pub fn input_shapes(
+    graph: &Graph,
+    dims: &std::collections::HashMap<String, usize>,
+) -> Result<Vec<Vec<usize>>, Error> {
+    graph
+        .inputs
+        .iter()
+        .map(|&i| {
+            let v = graph.value(i);
+            v.ty.shape
+                .0
+                .iter()
+                .map(|d| match d {
+                    kiln_ir::Dim::Known(n) => Ok(*n),
+                    kiln_ir::Dim::Sym(s) => dims.get(s.as_ref()).copied().ok_or_else(|| {
+                        Error::Input(format!(
+                            "input `{}` has symbolic dim `{s}`: give its size with --dim {s}=SIZE",
+                            v.name
+                        ))
+                    }),
+                    kiln_ir::Dim::Any => Err(Error::Input(format!(
+                        "input `{}` has a dim of unknown size: artifacts need known input shapes",
+                        v.name
+                    ))),
+                })
+                .collect()
+        })
+        .collect()
 }

@@ -1,5 +1,6 @@
 //! The `kiln` command line.
 
+pub mod bench;
 pub mod calibrate;
 pub mod compile;
 pub mod explain;
@@ -26,7 +27,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a model on input tensors and write its outputs to a .safetensors file.
     Run {
-        /// The model (.onnx).
+        /// The model (.onnx), or an artifact from `kiln compile --target cpu -o MODEL.kiln`.
         model: PathBuf,
         /// An input as NAME=FILE, FILE a .npy or an ONNX TensorProto .pb (repeat per input).
         #[arg(long = "input", short = 'i', value_name = "NAME=FILE")]
@@ -34,10 +35,15 @@ pub enum Command {
         /// Where to write every output, under its model output name.
         #[arg(long, short = 'o', value_name = "OUT.safetensors")]
         output: Option<PathBuf>,
-        /// Where to run: ref (reference interpreter), cpu, cuda.
-        #[arg(long, default_value = "ref")]
-        target: String,
+        /// Where to run: ref (reference interpreter), cpu, cuda [default: ref; cpu for an artifact].
+        #[arg(long)]
+        target: Option<String>,
+        /// Threads for the cpu target [default: all available].
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
     },
+    /// Time a model's runs: compile once, warm up, report the median.
+    Bench(bench::BenchArgs),
     /// Show a model's inputs, outputs, bricks with parameter counts, ops, unsupported ops.
     Inspect {
         /// The model (.onnx).
@@ -89,6 +95,24 @@ pub fn main() -> i32 {
     }
 }
 
+/// Parses `--dim NAME=SIZE` arguments.
+pub fn parse_dims(args: &[String]) -> Result<std::collections::HashMap<String, usize>, Error> {
+    let mut dims = std::collections::HashMap::new();
+    for arg in args {
+        let parsed = arg
+            .split_once('=')
+            .and_then(|(n, v)| Some((n, v.parse::<usize>().ok()?)))
+            .filter(|(n, _)| !n.is_empty());
+        let Some((name, size)) = parsed else {
+            return Err(Error::Input(format!("--dim `{arg}`: expected NAME=SIZE")));
+        };
+        if dims.insert(name.to_string(), size).is_some() {
+            return Err(Error::Input(format!("--dim `{name}` given twice")));
+        }
+    }
+    Ok(dims)
+}
+
 fn parse_input(arg: &str) -> Result<(String, PathBuf), Error> {
     let (name, file) = arg
         .split_once('=')
@@ -105,7 +129,15 @@ pub fn execute(command: Command) -> Result<i32, Error> {
             inputs,
             output,
             target,
-        } => run(&model, &inputs, output.as_deref(), &target),
+            threads,
+        } => run(
+            &model,
+            &inputs,
+            output.as_deref(),
+            target.as_deref(),
+            threads,
+        ),
+        Command::Bench(args) => bench::bench(&args),
         Command::Calibrate {
             out,
             threads,
@@ -146,15 +178,29 @@ pub fn execute(command: Command) -> Result<i32, Error> {
     }
 }
 
-fn run(model: &Path, inputs: &[String], output: Option<&Path>, target: &str) -> Result<i32, Error> {
-    let target = Target::from_name(target).ok_or_else(|| {
+fn run(
+    model: &Path,
+    inputs: &[String],
+    output: Option<&Path>,
+    target: Option<&str>,
+    threads: Option<usize>,
+) -> Result<i32, Error> {
+    let artifact = crate::aot::is_artifact(model);
+    let target_name = target.unwrap_or(if artifact { "cpu" } else { "ref" });
+    let target = Target::from_name(target_name).ok_or_else(|| {
         Error::Input(format!(
-            "unknown target `{target}` (choose ref, cpu or cuda)"
+            "unknown target `{target_name}` (choose ref, cpu or cuda)"
         ))
     })?;
     // Refuse an unavailable target before any work.
     if target == Target::Cuda {
         return Err(Error::TargetUnavailable(target.to_string()));
+    }
+    if artifact && target != Target::Cpu {
+        return Err(Error::Input(format!(
+            "`{}` is a compiled artifact: it runs on the cpu target only",
+            model.display()
+        )));
     }
     let mut named = Vec::new();
     for arg in inputs {
@@ -165,8 +211,15 @@ fn run(model: &Path, inputs: &[String], output: Option<&Path>, target: &str) -> 
         named.push((name, io::read_tensor(&file)?));
     }
     let t0 = Instant::now();
-    let model = Model::load(model)?;
-    let exe = model.compile(&target)?;
+    let exe = if artifact {
+        crate::Executable::load_artifact(model, threads)?
+    } else {
+        let options = crate::CompileOptions {
+            threads,
+            ..crate::CompileOptions::default()
+        };
+        Model::load(model)?.compile_with(&target, &options)?
+    };
     let load = t0.elapsed();
     let t1 = Instant::now();
     let outputs = exe.run(&named)?;

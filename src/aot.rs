@@ -1,0 +1,297 @@
+//! Ahead-of-time artifacts (`MODEL.kiln`): a scheduled program, its kernels as
+//! object code, and its constants, in the versioned container of
+//! [`kiln_runtime::artifact`].
+//!
+//! Sections: `program` (the [`Program`] as JSON), `object` (the kernels' ELF
+//! object for the CPU named in the manifest) and `constants` (every constant's
+//! bytes, 64-byte aligned, used in place from the memory map). The manifest's
+//! `meta` holds the model's signature, the CPU and triple, the default thread
+//! count and the constants' table. Loading links the object and maps the
+//! constants: nothing is optimized, scheduled or compiled again.
+
+use std::path::Path;
+
+use kiln_codegen::llvm::object::{compile, CpuTarget, GENERIC_X86_CPU};
+use kiln_codegen::program::Program;
+use kiln_ir::{DType, Graph, Shape, Tensor};
+use kiln_runtime::artifact::{Artifact, ArtifactWriter, MAGIC};
+use kiln_runtime::cpu::CpuExecutable;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Signature;
+use crate::Error;
+
+/// Alignment of each constant inside the `constants` section.
+const CONSTANT_ALIGN: usize = 64;
+
+/// What `meta` holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct Meta {
+    /// Model name.
+    model: String,
+    /// CPU the object code is for (an LLVM CPU name).
+    cpu: String,
+    /// Target triple.
+    triple: String,
+    /// Threads to run with unless the loader says otherwise.
+    threads: usize,
+    /// Inputs: name, dtype, shape.
+    inputs: Vec<(String, DType, Vec<usize>)>,
+    /// Output names.
+    outputs: Vec<String>,
+    /// Each constant's dtype, shape and byte range in the `constants` section.
+    constants: Vec<ConstEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ConstEntry {
+    dtype: DType,
+    shape: Vec<usize>,
+    offset: usize,
+    len: usize,
+}
+
+/// Whether `path` looks like a kiln artifact (by its first bytes).
+pub fn is_artifact(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| magic == MAGIC)
+}
+
+/// The CPU an artifact is compiled for, as `kiln compile --cpu` spells it:
+/// `generic` (x86-64-v3, the default), `native` (this machine) or an LLVM CPU name.
+pub fn cpu_target(name: &str) -> CpuTarget {
+    match name {
+        "generic" => CpuTarget::Named(GENERIC_X86_CPU.to_string()),
+        "native" | "host" => CpuTarget::Host,
+        other => CpuTarget::Named(other.to_string()),
+    }
+}
+
+/// Stages of [`write`], reported to `progress` as they start.
+pub const STAGES: [&str; 4] = [
+    "specializing and scheduling",
+    "generating code (LLVM O3)",
+    "writing the artifact",
+    "done",
+];
+
+/// Compiles the (optimized) `graph` for input `shapes` and `cpu`, and writes the
+/// artifact to `path` atomically. `signature` is the model's interface (the
+/// source graph's, which may have inputs the optimized graph no longer reads).
+pub fn write(
+    graph: &Graph,
+    signature: &Signature,
+    shapes: &[Vec<usize>],
+    cpu: &CpuTarget,
+    threads: usize,
+    path: &Path,
+    mut progress: impl FnMut(&str),
+) -> Result<ArtifactSummary, Error> {
+    progress(STAGES[0]);
+    let (program, specialized) = match crate::cpu::program_for(graph, shapes)? {
+        Ok(p) => p,
+        Err((_, reason)) => {
+            return Err(Error::Input(format!(
+                "cannot compile ahead of time: {reason}; run it with `kiln run MODEL.onnx --target cpu` instead"
+            )))
+        }
+    };
+    if program.inputs.len() != signature.inputs.len() {
+        return Err(Error::Input(
+            "the optimizer removed model inputs nothing reads; artifacts need every input (compile without them)".into(),
+        ));
+    }
+    progress(STAGES[1]);
+    let object =
+        compile(&program.kernels, cpu, false).map_err(|e| Error::Codegen(e.to_string()))?;
+    progress(STAGES[2]);
+    let constants = crate::cpu::constants_of(&program, &specialized);
+    let mut blob: Vec<u8> = Vec::new();
+    let mut table = Vec::new();
+    for t in &constants {
+        let offset = blob.len().div_ceil(CONSTANT_ALIGN) * CONSTANT_ALIGN;
+        blob.resize(offset, 0);
+        blob.extend_from_slice(t.bytes());
+        table.push(ConstEntry {
+            dtype: t.dtype(),
+            shape: t.shape().to_vec(),
+            offset,
+            len: t.bytes().len(),
+        });
+    }
+    let meta = Meta {
+        model: graph.name.clone(),
+        cpu: object.cpu.clone(),
+        triple: object.triple.clone(),
+        threads,
+        inputs: program
+            .inputs
+            .iter()
+            .map(|(n, b)| {
+                let buf = &program.buffers[*b];
+                (n.clone(), buf.dtype, buf.shape.clone())
+            })
+            .collect(),
+        outputs: signature.outputs.clone(),
+        constants: table,
+    };
+    let program_json = serde_json::to_vec(&program).map_err(|e| Error::Output(e.to_string()))?;
+    let mut w =
+        ArtifactWriter::new(serde_json::to_value(&meta).map_err(|e| Error::Output(e.to_string()))?);
+    let err = |e: kiln_runtime::artifact::ArtifactError| Error::Output(e.to_string());
+    w.add_section("program", program_json).map_err(err)?;
+    w.add_section("object", object.object.clone())
+        .map_err(err)?;
+    w.add_section("constants", blob).map_err(err)?;
+    w.write(path).map_err(err)?;
+    progress(STAGES[3]);
+    Ok(ArtifactSummary {
+        kernels: program.kernels.len(),
+        steps: program.steps.len(),
+        host_steps: program.host_ops().len(),
+        object_bytes: object.object.len(),
+        cpu: object.cpu,
+    })
+}
+
+/// What [`write`] put in an artifact.
+#[derive(Debug, Clone)]
+pub struct ArtifactSummary {
+    /// Generated kernels.
+    pub kernels: usize,
+    /// Steps of the program.
+    pub steps: usize,
+    /// Steps that run on the host interpreter.
+    pub host_steps: usize,
+    /// Size of the object code.
+    pub object_bytes: usize,
+    /// CPU it is compiled for.
+    pub cpu: String,
+}
+
+/// Whether this machine can run code compiled for `cpu`.
+fn host_runs(cpu: &str) -> Result<(), String> {
+    let host = kiln_codegen::llvm::HostCpu::detect();
+    if cpu == host.cpu {
+        return Ok(());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if cpu == GENERIC_X86_CPU {
+        let ok = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+            && std::arch::is_x86_feature_detected!("bmi2");
+        return if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "it needs {GENERIC_X86_CPU} (AVX2, FMA, F16C, BMI2), which this CPU lacks"
+            ))
+        };
+    }
+    Err(format!(
+        "it was compiled for CPU `{cpu}` and this machine's is `{}`; recompile it here, or with `--cpu generic` to run on any x86-64-v3 CPU",
+        host.cpu
+    ))
+}
+
+/// Opens, checks and links an artifact.
+pub fn load(path: &Path, threads: Option<usize>) -> Result<(CpuExecutable, Signature), Error> {
+    let art = Artifact::open(path).map_err(|e| Error::Input(e.to_string()))?;
+    let stale = |why: String| Error::Input(format!("`{}` cannot be used: {why}", path.display()));
+    if art.kiln_version() != env!("CARGO_PKG_VERSION") {
+        return Err(stale(format!(
+            "it was compiled by kiln {} and this is kiln {}; recompile it with `kiln compile`",
+            art.kiln_version(),
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    let meta: Meta = serde_json::from_value(art.meta().clone())
+        .map_err(|e| stale(format!("its manifest is malformed ({e})")))?;
+    host_runs(&meta.cpu).map_err(stale)?;
+    let program: Program = serde_json::from_slice(
+        art.section("program")
+            .map_err(|e| Error::Input(e.to_string()))?,
+    )
+    .map_err(|e| stale(format!("its program is malformed ({e})")))?;
+    let object = art
+        .section("object")
+        .map_err(|e| Error::Input(e.to_string()))?;
+    let blob = art
+        .section_bytes("constants")
+        .map_err(|e| Error::Input(e.to_string()))?;
+    if meta.constants.len() != program.constants.len() {
+        return Err(stale("its constants do not match its program".into()));
+    }
+    let constants = meta
+        .constants
+        .iter()
+        .map(|c| {
+            let end = c.offset.checked_add(c.len).filter(|&e| e <= blob.len());
+            let Some(end) = end else {
+                return Err(stale("a constant lies outside its section".into()));
+            };
+            Tensor::from_bytes(c.dtype, c.shape.clone(), blob.slice(c.offset..end))
+                .map_err(|e| stale(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    validate(&program).map_err(stale)?;
+    let exe = CpuExecutable::new(program, object, constants, threads.unwrap_or(meta.threads))?;
+    let signature = Signature {
+        inputs: meta
+            .inputs
+            .iter()
+            .map(|(n, d, s)| (n.clone(), *d, Shape::known(s)))
+            .collect(),
+        outputs: meta.outputs,
+    };
+    Ok((exe, signature))
+}
+
+/// Structural checks a deserialized program must pass before it runs (ids in
+/// range, kernels well formed): a hand-edited or damaged program is refused.
+fn validate(p: &Program) -> Result<(), String> {
+    let nb = p.buffers.len();
+    let bad = |what: &str| Err(format!("its program is inconsistent ({what})"));
+    for k in &p.kernels {
+        k.check()
+            .map_err(|e| format!("its program is inconsistent ({e})"))?;
+    }
+    for b in &p.buffers {
+        if let kiln_codegen::program::BufferKind::Alias(a) = b.kind {
+            if a >= nb {
+                return bad("an alias of a missing buffer");
+            }
+        }
+    }
+    for (_, b) in p.inputs.iter().chain(&p.outputs) {
+        if *b >= nb {
+            return bad("an input or output buffer is missing");
+        }
+    }
+    for s in &p.steps {
+        if let kiln_codegen::program::Step::Kernel { kernel, args } = s {
+            if *kernel >= p.kernels.len() || args.len() != p.kernels[*kernel].buffers.len() {
+                return bad("a launch does not match its kernel");
+            }
+            for (kb, &b) in p.kernels[*kernel].buffers.iter().zip(args) {
+                if b >= nb {
+                    return bad("a launch names a missing buffer");
+                }
+                if kb.len != p.buffers[b].numel()
+                    || kb.scalar != kiln_codegen::kernel::Scalar::of(p.buffers[b].dtype)
+                {
+                    return bad("a kernel buffer does not match its program buffer");
+                }
+            }
+        }
+        let (reads, writes) = kiln_codegen::schedule::step_io(p, s);
+        if reads.iter().chain(&writes).any(|&b| b >= nb) {
+            return bad("a step names a missing buffer");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! `kiln bench`: time a model's runs on a target (compile once, warm up, then
+//! the median of many runs), for people and for the peer comparison script
+//! (`scripts/bench_compare.py`, which reads `--json`).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+
+use crate::{io, CompileOptions, Error, Executable, Model, Target, Tensor};
+
+/// Arguments of `kiln bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The model (.onnx, or a .kiln artifact from `kiln compile -o`).
+    pub model: PathBuf,
+    /// An input as NAME=FILE (.npy or .pb); inputs not given are zeros (integers)
+    /// or uniform random in [-1, 1) (floats) of the declared shape.
+    #[arg(long = "input", short = 'i', value_name = "NAME=FILE")]
+    pub inputs: Vec<String>,
+    /// Size of a symbolic dim for generated inputs, NAME=SIZE (repeatable).
+    #[arg(long = "dim", value_name = "NAME=SIZE")]
+    pub dims: Vec<String>,
+    /// Where to run: cpu or ref.
+    #[arg(long, default_value = "cpu")]
+    pub target: String,
+    /// Threads [default: all available].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Timed runs.
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `kiln bench`.
+pub fn bench(args: &BenchArgs) -> Result<i32, Error> {
+    let target = Target::from_name(&args.target)
+        .filter(|t| *t != Target::Cuda)
+        .ok_or_else(|| Error::Input(format!("--target `{}`: choose cpu or ref", args.target)))?;
+    if args.iters == 0 {
+        return Err(Error::Input("--iters must be at least 1".into()));
+    }
+    let options = CompileOptions {
+        threads: args.threads,
+        ..CompileOptions::default()
+    };
+    let t0 = Instant::now();
+    let (exe, inputs_decl) = if crate::aot::is_artifact(&args.model) {
+        let exe = Executable::load_artifact(&args.model, args.threads)?;
+        let decl = exe.input_types();
+        (exe, decl)
+    } else {
+        let model = Model::load(&args.model)?;
+        let exe = model.compile_with(&target, &options)?;
+        let decl = exe.input_types();
+        (exe, decl)
+    };
+    let dims = super::parse_dims(&args.dims)?;
+    let mut named: Vec<(String, Tensor)> = Vec::new();
+    for arg in &args.inputs {
+        let (name, file) = super::parse_input(arg)?;
+        named.push((name, io::read_tensor(&file)?));
+    }
+    for (name, dtype, shape) in &inputs_decl {
+        if named.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        let dims: Vec<usize> = shape
+            .0
+            .iter()
+            .map(|d| match d {
+                kiln_ir::Dim::Known(n) => Ok(*n),
+                kiln_ir::Dim::Sym(s) => dims.get(s.as_ref()).copied().ok_or_else(|| {
+                    Error::Input(format!("input `{name}` has symbolic dim `{s}`: give --dim {s}=SIZE or --input {name}=FILE"))
+                }),
+                kiln_ir::Dim::Any => Err(Error::Input(format!("input `{name}` has an unknown dim: give --input {name}=FILE"))),
+            })
+            .collect::<Result<_, _>>()?;
+        named.push((name.clone(), generated_input(*dtype, dims)));
+    }
+    // The first run compiles native code for these shapes (when not done yet).
+    let t1 = Instant::now();
+    exe.run(&named)?;
+    let first = t1.elapsed().as_secs_f64();
+    let compile_s = t1.duration_since(t0).as_secs_f64() + first;
+    for _ in 1..args.warmup {
+        exe.run(&named)?;
+    }
+    let mut times = Vec::with_capacity(args.iters);
+    for _ in 0..args.iters {
+        let t = Instant::now();
+        exe.run(&named)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let median = times[times.len() / 2];
+    let threads = options.resolved_threads();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": args.model.display().to_string(),
+                "target": target.to_string(),
+                "threads": threads,
+                "iterations": args.iters,
+                "median_ms": median,
+                "min_ms": times[0],
+                "max_ms": times[times.len() - 1],
+                "compile_s": compile_s,
+            })
+        );
+    } else {
+        println!(
+            "{}: {} runs on {target} with {threads} thread{}: median {median:.3} ms (min {:.3}, max {:.3}); compile and first run {compile_s:.2} s",
+            args.model.display(),
+            args.iters,
+            if threads == 1 { "" } else { "s" },
+            times[0],
+            times[times.len() - 1]
+        );
+    }
+    Ok(0)
+}
+
+/// A deterministic input: zeros for integers and bools, uniform [-1, 1) floats.
+fn generated_input(dtype: kiln_ir::DType, shape: Vec<usize>) -> Tensor {
+    let n: usize = shape.iter().product();
+    if !dtype.is_float() {
+        return Tensor::zeros(dtype, shape);
+    }
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let v: Vec<f64> = (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_f64(dtype, shape, &v)
+}
