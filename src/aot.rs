@@ -139,6 +139,14 @@ pub fn write(
         constants: table,
     };
     let program_json = serde_json::to_vec(&program).map_err(|e| Error::Output(e.to_string()))?;
+    // JSON cannot spell every float an op attribute may hold (±∞, NaN): refuse
+    // to write what would not read back identically.
+    let reread: Result<Program, _> = serde_json::from_slice(&program_json);
+    if reread.ok().as_ref() != Some(&program) {
+        return Err(Error::Codegen(
+            "the program does not survive serialization (a non-finite op attribute?)".into(),
+        ));
+    }
     let mut w =
         ArtifactWriter::new(serde_json::to_value(&meta).map_err(|e| Error::Output(e.to_string()))?);
     let err = |e: kiln_runtime::artifact::ArtifactError| Error::Output(e.to_string());

@@ -332,13 +332,27 @@ impl BinOp {
     }
 }
 
-/// A literal: its bits as f64 or i64 plus its type.
+/// A literal: its value as f64 or i64 plus its type.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Literal {
-    /// A float of type f32 or f64.
-    Float(f64, Scalar),
+    /// A float of type f32 or f64 (serialized as its bits: ±∞ and NaN are
+    /// common literals and JSON has no spelling for them).
+    Float(#[serde(with = "f64_bits")] f64, Scalar),
     /// An integer of an integer type, or bool (0/1).
     Int(i64, Scalar),
+}
+
+/// Serde of an f64 as its IEEE bits.
+mod f64_bits {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(x.to_bits())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        u64::deserialize(d).map(f64::from_bits)
+    }
 }
 
 impl Literal {
