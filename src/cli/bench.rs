@@ -36,6 +36,10 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also time every step of the compiled program and print the most costly
+    /// (cpu target, ONNX models).
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// Runs `kiln bench`.
@@ -99,6 +103,9 @@ pub fn bench(args: &BenchArgs) -> Result<i32, Error> {
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(|a, b| a.total_cmp(b));
+    if args.profile {
+        profile(&exe, &named, args.iters)?;
+    }
     let median = times[times.len() / 2];
     let threads = options.resolved_threads();
     if args.json {
@@ -144,4 +151,78 @@ fn generated_input(dtype: kiln_ir::DType, shape: Vec<usize>) -> Tensor {
         })
         .collect();
     Tensor::from_f64(dtype, shape, &v)
+}
+
+/// Times each step of the native build over `iters` runs and prints the steps
+/// grouped by kind (GEMM, generated kernel by name prefix, host op), costliest first.
+fn profile(exe: &Executable, named: &[(String, Tensor)], iters: usize) -> Result<(), Error> {
+    use kiln_codegen::program::Step;
+    let shapes: Vec<Vec<usize>> = exe
+        .graph()
+        .map(|g| {
+            g.inputs
+                .iter()
+                .map(|&i| {
+                    let n = &g.value(i).name;
+                    named
+                        .iter()
+                        .find(|(m, _)| m == n)
+                        .map(|(_, t)| t.shape().to_vec())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(build) = exe.cpu_build(&shapes)? else {
+        eprintln!("--profile: only for models compiled from ONNX on the cpu target");
+        return Ok(());
+    };
+    let crate::cpu::Build::Native(native) = &*build else {
+        eprintln!("--profile: this model runs on the interpreter (data-dependent shapes)");
+        return Ok(());
+    };
+    let g = exe.graph().expect("cpu builds have graphs");
+    let ordered: Vec<Tensor> = g
+        .inputs
+        .iter()
+        .map(|&i| {
+            named
+                .iter()
+                .find(|(n, _)| *n == g.value(i).name)
+                .map(|(_, t)| t.clone())
+                .expect("bound above")
+        })
+        .collect();
+    let mut times = Vec::new();
+    for _ in 0..iters {
+        native.run_profiled(&ordered, &mut times)?;
+    }
+    let prog = native.program();
+    let mut groups: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+    for (step, t) in prog.steps.iter().zip(&times) {
+        let key = match step {
+            Step::Gemm(gm) => format!("gemm {}x{}x{} batch {}", gm.m, gm.n, gm.k, gm.batch_count()),
+            Step::Kernel { kernel, .. } => {
+                let name = &prog.kernels[*kernel].name;
+                let kind = name.split('_').nth(1).unwrap_or(name);
+                format!("kernel {kind}")
+            }
+            Step::Host { op, .. } => format!("host {}", op.name()),
+            Step::CheckIndices { .. } => "check indices".to_string(),
+        };
+        let e = groups.entry(key).or_default();
+        e.0 += t.as_secs_f64() * 1e3 / iters as f64;
+        e.1 += 1;
+    }
+    let total: f64 = groups.values().map(|v| v.0).sum();
+    let mut rows: Vec<_> = groups.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    println!("per-step profile ({iters} runs, ms per run; total {total:.3} ms):");
+    for (k, (ms, n)) in rows {
+        println!(
+            "  {ms:9.3} ms  {:5.1}%  {n:4}×  {k}",
+            100.0 * ms / total.max(1e-12)
+        );
+    }
+    Ok(())
 }

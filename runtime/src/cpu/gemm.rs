@@ -3,12 +3,21 @@
 //!
 //! Batched products split across threads by batch when there are at least as
 //! many products as threads (each product then runs on one thread); otherwise
-//! each product uses every thread.
+//! each product is cut into one block of columns (or rows, when it is taller
+//! than wide) per thread. The library's own threading leaves transformer-sized
+//! products (128 rows) on one thread, hence the explicit split.
 
 use gemm::Parallelism;
 use kiln_codegen::program::GemmStep;
 use kiln_ir::DType;
 use rayon::prelude::*;
+
+/// Products with fewer multiply-adds than this run on one thread.
+pub const MIN_SPLIT_WORK: usize = 1 << 18;
+
+/// Columns (or rows) of a block are a multiple of this (the micro-kernels'
+/// register tile width).
+const BLOCK_ALIGN: usize = 16;
 
 /// Element offsets of batch entry `b` in `a` and `b`.
 fn batch_offsets(g: &GemmStep, mut b: usize) -> (isize, isize) {
@@ -24,32 +33,39 @@ fn batch_offsets(g: &GemmStep, mut b: usize) -> (isize, isize) {
 
 #[derive(Clone, Copy)]
 struct SendPtr(*mut u8);
-// SAFETY: each batch entry writes a disjoint matrix of the output.
+// SAFETY: each block writes a disjoint part of the output.
 unsafe impl Send for SendPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SendPtr {}
 
-/// One product `c[b] = alpha · a[b]·b[b]`.
+/// Rows `rows` and columns `cols` of product `batch`: `c[b] = alpha · a[b]·b[b]`.
 ///
 /// # Safety
 /// The pointers address buffers laid out as `g` describes.
+#[allow(clippy::too_many_arguments)]
 unsafe fn product<T: 'static + Copy>(
     g: &GemmStep,
     a: *const T,
     b: *const T,
     c: *mut T,
     batch: usize,
+    (r0, r1): (usize, usize),
+    (c0, c1): (usize, usize),
     alpha: T,
     zero: T,
-    par: Parallelism,
 ) {
+    if r0 >= r1 || c0 >= c1 {
+        return;
+    }
     let (oa, ob) = batch_offsets(g, batch);
-    let oc = (batch * g.m * g.n) as isize;
+    let oc = (batch * g.m * g.n + r0 * g.n + c0) as isize;
+    let oa = oa + r0 as isize * g.a_strides[0];
+    let ob = ob + c0 as isize * g.b_strides[1];
     // SAFETY: offsets stay inside the buffers (strides come from their shapes).
     unsafe {
         gemm::gemm(
-            g.m,
-            g.n,
+            r1 - r0,
+            c1 - c0,
             g.k,
             c.offset(oc),
             1,
@@ -66,9 +82,15 @@ unsafe fn product<T: 'static + Copy>(
             false,
             false,
             false,
-            par,
+            Parallelism::None,
         )
     }
+}
+
+/// The `i`-th of `parts` aligned blocks of `0..len`.
+fn block(len: usize, parts: usize, i: usize) -> (usize, usize) {
+    let size = len.div_ceil(parts).div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN;
+    ((i * size).min(len), ((i + 1) * size).min(len))
 }
 
 /// Runs `g` over the step's pointers with `threads` threads.
@@ -85,15 +107,24 @@ pub fn run(g: &GemmStep, ptrs: &[*mut u8], threads: usize) {
         return;
     }
     let by_batch = threads > 1 && count >= threads;
-    let inner = if threads > 1 && !by_batch {
-        Parallelism::Rayon(threads)
+    let work = g.m * g.n * g.k;
+    let parts = if threads > 1 && !by_batch && work >= MIN_SPLIT_WORK {
+        threads
     } else {
-        Parallelism::None
+        1
     };
+    let split_cols = g.n >= g.m;
     macro_rules! go {
         ($t:ty, $alpha:expr, $zero:expr) => {{
-            let one = |i: usize| {
+            let one = |i: usize, part: usize| {
                 let (a, b, c) = (a, b, c);
+                let (rows, cols) = if parts == 1 {
+                    ((0, g.m), (0, g.n))
+                } else if split_cols {
+                    ((0, g.m), block(g.n, parts, part))
+                } else {
+                    (block(g.m, parts, part), (0, g.n))
+                };
                 // SAFETY: the program sized the buffers for this product.
                 unsafe {
                     product::<$t>(
@@ -102,16 +133,21 @@ pub fn run(g: &GemmStep, ptrs: &[*mut u8], threads: usize) {
                         b.0 as *const $t,
                         c.0 as *mut $t,
                         i,
+                        rows,
+                        cols,
                         $alpha,
                         $zero,
-                        inner,
                     )
                 }
             };
             if by_batch {
-                (0..count).into_par_iter().for_each(one);
+                (0..count).into_par_iter().for_each(|i| one(i, 0));
+            } else if parts > 1 {
+                for i in 0..count {
+                    (0..parts).into_par_iter().for_each(|p| one(i, p));
+                }
             } else {
-                (0..count).for_each(one);
+                (0..count).for_each(|i| one(i, 0));
             }
         }};
     }

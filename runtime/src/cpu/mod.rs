@@ -357,6 +357,25 @@ impl CpuExecutable {
     /// Runs on `inputs` (one per program input, in order, with exactly the shapes
     /// and dtypes the program was specialized for); returns the outputs in order.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
+        self.run_timed(inputs, None)
+    }
+
+    /// [`CpuExecutable::run`], also adding each step's wall time to `times`
+    /// (indexed like the program's steps).
+    pub fn run_profiled(
+        &self,
+        inputs: &[Tensor],
+        times: &mut Vec<std::time::Duration>,
+    ) -> Result<Vec<Tensor>, RunError> {
+        times.resize(self.backend.program.steps.len(), std::time::Duration::ZERO);
+        self.run_timed(inputs, Some(times))
+    }
+
+    fn run_timed(
+        &self,
+        inputs: &[Tensor],
+        mut times: Option<&mut Vec<std::time::Duration>>,
+    ) -> Result<Vec<Tensor>, RunError> {
         let prog = &self.backend.program;
         if inputs.len() != prog.inputs.len() {
             return Err(RunError::Input(format!(
@@ -412,7 +431,11 @@ impl CpuExecutable {
         let result = self.backend.pool.install(|| -> Result<(), RunError> {
             let table = table;
             for i in 0..prog.steps.len() {
+                let t = times.is_some().then(std::time::Instant::now);
                 self.backend.launch(i, table.0)?;
+                if let (Some(times), Some(t)) = (times.as_deref_mut(), t) {
+                    times[i] += t.elapsed();
+                }
             }
             self.backend.synchronize()
         });
