@@ -21,10 +21,12 @@
 //! are dropped at the end.
 
 mod attention;
+mod conv;
 pub mod elementwise;
 mod layout;
 mod matmul;
 pub mod nest;
+mod pool;
 mod region;
 
 use kiln_ir::op::LayoutOp;
@@ -186,6 +188,10 @@ impl<'g> Scheduler<'g> {
         }
         let lowered = match &node.op {
             Op::Nn(kiln_ir::op::NnOp::MatMul) => matmul::lower(self, node),
+            Op::Nn(kiln_ir::op::NnOp::Conv { .. }) => region::lower_conv(self, node),
+            Op::Nn(kiln_ir::op::NnOp::MaxPool { .. } | kiln_ir::op::NnOp::AveragePool { .. }) => {
+                pool::lower(self, node)
+            }
             Op::Fused(f) => region::lower_fused(self, node, f),
             Op::Composite(kiln_ir::op::CompositeOp::Attention { .. }) => {
                 attention::lower(self, node)

@@ -31,6 +31,16 @@ pub fn lower_elementwise(s: &mut Scheduler, node: &Node) -> Result<bool, KernelE
     lower_fused(s, node, &f)
 }
 
+/// Lowers a convolution node as a one-step region (its bias, if any, is the
+/// epilogue).
+pub fn lower_conv(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
+    if node.outputs.len() != 1 {
+        return Ok(false);
+    }
+    let f = single_step(node);
+    lower_fused(s, node, &f)
+}
+
 /// Lowers a reduction or composite (softmax, log-softmax, RMS norm, layer norm)
 /// node as a region with that op as its anchor.
 pub fn lower_row_op(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
@@ -114,7 +124,7 @@ pub fn lower_fused(s: &mut Scheduler, node: &Node, f: &FusedOp) -> Result<bool, 
     match anchor {
         None => ctx.elementwise(s),
         Some(a) => match &f.steps[a].op {
-            Op::Nn(NnOp::MatMul) => ctx.matmul_epilogue(s, a),
+            Op::Nn(NnOp::MatMul | NnOp::Conv { .. }) => ctx.matmul_epilogue(s, a),
             Op::Reduce(ReduceOp::Reduce { .. })
             | Op::Composite(
                 CompositeOp::Softmax { .. }
@@ -355,10 +365,21 @@ impl Region<'_> {
             )
         };
         let (xv, wv) = (self.inputs[x], self.inputs[w]);
-        if !super::matmul::emit_gemm(s, xv, wv, product, mm_dt, &mm_shape) {
+        let bias = match anchor.args.get(2) {
+            Some(FusedArg::Input(b)) => Some(*b),
+            Some(FusedArg::Step(_)) => return Ok(false),
+            None => None,
+        };
+        let emitted = match &anchor.op {
+            Op::Nn(NnOp::Conv { .. }) => {
+                super::conv::emit_conv(s, &anchor.op, xv, wv, product, mm_dt, &mm_shape)?
+            }
+            _ => bias.is_none() && super::matmul::emit_gemm(s, xv, wv, product, mm_dt, &mm_shape),
+        };
+        if !emitted {
             return Ok(false);
         }
-        if a + 1 == self.steps.len() && product == out {
+        if a + 1 == self.steps.len() && product == out && bias.is_none() {
             return Ok(true);
         }
         let mut k = Kernel::new(format!("epi_{}", self.node.name));
@@ -383,9 +404,15 @@ impl Region<'_> {
             let mut eval = StepEval::new(self);
             let at = offset(pos, &dense, idx(0));
             let pv = k.var(compute(mm_dt));
+            let mut product = load_compute(prod_buf, at.clone(), mm_dt);
+            if let Some(b) = bias {
+                // A convolution's bias is per output channel (dim 1).
+                let bv = load_compute(reader.bufs[b], pos[1].clone(), mm_dt);
+                product = bin(BinOp::Add, product, bv);
+            }
             stmts.push(Stmt::Let {
                 var: pv,
-                value: load_compute(prod_buf, at.clone(), mm_dt),
+                value: product,
             });
             eval.vals[a] = Some(var(pv));
             let load = |i: usize, c: bool| reader.load(i, c, pos);

@@ -1,0 +1,212 @@
+//! Convolutions as GEMMs: `y[n, g] = W[g] · col[n, g]`, where `col` holds, for
+//! every output position, the input patch it sees (im2col, zeros where the
+//! window hangs over the padding). A 1×1 convolution with unit strides and no
+//! padding reads its input directly as the GEMM operand (no copy). Any number
+//! of spatial dims; groups (depthwise included) are a GEMM batch dim.
+
+use kiln_ir::op::{conv_window, NnOp};
+use kiln_ir::{DType, Op, ValueId};
+
+use super::nest::{dense_strides, nest, offset};
+use super::Scheduler;
+use crate::kernel::build::{add, bin, fc, idx, load, mul, select, var};
+use crate::kernel::{Access, BinOp, Expr, Kernel, KernelError, LoopKind, Scalar, Stmt};
+use crate::program::{BufferId, GemmStep, Step};
+
+/// Adds the steps computing `conv(x, w)` (no bias) into `c`, a dense buffer of
+/// `out_shape`; false when the form is not supported.
+pub fn emit_conv(
+    s: &mut Scheduler,
+    op: &Op,
+    x: ValueId,
+    w: ValueId,
+    c: BufferId,
+    dt: DType,
+    out_shape: &[usize],
+) -> Result<bool, KernelError> {
+    let Op::Nn(NnOp::Conv {
+        strides,
+        pads,
+        dilations,
+        group,
+        auto_pad,
+    }) = op
+    else {
+        return Ok(false);
+    };
+    if !matches!(dt, DType::F32 | DType::F64) || s.graph.value(w).ty.dtype != dt {
+        return Ok(false);
+    }
+    let xs = s.shape(x);
+    let ws = s.shape(w);
+    let r = xs.len().saturating_sub(2);
+    if r == 0 || ws.len() != xs.len() || out_shape.len() != xs.len() || *group == 0 {
+        return Ok(false);
+    }
+    let (n, cin, m) = (xs[0], xs[1], ws[0]);
+    let g = *group;
+    if cin % g != 0 || m % g != 0 || ws[1] != cin / g {
+        return Ok(false);
+    }
+    let kernel = &ws[2..];
+    let Ok((out_sp, eff)) = conv_window(&xs[2..], kernel, strides, pads, dilations, *auto_pad)
+    else {
+        return Ok(false);
+    };
+    if out_sp != out_shape[2..] {
+        return Ok(false);
+    }
+    let stride = |i: usize| strides.get(i).copied().unwrap_or(1).max(1);
+    let dil = |i: usize| dilations.get(i).copied().unwrap_or(1).max(1);
+    let cg = cin / g;
+    let kk: usize = cg * kernel.iter().product::<usize>();
+    let ohw: usize = out_sp.iter().product();
+    let hw: usize = xs[2..].iter().product();
+    let pointwise = kernel.iter().all(|&k| k == 1)
+        && (0..r).all(|i| stride(i) == 1)
+        && eff.iter().all(|&p| p == 0);
+    let (b_buf, b_batch, b_strides) = if pointwise {
+        // x is [N, G, C/G, HW] already.
+        (
+            s.buf(x),
+            vec![(cin * hw) as isize, (cg * hw) as isize],
+            [hw as isize, 1],
+        )
+    } else {
+        let col = s.scratch(
+            &format!("{}.im2col", s.graph.value(x).name),
+            dt,
+            vec![n, g, kk, ohw],
+        );
+        let mut k = Kernel::new("im2col");
+        let sc = Scalar::of(dt);
+        let xb = k.buffer(
+            s.graph.value(x).name.clone(),
+            sc,
+            xs.iter().product(),
+            Access::Read,
+        );
+        let cb = k.buffer("col", sc, n * g * kk * ohw, Access::Write);
+        let row = k.var(Scalar::I64);
+        let mut body = Vec::new();
+        // row = (n·G + g)·K + kk; kk = c·Πk + Σ kᵢ·(Π k_{>i}).
+        let mut parts: Vec<Expr> = Vec::new();
+        let mut inner = 1i64;
+        let mut dims: Vec<i64> = vec![n as i64, cin as i64];
+        dims.extend(kernel.iter().map(|&v| v as i64));
+        // Decompose row into (n, c, k_0..k_{r-1}), with c = g·C/G + c_local.
+        let sizes: Vec<i64> = [
+            vec![n as i64, g as i64, cg as i64],
+            kernel.iter().map(|&v| v as i64).collect(),
+        ]
+        .concat();
+        for (j, &e) in sizes.iter().enumerate().rev() {
+            let v = k.var(Scalar::I64);
+            let q = bin(BinOp::Div, var(row), idx(inner));
+            body.push(Stmt::Let {
+                var: v,
+                value: if j == 0 {
+                    q
+                } else {
+                    bin(BinOp::Rem, q, idx(e))
+                },
+            });
+            parts.push(var(v));
+            inner *= e;
+        }
+        parts.reverse(); // [n, g, c_local, k...]
+        let chan = add(mul(parts[1].clone(), idx(cg as i64)), parts[2].clone());
+        let x_strides = dense_strides(&xs);
+        let base = add(
+            mul(parts[0].clone(), idx(x_strides[0])),
+            mul(chan, idx(x_strides[1])),
+        );
+        let basev = k.var(Scalar::I64);
+        body.push(Stmt::Let {
+            var: basev,
+            value: base,
+        });
+        let kpos: Vec<Expr> = parts[3..].to_vec();
+        let row_base = k.var(Scalar::I64);
+        body.push(Stmt::Let {
+            var: row_base,
+            value: mul(var(row), idx(ohw as i64)),
+        });
+        let out_strides = dense_strides(&out_sp);
+        body.extend(nest(&mut k, &out_sp, false, |k, o| {
+            let mut st = Vec::new();
+            let mut valid: Option<Expr> = None;
+            let mut at = var(basev);
+            for i in 0..r {
+                // in = o·stride − pad + k·dilation
+                let v = k.var(Scalar::I64);
+                let e = bin(
+                    BinOp::Sub,
+                    add(
+                        mul(o[i].clone(), idx(stride(i) as i64)),
+                        mul(kpos[i].clone(), idx(dil(i) as i64)),
+                    ),
+                    idx(eff[i] as i64),
+                );
+                st.push(Stmt::Let { var: v, value: e });
+                let ok = bin(
+                    BinOp::And,
+                    bin(BinOp::Ge, var(v), idx(0)),
+                    bin(BinOp::Lt, var(v), idx(xs[2 + i] as i64)),
+                );
+                valid = Some(match valid {
+                    None => ok,
+                    Some(p) => bin(BinOp::And, p, ok),
+                });
+                at = add(at, mul(var(v), idx(x_strides[2 + i])));
+            }
+            let valid = valid.expect("at least one spatial dim");
+            let okv = k.var(Scalar::Bool);
+            st.push(Stmt::Let {
+                var: okv,
+                value: valid,
+            });
+            let value = select(
+                var(okv),
+                load(xb, select(var(okv), at, idx(0))),
+                fc(0.0, sc),
+            );
+            st.push(Stmt::Store {
+                buf: cb,
+                index: offset(o, &out_strides, var(row_base)),
+                value,
+            });
+            st
+        }));
+        k.body = vec![Stmt::For {
+            var: row,
+            extent: (n * g * kk) as i64,
+            kind: LoopKind::Parallel,
+            body,
+        }];
+        let args = vec![s.buf(x), col];
+        s.launch(k, args)?;
+        (
+            col,
+            vec![(g * kk * ohw) as isize, (kk * ohw) as isize],
+            [ohw as isize, 1],
+        )
+    };
+    let a = s.buf(w);
+    s.prog.steps.push(Step::Gemm(GemmStep {
+        a,
+        b: b_buf,
+        c,
+        dtype: dt,
+        m: m / g,
+        n: ohw,
+        k: kk,
+        batch: vec![n, g],
+        a_batch_strides: vec![0, ((m / g) * kk) as isize],
+        b_batch_strides: b_batch,
+        a_strides: [kk as isize, 1],
+        b_strides,
+        alpha: 1.0,
+    }));
+    Ok(true)
+}
