@@ -12,7 +12,9 @@ fn graph_with(op: Op, extra: Option<Op>, shape: &[usize]) -> Graph {
     let x = g.add_input("x", TensorType::new(DType::F32, Shape::known(shape)));
     let mut y = g.add_node("n0", op, vec![x], &["y".into()], None).unwrap()[0];
     if let Some(e) = extra {
-        y = g.add_node("n1", e, vec![y, x], &["z".into()], None).unwrap()[0];
+        y = g
+            .add_node("n1", e, vec![y, x], &["z".into()], None)
+            .unwrap()[0];
     }
     g.outputs.push(y);
     g
@@ -31,7 +33,11 @@ fn widest_vector(ir: &str) -> usize {
 
 fn check_vectorized(g: &Graph, what: &str) {
     let program = schedule(g).expect("schedules");
-    assert!(program.host_ops().is_empty(), "{what}: host steps {:?}", program.host_ops());
+    assert!(
+        program.host_ops().is_empty(),
+        "{what}: host steps {:?}",
+        program.host_ops()
+    );
     let object = compile(&program.kernels, &CpuTarget::Host, true).expect("compiles");
     let ir = object.ir.expect("kept");
     let w = widest_vector(&ir);
@@ -41,7 +47,11 @@ fn check_vectorized(g: &Graph, what: &str) {
 
 #[test]
 fn elementwise_chain_vectorizes() {
-    let g = graph_with(Op::Unary(UnaryOp::Tanh), Some(Op::Binary(BinaryOp::Mul)), &[1031]);
+    let g = graph_with(
+        Op::Unary(UnaryOp::Tanh),
+        Some(Op::Binary(BinaryOp::Mul)),
+        &[1031],
+    );
     check_vectorized(&g, "tanh(x)·x");
 }
 
@@ -53,7 +63,11 @@ fn exp_vectorizes() {
 
 #[test]
 fn softmax_rows_vectorize() {
-    let g = graph_with(Op::Composite(CompositeOp::Softmax { axis: 1 }), None, &[8, 1024]);
+    let g = graph_with(
+        Op::Composite(CompositeOp::Softmax { axis: 1 }),
+        None,
+        &[8, 1024],
+    );
     check_vectorized(&g, "softmax");
 }
 

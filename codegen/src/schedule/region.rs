@@ -136,6 +136,10 @@ pub fn lower_fused(s: &mut Scheduler, node: &Node, f: &FusedOp) -> Result<bool, 
     }
 }
 
+/// What a pass over the reduced dims does with the anchor operand's value at
+/// one position: (kernel, statements, value, position).
+type PassBody<'a> = dyn FnMut(&mut Kernel, &mut Vec<Stmt>, Expr, &[Expr]) + 'a;
+
 /// A region being lowered.
 struct Region<'a> {
     node: &'a Node,
@@ -521,9 +525,7 @@ impl Region<'_> {
         };
         let mut failed = false;
         // Emits a pass over the reduced dims; `f` gets the anchor operand's value.
-        let mut pass = |k: &mut Kernel,
-                        f: &mut dyn FnMut(&mut Kernel, &mut Vec<Stmt>, Expr, &[Expr])|
-         -> Vec<Stmt> {
+        let mut pass = |k: &mut Kernel, f: &mut PassBody| -> Vec<Stmt> {
             nest(k, &red_ext, false, |k, rv| {
                 let pos = x_pos(rv);
                 let mut stmts = Vec::new();

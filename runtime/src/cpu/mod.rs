@@ -105,6 +105,13 @@ unsafe impl Send for Ptrs<'_> {}
 // SAFETY: see the type's documentation.
 unsafe impl Sync for Ptrs<'_> {}
 
+impl<'a> Ptrs<'a> {
+    /// The table (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> &'a [*mut u8] {
+        self.0
+    }
+}
+
 /// A constant as kernels see it: the tensor, and an aligned copy when the
 /// tensor's own bytes (a view of a mapped file) are not aligned for its dtype.
 struct Constant {
@@ -154,9 +161,8 @@ impl CpuBackend {
         (0..chunks).into_par_iter().for_each(|c| {
             let lo = extent * c / chunks;
             let hi = extent * (c + 1) / chunks;
-            let t = t;
             // SAFETY: as above; chunks of the parallel loop write disjoint elements.
-            unsafe { f(t.0.as_ptr(), lo, hi) };
+            unsafe { f(t.get().as_ptr(), lo, hi) };
         });
     }
 }
@@ -309,7 +315,8 @@ impl CpuExecutable {
         let constants = constants
             .into_iter()
             .map(|t| {
-                let misaligned = (t.bytes().as_ptr() as usize) % t.dtype().size().max(1) != 0;
+                let misaligned =
+                    !(t.bytes().as_ptr() as usize).is_multiple_of(t.dtype().size().max(1));
                 let aligned = if misaligned {
                     Some(AlignedBuf::copy_of(t.bytes())?)
                 } else {
@@ -404,7 +411,8 @@ impl CpuExecutable {
         let copies: Vec<Option<AlignedBuf>> = inputs
             .iter()
             .map(|t| {
-                let misaligned = (t.bytes().as_ptr() as usize) % t.dtype().size().max(1) != 0;
+                let misaligned =
+                    !(t.bytes().as_ptr() as usize).is_multiple_of(t.dtype().size().max(1));
                 if misaligned {
                     AlignedBuf::copy_of(t.bytes()).map(Some)
                 } else {
@@ -429,10 +437,9 @@ impl CpuExecutable {
             .collect();
         let table = Ptrs(&ptrs);
         let result = self.backend.pool.install(|| -> Result<(), RunError> {
-            let table = table;
             for i in 0..prog.steps.len() {
                 let t = times.is_some().then(std::time::Instant::now);
-                self.backend.launch(i, table.0)?;
+                self.backend.launch(i, table.get())?;
                 if let (Some(times), Some(t)) = (times.as_deref_mut(), t) {
                     times[i] += t.elapsed();
                 }
