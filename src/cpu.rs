@@ -68,8 +68,14 @@ pub fn build(graph: &Graph, shapes: &[Vec<usize>], threads: usize) -> Result<Bui
         Ok(p) => p,
         Err((graph, reason)) => return Ok(Build::Interpreted { graph, reason }),
     };
-    let object = compile(&program.kernels, &CpuTarget::Host, false)
+    // KILN_DUMP_IR=PATH writes the optimized LLVM IR of the kernels (for people
+    // tuning code generation).
+    let dump = std::env::var_os("KILN_DUMP_IR");
+    let object = compile(&program.kernels, &CpuTarget::Host, dump.is_some())
         .map_err(|e| Error::Codegen(e.to_string()))?;
+    if let (Some(path), Some(ir)) = (dump, &object.ir) {
+        std::fs::write(&path, ir).map_err(|e| Error::Output(format!("KILN_DUMP_IR: {e}")))?;
+    }
     let constants = constants_of(&program, &specialized);
     let exe = CpuExecutable::new(program, &object.object, constants, threads)?;
     Ok(Build::Native(exe))

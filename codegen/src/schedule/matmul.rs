@@ -7,7 +7,8 @@ use kiln_ir::{DType, Node, Op, ValueId};
 
 use super::nest::dense_strides;
 use super::Scheduler;
-use crate::kernel::KernelError;
+use crate::kernel::build::{add, bin, f32c, idx, load, mul, var};
+use crate::kernel::{Access, BinOp, Kernel, KernelError, LoopKind, Scalar, Stmt};
 use crate::program::{BufferId, GemmStep, Step};
 
 /// Lowers a `MatMul` node.
@@ -108,6 +109,11 @@ pub fn emit_gemm(
     if numel != out_shape.iter().product::<usize>() {
         return false;
     }
+    let count: usize = batch.iter().product();
+    if count == 1 && m == 1 && dt == DType::F32 && emit_gemv(s, (a, a_cs), (b, b_rs, b_cs), c, n, k)
+    {
+        return true;
+    }
     s.prog.steps.push(Step::Gemm(GemmStep {
         a,
         b,
@@ -124,4 +130,149 @@ pub fn emit_gemm(
         alpha: 1.0,
     }));
     true
+}
+
+/// Columns per block of the row-streaming matrix-vector kernel: its slice of the
+/// output (2 KiB) stays in L1 while the weight rows stream past.
+const GEMV_BLOCK: usize = 512;
+
+/// Smallest block worth the row-streaming kernel (else the GEMM library).
+const GEMV_MIN_BLOCK: usize = 64;
+
+/// A batch-1 linear layer, `c[j] = Σₖ x[k]·W[k, j]`, is memory-bound: one pass
+/// over the weights at full bandwidth is the whole game. Two kernels, by the
+/// weights' layout:
+/// - rows contiguous along `j` (`x·W`): blocks of columns in parallel, each
+///   accumulating `x[k]·W[k, block]` into its slice of `c`, row after row;
+/// - contiguous along `k` (`x·Wᵀ`, as ONNX `Gemm` exports): one vectorized dot
+///   product per output, outputs in parallel.
+///
+/// Returns false (the caller emits a GEMM) for other layouts.
+fn emit_gemv(
+    s: &mut Scheduler,
+    (a, a_cs): (BufferId, isize),
+    (b, b_rs, b_cs): (BufferId, isize, isize),
+    c: BufferId,
+    n: usize,
+    k: usize,
+) -> bool {
+    let a_len = s.prog.buffers[a].numel();
+    let b_len = s.prog.buffers[b].numel();
+    let mut kern = Kernel::new("gemv");
+    let xb = kern.buffer("x", Scalar::F32, a_len, Access::Read);
+    let wb = kern.buffer("w", Scalar::F32, b_len, Access::Read);
+    if b_cs == 1 {
+        let block = (GEMV_MIN_BLOCK..=GEMV_BLOCK.min(n))
+            .rev()
+            .find(|bl| n % bl == 0 && bl % 16 == 0);
+        let Some(block) = block else {
+            return false;
+        };
+        let cb = kern.buffer("y", Scalar::F32, n, Access::ReadWrite);
+        let jb = kern.var(Scalar::I64);
+        let j0 = kern.var(Scalar::I64);
+        let (j, j2, kk, xv) = (
+            kern.var(Scalar::I64),
+            kern.var(Scalar::I64),
+            kern.var(Scalar::I64),
+            kern.var(Scalar::F32),
+        );
+        let at = |j: usize| add(var(j0), var(j));
+        let body = vec![
+            Stmt::Let {
+                var: j0,
+                value: mul(var(jb), idx(block as i64)),
+            },
+            Stmt::For {
+                var: j,
+                extent: block as i64,
+                kind: LoopKind::Serial,
+                body: vec![Stmt::Store {
+                    buf: cb,
+                    index: at(j),
+                    value: f32c(0.0),
+                }],
+            },
+            Stmt::For {
+                var: kk,
+                extent: k as i64,
+                kind: LoopKind::Serial,
+                body: vec![
+                    Stmt::Let {
+                        var: xv,
+                        value: load(xb, mul(var(kk), idx(a_cs as i64))),
+                    },
+                    Stmt::For {
+                        var: j2,
+                        extent: block as i64,
+                        kind: LoopKind::Serial,
+                        body: vec![Stmt::Store {
+                            buf: cb,
+                            index: at(j2),
+                            value: bin(
+                                BinOp::Add,
+                                load(cb, at(j2)),
+                                bin(
+                                    BinOp::Mul,
+                                    var(xv),
+                                    load(wb, add(mul(var(kk), idx(b_rs as i64)), at(j2))),
+                                ),
+                            ),
+                        }],
+                    },
+                ],
+            },
+        ];
+        kern.body = vec![Stmt::For {
+            var: jb,
+            extent: (n / block) as i64,
+            kind: LoopKind::Parallel,
+            body,
+        }];
+        s.launch(kern, vec![a, b, c]).is_ok()
+    } else if b_rs == 1 {
+        let cb = kern.buffer("y", Scalar::F32, n, Access::Write);
+        let (j, kk, acc) = (
+            kern.var(Scalar::I64),
+            kern.var(Scalar::I64),
+            kern.var(Scalar::F32),
+        );
+        let body = vec![
+            Stmt::Decl {
+                var: acc,
+                init: f32c(0.0),
+            },
+            Stmt::For {
+                var: kk,
+                extent: k as i64,
+                kind: LoopKind::Serial,
+                body: vec![Stmt::Assign {
+                    var: acc,
+                    value: bin(
+                        BinOp::Add,
+                        var(acc),
+                        bin(
+                            BinOp::Mul,
+                            load(xb, mul(var(kk), idx(a_cs as i64))),
+                            load(wb, add(mul(var(j), idx(b_cs as i64)), var(kk))),
+                        ),
+                    ),
+                }],
+            },
+            Stmt::Store {
+                buf: cb,
+                index: var(j),
+                value: var(acc),
+            },
+        ];
+        kern.body = vec![Stmt::For {
+            var: j,
+            extent: n as i64,
+            kind: LoopKind::Parallel,
+            body,
+        }];
+        s.launch(kern, vec![a, b, c]).is_ok()
+    } else {
+        false
+    }
 }
