@@ -19,6 +19,9 @@ pub enum Location {
     Input(usize),
     /// Constant `i`.
     Const(usize),
+    /// Output memory `i` of [`Plan::outputs`] (outputs are written where the
+    /// caller receives them, not copied out of the arena).
+    Output(usize),
 }
 
 /// Buffer locations and the arena size of one program.
@@ -32,6 +35,9 @@ pub struct Plan {
     pub lower_bound: usize,
     /// Bytes without any reuse (every temporary its own bytes).
     pub unshared_bytes: usize,
+    /// The root buffer behind each output memory (a buffer that is two outputs
+    /// has one).
+    pub outputs: Vec<BufferId>,
 }
 
 impl Plan {
@@ -64,8 +70,14 @@ impl Plan {
                 touch(b, i, &mut life);
             }
         }
+        // Temporaries that are outputs live in memory of their own.
+        let mut outputs: Vec<BufferId> = Vec::new();
         for &(_, b) in &program.outputs {
-            touch(b, steps, &mut life);
+            let r = program.root(b);
+            if program.buffers[r].kind == BufferKind::Temp && !outputs.contains(&r) {
+                outputs.push(r);
+                life[r] = None;
+            }
         }
         let placement = place(&sizes, &life, steps);
         let locations = (0..n)
@@ -74,7 +86,10 @@ impl Plan {
                 match program.buffers[r].kind {
                     BufferKind::Input(k) => Location::Input(k),
                     BufferKind::Const(k) => Location::Const(k),
-                    _ => Location::Arena(placement.offsets[r].unwrap_or(0)),
+                    _ => match outputs.iter().position(|&o| o == r) {
+                        Some(k) => Location::Output(k),
+                        None => Location::Arena(placement.offsets[r].unwrap_or(0)),
+                    },
                 }
             })
             .collect();
@@ -83,6 +98,7 @@ impl Plan {
             arena_bytes: placement.arena_bytes,
             lower_bound: placement.lower_bound,
             unshared_bytes: sizes.iter().sum(),
+            outputs,
         }
     }
 }

@@ -96,6 +96,37 @@ impl Drop for AlignedBuf {
     }
 }
 
+/// Output memory handed to the caller inside a [`Tensor`]; when the last view
+/// of it is dropped it goes back to its executable's pool, so steady-state runs
+/// neither allocate nor fault in fresh pages.
+struct PooledBuf {
+    buf: Option<AlignedBuf>,
+    pool: std::sync::Weak<Mutex<Vec<AlignedBuf>>>,
+}
+
+impl AsRef<[u8]> for PooledBuf {
+    fn as_ref(&self) -> &[u8] {
+        let b = self.buf.as_ref().expect("present until dropped");
+        // SAFETY: the buffer holds `len` initialized bytes, written by the run.
+        unsafe { std::slice::from_raw_parts(b.as_ptr(), b.len()) }
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        if let (Some(buf), Some(pool)) = (self.buf.take(), self.pool.upgrade()) {
+            if let Ok(mut p) = pool.lock() {
+                if p.len() < MAX_POOLED_OUTPUTS {
+                    p.push(buf);
+                }
+            }
+        }
+    }
+}
+
+/// Most spare output buffers an executable keeps.
+pub const MAX_POOLED_OUTPUTS: usize = 64;
+
 /// A pointer table that may cross to pool threads (the steps it is used for write
 /// disjoint memory, as the plan guarantees).
 #[derive(Clone, Copy)]
@@ -283,6 +314,8 @@ pub struct CpuExecutable {
     backend: CpuBackend,
     plan: Plan,
     arenas: Mutex<Vec<AlignedBuf>>,
+    /// Spare output memory (of any size; taken by exact length).
+    outputs: std::sync::Arc<Mutex<Vec<AlignedBuf>>>,
 }
 
 impl CpuExecutable {
@@ -343,6 +376,7 @@ impl CpuExecutable {
             },
             plan,
             arenas: Mutex::new(Vec::new()),
+            outputs: std::sync::Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -420,6 +454,18 @@ impl CpuExecutable {
                 }
             })
             .collect::<Result<_, _>>()?;
+        let mut out_mem: Vec<AlignedBuf> = Vec::with_capacity(self.plan.outputs.len());
+        for &b in &self.plan.outputs {
+            let len = prog.buffers[b].bytes();
+            let spare = self.outputs.lock().ok().and_then(|mut pool| {
+                let i = pool.iter().position(|m| m.len() == len)?;
+                Some(pool.swap_remove(i))
+            });
+            out_mem.push(match spare {
+                Some(m) => m,
+                None => self.backend.allocate(len)?,
+            });
+        }
         let base = self.backend.address(&mut arena);
         let ptrs: Vec<*mut u8> = self
             .plan
@@ -433,6 +479,7 @@ impl CpuExecutable {
                     None => inputs[i].bytes().as_ptr() as *mut u8,
                 },
                 Location::Const(c) => self.backend.constants[c].ptr(),
+                Location::Output(k) => out_mem[k].as_ptr(),
             })
             .collect();
         let table = Ptrs(&ptrs);
@@ -446,11 +493,27 @@ impl CpuExecutable {
             }
             self.backend.synchronize()
         });
+        // Output memory becomes the returned tensors' storage (shared by views
+        // when one buffer is several outputs).
+        let mut shared: Vec<Option<bytes::Bytes>> = out_mem
+            .into_iter()
+            .map(|m| {
+                Some(bytes::Bytes::from_owner(PooledBuf {
+                    buf: Some(m),
+                    pool: std::sync::Arc::downgrade(&self.outputs),
+                }))
+            })
+            .collect();
         let outputs = result.and_then(|()| {
             prog.outputs
                 .iter()
                 .map(|&(_, b)| {
                     let buf = &prog.buffers[b];
+                    if let Location::Output(k) = self.plan.locations[b] {
+                        let bytes = shared[k].clone().expect("present");
+                        return Tensor::from_bytes(buf.dtype, buf.shape.clone(), bytes)
+                            .map_err(|e| RunError::Internal(e.to_string()));
+                    }
                     let mut bytes = vec![0u8; buf.bytes()];
                     // SAFETY: the pointer addresses `buf.bytes()` bytes of this run.
                     unsafe {
@@ -461,6 +524,7 @@ impl CpuExecutable {
                 })
                 .collect::<Result<Vec<_>, _>>()
         });
+        shared.clear();
         if let Ok(mut a) = self.arenas.lock() {
             a.push(arena);
         }
