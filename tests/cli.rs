@@ -242,8 +242,24 @@ fn unsupported_ops_are_listed_at_once() {
 #[test]
 fn unbuilt_targets_say_so() {
     let (_dir, m, x) = setup();
-    for t in ["cpu", "cuda"] {
-        let err = kiln_fails(&[
+    let err = kiln_fails(&[
+        "run",
+        s(&m),
+        "--input",
+        &format!("x={}", s(&x)),
+        "--target",
+        "cuda",
+    ]);
+    assert!(err.contains("target `cuda` is not available yet"), "{err}");
+    let err = kiln_fails(&["run", s(&m), "--target", "tpu"]);
+    assert!(err.contains("unknown target `tpu`"), "{err}");
+}
+
+#[test]
+fn run_on_the_cpu_target_matches_the_reference() {
+    let (_dir, m, x) = setup();
+    for t in ["cpu", "ref"] {
+        let r = kiln(&[
             "run",
             s(&m),
             "--input",
@@ -251,13 +267,13 @@ fn unbuilt_targets_say_so() {
             "--target",
             t,
         ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let out = String::from_utf8_lossy(&r.stdout);
         assert!(
-            err.contains(&format!("target `{t}` is not available yet")),
-            "{err}"
+            out.contains("y  f32[2, 3]  [1.50000, 1.00000, 0.00000, 0.25000"),
+            "{t}: {out}"
         );
     }
-    let err = kiln_fails(&["run", s(&m), "--target", "tpu"]);
-    assert!(err.contains("unknown target `tpu`"), "{err}");
 }
 
 #[test]
@@ -337,8 +353,12 @@ fn library_api_runs_models() {
     let out = exe.run(&[("x".into(), x)]).unwrap();
     assert_eq!(out[0].0, "y");
     assert_eq!(out[0].1.to_vec::<f32>(), vec![0.5, 0.0, 2.0, 0.5, 0.0, 2.0]);
+    let cpu = model.compile(&kiln::Target::cpu()).unwrap();
+    let x = Tensor::from_vec(vec![2, 3], vec![1f32, -1.0, 0.0, 2.0, -2.0, 0.5]);
+    let out = cpu.run(&[("x".into(), x)]).unwrap();
+    assert_eq!(out[0].1.to_vec::<f32>(), vec![1.5, 0.0, 2.0, 2.5, 0.0, 2.5]);
     assert!(matches!(
-        model.compile(&kiln::Target::cpu()),
+        model.compile(&kiln::Target::Cuda),
         Err(kiln::Error::TargetUnavailable(_))
     ));
 }

@@ -1,0 +1,196 @@
+//! Ahead-of-time artifacts: `kiln compile --target cpu -o` then `kiln run` of the
+//! artifact gives the interpreter's answers, and every bad artifact or bad use
+//! gets a clear one-line error.
+
+mod common;
+
+use common::*;
+use kiln::ir::Tensor;
+
+const DEMO: &str = "models/demo/tiny-bert.onnx";
+
+fn demo_inputs() -> Vec<String> {
+    ["input_ids", "attention_mask", "token_type_ids"]
+        .iter()
+        .map(|n| format!("--input={n}=models/demo/{n}.npy"))
+        .collect()
+}
+
+fn compile_demo(dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join("tiny-bert.kiln");
+    let r = kiln(&[
+        "compile",
+        DEMO,
+        "--target",
+        "cpu",
+        "--dim",
+        "batch=2",
+        "--dim",
+        "sequence=16",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("kernels"));
+    out
+}
+
+fn read_outputs(path: &std::path::Path) -> Vec<(String, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut v: Vec<(String, Vec<f32>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| {
+            let f = t
+                .data()
+                .chunks(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            (n, f)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn artifact_runs_and_matches_the_interpreter() {
+    let dir = tempfile::tempdir().unwrap();
+    let art = compile_demo(dir.path());
+    let (aot_out, ref_out) = (
+        dir.path().join("aot.safetensors"),
+        dir.path().join("ref.safetensors"),
+    );
+    let mut args: Vec<String> = vec!["run".into(), art.to_str().unwrap().into()];
+    args.extend(demo_inputs());
+    args.extend(["-o".into(), aot_out.to_str().unwrap().into()]);
+    let r = kiln(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let mut args: Vec<String> = vec!["run".into(), DEMO.into(), "--target".into(), "ref".into()];
+    args.extend(demo_inputs());
+    args.extend(["-o".into(), ref_out.to_str().unwrap().into()]);
+    let r = kiln(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (a, b) = (read_outputs(&aot_out), read_outputs(&ref_out));
+    assert_eq!(a.len(), b.len());
+    for ((na, va), (nb, vb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        let worst = va
+            .iter()
+            .zip(vb)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{na}: max difference {worst}");
+    }
+}
+
+#[test]
+fn library_loads_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let art = compile_demo(dir.path());
+    let exe = kiln::Executable::load_artifact(&art, Some(1)).unwrap();
+    let ids: Vec<i64> = (0..32).map(|i| (i * 37 % 1000) as i64).collect();
+    let inputs = vec![
+        ("input_ids".to_string(), Tensor::from_vec(vec![2, 16], ids)),
+        (
+            "attention_mask".to_string(),
+            Tensor::from_vec(vec![2, 16], vec![1i64; 32]),
+        ),
+        (
+            "token_type_ids".to_string(),
+            Tensor::from_vec(vec![2, 16], vec![0i64; 32]),
+        ),
+    ];
+    let got = exe.run(&inputs).unwrap();
+    let want = kiln::Model::load(DEMO).unwrap().run(&inputs).unwrap();
+    for ((n, g), (m, w)) in got.iter().zip(&want) {
+        assert_eq!(n, m);
+        let worst = g
+            .to_f32_vec()
+            .iter()
+            .zip(w.to_f32_vec())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{n}: {worst}");
+    }
+    // The artifact is compiled for [2, 16]: other shapes are refused by name.
+    let err = exe
+        .run(&[
+            (
+                "input_ids".to_string(),
+                Tensor::from_vec(vec![1, 16], vec![0i64; 16]),
+            ),
+            (
+                "attention_mask".to_string(),
+                Tensor::from_vec(vec![1, 16], vec![1i64; 16]),
+            ),
+            (
+                "token_type_ids".to_string(),
+                Tensor::from_vec(vec![1, 16], vec![0i64; 16]),
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("input_ids") && err.contains("expected shape"),
+        "{err}"
+    );
+}
+
+#[test]
+fn damaged_artifacts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let art = compile_demo(dir.path());
+    let bytes = std::fs::read(&art).unwrap();
+    let run = |p: &std::path::Path| {
+        let mut args: Vec<String> = vec!["run".into(), p.to_str().unwrap().into()];
+        args.extend(demo_inputs());
+        kiln_fails(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // A flipped byte in the middle (inside a section).
+    let flipped = dir.path().join("flipped.kiln");
+    let mut b = bytes.clone();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x40;
+    std::fs::write(&flipped, &b).unwrap();
+    let err = run(&flipped);
+    assert!(err.contains("checksum") || err.contains("corrupt"), "{err}");
+    // Truncated.
+    let cut = dir.path().join("cut.kiln");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let err = run(&cut);
+    assert!(err.contains("cut.kiln"), "{err}");
+    // Another CPU's code: rewrite the manifest's CPU through the container API.
+    let foreign = dir.path().join("foreign.kiln");
+    let a = kiln_runtime::artifact::Artifact::open(&art).unwrap();
+    let mut meta = a.meta().clone();
+    meta["cpu"] = "some-future-cpu".into();
+    let mut w = kiln_runtime::artifact::ArtifactWriter::new(meta);
+    for name in a.section_names() {
+        w.add_section(name, a.section(name).unwrap().to_vec())
+            .unwrap();
+    }
+    w.write(&foreign).unwrap();
+    let err = run(&foreign);
+    assert!(
+        err.contains("some-future-cpu") && err.contains("recompile"),
+        "{err}"
+    );
+}
+
+#[test]
+fn compile_to_an_artifact_needs_the_cpu_target_and_known_dims() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.kiln");
+    let o = out.to_str().unwrap();
+    let err = kiln_fails(&["compile", DEMO, "--target", "h200", "-o", o]);
+    assert!(err.contains("--target cpu"), "{err}");
+    let err = kiln_fails(&["compile", DEMO, "--target", "cpu", "-o", o]);
+    assert!(err.contains("--dim batch=SIZE"), "{err}");
+    assert!(!out.exists(), "nothing is written on failure");
+    let err = kiln_fails(&[
+        "compile", DEMO, "--target", "cpu", "--dim", "batch", "-o", o,
+    ]);
+    assert!(err.contains("expected NAME=SIZE"), "{err}");
+}
