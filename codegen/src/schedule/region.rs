@@ -254,9 +254,25 @@ impl Region<'_> {
     /// Adds one read-only kernel buffer per region input; returns the kernel
     /// buffers and the program buffers to pass.
     fn input_buffers(&self, s: &mut Scheduler, k: &mut Kernel) -> (Vec<usize>, Vec<BufferId>) {
+        self.used_input_buffers(s, k, &vec![true; self.inputs.len()])
+    }
+
+    /// Like [`Region::input_buffers`] for the inputs marked in `used` only (the
+    /// others get the id `usize::MAX`, never read): an epilogue must not hold on
+    /// to the operands its GEMM consumed, or their producers stay alive.
+    fn used_input_buffers(
+        &self,
+        s: &mut Scheduler,
+        k: &mut Kernel,
+        used: &[bool],
+    ) -> (Vec<usize>, Vec<BufferId>) {
         let mut kb = Vec::new();
         let mut pb = Vec::new();
         for (i, &v) in self.inputs.iter().enumerate() {
+            if !used[i] {
+                kb.push(usize::MAX);
+                continue;
+            }
             let (dt, shape) = &self.input_types[i];
             kb.push(k.buffer(
                 s.graph.value(v).name.clone(),
@@ -387,7 +403,18 @@ impl Region<'_> {
             return Ok(true);
         }
         let mut k = Kernel::new(format!("epi_{}", self.node.name));
-        let (in_bufs, mut args) = self.input_buffers(s, &mut k);
+        let mut used = vec![false; self.inputs.len()];
+        for st in &self.steps[a + 1..] {
+            for arg in &st.args {
+                if let FusedArg::Input(i) = arg {
+                    used[*i] = true;
+                }
+            }
+        }
+        if let Some(b) = bias {
+            used[b] = true;
+        }
+        let (in_bufs, mut args) = self.used_input_buffers(s, &mut k, &used);
         let numel: usize = out_shape.iter().product();
         let (prod_buf, out_buf) = if product == out {
             let b = k.buffer("out", Scalar::of(out_dt), numel, Access::ReadWrite);
@@ -684,12 +711,13 @@ impl Region<'_> {
                             value: bin(BinOp::Max, var(m), x),
                         });
                     }));
-                    // An all −∞ row: subtract 0 instead (ln Σ e^−∞ = −∞, not NaN).
+                    // An infinite maximum: subtract 0 instead (ln Σ e^−∞ = −∞ and
+                    // a row holding +∞ sums to +∞, where ∞ − ∞ would be NaN).
                     let safe = k.var(cs);
                     body.push(Stmt::Let {
                         var: safe,
                         value: crate::kernel::build::select(
-                            bin(BinOp::Eq, var(m), fc(f64::NEG_INFINITY, cs)),
+                            bin(BinOp::Eq, un(UnOp::Abs, var(m)), fc(f64::INFINITY, cs)),
                             fc(0.0, cs),
                             var(m),
                         ),

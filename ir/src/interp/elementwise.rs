@@ -142,6 +142,9 @@ fn unary_f64(op: &UnaryOp, x: f64) -> f64 {
                 }
         }
         Celu { alpha } => {
+            if x.is_nan() {
+                return x; // max/min below would drop it
+            }
             let a = alpha as f64;
             x.max(0.0) + (a * (x / a).exp_m1()).min(0.0)
         }

@@ -1,0 +1,146 @@
+//! The exported transformer fixtures (`tests/fixtures/onnx/`, see
+//! `tests/onnx_models.rs`) run through the CPU target — optimized and not — and
+//! compared with onnxruntime's outputs under the same tolerance as the
+//! reference interpreter's test. Each build must be native code; host
+//! fallbacks are printed (and listed in the test output) but allowed.
+
+use std::path::{Path, PathBuf};
+
+use kiln::cpu::Build;
+use kiln::ir::Tensor;
+use kiln::{CompileOptions, Model, Target};
+
+/// Allowed relative error against onnxruntime (as in `tests/onnx_models.rs`).
+const REL_TOL: f64 = 1e-4;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx")
+}
+
+fn read_dir_npys(dir: &Path) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "npy"))
+        .map(|p| {
+            (
+                p.file_stem().unwrap().to_string_lossy().into_owned(),
+                kiln::io::npy::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Max |a − b| relative to max |b| (and each element within REL_TOL·|b| + a
+/// small floor), exactly as `tests/onnx_models.rs` checks the interpreter.
+fn check_close(what: &str, got: &Tensor, want: &Tensor) -> f64 {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
+    let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
+    let scale = w.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-30);
+    let mut worst = 0f64;
+    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+        let d = (a - b).abs();
+        assert!(
+            d <= REL_TOL * b.abs() + REL_TOL * 1e-2 * scale,
+            "{what}: element {i} is {a}, onnxruntime {b}"
+        );
+        worst = worst.max(d / scale);
+    }
+    assert!(worst <= REL_TOL, "{what}: relative error {worst}");
+    worst
+}
+
+fn run_fixture(name: &str, optimize: bool) {
+    let dir = fixtures().join(name);
+    let model = Model::load(dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let exe = model
+        .compile_with(
+            &Target::Cpu,
+            &CompileOptions {
+                threads: Some(4),
+                optimize,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: compile: {e}"));
+    for (inputs, expected) in [("inputs", "expected"), ("inputs_alt", "expected_alt")] {
+        if !dir.join(inputs).exists() {
+            continue;
+        }
+        let what = format!("{name}/{inputs} [optimize {optimize}]");
+        let feed = read_dir_npys(&dir.join(inputs));
+        let outs = exe.run(&feed).unwrap_or_else(|e| panic!("{what}: {e}"));
+        // The build these inputs ran on must be native code.
+        let graph = exe.graph().expect("a CPU executable has a graph");
+        let shapes: Vec<Vec<usize>> = graph
+            .inputs
+            .iter()
+            .map(|&i| {
+                let n = &graph.value(i).name;
+                feed.iter()
+                    .find(|(f, _)| f == n)
+                    .unwrap_or_else(|| panic!("{what}: no input {n}"))
+                    .1
+                    .shape()
+                    .to_vec()
+            })
+            .collect();
+        let build = exe.cpu_build(&shapes).unwrap().expect("CPU builds");
+        match &*build {
+            Build::Native(e) => {
+                let p = e.program();
+                println!(
+                    "{what}: {} steps, {} kernels, {:.1} MFLOP in GEMMs, host ops {:?}",
+                    p.steps.len(),
+                    p.kernels.len(),
+                    p.gemm_flops() / 1e6,
+                    p.host_ops()
+                );
+            }
+            Build::Interpreted { reason, .. } => panic!("{what}: not compiled: {reason}"),
+        }
+        let want = read_dir_npys(&dir.join(expected));
+        assert!(!want.is_empty());
+        for (oname, w) in &want {
+            let (_, g) = outs
+                .iter()
+                .find(|(n, _)| n == oname)
+                .unwrap_or_else(|| panic!("{what}: no output {oname}"));
+            let err = check_close(&format!("{what}/{oname}"), g, w);
+            println!("{what}/{oname}: max relative error {err:.2e}");
+        }
+    }
+}
+
+macro_rules! fixture_tests {
+    ($($test:ident => $name:literal),* $(,)?) => {
+        mod optimized {
+            $(#[test] fn $test() { super::run_fixture($name, true); })*
+        }
+        mod unoptimized {
+            $(#[test] fn $test() { super::run_fixture($name, false); })*
+        }
+    };
+}
+
+fixture_tests! {
+    bert_torchscript_fixed => "bert_torchscript_fixed",
+    bert_torchscript_dynamic => "bert_torchscript_dynamic",
+    bert_dynamo_fixed => "bert_dynamo_fixed",
+    bert_dynamo_dynamic => "bert_dynamo_dynamic",
+    llama_torchscript_fixed => "llama_torchscript_fixed",
+    llama_torchscript_dynamic => "llama_torchscript_dynamic",
+    llama_dynamo_fixed => "llama_dynamo_fixed",
+    llama_dynamo_dynamic => "llama_dynamo_dynamic",
+    gpt2_torchscript_fixed => "gpt2_torchscript_fixed",
+    gpt2_torchscript_dynamic => "gpt2_torchscript_dynamic",
+    gpt2_dynamo_fixed => "gpt2_dynamo_fixed",
+    gpt2_dynamo_dynamic => "gpt2_dynamo_dynamic",
+    vit_torchscript_fixed => "vit_torchscript_fixed",
+    vit_torchscript_dynamic => "vit_torchscript_dynamic",
+    vit_dynamo_fixed => "vit_dynamo_fixed",
+    vit_dynamo_dynamic => "vit_dynamo_dynamic",
+}
