@@ -8,7 +8,7 @@
 //!    through strides);
 //! 3. an elementwise chain `tanh(x·a + b)·c` over 64M f32, compiled through
 //!    [`kiln::Model::compile_with`] with the optimizer (which fuses it), next to a
-//!    plain memory copy of the same bytes (and a model of the run's output copy);
+//!    plain memory copy of the same bytes;
 //! 4. row kernels: softmax and LayerNorm over `[512, 1024]`;
 //! 5. attention, BERT-base shape: q, k, v `[1, 12, 128, 64]`, no mask.
 //!
@@ -21,6 +21,10 @@
 //! all of the run), which separates a kernel's speed from the runtime's overhead.
 //! GEMM and attention throughputs are given to criterion as elements = FLOPs, so
 //! its `elem/s` reads as FLOP/s.
+//!
+//! `KILN_BENCH_ONLY=chain,rows` runs only those families (gemm, matvec, chain,
+//! rows, attention), setup included; `KILN_BENCH_DUMP=1` prints each program
+//! with its kernels.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -151,8 +155,9 @@ struct Record {
     median: Duration,
     metric: Metric,
     /// Median over a few runs of the program's steps alone (no input checks,
-    /// arena or output copies), from `run_profiled`.
-    steps: Option<Duration>,
+    /// arena or output copies), from `run_profiled`, with the median of plain
+    /// runs interleaved with them (the same load on a shared machine).
+    steps: Option<(Duration, Duration)>,
 }
 
 /// The recorded cases, printed after criterion's report.
@@ -175,17 +180,20 @@ impl Summary {
         let Some(r) = self.records.iter_mut().find(|r| r.name == name) else {
             return;
         };
-        // About a second of runs, 3 to 21.
-        let reps = (1.0 / r.median.as_secs_f64()).clamp(3.0, 21.0) as usize;
-        let mut sums: Vec<Duration> = (0..reps)
-            .map(|_| {
-                let mut times = Vec::new();
-                black_box(exe.run_profiled(inputs, &mut times).expect("run"));
-                times.iter().sum()
-            })
-            .collect();
-        sums.sort();
-        r.steps = Some(sums[reps / 2]);
+        // About two seconds of run pairs, 3 to 51.
+        let reps = (1.0 / r.median.as_secs_f64()).clamp(3.0, 51.0) as usize;
+        let (mut steps, mut runs) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let mut times = Vec::new();
+            black_box(exe.run_profiled(inputs, &mut times).expect("run"));
+            steps.push(times.iter().sum::<Duration>());
+            let start = Instant::now();
+            black_box(exe.run(inputs).expect("run"));
+            runs.push(start.elapsed());
+        }
+        steps.sort();
+        runs.sort();
+        r.steps = Some((steps[reps / 2], runs[reps / 2]));
     }
 
     fn print(&self) {
@@ -198,11 +206,11 @@ impl Summary {
             }
         };
         for r in &self.records {
-            let steps = r.steps.map_or(String::new(), |s| {
+            let steps = r.steps.map_or(String::new(), |(s, run)| {
                 format!(
-                    "; steps alone {s:?} = {:.0}% of the run, {}",
-                    100.0 * s.as_secs_f64() / r.median.as_secs_f64(),
-                    derived(r.metric, s)
+                    "; steps alone {s:?}, {} = {:.0}% of an interleaved run ({run:?})",
+                    derived(r.metric, s),
+                    100.0 * s.as_secs_f64() / run.as_secs_f64(),
                 )
             });
             println!(
@@ -443,7 +451,7 @@ fn chain(c: &mut Criterion, summary: &mut Summary) {
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(4))
         .throughput(Throughput::BytesDecimal(moved as u64));
     for t in THREADS {
         let exe = model
@@ -516,22 +524,6 @@ fn chain(c: &mut Criterion, summary: &mut Summary) {
             black_box(&mut dst);
         },
     );
-    // What `CpuExecutable::run` does with each output: a zeroed fresh Vec<u8>,
-    // filled by copying from the arena (page faults included), dropped afterwards.
-    let src_bytes: &[u8] = inputs[0].bytes();
-    time_case(
-        summary,
-        &mut group,
-        10,
-        BenchmarkId::new("fresh_vec_copy", "t1"),
-        "output copy model: vec![0u8; 256 MiB] + copy t1".into(),
-        Metric::Bytes(moved, "read + write"),
-        || {
-            let mut v = vec![0u8; src_bytes.len()];
-            v.copy_from_slice(black_box(src_bytes));
-            black_box(v);
-        },
-    );
     group.finish();
     for t in THREADS {
         let chain = summary.median(&format!("chain tanh(x·a+b)·c 64M f32 t{t}"));
@@ -542,15 +534,6 @@ fn chain(c: &mut Criterion, summary: &mut Summary) {
                 ch.as_secs_f64() / cp.as_secs_f64()
             ));
         }
-    }
-    if let (Some(ch), Some(fc)) = (
-        summary.median("chain tanh(x·a+b)·c 64M f32 t1"),
-        summary.median("output copy model: vec![0u8; 256 MiB] + copy t1"),
-    ) {
-        summary.notes.push(format!(
-            "output copy model / chain t1: {:.2} (share of a run spent on the output's fresh Vec + copy, if it costs the same inside run)",
-            fc.as_secs_f64() / ch.as_secs_f64()
-        ));
     }
 }
 
@@ -672,15 +655,31 @@ fn attention(c: &mut Criterion, summary: &mut Summary) {
     group.finish();
 }
 
+/// One family of cases.
+type Family = fn(&mut Criterion, &mut Summary);
+
 fn main() {
     let start = Instant::now();
     let mut c = Criterion::default().configure_from_args();
     let mut summary = Summary::default();
-    gemm(&mut c, &mut summary);
-    matvec(&mut c, &mut summary);
-    chain(&mut c, &mut summary);
-    rows(&mut c, &mut summary);
-    attention(&mut c, &mut summary);
+    // KILN_BENCH_ONLY=chain,rows runs only those families (their setup too, which
+    // a criterion filter does not skip).
+    let only = std::env::var("KILN_BENCH_ONLY").ok();
+    let families: [(&str, Family); 5] = [
+        ("gemm", gemm),
+        ("matvec", matvec),
+        ("chain", chain),
+        ("rows", rows),
+        ("attention", attention),
+    ];
+    for (name, family) in families {
+        if only
+            .as_deref()
+            .is_none_or(|o| o.split(',').any(|f| f == name))
+        {
+            family(&mut c, &mut summary);
+        }
+    }
     c.final_summary();
     summary.print();
     println!("summary whole bench: {:?}", start.elapsed());

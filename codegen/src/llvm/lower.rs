@@ -27,9 +27,6 @@ use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
 use super::{math, LlvmError};
 use crate::kernel::{Access, BinOp, Expr, Kernel, Literal, LoopKind, Scalar, Stmt, UnOp};
 
-/// Output buffers at least this big are written with non-temporal stores.
-pub const STREAMING_STORE_BYTES: usize = 64 << 20;
-
 /// The signature of every generated kernel entry:
 /// `void kernel(void** buffers, i64 begin, i64 end)`.
 pub type KernelFn = unsafe extern "C" fn(*const *mut u8, i64, i64);
@@ -217,16 +214,6 @@ impl<'ctx> Lower<'_, 'ctx> {
                 let st = b.build_store(p, v)?;
                 st.set_alignment(sc.size() as u32)
                     .map_err(|e| LlvmError::Verify(e.to_string()))?;
-                let buffer = &self.kernel.buffers[*buf];
-                if buffer.access == Access::Write && buffer.len * sc.size() >= STREAMING_STORE_BYTES
-                {
-                    // Written once and far bigger than the caches: stream it past
-                    // them (no read-for-ownership of lines about to be overwritten).
-                    let one = self.context.i32_type().const_int(1, false);
-                    let node = self.context.metadata_node(&[one.into()]);
-                    st.set_metadata(node, self.context.get_kind_id("nontemporal"))
-                        .map_err(|e| LlvmError::Verify(e.to_string()))?;
-                }
             }
             Stmt::For {
                 var,

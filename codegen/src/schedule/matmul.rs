@@ -132,18 +132,19 @@ pub fn emit_gemm(
     true
 }
 
-/// Columns per block of the row-streaming matrix-vector kernel: its slice of the
-/// output (2 KiB) stays in L1 while the weight rows stream past.
-const GEMV_BLOCK: usize = 512;
+/// Most row groups the row-streaming matrix-vector kernel splits `W` into
+/// (the parallelism it offers; each group keeps a partial `y`).
+const GEMV_GROUPS: usize = 8;
 
-/// Smallest block worth the row-streaming kernel (else the GEMM library).
-const GEMV_MIN_BLOCK: usize = 64;
+/// Rows of `W` each pass over the partial `y` consumes.
+const GEMV_UNROLL: usize = 4;
 
 /// A batch-1 linear layer, `c[j] = Σₖ x[k]·W[k, j]`, is memory-bound: one pass
 /// over the weights at full bandwidth is the whole game. Two kernels, by the
 /// weights' layout:
-/// - rows contiguous along `j` (`x·W`): blocks of columns in parallel, each
-///   accumulating `x[k]·W[k, block]` into its slice of `c`, row after row;
+/// - rows contiguous along `j` (`x·W`): groups of whole rows in parallel, each
+///   streaming its rows and accumulating `x[k]·W[k, :]` into a partial `y`,
+///   then one pass summing the partials;
 /// - contiguous along `k` (`x·Wᵀ`, as ONNX `Gemm` exports): one vectorized dot
 ///   product per output, outputs in parallel.
 ///
@@ -162,74 +163,120 @@ fn emit_gemv(
     let xb = kern.buffer("x", Scalar::F32, a_len, Access::Read);
     let wb = kern.buffer("w", Scalar::F32, b_len, Access::Read);
     if b_cs == 1 {
-        let block = (GEMV_MIN_BLOCK..=GEMV_BLOCK.min(n))
-            .rev()
-            .find(|bl| n % bl == 0 && bl % 16 == 0);
-        let Some(block) = block else {
-            return false;
+        // Split the rows of W into groups (one contiguous stream each), every
+        // group accumulating into its own partial y (L1/L2-resident); then sum
+        // the partials.
+        let groups = (1..=GEMV_GROUPS).rev().find(|g| k % g == 0).unwrap_or(1);
+        let rows = k / groups;
+        let partial = if groups == 1 {
+            c
+        } else {
+            s.scratch("gemv.partial", DType::F32, vec![groups, n])
         };
-        let cb = kern.buffer("y", Scalar::F32, n, Access::ReadWrite);
-        let jb = kern.var(Scalar::I64);
-        let j0 = kern.var(Scalar::I64);
-        let (j, j2, kk, xv) = (
+        let pb = kern.buffer("partial", Scalar::F32, groups * n, Access::ReadWrite);
+        // Rows are taken `unroll` at a time, so each pass over the partial y
+        // serves several rows of W (fewer loads and stores of y per weight).
+        let unroll = if rows % GEMV_UNROLL == 0 {
+            GEMV_UNROLL
+        } else {
+            1
+        };
+        let (g, j, r, j2, base) = (
             kern.var(Scalar::I64),
             kern.var(Scalar::I64),
             kern.var(Scalar::I64),
-            kern.var(Scalar::F32),
+            kern.var(Scalar::I64),
+            kern.var(Scalar::I64),
         );
-        let at = |j: usize| add(var(j0), var(j));
+        let kks: Vec<usize> = (0..unroll).map(|_| kern.var(Scalar::I64)).collect();
+        let xvs: Vec<usize> = (0..unroll).map(|_| kern.var(Scalar::F32)).collect();
+        let mut row_body = Vec::new();
+        for u in 0..unroll {
+            row_body.push(Stmt::Let {
+                var: kks[u],
+                value: add(
+                    mul(var(g), idx(rows as i64)),
+                    add(mul(var(r), idx(unroll as i64)), idx(u as i64)),
+                ),
+            });
+            row_body.push(Stmt::Let {
+                var: xvs[u],
+                value: load(xb, mul(var(kks[u]), idx(a_cs as i64))),
+            });
+        }
+        let update = (0..unroll).fold(load(pb, add(var(base), var(j2))), |acc, u| {
+            bin(
+                BinOp::Add,
+                acc,
+                bin(
+                    BinOp::Mul,
+                    var(xvs[u]),
+                    load(wb, add(mul(var(kks[u]), idx(b_rs as i64)), var(j2))),
+                ),
+            )
+        });
+        row_body.push(Stmt::For {
+            var: j2,
+            extent: n as i64,
+            kind: LoopKind::Serial,
+            body: vec![Stmt::Store {
+                buf: pb,
+                index: add(var(base), var(j2)),
+                value: update,
+            }],
+        });
         let body = vec![
             Stmt::Let {
-                var: j0,
-                value: mul(var(jb), idx(block as i64)),
+                var: base,
+                value: mul(var(g), idx(n as i64)),
             },
             Stmt::For {
                 var: j,
-                extent: block as i64,
+                extent: n as i64,
                 kind: LoopKind::Serial,
                 body: vec![Stmt::Store {
-                    buf: cb,
-                    index: at(j),
+                    buf: pb,
+                    index: add(var(base), var(j)),
                     value: f32c(0.0),
                 }],
             },
             Stmt::For {
-                var: kk,
-                extent: k as i64,
+                var: r,
+                extent: (rows / unroll) as i64,
                 kind: LoopKind::Serial,
-                body: vec![
-                    Stmt::Let {
-                        var: xv,
-                        value: load(xb, mul(var(kk), idx(a_cs as i64))),
-                    },
-                    Stmt::For {
-                        var: j2,
-                        extent: block as i64,
-                        kind: LoopKind::Serial,
-                        body: vec![Stmt::Store {
-                            buf: cb,
-                            index: at(j2),
-                            value: bin(
-                                BinOp::Add,
-                                load(cb, at(j2)),
-                                bin(
-                                    BinOp::Mul,
-                                    var(xv),
-                                    load(wb, add(mul(var(kk), idx(b_rs as i64)), at(j2))),
-                                ),
-                            ),
-                        }],
-                    },
-                ],
+                body: row_body,
             },
         ];
         kern.body = vec![Stmt::For {
-            var: jb,
-            extent: (n / block) as i64,
+            var: g,
+            extent: groups as i64,
             kind: LoopKind::Parallel,
             body,
         }];
-        s.launch(kern, vec![a, b, c]).is_ok()
+        if s.launch(kern, vec![a, b, partial]).is_err() {
+            return false;
+        }
+        if groups > 1 {
+            let mut sum = Kernel::new("gemv_sum");
+            let pb = sum.buffer("partial", Scalar::F32, groups * n, Access::Read);
+            let yb = sum.buffer("y", Scalar::F32, n, Access::Write);
+            let j = sum.var(Scalar::I64);
+            let total = (1..groups).fold(load(pb, var(j)), |acc, gi| {
+                bin(BinOp::Add, acc, load(pb, add(var(j), idx((gi * n) as i64))))
+            });
+            sum.body = vec![Stmt::For {
+                var: j,
+                extent: n as i64,
+                kind: LoopKind::Parallel,
+                body: vec![Stmt::Store {
+                    buf: yb,
+                    index: var(j),
+                    value: total,
+                }],
+            }];
+            return s.launch(sum, vec![partial, c]).is_ok();
+        }
+        true
     } else if b_rs == 1 {
         let cb = kern.buffer("y", Scalar::F32, n, Access::Write);
         let (j, kk, acc) = (
