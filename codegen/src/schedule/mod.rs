@@ -323,4 +323,25 @@ fn prune_dead_steps(prog: &mut Program) {
         i += 1;
         keep[i - 1]
     });
+    // Kernels no step launches any more are dropped (and the rest renumbered),
+    // so they are not compiled.
+    let mut new_index = vec![None; prog.kernels.len()];
+    let mut kept = Vec::new();
+    for step in &mut prog.steps {
+        if let Step::Kernel { kernel, .. } = step {
+            let k = *new_index[*kernel].get_or_insert_with(|| {
+                kept.push(*kernel);
+                kept.len() - 1
+            });
+            *kernel = k;
+        }
+    }
+    let mut old: Vec<Option<Kernel>> = std::mem::take(&mut prog.kernels)
+        .into_iter()
+        .map(Some)
+        .collect();
+    prog.kernels = kept
+        .into_iter()
+        .map(|k| old[k].take().expect("each kernel once"))
+        .collect();
 }

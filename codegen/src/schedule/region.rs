@@ -512,11 +512,20 @@ impl Region<'_> {
 
         let mut k = Kernel::new(format!("row_{}", self.node.name));
         let (in_bufs, mut args) = self.input_buffers(s, &mut k);
+        // A bare softmax stores its exponentials and scales them in place
+        // (one exp per element instead of two).
+        let in_place_softmax = matches!(anchor.op, Op::Composite(CompositeOp::Softmax { .. }))
+            && a + 1 == self.steps.len()
+            && Scalar::of(out_dt) == cs;
         let out_buf = k.buffer(
             s.graph.value(self.node.outputs[0]).name.clone(),
             Scalar::of(out_dt),
             out_shape.iter().product(),
-            Access::Write,
+            if in_place_softmax {
+                Access::ReadWrite
+            } else {
+                Access::Write
+            },
         );
         args.push(s.buf(self.node.outputs[0]));
         let x_reader = self.reader(in_bufs.clone(), &x_shape);
@@ -629,12 +638,26 @@ impl Region<'_> {
                     var: sum,
                     init: fc(0.0, cs),
                 });
-                body.extend(pass(&mut k, &mut |_, st, x, _| {
+                body.extend(pass(&mut k, &mut |k, st, x, pos| {
                     let e = un(UnOp::Exp, bin(BinOp::Sub, x, var(m)));
-                    st.push(Stmt::Assign {
-                        var: sum,
-                        value: bin(BinOp::Add, var(sum), e),
-                    });
+                    if in_place_softmax {
+                        let ev = k.var(cs);
+                        st.push(Stmt::Let { var: ev, value: e });
+                        st.push(Stmt::Store {
+                            buf: out_buf,
+                            index: offset(pos, &out_dense, idx(0)),
+                            value: var(ev),
+                        });
+                        st.push(Stmt::Assign {
+                            var: sum,
+                            value: bin(BinOp::Add, var(sum), var(ev)),
+                        });
+                    } else {
+                        st.push(Stmt::Assign {
+                            var: sum,
+                            value: bin(BinOp::Add, var(sum), e),
+                        });
+                    }
                 }));
                 let scale = k.var(cs);
                 body.push(Stmt::Let {
@@ -646,18 +669,29 @@ impl Region<'_> {
                     },
                 });
                 let mut ok = true;
-                body.extend(pass(&mut k, &mut |k, st, x, pos| {
-                    let y = if log {
-                        bin(BinOp::Sub, x, var(scale))
-                    } else {
-                        bin(
-                            BinOp::Mul,
-                            un(UnOp::Exp, bin(BinOp::Sub, x, var(m))),
-                            var(scale),
-                        )
-                    };
-                    ok &= epilogue(k, st, y, pos, offset(pos, &out_dense, idx(0)));
-                }));
+                if in_place_softmax {
+                    body.extend(nest(&mut k, &red_ext, false, |_, rv| {
+                        let at = offset(&x_pos(rv), &out_dense, idx(0));
+                        vec![Stmt::Store {
+                            buf: out_buf,
+                            index: at.clone(),
+                            value: bin(BinOp::Mul, load_compute(out_buf, at, out_dt), var(scale)),
+                        }]
+                    }));
+                } else {
+                    body.extend(pass(&mut k, &mut |k, st, x, pos| {
+                        let y = if log {
+                            bin(BinOp::Sub, x, var(scale))
+                        } else {
+                            bin(
+                                BinOp::Mul,
+                                un(UnOp::Exp, bin(BinOp::Sub, x, var(m))),
+                                var(scale),
+                            )
+                        };
+                        ok &= epilogue(k, st, y, pos, offset(pos, &out_dense, idx(0)));
+                    }));
+                }
                 failed |= !ok;
             }
             Op::Composite(CompositeOp::RmsNorm { epsilon, .. }) => {
