@@ -59,7 +59,7 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
         || v_shape[lead] != hkv
         || v_shape[lead + 1] != skv
         || hkv == 0
-        || hq % hkv != 0
+        || !hq.is_multiple_of(hkv)
         || skv == 0
     {
         return Ok(false);

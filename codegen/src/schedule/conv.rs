@@ -45,7 +45,7 @@ pub fn emit_conv(
     }
     let (n, cin, m) = (xs[0], xs[1], ws[0]);
     let g = *group;
-    if cin % g != 0 || m % g != 0 || ws[1] != cin / g {
+    if !cin.is_multiple_of(g) || !m.is_multiple_of(g) || ws[1] != cin / g {
         return Ok(false);
     }
     let kernel = &ws[2..];

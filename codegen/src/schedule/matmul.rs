@@ -166,7 +166,10 @@ fn emit_gemv(
         // Split the rows of W into groups (one contiguous stream each), every
         // group accumulating into its own partial y (L1/L2-resident); then sum
         // the partials.
-        let groups = (1..=GEMV_GROUPS).rev().find(|g| k % g == 0).unwrap_or(1);
+        let groups = (1..=GEMV_GROUPS)
+            .rev()
+            .find(|&g| k.is_multiple_of(g))
+            .unwrap_or(1);
         let rows = k / groups;
         let partial = if groups == 1 {
             c
@@ -176,7 +179,7 @@ fn emit_gemv(
         let pb = kern.buffer("partial", Scalar::F32, groups * n, Access::ReadWrite);
         // Rows are taken `unroll` at a time, so each pass over the partial y
         // serves several rows of W (fewer loads and stores of y per weight).
-        let unroll = if rows % GEMV_UNROLL == 0 {
+        let unroll = if rows.is_multiple_of(GEMV_UNROLL) {
             GEMV_UNROLL
         } else {
             1
