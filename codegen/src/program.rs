@@ -110,15 +110,16 @@ pub enum Step {
     /// A matrix product through the GEMM library.
     Gemm(GemmStep),
     /// Fails the run unless every element `i` of the (integer) `indices` buffer
-    /// satisfies `-bound <= i < bound` (before a gather kernel, which would
-    /// otherwise read out of bounds).
+    /// satisfies `-b <= i < b` for `b = bounds[i % bounds.len()]` (before a
+    /// gather kernel, which would otherwise read out of bounds; GatherND's index
+    /// tuples check each position against its own axis).
     CheckIndices {
         /// The node whose indices these are (for the message).
         node: String,
         /// The index buffer.
         indices: BufferId,
-        /// Size of the gathered axis.
-        bound: i64,
+        /// Size of the gathered axis (or of each axis an index tuple addresses).
+        bounds: Vec<i64>,
     },
     /// An op kiln does not generate code for yet, evaluated by the reference
     /// interpreter on host tensors (correct, slow; reported by `kiln explain`).
@@ -217,9 +218,9 @@ impl Program {
                 Step::CheckIndices {
                     node,
                     indices,
-                    bound,
+                    bounds,
                 } => {
-                    let _ = writeln!(out, "check {node} buf{indices} in -{bound}..{bound}");
+                    let _ = writeln!(out, "check {node} buf{indices} within {bounds:?}");
                 }
             }
         }

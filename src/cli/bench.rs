@@ -198,6 +198,21 @@ fn profile(exe: &Executable, named: &[(String, Tensor)], iters: usize) -> Result
         native.run_profiled(&ordered, &mut times)?;
     }
     let prog = native.program();
+    let plan = native.plan();
+    println!(
+        "memory: arena {:.2} MiB for intermediates (liveness lower bound {:.2} MiB, {:.2} MiB without reuse); {} kernels, {} GEMM steps, {} host steps{}",
+        plan.arena_bytes as f64 / 1048576.0,
+        plan.lower_bound as f64 / 1048576.0,
+        plan.unshared_bytes as f64 / 1048576.0,
+        prog.kernels.len(),
+        prog.steps.iter().filter(|s| matches!(s, Step::Gemm(_))).count(),
+        prog.host_ops().len(),
+        if prog.host_ops().is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", prog.host_ops().join(", "))
+        }
+    );
     let mut groups: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
     for (step, t) in prog.steps.iter().zip(&times) {
         let key = match step {

@@ -117,6 +117,7 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
             Ok(true)
         }
         LayoutOp::Gather { axis } => gather(s, node, *axis),
+        LayoutOp::GatherND { batch_dims: 0 } => gather_nd(s, node),
         _ => Ok(false),
     }
 }
@@ -194,7 +195,7 @@ fn gather(s: &mut Scheduler, node: &Node, axis: usize) -> Result<bool, KernelErr
     s.prog.steps.push(Step::CheckIndices {
         node: node.name.clone(),
         indices: ib,
-        bound: n as i64,
+        bounds: vec![n as i64],
     });
     let mut k = Kernel::new(format!("gather_{}", node.name));
     let sc = Scalar::of(dt);
@@ -247,6 +248,83 @@ fn gather(s: &mut Scheduler, node: &Node, axis: usize) -> Result<bool, KernelErr
     });
     k.body = body;
     let args: Vec<BufferId> = vec![s.buf(x), ib, s.buf(out)];
+    s.launch(k, args)?;
+    Ok(true)
+}
+
+/// `out[o, r] = x[indices[o, 0], ..., indices[o, m-1], r]` (batch dims 0),
+/// negative indices wrapped, each checked against its axis first.
+fn gather_nd(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
+    let (x, ind, out) = (node.inputs[0], node.inputs[1], node.outputs[0]);
+    let xs = s.shape(x);
+    let is = s.shape(ind);
+    let idt = s.graph.value(ind).ty.dtype;
+    let Some(&m) = is.last() else {
+        return Ok(false);
+    };
+    if idt != DType::I64 || m == 0 || m > xs.len() {
+        return Ok(false);
+    }
+    let tuples: usize = is[..is.len() - 1].iter().product();
+    let rest: usize = xs[m..].iter().product();
+    if tuples * rest == 0 {
+        return Ok(true);
+    }
+    let ib = s.buf(ind);
+    s.prog.steps.push(Step::CheckIndices {
+        node: node.name.clone(),
+        indices: ib,
+        bounds: xs[..m].iter().map(|&d| d as i64).collect(),
+    });
+    let dt = s.graph.value(x).ty.dtype;
+    let sc = Scalar::of(dt);
+    let xstr = dense_strides(&xs);
+    let mut k = Kernel::new(format!("gather_nd_{}", node.name));
+    let xb = k.buffer(
+        s.graph.value(x).name.clone(),
+        sc,
+        xs.iter().product(),
+        Access::Read,
+    );
+    let kb = k.buffer(
+        s.graph.value(ind).name.clone(),
+        Scalar::I64,
+        tuples * m,
+        Access::Read,
+    );
+    let ob = k.buffer(
+        s.graph.value(out).name.clone(),
+        sc,
+        tuples * rest,
+        Access::Write,
+    );
+    let body = nest(&mut k, &[tuples, rest], true, |k, v| {
+        let (o, r) = (v[0].clone(), v[1].clone());
+        let mut stmts = Vec::new();
+        let mut src = r.clone();
+        for j in 0..m {
+            let raw = k.var(Scalar::I64);
+            stmts.push(Stmt::Let {
+                var: raw,
+                value: load(kb, add(mul(o.clone(), idx(m as i64)), idx(j as i64))),
+            });
+            let rv = crate::kernel::build::var(raw);
+            let wrapped = select(
+                bin(BinOp::Lt, rv.clone(), idx(0)),
+                add(rv.clone(), idx(xs[j] as i64)),
+                rv,
+            );
+            src = add(src, mul(wrapped, idx(xstr[j])));
+        }
+        stmts.push(Stmt::Store {
+            buf: ob,
+            index: add(mul(o, idx(rest as i64)), r),
+            value: load(xb, src),
+        });
+        stmts
+    });
+    k.body = body;
+    let args = vec![s.buf(x), ib, s.buf(out)];
     s.launch(k, args)?;
     Ok(true)
 }

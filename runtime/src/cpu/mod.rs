@@ -265,8 +265,8 @@ impl Backend for CpuBackend {
             Step::CheckIndices {
                 node,
                 indices,
-                bound,
-            } => check_indices(&self.program, node, *indices, *bound, ptrs),
+                bounds,
+            } => check_indices(&self.program, node, *indices, bounds, ptrs),
         }
     }
 
@@ -279,29 +279,37 @@ fn check_indices(
     program: &Program,
     node: &str,
     indices: BufferId,
-    bound: i64,
+    bounds: &[i64],
     ptrs: &[*mut u8],
 ) -> Result<(), RunError> {
     let b = &program.buffers[indices];
     let n = b.numel();
     let p = ptrs[indices];
-    let bad = |i: i64| i < -bound || i >= bound;
+    if bounds.is_empty() {
+        return Ok(());
+    }
+    let bad = |(k, i): (usize, i64)| {
+        let bound = bounds[k % bounds.len()];
+        (i < -bound || i >= bound).then_some((i, bound))
+    };
     // SAFETY: the buffer holds `n` elements of its dtype at `p`, aligned.
     let found = unsafe {
         match b.dtype {
             DType::I64 => std::slice::from_raw_parts(p as *const i64, n)
                 .iter()
                 .copied()
-                .find(|&i| bad(i)),
+                .enumerate()
+                .find_map(bad),
             DType::I32 => std::slice::from_raw_parts(p as *const i32, n)
                 .iter()
                 .map(|&i| i as i64)
-                .find(|&i| bad(i)),
+                .enumerate()
+                .find_map(bad),
             _ => None,
         }
     };
     match found {
-        Some(i) => Err(RunError::Node {
+        Some((i, bound)) => Err(RunError::Node {
             node: node.to_string(),
             message: format!("index {i} is out of range for an axis of size {bound}"),
         }),
