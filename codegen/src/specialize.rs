@@ -14,6 +14,11 @@ use kiln_ir::{Dim, Graph, Op, Shape, Tensor, TensorType, ValueDef, ValueId};
 /// specialization (bigger results stay computations).
 pub const FOLD_MAX_ELEMENTS: usize = 1 << 16;
 
+/// Most elements a node computing only from constants (weights) may produce to
+/// be folded at specialization: such weight transforms are done once at build
+/// time, and the result is what artifacts store.
+pub const WEIGHT_FOLD_MAX_ELEMENTS: usize = 1 << 26;
+
 /// Why a graph cannot be specialized for the given inputs.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecializeError {
@@ -166,10 +171,19 @@ fn fold(
     out_types: &[TensorType],
     n_outputs: usize,
 ) -> Option<Vec<Tensor>> {
+    let all_const = !consts.is_empty() && consts.iter().all(|c| c.is_some());
+    // Weight-only computations (a QKV concatenation, a merged LoRA delta) are
+    // done once here instead of on every run, up to WEIGHT_FOLD_MAX_ELEMENTS;
+    // a transposed weight is left alone (GEMMs read it through strides).
+    let limit = if all_const && !matches!(op, Op::Layout(LayoutOp::Transpose { .. })) {
+        WEIGHT_FOLD_MAX_ELEMENTS
+    } else {
+        FOLD_MAX_ELEMENTS
+    };
     let small = out_types
         .iter()
         .take(n_outputs)
-        .all(|t| t.shape.numel().is_some_and(|n| n <= FOLD_MAX_ELEMENTS));
+        .all(|t| t.shape.numel().is_some_and(|n| n <= limit));
     if !small {
         return None;
     }

@@ -80,17 +80,27 @@ pub fn offset(vars: &[Expr], strides: &[i64], base: Expr) -> Expr {
 }
 
 /// Wraps `body` in one loop per extent (outermost first); the outermost loop is
-/// parallel when `parallel` is set. `make_body` receives the loop variables.
+/// parallel when `parallel` is set. Dims of size 1 get no loop (their index is
+/// the constant 0), so a leading batch dim of 1 does not leave the parallel loop
+/// with nothing to split. `make_body` receives the index of every dim.
 pub fn nest(
     k: &mut Kernel,
     extents: &[usize],
     parallel: bool,
     make_body: impl FnOnce(&mut Kernel, &[Expr]) -> Vec<Stmt>,
 ) -> Vec<Stmt> {
-    let vars: Vec<usize> = extents.iter().map(|_| k.var(Scalar::I64)).collect();
-    let var_exprs: Vec<Expr> = vars.iter().map(|&v| var(v)).collect();
+    let vars: Vec<Option<usize>> = extents
+        .iter()
+        .map(|&e| (e != 1).then(|| k.var(Scalar::I64)))
+        .collect();
+    let var_exprs: Vec<Expr> = vars.iter().map(|v| v.map_or_else(|| idx(0), var)).collect();
     let mut body = make_body(k, &var_exprs);
-    for (d, (&v, &e)) in vars.iter().zip(extents).enumerate().rev() {
+    let looped: Vec<(usize, usize)> = vars
+        .iter()
+        .zip(extents)
+        .filter_map(|(v, &e)| v.map(|v| (v, e)))
+        .collect();
+    for (d, &(v, e)) in looped.iter().enumerate().rev() {
         let kind = if d == 0 && parallel {
             LoopKind::Parallel
         } else {
