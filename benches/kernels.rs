@@ -6,7 +6,7 @@
 //! 2. a batch-1 linear layer `x[1,4096] · W[4096,4096]` with W a constant, and with
 //!    W given transposed (a `Transpose` of a constant feeding the matmul, read
 //!    through strides);
-//! 3. an elementwise chain `tanh(x·a + b)·c` over 64M f32, compiled through
+//! 3. elementwise chains `act(x·a + b)·c` (act = tanh, relu) over 64M f32, compiled through
 //!    [`kiln::Model::compile_with`] with the optimizer (which fuses it), next to a
 //!    plain memory copy of the same bytes;
 //! 4. row kernels: softmax and LayerNorm over `[512, 1024]`;
@@ -425,74 +425,85 @@ fn chain(c: &mut Criterion, summary: &mut Summary) {
     let bytes = n * 4;
     let moved = 2.0 * bytes as f64; // read x, write y
     let (a, b, cc) = (0.75f32, 0.25f32, 1.5f32);
-    let mut g = Graph::new("chain");
-    let x = g.add_input("x", f32_type(&[n]));
-    let av = g.add_const("a", Tensor::scalar(a));
-    let bv = g.add_const("b", Tensor::scalar(b));
-    let cv = g.add_const("c", Tensor::scalar(cc));
-    let m1 = node(&mut g, "xa", Op::Binary(BinaryOp::Mul), vec![x, av]);
-    let a1 = node(&mut g, "xab", Op::Binary(BinaryOp::Add), vec![m1, bv]);
-    let th = node(&mut g, "th", Op::Unary(UnaryOp::Tanh), vec![a1]);
-    let y = node(&mut g, "y", Op::Binary(BinaryOp::Mul), vec![th, cv]);
-    g.outputs.push(y);
-    let model = Model::from_graph(g);
     let xv: Vec<f32> = values(n, 5).iter().map(|v| v * 3.0).collect();
-    let inputs = [Tensor::from_vec(vec![n], xv.clone())];
-    let reference = |i: usize| ((xv[i] as f64 * a as f64 + b as f64).tanh()) * cc as f64;
-    // Every element of the first and last 1M, and every 61st in between.
-    let edge = 1 << 20;
-    let checked: Vec<usize> = (0..edge)
-        .chain((edge..n - edge).step_by(61))
-        .chain(n - edge..n)
-        .collect();
-    let want: Vec<f64> = checked.iter().map(|&i| reference(i)).collect();
-
     let mut group = c.benchmark_group("chain_64M");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .throughput(Throughput::BytesDecimal(moved as u64));
-    for t in THREADS {
-        let exe = model
-            .compile_with(
-                &Target::Cpu,
-                &CompileOptions {
-                    threads: Some(t),
-                    optimize: true,
-                },
-            )
-            .expect("compile");
-        let build: Arc<Build> = exe
-            .cpu_build(&[vec![n]])
-            .expect("build")
-            .expect("a cpu build");
-        let Build::Native(native) = &*build else {
-            panic!("chain not compiled")
+    // A transcendental chain (compute-heavy: tanh costs tens of instructions per
+    // vector) and the bias + activation + scale chain of a fused epilogue.
+    for (label, act) in [("tanh", UnaryOp::Tanh), ("relu", UnaryOp::Relu)] {
+        let mut g = Graph::new("chain");
+        let x = g.add_input("x", f32_type(&[n]));
+        let av = g.add_const("a", Tensor::scalar(a));
+        let bv = g.add_const("b", Tensor::scalar(b));
+        let cv = g.add_const("c", Tensor::scalar(cc));
+        let m1 = node(&mut g, "xa", Op::Binary(BinaryOp::Mul), vec![x, av]);
+        let a1 = node(&mut g, "xab", Op::Binary(BinaryOp::Add), vec![m1, bv]);
+        let th = node(&mut g, "th", Op::Unary(act.clone()), vec![a1]);
+        let y = node(&mut g, "y", Op::Binary(BinaryOp::Mul), vec![th, cv]);
+        g.outputs.push(y);
+        let model = Model::from_graph(g);
+        let inputs = [Tensor::from_vec(vec![n], xv.clone())];
+        let reference = |i: usize| {
+            let z = xv[i] as f64 * a as f64 + b as f64;
+            let z = if label == "tanh" {
+                z.tanh()
+            } else {
+                z.max(0.0)
+            };
+            z * cc as f64
         };
-        let case = format!("chain tanh(x·a+b)·c 64M f32 t{t}");
-        if t == 1 {
-            show_program(&case, native);
+        // Every element of the first and last 1M, and every 61st in between.
+        let edge = 1 << 20;
+        let checked: Vec<usize> = (0..edge)
+            .chain((edge..n - edge).step_by(61))
+            .chain(n - edge..n)
+            .collect();
+        let want: Vec<f64> = checked.iter().map(|&i| reference(i)).collect();
+        for t in THREADS {
+            let exe = model
+                .compile_with(
+                    &Target::Cpu,
+                    &CompileOptions {
+                        threads: Some(t),
+                        optimize: true,
+                    },
+                )
+                .expect("compile");
+            let build: Arc<Build> = exe
+                .cpu_build(&[vec![n]])
+                .expect("build")
+                .expect("a cpu build");
+            let Build::Native(native) = &*build else {
+                panic!("chain not compiled")
+            };
+            let case = format!("chain {label}(x·a+b)·c 64M f32 t{t}");
+            if t == 1 {
+                show_program(&case, native);
+            }
+            let out = native.run(&inputs).expect("run")[0].to_f32_vec();
+            let got: Vec<f32> = checked.iter().map(|&i| out[i]).collect();
+            drop(out);
+            check_close(&case, &got, &want, 1e-5, 1e-5);
+            time_case(
+                summary,
+                &mut group,
+                10,
+                BenchmarkId::new(format!("{label}_fma_mul"), format!("t{t}")),
+                case.clone(),
+                Metric::Bytes(moved, "read x + write y"),
+                run_exe(native, &inputs),
+            );
+            summary.profile_steps(&case, native, &inputs);
         }
-        let out = native.run(&inputs).expect("run")[0].to_f32_vec();
-        let got: Vec<f32> = checked.iter().map(|&i| out[i]).collect();
-        drop(out);
-        check_close(&case, &got, &want, 1e-5, 1e-5);
-        time_case(
-            summary,
-            &mut group,
-            10,
-            BenchmarkId::new("tanh_fma_mul", format!("t{t}")),
-            case.clone(),
-            Metric::Bytes(moved, "read x + write y"),
-            run_exe(native, &inputs),
-        );
-        summary.profile_steps(&case, native, &inputs);
     }
 
     // The same bytes through memcpy, on 1 and 2 threads (destination touched
     // before timing, so no page faults are timed).
-    let src = xv;
+    let src = xv.clone();
     let mut dst = vec![0f32; n];
     dst.copy_from_slice(&src);
     time_case(
@@ -525,14 +536,16 @@ fn chain(c: &mut Criterion, summary: &mut Summary) {
         },
     );
     group.finish();
-    for t in THREADS {
-        let chain = summary.median(&format!("chain tanh(x·a+b)·c 64M f32 t{t}"));
-        let copy = summary.median(&format!("memcpy 256 MiB t{t}"));
-        if let (Some(ch), Some(cp)) = (chain, copy) {
-            summary.notes.push(format!(
-                "chain/memcpy t{t}: {:.2} (chain {ch:?}, memcpy {cp:?})",
-                ch.as_secs_f64() / cp.as_secs_f64()
-            ));
+    for label in ["tanh", "relu"] {
+        for t in THREADS {
+            let chain = summary.median(&format!("chain {label}(x·a+b)·c 64M f32 t{t}"));
+            let copy = summary.median(&format!("memcpy 256 MiB t{t}"));
+            if let (Some(ch), Some(cp)) = (chain, copy) {
+                summary.notes.push(format!(
+                    "chain {label}/memcpy t{t}: {:.2} (chain {ch:?}, memcpy {cp:?})",
+                    ch.as_secs_f64() / cp.as_secs_f64()
+                ));
+            }
         }
     }
 }

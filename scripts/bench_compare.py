@@ -820,7 +820,82 @@ def micro(args) -> dict:
         log(f"micro: numpy f32 matvec [4096,4096]x[4096], {t} thread(s): "
             f"{wbytes / med / 1e9:.1f} GB/s median ({wbytes / best / 1e9:.1f} best, {med * 1e3:.2f} ms)")
     res["numpy_matvec_f32"] = nmv
+    res["kiln"] = micro_kiln(args, res)
     return res
+
+
+def micro_kiln(args, res: dict) -> list:
+    """kiln on the same micro cases, in the same run: GEMM 1024^3 and 4096^3
+    (two inputs), the batch-1 linear layer x·W and x·Wᵀ (64 MiB weights), and
+    64M-element chains act(x·a+b)·c (act = relu, tanh), each as an ONNX model
+    timed with `kiln bench --json`; printed against numpy's figures above."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    kiln = find_kiln(args.kiln)
+    if kiln is None:
+        log(f"micro: kiln: {KILN_MISSING}")
+        return []
+    root = args.cache / "micro"
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(SEED)
+
+    def save(name, nodes, inputs, outputs, inits):
+        folder = root / name
+        folder.mkdir(exist_ok=True)
+        path = folder / "model.onnx"
+        if not path.exists():
+            g = helper.make_graph(nodes, name, inputs, outputs, inits)
+            onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        return folder
+
+    f32 = lambda n, shape: helper.make_tensor_value_info(n, TensorProto.FLOAT, shape)  # noqa: E731
+    cases = []
+    for n in (1024, 4096):
+        folder = save(f"gemm{n}", [helper.make_node("MatMul", ["a", "b"], ["c"])],
+                      [f32("a", [n, n]), f32("b", [n, n])], [f32("c", [n, n])], [])
+        for nm in ("a", "b"):
+            if not (folder / f"{nm}.npy").exists():
+                np.save(folder / f"{nm}.npy", rng.standard_normal((n, n), dtype=np.float32))
+        cases.append((f"gemm {n}^3", folder, ["a", "b"], ("gflops", 2.0 * n**3), 3 if n == 4096 else 15))
+    w = rng.standard_normal((4096, 4096), dtype=np.float32)
+    for name, node in (("matvec_xw", helper.make_node("MatMul", ["x", "W"], ["y"])),
+                       ("matvec_xwt", helper.make_node("Gemm", ["x", "W"], ["y"], transB=1))):
+        folder = save(name, [node], [f32("x", [1, 4096])], [f32("y", [1, 4096])], [numpy_helper.from_array(w, "W")])
+        if not (folder / "x.npy").exists():
+            np.save(folder / "x.npy", rng.standard_normal((1, 4096), dtype=np.float32))
+        cases.append((name.replace("matvec_xwt", "matvec x·Wᵀ").replace("matvec_xw", "matvec x·W"), folder, ["x"],
+                      ("weight_GBps", w.nbytes), 30))
+    n = 64 << 20
+    x = None
+    for act in ("Relu", "Tanh"):
+        scal = lambda nm, v: numpy_helper.from_array(np.array([v], np.float32), nm)  # noqa: E731
+        nodes = [helper.make_node("Mul", ["x", "a"], ["t0"]), helper.make_node("Add", ["t0", "b"], ["t1"]),
+                 helper.make_node(act, ["t1"], ["t2"]), helper.make_node("Mul", ["t2", "c"], ["y"])]
+        folder = save(f"chain_{act.lower()}", nodes, [f32("x", [n])], [f32("y", [n])],
+                      [scal("a", 0.75), scal("b", 0.25), scal("c", 1.5)])
+        if not (folder / "x.npy").exists():
+            if x is None:
+                x = rng.standard_normal(n, dtype=np.float32)
+            np.save(folder / "x.npy", x)
+        cases.append((f"chain {act.lower()}(x·a+b)·c 64M", folder, ["x"], ("rw_GBps", 2 * n * 4), 10))
+    out = []
+    for label, folder, inputs, (metric, amount), iters in cases:
+        for t in args.threads:
+            cmd = [kiln, "bench", str(folder / "model.onnx"), "--threads", str(t), "--iters", str(iters), "--json"]
+            for nm in inputs:
+                cmd += ["--input", f"{nm}={folder / (nm + '.npy')}"]
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.kiln_timeout)
+            r = parse_json_object(p.stdout) if p.returncode == 0 else None
+            if r is None:
+                log(f"micro: kiln {label} t{t}: failed: {tail(p.stderr) or tail(p.stdout)}")
+                continue
+            value = amount / (r["median_ms"] / 1e3) / 1e9
+            out.append({"case": label, "threads": t, "median_ms": r["median_ms"], metric: value})
+            log(f"micro: kiln {label}, {t} thread(s): {r['median_ms']:.3f} ms median, {value:.1f} "
+                f"{'GFLOP/s' if metric == 'gflops' else 'GB/s'}")
+    return out
 
 
 def print_micro(res: dict) -> None:
@@ -840,6 +915,24 @@ def print_micro(res: dict) -> None:
         for m in res[f"{lib}_matvec_f32"]:
             print(f"  {lib} f32 matvec 4096²  {m['threads']} thr: {m['median_GBps']:7.1f} GB/s of weights "
                   f"({m['best_GBps']:.1f}; {m['median_ms']:.2f} ms)")
+    numpy_gemm = {(g["n"], g["threads"]): g["median_gflops"] for g in res["numpy_gemm_f32"]}
+    copy1 = res["numpy_copy"]["median_GBps_read_plus_write"]
+    tcopy = {c["threads"]: c["median_GBps_read_plus_write"] for c in res["torch_copy"]}
+    for k in res.get("kiln", []):
+        t = k["threads"]
+        if "gflops" in k:
+            n = int(k["case"].split()[1].split("^")[0])
+            ref = numpy_gemm.get((n, t))
+            rel = f"  = {k['gflops'] / ref:.0%} of numpy/OpenBLAS" if ref else ""
+            print(f"  kiln {k['case']:<24} {t} thr: {k['gflops']:7.1f} GFLOP/s{rel}")
+        elif "weight_GBps" in k:
+            copy = copy1 if t == 1 else max(copy1, tcopy.get(t, copy1))
+            print(f"  kiln {k['case']:<24} {t} thr: {k['weight_GBps']:7.1f} GB/s of weights  = "
+                  f"{k['weight_GBps'] / copy:.0%} of the {t}-thread copy bandwidth ({copy:.1f})")
+        else:
+            copy = copy1 if t == 1 else max(copy1, tcopy.get(t, copy1))
+            print(f"  kiln {k['case']:<24} {t} thr: {k['rw_GBps']:7.1f} GB/s read+write  = "
+                  f"{copy / k['rw_GBps']:.2f}x the time of a copy of the same bytes ({copy:.1f} GB/s)")
 
 
 # --------------------------------------------------------------------------
