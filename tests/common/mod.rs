@@ -1,7 +1,9 @@
-//! Helpers shared by the integration tests: tiny ONNX models built in code, and
-//! running the `kiln` binary.
+//! Helpers shared by the integration tests: tiny ONNX models built in code,
+//! running the `kiln` binary, and the exported-model fixtures.
 
 #![allow(dead_code)]
+
+pub mod exported;
 
 use std::path::Path;
 use std::process::{Command, Output};
