@@ -92,6 +92,7 @@ pub fn program_for(
     match schedule(&specialized) {
         Ok(p) => Ok(Ok((p, specialized))),
         Err(e @ ScheduleError::DynamicShape { .. }) => Ok(Err((specialized, e.to_string()))),
+        Err(e @ ScheduleError::TooLarge { .. }) => Err(Error::Input(e.to_string())),
         Err(e) => Err(Error::Codegen(e.to_string())),
     }
 }

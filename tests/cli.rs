@@ -461,3 +461,33 @@ fn absurd_tensor_sizes_are_refused_not_allocated() {
     ]);
     assert!(err.contains("node `/huge/Expand` (Expand): would create a tensor f32[1048576, 1048576] of 4398046511104 bytes"), "{err}");
 }
+
+#[test]
+fn cpu_target_refuses_values_too_large_for_memory() {
+    // y = x[:, None] · x[None, :]: a 100,000² f32 outer product (40 GB).
+    let dir = tempfile::tempdir().unwrap();
+    let axis = |name: &str, v: i64| kiln_frontends::onnx::proto::TensorProto {
+        name: name.into(),
+        dims: vec![1],
+        data_type: 7, // INT64
+        raw_data: v.to_le_bytes().to_vec().into(),
+        ..Default::default()
+    };
+    let m = model(
+        vec![
+            node("Unsqueeze", "col", &["x", "a1"], &["xc"]),
+            node("Unsqueeze", "row", &["x", "a0"], &["xr"]),
+            node("Mul", "outer", &["xc", "xr"], &["y"]),
+        ],
+        vec![value_info("x", FLOAT, &[100_000])],
+        vec![value_info("y", FLOAT, &[100_000, 100_000])],
+        vec![axis("a1", 1), axis("a0", 0)],
+    );
+    let path = write_model(dir.path(), "big.onnx", &m);
+    let model = kiln::Model::load(&path).unwrap();
+    let err = model.compile(&kiln::Target::cpu()).unwrap_err().to_string();
+    assert!(
+        err.contains("`y`") && err.contains("would take more than"),
+        "{err}"
+    );
+}

@@ -46,6 +46,16 @@ pub enum ScheduleError {
         /// Its (partly unknown) shape.
         shape: String,
     },
+    /// A value would need more memory than a tensor may take.
+    #[error("value `{name}` of shape {shape} would take more than {limit} bytes")]
+    TooLarge {
+        /// The value.
+        name: String,
+        /// Its shape.
+        shape: String,
+        /// The limit ([`kiln_ir::interp::MAX_TENSOR_BYTES`]).
+        limit: u64,
+    },
     /// A generated kernel failed its check (a scheduler bug).
     #[error(transparent)]
     Kernel(#[from] crate::kernel::KernelError),
@@ -74,10 +84,21 @@ pub(crate) struct Scheduler<'g> {
 impl<'g> Scheduler<'g> {
     fn new(graph: &'g Graph) -> Result<Self, ScheduleError> {
         for v in graph.values() {
-            if v.ty.shape.as_known().is_none() {
+            let Some(dims) = v.ty.shape.as_known() else {
                 return Err(ScheduleError::DynamicShape {
                     name: v.name.clone(),
                     shape: v.ty.shape.to_string(),
+                });
+            };
+            let limit = kiln_ir::interp::MAX_TENSOR_BYTES;
+            let bytes = dims.iter().try_fold(v.ty.dtype.size() as u64, |acc, &d| {
+                acc.checked_mul(d as u64)
+            });
+            if bytes.is_none_or(|b| b > limit) {
+                return Err(ScheduleError::TooLarge {
+                    name: v.name.clone(),
+                    shape: v.ty.shape.to_string(),
+                    limit,
                 });
             }
         }
