@@ -163,3 +163,37 @@ fn broadcast_elementwise_chain() {
     g.outputs.push(y);
     insta::assert_snapshot!("broadcast_chain", program_text(&g));
 }
+
+/// The step list of the repository's tiny BERT (optimized as `--target cpu`
+/// does, batch 1, 8 tokens): which kernels, GEMMs and checks run, in order,
+/// with the kernels' names saying what each computes (bodies left out: the
+/// graph-level snapshots above pin the loops).
+#[test]
+fn tiny_bert_step_list() {
+    let model = kiln::Model::load("models/demo/tiny-bert.onnx").unwrap();
+    let exe = model
+        .compile_with(
+            &kiln::Target::Cpu,
+            &kiln::CompileOptions {
+                threads: Some(1),
+                optimize: true,
+            },
+        )
+        .unwrap();
+    let build = exe
+        .cpu_build(&[vec![1, 8], vec![1, 8], vec![1, 8]])
+        .unwrap()
+        .unwrap();
+    let kiln::cpu::Build::Native(native) = &*build else {
+        panic!("tiny BERT must compile natively");
+    };
+    let program = native.program();
+    assert!(program.host_ops().is_empty(), "{:?}", program.host_ops());
+    let text: String = program
+        .to_text()
+        .lines()
+        .filter(|l| l.starts_with("launch") || l.starts_with("gemm") || l.starts_with("check"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    insta::assert_snapshot!("tiny_bert_steps", text);
+}
