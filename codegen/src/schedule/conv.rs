@@ -78,14 +78,82 @@ pub fn emit_conv(
             dt,
             vec![n, g, kk, ohw],
         );
-        let mut k = Kernel::new("im2col");
         let sc = Scalar::of(dt);
-        let xb = k.buffer(
-            s.graph.value(x).name.clone(),
-            sc,
-            xs.iter().product(),
-            Access::Read,
-        );
+        // With padding, the input is first copied once into a zero-bordered
+        // buffer, so the im2col gather (K times bigger) reads affine, always
+        // in-bounds addresses and vectorizes.
+        let padded = eff.iter().any(|&p| p > 0);
+        let src_shape: Vec<usize> = if padded {
+            let mut sh = xs[..2].to_vec();
+            sh.extend((0..r).map(|i| xs[2 + i] + eff[i] + eff[i + r]));
+            sh
+        } else {
+            xs.clone()
+        };
+        let src_buf = if padded {
+            let xp = s.scratch(
+                &format!("{}.padded", s.graph.value(x).name),
+                dt,
+                src_shape.clone(),
+            );
+            let mut pk = Kernel::new("pad");
+            let xb = pk.buffer(
+                s.graph.value(x).name.clone(),
+                sc,
+                xs.iter().product(),
+                Access::Read,
+            );
+            let pb = pk.buffer("padded", sc, src_shape.iter().product(), Access::Write);
+            let in_strides = dense_strides(&xs);
+            let pad_strides = dense_strides(&src_shape);
+            pk.body = nest(&mut pk, &src_shape, true, |k, p| {
+                let mut st = Vec::new();
+                let mut valid: Option<Expr> = None;
+                let mut at = add(
+                    mul(p[0].clone(), idx(in_strides[0])),
+                    mul(p[1].clone(), idx(in_strides[1])),
+                );
+                for i in 0..r {
+                    let v = k.var(Scalar::I64);
+                    st.push(Stmt::Let {
+                        var: v,
+                        value: bin(BinOp::Sub, p[2 + i].clone(), idx(eff[i] as i64)),
+                    });
+                    let ok = bin(
+                        BinOp::And,
+                        bin(BinOp::Ge, var(v), idx(0)),
+                        bin(BinOp::Lt, var(v), idx(xs[2 + i] as i64)),
+                    );
+                    valid = Some(match valid {
+                        None => ok,
+                        Some(q) => bin(BinOp::And, q, ok),
+                    });
+                    at = add(at, mul(var(v), idx(in_strides[2 + i])));
+                }
+                let okv = k.var(Scalar::Bool);
+                st.push(Stmt::Let {
+                    var: okv,
+                    value: valid.expect("spatial dims"),
+                });
+                st.push(Stmt::Store {
+                    buf: pb,
+                    index: offset(p, &pad_strides, idx(0)),
+                    value: select(
+                        var(okv),
+                        load(xb, select(var(okv), at, idx(0))),
+                        fc(0.0, sc),
+                    ),
+                });
+                st
+            });
+            let args = vec![s.buf(x), xp];
+            s.launch(pk, args)?;
+            xp
+        } else {
+            s.buf(x)
+        };
+        let mut k = Kernel::new("im2col");
+        let xb = k.buffer("input", sc, src_shape.iter().product(), Access::Read);
         let cb = k.buffer("col", sc, n * g * kk * ohw, Access::Write);
         let row = k.var(Scalar::I64);
         let mut body = Vec::new();
@@ -116,7 +184,7 @@ pub fn emit_conv(
         }
         parts.reverse(); // [n, g, c_local, k...]
         let chan = add(mul(parts[1].clone(), idx(cg as i64)), parts[2].clone());
-        let x_strides = dense_strides(&xs);
+        let x_strides = dense_strides(&src_shape);
         let base = add(
             mul(parts[0].clone(), idx(x_strides[0])),
             mul(chan, idx(x_strides[1])),
@@ -135,42 +203,18 @@ pub fn emit_conv(
         let out_strides = dense_strides(&out_sp);
         body.extend(nest(&mut k, &out_sp, false, |k, o| {
             let mut st = Vec::new();
-            let mut valid: Option<Expr> = None;
             let mut at = var(basev);
             for i in 0..r {
-                // in = o·stride − pad + k·dilation
+                // in (padded coordinates) = o·stride + k·dilation
                 let v = k.var(Scalar::I64);
-                let e = bin(
-                    BinOp::Sub,
-                    add(
-                        mul(o[i].clone(), idx(stride(i) as i64)),
-                        mul(kpos[i].clone(), idx(dil(i) as i64)),
-                    ),
-                    idx(eff[i] as i64),
+                let e = add(
+                    mul(o[i].clone(), idx(stride(i) as i64)),
+                    mul(kpos[i].clone(), idx(dil(i) as i64)),
                 );
                 st.push(Stmt::Let { var: v, value: e });
-                let ok = bin(
-                    BinOp::And,
-                    bin(BinOp::Ge, var(v), idx(0)),
-                    bin(BinOp::Lt, var(v), idx(xs[2 + i] as i64)),
-                );
-                valid = Some(match valid {
-                    None => ok,
-                    Some(p) => bin(BinOp::And, p, ok),
-                });
                 at = add(at, mul(var(v), idx(x_strides[2 + i])));
             }
-            let valid = valid.expect("at least one spatial dim");
-            let okv = k.var(Scalar::Bool);
-            st.push(Stmt::Let {
-                var: okv,
-                value: valid,
-            });
-            let value = select(
-                var(okv),
-                load(xb, select(var(okv), at, idx(0))),
-                fc(0.0, sc),
-            );
+            let value = load(xb, at);
             st.push(Stmt::Store {
                 buf: cb,
                 index: offset(o, &out_strides, var(row_base)),
@@ -184,7 +228,7 @@ pub fn emit_conv(
             kind: LoopKind::Parallel,
             body,
         }];
-        let args = vec![s.buf(x), col];
+        let args = vec![src_buf, col];
         s.launch(k, args)?;
         (
             col,
