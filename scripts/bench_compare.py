@@ -59,6 +59,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = REPO_ROOT / "target" / "bench-models"
 DEFAULT_OUT = REPO_ROOT / "target" / "bench-compare.json"
+# Pause before each peer's timing, so the previous peer's spinning threads park.
+SETTLE_S = 1.0
 SEED = 20250601
 OPSET = 17
 SEQ = 128
@@ -592,6 +594,10 @@ def bench_setting(name, batch, threads, folder, meta, torch_model, ort_ref_cache
     for r in range(args.rounds):
         rot = order[r % len(order):] + order[: r % len(order)] if order else []
         for p in rot:
+            # Thread pools of the peer that just ran (ORT's intra-op threads,
+            # PyTorch's OpenMP workers) spin for a while after their last job;
+            # let them park so they do not take cores from the next peer.
+            time.sleep(SETTLE_S)
             if p == "kiln":
                 if "kiln" in errors:
                     continue
