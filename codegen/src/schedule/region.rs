@@ -345,20 +345,16 @@ impl Region<'_> {
                 failed = true;
                 return stmts;
             }
-            let value = eval.vals.last().cloned().flatten().expect("evaluated");
-            stmts.push(Stmt::Store {
-                buf: out_buf,
-                index: offset(vars, &merged[0], idx(0)),
-                value: to_storage(value, out_dt),
-            });
+            store_result(
+                &eval,
+                &mut stmts,
+                out_buf,
+                offset(vars, &merged[0], idx(0)),
+                out_dt,
+            );
             stmts
         });
-        if failed {
-            return Ok(false);
-        }
-        k.body = body;
-        s.launch(k, args)?;
-        Ok(true)
+        finish(s, k, body, failed, args)
     }
 
     /// A matmul anchor: the GEMM writes the product, then one kernel applies the
@@ -454,20 +450,10 @@ impl Region<'_> {
                 failed = true;
                 return stmts;
             }
-            let value = eval.vals.last().cloned().flatten().expect("evaluated");
-            stmts.push(Stmt::Store {
-                buf: out_buf,
-                index: at,
-                value: to_storage(value, out_dt),
-            });
+            store_result(&eval, &mut stmts, out_buf, at, out_dt);
             stmts
         });
-        if failed {
-            return Ok(false);
-        }
-        k.body = body;
-        s.launch(k, args)?;
-        Ok(true)
+        finish(s, k, body, failed, args)
     }
 
     /// A reduction, softmax or RMS-norm anchor: a parallel loop over kept
@@ -604,12 +590,7 @@ impl Region<'_> {
             {
                 return false;
             }
-            let value = eval.vals.last().cloned().flatten().expect("evaluated");
-            stmts.push(Stmt::Store {
-                buf: out_buf,
-                index: store_at,
-                value: to_storage(value, out_dt),
-            });
+            store_result(&eval, stmts, out_buf, store_at, out_dt);
             true
         };
         let anchor_arg = |j: usize, pos: &[Expr]| -> Option<Expr> {
@@ -831,6 +812,38 @@ impl Region<'_> {
         s.launch(k, args)?;
         Ok(true)
     }
+}
+
+/// Stores the region's value (its last step, bound by `eval`) at `index`.
+fn store_result(eval: &StepEval, stmts: &mut Vec<Stmt>, buf: usize, index: Expr, dt: DType) {
+    let value = eval
+        .vals
+        .last()
+        .cloned()
+        .flatten()
+        .expect("every step evaluated");
+    stmts.push(Stmt::Store {
+        buf,
+        index,
+        value: to_storage(value, dt),
+    });
+}
+
+/// Launches `k` with `body`, unless a step had no kernel expression (`failed`:
+/// the node then runs on the host).
+fn finish(
+    s: &mut Scheduler,
+    mut k: Kernel,
+    body: Vec<Stmt>,
+    failed: bool,
+    args: Vec<BufferId>,
+) -> Result<bool, KernelError> {
+    if failed {
+        return Ok(false);
+    }
+    k.body = body;
+    s.launch(k, args)?;
+    Ok(true)
 }
 
 fn add_f(a: Expr, b: Expr) -> Expr {
