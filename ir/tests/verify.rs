@@ -303,3 +303,27 @@ fn constant_typed_unlike_its_tensor() {
         "graph: constant `c` holds i64[2] but is typed i64[3]"
     );
 }
+
+#[test]
+fn col2im_of_a_scalar_is_an_error_not_a_panic() {
+    use kiln_ir::op::{InferInputs, MiscOp};
+    use kiln_ir::Shape;
+    let op = Op::Misc(MiscOp::Col2Im {
+        dilations: vec![],
+        pads: vec![],
+        strides: vec![],
+    });
+    let types = vec![
+        TensorType::new(DType::F32, Shape::known(&[])),
+        TensorType::new(DType::I64, Shape::known(&[2])),
+        TensorType::new(DType::I64, Shape::known(&[2])),
+    ];
+    let consts = vec![None, None, None];
+    let err = op
+        .infer(&InferInputs {
+            types: &types,
+            consts: &consts,
+        })
+        .unwrap_err();
+    assert!(err.contains("rank"), "{err}");
+}

@@ -542,7 +542,13 @@ impl OpFamily for MiscOp {
                 vec![t(x.dtype, shape)]
             }
             MiscOp::Col2Im { .. } => {
-                let mut s = vec![x.shape.0[0].clone(), Dim::Any];
+                let batch = x
+                    .shape
+                    .0
+                    .first()
+                    .cloned()
+                    .ok_or("Col2Im needs an input of rank 3")?;
+                let mut s = vec![batch, Dim::Any];
                 match (known_ints(inputs, 1), known_ints(inputs, 2)) {
                     (Some(img), Some(block)) => {
                         let bp: i64 = block.iter().product();
