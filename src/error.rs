@@ -9,6 +9,9 @@ pub enum Error {
     /// The model could not be imported.
     #[error(transparent)]
     Onnx(#[from] OnnxError),
+    /// A Hugging Face folder, GGUF file or adapter could not be loaded.
+    #[error(transparent)]
+    HuggingFace(#[from] kiln_frontends::hf::HfError),
     /// Evaluation failed (bad inputs or an op rejected its operands).
     #[error(transparent)]
     Eval(#[from] EvalError),

@@ -82,17 +82,54 @@ impl CompileOptions {
 pub struct Model {
     graph: Graph,
     path: PathBuf,
+    kind: Option<kiln_frontends::hf::ModelKind>,
+}
+
+/// How [`Model::load_with`] reads a model.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// PEFT LoRA adapter folders attached to the model, in order (Hugging Face
+    /// folders and GGUF files).
+    pub adapters: Vec<PathBuf>,
 }
 
 impl Model {
-    /// Loads a model: an ONNX file (`.onnx`). Weights are memory-mapped, not copied.
+    /// Loads a model: an ONNX file (`.onnx`), a Hugging Face folder (`config.json`
+    /// with `model.safetensors` or its shards) or a GGUF file (`.gguf`). Weights are
+    /// memory-mapped, not copied (quantized GGUF tensors are dequantized).
     pub fn load(path: impl AsRef<Path>) -> Result<Model, Error> {
+        Model::load_with(path, &LoadOptions::default())
+    }
+
+    /// [`Model::load`] with options (LoRA adapters).
+    pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Model, Error> {
         let path = path.as_ref();
         if path.is_dir() {
-            return Err(Error::UnknownModel(format!(
-                "`{}` is a folder; kiln loads ONNX files (.onnx) for now",
-                path.display()
-            )));
+            if !path.join("config.json").is_file() {
+                return Err(Error::UnknownModel(format!(
+                    "`{}` is a folder without config.json; kiln loads Hugging Face model folders (config.json + model.safetensors), ONNX files and GGUF files",
+                    path.display()
+                )));
+            }
+            let hf = kiln_frontends::hf::load_folder(path, &options.adapters)?;
+            return Ok(Model {
+                graph: hf.graph,
+                path: path.to_path_buf(),
+                kind: Some(hf.kind),
+            });
+        }
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+            let hf = crate::gguf::load(path, &options.adapters)?;
+            return Ok(Model {
+                graph: hf.graph,
+                path: path.to_path_buf(),
+                kind: Some(hf.kind),
+            });
+        }
+        if !options.adapters.is_empty() {
+            return Err(Error::Input(
+                "adapters attach to Hugging Face folders and GGUF files, not ONNX models".into(),
+            ));
         }
         if !path.exists() {
             return Err(Error::UnknownModel(format!(
@@ -105,6 +142,7 @@ impl Model {
         Ok(Model {
             graph,
             path: path.to_path_buf(),
+            kind: None,
         })
     }
 
@@ -113,7 +151,14 @@ impl Model {
         Model {
             graph,
             path: PathBuf::new(),
+            kind: None,
         }
+    }
+
+    /// For Hugging Face folders and GGUF files: whether it is a decoder (with its
+    /// KV-cache interface) or an encoder. `None` for ONNX models.
+    pub fn kind(&self) -> Option<&kiln_frontends::hf::ModelKind> {
+        self.kind.as_ref()
     }
 
     /// The model's graph.

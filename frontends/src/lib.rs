@@ -1,4 +1,5 @@
 //! kiln's model frontends.
 #![warn(missing_docs)]
+pub mod hf;
 pub mod onnx;
 pub mod safetensors;

@@ -1,0 +1,85 @@
+//! Hugging Face decoder folders against transformers: the fixtures in
+//! `tests/fixtures/hf/` (random 2-layer models of each architecture, made by
+//! `scripts/make_hf_fixtures.py`) hold transformers' prefill logits for a prompt and
+//! its greedy 16-token continuation. kiln must match both, with the KV cache, on
+//! the reference interpreter and on the compiled CPU path.
+
+use std::path::{Path, PathBuf};
+
+use kiln::generate::{GenerateOptions, Generator, Sampling};
+use kiln::{CompileOptions, LoadOptions, Model, Target};
+use serde_json::Value;
+
+/// Largest relative error of the prefill logits (f32 weights and compute).
+const LOGITS_RTOL: f64 = 1e-4;
+
+fn fixture_dir() -> PathBuf {
+    std::env::var_os("KILN_HF_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf"))
+}
+
+struct Reference {
+    input_ids: Vec<u32>,
+    logits: Vec<f64>,
+    greedy: Vec<u32>,
+}
+
+fn reference(path: &Path) -> Reference {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let r: Value = serde_json::from_str(&text).unwrap();
+    let ids = |k: &str| -> Vec<u32> {
+        r[k].as_array().unwrap_or_else(|| panic!("{k}")).iter().map(|v| v.as_u64().unwrap() as u32).collect()
+    };
+    let logits = r["logits"]
+        .as_array()
+        .expect("logits")
+        .iter()
+        .flat_map(|row| row.as_array().expect("a row").iter().map(|v| v.as_f64().unwrap()))
+        .collect();
+    Reference {
+        input_ids: ids("input_ids"),
+        logits,
+        greedy: ids("greedy_ids"),
+    }
+}
+
+/// Largest |a − b| relative to the largest |b|.
+fn rel_error(a: &[f32], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "logit counts differ");
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+    a.iter().zip(b).map(|(x, y)| (*x as f64 - y).abs()).fold(0.0, f64::max) / scale
+}
+
+fn check(model_dir: &Path, adapters: &[PathBuf], reference_file: &Path, target: Target) {
+    let model = Model::load_with(model_dir, &LoadOptions { adapters: adapters.to_vec() })
+        .unwrap_or_else(|e| panic!("{}: {e}", model_dir.display()));
+    let r = reference(reference_file);
+    let options = CompileOptions { threads: Some(2), ..CompileOptions::default() };
+    let capacity = 64;
+    let mut g = Generator::new(&model, &target, &options, capacity).unwrap();
+    let logits = g.forward(&r.input_ids).unwrap();
+    let err = rel_error(&logits, &r.logits);
+    eprintln!("{} on {target}: logits rel error {err:.2e}", model_dir.display());
+    assert!(err < LOGITS_RTOL, "{} on {target}: prefill logits relative error {err:e}", model_dir.display());
+    let opts = GenerateOptions { max_tokens: r.greedy.len(), sampling: Sampling::Greedy, stop_tokens: vec![] };
+    let out = g.generate(&r.input_ids, &opts, |_| true).unwrap();
+    assert_eq!(out.tokens, r.greedy, "{} on {target}: greedy continuation", model_dir.display());
+}
+
+fn both(name: &str) {
+    let dir = fixture_dir().join(name);
+    for target in [Target::reference(), Target::cpu()] {
+        check(&dir, &[], &dir.join("reference.json"), target);
+    }
+}
+
+#[test]
+fn llama() {
+    both("llama");
+}
+
+#[test]
+fn gpt2() {
+    both("gpt2");
+}
