@@ -12,6 +12,9 @@ pub enum Error {
     /// A Hugging Face folder, GGUF file or adapter could not be loaded.
     #[error(transparent)]
     HuggingFace(#[from] kiln_frontends::hf::HfError),
+    /// A tokenizer could not be loaded or failed on a text.
+    #[error(transparent)]
+    Tokenizer(#[from] kiln_frontends::tokenizer::TokenizerError),
     /// Evaluation failed (bad inputs or an op rejected its operands).
     #[error(transparent)]
     Eval(#[from] EvalError),

@@ -48,6 +48,7 @@
 pub mod aot;
 pub mod cli;
 pub mod cpu;
+pub mod embed;
 mod error;
 pub mod generate;
 mod gguf;

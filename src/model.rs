@@ -83,6 +83,8 @@ pub struct Model {
     graph: Graph,
     path: PathBuf,
     kind: Option<kiln_frontends::hf::ModelKind>,
+    /// A GGUF file's own vocabulary (folders read `tokenizer.json` instead).
+    gguf_vocab: Option<std::sync::Arc<kiln_frontends::tokenizer::GgufVocab>>,
 }
 
 /// How [`Model::load_with`] reads a model.
@@ -116,14 +118,16 @@ impl Model {
                 graph: hf.graph,
                 path: path.to_path_buf(),
                 kind: Some(hf.kind),
+                gguf_vocab: None,
             });
         }
         if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
-            let hf = crate::gguf::load(path, &options.adapters)?;
+            let (hf, vocab) = crate::gguf::load(path, &options.adapters)?;
             return Ok(Model {
                 graph: hf.graph,
                 path: path.to_path_buf(),
                 kind: Some(hf.kind),
+                gguf_vocab: Some(std::sync::Arc::new(vocab)),
             });
         }
         if !options.adapters.is_empty() {
@@ -143,6 +147,7 @@ impl Model {
             graph,
             path: path.to_path_buf(),
             kind: None,
+            gguf_vocab: None,
         })
     }
 
@@ -152,7 +157,25 @@ impl Model {
             graph,
             path: PathBuf::new(),
             kind: None,
+            gguf_vocab: None,
         }
+    }
+
+    /// The model's tokenizer: a folder's `tokenizer.json` (with
+    /// `tokenizer_config.json`'s special tokens and chat template) or the vocabulary
+    /// a GGUF file stores.
+    pub fn tokenizer(&self) -> Result<kiln_frontends::tokenizer::TextTokenizer, Error> {
+        use kiln_frontends::tokenizer::TextTokenizer;
+        if let Some(v) = &self.gguf_vocab {
+            return Ok(TextTokenizer::from_gguf_parts((**v).clone())?);
+        }
+        if self.path.is_dir() {
+            return Ok(TextTokenizer::from_folder(&self.path)?);
+        }
+        Err(Error::Input(format!(
+            "`{}` has no tokenizer (Hugging Face folders and GGUF files have one)",
+            self.path.display()
+        )))
     }
 
     /// For Hugging Face folders and GGUF files: whether it is a decoder (with its
@@ -338,6 +361,29 @@ impl Executable {
             Engine::Cpu(c) => c.build(shapes).map(Some),
             _ => Ok(None),
         }
+    }
+
+    /// For the CPU target: builds the native code for inputs of these shapes (by
+    /// input name) now, so that the first run at them does not pay for it. Other
+    /// targets have nothing to prepare.
+    pub fn prepare(&self, shapes: &[(String, Vec<usize>)]) -> Result<(), Error> {
+        let Engine::Cpu(cpu) = &self.engine else {
+            return Ok(());
+        };
+        let ordered: Vec<Vec<usize>> = cpu
+            .graph
+            .inputs
+            .iter()
+            .map(|&i| {
+                let name = &cpu.graph.value(i).name;
+                shapes
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, s)| s.clone())
+                    .ok_or_else(|| Error::Input(format!("prepare: no shape for input `{name}`")))
+            })
+            .collect::<Result<_, _>>()?;
+        cpu.build(&ordered).map(|_| ())
     }
 
     /// Runs on named inputs; returns every output with its name, in order.

@@ -5,6 +5,7 @@ pub mod calibrate;
 pub mod compile;
 pub mod explain;
 pub mod rules;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -42,6 +43,11 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
     },
+    /// Generate text with a decoder (Hugging Face folder or GGUF file), streaming
+    /// it, with a KV cache; prints prefill and decode speed at the end.
+    Generate(text::GenerateArgs),
+    /// Sentence embeddings with a sentence-transformers folder.
+    Embed(text::EmbedArgs),
     /// Time a model's runs: compile once, warm up, report the median.
     Bench(bench::BenchArgs),
     /// Show a model's inputs, outputs, bricks with parameter counts, ops, unsupported ops.
@@ -138,6 +144,8 @@ pub fn execute(command: Command) -> Result<i32, Error> {
             threads,
         ),
         Command::Bench(args) => bench::bench(&args),
+        Command::Generate(args) => text::generate(&args),
+        Command::Embed(args) => text::embed(&args),
         Command::Calibrate {
             out,
             threads,

@@ -175,6 +175,24 @@ impl Generator {
         self.tokens.clear();
     }
 
+    /// Builds the native code for runs of `tokens` new tokens now (the CPU target
+    /// compiles per shape on first use; call it for the prompt length and for 1
+    /// before timing).
+    pub fn prepare(&self, tokens: usize) -> Result<(), Error> {
+        let (cap, n) = (self.capacity, tokens.max(1));
+        let cache = vec![1, self.info.kv_heads, cap, self.info.head_dim];
+        let mut shapes = vec![
+            ("input_ids".to_string(), vec![1, n]),
+            ("position_ids".to_string(), vec![1, n]),
+            ("attention_mask".to_string(), vec![1, 1, n, cap + n]),
+        ];
+        for l in 0..self.info.layers {
+            shapes.push((past_key(l), cache.clone()));
+            shapes.push((past_value(l), cache.clone()));
+        }
+        self.exe.prepare(&shapes)
+    }
+
     /// Runs `tokens` after the cached ones; returns their logits `[n, vocab]`
     /// (row-major) and appends them to the cache.
     pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, Error> {
