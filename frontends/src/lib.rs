@@ -4,3 +4,4 @@ pub mod gguf;
 pub mod hf;
 pub mod onnx;
 pub mod safetensors;
+pub mod tokenizer;
