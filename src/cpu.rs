@@ -68,6 +68,25 @@ pub fn build(graph: &Graph, shapes: &[Vec<usize>], threads: usize) -> Result<Bui
         Ok(p) => p,
         Err((graph, reason)) => return Ok(Build::Interpreted { graph, reason }),
     };
+    // KILN_DUMP_PROGRAM=PATH writes the program's text (steps, kernels), one file
+    // per build with the input shapes appended to the name.
+    if let Some(path) = std::env::var_os("KILN_DUMP_PROGRAM") {
+        let tag: Vec<String> = shapes
+            .iter()
+            .map(|s| s.iter().map(usize::to_string).collect::<Vec<_>>().join("x"))
+            .collect();
+        let mut path = std::path::PathBuf::from(path);
+        let name = format!(
+            "{}.{}.txt",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            tag.first().cloned().unwrap_or_default()
+        );
+        path.set_file_name(name);
+        std::fs::write(&path, program.to_text())
+            .map_err(|e| Error::Output(format!("KILN_DUMP_PROGRAM: {e}")))?;
+    }
     // KILN_DUMP_IR=PATH writes the optimized LLVM IR of the kernels (for people
     // tuning code generation).
     let dump = std::env::var_os("KILN_DUMP_IR");

@@ -2299,3 +2299,118 @@ fn outputs_that_alias_inputs_constants_or_each_other() {
     }
     check("outputs aliasing inputs/constants", &b, F32, &[]);
 }
+
+/// Rotary embedding: 4-D and packed 3-D x, halves and interleaved pairs, partial
+/// rotary dims, tables indexed by i64 and i32 position ids or given per token.
+/// Each output is c·x₁ ∓ s·x₂ with |c|, |s| ≤ 1: bounded by max |x|.
+#[test]
+fn rotary_embedding_variants() {
+    for seed in seeds() {
+        let mut rng = StdRng::seed_from_u64(seed);
+        // (x shape, num_heads, rotary dim, interleaved, position id dtype)
+        let cases: Vec<(
+            Vec<usize>,
+            Option<usize>,
+            Option<usize>,
+            bool,
+            Option<DType>,
+        )> = vec![
+            (vec![1, 4, 1, 16], None, None, false, Some(DType::I64)),
+            (vec![2, 3, 5, 8], None, None, true, Some(DType::I64)),
+            (vec![2, 2, 3, 10], None, Some(6), false, Some(DType::I32)),
+            (vec![2, 5, 12], Some(3), None, false, Some(DType::I64)),
+            (vec![1, 7, 3, 64], None, None, false, None),
+            (vec![2, 3, 4, 6], None, Some(4), true, None),
+        ];
+        for (shape, num_heads, rotary_dim, interleaved, pos_dt) in cases {
+            let (nb, ns, nd) = match num_heads {
+                None => (shape[0], shape[2], shape[3]),
+                Some(h) => (shape[0], shape[1], shape[2] / h),
+            };
+            let half = rotary_dim.unwrap_or(nd) / 2;
+            let max_pos = 11;
+            let mut b = G::new("rotary");
+            let x = b.input("x", uniform(&mut rng, &shape, -2.0, 2.0));
+            let table = match pos_dt {
+                Some(_) => vec![max_pos, half],
+                None => vec![nb, ns, half],
+            };
+            let angles: Vec<f32> = (0..numel(&table))
+                .map(|_| rng.random_range(-3.0..3.0))
+                .collect();
+            let cos = b.input(
+                "cos",
+                Tensor::from_vec(table.clone(), angles.iter().map(|a| a.cos()).collect()),
+            );
+            let sin = b.input(
+                "sin",
+                Tensor::from_vec(table, angles.iter().map(|a| a.sin()).collect()),
+            );
+            let mut inputs = vec![x, cos, sin];
+            if let Some(dt) = pos_dt {
+                let p = b.input(
+                    "position_ids",
+                    ints(&mut rng, dt, &[nb, ns], 0, max_pos as i64 - 1),
+                );
+                inputs.push(p);
+            }
+            let op = Op::Composite(CompositeOp::RotaryEmbedding {
+                interleaved,
+                rotary_dim,
+                num_heads,
+                position_ids: pos_dt.is_some(),
+            });
+            let y = b.op("y", op, &inputs);
+            b.out(y);
+            let case = format!(
+                "rotary {shape:?} heads {num_heads:?} rd {rotary_dim:?} interleaved {interleaved}"
+            );
+            let programs = check(&case, &b, F32.cond(Cond::MaxInput), &[]);
+            assert!(
+                programs
+                    .iter()
+                    .all(|p| kernel_names(p).iter().any(|k| k.contains("rotary"))),
+                "{case}: no rotary kernel"
+            );
+        }
+    }
+}
+
+/// Position ids outside the table are an error on the CPU path, as on the
+/// reference interpreter, and the executable stays usable.
+#[test]
+fn rotary_position_out_of_range_is_an_error() {
+    let mut b = G::new("rotary_oob");
+    let mut rng = StdRng::seed_from_u64(3);
+    let x = b.input("x", uniform(&mut rng, &[1, 2, 2, 4], -1.0, 1.0));
+    let cos = b.input("cos", uniform(&mut rng, &[5, 2], -1.0, 1.0));
+    let sin = b.input("sin", uniform(&mut rng, &[5, 2], -1.0, 1.0));
+    let p = b.input("position_ids", Tensor::from_vec(vec![1, 2], vec![0i64, 1]));
+    let op = Op::Composite(CompositeOp::RotaryEmbedding {
+        interleaved: false,
+        rotary_dim: None,
+        num_heads: None,
+        position_ids: true,
+    });
+    let y = b.op("y", op, &[x, cos, sin, p]);
+    b.out(y);
+    let exe = Model::from_graph(b.g.clone())
+        .compile_with(
+            &Target::Cpu,
+            &CompileOptions {
+                threads: Some(1),
+                optimize: false,
+            },
+        )
+        .unwrap();
+    for bad in [-1i64, 5] {
+        let mut inputs = b.inputs.clone();
+        inputs[3].1 = Tensor::from_vec(vec![1, 2], vec![0i64, bad]);
+        let err = exe
+            .run(&inputs)
+            .expect_err("out-of-range position")
+            .to_string();
+        assert!(err.contains("out of range"), "{err}");
+    }
+    assert!(exe.run(&b.inputs).is_ok());
+}

@@ -120,6 +120,10 @@ pub enum Step {
         indices: BufferId,
         /// Size of the gathered axis (or of each axis an index tuple addresses).
         bounds: Vec<i64>,
+        /// Negative indices count from the end (Gather); when false only
+        /// `0..bound` is valid (rotary position ids).
+        #[serde(default = "negative_indices_wrap")]
+        wrap_negative: bool,
     },
     /// An op kiln does not generate code for yet, evaluated by the reference
     /// interpreter on host tensors (correct, slow; reported by `kiln explain`).
@@ -219,8 +223,10 @@ impl Program {
                     node,
                     indices,
                     bounds,
+                    wrap_negative,
                 } => {
-                    let _ = writeln!(out, "check {node} buf{indices} within {bounds:?}");
+                    let from = if *wrap_negative { "" } else { "0.." };
+                    let _ = writeln!(out, "check {node} buf{indices} within {from}{bounds:?}");
                 }
             }
         }
@@ -229,4 +235,9 @@ impl Program {
         }
         out
     }
+}
+
+/// Artifacts written before `wrap_negative` existed only checked gathers.
+fn negative_indices_wrap() -> bool {
+    true
 }

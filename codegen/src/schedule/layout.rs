@@ -196,6 +196,7 @@ fn gather(s: &mut Scheduler, node: &Node, axis: usize) -> Result<bool, KernelErr
         node: node.name.clone(),
         indices: ib,
         bounds: vec![n as i64],
+        wrap_negative: true,
     });
     let mut k = Kernel::new(format!("gather_{}", node.name));
     let sc = Scalar::of(dt);
@@ -275,6 +276,7 @@ fn gather_nd(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
         node: node.name.clone(),
         indices: ib,
         bounds: xs[..m].iter().map(|&d| d as i64).collect(),
+        wrap_negative: true,
     });
     let dt = s.graph.value(x).ty.dtype;
     let sc = Scalar::of(dt);

@@ -28,6 +28,7 @@ mod matmul;
 pub mod nest;
 mod pool;
 mod region;
+mod rotary;
 
 use kiln_ir::op::LayoutOp;
 use kiln_ir::{Graph, Node, Op, ValueDef, ValueId};
@@ -216,6 +217,9 @@ impl<'g> Scheduler<'g> {
             Op::Fused(f) => region::lower_fused(self, node, f),
             Op::Composite(kiln_ir::op::CompositeOp::Attention { .. }) => {
                 attention::lower(self, node)
+            }
+            Op::Composite(kiln_ir::op::CompositeOp::RotaryEmbedding { .. }) => {
+                rotary::lower(self, node)
             }
             op if elementwise::is_elementwise(op) => region::lower_elementwise(self, node),
             Op::Reduce(_) | Op::Composite(_) => region::lower_row_op(self, node),

@@ -266,7 +266,8 @@ impl Backend for CpuBackend {
                 node,
                 indices,
                 bounds,
-            } => check_indices(&self.program, node, *indices, bounds, ptrs),
+                wrap_negative,
+            } => check_indices(&self.program, node, *indices, bounds, *wrap_negative, ptrs),
         }
     }
 
@@ -280,6 +281,7 @@ fn check_indices(
     node: &str,
     indices: BufferId,
     bounds: &[i64],
+    wrap_negative: bool,
     ptrs: &[*mut u8],
 ) -> Result<(), RunError> {
     let b = &program.buffers[indices];
@@ -290,7 +292,8 @@ fn check_indices(
     }
     let bad = |(k, i): (usize, i64)| {
         let bound = bounds[k % bounds.len()];
-        (i < -bound || i >= bound).then_some((i, bound))
+        let low = if wrap_negative { -bound } else { 0 };
+        (i < low || i >= bound).then_some((i, bound))
     };
     // SAFETY: the buffer holds `n` elements of its dtype at `p`, aligned.
     let found = unsafe {
