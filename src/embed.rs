@@ -27,7 +27,11 @@ pub struct Embedder {
 
 impl Embedder {
     /// Compiles `model` (a sentence-transformers folder) for `target`.
-    pub fn new(model: &Model, target: &Target, options: &CompileOptions) -> Result<Embedder, Error> {
+    pub fn new(
+        model: &Model,
+        target: &Target,
+        options: &CompileOptions,
+    ) -> Result<Embedder, Error> {
         let info = match model.kind() {
             Some(ModelKind::Encoder(info)) if info.pooling.is_some() => info.clone(),
             Some(ModelKind::Encoder(_)) => {
@@ -45,7 +49,11 @@ impl Embedder {
         };
         let tokenizer = model.tokenizer()?;
         let exe = model.compile_with(target, options)?;
-        Ok(Embedder { exe, tokenizer, info })
+        Ok(Embedder {
+            exe,
+            tokenizer,
+            info,
+        })
     }
 
     /// The embedding width.
@@ -79,7 +87,10 @@ impl Embedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenize(t)).collect::<Result<_, _>>()?;
+        let ids: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| self.tokenize(t))
+            .collect::<Result<_, _>>()?;
         let seq = ids.iter().map(Vec::len).max().unwrap_or(1).max(1);
         let n = ids.len();
         let mut flat = vec![0i64; n * seq];
@@ -91,16 +102,27 @@ impl Embedder {
             }
         }
         let inputs = vec![
-            ("input_ids".to_string(), Tensor::from_vec(vec![n, seq], flat)),
-            ("attention_mask".to_string(), Tensor::from_vec(vec![n, seq], mask)),
-            ("token_type_ids".to_string(), Tensor::from_vec(vec![n, seq], vec![0i64; n * seq])),
+            (
+                "input_ids".to_string(),
+                Tensor::from_vec(vec![n, seq], flat),
+            ),
+            (
+                "attention_mask".to_string(),
+                Tensor::from_vec(vec![n, seq], mask),
+            ),
+            (
+                "token_type_ids".to_string(),
+                Tensor::from_vec(vec![n, seq], vec![0i64; n * seq]),
+            ),
         ];
         let outputs = self.exe.run(&inputs)?;
         let e = outputs
             .iter()
             .find(|(name, _)| name == "sentence_embedding")
             .map(|(_, t)| t.to_f32_vec())
-            .ok_or_else(|| Error::Internal("the encoder has no sentence_embedding output".into()))?;
+            .ok_or_else(|| {
+                Error::Internal("the encoder has no sentence_embedding output".into())
+            })?;
         let d = self.info.hidden;
         Ok(e.chunks(d).map(<[f32]>::to_vec).collect())
     }

@@ -10,5 +10,8 @@ use crate::Error;
 /// Loads a Llama-family GGUF file as a decoder, with its vocabulary.
 pub fn load(path: &Path, adapters: &[PathBuf]) -> Result<(HfModel, GgufVocab), Error> {
     let _ = adapters;
-    Err(Error::UnknownModel(format!("{}: GGUF loading is not wired yet", path.display())))
+    Err(Error::UnknownModel(format!(
+        "{}: GGUF loading is not wired yet",
+        path.display()
+    )))
 }

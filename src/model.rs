@@ -121,7 +121,10 @@ impl Model {
                 gguf_vocab: None,
             });
         }
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
             let (hf, vocab) = crate::gguf::load(path, &options.adapters)?;
             return Ok(Model {
                 graph: hf.graph,

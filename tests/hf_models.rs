@@ -29,13 +29,22 @@ fn reference(path: &Path) -> Reference {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let r: Value = serde_json::from_str(&text).unwrap();
     let ids = |k: &str| -> Vec<u32> {
-        r[k].as_array().unwrap_or_else(|| panic!("{k}")).iter().map(|v| v.as_u64().unwrap() as u32).collect()
+        r[k].as_array()
+            .unwrap_or_else(|| panic!("{k}"))
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect()
     };
     let logits = r["logits"]
         .as_array()
         .expect("logits")
         .iter()
-        .flat_map(|row| row.as_array().expect("a row").iter().map(|v| v.as_f64().unwrap()))
+        .flat_map(|row| {
+            row.as_array()
+                .expect("a row")
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+        })
         .collect();
     Reference {
         input_ids: ids("input_ids"),
@@ -48,23 +57,51 @@ fn reference(path: &Path) -> Reference {
 fn rel_error(a: &[f32], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "logit counts differ");
     let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
-    a.iter().zip(b).map(|(x, y)| (*x as f64 - y).abs()).fold(0.0, f64::max) / scale
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - y).abs())
+        .fold(0.0, f64::max)
+        / scale
 }
 
 fn check(model_dir: &Path, adapters: &[PathBuf], reference_file: &Path, target: Target) {
-    let model = Model::load_with(model_dir, &LoadOptions { adapters: adapters.to_vec() })
-        .unwrap_or_else(|e| panic!("{}: {e}", model_dir.display()));
+    let model = Model::load_with(
+        model_dir,
+        &LoadOptions {
+            adapters: adapters.to_vec(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", model_dir.display()));
     let r = reference(reference_file);
-    let options = CompileOptions { threads: Some(2), ..CompileOptions::default() };
+    let options = CompileOptions {
+        threads: Some(2),
+        ..CompileOptions::default()
+    };
     let capacity = 64;
     let mut g = Generator::new(&model, &target, &options, capacity).unwrap();
     let logits = g.forward(&r.input_ids).unwrap();
     let err = rel_error(&logits, &r.logits);
-    eprintln!("{} on {target}: logits rel error {err:.2e}", model_dir.display());
-    assert!(err < LOGITS_RTOL, "{} on {target}: prefill logits relative error {err:e}", model_dir.display());
-    let opts = GenerateOptions { max_tokens: r.greedy.len(), sampling: Sampling::Greedy, stop_tokens: vec![] };
+    eprintln!(
+        "{} on {target}: logits rel error {err:.2e}",
+        model_dir.display()
+    );
+    assert!(
+        err < LOGITS_RTOL,
+        "{} on {target}: prefill logits relative error {err:e}",
+        model_dir.display()
+    );
+    let opts = GenerateOptions {
+        max_tokens: r.greedy.len(),
+        sampling: Sampling::Greedy,
+        stop_tokens: vec![],
+    };
     let out = g.generate(&r.input_ids, &opts, |_| true).unwrap();
-    assert_eq!(out.tokens, r.greedy, "{} on {target}: greedy continuation", model_dir.display());
+    assert_eq!(
+        out.tokens,
+        r.greedy,
+        "{} on {target}: greedy continuation",
+        model_dir.display()
+    );
 }
 
 fn both(name: &str) {

@@ -84,7 +84,9 @@ fn target_of(name: &str) -> Result<Target, Error> {
     match Target::from_name(name) {
         Some(t @ (Target::Cpu | Target::Reference)) => Ok(t),
         Some(other) => Err(Error::TargetUnavailable(other.to_string())),
-        None => Err(Error::Input(format!("unknown target `{name}` (choose cpu or ref)"))),
+        None => Err(Error::Input(format!(
+            "unknown target `{name}` (choose cpu or ref)"
+        ))),
     }
 }
 
@@ -102,16 +104,27 @@ fn with_spinner<T>(message: String, work: impl FnOnce() -> Result<T, Error>) -> 
 pub fn generate(args: &GenerateArgs) -> Result<i32, Error> {
     let target = target_of(&args.target)?;
     if !(args.temperature >= 0.0 && args.temperature.is_finite()) {
-        return Err(Error::Input(format!("--temperature {} must be ≥ 0", args.temperature)));
+        return Err(Error::Input(format!(
+            "--temperature {} must be ≥ 0",
+            args.temperature
+        )));
     }
     if !(args.top_p > 0.0 && args.top_p <= 1.0) {
-        return Err(Error::Input(format!("--top-p {} must be in (0, 1]", args.top_p)));
+        return Err(Error::Input(format!(
+            "--top-p {} must be in (0, 1]",
+            args.top_p
+        )));
     }
     if args.max_tokens == 0 {
         return Err(Error::Input("--max-tokens must be at least 1".into()));
     }
     let model = with_spinner(format!("loading {}", args.model.display()), || {
-        Model::load_with(&args.model, &LoadOptions { adapters: args.adapters.clone() })
+        Model::load_with(
+            &args.model,
+            &LoadOptions {
+                adapters: args.adapters.clone(),
+            },
+        )
     })?;
     let tokenizer = model.tokenizer()?;
     let chat = !args.raw && tokenizer.chat_template().is_some();
@@ -145,24 +158,38 @@ pub fn generate(args: &GenerateArgs) -> Result<i32, Error> {
             info.max_positions
         )));
     }
-    let options = CompileOptions { threads: args.threads, ..CompileOptions::default() };
-    let mut generator = with_spinner(format!("compiling {} for {target}", args.model.display()), || {
-        let g = Generator::new(&model, &target, &options, capacity)?;
-        g.prepare(prompt_ids.len())?;
-        g.prepare(1)?;
-        Ok(g)
-    })?;
+    let options = CompileOptions {
+        threads: args.threads,
+        ..CompileOptions::default()
+    };
+    let mut generator = with_spinner(
+        format!("compiling {} for {target}", args.model.display()),
+        || {
+            let g = Generator::new(&model, &target, &options, capacity)?;
+            g.prepare(prompt_ids.len())?;
+            g.prepare(1)?;
+            Ok(g)
+        },
+    )?;
     let sampling = if args.temperature == 0.0 {
         Sampling::Greedy
     } else {
-        Sampling::Sample { temperature: args.temperature, top_p: args.top_p, seed: args.seed }
+        Sampling::Sample {
+            temperature: args.temperature,
+            top_p: args.top_p,
+            seed: args.seed,
+        }
     };
     let mut stop_tokens: Vec<u32> = tokenizer.eos_ids().to_vec();
     stop_tokens.extend(info.eos_token_ids.iter().copied());
     if args.ignore_eos {
         stop_tokens.clear();
     }
-    let gen_options = GenerateOptions { max_tokens: args.max_tokens, sampling, stop_tokens: stop_tokens.clone() };
+    let gen_options = GenerateOptions {
+        max_tokens: args.max_tokens,
+        sampling,
+        stop_tokens: stop_tokens.clone(),
+    };
     let mut stream = tokenizer.stream_with(true);
     let stdout = std::io::stdout();
     let mut failure: Option<Error> = None;
@@ -212,10 +239,15 @@ pub fn generate(args: &GenerateArgs) -> Result<i32, Error> {
 pub fn embed(args: &EmbedArgs) -> Result<i32, Error> {
     let target = target_of(&args.target)?;
     let model = Model::load(&args.model)?;
-    let options = CompileOptions { threads: args.threads, ..CompileOptions::default() };
+    let options = CompileOptions {
+        threads: args.threads,
+        ..CompileOptions::default()
+    };
     let embedder = crate::embed::Embedder::new(&model, &target, &options)?;
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
-    let vectors = with_spinner(format!("embedding {} texts", texts.len()), || embedder.embed(&texts))?;
+    let vectors = with_spinner(format!("embedding {} texts", texts.len()), || {
+        embedder.embed(&texts)
+    })?;
     if args.json {
         let items: Vec<serde_json::Value> = texts
             .iter()
@@ -233,7 +265,10 @@ pub fn embed(args: &EmbedArgs) -> Result<i32, Error> {
             "dim": embedder.dim(),
             "embeddings": items,
         });
-        println!("{}", serde_json::to_string(&doc).map_err(|e| Error::Output(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string(&doc).map_err(|e| Error::Output(e.to_string()))?
+        );
     } else {
         for (t, v) in texts.iter().zip(&vectors) {
             let shown: Vec<String> = v.iter().map(|x| format!("{x:.6}")).collect();

@@ -220,7 +220,10 @@ impl Generator {
         let mut mask = vec![false; n * total];
         for i in 0..n {
             let pos = start + i;
-            let oldest = self.info.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let oldest = self
+                .info
+                .sliding_window
+                .map_or(0, |w| (pos + 1).saturating_sub(w));
             for j in oldest..start {
                 mask[i * total + j] = true;
             }
@@ -232,8 +235,14 @@ impl Generator {
         }
         let mut inputs = vec![
             ("input_ids".to_string(), Tensor::from_vec(vec![1, n], ids)),
-            ("position_ids".to_string(), Tensor::from_vec(vec![1, n], positions)),
-            ("attention_mask".to_string(), Tensor::from_vec(vec![1, 1, n, total], mask)),
+            (
+                "position_ids".to_string(),
+                Tensor::from_vec(vec![1, n], positions),
+            ),
+            (
+                "attention_mask".to_string(),
+                Tensor::from_vec(vec![1, 1, n, total], mask),
+            ),
         ];
         let shape = vec![1, self.info.kv_heads, cap, self.info.head_dim];
         for (l, c) in self.cache.iter_mut().enumerate() {
@@ -362,6 +371,9 @@ fn write_rows(
 /// and so 4-aligned; an unaligned one is a bug and panics here).
 fn bytemuck_f32(buf: &mut BytesMut) -> &mut [f32] {
     let (head, floats, tail) = unsafe { buf.align_to_mut::<f32>() };
-    assert!(head.is_empty() && tail.is_empty(), "KV cache buffer is not f32-aligned");
+    assert!(
+        head.is_empty() && tail.is_empty(),
+        "KV cache buffer is not f32-aligned"
+    );
     floats
 }

@@ -46,9 +46,7 @@ impl Sampler {
         match self.rule {
             Sampling::Greedy => argmax(logits),
             Sampling::Sample {
-                temperature,
-                top_p,
-                ..
+                temperature, top_p, ..
             } => {
                 if temperature <= 0.0 {
                     return argmax(logits);
@@ -109,11 +107,24 @@ mod tests {
     #[test]
     fn sampling_is_seeded_and_respects_top_p() {
         let logits = [5.0, 4.9, -10.0, -10.0];
-        let rule = Sampling::Sample { temperature: 1.0, top_p: 0.9, seed: 7 };
-        let a: Vec<u32> = { let mut s = Sampler::new(rule.clone()); (0..50).map(|_| s.pick(&logits)).collect() };
-        let b: Vec<u32> = { let mut s = Sampler::new(rule); (0..50).map(|_| s.pick(&logits)).collect() };
+        let rule = Sampling::Sample {
+            temperature: 1.0,
+            top_p: 0.9,
+            seed: 7,
+        };
+        let a: Vec<u32> = {
+            let mut s = Sampler::new(rule.clone());
+            (0..50).map(|_| s.pick(&logits)).collect()
+        };
+        let b: Vec<u32> = {
+            let mut s = Sampler::new(rule);
+            (0..50).map(|_| s.pick(&logits)).collect()
+        };
         assert_eq!(a, b);
-        assert!(a.iter().all(|&t| t < 2), "tokens outside the nucleus: {a:?}");
+        assert!(
+            a.iter().all(|&t| t < 2),
+            "tokens outside the nucleus: {a:?}"
+        );
         assert!(a.contains(&0) && a.contains(&1));
     }
 }

@@ -106,12 +106,23 @@ pub fn build(
     let max_pos = cfg.usize("max_position_embeddings")?;
     let types = cfg.opt_usize("type_vocab_size")?.unwrap_or(2);
     let eps = cfg.opt_f64("layer_norm_eps")?.unwrap_or(1e-12) as f32;
-    cfg.check(hidden % heads == 0, format!("hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads})"))?;
-    let pos_type = cfg.opt_str("position_embedding_type")?.unwrap_or_else(|| "absolute".into());
-    cfg.check(pos_type == "absolute", format!("position_embedding_type {pos_type:?} is not supported"))?;
+    cfg.check(
+        hidden % heads == 0,
+        format!("hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads})"),
+    )?;
+    let pos_type = cfg
+        .opt_str("position_embedding_type")?
+        .unwrap_or_else(|| "absolute".into());
+    cfg.check(
+        pos_type == "absolute",
+        format!("position_embedding_type {pos_type:?} is not supported"),
+    )?;
     let act = cfg.opt_str("hidden_act")?.unwrap_or_else(|| "gelu".into());
     let head_dim = hidden / heads;
-    let prefix = if weights.tensor("bert.embeddings.word_embeddings.weight").is_some() {
+    let prefix = if weights
+        .tensor("bert.embeddings.word_embeddings.weight")
+        .is_some()
+    {
         "bert."
     } else {
         ""
@@ -121,7 +132,11 @@ pub fn build(
     let mut b = Builder::new(&cfg.architecture()?, weights, adapters);
     let (batch, seq) = (Dim::sym("batch"), Dim::sym("seq"));
     let ids = b.input("input_ids", DType::I64, vec![batch.clone(), seq.clone()]);
-    let mask = b.input("attention_mask", DType::I64, vec![batch.clone(), seq.clone()]);
+    let mask = b.input(
+        "attention_mask",
+        DType::I64,
+        vec![batch.clone(), seq.clone()],
+    );
     let type_ids = b.input("token_type_ids", DType::I64, vec![batch, seq]);
 
     let emb = format!("{prefix}embeddings");
@@ -129,24 +144,42 @@ pub fn build(
     let word = b.raw_weight(&format!("{emb}.word_embeddings.weight"), &[vocab, hidden])?;
     let x = b.op(Op::Layout(LayoutOp::Gather { axis: 0 }), &[word, ids])?;
     let x = b.to_compute(x)?;
-    let tt = b.raw_weight(&format!("{emb}.token_type_embeddings.weight"), &[types, hidden])?;
+    let tt = b.raw_weight(
+        &format!("{emb}.token_type_embeddings.weight"),
+        &[types, hidden],
+    )?;
     let t = b.op(Op::Layout(LayoutOp::Gather { axis: 0 }), &[tt, type_ids])?;
     let t = b.to_compute(t)?;
     let x = b.bin(BinaryOp::Add, x, t)?;
     // Positions 0..seq: the first `seq` rows of the table.
-    let pe = b.weight(&format!("{emb}.position_embeddings.weight"), &[max_pos, hidden])?;
-    let seq_len = b.op(Op::Layout(LayoutOp::Shape { start: 1, end: Some(2) }), &[ids])?;
+    let pe = b.weight(
+        &format!("{emb}.position_embeddings.weight"),
+        &[max_pos, hidden],
+    )?;
+    let seq_len = b.op(
+        Op::Layout(LayoutOp::Shape {
+            start: 1,
+            end: Some(2),
+        }),
+        &[ids],
+    )?;
     let zero = b.ints(&[0]);
     let axis0 = b.ints(&[0]);
     let one = b.ints(&[1]);
-    let p = b.op(Op::Layout(LayoutOp::Slice), &[pe, zero, seq_len, axis0, one])?;
+    let p = b.op(
+        Op::Layout(LayoutOp::Slice),
+        &[pe, zero, seq_len, axis0, one],
+    )?;
     let x = b.bin(BinaryOp::Add, x, p)?;
     let mut x = layer_norm(&mut b, x, &format!("{emb}.LayerNorm"), hidden, eps)?;
     b.leave(prev);
 
     // Keep-where-true mask [batch, 1, 1, seq].
     let keep = b.op(Op::Layout(LayoutOp::Cast { to: DType::Bool }), &[mask])?;
-    let keep = b.op(Op::Layout(LayoutOp::Unsqueeze { axes: vec![1, 2] }), &[keep])?;
+    let keep = b.op(
+        Op::Layout(LayoutOp::Unsqueeze { axes: vec![1, 2] }),
+        &[keep],
+    )?;
 
     for l in 0..layers {
         let layer = format!("{prefix}encoder.layer.{l}");
@@ -161,7 +194,11 @@ pub fn build(
             let t = b.reshape(t, &[0, 0, heads as i64, head_dim as i64])?;
             b.transpose(t, &[0, 2, 1, 3])
         };
-        let (q, k, v) = (heads_of(&mut b, q)?, heads_of(&mut b, k)?, heads_of(&mut b, v)?);
+        let (q, k, v) = (
+            heads_of(&mut b, q)?,
+            heads_of(&mut b, k)?,
+            heads_of(&mut b, v)?,
+        );
         let y = b.op(
             Op::Composite(CompositeOp::Attention {
                 scale: None,
@@ -176,7 +213,13 @@ pub fn build(
         )?;
         let y = b.transpose(y, &[0, 2, 1, 3])?;
         let y = b.reshape(y, &[0, 0, hidden as i64])?;
-        let y = b.linear(y, &format!("{attn}.output.dense"), hidden, hidden, Bias::Required)?;
+        let y = b.linear(
+            y,
+            &format!("{attn}.output.dense"),
+            hidden,
+            hidden,
+            Bias::Required,
+        )?;
         let y = b.bin(BinaryOp::Add, y, x)?;
         let h = layer_norm(&mut b, y, &format!("{attn}.output.LayerNorm"), hidden, eps)?;
         b.leave(prev_a);
@@ -184,7 +227,13 @@ pub fn build(
         let prev_f = b.enter(&format!("{layer}.ffn"), BrickKind::Ffn);
         let u = b.linear(h, &format!("{ffn}.dense"), hidden, inter, Bias::Required)?;
         let u = activation(&mut b, cfg, &act, u)?;
-        let y = b.linear(u, &format!("{layer}.output.dense"), inter, hidden, Bias::Required)?;
+        let y = b.linear(
+            u,
+            &format!("{layer}.output.dense"),
+            inter,
+            hidden,
+            Bias::Required,
+        )?;
         let y = b.bin(BinaryOp::Add, y, h)?;
         x = layer_norm(&mut b, y, &format!("{layer}.output.LayerNorm"), hidden, eps)?;
         b.leave(prev_f);
@@ -227,7 +276,9 @@ pub fn build(
 fn activation(b: &mut Builder, cfg: &Config, act: &str, x: ValueId) -> Result<ValueId, HfError> {
     match act {
         "gelu" => b.op(Op::Composite(CompositeOp::Gelu { tanh: false }), &[x]),
-        "gelu_new" | "gelu_pytorch_tanh" => b.op(Op::Composite(CompositeOp::Gelu { tanh: true }), &[x]),
+        "gelu_new" | "gelu_pytorch_tanh" => {
+            b.op(Op::Composite(CompositeOp::Gelu { tanh: true }), &[x])
+        }
         "relu" => b.un(UnaryOp::Relu, x),
         other => Err(HfError::BadConfig {
             path: cfg.path().to_owned(),
@@ -237,7 +288,13 @@ fn activation(b: &mut Builder, cfg: &Config, act: &str, x: ValueId) -> Result<Va
 }
 
 /// LayerNorm over the last axis (accepting the old `gamma`/`beta` names).
-fn layer_norm(b: &mut Builder, x: ValueId, module: &str, hidden: usize, eps: f32) -> Result<ValueId, HfError> {
+fn layer_norm(
+    b: &mut Builder,
+    x: ValueId,
+    module: &str,
+    hidden: usize,
+    eps: f32,
+) -> Result<ValueId, HfError> {
     let prev = b.enter(module, BrickKind::Norm);
     let (wn, bn) = if b.has(&format!("{module}.gamma")) {
         ("gamma", "beta")
@@ -246,7 +303,13 @@ fn layer_norm(b: &mut Builder, x: ValueId, module: &str, hidden: usize, eps: f32
     };
     let w = b.weight(&format!("{module}.{wn}"), &[hidden])?;
     let bias = b.weight(&format!("{module}.{bn}"), &[hidden])?;
-    let y = b.op(Op::Composite(CompositeOp::LayerNorm { axis: 2, epsilon: eps }), &[x, w, bias]);
+    let y = b.op(
+        Op::Composite(CompositeOp::LayerNorm {
+            axis: 2,
+            epsilon: eps,
+        }),
+        &[x, w, bias],
+    );
     b.leave(prev);
     y
 }

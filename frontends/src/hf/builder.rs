@@ -96,7 +96,8 @@ impl<'w> Builder<'w> {
 
     /// A graph input.
     pub fn input(&mut self, name: &str, dtype: DType, dims: Vec<Dim>) -> ValueId {
-        self.graph.add_input(name, TensorType::new(dtype, Shape(dims)))
+        self.graph
+            .add_input(name, TensorType::new(dtype, Shape(dims)))
     }
 
     fn build_err(&self, message: String) -> HfError {

@@ -81,10 +81,9 @@ impl Config {
     pub fn opt_usize(&self, key: &str) -> Result<Option<usize>, HfError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(|u| Some(u as usize))
-                .ok_or_else(|| self.bad(format!("`{key}` is {v}, expected a non-negative integer"))),
+            Some(v) => v.as_u64().map(|u| Some(u as usize)).ok_or_else(|| {
+                self.bad(format!("`{key}` is {v}, expected a non-negative integer"))
+            }),
         }
     }
 

@@ -15,7 +15,9 @@
 //! the caller, a prefill (cache empty, causal mask) and a decode step (one token,
 //! the filled cache slots visible) are the same graph at different shapes.
 
-use kiln_ir::op::{BinaryOp, CompositeOp, LayoutOp, QkOutput, ReduceKind, ReduceOp, ScatterReduction, UnaryOp};
+use kiln_ir::op::{
+    BinaryOp, CompositeOp, LayoutOp, QkOutput, ReduceKind, ReduceOp, ScatterReduction, UnaryOp,
+};
 use kiln_ir::{BrickKind, DType, Dim, Op, Tensor, ValueId};
 
 use super::builder::{Bias, Builder, WeightSource};
@@ -116,7 +118,10 @@ pub fn build(
     let embed_name = "model.embed_tokens.weight";
     let embed = b.raw_weight(embed_name, &[p.vocab, p.hidden])?;
     let weight_dtype = b.graph.value(embed).ty.dtype;
-    let x = b.op(Op::Layout(LayoutOp::Gather { axis: 0 }), &[embed, io.input_ids])?;
+    let x = b.op(
+        Op::Layout(LayoutOp::Gather { axis: 0 }),
+        &[embed, io.input_ids],
+    )?;
     let mut x = b.to_compute(x)?;
     b.leave(prev);
 
@@ -127,10 +132,20 @@ pub fn build(
     for l in 0..p.layers {
         let layer = format!("model.layers.{l}");
         let prev = b.enter(&layer, BrickKind::Layer);
-        let n = rms_norm(&mut b, x, &format!("{layer}.input_layernorm"), p.hidden, p.eps)?;
+        let n = rms_norm(
+            &mut b,
+            x,
+            &format!("{layer}.input_layernorm"),
+            p.hidden,
+            p.eps,
+        )?;
         let attn = format!("{layer}.self_attn");
         let prev_attn = b.enter(&attn, BrickKind::Attention);
-        let qkv_bias = if p.qkv_bias { Bias::Required } else { Bias::None };
+        let qkv_bias = if p.qkv_bias {
+            Bias::Required
+        } else {
+            Bias::None
+        };
         let (hq, hkv, hd) = (p.heads, p.kv_heads, p.head_dim);
         let q = b.linear(n, &format!("{attn}.q_proj"), p.hidden, hq * hd, qkv_bias)?;
         let k = b.linear(n, &format!("{attn}.k_proj"), p.hidden, hkv * hd, qkv_bias)?;
@@ -150,7 +165,13 @@ pub fn build(
         b.leave(prev_attn);
         let h = b.bin(BinaryOp::Add, x, y)?;
 
-        let n = rms_norm(&mut b, h, &format!("{layer}.post_attention_layernorm"), p.hidden, p.eps)?;
+        let n = rms_norm(
+            &mut b,
+            h,
+            &format!("{layer}.post_attention_layernorm"),
+            p.hidden,
+            p.eps,
+        )?;
         let y = match &p.moe {
             Some(moe) if moe.is_sparse_layer(l) => {
                 moe_block(&mut b, &p, moe, n, &layer, &mut known_modules)?
@@ -261,7 +282,10 @@ impl Io {
     /// Adds the cache outputs after `logits`.
     fn finish(&self, b: &mut Builder) {
         for (l, &(k, v)) in self.present.iter().enumerate() {
-            let (k, v) = (k.expect("every layer attends"), v.expect("every layer attends"));
+            let (k, v) = (
+                k.expect("every layer attends"),
+                v.expect("every layer attends"),
+            );
             b.output(k, &present_key(l));
             b.output(v, &present_value(l));
         }
@@ -331,7 +355,13 @@ fn attend(
 }
 
 /// `x / √(mean(x²) + ε) · weight` over the last axis.
-fn rms_norm(b: &mut Builder, x: ValueId, module: &str, hidden: usize, eps: f32) -> Result<ValueId, HfError> {
+fn rms_norm(
+    b: &mut Builder,
+    x: ValueId,
+    module: &str,
+    hidden: usize,
+    eps: f32,
+) -> Result<ValueId, HfError> {
     let prev = b.enter(module, BrickKind::Norm);
     let w = b.weight(&format!("{module}.weight"), &[hidden])?;
     let y = b.op(
@@ -346,7 +376,13 @@ fn rms_norm(b: &mut Builder, x: ValueId, module: &str, hidden: usize, eps: f32) 
 }
 
 /// `(x·w + b)` normalized over the last axis with scale and bias (GPT-2's `ln_*`).
-fn layer_norm(b: &mut Builder, x: ValueId, module: &str, hidden: usize, eps: f32) -> Result<ValueId, HfError> {
+fn layer_norm(
+    b: &mut Builder,
+    x: ValueId,
+    module: &str,
+    hidden: usize,
+    eps: f32,
+) -> Result<ValueId, HfError> {
     let prev = b.enter(module, BrickKind::Norm);
     let w = b.weight(&format!("{module}.weight"), &[hidden])?;
     let bias = b.weight(&format!("{module}.bias"), &[hidden])?;
@@ -386,7 +422,13 @@ fn swiglu(
 
 /// A SwiGLU expert from explicit weights (`gate`, `up`: `[inter, hidden]`, `down`:
 /// `[hidden, inter]`).
-fn expert_ffn(b: &mut Builder, x: ValueId, gate: ValueId, up: ValueId, down: ValueId) -> Result<ValueId, HfError> {
+fn expert_ffn(
+    b: &mut Builder,
+    x: ValueId,
+    gate: ValueId,
+    up: ValueId,
+    down: ValueId,
+) -> Result<ValueId, HfError> {
     let gt = b.transpose2(gate)?;
     let ut = b.transpose2(up)?;
     let dt = b.transpose2(down)?;
@@ -411,11 +453,12 @@ fn moe_block(
     layer: &str,
     known: &mut Vec<String>,
 ) -> Result<ValueId, HfError> {
-    let module = if p.family == Family::Mixtral && b.has(&format!("{layer}.block_sparse_moe.gate.weight")) {
-        format!("{layer}.block_sparse_moe")
-    } else {
-        format!("{layer}.mlp")
-    };
+    let module =
+        if p.family == Family::Mixtral && b.has(&format!("{layer}.block_sparse_moe.gate.weight")) {
+            format!("{layer}.block_sparse_moe")
+        } else {
+            format!("{layer}.mlp")
+        };
     let prev = b.enter(&module, BrickKind::Moe);
     let (e_count, hidden, inter) = (moe.experts, p.hidden, moe.intermediate);
 
@@ -460,7 +503,11 @@ fn moe_block(
     let (gate_up_all, down_all) = if fused {
         (
             Some(b_tensor(b, &fused_gate_up, &[e_count, 2 * inter, hidden])?),
-            Some(b_tensor(b, &format!("{module}.experts.down_proj"), &[e_count, hidden, inter])?),
+            Some(b_tensor(
+                b,
+                &format!("{module}.experts.down_proj"),
+                &[e_count, hidden, inter],
+            )?),
         )
     } else {
         (None, None)
@@ -511,7 +558,13 @@ fn moe_block(
         for m in ["gate_proj", "up_proj", "down_proj"] {
             known.push(format!("{se}.{m}"));
         }
-        let gate = b.linear(x, &format!("{module}.shared_expert_gate"), hidden, 1, Bias::None)?;
+        let gate = b.linear(
+            x,
+            &format!("{module}.shared_expert_gate"),
+            hidden,
+            1,
+            Bias::None,
+        )?;
         let gate = b.un(UnaryOp::Sigmoid, gate)?;
         let y = b.bin(BinaryOp::Mul, y, gate)?;
         out = b.bin(BinaryOp::Add, out, y)?;
@@ -533,7 +586,8 @@ fn slice_rows(t: &Tensor, e: usize, start: usize, rows: usize, cols: usize) -> T
     let size = t.dtype().size();
     let begin = (e * per_matrix + start * cols) * size;
     let bytes = t.bytes().slice(begin..begin + rows * cols * size);
-    Tensor::from_bytes(t.dtype(), vec![rows, cols], bytes).expect("the slice has rows·cols elements")
+    Tensor::from_bytes(t.dtype(), vec![rows, cols], bytes)
+        .expect("the slice has rows·cols elements")
 }
 
 /// The mixture-of-experts part of a config.
@@ -581,7 +635,10 @@ impl LlamaParams {
         let hidden = cfg.usize("hidden_size")?;
         let heads = cfg.usize("num_attention_heads")?;
         let kv_heads = cfg.opt_usize("num_key_value_heads")?.unwrap_or(heads);
-        cfg.check(heads > 0 && kv_heads > 0, "attention head counts must be positive")?;
+        cfg.check(
+            heads > 0 && kv_heads > 0,
+            "attention head counts must be positive",
+        )?;
         cfg.check(
             heads % kv_heads == 0,
             format!("num_attention_heads ({heads}) is not a multiple of num_key_value_heads ({kv_heads})"),
@@ -591,7 +648,9 @@ impl LlamaParams {
             None => {
                 cfg.check(
                     hidden % heads == 0,
-                    format!("hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads})"),
+                    format!(
+                        "hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads})"
+                    ),
                 )?;
                 hidden / heads
             }
@@ -634,12 +693,18 @@ impl LlamaParams {
                 top_k: cfg.usize("num_experts_per_tok")?,
                 intermediate: cfg.usize("moe_intermediate_size")?,
                 normalize: cfg.opt_bool("norm_topk_prob")?.unwrap_or(false),
-                shared_intermediate: cfg.opt_usize("shared_expert_intermediate_size")?.filter(|&s| s > 0),
+                shared_intermediate: cfg
+                    .opt_usize("shared_expert_intermediate_size")?
+                    .filter(|&s| s > 0),
                 sparse_step: cfg.opt_usize("decoder_sparse_step")?.unwrap_or(1).max(1),
                 mlp_only_layers: cfg
                     .get("mlp_only_layers")
                     .and_then(|v| v.as_array())
-                    .map(|a| a.iter().filter_map(|x| x.as_u64().map(|u| u as usize)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_u64().map(|u| u as usize))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             }),
             _ => None,
@@ -647,7 +712,10 @@ impl LlamaParams {
         if let Some(m) = &moe {
             cfg.check(
                 m.top_k >= 1 && m.top_k <= m.experts,
-                format!("num_experts_per_tok ({}) must be between 1 and the number of experts ({})", m.top_k, m.experts),
+                format!(
+                    "num_experts_per_tok ({}) must be between 1 and the number of experts ({})",
+                    m.top_k, m.experts
+                ),
             )?;
         }
         let intermediate = match (&moe, family) {
@@ -690,9 +758,14 @@ fn build_gpt2(
     let max_pos = cfg.usize("n_positions")?;
     let inner = cfg.opt_usize("n_inner")?.unwrap_or(4 * hidden);
     let eps = cfg.opt_f64("layer_norm_epsilon")?.unwrap_or(1e-5) as f32;
-    cfg.check(hidden % heads == 0, format!("n_embd ({hidden}) is not a multiple of n_head ({heads})"))?;
+    cfg.check(
+        hidden % heads == 0,
+        format!("n_embd ({hidden}) is not a multiple of n_head ({heads})"),
+    )?;
     let head_dim = hidden / heads;
-    let act = cfg.opt_str("activation_function")?.unwrap_or_else(|| "gelu_new".into());
+    let act = cfg
+        .opt_str("activation_function")?
+        .unwrap_or_else(|| "gelu_new".into());
     let gelu = match act.as_str() {
         "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(true),
         "gelu" => Some(false),
@@ -700,11 +773,16 @@ fn build_gpt2(
         other => {
             return Err(HfError::BadConfig {
                 path: cfg.path().to_owned(),
-                message: format!("activation_function {other:?} is not supported (gelu_new, gelu, relu)"),
+                message: format!(
+                    "activation_function {other:?} is not supported (gelu_new, gelu, relu)"
+                ),
             })
         }
     };
-    for (key, unsupported) in [("scale_attn_by_inverse_layer_idx", true), ("reorder_and_upcast_attn", true)] {
+    for (key, unsupported) in [
+        ("scale_attn_by_inverse_layer_idx", true),
+        ("reorder_and_upcast_attn", true),
+    ] {
         cfg.check(
             cfg.opt_bool(key)?.unwrap_or(false) != unsupported,
             format!("`{key}` is not supported"),
@@ -722,10 +800,16 @@ fn build_gpt2(
     let wte_name = format!("{prefix}wte.weight");
     let wte = b.raw_weight(&wte_name, &[vocab, hidden])?;
     let weight_dtype = b.graph.value(wte).ty.dtype;
-    let tok = b.op(Op::Layout(LayoutOp::Gather { axis: 0 }), &[wte, io.input_ids])?;
+    let tok = b.op(
+        Op::Layout(LayoutOp::Gather { axis: 0 }),
+        &[wte, io.input_ids],
+    )?;
     let tok = b.to_compute(tok)?;
     let wpe = b.raw_weight(&format!("{prefix}wpe.weight"), &[max_pos, hidden])?;
-    let pos = b.op(Op::Layout(LayoutOp::Gather { axis: 0 }), &[wpe, io.position_ids])?;
+    let pos = b.op(
+        Op::Layout(LayoutOp::Gather { axis: 0 }),
+        &[wpe, io.position_ids],
+    )?;
     let pos = b.to_compute(pos)?;
     let mut x = b.bin(BinaryOp::Add, tok, pos)?;
     b.leave(prev);
@@ -773,7 +857,11 @@ fn build_gpt2(
     }
     let x = layer_norm(&mut b, x, &format!("{prefix}ln_f"), hidden, eps)?;
     let prev = b.enter("lm_head", BrickKind::Head);
-    let head = if b.has("lm_head.weight") { "lm_head.weight".to_owned() } else { wte_name };
+    let head = if b.has("lm_head.weight") {
+        "lm_head.weight".to_owned()
+    } else {
+        wte_name
+    };
     let w = b.weight(&head, &[vocab, hidden])?;
     let wt = b.transpose2(w)?;
     let logits = b.matmul(x, wt)?;

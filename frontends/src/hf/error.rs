@@ -59,7 +59,9 @@ pub enum HfError {
         expected: Vec<usize>,
     },
     /// A tensor has another shape than the config implies.
-    #[error("{source_name}: tensor {tensor} has shape {actual:?}, the config implies {expected:?}")]
+    #[error(
+        "{source_name}: tensor {tensor} has shape {actual:?}, the config implies {expected:?}"
+    )]
     TensorShape {
         /// Where the weights came from.
         source_name: String,

@@ -83,12 +83,19 @@ pub fn load_adapter(dir: &Path) -> Result<Adapter, HfError> {
     };
     let config_path = dir.join("adapter_config.json");
     if !config_path.is_file() {
-        return Err(bad("no adapter_config.json (expected a PEFT adapter folder)".into()));
+        return Err(bad(
+            "no adapter_config.json (expected a PEFT adapter folder)".into(),
+        ));
     }
     let config = read_json(&config_path)?;
-    let peft_type = config.get("peft_type").and_then(Value::as_str).unwrap_or("LORA");
+    let peft_type = config
+        .get("peft_type")
+        .and_then(Value::as_str)
+        .unwrap_or("LORA");
     if !peft_type.eq_ignore_ascii_case("lora") {
-        return Err(bad(format!("peft_type is {peft_type:?}; kiln loads LORA adapters")));
+        return Err(bad(format!(
+            "peft_type is {peft_type:?}; kiln loads LORA adapters"
+        )));
     }
     let rank = config
         .get("r")
@@ -100,8 +107,15 @@ pub fn load_adapter(dir: &Path) -> Result<Adapter, HfError> {
         .get("lora_alpha")
         .and_then(Value::as_f64)
         .unwrap_or(rank as f64);
-    let rslora = config.get("use_rslora").and_then(Value::as_bool).unwrap_or(false);
-    if config.get("use_dora").and_then(Value::as_bool).unwrap_or(false) {
+    let rslora = config
+        .get("use_rslora")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if config
+        .get("use_dora")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
         return Err(bad("DoRA adapters (use_dora) are not supported".into()));
     }
     let has_rank_pattern = config
@@ -113,7 +127,9 @@ pub fn load_adapter(dir: &Path) -> Result<Adapter, HfError> {
             .and_then(Value::as_object)
             .is_some_and(|m| !m.is_empty());
     if has_rank_pattern {
-        return Err(bad("per-module rank_pattern/alpha_pattern is not supported".into()));
+        return Err(bad(
+            "per-module rank_pattern/alpha_pattern is not supported".into(),
+        ));
     }
     let scale = if rslora {
         alpha / (rank as f64).sqrt()
@@ -140,21 +156,32 @@ pub fn load_adapter(dir: &Path) -> Result<Adapter, HfError> {
         } else if let Some(i) = stripped.find(".lora_B.") {
             (&stripped[..i], 'B')
         } else if stripped.contains("lora_embedding") || stripped.contains("lora_magnitude") {
-            return Err(bad(format!("tensor {name}: only LoRA on linear layers is supported")));
+            return Err(bad(format!(
+                "tensor {name}: only LoRA on linear layers is supported"
+            )));
         } else {
             // Extra saved modules (modules_to_save) are not LoRA updates.
             return Err(bad(format!(
                 "tensor {name} is not a lora_A/lora_B weight (modules_to_save is not supported)"
             )));
         };
-        if t.rank() != 2 || !matches!(t.dtype(), kiln_ir::DType::F32 | kiln_ir::DType::F16 | kiln_ir::DType::BF16) {
+        if t.rank() != 2
+            || !matches!(
+                t.dtype(),
+                kiln_ir::DType::F32 | kiln_ir::DType::F16 | kiln_ir::DType::BF16
+            )
+        {
             return Err(bad(format!(
                 "tensor {name} is {} {:?}; expected a float matrix",
                 t.dtype().name(),
                 t.shape()
             )));
         }
-        let map = if which == 'A' { &mut a_parts } else { &mut b_parts };
+        let map = if which == 'A' {
+            &mut a_parts
+        } else {
+            &mut b_parts
+        };
         map.insert(module.to_owned(), t.clone());
     }
     let mut modules = BTreeMap::new();
@@ -184,7 +211,13 @@ pub fn load_adapter(dir: &Path) -> Result<Adapter, HfError> {
     Ok(Adapter {
         name: name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect(),
         dir: dir.to_owned(),
         scale,

@@ -60,7 +60,10 @@ impl Rope {
         };
         let partial = cfg.opt_f64("partial_rotary_factor")?.unwrap_or(1.0);
         let dim = ((head_dim as f64 * partial) as usize) & !1;
-        cfg.check(dim > 0, format!("rotary dimension of {head_dim}-feature heads is 0"))?;
+        cfg.check(
+            dim > 0,
+            format!("rotary dimension of {head_dim}-feature heads is 0"),
+        )?;
         let scaling = match scaling_json {
             None => RopeScaling::None,
             Some(s) => {
@@ -70,10 +73,12 @@ impl Rope {
                     .and_then(|v| v.as_str())
                     .unwrap_or("default");
                 let num = |key: &str| -> Result<f64, HfError> {
-                    s.get(key).and_then(|v| v.as_f64()).ok_or_else(|| HfError::BadConfig {
-                        path: cfg.path().to_owned(),
-                        message: format!("rope_scaling of type {kind:?} needs `{key}`"),
-                    })
+                    s.get(key)
+                        .and_then(|v| v.as_f64())
+                        .ok_or_else(|| HfError::BadConfig {
+                            path: cfg.path().to_owned(),
+                            message: format!("rope_scaling of type {kind:?} needs `{key}`"),
+                        })
                 };
                 match kind {
                     "default" => RopeScaling::None,
