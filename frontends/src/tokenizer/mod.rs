@@ -193,9 +193,23 @@ impl TextTokenizer {
         ))
     }
 
-    /// Builds the tokenizer a GGUF file's tokenizer metadata describes, exactly
-    /// as transformers' `AutoTokenizer.from_pretrained(dir, gguf_file=...)` does
-    /// (see [`GgufVocab`] and the `gguf` conversion notes in this module's source).
+    /// Builds the tokenizer a GGUF file's tokenizer metadata describes, as
+    /// transformers 5's `AutoTokenizer.from_pretrained(dir, gguf_file=...)` does:
+    ///
+    /// - `gpt2`: byte-level BPE over the file's merges (or, without them, merges
+    ///   derived from the scores); tokens not written in GPT-2's byte alphabet
+    ///   are respelled into it; GPT-2's split regex, or the one [`split_regex`]
+    ///   gives for the file's `pre`; no BOS unless `add_bos_token` says so.
+    /// - `llama`: SentencePiece BPE with byte fallback, merges derived from the
+    ///   scores ([`generate_merges`]) unless the file lists them, a `▁` prefix on
+    ///   the first word only, BOS added unless `add_bos_token` is false.
+    ///
+    /// Control tokens (type 3; in a byte-level vocabulary only those written in
+    /// the byte alphabet) become special tokens and user-defined ones (type 4)
+    /// plain added tokens, so `<|im_start|>` and `<think>` stay whole; so do the
+    /// BOS/EOS/unknown/padding tokens. Unlike transformers, kiln never appends a
+    /// token the file lacks (like GPT-2's default `<|endoftext|>`): every id is
+    /// inside the model's vocabulary.
     pub fn from_gguf_parts(parts: GgufVocab) -> Result<TextTokenizer, TokenizerError> {
         let built = gguf::build(&parts)?;
         let special_tokens: Vec<(&'static str, String)> = [
@@ -297,7 +311,9 @@ impl TextTokenizer {
         DecodeStream::new(&self.tokenizer, skip_special_tokens)
     }
 
-    /// The BOS token's id, if the tokenizer has one.
+    /// The BOS token's id: the tokenizer's BOS token, else the `bos_token_id` of
+    /// `generation_config.json` or `config.json`. Whether
+    /// [`encode`](Self::encode) adds it is the post-processor's business.
     pub fn bos_id(&self) -> Option<u32> {
         self.bos_id
     }
