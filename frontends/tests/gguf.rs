@@ -1322,6 +1322,38 @@ fn mapping_errors_name_the_problem() {
     );
 }
 
+#[test]
+fn damaged_headers_never_panic() {
+    // Every byte of the header, metadata and tensor infos of a small model, set
+    // to a few telling values: opening, decoding every tensor and mapping to
+    // Hugging Face may fail, but only with an error.
+    let (gguf, _) = tiny_model("llama", true, false);
+    let good = gguf.bytes();
+    let (_dir, file) = open(&good);
+    let header_len = file.data_start() as usize;
+    let (_dir, path) = write_file(&[]);
+    let mut opened = 0;
+    for at in 0..header_len {
+        for value in [0x00, 0x01, 0x80, 0xff] {
+            if good[at] == value {
+                continue;
+            }
+            let mut bytes = good.clone();
+            bytes[at] = value;
+            std::fs::write(&path, &bytes).unwrap();
+            let Ok(file) = GgufFile::open(&path) else {
+                continue;
+            };
+            opened += 1;
+            for info in file.tensors() {
+                let _ = file.tensor(info.name());
+            }
+            let _ = file.to_hf_llama();
+        }
+    }
+    assert!(opened > 0, "some damage (in values) still opens");
+}
+
 // ---------------------------------------------------------------------------
 // The real SmolLM2-135M-Instruct Q4_1 file, when installed.
 

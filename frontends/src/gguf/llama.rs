@@ -442,10 +442,17 @@ fn hf_tensors(
         out.insert(hf, tensor);
     }
 
-    let mut required: Vec<String> = vec![
-        "model.embed_tokens.weight".into(),
-        "model.norm.weight".into(),
-    ];
+    // Checked one by one (not listed first): an absurd layer count then fails
+    // at its first missing layer instead of building an absurd list.
+    let missing = |name: &str| -> Result<(), GgufError> {
+        if out.contains_key(name) {
+            Ok(())
+        } else {
+            Err(bad(format!("no tensor for `{name}`")))
+        }
+    };
+    missing("model.embed_tokens.weight")?;
+    missing("model.norm.weight")?;
     for i in 0..layers {
         for module in [
             "input_layernorm",
@@ -458,12 +465,7 @@ fn hf_tensors(
             "mlp.up_proj",
             "mlp.down_proj",
         ] {
-            required.push(format!("model.layers.{i}.{module}.weight"));
-        }
-    }
-    for name in required {
-        if !out.contains_key(&name) {
-            return Err(bad(format!("no tensor for `{name}`")));
+            missing(&format!("model.layers.{i}.{module}.weight"))?;
         }
     }
     if let Some(lm_head) = out.get("lm_head.weight") {
