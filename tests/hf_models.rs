@@ -35,17 +35,26 @@ fn reference(path: &Path) -> Reference {
             .map(|v| v.as_u64().unwrap() as u32)
             .collect()
     };
-    let logits = r["logits"]
-        .as_array()
-        .expect("logits")
-        .iter()
-        .flat_map(|row| {
-            row.as_array()
-                .expect("a row")
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-        })
-        .collect();
+    let logits = match r.get("logits_file").and_then(Value::as_str) {
+        Some(file) => {
+            let w = kiln_frontends::safetensors::load(&path.with_file_name(file)).unwrap();
+            let name = r["logits_tensor"].as_str().unwrap_or("logits");
+            w.get(name)
+                .unwrap_or_else(|| panic!("{file}: no {name}"))
+                .to_f64_vec()
+        }
+        None => r["logits"]
+            .as_array()
+            .expect("logits")
+            .iter()
+            .flat_map(|row| {
+                row.as_array()
+                    .expect("a row")
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+            })
+            .collect(),
+    };
     Reference {
         input_ids: ids("input_ids"),
         logits,
@@ -117,6 +126,72 @@ fn llama() {
 }
 
 #[test]
+fn llama3_rope_scaling_and_tied_embeddings() {
+    both("llama3");
+}
+
+#[test]
+fn mistral() {
+    both("mistral");
+}
+
+#[test]
+fn qwen2_with_qkv_biases() {
+    both("qwen2");
+}
+
+#[test]
+fn mixtral_experts() {
+    both("mixtral");
+}
+
+#[test]
+fn qwen2_moe_with_shared_expert() {
+    both("qwen2_moe");
+}
+
+#[test]
 fn gpt2() {
     both("gpt2");
+}
+
+#[test]
+fn llama_f16_weights() {
+    both("llama-f16");
+}
+
+#[test]
+fn llama_bf16_weights() {
+    both("llama-bf16");
+}
+
+/// A PEFT adapter (r = 8 on q_proj and v_proj, random A and B) changes the
+/// output exactly as PEFT's merged model does.
+#[test]
+fn lora_adapter_matches_peft_merged() {
+    let base = fixture_dir().join("llama");
+    for adapter in ["llama-lora-a", "llama-lora-b"] {
+        let dir = fixture_dir().join(adapter);
+        for target in [Target::reference(), Target::cpu()] {
+            check(&base, &[dir.clone()], &dir.join("reference.json"), target);
+        }
+    }
+}
+
+/// Two adapters at once: their updates add, as merging one after the other does.
+#[test]
+fn two_lora_adapters_stack() {
+    let base = fixture_dir().join("llama");
+    let adapters = [
+        fixture_dir().join("llama-lora-a"),
+        fixture_dir().join("llama-lora-b"),
+    ];
+    for target in [Target::reference(), Target::cpu()] {
+        check(
+            &base,
+            &adapters,
+            &fixture_dir().join("llama-lora-ab-reference.json"),
+            target,
+        );
+    }
 }

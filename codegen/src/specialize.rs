@@ -6,6 +6,12 @@
 //! only read shapes (`Shape`, `Size`), are evaluated on the spot by the reference
 //! interpreter (size-guarded), which is what turns exporters' shape arithmetic
 //! (`Shape → Gather → Concat → Reshape`) into constant reshapes.
+//!
+//! Half-precision weights widened to f32 (`Cast` of an f16/bf16 constant) are not
+//! folded: the `Cast` stays, so a batch-1 matrix-vector kernel can read the
+//! half-precision bytes (half the memory traffic) and a GEMM reads the cast's
+//! result computed per run. Data movement over such casts (a QKV concatenation,
+//! a split, a reshape) is folded on the half-precision tensors and cast again.
 
 use kiln_ir::op::{InferInputs, LayoutOp};
 use kiln_ir::{Dim, Graph, Op, Shape, Tensor, TensorType, ValueDef, ValueId};
@@ -107,6 +113,8 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
             map[i] = Some(out.add_const(v.name.clone(), t.clone()));
         }
     }
+    // Values that are `Cast(c)` of a half-precision constant `c` (its id in `out`).
+    let mut widened: std::collections::HashMap<ValueId, ValueId> = Default::default();
     for node in graph.nodes() {
         let inputs: Vec<ValueId> = node
             .inputs
@@ -132,7 +140,36 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
                 consts: &consts,
             })
             .map_err(err)?;
-        if let Some(values) = fold(&node.op, &types, &consts, &out_types, node.outputs.len()) {
+        if let Some(raw) = widened_input(&node.op, &inputs, &types, &out, &widened) {
+            if let Some(results) =
+                fold_widened(&node.op, &inputs, &raw, &out, &widened, node.outputs.len())
+            {
+                for (((&o, name), t), ty) in
+                    node.outputs.iter().zip(&names).zip(results).zip(&out_types)
+                {
+                    let half = out.add_const(format!("{name}.half"), t);
+                    let cast = out
+                        .add_node_typed(
+                            format!("{}.widen", node.name),
+                            Op::Layout(LayoutOp::Cast { to: ty.dtype }),
+                            vec![half],
+                            std::slice::from_ref(name),
+                            vec![ty.clone()],
+                            node.brick,
+                        )
+                        .map_err(|e| err(e.message))?[0];
+                    widened.insert(cast, half);
+                    map[o.0 as usize] = Some(cast);
+                }
+                continue;
+            }
+        }
+        let keep_cast = is_widening_cast(&node.op, &types) && consts[0].is_some();
+        let first_input = inputs.first().copied();
+        if keep_cast {
+            // Left as a node; recorded so data movement and GEMVs can see through it.
+        } else if let Some(values) = fold(&node.op, &types, &consts, &out_types, node.outputs.len())
+        {
             for ((&o, name), t) in node.outputs.iter().zip(&names).zip(values) {
                 map[o.0 as usize] = Some(out.add_const(name.clone(), t));
             }
@@ -150,6 +187,9 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
                 node.brick,
             )
             .map_err(|e| err(e.message))?;
+        if keep_cast {
+            widened.insert(new[0], first_input.expect("a cast has an input"));
+        }
         for (&o, n) in node.outputs.iter().zip(new) {
             map[o.0 as usize] = Some(n);
         }
@@ -161,6 +201,93 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
         .collect();
     out.prune();
     Ok(out)
+}
+
+/// `Cast` of an f16/bf16 value to f32.
+fn is_widening_cast(op: &Op, types: &[TensorType]) -> bool {
+    matches!(
+        op,
+        Op::Layout(LayoutOp::Cast {
+            to: kiln_ir::DType::F32
+        })
+    ) && matches!(
+        types.first().map(|t| t.dtype),
+        Some(kiln_ir::DType::F16 | kiln_ir::DType::BF16)
+    )
+}
+
+/// Data movement that commutes with a cast.
+fn moves_data(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Layout(
+            LayoutOp::Concat { .. }
+                | LayoutOp::Split { .. }
+                | LayoutOp::Reshape { .. }
+                | LayoutOp::Squeeze { .. }
+                | LayoutOp::Unsqueeze { .. }
+                | LayoutOp::Flatten { .. }
+                | LayoutOp::Slice
+                | LayoutOp::Identity
+        )
+    )
+}
+
+/// For data movement whose float operands are all widened half constants (the
+/// rest constants), the half-precision constant of each operand.
+fn widened_input(
+    op: &Op,
+    inputs: &[ValueId],
+    types: &[TensorType],
+    out: &Graph,
+    widened: &std::collections::HashMap<ValueId, ValueId>,
+) -> Option<Vec<ValueId>> {
+    if !moves_data(op) || inputs.is_empty() {
+        return None;
+    }
+    let mut any = false;
+    let raw = inputs
+        .iter()
+        .zip(types)
+        .map(|(v, t)| match widened.get(v) {
+            Some(&h) => {
+                any = true;
+                Some(h)
+            }
+            None if out.constant(*v).is_some() && !t.dtype.is_float() => Some(*v),
+            None => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    any.then_some(raw)
+}
+
+/// Evaluates data movement on the half-precision constants (every widened
+/// operand must share one dtype).
+fn fold_widened(
+    op: &Op,
+    inputs: &[ValueId],
+    raw: &[ValueId],
+    out: &Graph,
+    widened: &std::collections::HashMap<ValueId, ValueId>,
+    n_outputs: usize,
+) -> Option<Vec<Tensor>> {
+    let halves: Vec<kiln_ir::DType> = inputs
+        .iter()
+        .filter(|v| widened.contains_key(v))
+        .map(|&v| out.constant(widened[&v]).map(Tensor::dtype))
+        .collect::<Option<_>>()?;
+    if halves.windows(2).any(|w| w[0] != w[1]) {
+        return None;
+    }
+    let args: Vec<&Tensor> = raw
+        .iter()
+        .map(|&v| out.constant(v))
+        .collect::<Option<_>>()?;
+    let total: usize = args.iter().map(|t| t.numel()).sum();
+    if total > WEIGHT_FOLD_MAX_ELEMENTS {
+        return None;
+    }
+    kiln_ir::interp::eval_op(op, &args, n_outputs).ok()
 }
 
 /// The node's outputs as constants, when it can and should be evaluated now.

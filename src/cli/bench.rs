@@ -40,6 +40,13 @@ pub struct BenchArgs {
     /// (cpu target, ONNX models).
     #[arg(long)]
     pub profile: bool,
+    /// Decoders (Hugging Face folders, GGUF files): prompt tokens before the
+    /// timed decode steps.
+    #[arg(long, default_value_t = 16)]
+    pub prompt_len: usize,
+    /// Decoders: KV cache capacity in tokens.
+    #[arg(long, default_value_t = 256)]
+    pub context: usize,
 }
 
 /// Runs `kiln bench`.
@@ -55,6 +62,12 @@ pub fn bench(args: &BenchArgs) -> Result<i32, Error> {
         ..CompileOptions::default()
     };
     let t0 = Instant::now();
+    if !crate::aot::is_artifact(&args.model) {
+        let model = Model::load(&args.model)?;
+        if let Some(kiln_frontends::hf::ModelKind::Decoder(_)) = model.kind() {
+            return bench_decode(args, &model, &target, &options);
+        }
+    }
     let (exe, inputs_decl) = if crate::aot::is_artifact(&args.model) {
         let exe = Executable::load_artifact(&args.model, args.threads)?;
         let decl = exe.input_types();
@@ -240,4 +253,98 @@ fn profile(exe: &Executable, named: &[(String, Tensor)], iters: usize) -> Result
         );
     }
     Ok(())
+}
+
+/// Bytes of the model's parameters as stored (what one decode step streams).
+fn weight_bytes(model: &Model) -> usize {
+    let g = model.graph();
+    g.values()
+        .iter()
+        .filter_map(|v| match &v.def {
+            kiln_ir::ValueDef::Const(t) if kiln_ir::is_parameter(t) => Some(t.bytes().len()),
+            _ => None,
+        })
+        .sum()
+}
+
+/// `kiln bench` on a decoder: prefill `--prompt-len` tokens, then time `--iters`
+/// single-token decode steps with the KV cache (median per token), and report
+/// the weight bytes streamed per second.
+fn bench_decode(
+    args: &BenchArgs,
+    model: &Model,
+    target: &Target,
+    options: &CompileOptions,
+) -> Result<i32, Error> {
+    use crate::generate::Generator;
+    let t0 = Instant::now();
+    let mut g = Generator::new(model, target, options, args.context)?;
+    let prompt_len = args.prompt_len.max(1);
+    let steps = args.warmup + args.iters;
+    if prompt_len + steps > args.context {
+        return Err(Error::Input(format!(
+            "--prompt-len {prompt_len} + {steps} steps do not fit --context {}",
+            args.context
+        )));
+    }
+    g.prepare(prompt_len)?;
+    g.prepare(1)?;
+    let compile_s = t0.elapsed().as_secs_f64();
+    let vocab = g.info().vocab_size as u32;
+    // Deterministic token ids spread over the vocabulary.
+    let token = |i: usize| ((i as u64 * 2_654_435_761) % vocab as u64) as u32;
+    let prompt: Vec<u32> = (0..prompt_len).map(token).collect();
+    let t1 = Instant::now();
+    g.forward(&prompt)?;
+    let prefill_ms = t1.elapsed().as_secs_f64() * 1e3;
+    let mut times = Vec::with_capacity(args.iters);
+    for i in 0..steps {
+        let t = Instant::now();
+        g.step(token(prompt_len + i))?;
+        if i >= args.warmup {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let median = times[times.len() / 2];
+    let bytes = weight_bytes(model);
+    let gbps = bytes as f64 / (median * 1e-3) / 1e9;
+    if args.profile {
+        let named = g.step_inputs(token(0))?;
+        profile(g.executable(), &named, args.iters)?;
+    }
+    let threads = options.resolved_threads();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": args.model.display().to_string(),
+                "target": target.to_string(),
+                "threads": threads,
+                "prompt_tokens": prompt_len,
+                "context": args.context,
+                "decode_steps": args.iters,
+                "decode_median_ms": median,
+                "decode_min_ms": times[0],
+                "decode_max_ms": times[times.len() - 1],
+                "decode_tokens_per_s": 1e3 / median,
+                "prefill_ms": prefill_ms,
+                "weight_bytes": bytes,
+                "weight_gb_per_s": gbps,
+                "compile_s": compile_s,
+            })
+        );
+    } else {
+        println!(
+            "{}: decode on {target} with {threads} thread{}: median {median:.2} ms/token ({:.1} tokens/s; min {:.2}, max {:.2}) over {} steps after a {prompt_len}-token prefill ({prefill_ms:.1} ms); weights {:.1} MB → {gbps:.1} GB/s; compile {compile_s:.1} s",
+            args.model.display(),
+            if threads == 1 { "" } else { "s" },
+            1e3 / median,
+            times[0],
+            times[times.len() - 1],
+            args.iters,
+            bytes as f64 / 1e6,
+        );
+    }
+    Ok(0)
 }

@@ -280,6 +280,43 @@ impl Generator {
         Ok(find("logits")?.to_f32_vec())
     }
 
+    /// The inputs of a decode step for `token` after the cached tokens, with copies
+    /// of the cache (for profiling the step's program; `forward` lends the cache
+    /// without copying).
+    pub fn step_inputs(&self, token: u32) -> Result<Vec<(String, Tensor)>, Error> {
+        let (cap, start) = (self.capacity, self.len.min(self.capacity - 1));
+        let mut mask = vec![false; cap + 1];
+        mask[..start].iter_mut().for_each(|m| *m = true);
+        mask[cap] = true;
+        let mut inputs = vec![
+            (
+                "input_ids".to_string(),
+                Tensor::from_vec(vec![1, 1], vec![token as i64]),
+            ),
+            (
+                "position_ids".to_string(),
+                Tensor::from_vec(vec![1, 1], vec![start as i64]),
+            ),
+            (
+                "attention_mask".to_string(),
+                Tensor::from_vec(vec![1, 1, 1, cap + 1], mask),
+            ),
+        ];
+        let shape = vec![1, self.info.kv_heads, cap, self.info.head_dim];
+        for (l, c) in self.cache.iter().enumerate() {
+            let k = Bytes::copy_from_slice(&c.keys);
+            let v = Bytes::copy_from_slice(&c.values);
+            inputs.push((past_key(l), cache_tensor(&shape, k)?));
+            inputs.push((past_value(l), cache_tensor(&shape, v)?));
+        }
+        Ok(inputs)
+    }
+
+    /// The compiled decoder.
+    pub fn executable(&self) -> &Executable {
+        &self.exe
+    }
+
     /// Runs the prompt; returns the logits of its last token.
     pub fn prefill(&mut self, prompt: &[u32]) -> Result<Vec<f32>, Error> {
         let logits = self.forward(prompt)?;

@@ -42,6 +42,44 @@ pub fn operand(s: &mut Scheduler, v: ValueId) -> (BufferId, Vec<usize>, Vec<isiz
     (s.buf(v), shape, strides)
 }
 
+/// The weight operand of a matrix-vector product as the kernel reads it: like
+/// [`operand`], also looking through a `Cast` that widens f16/bf16 to f32 (the
+/// kernel converts each element as it loads it, so the weights stream at half
+/// the bytes). Returns the buffer, the strides of the operand's dims and the
+/// scalar type stored.
+fn gemv_weight(s: &mut Scheduler, w: ValueId) -> (BufferId, Vec<isize>, Scalar) {
+    let rank = s.shape(w).len();
+    let mut v = w;
+    // Axis i of `w` is axis perm[i] of `v`.
+    let mut perm: Vec<usize> = (0..rank).collect();
+    let mut stored = Scalar::F32;
+    for _ in 0..3 {
+        let Some(node) = s.def_node[v.0 as usize] else {
+            break;
+        };
+        match &node.op {
+            Op::Layout(LayoutOp::Transpose { perm: p }) if p.len() == rank => {
+                perm = perm.iter().map(|&a| p[a]).collect();
+                v = node.inputs[0];
+            }
+            Op::Layout(LayoutOp::Cast { to: DType::F32 })
+                if stored == Scalar::F32
+                    && matches!(
+                        s.graph.value(node.inputs[0]).ty.dtype,
+                        DType::F16 | DType::BF16
+                    ) =>
+            {
+                stored = Scalar::of(s.graph.value(node.inputs[0]).ty.dtype);
+                v = node.inputs[0];
+            }
+            _ => break,
+        }
+    }
+    let dense = dense_strides(&s.shape(v));
+    let strides = perm.iter().map(|&a| dense[a] as isize).collect();
+    (s.buf(v), strides, stored)
+}
+
 /// Adds a GEMM step computing `x · w` (numpy `matmul`) into `c`, a dense buffer of
 /// `out_shape`. Returns false when the dtype has no GEMM (the caller falls back).
 pub fn emit_gemm(
@@ -110,7 +148,16 @@ pub fn emit_gemm(
         return false;
     }
     let count: usize = batch.iter().product();
-    if count == 1 && m == 1 && dt == DType::F32 && emit_gemv(s, (a, a_cs), (b, b_rs, b_cs), c, n, k)
+    if count == 1 && m == 1 && dt == DType::F32 && b_shape.len() == 2 {
+        let (wb, w_st, stored) = gemv_weight(s, w);
+        if emit_gemv(s, (a, a_cs), (wb, w_st[0], w_st[1], stored), c, n, k) {
+            return true;
+        }
+    }
+    if count == 1
+        && m == 1
+        && dt == DType::F32
+        && emit_gemv(s, (a, a_cs), (b, b_rs, b_cs, Scalar::F32), c, n, k)
     {
         return true;
     }
@@ -152,7 +199,7 @@ const GEMV_UNROLL: usize = 4;
 fn emit_gemv(
     s: &mut Scheduler,
     (a, a_cs): (BufferId, isize),
-    (b, b_rs, b_cs): (BufferId, isize, isize),
+    (b, b_rs, b_cs, stored): (BufferId, isize, isize, Scalar),
     c: BufferId,
     n: usize,
     k: usize,
@@ -161,7 +208,16 @@ fn emit_gemv(
     let b_len = s.prog.buffers[b].numel();
     let mut kern = Kernel::new("gemv");
     let xb = kern.buffer("x", Scalar::F32, a_len, Access::Read);
-    let wb = kern.buffer("w", Scalar::F32, b_len, Access::Read);
+    let wb = kern.buffer("w", stored, b_len, Access::Read);
+    // Half-precision weights widen as they load.
+    let load_w = |index| {
+        let x = load(wb, index);
+        if stored == Scalar::F32 {
+            x
+        } else {
+            crate::kernel::build::cast(Scalar::F32, x)
+        }
+    };
     if b_cs == 1 {
         // Split the rows of W into groups (one contiguous stream each), every
         // group accumulating into its own partial y (L1/L2-resident); then sum
@@ -214,7 +270,7 @@ fn emit_gemv(
                 bin(
                     BinOp::Mul,
                     var(xvs[u]),
-                    load(wb, add(mul(var(kks[u]), idx(b_rs as i64)), var(j2))),
+                    load_w(add(mul(var(kks[u]), idx(b_rs as i64)), var(j2))),
                 ),
             )
         });
@@ -304,7 +360,7 @@ fn emit_gemv(
                         bin(
                             BinOp::Mul,
                             load(xb, mul(var(kk), idx(a_cs as i64))),
-                            load(wb, add(mul(var(j), idx(b_cs as i64)), var(kk))),
+                            load_w(add(mul(var(j), idx(b_cs as i64)), var(kk))),
                         ),
                     ),
                 }],
