@@ -2414,3 +2414,46 @@ fn rotary_position_out_of_range_is_an_error() {
     }
     assert!(exe.run(&b.inputs).is_ok());
 }
+
+/// Batch-1 products with half-precision weights (`x · Cast(W)ᵀ` and
+/// `x · Cast(W)`, W above the specializer's fold limit so the cast stays): the
+/// matrix-vector kernels read the f16/bf16 bytes and widen them as they load,
+/// and the cast itself never runs.
+#[test]
+fn matvec_reads_half_precision_weights() {
+    for seed in seeds() {
+        let mut rng = StdRng::seed_from_u64(seed);
+        for dt in [DType::BF16, DType::F16] {
+            for transposed in [true, false] {
+                let (n, k) = (300, 257);
+                let mut b = G::new("matvec_half");
+                let x = b.input("x", uniform(&mut rng, &[1, k], -1.0, 1.0));
+                let shape = if transposed { vec![n, k] } else { vec![k, n] };
+                let w = b.konst(uniform(&mut rng, &shape, -1.0, 1.0).cast(dt));
+                let wf = b.op("wf", Op::Layout(LayoutOp::Cast { to: DType::F32 }), &[w]);
+                let wf = if transposed {
+                    b.transpose("wt", wf, &[1, 0])
+                } else {
+                    wf
+                };
+                let y = b.op("y", Op::Nn(NnOp::MatMul), &[x, wf]);
+                b.out(y);
+                let case = format!("matvec {dt} weights, transposed {transposed}");
+                let programs = check(&case, &b, F32.cond(Cond::AbsInputs), &[]);
+                for p in &programs {
+                    let names = kernel_names(p);
+                    assert!(
+                        names.iter().any(|k| k.contains("gemv")),
+                        "{case}: no gemv: {names:?}"
+                    );
+                    assert!(
+                        !names
+                            .iter()
+                            .any(|k| k.contains("Cast") || k.contains("ew_")),
+                        "{case}: the cast ran: {names:?}"
+                    );
+                }
+            }
+        }
+    }
+}

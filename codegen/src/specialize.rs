@@ -164,7 +164,9 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
                 continue;
             }
         }
-        let keep_cast = is_widening_cast(&node.op, &types) && consts[0].is_some();
+        // Small casts (norm scales) fold; weights stay half precision.
+        let keep_cast = is_widening_cast(&node.op, &types)
+            && consts[0].is_some_and(|t| t.numel() > FOLD_MAX_ELEMENTS);
         let first_input = inputs.first().copied();
         if keep_cast {
             // Left as a node; recorded so data movement and GEMVs can see through it.
@@ -216,12 +218,15 @@ fn is_widening_cast(op: &Op, types: &[TensorType]) -> bool {
     )
 }
 
-/// Data movement that commutes with a cast.
+/// Data movement that commutes with a cast. Transposes are included: folding one
+/// costs a copy of half-precision weights once, and lets a concatenation of
+/// transposed weights (the optimizer's QKV and gate/up fusion) fold too.
 fn moves_data(op: &Op) -> bool {
     matches!(
         op,
         Op::Layout(
             LayoutOp::Concat { .. }
+                | LayoutOp::Transpose { .. }
                 | LayoutOp::Split { .. }
                 | LayoutOp::Reshape { .. }
                 | LayoutOp::Squeeze { .. }
