@@ -2305,16 +2305,17 @@ fn outputs_that_alias_inputs_constants_or_each_other() {
 /// Each output is c·x₁ ∓ s·x₂ with |c|, |s| ≤ 1: bounded by max |x|.
 #[test]
 fn rotary_embedding_variants() {
+    // (x shape, num_heads, rotary dim, interleaved, position id dtype)
+    type RotaryCase = (
+        Vec<usize>,
+        Option<usize>,
+        Option<usize>,
+        bool,
+        Option<DType>,
+    );
     for seed in seeds() {
         let mut rng = StdRng::seed_from_u64(seed);
-        // (x shape, num_heads, rotary dim, interleaved, position id dtype)
-        let cases: Vec<(
-            Vec<usize>,
-            Option<usize>,
-            Option<usize>,
-            bool,
-            Option<DType>,
-        )> = vec![
+        let cases: Vec<RotaryCase> = vec![
             (vec![1, 4, 1, 16], None, None, false, Some(DType::I64)),
             (vec![2, 3, 5, 8], None, None, true, Some(DType::I64)),
             (vec![2, 2, 3, 10], None, Some(6), false, Some(DType::I32)),

@@ -173,7 +173,12 @@ fn lora_adapter_matches_peft_merged() {
     for adapter in ["llama-lora-a", "llama-lora-b"] {
         let dir = fixture_dir().join(adapter);
         for target in [Target::reference(), Target::cpu()] {
-            check(&base, &[dir.clone()], &dir.join("reference.json"), target);
+            check(
+                &base,
+                std::slice::from_ref(&dir),
+                &dir.join("reference.json"),
+                target,
+            );
         }
     }
 }

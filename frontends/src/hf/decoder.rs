@@ -604,7 +604,9 @@ struct MoeParams {
 
 impl MoeParams {
     fn is_sparse_layer(&self, l: usize) -> bool {
-        !self.mlp_only_layers.contains(&l) && self.experts > 0 && (l + 1) % self.sparse_step == 0
+        !self.mlp_only_layers.contains(&l)
+            && self.experts > 0
+            && (l + 1).is_multiple_of(self.sparse_step)
     }
 }
 
