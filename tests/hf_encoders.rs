@@ -64,7 +64,10 @@ fn bert_hidden_states_and_pooler_match_transformers() {
         let (shape, data) = ints(&r[name]);
         inputs.push((name.to_string(), Tensor::from_vec(shape, data)));
     }
-    let options = CompileOptions { threads: Some(2), ..CompileOptions::default() };
+    let options = CompileOptions {
+        threads: Some(2),
+        ..CompileOptions::default()
+    };
     for target in [Target::reference(), Target::cpu()] {
         let exe = model.compile_with(&target, &options).unwrap();
         let out = exe.run(&inputs).unwrap();
@@ -95,13 +98,24 @@ fn minilm_embeddings_match_sentence_transformers() {
     let r = json(&fixtures().join("minilm-reference.json"));
     let model = Model::load(minilm_dir()).unwrap();
     let sentences = r["sentences"].as_array().unwrap();
-    let texts: Vec<&str> = sentences.iter().map(|s| s["text"].as_str().unwrap()).collect();
-    let options = CompileOptions { threads: Some(2), ..CompileOptions::default() };
+    let texts: Vec<&str> = sentences
+        .iter()
+        .map(|s| s["text"].as_str().unwrap())
+        .collect();
+    let options = CompileOptions {
+        threads: Some(2),
+        ..CompileOptions::default()
+    };
     for target in [Target::cpu(), Target::reference()] {
         let e = Embedder::new(&model, &target, &options).unwrap();
         assert_eq!(e.dim(), 384);
         for (s, t) in sentences.iter().zip(&texts) {
-            let want: Vec<u32> = s["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            let want: Vec<u32> = s["input_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
             assert_eq!(e.tokenize(t).unwrap(), want, "token ids of {t:?}");
         }
         let got = e.embed(&texts).unwrap();
@@ -120,13 +134,28 @@ fn kiln_embed_prints_the_embeddings() {
     let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .arg("embed")
         .arg(minilm_dir())
-        .args(["--text", text, "--text", "Un café au lait, s'il vous plaît.", "--json", "--threads", "2"])
+        .args([
+            "--text",
+            text,
+            "--text",
+            "Un café au lait, s'il vous plaît.",
+            "--json",
+            "--threads",
+            "2",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["dim"], 384);
-    let e: Vec<f32> = flat(&doc["embeddings"][0]["embedding"]).iter().map(|&x| x as f32).collect();
+    let e: Vec<f32> = flat(&doc["embeddings"][0]["embedding"])
+        .iter()
+        .map(|&x| x as f32)
+        .collect();
     assert!(cosine(&e, &flat(&s["embedding"])) >= MIN_COSINE);
     assert_eq!(doc["embeddings"].as_array().unwrap().len(), 2);
     // Text output: one line per text, the text then the vector.

@@ -21,12 +21,17 @@ fn gguf() -> PathBuf {
 }
 
 fn reference() -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/smollm2-gguf-reference.json");
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/smollm2-gguf-reference.json");
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 #[test]
@@ -34,7 +39,10 @@ fn smollm2_gguf_answers_with_transformers_greedy_tokens() {
     let model = Model::load(gguf()).unwrap();
     let tokenizer = model.tokenizer().unwrap();
     let r = reference();
-    let options = CompileOptions { threads: Some(2), ..CompileOptions::default() };
+    let options = CompileOptions {
+        threads: Some(2),
+        ..CompileOptions::default()
+    };
     let mut g = Generator::new(&model, &Target::cpu(), &options, 128).unwrap();
     for p in r["prompts"].as_array().unwrap() {
         let messages: Vec<ChatMessage> = p["messages"]
@@ -43,7 +51,10 @@ fn smollm2_gguf_answers_with_transformers_greedy_tokens() {
             .iter()
             .map(|m| ChatMessage::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
             .collect();
-        assert_eq!(tokenizer.apply_chat_template(&messages, true).unwrap(), p["text"].as_str().unwrap());
+        assert_eq!(
+            tokenizer.apply_chat_template(&messages, true).unwrap(),
+            p["text"].as_str().unwrap()
+        );
         let prompt = tokenizer.encode_chat(&messages).unwrap();
         assert_eq!(prompt, ids(&p["input_ids"]), "prompt ids");
         let want = ids(&p["greedy_ids"]);
@@ -72,6 +83,12 @@ fn kiln_generate_streams_the_answer() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(stdout.trim_end(), p["greedy_text_skip_special"].as_str().unwrap());
-    assert!(stderr.contains("prefill:") && stderr.contains("tokens/s"), "{stderr}");
+    assert_eq!(
+        stdout.trim_end(),
+        p["greedy_text_skip_special"].as_str().unwrap()
+    );
+    assert!(
+        stderr.contains("prefill:") && stderr.contains("tokens/s"),
+        "{stderr}"
+    );
 }
