@@ -115,6 +115,9 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
     }
     // Values that are `Cast(c)` of a half-precision constant `c` (its id in `out`).
     let mut widened: std::collections::HashMap<ValueId, ValueId> = Default::default();
+    // Values that are `Transpose(w)` of a widened `w`, with the permutation.
+    let mut transposed: std::collections::HashMap<ValueId, (ValueId, Vec<usize>)> =
+        Default::default();
     for node in graph.nodes() {
         let inputs: Vec<ValueId> = node
             .inputs
@@ -140,6 +143,71 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
                 consts: &consts,
             })
             .map_err(err)?;
+        // concat(Wᵢᵀ) = (concat(Wᵢ) along the permuted axis)ᵀ: fold the concatenation on
+        // the half-precision weights and keep the transpose, which matrix-vector
+        // kernels read through (a dot product per output, contiguous along k).
+        if let (Op::Layout(LayoutOp::Concat { axis }), [first, ..]) = (&node.op, &inputs[..]) {
+            let perm = transposed.get(first).map(|t| t.1.clone());
+            let parts: Option<Vec<ValueId>> = inputs
+                .iter()
+                .map(|v| {
+                    transposed
+                        .get(v)
+                        .filter(|t| Some(&t.1) == perm.as_ref())
+                        .and_then(|t| widened.get(&t.0).copied())
+                })
+                .collect();
+            if let (Some(perm), Some(parts)) = (perm, parts) {
+                let src_axis = perm[*axis];
+                let halves: Option<Vec<&Tensor>> = parts.iter().map(|&p| out.constant(p)).collect();
+                let same_dtype = halves
+                    .as_ref()
+                    .is_some_and(|h| h.windows(2).all(|w| w[0].dtype() == w[1].dtype()));
+                let joined = halves.filter(|_| same_dtype).and_then(|h| {
+                    let total: usize = h.iter().map(|t| t.numel()).sum();
+                    (total <= WEIGHT_FOLD_MAX_ELEMENTS).then(|| {
+                        kiln_ir::interp::eval_op(
+                            &Op::Layout(LayoutOp::Concat { axis: src_axis }),
+                            &h,
+                            1,
+                        )
+                        .ok()
+                    })?
+                });
+                if let Some(mut joined) = joined {
+                    let name = &names[0];
+                    let half = out.add_const(format!("{name}.half"), joined.remove(0));
+                    let half_ty = out.value(half).ty.clone();
+                    let wide_ty = TensorType::new(out_types[0].dtype, half_ty.shape.clone());
+                    let cast = out
+                        .add_node_typed(
+                            format!("{}.widen", node.name),
+                            Op::Layout(LayoutOp::Cast {
+                                to: out_types[0].dtype,
+                            }),
+                            vec![half],
+                            &[format!("{name}.wide")],
+                            vec![wide_ty],
+                            node.brick,
+                        )
+                        .map_err(|e| err(e.message))?[0];
+                    widened.insert(cast, half);
+                    let t = out
+                        .add_node_typed(
+                            format!("{}.transpose", node.name),
+                            Op::Layout(LayoutOp::Transpose { perm: perm.clone() }),
+                            vec![cast],
+                            std::slice::from_ref(name),
+                            vec![out_types[0].clone()],
+                            node.brick,
+                        )
+                        .map_err(|e| err(e.message))?[0];
+                    transposed.insert(t, (cast, perm));
+                    map[node.outputs[0].0 as usize] = Some(t);
+                    continue;
+                }
+            }
+        }
         if let Some(raw) = widened_input(&node.op, &inputs, &types, &out, &widened) {
             if let Some(results) =
                 fold_widened(&node.op, &inputs, &raw, &out, &widened, node.outputs.len())
@@ -192,6 +260,11 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
         if keep_cast {
             widened.insert(new[0], first_input.expect("a cast has an input"));
         }
+        if let (Op::Layout(LayoutOp::Transpose { perm }), Some(x)) = (&node.op, first_input) {
+            if widened.contains_key(&x) {
+                transposed.insert(new[0], (x, perm.clone()));
+            }
+        }
         for (&o, n) in node.outputs.iter().zip(new) {
             map[o.0 as usize] = Some(n);
         }
@@ -218,15 +291,13 @@ fn is_widening_cast(op: &Op, types: &[TensorType]) -> bool {
     )
 }
 
-/// Data movement that commutes with a cast. Transposes are included: folding one
-/// costs a copy of half-precision weights once, and lets a concatenation of
-/// transposed weights (the optimizer's QKV and gate/up fusion) fold too.
+/// Data movement that commutes with a cast (transposes are not folded, as for
+/// f32 weights: matrix products read them through strides).
 fn moves_data(op: &Op) -> bool {
     matches!(
         op,
         Op::Layout(
             LayoutOp::Concat { .. }
-                | LayoutOp::Transpose { .. }
                 | LayoutOp::Split { .. }
                 | LayoutOp::Reshape { .. }
                 | LayoutOp::Squeeze { .. }
