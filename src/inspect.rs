@@ -131,6 +131,37 @@ fn graph_values(g: &Graph, ids: &[kiln_ir::ValueId]) -> Vec<ValueReport> {
 
 /// Inspects an ONNX model file.
 pub fn inspect(path: &Path) -> Result<Report, Error> {
+    let is_gguf = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if path.is_dir() || is_gguf {
+        let model = crate::Model::load(path)?;
+        let arch = match model.kind() {
+            Some(kiln_frontends::hf::ModelKind::Decoder(d)) => format!("{:?} decoder", d.family),
+            Some(kiln_frontends::hf::ModelKind::Encoder(_)) => "BERT encoder".to_string(),
+            None => "model".to_string(),
+        };
+        let mut report = Report {
+            model: path.display().to_string(),
+            producer: if is_gguf {
+                format!("GGUF file ({arch})")
+            } else {
+                format!("Hugging Face folder ({arch})")
+            },
+            opsets: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            parameters: 0,
+            weight_bytes: 0,
+            bricks: vec![],
+            onnx_ops: BTreeMap::new(),
+            kiln_ops: BTreeMap::new(),
+            unsupported: Vec::new(),
+            import_error: None,
+        };
+        fill_from_graph(&mut report, model.graph());
+        return Ok(report);
+    }
     let model = onnx::read_model(path)?;
     let g = model
         .graph
@@ -184,8 +215,14 @@ pub fn inspect(path: &Path) -> Result<Report, Error> {
             return Ok(report);
         }
     };
-    report.inputs = graph_values(&graph, &graph.inputs);
-    report.outputs = graph_values(&graph, &graph.outputs);
+    fill_from_graph(&mut report, &graph);
+    Ok(report)
+}
+
+/// The inputs, outputs, parameter counts, ops and bricks of an imported graph.
+fn fill_from_graph(report: &mut Report, graph: &kiln_ir::Graph) {
+    report.inputs = graph_values(graph, &graph.inputs);
+    report.outputs = graph_values(graph, &graph.outputs);
     for v in graph.values() {
         if let ValueDef::Const(t) = &v.def {
             if kiln_ir::is_parameter(t) {
@@ -216,7 +253,6 @@ pub fn inspect(path: &Path) -> Result<Report, Error> {
             nodes: graph.brick_nodes(id).len(),
         });
     }
-    Ok(report)
 }
 
 /// A count with a metric suffix (`1.2M`).
@@ -246,7 +282,9 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(s, "producer  {}", r.producer);
     }
     let ops: Vec<String> = r.opsets.iter().map(|(d, v)| format!("{d} {v}")).collect();
-    let _ = writeln!(s, "opsets    {}", ops.join(", "));
+    if !ops.is_empty() {
+        let _ = writeln!(s, "opsets    {}", ops.join(", "));
+    }
     if r.import_error.is_none() && r.unsupported.is_empty() {
         let _ = writeln!(
             s,

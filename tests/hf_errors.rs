@@ -271,3 +271,28 @@ fn cli_errors_are_one_line_and_exit_1() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("context holds 4"), "{err}");
 }
+
+#[test]
+fn inspect_shows_a_folder_as_bricks() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("inspect")
+        .arg(fixture("mixtral"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for part in [
+        "Hugging Face folder (Mixtral decoder)",
+        "(moe)",
+        "(router)",
+        "(expert)",
+        "(attention)",
+        "past_key.1",
+    ] {
+        assert!(text.contains(part), "{part} missing from:\n{text}");
+    }
+}
