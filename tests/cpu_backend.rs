@@ -2458,3 +2458,51 @@ fn matvec_reads_half_precision_weights() {
         }
     }
 }
+
+/// Weight-only nodes run just before their first reader: a graph listing every
+/// half-precision weight's widening cast first (as an optimizer may) still never
+/// holds more than one widened weight at a time in its arena.
+#[test]
+fn widened_weights_are_live_only_while_needed() {
+    let (m, d, layers) = (8, 300, 4);
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut b = G::new("widen_late");
+    let mut x = b.input("x", uniform(&mut rng, &[m, d], -1.0, 1.0));
+    let casts: Vec<ValueId> = (0..layers)
+        .map(|i| {
+            let w = b.konst(uniform(&mut rng, &[d, d], -0.1, 0.1).cast(DType::BF16));
+            b.op(
+                &format!("w{i}"),
+                Op::Layout(LayoutOp::Cast { to: DType::F32 }),
+                &[w],
+            )
+        })
+        .collect();
+    for (i, &w) in casts.iter().enumerate() {
+        let wt = b.transpose(&format!("wt{i}"), w, &[1, 0]);
+        let y = b.op(&format!("y{i}"), Op::Nn(NnOp::MatMul), &[x, wt]);
+        x = b.op(&format!("r{i}"), Op::Unary(UnaryOp::Relu), &[y]);
+    }
+    b.out(x);
+    let programs = check("widened weights", &b, F32.cond(Cond::AbsInputs), &[]);
+    assert!(!programs.is_empty());
+    let exe = Model::from_graph(b.g.clone())
+        .compile_with(
+            &Target::Cpu,
+            &CompileOptions {
+                threads: Some(1),
+                optimize: false,
+            },
+        )
+        .unwrap();
+    let build = exe.cpu_build(&[vec![m, d]]).unwrap().unwrap();
+    let Build::Native(native) = &*build else {
+        panic!("not native")
+    };
+    let one_weight = d * d * 4;
+    let arena = native.plan().arena_bytes;
+    assert!(
+        arena < 2 * one_weight + 4 * m * d * 4,
+        "arena {arena} B holds several widened weights ({one_weight} B each)"
+    );
+}

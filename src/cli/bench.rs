@@ -310,8 +310,10 @@ fn bench_decode(
     let bytes = weight_bytes(model);
     let gbps = bytes as f64 / (median * 1e-3) / 1e9;
     if args.profile {
-        let named = g.step_inputs(token(0))?;
-        profile(g.executable(), &named, args.iters)?;
+        println!("prefill of {prompt_len} tokens:");
+        profile(g.executable(), &g.run_inputs(&prompt)?, 3)?;
+        println!("decode step:");
+        profile(g.executable(), &g.run_inputs(&[token(0)])?, args.iters)?;
     }
     let threads = options.resolved_threads();
     if args.json {

@@ -280,26 +280,35 @@ impl Generator {
         Ok(find("logits")?.to_f32_vec())
     }
 
-    /// The inputs of a decode step for `token` after the cached tokens, with copies
-    /// of the cache (for profiling the step's program; `forward` lends the cache
-    /// without copying).
-    pub fn step_inputs(&self, token: u32) -> Result<Vec<(String, Tensor)>, Error> {
-        let (cap, start) = (self.capacity, self.len.min(self.capacity - 1));
-        let mut mask = vec![false; cap + 1];
-        mask[..start].iter_mut().for_each(|m| *m = true);
-        mask[cap] = true;
+    /// The inputs of a run of `tokens` after the cached tokens, with copies of the
+    /// cache (for profiling a program; `forward` lends the cache without copying).
+    pub fn run_inputs(&self, tokens: &[u32]) -> Result<Vec<(String, Tensor)>, Error> {
+        let n = tokens.len();
+        if n == 0 || n > self.capacity {
+            return Err(Error::Input(format!("{n} tokens do not fit the cache")));
+        }
+        let (cap, start) = (self.capacity, self.len.min(self.capacity - n));
+        let total = cap + n;
+        let mut mask = vec![false; n * total];
+        for i in 0..n {
+            mask[i * total..i * total + start]
+                .iter_mut()
+                .for_each(|m| *m = true);
+            mask[i * total + cap..i * total + cap + i + 1]
+                .iter_mut()
+                .for_each(|m| *m = true);
+        }
+        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let positions: Vec<i64> = (start..start + n).map(|p| p as i64).collect();
         let mut inputs = vec![
-            (
-                "input_ids".to_string(),
-                Tensor::from_vec(vec![1, 1], vec![token as i64]),
-            ),
+            ("input_ids".to_string(), Tensor::from_vec(vec![1, n], ids)),
             (
                 "position_ids".to_string(),
-                Tensor::from_vec(vec![1, 1], vec![start as i64]),
+                Tensor::from_vec(vec![1, n], positions),
             ),
             (
                 "attention_mask".to_string(),
-                Tensor::from_vec(vec![1, 1, 1, cap + 1], mask),
+                Tensor::from_vec(vec![1, 1, n, total], mask),
             ),
         ];
         let shape = vec![1, self.info.kv_heads, cap, self.info.head_dim];

@@ -65,10 +65,73 @@ pub enum ScheduleError {
 /// Schedules a graph whose values all have known shapes.
 pub fn schedule(graph: &Graph) -> Result<Program, ScheduleError> {
     let mut s = Scheduler::new(graph)?;
-    for node in graph.nodes() {
-        s.lower(node);
+    for i in lowering_order(graph) {
+        s.lower(&graph.nodes()[i]);
     }
     s.finish()
+}
+
+/// The nodes in an order that runs weight-only nodes (reading only constants
+/// and other weight-only nodes: a half-precision weight widened per run) just
+/// before their first reader instead of where the graph lists them, so their
+/// results are live only while needed (an optimizer may list every such cast
+/// first, and a prefill's arena would hold every widened weight at once).
+fn lowering_order(graph: &Graph) -> Vec<usize> {
+    let nodes = graph.nodes();
+    let mut producer: Vec<Option<usize>> = vec![None; graph.values().len()];
+    for (i, n) in nodes.iter().enumerate() {
+        for &o in &n.outputs {
+            producer[o.0 as usize] = Some(i);
+        }
+    }
+    let mut weight_only = vec![false; nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        weight_only[i] = !n.inputs.is_empty()
+            && n.inputs.iter().all(|v| match producer[v.0 as usize] {
+                Some(p) => weight_only[p],
+                None => graph.constant(*v).is_some(),
+            });
+    }
+    let mut emitted = vec![false; nodes.len()];
+    let mut order = Vec::with_capacity(nodes.len());
+    // Emits node `i` after the deferred nodes it reads (iteratively: chains of
+    // weight transforms can be long).
+    fn emit(
+        i: usize,
+        nodes: &[Node],
+        producer: &[Option<usize>],
+        emitted: &mut [bool],
+        order: &mut Vec<usize>,
+    ) {
+        let mut stack = vec![(i, false)];
+        while let Some((j, ready)) = stack.pop() {
+            if emitted[j] {
+                continue;
+            }
+            if ready {
+                emitted[j] = true;
+                order.push(j);
+                continue;
+            }
+            stack.push((j, true));
+            for v in nodes[j].inputs.iter().rev() {
+                if let Some(p) = producer[v.0 as usize] {
+                    if !emitted[p] {
+                        stack.push((p, false));
+                    }
+                }
+            }
+        }
+    }
+    for i in 0..nodes.len() {
+        if !weight_only[i] {
+            emit(i, nodes, &producer, &mut emitted, &mut order);
+        }
+    }
+    for i in 0..nodes.len() {
+        emit(i, nodes, &producer, &mut emitted, &mut order);
+    }
+    order
 }
 
 /// The scheduler's state: the program so far and each IR value's buffer.
