@@ -9,8 +9,9 @@ against the memory-bandwidth floor.
 
 The model is TinyLlama-1.1B's shape (22 layers, hidden 2048, intermediate 5632,
 32 heads, 4 KV heads, vocab 32000) with seeded random weights, written once per
-dtype to target/bench-models/tinyllama-<dtype>/ (a Hugging Face folder: about
-4.4 GB in f32, 2.2 GB in bf16). Nothing is fetched from a model hub.
+dtype to target/bench-models/tinyllama-<dtype>/ by scripts/make_tinyllama_bench.py
+(a Hugging Face folder: about 4.4 GB in f32, 2.2 GB in bf16). Nothing is
+fetched from a model hub.
 
 In one run it measures, for each dtype:
 - the copy bandwidth B of this machine: `dst.copy_(src)` of a 1 GiB tensor with
@@ -45,51 +46,21 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS = REPO_ROOT / "target" / "bench-models"
 
-TINYLLAMA = dict(
-    hidden_size=2048,
-    intermediate_size=5632,
-    num_hidden_layers=22,
-    num_attention_heads=32,
-    num_key_value_heads=4,
-    vocab_size=32000,
-    max_position_embeddings=2048,
-    rope_theta=10000.0,
-    rms_norm_eps=1e-5,
-    tie_word_embeddings=False,
-)
-SEED = 20261201
 COPY_BYTES = 1 << 30
 COPY_REPEATS = 9
 
 
-def torch_dtype(name: str):
-    import torch
-
-    return {"f32": torch.float32, "bf16": torch.bfloat16}[name]
-
-
 def make_model(dtype: str) -> Path:
-    """The TinyLlama-shaped folder for `dtype`, written once."""
+    """The TinyLlama-shaped folder for `dtype`, written once by
+    scripts/make_tinyllama_bench.py."""
     out = MODELS / f"tinyllama-{dtype}"
-    if (out / "config.json").is_file():
-        return out
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    print(f"bench_decode: writing {out} (random weights, seed {SEED})", flush=True)
-    torch.manual_seed(SEED)
-    cfg = LlamaConfig(**TINYLLAMA, torch_dtype=torch_dtype(dtype))
-    with torch.device("meta"):
-        model = LlamaForCausalLM(cfg)
-    model = model.to_empty(device="cpu").to(torch_dtype(dtype))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.fill_(1.0)
-            else:
-                p.normal_(0.0, 0.02)
-    model.save_pretrained(out, safe_serialization=True, max_shard_size="2GB")
-    del model
+    if not (out / "config.json").is_file():
+        print(f"bench_decode: writing {out}", flush=True)
+        subprocess.run(
+            [sys.executable, str(REPO_ROOT / "scripts" / "make_tinyllama_bench.py"),
+             "--dtype", dtype, "--out", str(out)],
+            check=True,
+        )
     return out
 
 
