@@ -200,3 +200,57 @@ fn two_lora_adapters_stack() {
         );
     }
 }
+
+/// Sampling is reproducible by seed, the cache refuses what does not fit, and
+/// token ids outside the vocabulary are an error, not a wrong answer.
+#[test]
+fn generator_sampling_and_limits() {
+    let model = Model::load(fixture_dir().join("llama")).unwrap();
+    let options = CompileOptions {
+        threads: Some(2),
+        ..CompileOptions::default()
+    };
+    let mut g = Generator::new(&model, &Target::cpu(), &options, 24).unwrap();
+    let prompt = [1u32, 40, 41, 42];
+    let sampled = |g: &mut Generator, seed| {
+        let opts = GenerateOptions {
+            max_tokens: 12,
+            sampling: Sampling::Sample {
+                temperature: 0.8,
+                top_p: 0.9,
+                seed,
+            },
+            stop_tokens: vec![],
+        };
+        g.generate(&prompt, &opts, |_| true).unwrap().tokens
+    };
+    let a = sampled(&mut g, 7);
+    assert_eq!(a, sampled(&mut g, 7), "same seed, same tokens");
+    assert_eq!(a.len(), 12);
+    assert_ne!(a, sampled(&mut g, 8), "another seed, other tokens");
+    // A stop token ends generation and is returned.
+    let greedy = GenerateOptions {
+        max_tokens: 12,
+        sampling: Sampling::Greedy,
+        stop_tokens: vec![],
+    };
+    let first = g.generate(&prompt, &greedy, |_| true).unwrap().tokens;
+    let stop = GenerateOptions {
+        stop_tokens: vec![first[2]],
+        ..greedy.clone()
+    };
+    let out = g.generate(&prompt, &stop, |_| true).unwrap();
+    assert!(out.stopped);
+    assert_eq!(
+        out.tokens,
+        first[..=first.iter().position(|&t| t == first[2]).unwrap()]
+    );
+    // Limits.
+    g.reset();
+    let too_long = vec![5u32; 25];
+    let err = g.forward(&too_long).unwrap_err().to_string();
+    assert!(err.contains("do not fit"), "{err}");
+    let err = g.forward(&[512]).unwrap_err().to_string();
+    assert!(err.contains("outside the vocabulary"), "{err}");
+    assert!(Generator::new(&model, &Target::cpu(), &options, 100_000).is_err());
+}

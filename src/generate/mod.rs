@@ -214,36 +214,7 @@ impl Generator {
             )));
         }
         let (cap, start) = (self.capacity, self.len);
-        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
-        let positions: Vec<i64> = (start..start + n).map(|p| p as i64).collect();
-        let total = cap + n;
-        let mut mask = vec![false; n * total];
-        for i in 0..n {
-            let pos = start + i;
-            let oldest = self
-                .info
-                .sliding_window
-                .map_or(0, |w| (pos + 1).saturating_sub(w));
-            for j in oldest..start {
-                mask[i * total + j] = true;
-            }
-            for j in 0..=i {
-                if start + j >= oldest {
-                    mask[i * total + cap + j] = true;
-                }
-            }
-        }
-        let mut inputs = vec![
-            ("input_ids".to_string(), Tensor::from_vec(vec![1, n], ids)),
-            (
-                "position_ids".to_string(),
-                Tensor::from_vec(vec![1, n], positions),
-            ),
-            (
-                "attention_mask".to_string(),
-                Tensor::from_vec(vec![1, 1, n, total], mask),
-            ),
-        ];
+        let mut inputs = self.feed(tokens, start);
         let shape = vec![1, self.info.kv_heads, cap, self.info.head_dim];
         for (l, c) in self.cache.iter_mut().enumerate() {
             let k = std::mem::take(&mut c.keys).freeze();
@@ -280,27 +251,31 @@ impl Generator {
         Ok(find("logits")?.to_f32_vec())
     }
 
-    /// The inputs of a run of `tokens` after the cached tokens, with copies of the
-    /// cache (for profiling a program; `forward` lends the cache without copying).
-    pub fn run_inputs(&self, tokens: &[u32]) -> Result<Vec<(String, Tensor)>, Error> {
-        let n = tokens.len();
-        if n == 0 || n > self.capacity {
-            return Err(Error::Input(format!("{n} tokens do not fit the cache")));
-        }
-        let (cap, start) = (self.capacity, self.len.min(self.capacity - n));
+    /// `input_ids`, `position_ids` and `attention_mask` for `tokens` at positions
+    /// `start..`: query i sees the cache slots `..start` (within the sliding
+    /// window, if any) and the new tokens up to itself.
+    fn feed(&self, tokens: &[u32], start: usize) -> Vec<(String, Tensor)> {
+        let (n, cap) = (tokens.len(), self.capacity);
+        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let positions: Vec<i64> = (start..start + n).map(|p| p as i64).collect();
         let total = cap + n;
         let mut mask = vec![false; n * total];
         for i in 0..n {
-            mask[i * total..i * total + start]
-                .iter_mut()
-                .for_each(|m| *m = true);
-            mask[i * total + cap..i * total + cap + i + 1]
-                .iter_mut()
-                .for_each(|m| *m = true);
+            let pos = start + i;
+            let oldest = self
+                .info
+                .sliding_window
+                .map_or(0, |w| (pos + 1).saturating_sub(w));
+            for j in oldest..start {
+                mask[i * total + j] = true;
+            }
+            for j in 0..=i {
+                if start + j >= oldest {
+                    mask[i * total + cap + j] = true;
+                }
+            }
         }
-        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
-        let positions: Vec<i64> = (start..start + n).map(|p| p as i64).collect();
-        let mut inputs = vec![
+        vec![
             ("input_ids".to_string(), Tensor::from_vec(vec![1, n], ids)),
             (
                 "position_ids".to_string(),
@@ -310,7 +285,18 @@ impl Generator {
                 "attention_mask".to_string(),
                 Tensor::from_vec(vec![1, 1, n, total], mask),
             ),
-        ];
+        ]
+    }
+
+    /// The inputs of a run of `tokens` after the cached tokens, with copies of the
+    /// cache (for profiling a program; `forward` lends the cache without copying).
+    pub fn run_inputs(&self, tokens: &[u32]) -> Result<Vec<(String, Tensor)>, Error> {
+        let n = tokens.len();
+        if n == 0 || n > self.capacity {
+            return Err(Error::Input(format!("{n} tokens do not fit the cache")));
+        }
+        let (cap, start) = (self.capacity, self.len.min(self.capacity - n));
+        let mut inputs = self.feed(tokens, start);
         let shape = vec![1, self.info.kv_heads, cap, self.info.head_dim];
         for (l, c) in self.cache.iter().enumerate() {
             let k = Bytes::copy_from_slice(&c.keys);

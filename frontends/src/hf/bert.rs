@@ -171,7 +171,7 @@ pub fn build(
         &[pe, zero, seq_len, axis0, one],
     )?;
     let x = b.bin(BinaryOp::Add, x, p)?;
-    let mut x = layer_norm(&mut b, x, &format!("{emb}.LayerNorm"), hidden, eps)?;
+    let mut x = b.layer_norm(x, &format!("{emb}.LayerNorm"), hidden, eps)?;
     b.leave(prev);
 
     // Keep-where-true mask [batch, 1, 1, seq].
@@ -221,7 +221,7 @@ pub fn build(
             Bias::Required,
         )?;
         let y = b.bin(BinaryOp::Add, y, x)?;
-        let h = layer_norm(&mut b, y, &format!("{attn}.output.LayerNorm"), hidden, eps)?;
+        let h = b.layer_norm(y, &format!("{attn}.output.LayerNorm"), hidden, eps)?;
         b.leave(prev_a);
         let ffn = format!("{layer}.intermediate");
         let prev_f = b.enter(&format!("{layer}.ffn"), BrickKind::Ffn);
@@ -235,7 +235,7 @@ pub fn build(
             Bias::Required,
         )?;
         let y = b.bin(BinaryOp::Add, y, h)?;
-        x = layer_norm(&mut b, y, &format!("{layer}.output.LayerNorm"), hidden, eps)?;
+        x = b.layer_norm(y, &format!("{layer}.output.LayerNorm"), hidden, eps)?;
         b.leave(prev_f);
         b.leave(prev);
     }
@@ -285,33 +285,6 @@ fn activation(b: &mut Builder, cfg: &Config, act: &str, x: ValueId) -> Result<Va
             message: format!("hidden_act {other:?} is not supported (gelu, gelu_new, relu)"),
         }),
     }
-}
-
-/// LayerNorm over the last axis (accepting the old `gamma`/`beta` names).
-fn layer_norm(
-    b: &mut Builder,
-    x: ValueId,
-    module: &str,
-    hidden: usize,
-    eps: f32,
-) -> Result<ValueId, HfError> {
-    let prev = b.enter(module, BrickKind::Norm);
-    let (wn, bn) = if b.has(&format!("{module}.gamma")) {
-        ("gamma", "beta")
-    } else {
-        ("weight", "bias")
-    };
-    let w = b.weight(&format!("{module}.{wn}"), &[hidden])?;
-    let bias = b.weight(&format!("{module}.{bn}"), &[hidden])?;
-    let y = b.op(
-        Op::Composite(CompositeOp::LayerNorm {
-            axis: 2,
-            epsilon: eps,
-        }),
-        &[x, w, bias],
-    );
-    b.leave(prev);
-    y
 }
 
 /// Smallest token count a mean divides by (sentence-transformers' clamp).

@@ -334,6 +334,34 @@ impl<'w> Builder<'w> {
         Ok(y)
     }
 
+    /// LayerNorm of module `module` over the last axis of a `[batch, seq, hidden]`
+    /// value, with its scale and bias (`weight`/`bias`, or the old `gamma`/`beta`).
+    pub fn layer_norm(
+        &mut self,
+        x: ValueId,
+        module: &str,
+        hidden: usize,
+        eps: f32,
+    ) -> Result<ValueId, HfError> {
+        let prev = self.enter(module, BrickKind::Norm);
+        let (wn, bn) = if self.has(&format!("{module}.gamma")) {
+            ("gamma", "beta")
+        } else {
+            ("weight", "bias")
+        };
+        let w = self.weight(&format!("{module}.{wn}"), &[hidden])?;
+        let bias = self.weight(&format!("{module}.{bn}"), &[hidden])?;
+        let y = self.op(
+            Op::Composite(kiln_ir::op::CompositeOp::LayerNorm {
+                axis: 2,
+                epsilon: eps,
+            }),
+            &[x, w, bias],
+        );
+        self.leave(prev);
+        y
+    }
+
     /// Marks `v` as a graph output called `name`.
     pub fn output(&mut self, v: ValueId, name: &str) {
         self.graph.rename_value(v, name.to_owned());

@@ -375,28 +375,6 @@ fn rms_norm(
     y
 }
 
-/// `(x·w + b)` normalized over the last axis with scale and bias (GPT-2's `ln_*`).
-fn layer_norm(
-    b: &mut Builder,
-    x: ValueId,
-    module: &str,
-    hidden: usize,
-    eps: f32,
-) -> Result<ValueId, HfError> {
-    let prev = b.enter(module, BrickKind::Norm);
-    let w = b.weight(&format!("{module}.weight"), &[hidden])?;
-    let bias = b.weight(&format!("{module}.bias"), &[hidden])?;
-    let y = b.op(
-        Op::Composite(CompositeOp::LayerNorm {
-            axis: 2,
-            epsilon: eps,
-        }),
-        &[x, w, bias],
-    );
-    b.leave(prev);
-    y
-}
-
 /// `silu(x)` = x·σ(x).
 fn silu(b: &mut Builder, x: ValueId) -> Result<ValueId, HfError> {
     let s = b.un(UnaryOp::Sigmoid, x)?;
@@ -819,7 +797,7 @@ fn build_gpt2(
     for l in 0..layers {
         let layer = format!("{prefix}h.{l}");
         let prev = b.enter(&layer, BrickKind::Layer);
-        let n = layer_norm(&mut b, x, &format!("{layer}.ln_1"), hidden, eps)?;
+        let n = b.layer_norm(x, &format!("{layer}.ln_1"), hidden, eps)?;
         let attn = format!("{layer}.attn");
         let prev_a = b.enter(&attn, BrickKind::Attention);
         let qkv = b.conv1d(n, &format!("{attn}.c_attn"), hidden, 3 * hidden)?;
@@ -842,7 +820,7 @@ fn build_gpt2(
         let y = b.conv1d(y, &format!("{attn}.c_proj"), hidden, hidden)?;
         b.leave(prev_a);
         let h = b.bin(BinaryOp::Add, x, y)?;
-        let n = layer_norm(&mut b, h, &format!("{layer}.ln_2"), hidden, eps)?;
+        let n = b.layer_norm(h, &format!("{layer}.ln_2"), hidden, eps)?;
         let mlp = format!("{layer}.mlp");
         let prev_m = b.enter(&mlp, BrickKind::Ffn);
         let u = b.conv1d(n, &format!("{mlp}.c_fc"), hidden, inner)?;
@@ -857,7 +835,7 @@ fn build_gpt2(
         x = b.bin(BinaryOp::Add, h, y)?;
         b.leave(prev);
     }
-    let x = layer_norm(&mut b, x, &format!("{prefix}ln_f"), hidden, eps)?;
+    let x = b.layer_norm(x, &format!("{prefix}ln_f"), hidden, eps)?;
     let prev = b.enter("lm_head", BrickKind::Head);
     let head = if b.has("lm_head.weight") {
         "lm_head.weight".to_owned()
