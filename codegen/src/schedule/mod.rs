@@ -123,10 +123,8 @@ fn lowering_order(graph: &Graph) -> Vec<usize> {
             }
         }
     }
-    for i in 0..nodes.len() {
-        if !weight_only[i] {
-            emit(i, nodes, &producer, &mut emitted, &mut order);
-        }
+    for (i, _) in weight_only.iter().enumerate().filter(|(_, &w)| !w) {
+        emit(i, nodes, &producer, &mut emitted, &mut order);
     }
     for i in 0..nodes.len() {
         emit(i, nodes, &producer, &mut emitted, &mut order);
