@@ -22,5 +22,5 @@ pub fn load(path: &Path, adapters: &[PathBuf]) -> Result<(HfModel, GgufVocab), E
     };
     let adapters = hf::load_adapters(adapters)?;
     let model = hf::build(path, &config, &weights, &adapters)?;
-    Ok((model, GgufVocab::from(llama.tokenizer)))
+    Ok((model, llama.tokenizer))
 }

@@ -732,6 +732,7 @@ fn vocab_from_fixture(v: &Value) -> GgufVocab {
         add_bos_token: v["add_bos_token"].as_bool(),
         add_eos_token: v["add_eos_token"].as_bool(),
         chat_template: v["chat_template"].as_str().map(str::to_owned),
+        ..GgufVocab::default()
     }
 }
 

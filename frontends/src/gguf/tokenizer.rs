@@ -6,7 +6,7 @@ use super::{GgufError, GgufFile, MetaValue};
 /// The tokenizer of a GGUF model: vocabulary, merges or scores, special tokens
 /// and chat template, as stored under `tokenizer.ggml.*` and
 /// `tokenizer.chat_template`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct GgufTokenizerData {
     /// `tokenizer.ggml.model`: `gpt2` (byte-level BPE with merges) or `llama`
     /// (SentencePiece with scores), or another llama.cpp tokenizer model name.

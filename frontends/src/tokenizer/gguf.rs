@@ -83,58 +83,9 @@ const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}
 const QWEN35_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// The tokenizer metadata of a GGUF file (`tokenizer.ggml.*` and
-/// `tokenizer.chat_template`), as a GGUF reader finds it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct GgufVocab {
-    /// `tokenizer.ggml.model`: [`MODEL_GPT2`] or [`MODEL_LLAMA`].
-    pub model: String,
-    /// `tokenizer.ggml.pre`: the pre-tokenizer's name (`llama-bpe`, `qwen2`, `smollm`...).
-    pub pre: Option<String>,
-    /// `tokenizer.ggml.tokens`: the vocabulary, by id.
-    pub tokens: Vec<String>,
-    /// `tokenizer.ggml.token_type`: each token's type ([`TOKEN_TYPE_NORMAL`]...).
-    pub token_types: Option<Vec<i32>>,
-    /// `tokenizer.ggml.scores`: each token's SentencePiece score.
-    pub scores: Option<Vec<f32>>,
-    /// `tokenizer.ggml.merges`: BPE merges, best first, as `"left right"`.
-    pub merges: Option<Vec<String>>,
-    /// `tokenizer.ggml.bos_token_id`.
-    pub bos_token_id: Option<u32>,
-    /// `tokenizer.ggml.eos_token_id`.
-    pub eos_token_id: Option<u32>,
-    /// `tokenizer.ggml.unknown_token_id`.
-    pub unknown_token_id: Option<u32>,
-    /// `tokenizer.ggml.padding_token_id`.
-    pub padding_token_id: Option<u32>,
-    /// `tokenizer.ggml.add_bos_token`.
-    pub add_bos_token: Option<bool>,
-    /// `tokenizer.ggml.add_eos_token`.
-    pub add_eos_token: Option<bool>,
-    /// `tokenizer.chat_template`.
-    pub chat_template: Option<String>,
-}
-
-impl From<crate::gguf::GgufTokenizerData> for GgufVocab {
-    /// The tokenizer metadata [`crate::gguf`] reads from a GGUF file.
-    /// `add_space_prefix` is dropped: transformers' conversion ignores it too.
-    fn from(data: crate::gguf::GgufTokenizerData) -> Self {
-        Self {
-            model: data.model,
-            pre: data.pre,
-            tokens: data.tokens,
-            token_types: data.token_types,
-            scores: data.scores,
-            merges: data.merges,
-            bos_token_id: data.bos_token_id,
-            eos_token_id: data.eos_token_id,
-            unknown_token_id: data.unknown_token_id,
-            padding_token_id: data.padding_token_id,
-            add_bos_token: data.add_bos_token,
-            add_eos_token: data.add_eos_token,
-            chat_template: data.chat_template,
-        }
-    }
-}
+/// `tokenizer.chat_template`) as [`crate::gguf`] reads it. `add_space_prefix`
+/// is not used: transformers' conversion ignores it too.
+pub type GgufVocab = crate::gguf::GgufTokenizerData;
 
 /// What [`build`] makes of a [`GgufVocab`].
 pub(crate) struct GgufTokenizer {
