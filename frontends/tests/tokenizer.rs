@@ -948,8 +948,7 @@ fn smollm2_gguf_matches_transformers() {
     };
     let vocab: GgufVocab = kiln_frontends::gguf::GgufFile::open(&path)
         .and_then(|file| file.tokenizer_data())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into();
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(vocab.model, "gpt2");
     assert_eq!(vocab.pre.as_deref(), Some("smollm"));
     let tok = TextTokenizer::from_gguf_parts(vocab).expect("build");
