@@ -84,13 +84,19 @@ impl Embedder {
 
     /// One embedding per text, in one batch padded to the longest.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, Error> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
         let ids: Vec<Vec<u32>> = texts
             .iter()
             .map(|t| self.tokenize(t))
             .collect::<Result<_, _>>()?;
+        self.embed_ids(&ids)
+    }
+
+    /// One embedding per token sequence (from [`Embedder::tokenize`]), in one
+    /// batch padded to the longest.
+    pub fn embed_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let seq = ids.iter().map(Vec::len).max().unwrap_or(1).max(1);
         let n = ids.len();
         let mut flat = vec![0i64; n * seq];

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use kiln_frontends::onnx::{self, proto};
-use kiln_ir::{Graph, ValueDef};
+use kiln_ir::Graph;
 use serde::Serialize;
 
 use crate::Error;
@@ -223,14 +223,7 @@ pub fn inspect(path: &Path) -> Result<Report, Error> {
 fn fill_from_graph(report: &mut Report, graph: &kiln_ir::Graph) {
     report.inputs = graph_values(graph, &graph.inputs);
     report.outputs = graph_values(graph, &graph.outputs);
-    for v in graph.values() {
-        if let ValueDef::Const(t) = &v.def {
-            if kiln_ir::is_parameter(t) {
-                report.parameters += t.numel();
-                report.weight_bytes += t.bytes().len();
-            }
-        }
-    }
+    (report.parameters, report.weight_bytes) = graph.params();
     for n in graph.nodes() {
         *report.kiln_ops.entry(n.op.name().to_string()).or_insert(0) += 1;
     }

@@ -146,67 +146,27 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
         // concat(Wᵢᵀ) = (concat(Wᵢ) along the permuted axis)ᵀ: fold the concatenation on
         // the half-precision weights and keep the transpose, which matrix-vector
         // kernels read through (a dot product per output, contiguous along k).
-        if let (Op::Layout(LayoutOp::Concat { axis }), [first, ..]) = (&node.op, &inputs[..]) {
-            let perm = transposed.get(first).map(|t| t.1.clone());
-            let parts: Option<Vec<ValueId>> = inputs
-                .iter()
-                .map(|v| {
-                    transposed
-                        .get(v)
-                        .filter(|t| Some(&t.1) == perm.as_ref())
-                        .and_then(|t| widened.get(&t.0).copied())
-                })
-                .collect();
-            if let (Some(perm), Some(parts)) = (perm, parts) {
-                let src_axis = perm[*axis];
-                let halves: Option<Vec<&Tensor>> = parts.iter().map(|&p| out.constant(p)).collect();
-                let same_dtype = halves
-                    .as_ref()
-                    .is_some_and(|h| h.windows(2).all(|w| w[0].dtype() == w[1].dtype()));
-                let joined = halves.filter(|_| same_dtype).and_then(|h| {
-                    let total: usize = h.iter().map(|t| t.numel()).sum();
-                    (total <= WEIGHT_FOLD_MAX_ELEMENTS).then(|| {
-                        kiln_ir::interp::eval_op(
-                            &Op::Layout(LayoutOp::Concat { axis: src_axis }),
-                            &h,
-                            1,
-                        )
-                        .ok()
-                    })?
-                });
-                if let Some(mut joined) = joined {
-                    let name = &names[0];
-                    let half = out.add_const(format!("{name}.half"), joined.remove(0));
-                    let half_ty = out.value(half).ty.clone();
-                    let wide_ty = TensorType::new(out_types[0].dtype, half_ty.shape.clone());
-                    let cast = out
-                        .add_node_typed(
-                            format!("{}.widen", node.name),
-                            Op::Layout(LayoutOp::Cast {
-                                to: out_types[0].dtype,
-                            }),
-                            vec![half],
-                            &[format!("{name}.wide")],
-                            vec![wide_ty],
-                            node.brick,
-                        )
-                        .map_err(|e| err(e.message))?[0];
-                    widened.insert(cast, half);
-                    let t = out
-                        .add_node_typed(
-                            format!("{}.transpose", node.name),
-                            Op::Layout(LayoutOp::Transpose { perm: perm.clone() }),
-                            vec![cast],
-                            std::slice::from_ref(name),
-                            vec![out_types[0].clone()],
-                            node.brick,
-                        )
-                        .map_err(|e| err(e.message))?[0];
-                    transposed.insert(t, (cast, perm));
-                    map[node.outputs[0].0 as usize] = Some(t);
-                    continue;
-                }
-            }
+        if let Some((joined, perm)) =
+            transposed_concat(&node.op, &inputs, &out, &widened, &transposed)
+        {
+            let name = &names[0];
+            let to = out_types[0].dtype;
+            let (cast, half) = widen(&mut out, joined, &format!("{name}.wide"), node, to)
+                .map_err(|e| err(e.message))?;
+            widened.insert(cast, half);
+            let t = out
+                .add_node_typed(
+                    format!("{}.transpose", node.name),
+                    Op::Layout(LayoutOp::Transpose { perm: perm.clone() }),
+                    vec![cast],
+                    std::slice::from_ref(name),
+                    vec![out_types[0].clone()],
+                    node.brick,
+                )
+                .map_err(|e| err(e.message))?[0];
+            transposed.insert(t, (cast, perm));
+            map[node.outputs[0].0 as usize] = Some(t);
+            continue;
         }
         if let Some(raw) = widened_input(&node.op, &inputs, &types, &out, &widened) {
             if let Some(results) =
@@ -215,17 +175,8 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
                 for (((&o, name), t), ty) in
                     node.outputs.iter().zip(&names).zip(results).zip(&out_types)
                 {
-                    let half = out.add_const(format!("{name}.half"), t);
-                    let cast = out
-                        .add_node_typed(
-                            format!("{}.widen", node.name),
-                            Op::Layout(LayoutOp::Cast { to: ty.dtype }),
-                            vec![half],
-                            std::slice::from_ref(name),
-                            vec![ty.clone()],
-                            node.brick,
-                        )
-                        .map_err(|e| err(e.message))?[0];
+                    let (cast, half) =
+                        widen(&mut out, t, name, node, ty.dtype).map_err(|e| err(e.message))?;
                     widened.insert(cast, half);
                     map[o.0 as usize] = Some(cast);
                 }
@@ -276,6 +227,62 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
         .collect();
     out.prune();
     Ok(out)
+}
+
+/// Adds the half-precision constant `half` and a `Cast` of it to `to` whose
+/// value is called `name`; returns the cast's value and the constant.
+fn widen(
+    out: &mut Graph,
+    half: Tensor,
+    name: &str,
+    node: &kiln_ir::Node,
+    to: kiln_ir::DType,
+) -> Result<(ValueId, ValueId), kiln_ir::NodeError> {
+    let c = out.add_const(format!("{name}.half"), half);
+    let ty = TensorType::new(to, out.value(c).ty.shape.clone());
+    let cast = out.add_node_typed(
+        format!("{}.widen", node.name),
+        Op::Layout(LayoutOp::Cast { to }),
+        vec![c],
+        &[name.to_string()],
+        vec![ty],
+        node.brick,
+    )?[0];
+    Ok((cast, c))
+}
+
+/// concat(Wᵢᵀ) = (concat(Wᵢ) along the permuted axis)ᵀ: for a concatenation of
+/// transposes (one permutation) of widened half-precision weights, their
+/// half-precision concatenation and the permutation. The caller keeps the
+/// transpose, which matrix-vector kernels read through (a dot product per
+/// output, contiguous along k).
+fn transposed_concat(
+    op: &Op,
+    inputs: &[ValueId],
+    out: &Graph,
+    widened: &std::collections::HashMap<ValueId, ValueId>,
+    transposed: &std::collections::HashMap<ValueId, (ValueId, Vec<usize>)>,
+) -> Option<(Tensor, Vec<usize>)> {
+    let Op::Layout(LayoutOp::Concat { axis }) = op else {
+        return None;
+    };
+    let perm = &transposed.get(inputs.first()?)?.1;
+    let halves: Vec<&Tensor> = inputs
+        .iter()
+        .map(|v| {
+            let (w, p) = transposed.get(v)?;
+            (p == perm).then_some(())?;
+            out.constant(*widened.get(w)?)
+        })
+        .collect::<Option<_>>()?;
+    if halves.windows(2).any(|w| w[0].dtype() != w[1].dtype())
+        || halves.iter().map(|t| t.numel()).sum::<usize>() > WEIGHT_FOLD_MAX_ELEMENTS
+    {
+        return None;
+    }
+    let concat = Op::Layout(LayoutOp::Concat { axis: perm[*axis] });
+    let joined = kiln_ir::interp::eval_op(&concat, &halves, 1).ok()?;
+    Some((joined.into_iter().next()?, perm.clone()))
 }
 
 /// `Cast` of an f16/bf16 value to f32.

@@ -390,6 +390,17 @@ impl Graph {
         self.outputs.iter_mut().for_each(remap);
     }
 
+    /// Parameter count and bytes of all the graph's weights (see [`is_parameter`]).
+    pub fn params(&self) -> (usize, usize) {
+        self.values
+            .iter()
+            .filter_map(|v| match &v.def {
+                ValueDef::Const(t) if is_parameter(t) => Some(t),
+                _ => None,
+            })
+            .fold((0, 0), |(n, b), t| (n + t.numel(), b + t.bytes().len()))
+    }
+
     /// Parameter count and bytes of the weights a brick's nodes use (nested bricks
     /// included; a weight shared by two bricks counts in both). See [`is_parameter`].
     pub fn brick_params(&self, brick: BrickId) -> (usize, usize) {

@@ -62,18 +62,15 @@ pub fn bench(args: &BenchArgs) -> Result<i32, Error> {
         ..CompileOptions::default()
     };
     let t0 = Instant::now();
-    if !crate::aot::is_artifact(&args.model) {
-        let model = Model::load(&args.model)?;
-        if let Some(kiln_frontends::hf::ModelKind::Decoder(_)) = model.kind() {
-            return bench_decode(args, &model, &target, &options);
-        }
-    }
     let (exe, inputs_decl) = if crate::aot::is_artifact(&args.model) {
         let exe = Executable::load_artifact(&args.model, args.threads)?;
         let decl = exe.input_types();
         (exe, decl)
     } else {
         let model = Model::load(&args.model)?;
+        if let Some(kiln_frontends::hf::ModelKind::Decoder(_)) = model.kind() {
+            return bench_decode(args, &model, &target, &options);
+        }
         let exe = model.compile_with(&target, &options)?;
         let decl = exe.input_types();
         (exe, decl)
@@ -255,18 +252,6 @@ fn profile(exe: &Executable, named: &[(String, Tensor)], iters: usize) -> Result
     Ok(())
 }
 
-/// Bytes of the model's parameters as stored (what one decode step streams).
-fn weight_bytes(model: &Model) -> usize {
-    let g = model.graph();
-    g.values()
-        .iter()
-        .filter_map(|v| match &v.def {
-            kiln_ir::ValueDef::Const(t) if kiln_ir::is_parameter(t) => Some(t.bytes().len()),
-            _ => None,
-        })
-        .sum()
-}
-
 /// `kiln bench` on a decoder: prefill `--prompt-len` tokens, then time `--iters`
 /// single-token decode steps with the KV cache (median per token), and report
 /// the weight bytes streamed per second.
@@ -307,7 +292,7 @@ fn bench_decode(
     }
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times[times.len() / 2];
-    let bytes = weight_bytes(model);
+    let (_, bytes) = model.graph().params();
     let gbps = bytes as f64 / (median * 1e-3) / 1e9;
     if args.profile {
         println!("prefill of {prompt_len} tokens:");

@@ -125,15 +125,8 @@ pub fn compile(args: &CompileArgs) -> Result<i32, Error> {
             args.target
         )));
     }
-    let progress = indicatif::ProgressBar::new_spinner();
-    progress.enable_steady_tick(std::time::Duration::from_millis(120));
-    progress.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
-            .expect("valid template"),
-    );
-    if args.output.is_some() {
-        progress.set_message("importing and optimizing");
-    } else {
+    let progress = super::spinner("importing and optimizing");
+    if args.output.is_none() {
         progress.finish_and_clear();
     }
     let profile = target_profile(&args.target)?;

@@ -101,6 +101,19 @@ pub fn main() -> i32 {
     }
 }
 
+/// A ticking spinner on stderr with the elapsed time and `message` (drawn only
+/// when stderr is a terminal); finish it with `finish_and_clear`.
+pub(crate) fn spinner(message: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
+            .expect("valid template"),
+    );
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
 /// Parses `--dim NAME=SIZE` arguments.
 pub fn parse_dims(args: &[String]) -> Result<std::collections::HashMap<String, usize>, Error> {
     let mut dims = std::collections::HashMap::new();

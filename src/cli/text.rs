@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 use kiln_frontends::tokenizer::ChatMessage;
@@ -92,9 +91,7 @@ fn target_of(name: &str) -> Result<Target, Error> {
 
 /// A spinner on stderr while `work` runs (hidden when stderr is not a terminal).
 fn with_spinner<T>(message: String, work: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_message(message);
-    bar.enable_steady_tick(Duration::from_millis(120));
+    let bar = super::spinner(&message);
     let out = work();
     bar.finish_and_clear();
     out
@@ -245,21 +242,26 @@ pub fn embed(args: &EmbedArgs) -> Result<i32, Error> {
     };
     let embedder = crate::embed::Embedder::new(&model, &target, &options)?;
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
+    let ids: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| embedder.tokenize(t))
+        .collect::<Result<_, _>>()?;
     let vectors = with_spinner(format!("embedding {} texts", texts.len()), || {
-        embedder.embed(&texts)
+        embedder.embed_ids(&ids)
     })?;
     if args.json {
         let items: Vec<serde_json::Value> = texts
             .iter()
+            .zip(&ids)
             .zip(&vectors)
-            .map(|(t, v)| {
-                Ok(serde_json::json!({
+            .map(|((t, i), v)| {
+                serde_json::json!({
                     "text": t,
-                    "tokens": embedder.tokenize(t)?.len(),
+                    "tokens": i.len(),
                     "embedding": v,
-                }))
+                })
             })
-            .collect::<Result<_, Error>>()?;
+            .collect();
         let doc = serde_json::json!({
             "model": args.model.display().to_string(),
             "dim": embedder.dim(),

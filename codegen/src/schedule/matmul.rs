@@ -148,18 +148,20 @@ pub fn emit_gemm(
         return false;
     }
     let count: usize = batch.iter().product();
-    if count == 1 && m == 1 && dt == DType::F32 && b_shape.len() == 2 {
-        let (wb, w_st, stored) = gemv_weight(s, w);
-        if emit_gemv(s, (a, a_cs), (wb, w_st[0], w_st[1], stored), c, n, k) {
+    if count == 1 && m == 1 && dt == DType::F32 {
+        let (wb, w_rs, w_cs, stored) = if b_shape.len() == 2 {
+            let (wb, w_st, stored) = gemv_weight(s, w);
+            (wb, w_st[0], w_st[1], stored)
+        } else {
+            (b, b_rs, b_cs, Scalar::F32)
+        };
+        if emit_gemv(s, (a, a_cs), (wb, w_rs, w_cs, stored), c, n, k) {
             return true;
         }
-    }
-    if count == 1
-        && m == 1
-        && dt == DType::F32
-        && emit_gemv(s, (a, a_cs), (b, b_rs, b_cs, Scalar::F32), c, n, k)
-    {
-        return true;
+        // The half-precision source's layout has no kernel: read the widened f32.
+        if stored != Scalar::F32 && emit_gemv(s, (a, a_cs), (b, b_rs, b_cs, Scalar::F32), c, n, k) {
+            return true;
+        }
     }
     s.prog.steps.push(Step::Gemm(GemmStep {
         a,

@@ -28,7 +28,7 @@ pub use lora::{Adapter, AdapterSet};
 use crate::safetensors;
 
 /// The architectures kiln builds, as `architectures` names them.
-pub const ARCHITECTURES: [&str; 8] = [
+pub const ARCHITECTURES: [&str; 7] = [
     "BertModel",
     "GPT2LMHeadModel",
     "LlamaForCausalLM",
@@ -36,7 +36,6 @@ pub const ARCHITECTURES: [&str; 8] = [
     "Qwen2ForCausalLM",
     "MixtralForCausalLM",
     "Qwen2MoeForCausalLM",
-    "BertForMaskedLM",
 ];
 
 /// What kind of model a folder holds, with what its caller needs to drive it.
@@ -127,7 +126,7 @@ pub fn build(
         return Err(HfError::UnknownArchitecture {
             path: cfg.path().to_owned(),
             name: arch,
-            known: ARCHITECTURES[..7].join(", "),
+            known: ARCHITECTURES.join(", "),
         });
     };
     kiln_ir::verify(&graph).map_err(|e| HfError::Build {
