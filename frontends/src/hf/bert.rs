@@ -269,7 +269,7 @@ pub fn build(
         normalize,
         max_seq_length,
     };
-    Ok((b.finish(), info))
+    Ok((b.finish()?, info))
 }
 
 /// The config's activation.

@@ -56,6 +56,8 @@ pub struct Builder<'w> {
     counter: usize,
     /// Weights already bound, so a tied weight is one constant.
     bound: BTreeMap<String, ValueId>,
+    /// Module paths of the linear layers built (where adapters may attach).
+    linears: Vec<String>,
 }
 
 /// The dtype every activation is computed in.
@@ -72,6 +74,7 @@ impl<'w> Builder<'w> {
             brick: None,
             counter: 0,
             bound: BTreeMap::new(),
+            linears: Vec::new(),
         }
     }
 
@@ -257,6 +260,7 @@ impl<'w> Builder<'w> {
         let wt = self.transpose2(w)?;
         let y = self.matmul(x, wt)?;
         let y = self.add_bias(y, module, out_features, bias)?;
+        self.linears.push(module.to_owned());
         self.attach_adapters(x, y, module, in_features, out_features)
     }
 
@@ -271,6 +275,7 @@ impl<'w> Builder<'w> {
         let w = self.weight(&format!("{module}.weight"), &[in_features, out_features])?;
         let y = self.matmul(x, w)?;
         let y = self.add_bias(y, module, out_features, Bias::Required)?;
+        self.linears.push(module.to_owned());
         self.attach_adapters(x, y, module, in_features, out_features)
     }
 
@@ -368,9 +373,25 @@ impl<'w> Builder<'w> {
         self.graph.outputs.push(v);
     }
 
-    /// The finished graph.
-    pub fn finish(self) -> Graph {
-        self.graph
+    /// The finished graph; an adapter targeting a module that is none of the
+    /// linear layers built is an error (a typo, or an adapter for another model).
+    pub fn finish(self) -> Result<Graph, HfError> {
+        if let Some((adapter, module)) = self.adapters.unmatched(&self.linears).into_iter().next() {
+            let dir = self
+                .adapters
+                .adapters
+                .iter()
+                .find(|a| a.name == adapter)
+                .map(|a| a.dir.clone())
+                .unwrap_or_default();
+            return Err(HfError::BadAdapter {
+                dir,
+                message: format!(
+                    "it targets {module}, which is not a linear layer kiln attaches adapters to in this model"
+                ),
+            });
+        }
+        Ok(self.graph)
     }
 }
 

@@ -128,7 +128,6 @@ pub fn build(
     let (cos, sin) = p.rope.tables(p.max_pos);
     let cos = b.konst("rope.cos", cos);
     let sin = b.konst("rope.sin", sin);
-    let mut known_modules = Vec::new();
     for l in 0..p.layers {
         let layer = format!("model.layers.{l}");
         let prev = b.enter(&layer, BrickKind::Layer);
@@ -150,9 +149,6 @@ pub fn build(
         let q = b.linear(n, &format!("{attn}.q_proj"), p.hidden, hq * hd, qkv_bias)?;
         let k = b.linear(n, &format!("{attn}.k_proj"), p.hidden, hkv * hd, qkv_bias)?;
         let v = b.linear(n, &format!("{attn}.v_proj"), p.hidden, hkv * hd, qkv_bias)?;
-        for m in ["q_proj", "k_proj", "v_proj", "o_proj"] {
-            known_modules.push(format!("{attn}.{m}"));
-        }
         let q = split_heads(&mut b, q, hq, hd)?;
         let k = split_heads(&mut b, k, hkv, hd)?;
         let v = split_heads(&mut b, v, hkv, hd)?;
@@ -173,16 +169,11 @@ pub fn build(
             p.eps,
         )?;
         let y = match &p.moe {
-            Some(moe) if moe.is_sparse_layer(l) => {
-                moe_block(&mut b, &p, moe, n, &layer, &mut known_modules)?
-            }
+            Some(moe) if moe.is_sparse_layer(l) => moe_block(&mut b, &p, moe, n, &layer)?,
             _ => {
                 let mlp = format!("{layer}.mlp");
                 let prev = b.enter(&mlp, BrickKind::Ffn);
                 let y = swiglu(&mut b, n, &mlp, p.hidden, p.intermediate, p.mlp_bias)?;
-                for m in ["gate_proj", "up_proj", "down_proj"] {
-                    known_modules.push(format!("{mlp}.{m}"));
-                }
                 b.leave(prev);
                 y
             }
@@ -203,7 +194,6 @@ pub fn build(
     b.output(logits, "logits");
     b.leave(prev);
     io.finish(&mut b);
-    check_adapters(adapters, &known_modules)?;
 
     let info = DecoderInfo {
         family,
@@ -217,24 +207,7 @@ pub fn build(
         eos_token_ids: cfg.token_ids("eos_token_id")?,
         weight_dtype,
     };
-    Ok((b.finish(), info))
-}
-
-/// Every adapter module must be a layer of the model.
-fn check_adapters(adapters: &AdapterSet, known: &[String]) -> Result<(), HfError> {
-    if let Some((adapter, module)) = adapters.unmatched(known).into_iter().next() {
-        let dir = adapters
-            .adapters
-            .iter()
-            .find(|a| a.name == adapter)
-            .map(|a| a.dir.clone())
-            .unwrap_or_default();
-        return Err(HfError::BadAdapter {
-            dir,
-            message: format!("it targets {module}, which is not a linear layer kiln attaches adapters to in this model"),
-        });
-    }
-    Ok(())
+    Ok((b.finish()?, info))
 }
 
 /// The graph inputs every decoder declares.
@@ -429,7 +402,6 @@ fn moe_block(
     moe: &MoeParams,
     x: ValueId,
     layer: &str,
-    known: &mut Vec<String>,
 ) -> Result<ValueId, HfError> {
     let module =
         if p.family == Family::Mixtral && b.has(&format!("{layer}.block_sparse_moe.gate.weight")) {
@@ -509,14 +481,8 @@ fn moe_block(
             let u = b.linear(x, &format!("{expert}.w3"), hidden, inter, Bias::None)?;
             let g = silu(b, g)?;
             let h = b.bin(BinaryOp::Mul, g, u)?;
-            for m in ["w1", "w2", "w3"] {
-                known.push(format!("{expert}.{m}"));
-            }
             b.linear(h, &format!("{expert}.w2"), inter, hidden, Bias::None)?
         } else {
-            for m in ["gate_proj", "up_proj", "down_proj"] {
-                known.push(format!("{expert}.{m}"));
-            }
             swiglu(b, x, &expert, hidden, inter, false)?
         };
         let idx = b.konst("expert_index", Tensor::from_vec(vec![1], vec![e as i64]));
@@ -533,9 +499,6 @@ fn moe_block(
         let se = format!("{module}.shared_expert");
         let prev_s = b.enter(&se, BrickKind::Expert);
         let y = swiglu(b, x, &se, hidden, shared, false)?;
-        for m in ["gate_proj", "up_proj", "down_proj"] {
-            known.push(format!("{se}.{m}"));
-        }
         let gate = b.linear(
             x,
             &format!("{module}.shared_expert_gate"),
@@ -793,7 +756,6 @@ fn build_gpt2(
     let pos = b.to_compute(pos)?;
     let mut x = b.bin(BinaryOp::Add, tok, pos)?;
     b.leave(prev);
-    let mut known = Vec::new();
     for l in 0..layers {
         let layer = format!("{prefix}h.{l}");
         let prev = b.enter(&layer, BrickKind::Layer);
@@ -801,8 +763,6 @@ fn build_gpt2(
         let attn = format!("{layer}.attn");
         let prev_a = b.enter(&attn, BrickKind::Attention);
         let qkv = b.conv1d(n, &format!("{attn}.c_attn"), hidden, 3 * hidden)?;
-        known.push(format!("{attn}.c_attn"));
-        known.push(format!("{attn}.c_proj"));
         let parts = b.op_n(
             Op::Layout(LayoutOp::Split {
                 axis: 2,
@@ -829,8 +789,6 @@ fn build_gpt2(
             None => b.un(UnaryOp::Relu, u)?,
         };
         let y = b.conv1d(u, &format!("{mlp}.c_proj"), inner, hidden)?;
-        known.push(format!("{mlp}.c_fc"));
-        known.push(format!("{mlp}.c_proj"));
         b.leave(prev_m);
         x = b.bin(BinaryOp::Add, h, y)?;
         b.leave(prev);
@@ -848,7 +806,6 @@ fn build_gpt2(
     b.output(logits, "logits");
     b.leave(prev);
     io.finish(&mut b);
-    check_adapters(adapters, &known)?;
     let info = DecoderInfo {
         family: Family::Gpt2,
         layers,
@@ -861,5 +818,5 @@ fn build_gpt2(
         eos_token_ids: cfg.token_ids("eos_token_id")?,
         weight_dtype,
     };
-    Ok((b.finish(), info))
+    Ok((b.finish()?, info))
 }
