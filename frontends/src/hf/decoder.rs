@@ -452,8 +452,12 @@ fn moe_block(
     let fused = b.has(&fused_gate_up);
     let (gate_up_all, down_all) = if fused {
         (
-            Some(b_tensor(b, &fused_gate_up, &[e_count, 2 * inter, hidden])?),
-            Some(b_tensor(
+            Some(weight_tensor(
+                b,
+                &fused_gate_up,
+                &[e_count, 2 * inter, hidden],
+            )?),
+            Some(weight_tensor(
                 b,
                 &format!("{module}.experts.down_proj"),
                 &[e_count, hidden, inter],
@@ -516,7 +520,7 @@ fn moe_block(
 }
 
 /// The tensor `name` of shape `shape` (for fused expert weights, sliced per expert).
-fn b_tensor(b: &mut Builder, name: &str, shape: &[usize]) -> Result<Tensor, HfError> {
+fn weight_tensor(b: &mut Builder, name: &str, shape: &[usize]) -> Result<Tensor, HfError> {
     let v = b.raw_weight(name, shape)?;
     Ok(b.graph.constant(v).expect("a weight is a constant").clone())
 }
