@@ -37,7 +37,6 @@ fn saturated(layers: usize, phases: &[&[&str]]) -> EGraphModel {
             .with_egraph(egraph)
             .with_node_limit(limits.nodes)
             .with_iter_limit(limits.iterations)
-            .with_time_limit(limits.time)
             .run(&set.rewrites());
         model.egraph = runner.egraph;
         model.egraph.rebuild();

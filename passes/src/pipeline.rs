@@ -31,18 +31,29 @@ pub const NODE_LIMIT: usize = 200_000;
 /// the policy (no rules that only grow the e-graph) saturate in a handful.
 pub const ITERATION_LIMIT: usize = 30;
 
-/// Most wall-clock time per phase; a phase that hits it is reported as such.
-pub const TIME_LIMIT: Duration = Duration::from_secs(2);
+/// Wall-clock time after which a phase aborts the whole optimization with
+/// [`PipelineError::Deadline`]. Only counts ([`NODE_LIMIT`], [`ITERATION_LIMIT`])
+/// decide *what* is compiled, so the same model gives the same program however
+/// loaded the machine is; the deadline can only turn a runaway phase into an error.
+/// The standard phases take well under a second on a 22-layer Llama.
+pub const PHASE_DEADLINE: Duration = Duration::from_secs(300);
 
-/// The limits of one phase.
+/// Wall-clock time after which a phase logs a warning (and finishes normally).
+pub const SLOW_PHASE_WARNING: Duration = Duration::from_secs(10);
+
+/// The limits of one phase. The counts decide where saturation stops; the
+/// wall-clock times never change the result (see [`PHASE_DEADLINE`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Limits {
     /// Most e-nodes ([`NODE_LIMIT`] by default).
     pub nodes: usize,
     /// Most iterations ([`ITERATION_LIMIT`] by default).
     pub iterations: usize,
-    /// Most wall-clock time ([`TIME_LIMIT`] by default).
-    pub time: Duration,
+    /// Wall-clock time after which the phase fails ([`PHASE_DEADLINE`] by default).
+    pub deadline: Duration,
+    /// Wall-clock time after which the phase warns ([`SLOW_PHASE_WARNING`] by
+    /// default).
+    pub warn_after: Duration,
 }
 
 impl Default for Limits {
@@ -50,10 +61,38 @@ impl Default for Limits {
         Limits {
             nodes: NODE_LIMIT,
             iterations: ITERATION_LIMIT,
-            time: TIME_LIMIT,
+            deadline: PHASE_DEADLINE,
+            warn_after: SLOW_PHASE_WARNING,
         }
     }
 }
+
+/// Why a pipeline run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Extraction or re-inference failed at a node.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// A phase ran past its wall-clock deadline.
+    #[error(
+        "optimizer phase `{phase}` ran past its deadline of {} s after {iterations} iterations ({nodes} e-nodes); the model is too large for this phase's rules, or a rule loops",
+        deadline.as_secs()
+    )]
+    Deadline {
+        /// The phase.
+        phase: String,
+        /// Its deadline.
+        deadline: Duration,
+        /// Iterations completed.
+        iterations: usize,
+        /// E-nodes when it stopped.
+        nodes: usize,
+    },
+}
+
+/// The message egg's runner stops with when a phase's deadline passes (a hook's
+/// `StopReason::Other`).
+const DEADLINE_STOP: &str = "deadline";
 
 /// A named phase: its rewrites, run to saturation or to a limit.
 pub struct Phase {
@@ -239,7 +278,7 @@ impl Pipeline {
         &self,
         graph: &Graph,
         profile: &TargetProfile,
-    ) -> Result<(Graph, Report), NodeError> {
+    ) -> Result<(Graph, Report), PipelineError> {
         self.run_keeping_egraph(graph, profile)
             .map(|(g, report, _)| (g, report))
     }
@@ -250,7 +289,7 @@ impl Pipeline {
         &self,
         graph: &Graph,
         profile: &TargetProfile,
-    ) -> Result<(Graph, Report, EGraphModel), NodeError> {
+    ) -> Result<(Graph, Report, EGraphModel), PipelineError> {
         let start = Instant::now();
         let cost = CostModel::new(profile.clone()).with_dims(self.dims.clone());
         let cost_before = cost.graph_cost(graph);
@@ -280,12 +319,38 @@ impl Pipeline {
                 .iter()
                 .map(|rw| recording(rw, &log))
                 .collect();
+            let deadline = phase.limits.deadline;
             let runner = Runner::default()
                 .with_egraph(egraph)
                 .with_node_limit(phase.limits.nodes)
                 .with_iter_limit(phase.limits.iterations)
-                .with_time_limit(phase.limits.time)
+                // egg's own time limit would stop saturation at a load-dependent
+                // point; the deadline hook below fails instead.
+                .with_time_limit(Duration::MAX)
+                .with_hook(move |_| {
+                    if t.elapsed() > deadline {
+                        Err(DEADLINE_STOP.to_string())
+                    } else {
+                        Ok(())
+                    }
+                })
                 .run(&rewrites);
+            if matches!(&runner.stop_reason, Some(StopReason::Other(m)) if m == DEADLINE_STOP) {
+                return Err(PipelineError::Deadline {
+                    phase: phase.name.clone(),
+                    deadline,
+                    iterations: runner.iterations.len(),
+                    nodes: runner.egraph.total_number_of_nodes(),
+                });
+            }
+            if t.elapsed() > phase.limits.warn_after {
+                tracing::warn!(
+                    phase = %phase.name,
+                    seconds = t.elapsed().as_secs_f64(),
+                    nodes = runner.egraph.total_number_of_nodes(),
+                    "optimizer phase is slow"
+                );
+            }
             let applied_by_brick = std::mem::take(&mut *log.lock().expect("log not poisoned"));
             let mut applied = BTreeMap::new();
             for it in &runner.iterations {

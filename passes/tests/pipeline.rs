@@ -113,6 +113,48 @@ fn iteration_limit_is_reported() {
 }
 
 #[test]
+fn a_phase_past_its_deadline_is_an_error_not_a_different_program() {
+    // A rule that never saturates, a deadline it is sure to pass: the run fails
+    // with an error naming the phase instead of returning whatever saturation
+    // reached by then (which would depend on the machine's load).
+    let grow: Vec<Rw> = vec![egg::rewrite!("grow"; "(Relu ?x)" => "(Relu (Neg (Neg ?x)))")];
+    let pipeline = Pipeline::new(vec![Phase::new("grow", grow).with_limits(Limits {
+        iterations: usize::MAX,
+        deadline: std::time::Duration::ZERO,
+        ..Limits::default()
+    })]);
+    let err = pipeline
+        .run(&small_graph(), &TargetProfile::h200())
+        .unwrap_err();
+    assert!(
+        matches!(&err, kiln_passes::pipeline::PipelineError::Deadline { phase, .. } if phase == "grow"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("phase `grow`"), "{err}");
+}
+
+#[test]
+fn limits_that_decide_the_program_are_counts() {
+    // The default limits stop on e-nodes and iterations only; egg's wall-clock
+    // limit is never what ends a phase (a load-dependent stop would make the
+    // compiled program depend on the machine's load).
+    let g = kiln_passes::synthetic::bert_base_like(2);
+    let (first, report) = Pipeline::standard()
+        .run(&g, &TargetProfile::cpu_default())
+        .unwrap();
+    for p in &report.phases {
+        assert!(
+            !matches!(p.stop_reason, Some(StopReason::TimeLimit(_))),
+            "{p:?}"
+        );
+    }
+    let (second, _) = Pipeline::standard()
+        .run(&g, &TargetProfile::cpu_default())
+        .unwrap();
+    assert_eq!(kiln_ir::text::print(&first), kiln_ir::text::print(&second));
+}
+
+#[test]
 fn every_fixture_goes_through_a_ruleless_pipeline() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/onnx");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
