@@ -18,7 +18,7 @@ use kiln_runtime::artifact::{Artifact, ArtifactWriter, MAGIC};
 use kiln_runtime::cpu::CpuExecutable;
 use serde::{Deserialize, Serialize};
 
-use crate::model::Signature;
+use crate::signature::Signature;
 use crate::Error;
 
 /// Alignment of each constant inside the `constants` section.

@@ -25,12 +25,18 @@ pub enum Error {
     #[error("{0}")]
     Output(String),
     /// The requested target is not built into this kiln.
-    #[error("target `{0}` is not available yet: this kiln runs models with `--target ref` (the reference interpreter) only")]
+    #[error("target `{0}` is not available yet: this kiln runs models with `--target cpu` (native code) or `--target ref` (the reference interpreter)")]
     TargetUnavailable(String),
     /// An imported graph broke an IR invariant: a bug in kiln's frontend, reported
     /// instead of running a malformed graph.
     #[error("the imported graph is ill-formed (a bug in kiln's frontend, please report it): {0}")]
     IllFormed(#[from] kiln_ir::VerifyError),
+    /// The optimizer returned a graph that broke an IR invariant: a bug in kiln's
+    /// optimizer, reported instead of compiling a malformed graph.
+    #[error(
+        "the optimized graph is ill-formed (a bug in kiln's optimizer, please report it): {0}"
+    )]
+    OptimizedIllFormed(kiln_ir::VerifyError),
     /// Code generation failed (a bug in kiln's backend).
     #[error("code generation failed (a bug in kiln, please report it): {0}")]
     Codegen(String),

@@ -55,8 +55,10 @@ mod gguf;
 pub mod inspect;
 pub mod io;
 mod model;
+mod signature;
 
 pub use error::Error;
 pub use kiln_ir as ir;
 pub use kiln_ir::{DType, Tensor};
-pub use model::{CompileOptions, Executable, LoadOptions, Model, Signature, Target};
+pub use model::{CompileOptions, Executable, LoadOptions, Model, Target};
+pub use signature::Signature;

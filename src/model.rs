@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_ir::{Graph, Tensor};
 
+use crate::signature::Signature;
 use crate::Error;
 
 /// Where a model runs.
@@ -253,7 +254,7 @@ pub(crate) fn optimize_for_cpu(graph: &Graph) -> Result<Graph, Error> {
     let (optimized, _report) = kiln_passes::pipeline::Pipeline::standard()
         .run(graph, &profile)
         .map_err(|e| Error::Optimize(e.to_string()))?;
-    kiln_ir::verify(&optimized)?;
+    kiln_ir::verify(&optimized).map_err(Error::OptimizedIllFormed)?;
     Ok(optimized)
 }
 
@@ -263,36 +264,6 @@ pub(crate) fn optimize_for_cpu(graph: &Graph) -> Result<Graph, Error> {
 pub struct Executable {
     signature: Signature,
     engine: Engine,
-}
-
-/// The names, dtypes and declared shapes of a model's inputs, and its output names.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Signature {
-    /// Inputs in order.
-    pub inputs: Vec<(String, kiln_ir::DType, kiln_ir::Shape)>,
-    /// Output names in order.
-    pub outputs: Vec<String>,
-}
-
-impl Signature {
-    /// The signature of a graph.
-    pub fn of(graph: &Graph) -> Signature {
-        Signature {
-            inputs: graph
-                .inputs
-                .iter()
-                .map(|&i| {
-                    let v = graph.value(i);
-                    (v.name.clone(), v.ty.dtype, v.ty.shape.clone())
-                })
-                .collect(),
-            outputs: graph
-                .outputs
-                .iter()
-                .map(|&o| graph.value(o).name.clone())
-                .collect(),
-        }
-    }
 }
 
 #[derive(Clone)]

@@ -1,7 +1,12 @@
-//! Code generation: scheduling into kernels, the kernel IR, LLVM and CUDA C backends.
+//! Code generation: from an optimized graph to machine code.
 //!
-//! So far: the LLVM toolchain for the CPU backend ([`llvm`]: host target
-//! machine, O3, JIT), proven on a vectorized add kernel.
+//! [`specialize`] binds a graph's symbolic dims to concrete shapes and folds
+//! weight-only subgraphs; [`schedule`] turns the graph into a [`program::Program`]
+//! of kernel launches, GEMMs, host steps (ops left to the reference interpreter)
+//! and index checks; [`kernel`] is the printable, checked loop-nest kernel IR;
+//! [`llvm`] lowers kernels to LLVM IR, optimizes them (O3 for the host or a named
+//! CPU) and emits the ELF object that the CPU runtime links with ORC or stores in
+//! an artifact. The CUDA backend (kernel IR → CUDA C → NVRTC) is not built yet.
 #![warn(missing_docs)]
 
 pub mod kernel;

@@ -1,5 +1,5 @@
 //! The inline f32 elementary functions of `kiln_codegen::llvm::math` (and the
-//! libm calls), each JIT-compiled in a loop kernel `void f(float* in, float*
+//! libm calls), each compiled (O3 → ELF object → ORC, as the CPU backend does) in a loop kernel `void f(float* in, float*
 //! out, i64 n)` at O3 for the host CPU, against f64 references: edge cases,
 //! then 100k random inputs with a fixed seed and 100k with a fresh one
 //! (printed). Run with `--nocapture` to see the measured errors.
@@ -7,7 +7,6 @@
 use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::builder::Builder;
 use inkwell::context::Context;
-use inkwell::execution_engine::{ExecutionEngine, JitFunction};
 use inkwell::module::{Linkage, Module};
 use inkwell::types::{BasicMetadataTypeEnum, FloatType};
 use inkwell::values::FloatValue;
@@ -15,7 +14,8 @@ use inkwell::{AddressSpace, IntPredicate};
 use kiln_codegen::llvm::math::{
     erf_f32, exp_f32, libm_call, libm_call2, log_f32, sigmoid_f32, tanh_f32,
 };
-use kiln_codegen::llvm::{host_target_machine, jit, optimize, target_host_cpu, LlvmError};
+use kiln_codegen::llvm::object::{emit_object, LoadedObject};
+use kiln_codegen::llvm::{host_target_machine, optimize, target_host_cpu, LlvmError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -29,16 +29,18 @@ const KERNEL: &str = "f";
 type UnaryFn<T> = unsafe extern "C" fn(*const T, *mut T, i64);
 type BinaryFn<T> = unsafe extern "C" fn(*const T, *const T, *mut T, i64);
 
-/// A JIT-compiled kernel applying one function elementwise.
-struct Kernel<'ctx, F: 'static> {
-    _engine: ExecutionEngine<'ctx>,
-    function: JitFunction<'ctx, F>,
+/// A compiled kernel applying one function elementwise, linked into the process
+/// the way the CPU backend links its kernels (an ELF object through ORC).
+struct Kernel<'ctx, F: Copy + 'static> {
+    _object: LoadedObject,
+    function: F,
     ir: String,
+    _context: std::marker::PhantomData<&'ctx Context>,
 }
 
 /// Builds `void f(T* in_0, …, T* in_{arity-1}, T* out, i64 n)` writing
-/// `out[i] = emit(in_0[i], …)`, optimizes it for the host and JIT-compiles it.
-fn compile<'ctx, F: inkwell::execution_engine::UnsafeFunctionPointer + 'static>(
+/// `out[i] = emit(in_0[i], …)`, optimizes it for the host and links it.
+fn compile<'ctx, F: Copy + 'static>(
     context: &'ctx Context,
     elem: FloatType<'ctx>,
     arity: u32,
@@ -109,13 +111,18 @@ fn compile<'ctx, F: inkwell::execution_engine::UnsafeFunctionPointer + 'static>(
     target_host_cpu(function, &machine);
     optimize(&module, &machine).expect("optimize");
     let ir = module.print_to_string().to_string();
-    let engine = jit(&module).expect("jit");
-    // SAFETY: `F` is the signature built above (checked by the callers' types).
-    let function = unsafe { engine.get_function::<F>(KERNEL) }.expect("kernel symbol");
+    let object = LoadedObject::load(&emit_object(&module, &machine).expect("object"))
+        .expect("link the object");
+    let address = object.symbol(KERNEL).expect("kernel symbol");
+    assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<usize>());
+    // SAFETY: `F` is the function pointer type of the signature built above
+    // (checked by the callers' types), and the address is the kernel's entry.
+    let function = unsafe { std::mem::transmute_copy::<usize, F>(&address) };
     Kernel {
-        _engine: engine,
+        _object: object,
         function,
         ir,
+        _context: std::marker::PhantomData,
     }
 }
 
@@ -136,7 +143,7 @@ impl<T: Copy + Default> Kernel<'_, UnaryFn<T>> {
         let mut out = vec![T::default(); input.len()];
         let n = i64::try_from(input.len()).unwrap();
         // SAFETY: both buffers hold n elements and do not overlap.
-        unsafe { self.function.call(input.as_ptr(), out.as_mut_ptr(), n) };
+        unsafe { (self.function)(input.as_ptr(), out.as_mut_ptr(), n) };
         out
     }
 }
@@ -147,10 +154,7 @@ impl<T: Copy + Default> Kernel<'_, BinaryFn<T>> {
         let mut out = vec![T::default(); a.len()];
         let n = i64::try_from(a.len()).unwrap();
         // SAFETY: all buffers hold n elements and do not overlap.
-        unsafe {
-            self.function
-                .call(a.as_ptr(), b.as_ptr(), out.as_mut_ptr(), n)
-        };
+        unsafe { (self.function)(a.as_ptr(), b.as_ptr(), out.as_mut_ptr(), n) };
         out
     }
 }
@@ -798,8 +802,8 @@ fn inline_f32_functions_exhaustive() {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     for case in cases() {
         let kernel = compile_f32(&context, case.emit);
-        // SAFETY: `kernel` (and its engine) outlives the scoped threads.
-        let raw = unsafe { kernel.function.as_raw() };
+        // `kernel` (and its linked object) outlives the scoped threads.
+        let raw = kernel.function;
         let chunks = (1u64 << 32) / CHUNK;
         let partial: Vec<Errors> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)

@@ -1,11 +1,14 @@
 //! Optimization passes over the kiln IR (equality saturation with `egg`).
 //!
-//! So far: the e-graph language of kiln graphs ([`KilnLang`]), its analysis
-//! ([`KilnAnalysis`]: types, constness, source names and bricks), the conversion
-//! IR → e-graph → IR ([`to_egraph`], [`extract`]), rules as data with a soundness
-//! checker ([`rules`]), the roofline cost model ([`cost`]), DAG-cost greedy
-//! extraction ([`extract_dag`]) and the phase pipeline ([`pipeline`]).
-//! Fusion and brick rules, `kiln explain` and the CLI wiring come next (issue 3).
+//! The e-graph language of kiln graphs ([`KilnLang`]) and its analysis
+//! ([`KilnAnalysis`]: types, constness, source names and bricks); the conversion
+//! IR → e-graph → IR ([`to_egraph`], [`extract`]); rules as data by theme
+//! (layout, algebra, bricks, fusion, regions) with Rust conditions and native
+//! rules, and a soundness checker ([`rules`]); the roofline cost model per
+//! target ([`cost`]); greedy and ILP DAG-cost extraction ([`extract_dag`],
+//! `extract_ilp` with feature `ilp`); the ordered phase pipeline with count
+//! limits and reports ([`pipeline`]); and the per-brick report behind
+//! `kiln explain` ([`explain`]).
 //!
 //! **Architecture invariant:** passes never emit code.
 #![warn(missing_docs)]

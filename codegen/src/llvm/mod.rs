@@ -1,18 +1,16 @@
 //! The LLVM side of the CPU backend: a target machine for the host, the O3
-//! pipeline, and in-process JIT compilation (inkwell over LLVM 19).
+//! pipeline, lowering of the kernel IR and machine code.
 //!
-//! Kernels are built into a [`Module`], optimized with [`optimize`] for the
-//! host CPU (so the loop vectorizer uses the host's vector width), then
-//! compiled in process with [`jit`]. [`add`] is the smallest such kernel and
-//! proves the chain end to end.
+//! Kernels are lowered into a [`Module`] ([`lower`]), optimized with
+//! [`optimize`] for the chosen CPU (so the loop vectorizer uses its vector
+//! width), emitted as an ELF object and linked into the process by ORC's LLJIT
+//! ([`object`]); the same object bytes go into `.kiln` artifacts.
 
-pub mod add;
 pub mod lower;
 pub mod math;
 pub mod object;
 
 use inkwell::attributes::AttributeLoc;
-use inkwell::execution_engine::ExecutionEngine;
 use inkwell::module::Module;
 use inkwell::passes::PassBuilderOptions;
 use inkwell::targets::{
@@ -117,13 +115,4 @@ pub fn optimize(module: &Module<'_>, machine: &TargetMachine) -> Result<(), Llvm
     module
         .run_passes(O3_PIPELINE, machine, PassBuilderOptions::create())
         .map_err(|e| LlvmError::Optimize(e.to_string()))
-}
-
-/// Compiles `module` to machine code in this process; functions are then
-/// looked up with [`ExecutionEngine::get_function`]. The engine owns the
-/// module from here on.
-pub fn jit<'ctx>(module: &Module<'ctx>) -> Result<ExecutionEngine<'ctx>, LlvmError> {
-    module
-        .create_jit_execution_engine(OptimizationLevel::Aggressive)
-        .map_err(|e| LlvmError::Jit(e.to_string()))
 }

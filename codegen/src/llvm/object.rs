@@ -7,6 +7,7 @@
 use std::ffi::{CStr, CString};
 
 use inkwell::context::Context;
+use inkwell::module::Module;
 use inkwell::targets::{
     CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple,
 };
@@ -101,15 +102,21 @@ pub fn compile(
     }
     optimize(&module, &machine)?;
     let ir = keep_ir.then(|| module.print_to_string().to_string());
-    let buf = machine
-        .write_to_memory_buffer(&module, FileType::Object)
-        .map_err(|e| LlvmError::Jit(e.to_string()))?;
     Ok(CompiledObject {
-        object: buf.as_slice().to_vec(),
+        object: emit_object(&module, &machine)?,
         cpu: cpu_name,
         triple: machine.get_triple().as_str().to_string_lossy().into_owned(),
         ir,
     })
+}
+
+/// The ELF object of an (optimized) `module` for `machine`: what [`LoadedObject`]
+/// links and artifacts store.
+pub fn emit_object(module: &Module<'_>, machine: &TargetMachine) -> Result<Vec<u8>, LlvmError> {
+    machine
+        .write_to_memory_buffer(module, FileType::Object)
+        .map(|buf| buf.as_slice().to_vec())
+        .map_err(|e| LlvmError::Jit(e.to_string()))
 }
 
 /// An object linked into this process; its functions stay valid while it lives.
@@ -169,6 +176,14 @@ impl LoadedObject {
 
     /// The address of kernel `name`.
     pub fn kernel(&self, name: &str) -> Result<KernelFn, LlvmError> {
+        let addr = self.symbol(name)?;
+        // SAFETY: every kernel entry has the `KernelFn` signature (see `lower`).
+        Ok(unsafe { std::mem::transmute::<usize, KernelFn>(addr) })
+    }
+
+    /// The (non-zero) address of symbol `name`; calling it needs the signature
+    /// it was built with.
+    pub fn symbol(&self, name: &str) -> Result<usize, LlvmError> {
         let cname =
             CString::new(name).map_err(|_| LlvmError::Jit(format!("bad symbol name {name:?}")))?;
         let mut addr = 0u64;
@@ -179,8 +194,7 @@ impl LoadedObject {
                 "kernel {name} resolved to address 0"
             )));
         }
-        // SAFETY: every kernel entry has the `KernelFn` signature (see `lower`).
-        Ok(unsafe { std::mem::transmute::<usize, KernelFn>(addr as usize) })
+        Ok(addr as usize)
     }
 }
 

@@ -8,6 +8,7 @@
 mod attrs;
 mod bricks;
 mod import;
+mod node_ctx;
 pub mod ops;
 pub mod proto;
 mod registry;
@@ -15,7 +16,7 @@ mod symbolic;
 pub mod tensor;
 
 pub use attrs::Attrs;
-pub use import::NodeCtx;
+pub use node_ctx::NodeCtx;
 pub use registry::{Converter, Registry};
 
 use std::path::Path;

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::import::NodeCtx;
+use super::node_ctx::NodeCtx;
 use super::OnnxError;
 
 /// Converts one ONNX node into kiln nodes through its [`NodeCtx`].
