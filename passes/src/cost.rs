@@ -403,10 +403,10 @@ impl CostModel {
             Op::Nn(NnOp::Conv { .. }) => 2.0 * numel(out) * tail(w),
             Op::Nn(NnOp::ConvTranspose { .. }) => 2.0 * numel(x) * tail(w),
             Op::Nn(
-                NnOp::MaxPool { kernel, .. }
-                | NnOp::AveragePool { kernel, .. }
-                | NnOp::LpPool { kernel, .. },
-            ) => numel(out) * kernel.iter().product::<usize>() as f64,
+                NnOp::MaxPool { window, .. }
+                | NnOp::AveragePool { window, .. }
+                | NnOp::LpPool { window, .. },
+            ) => numel(out) * window.kernel.iter().product::<usize>() as f64,
             Op::Composite(CompositeOp::Attention { .. }) => {
                 let d = self.dim(x, 1);
                 let s_kv = self.dim(inputs.get(1), 2);

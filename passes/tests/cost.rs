@@ -53,7 +53,7 @@ fn matmul_conv_and_elementwise_match_hand_computation() {
     );
     // Conv 3→16 channels, 3x3, 32x32 → 30x30: 2·N·Cout·HW·Cin·k².
     let k = m.kernel(
-        &op("Conv(strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: 1, auto_pad: NotSet)"),
+        &op("Conv((group: 1))"),
         &[ty(f, &[1, 3, 32, 32]), ty(f, &[16, 3, 3, 3])],
         &[ty(f, &[1, 16, 30, 30])],
     );

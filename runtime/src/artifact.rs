@@ -65,7 +65,7 @@ pub const MAGIC: [u8; 8] = *b"KILNART\0";
 
 /// The version of the container format this kiln writes and reads. A reader refuses
 /// any other version ([`ArtifactError::IncompatibleVersion`]).
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Length of the fixed header: magic, format version, manifest length, manifest CRC.
 pub const HEADER_LEN: usize = 24;

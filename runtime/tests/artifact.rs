@@ -136,8 +136,12 @@ fn round_trip() {
 
     let raw = std::fs::read(&path).unwrap();
     assert_eq!(&raw[..8], b"KILNART\0");
-    assert_eq!(u32::from_le_bytes(raw[8..12].try_into().unwrap()), 1);
-    assert_eq!(FORMAT_VERSION, 1);
+    assert_eq!(
+        u32::from_le_bytes(raw[8..12].try_into().unwrap()),
+        FORMAT_VERSION
+    );
+    // 2: ops carry shared window/conv/resize attribute structs.
+    assert_eq!(FORMAT_VERSION, 2);
 
     let a = Artifact::open(&path).unwrap();
     assert_eq!(a.meta(), &meta);
@@ -298,7 +302,7 @@ fn wrong_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.kiln");
     let valid = small_artifact_bytes(dir.path());
-    for v in [0u32, 2, 7, u32::MAX] {
+    for v in [0u32, FORMAT_VERSION - 1, FORMAT_VERSION + 1, u32::MAX] {
         let mut bytes = valid.clone();
         bytes[8..12].copy_from_slice(&v.to_le_bytes());
         let e = open_bytes(&path, &bytes).unwrap_err();
@@ -309,7 +313,7 @@ fn wrong_version() {
         assert_eq!(
             e.to_string(),
             format!(
-                "`{}` was compiled by an incompatible kiln (format {v}, this kiln reads 1): \
+                "`{}` was compiled by an incompatible kiln (format {v}, this kiln reads {FORMAT_VERSION}): \
                  recompile it with `kiln compile`",
                 path.display()
             )
@@ -317,7 +321,7 @@ fn wrong_version() {
     }
     // The version alone, without the rest of the header.
     let mut bytes = MAGIC.to_vec();
-    bytes.extend_from_slice(&2u32.to_le_bytes());
+    bytes.extend_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
     let e = open_bytes(&path, &bytes).unwrap_err();
     assert!(
         matches!(e, ArtifactError::IncompatibleVersion { .. }),
@@ -325,7 +329,7 @@ fn wrong_version() {
     );
     // The manifest disagreeing with the header.
     let mut m = manifest_of(&valid);
-    m["format_version"] = json!(2);
+    m["format_version"] = json!(FORMAT_VERSION + 1);
     m["sections"] = json!([]);
     let e = open_bytes(&path, &craft(&m, &[])).unwrap_err();
     assert!(matches!(e, ArtifactError::ManifestInvalid { .. }), "{e:?}");
@@ -439,7 +443,7 @@ fn crafted_manifests() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crafted.kiln");
     let section = |name: &str, offset: u64, length: u64, crc32: u32| json!({ "name": name, "offset": offset, "length": length, "crc32": crc32 });
-    let manifest = |sections: Vec<Value>| json!({ "format_version": 1, "kiln_version": "9.9.9", "meta": {"k": 1}, "sections": sections });
+    let manifest = |sections: Vec<Value>| json!({ "format_version": FORMAT_VERSION, "kiln_version": "9.9.9", "meta": {"k": 1}, "sections": sections });
     // Data start: the manifest is padded with spaces to a fixed length so offsets
     // are known in advance.
     const DATA: u64 = 1024;
@@ -574,7 +578,7 @@ fn crafted_manifests() {
         (
             "missing field",
             craft(
-                &json!({ "format_version": 1, "meta": null, "sections": [] }),
+                &json!({ "format_version": FORMAT_VERSION, "meta": null, "sections": [] }),
                 &[],
             ),
             |e| matches!(e, ArtifactError::ManifestInvalid { reason, .. } if reason.contains("kiln_version")),
@@ -582,7 +586,7 @@ fn crafted_manifests() {
         (
             "unknown field",
             craft(
-                &json!({ "format_version": 1, "kiln_version": "0", "meta": null, "sections": [], "extra": 1 }),
+                &json!({ "format_version": FORMAT_VERSION, "kiln_version": "0", "meta": null, "sections": [], "extra": 1 }),
                 &[],
             ),
             |e| matches!(e, ArtifactError::ManifestInvalid { .. }),
@@ -590,7 +594,7 @@ fn crafted_manifests() {
         (
             "negative offset",
             craft(
-                &json!({ "format_version": 1, "kiln_version": "0", "meta": null,
+                &json!({ "format_version": FORMAT_VERSION, "kiln_version": "0", "meta": null,
                          "sections": [{ "name": "x", "offset": -64, "length": 0, "crc32": 0 }] }),
                 &[],
             ),
@@ -642,7 +646,12 @@ fn crafted_manifests() {
         ),
         (
             "header cut",
-            MAGIC.iter().copied().chain([1, 0, 0, 0, 5]).collect(),
+            MAGIC
+                .iter()
+                .copied()
+                .chain(FORMAT_VERSION.to_le_bytes())
+                .chain([5])
+                .collect(),
             |e| matches!(e, ArtifactError::Truncated { what: "header", .. }),
         ),
     ];
@@ -814,7 +823,7 @@ fn fuzz_case(rng: &mut StdRng, valid: &[u8]) -> Vec<u8> {
                     })
                 })
                 .collect();
-            let m = json!({ "format_version": 1, "kiln_version": "x", "meta": rng.random::<f64>(), "sections": sections });
+            let m = json!({ "format_version": FORMAT_VERSION, "kiln_version": "x", "meta": rng.random::<f64>(), "sections": sections });
             if rng.random_bool(0.2) {
                 data_len = 0;
             }

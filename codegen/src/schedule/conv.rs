@@ -4,7 +4,7 @@
 //! padding reads its input directly as the GEMM operand (no copy). Any number
 //! of spatial dims; groups (depthwise included) are a GEMM batch dim.
 
-use kiln_ir::op::{conv_window, NnOp};
+use kiln_ir::op::{NnOp, WindowGeometry};
 use kiln_ir::{DType, Op, ValueId};
 
 use super::nest::{dense_strides, nest, offset};
@@ -24,14 +24,7 @@ pub fn emit_conv(
     dt: DType,
     out_shape: &[usize],
 ) -> Result<bool, KernelError> {
-    let Op::Nn(NnOp::Conv {
-        strides,
-        pads,
-        dilations,
-        group,
-        auto_pad,
-    }) = op
-    else {
+    let Op::Nn(NnOp::Conv(attrs)) = op else {
         return Ok(false);
     };
     if !matches!(dt, DType::F32 | DType::F64) || s.graph.value(w).ty.dtype != dt {
@@ -40,24 +33,27 @@ pub fn emit_conv(
     let xs = s.shape(x);
     let ws = s.shape(w);
     let r = xs.len().saturating_sub(2);
-    if r == 0 || ws.len() != xs.len() || out_shape.len() != xs.len() || *group == 0 {
+    if r == 0 || ws.len() != xs.len() || out_shape.len() != xs.len() || attrs.group == 0 {
         return Ok(false);
     }
     let (n, cin, m) = (xs[0], xs[1], ws[0]);
-    let g = *group;
+    let g = attrs.group;
     if !cin.is_multiple_of(g) || !m.is_multiple_of(g) || ws[1] != cin / g {
         return Ok(false);
     }
     let kernel = &ws[2..];
-    let Ok((out_sp, eff)) = conv_window(&xs[2..], kernel, strides, pads, dilations, *auto_pad)
+    let Ok(WindowGeometry {
+        output: out_sp,
+        pads: eff,
+    }) = attrs.output(&xs[2..], kernel)
     else {
         return Ok(false);
     };
     if out_sp != out_shape[2..] {
         return Ok(false);
     }
-    let stride = |i: usize| strides.get(i).copied().unwrap_or(1).max(1);
-    let dil = |i: usize| dilations.get(i).copied().unwrap_or(1).max(1);
+    let stride = |i: usize| attrs.window.stride(i);
+    let dil = |i: usize| attrs.window.dilation(i);
     let cg = cin / g;
     let kk: usize = cg * kernel.iter().product::<usize>();
     let ohw: usize = out_sp.iter().product();

@@ -2,7 +2,7 @@
 //! (padding taps skipped for the max; counted for the average only with
 //! `count_include_pad`, as far as the padded extent reaches).
 
-use kiln_ir::op::{window_output, AutoPad, NnOp};
+use kiln_ir::op::{NnOp, WindowGeometry};
 use kiln_ir::{Node, Op};
 
 use super::elementwise::{compute, load_compute, to_storage};
@@ -11,62 +11,19 @@ use super::Scheduler;
 use crate::kernel::build::{add, bin, fc, idx, mul, select, var};
 use crate::kernel::{Access, BinOp, Expr, Kernel, KernelError, LoopKind, Scalar, Stmt};
 
-/// The window attributes both pools share.
-struct Window<'a> {
-    kernel: &'a [usize],
-    strides: &'a [usize],
-    pads: &'a [usize],
-    dilations: &'a [usize],
-    ceil_mode: bool,
-    auto_pad: AutoPad,
-}
-
 /// Lowers a `MaxPool` (without its indices output) or `AveragePool` node.
 pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
     let (win, avg) = match &node.op {
-        Op::Nn(NnOp::MaxPool {
-            kernel,
-            strides,
-            pads,
-            dilations,
-            ceil_mode,
-            auto_pad,
-            ..
-        }) => {
+        Op::Nn(NnOp::MaxPool { window, .. }) => {
             if node.outputs.len() > 1 && s.is_used(node.outputs[1]) {
                 return Ok(false);
             }
-            (
-                Window {
-                    kernel,
-                    strides,
-                    pads,
-                    dilations,
-                    ceil_mode: *ceil_mode,
-                    auto_pad: *auto_pad,
-                },
-                None,
-            )
+            (window, None)
         }
         Op::Nn(NnOp::AveragePool {
-            kernel,
-            strides,
-            pads,
-            dilations,
-            ceil_mode,
+            window,
             count_include_pad,
-            auto_pad,
-        }) => (
-            Window {
-                kernel,
-                strides,
-                pads,
-                dilations,
-                ceil_mode: *ceil_mode,
-                auto_pad: *auto_pad,
-            },
-            Some(*count_include_pad),
-        ),
+        }) => (window, Some(*count_include_pad)),
         _ => return Ok(false),
     };
     let (x, y) = (node.inputs[0], node.outputs[0]);
@@ -78,15 +35,11 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
     }
     let nd = xs.len() - 2;
     let in_sp = &xs[2..];
-    let Ok((out_sp, pads)) = window_output(
-        in_sp,
-        win.kernel,
-        win.strides,
-        win.pads,
-        win.dilations,
-        win.ceil_mode,
-        win.auto_pad,
-    ) else {
+    let Ok(WindowGeometry {
+        output: out_sp,
+        pads,
+    }) = win.output(in_sp)
+    else {
         return Ok(false);
     };
     if s.shape(y)[2..] != out_sp[..] {
@@ -98,8 +51,8 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
     if planes * p_out == 0 {
         return Ok(true);
     }
-    let st = |i: usize| win.strides.get(i).copied().unwrap_or(1).max(1) as i64;
-    let dl = |i: usize| win.dilations.get(i).copied().unwrap_or(1).max(1) as i64;
+    let st = |i: usize| win.stride(i) as i64;
+    let dl = |i: usize| win.dilation(i) as i64;
     let mut k = Kernel::new(format!("pool_{}", node.name));
     let sc = Scalar::of(dt);
     let xb = k.buffer(
@@ -134,7 +87,7 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
             var: cnt,
             init: fc(0.0, cs),
         });
-        st_out.extend(nest(k, win.kernel, false, |k, t| {
+        st_out.extend(nest(k, &win.kernel, false, |k, t| {
             let mut stmts = Vec::new();
             let mut inside: Option<Expr> = None;
             let mut padded: Option<Expr> = None;

@@ -373,7 +373,7 @@ fn conv_i64(
     }
     let (nb, c) = (xs[0], xs[1]);
     let (m, cg) = (ws[0], ws[1]);
-    let g = a.group.max(1);
+    let g = a.groups();
     if c != cg * g || m % g != 0 {
         return Err(format!(
             "conv channels: input {xs:?}, weight {ws:?}, group {g}"
@@ -381,8 +381,8 @@ fn conv_i64(
     }
     let sp = &xs[2..];
     let k = &ws[2..];
-    let (out_sp, pads) =
-        crate::op::conv_window(sp, k, &a.strides, &a.pads, &a.dilations, a.auto_pad)?;
+    let geometry = a.output(sp, k)?;
+    let (out_sp, pads) = (geometry.output, geometry.pads);
     let nd = sp.len();
     let osz: usize = out_sp.iter().product();
     let isz: usize = sp.iter().product();
@@ -398,8 +398,8 @@ fn conv_i64(
             c
         })
         .collect();
-    let stride = |d: usize| a.strides.get(d).copied().unwrap_or(1).max(1) as i64;
-    let dil = |d: usize| a.dilations.get(d).copied().unwrap_or(1).max(1) as i64;
+    let stride = |d: usize| a.window.stride(d) as i64;
+    let dil = |d: usize| a.window.dilation(d) as i64;
     let mg = m / g;
     let mut out = vec![0i64; nb * m * osz];
     out.par_chunks_mut(osz.max(1))

@@ -14,7 +14,7 @@ mod resize;
 use crate::op::NnOp;
 use crate::Tensor;
 
-use pool::{PoolKind, Window};
+use pool::PoolKind;
 
 fn arg<'a>(inputs: &[&'a Tensor], i: usize) -> Result<&'a Tensor, String> {
     inputs
@@ -32,108 +32,47 @@ pub(super) fn eval(
     let one = |t: Tensor| vec![t];
     match op {
         NnOp::MatMul => matmul::matmul(arg(inputs, 0)?, arg(inputs, 1)?).map(one),
-        NnOp::Conv {
-            strides,
-            pads,
-            dilations,
-            group,
-            auto_pad,
-        } => conv::conv(
+        NnOp::Conv(attrs) => conv::conv(
             arg(inputs, 0)?,
             arg(inputs, 1)?,
             inputs.get(2).copied(),
-            strides,
-            pads,
-            dilations,
-            *group,
-            *auto_pad,
+            attrs,
         )
         .map(one),
         NnOp::ConvTranspose {
-            strides,
-            pads,
-            dilations,
-            group,
+            conv,
             output_padding,
             output_shape,
-            auto_pad,
         } => conv::conv_transpose(
             arg(inputs, 0)?,
             arg(inputs, 1)?,
             inputs.get(2).copied(),
-            strides,
-            pads,
-            dilations,
-            *group,
+            conv,
             output_padding,
             output_shape.as_deref(),
-            *auto_pad,
         )
         .map(one),
         NnOp::MaxPool {
-            kernel,
-            strides,
-            pads,
-            dilations,
-            ceil_mode,
-            auto_pad,
+            window,
             storage_order,
         } => pool::pool(
             arg(inputs, 0)?,
-            &Window {
-                kernel,
-                strides,
-                pads,
-                dilations,
-                ceil_mode: *ceil_mode,
-                auto_pad: *auto_pad,
-            },
+            window,
             PoolKind::Max {
                 col_major: *storage_order == 1,
             },
         ),
         NnOp::AveragePool {
-            kernel,
-            strides,
-            pads,
-            dilations,
-            ceil_mode,
+            window,
             count_include_pad,
-            auto_pad,
         } => pool::pool(
             arg(inputs, 0)?,
-            &Window {
-                kernel,
-                strides,
-                pads,
-                dilations,
-                ceil_mode: *ceil_mode,
-                auto_pad: *auto_pad,
-            },
+            window,
             PoolKind::Avg {
                 count_include_pad: *count_include_pad,
             },
         ),
-        NnOp::LpPool {
-            p,
-            kernel,
-            strides,
-            pads,
-            dilations,
-            ceil_mode,
-            auto_pad,
-        } => pool::pool(
-            arg(inputs, 0)?,
-            &Window {
-                kernel,
-                strides,
-                pads,
-                dilations,
-                ceil_mode: *ceil_mode,
-                auto_pad: *auto_pad,
-            },
-            PoolKind::Lp(*p),
-        ),
+        NnOp::LpPool { window, p } => pool::pool(arg(inputs, 0)?, window, PoolKind::Lp(*p)),
         NnOp::BatchNorm { epsilon } => norm::batch_norm(inputs, *epsilon).map(one),
         NnOp::InstanceNorm { epsilon } => norm::instance_norm(inputs, *epsilon).map(one),
         NnOp::GroupNorm {
@@ -152,33 +91,11 @@ pub(super) fn eval(
         NnOp::MeanVarianceNormalization { axes } => {
             norm::mean_variance(arg(inputs, 0)?, axes).map(one)
         }
-        NnOp::Resize {
-            mode,
-            coord,
-            nearest,
-            cubic_coeff_a,
-            exclude_outside,
-            extrapolation_value,
-            by_sizes,
-            antialias,
-            keep_aspect,
-            axes,
-        } => resize::resize(
+        NnOp::Resize(attrs) => resize::resize(
             arg(inputs, 0)?,
             arg(inputs, 1)?,
             inputs.get(2).copied(),
-            &resize::ResizeAttrs {
-                mode: *mode,
-                coord: *coord,
-                nearest: *nearest,
-                cubic_coeff_a: *cubic_coeff_a as f64,
-                exclude_outside: *exclude_outside,
-                extrapolation_value: *extrapolation_value as f64,
-                by_sizes: *by_sizes,
-                antialias: *antialias,
-                keep_aspect: *keep_aspect,
-                axes,
-            },
+            attrs,
         )
         .map(one),
         NnOp::Einsum { equation } => einsum::einsum(equation, inputs).map(one),

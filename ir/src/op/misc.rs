@@ -8,11 +8,10 @@
 use serde::{Deserialize, Serialize};
 use strum::IntoStaticStr;
 
+use super::nn::matmul_shape;
 use super::util::any_shape;
-use super::{AutoPad, InferInputs, OpFamily, RnnDirection};
+use super::{ConvAttrs, InferInputs, OpFamily, RnnDirection, Window};
 use crate::{DType, Dim, Shape, TensorType};
-
-pub(crate) use super::nn::{matmul_shape, window_output};
 
 /// Which recurrent cell an [`MiscOp::Rnn`] computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,21 +141,6 @@ pub struct RnnInputs {
     pub initial_c: bool,
     /// `p` (LSTM peepholes): `[dirs, 3·hidden]` for gates i, o, f.
     pub peepholes: bool,
-}
-
-/// Convolution attributes of the integer convolutions (kernel taken from `w`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConvAttrs {
-    /// Stride per spatial axis.
-    pub strides: Vec<usize>,
-    /// Begin pads of every spatial axis, then end pads.
-    pub pads: Vec<usize>,
-    /// Dilation per spatial axis.
-    pub dilations: Vec<usize>,
-    /// Groups.
-    pub group: usize,
-    /// Automatic padding.
-    pub auto_pad: AutoPad,
 }
 
 /// Interpolation of [`MiscOp::GridSample`].
@@ -293,12 +277,8 @@ pub enum MiscOp {
     /// `[x, indices]` or `[x, indices, output_shape]`: scatters x into a zero tensor at
     /// the flat indices MaxPool produced.
     MaxUnpool {
-        /// Window per spatial axis.
-        kernel: Vec<usize>,
-        /// Stride per spatial axis.
-        strides: Vec<usize>,
-        /// Begin pads, then end pads.
-        pads: Vec<usize>,
+        /// The pooling window (kernel, strides, pads) being inverted.
+        window: Window,
     },
     /// `[x, image_shape, block_shape]`: rearranges column blocks into an image, summing
     /// overlaps (the inverse of im2col).
@@ -360,38 +340,6 @@ pub enum MiscOp {
     },
 }
 
-/// The output shape of an N-d convolution of `x` by `w` (`[M, C/g, k...]`).
-pub(crate) fn conv_shape(x: &Shape, w: &Shape, a: &ConvAttrs) -> Result<Shape, String> {
-    let rank = x.rank();
-    if rank < 3 || w.rank() != rank {
-        return Err(format!("conv of input {x} with weight {w}"));
-    }
-    let mut out = vec![x.0[0].clone(), w.0[0].clone()];
-    let kernel: Option<Vec<usize>> = w.0[2..].iter().map(Dim::known).collect();
-    let spatial: Option<Vec<usize>> = x.0[2..].iter().map(Dim::known).collect();
-    match (kernel, spatial) {
-        (Some(k), Some(s)) => {
-            let (o, _) =
-                window_output(&s, &k, &a.strides, &a.pads, &a.dilations, false, a.auto_pad)?;
-            out.extend(o.into_iter().map(Dim::Known));
-        }
-        _ => out.extend(std::iter::repeat_n(Dim::Any, rank - 2)),
-    }
-    Ok(Shape(out))
-}
-
-/// Spatial output sizes and effective (begin, end) pads of a convolution window.
-pub fn conv_window(
-    input: &[usize],
-    kernel: &[usize],
-    strides: &[usize],
-    pads: &[usize],
-    dilations: &[usize],
-    auto_pad: AutoPad,
-) -> Result<(Vec<usize>, Vec<usize>), String> {
-    window_output(input, kernel, strides, pads, dilations, false, auto_pad)
-}
-
 fn known_ints(inputs: &InferInputs, i: usize) -> Option<Vec<i64>> {
     inputs.constant(i).map(|t| t.to_i64_vec())
 }
@@ -430,7 +378,7 @@ impl OpFamily for MiscOp {
             MiscOp::ConvInteger(a) => {
                 vec![t(
                     DType::I32,
-                    conv_shape(&x.shape, &inputs.ty(1)?.shape, a)?,
+                    a.output_shape(&x.shape, &inputs.ty(1)?.shape)?,
                 )]
             }
             MiscOp::QLinearMatMul => {
@@ -439,7 +387,7 @@ impl OpFamily for MiscOp {
             }
             MiscOp::QLinearConv(a) => vec![t(
                 inputs.ty(7)?.dtype,
-                conv_shape(&x.shape, &inputs.ty(3)?.shape, a)?,
+                a.output_shape(&x.shape, &inputs.ty(3)?.shape)?,
             )],
             MiscOp::Rnn {
                 cell,
@@ -511,31 +459,21 @@ impl OpFamily for MiscOp {
             MiscOp::NonMaxSuppression { .. } => {
                 vec![t(DType::I64, Shape(vec![Dim::Any, Dim::Known(3)]))]
             }
-            MiscOp::MaxUnpool {
-                kernel,
-                strides,
-                pads,
-            } => {
+            MiscOp::MaxUnpool { window } => {
                 let shape = if let Some(s) = known_ints(inputs, 2) {
                     Shape::known(&s.iter().map(|&v| v.max(0) as usize).collect::<Vec<_>>())
-                } else if inputs.len() > 2 {
+                } else if inputs.len() > 2 || rank < 3 {
                     // An output shape known only at run time.
                     Shape(vec![Dim::Any; rank])
                 } else {
-                    let mut s = x.shape.0[..2.min(rank)].to_vec();
-                    let n = rank.saturating_sub(2);
-                    for i in 0..n {
-                        s.push(match x.shape.0[i + 2].known() {
-                            Some(d) => Dim::Known(
-                                ((d.max(1) - 1) * strides.get(i).copied().unwrap_or(1)
-                                    + kernel.get(i).copied().unwrap_or(1))
-                                .saturating_sub(
-                                    pads.get(i).copied().unwrap_or(0)
-                                        + pads.get(i + n).copied().unwrap_or(0),
-                                ),
-                            ),
-                            None => Dim::Any,
-                        });
+                    let spatial: Option<Vec<usize>> =
+                        x.shape.0[2..].iter().map(Dim::known).collect();
+                    let mut s = x.shape.0[..2].to_vec();
+                    match spatial {
+                        Some(sp) => {
+                            s.extend(window.unpooled_output(&sp)?.into_iter().map(Dim::Known))
+                        }
+                        None => s.extend(std::iter::repeat_n(Dim::Any, rank - 2)),
                     }
                     Shape(s)
                 };

@@ -14,20 +14,18 @@ mod layout;
 mod misc;
 mod nn;
 mod reduce;
+mod resize;
+mod window;
 
 pub use composite::{CompositeOp, LossReduction, QkOutput};
 pub use elementwise::{BinaryOp, UnaryOp};
 pub use fused::{FusedArg, FusedOp, FusedRole, FusedStep, MAX_FUSED_STEPS};
 pub use layout::{shape_range, slice_bounds, slice_len, LayoutOp, PadMode, ScatterReduction};
-pub use misc::{
-    conv_window, ConvAttrs, GridMode, GridPadding, MiscOp, RnnActivation, RnnCell, RnnInputs,
-    WindowKind,
-};
-pub use nn::{
-    conv_transpose_output, matmul_shape, parse_einsum, resize_plan, window_output, AutoPad,
-    KeepAspect, NnOp, ResizeCoord, ResizeMode, ResizeNearest, RnnDirection,
-};
+pub use misc::{GridMode, GridPadding, MiscOp, RnnActivation, RnnCell, RnnInputs, WindowKind};
+pub use nn::{matmul_shape, parse_einsum, NnOp, RnnDirection};
 pub use reduce::{ReduceKind, ReduceOp};
+pub use resize::{KeepAspect, ResizeAttrs, ResizeCoord, ResizeMode, ResizeNearest};
+pub use window::{AutoPad, ConvAttrs, Window, WindowGeometry};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -4,130 +4,8 @@ use serde::{Deserialize, Serialize};
 use strum::IntoStaticStr;
 
 use super::util::any_shape;
-use super::{InferInputs, OpFamily};
+use super::{ConvAttrs, InferInputs, OpFamily, ResizeAttrs, Window};
 use crate::{DType, Dim, Shape, TensorType};
-
-/// How convolution and pooling pad when explicit pads are not used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AutoPad {
-    /// Use the explicit `pads`.
-    NotSet,
-    /// No padding.
-    Valid,
-    /// Output size ⌈in/stride⌉, extra padding at the end.
-    SameUpper,
-    /// Output size ⌈in/stride⌉, extra padding at the beginning.
-    SameLower,
-}
-
-/// Interpolation mode of `Resize`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ResizeMode {
-    /// Nearest neighbour.
-    Nearest,
-    /// (Multi-)linear.
-    Linear,
-    /// Cubic.
-    Cubic,
-}
-
-/// How `Resize` maps output coordinates to input coordinates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ResizeCoord {
-    /// (x + 0.5) / scale − 0.5
-    HalfPixel,
-    /// Like half_pixel but 0 when the output length is 1.
-    PytorchHalfPixel,
-    /// x · (in − 1) / (out − 1)
-    AlignCorners,
-    /// x / scale
-    Asymmetric,
-    /// Crop-and-resize with a region of interest.
-    TfCropAndResize,
-    /// Half pixel with the symmetric offset of opset 19.
-    HalfPixelSymmetric,
-}
-
-/// How `Resize` in nearest mode rounds a coordinate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ResizeNearest {
-    /// Round half down.
-    RoundPreferFloor,
-    /// Round half up.
-    RoundPreferCeil,
-    /// Floor.
-    Floor,
-    /// Ceil.
-    Ceil,
-}
-
-/// How `Resize` honours `sizes` that would change the aspect ratio.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KeepAspect {
-    /// Every axis gets its requested size.
-    Stretch,
-    /// One scale for all resized axes, the smallest of the requested ones.
-    NotLarger,
-    /// One scale for all resized axes, the largest of the requested ones.
-    NotSmaller,
-}
-
-/// Per-axis scales and output sizes of a `Resize` of `shape`, from the values of
-/// its second input (`sizes` when `by_sizes`, else `scales`) for `axes` (empty:
-/// all axes).
-pub fn resize_plan(
-    shape: &[usize],
-    values: &[f64],
-    by_sizes: bool,
-    axes: &[usize],
-    keep_aspect: KeepAspect,
-) -> Result<(Vec<f64>, Vec<usize>), String> {
-    let r = shape.len();
-    let axes: Vec<usize> = if axes.is_empty() {
-        (0..r).collect()
-    } else {
-        axes.to_vec()
-    };
-    if values.len() != axes.len() || axes.iter().any(|&a| a >= r) {
-        return Err(format!(
-            "Resize of {shape:?}: {} {} for axes {axes:?}",
-            values.len(),
-            if by_sizes { "sizes" } else { "scales" }
-        ));
-    }
-    let mut scales = vec![1.0; r];
-    let mut sizes = shape.to_vec();
-    if by_sizes {
-        for (&a, &v) in axes.iter().zip(values) {
-            if v < 0.0 {
-                return Err(format!("Resize to negative size {v}"));
-            }
-            sizes[a] = v as usize;
-            scales[a] = v / shape[a] as f64;
-        }
-        if keep_aspect != KeepAspect::Stretch {
-            let it = axes.iter().map(|&a| scales[a]);
-            let s = if keep_aspect == KeepAspect::NotLarger {
-                it.fold(f64::INFINITY, f64::min)
-            } else {
-                it.fold(f64::NEG_INFINITY, f64::max)
-            };
-            for &a in &axes {
-                scales[a] = s;
-                sizes[a] = (s * shape[a] as f64 + 0.5) as usize;
-            }
-        }
-    } else {
-        for (&a, &v) in axes.iter().zip(values) {
-            if v.is_nan() || v <= 0.0 {
-                return Err(format!("Resize with scale {v}"));
-            }
-            scales[a] = v;
-            sizes[a] = (v * shape[a] as f64) as usize;
-        }
-    }
-    Ok((scales, sizes))
-}
 
 /// Direction of a recurrent layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,85 +24,36 @@ pub enum NnOp {
     /// `[a, b]`: numpy `matmul` (batch dims broadcast; 1-D operands promoted then squeezed).
     MatMul,
     /// `[x, w]` or `[x, w, bias]`: N-d convolution, NC... layout, w is `[M, C/group, k...]`.
-    Conv {
-        /// Stride per spatial axis.
-        strides: Vec<usize>,
-        /// Begin pads of every spatial axis, then end pads.
-        pads: Vec<usize>,
-        /// Dilation per spatial axis.
-        dilations: Vec<usize>,
-        /// Groups.
-        group: usize,
-        /// Automatic padding.
-        auto_pad: AutoPad,
-    },
+    Conv(ConvAttrs),
     /// `[x, w]` or `[x, w, bias]`: transposed convolution, w is `[C, M/group, k...]`.
     ConvTranspose {
-        /// Stride per spatial axis.
-        strides: Vec<usize>,
-        /// Begin pads, then end pads.
-        pads: Vec<usize>,
-        /// Dilation per spatial axis.
-        dilations: Vec<usize>,
-        /// Groups.
-        group: usize,
+        /// Strides, pads, dilations, groups, automatic padding.
+        conv: ConvAttrs,
         /// Extra size added at the end of each spatial axis.
         output_padding: Vec<usize>,
         /// Requested spatial output shape (pads are then computed).
         output_shape: Option<Vec<usize>>,
-        /// Automatic padding.
-        auto_pad: AutoPad,
     },
     /// Max pooling; a second output (i64 flat indices) when the node has two outputs.
     MaxPool {
-        /// Window per spatial axis.
-        kernel: Vec<usize>,
-        /// Stride per spatial axis.
-        strides: Vec<usize>,
-        /// Begin pads, then end pads.
-        pads: Vec<usize>,
-        /// Dilation per spatial axis.
-        dilations: Vec<usize>,
-        /// Round the output size up.
-        ceil_mode: bool,
-        /// Automatic padding.
-        auto_pad: AutoPad,
+        /// The window.
+        window: Window,
         /// Column-major indices (1) instead of row-major (0).
         storage_order: usize,
     },
     /// Average pooling.
     AveragePool {
-        /// Window per spatial axis.
-        kernel: Vec<usize>,
-        /// Stride per spatial axis.
-        strides: Vec<usize>,
-        /// Begin pads, then end pads.
-        pads: Vec<usize>,
-        /// Dilation per spatial axis.
-        dilations: Vec<usize>,
-        /// Round the output size up.
-        ceil_mode: bool,
+        /// The window.
+        window: Window,
         /// Count padding elements in the divisor.
         count_include_pad: bool,
-        /// Automatic padding.
-        auto_pad: AutoPad,
     },
     /// Lp pooling: (Σ|x|ᵖ)^(1/p) over each window.
     LpPool {
+        /// The window.
+        window: Window,
         /// The norm's p.
         p: i64,
-        /// Window per spatial axis.
-        kernel: Vec<usize>,
-        /// Stride per spatial axis.
-        strides: Vec<usize>,
-        /// Begin pads, then end pads.
-        pads: Vec<usize>,
-        /// Dilation per spatial axis.
-        dilations: Vec<usize>,
-        /// Round the output size up.
-        ceil_mode: bool,
-        /// Automatic padding.
-        auto_pad: AutoPad,
     },
     /// `[x, scale, bias, mean, var]`: inference batch normalization over axis 1.
     BatchNorm {
@@ -268,98 +97,12 @@ pub enum NnOp {
     },
     /// `[x, scales]` (f32) or `[x, sizes]` (i64) for `axes`: ONNX `Resize`; crop-and-resize
     /// takes a third input, `roi` (starts of the axes, then ends).
-    Resize {
-        /// Interpolation.
-        mode: ResizeMode,
-        /// Coordinate transformation.
-        coord: ResizeCoord,
-        /// Rounding in nearest mode.
-        nearest: ResizeNearest,
-        /// Cubic coefficient.
-        cubic_coeff_a: f32,
-        /// Exclude samples outside the input (weights renormalized).
-        exclude_outside: bool,
-        /// Value outside the input in crop-and-resize.
-        extrapolation_value: f32,
-        /// The second input is `sizes` (i64) instead of `scales`.
-        by_sizes: bool,
-        /// Widen the filter when downsampling (linear and cubic modes).
-        antialias: bool,
-        /// How `sizes` are honoured when they would change the aspect ratio.
-        keep_aspect: KeepAspect,
-        /// The axes the second input's values refer to (empty: all axes, in order).
-        axes: Vec<usize>,
-    },
+    Resize(ResizeAttrs),
     /// Einstein summation over the inputs.
     Einsum {
         /// The equation, e.g. `bij,bjk->bik`.
         equation: String,
     },
-}
-
-/// Spatial output sizes and the effective (begin, end) pads of a window op.
-#[allow(clippy::too_many_arguments)]
-pub fn window_output(
-    input: &[usize],
-    kernel: &[usize],
-    strides: &[usize],
-    pads: &[usize],
-    dilations: &[usize],
-    ceil_mode: bool,
-    auto_pad: AutoPad,
-) -> Result<(Vec<usize>, Vec<usize>), String> {
-    let n = input.len();
-    let mut out = Vec::with_capacity(n);
-    let mut eff_pads = vec![0; 2 * n];
-    for i in 0..n {
-        let s = strides.get(i).copied().unwrap_or(1).max(1);
-        let d = dilations.get(i).copied().unwrap_or(1).max(1);
-        if kernel.get(i).is_none_or(|&k| k == 0) {
-            return Err(format!("kernel {kernel:?} for {n} spatial axes"));
-        }
-        let k = (kernel[i] - 1) * d + 1;
-        match auto_pad {
-            AutoPad::SameUpper | AutoPad::SameLower => {
-                let o = input[i].div_ceil(s);
-                let total = (o.saturating_sub(1) * s + k).saturating_sub(input[i]);
-                let (b, e) = if auto_pad == AutoPad::SameUpper {
-                    (total / 2, total - total / 2)
-                } else {
-                    (total - total / 2, total / 2)
-                };
-                eff_pads[i] = b;
-                eff_pads[i + n] = e;
-                out.push(o);
-            }
-            AutoPad::Valid | AutoPad::NotSet => {
-                let (b, e) = if auto_pad == AutoPad::Valid {
-                    (0, 0)
-                } else {
-                    (
-                        pads.get(i).copied().unwrap_or(0),
-                        pads.get(i + n).copied().unwrap_or(0),
-                    )
-                };
-                eff_pads[i] = b;
-                eff_pads[i + n] = e;
-                let span = input[i] + b + e;
-                if span < k {
-                    return Err(format!("window {k} larger than padded input {span}"));
-                }
-                let mut o = if ceil_mode {
-                    (span - k).div_ceil(s) + 1
-                } else {
-                    (span - k) / s + 1
-                };
-                // With ceil_mode the last window must start inside the input or its begin pad.
-                if ceil_mode && (o - 1) * s >= input[i] + b {
-                    o -= 1;
-                }
-                out.push(o);
-            }
-        }
-    }
-    Ok((out, eff_pads))
 }
 
 fn spatial_known(shape: &Shape) -> Option<Vec<usize>> {
@@ -396,97 +139,47 @@ impl OpFamily for NnOp {
                     matmul_shape(&x.shape, &b.shape)?,
                 )])
             }
-            NnOp::Conv {
-                strides,
-                pads,
-                dilations,
-                auto_pad,
-                ..
+            NnOp::Conv(conv) => Ok(vec![TensorType::new(
+                x.dtype,
+                conv.output_shape(&x.shape, &inputs.ty(1)?.shape)?,
+            )]),
+            NnOp::ConvTranspose {
+                conv,
+                output_padding,
+                output_shape,
             } => {
                 let w = inputs.ty(1)?;
                 if rank < 3 || w.shape.rank() != rank {
-                    return Err(format!("conv of input {} with weight {}", x.shape, w.shape));
+                    return Err(format!(
+                        "transposed convolution of input {} with weight {}",
+                        x.shape, w.shape
+                    ));
                 }
-                let kernel =
-                    spatial_known(&w.shape).ok_or("conv weight with unknown spatial dims")?;
-                let spatial = spatial_known(&x.shape)
-                    .map(|s| {
-                        window_output(&s, &kernel, strides, pads, dilations, false, *auto_pad)
-                            .map(|r| r.0)
-                    })
-                    .transpose()?;
-                Ok(vec![TensorType::new(
-                    x.dtype,
-                    with_spatial(w.shape.0[0].clone(), spatial),
-                )])
-            }
-            NnOp::ConvTranspose {
-                strides,
-                pads,
-                dilations,
-                group,
-                output_padding,
-                output_shape,
-                auto_pad,
-            } => {
-                let w = inputs.ty(1)?;
-                let kernel =
-                    spatial_known(&w.shape).ok_or("conv weight with unknown spatial dims")?;
                 let c = w.shape.0[1]
                     .known()
-                    .map(|m| Dim::Known(m * group))
+                    .map(|m| Dim::Known(m * conv.groups()))
                     .unwrap_or(Dim::Any);
-                let spatial = match output_shape {
-                    Some(s) => Some(s.clone()),
-                    None => spatial_known(&x.shape).map(|s| {
-                        conv_transpose_output(
-                            &s,
-                            &kernel,
-                            strides,
-                            pads,
-                            dilations,
-                            output_padding,
-                            *auto_pad,
-                        )
-                    }),
+                let spatial = match (
+                    output_shape,
+                    spatial_known(&x.shape),
+                    spatial_known(&w.shape),
+                ) {
+                    (Some(s), _, _) => Some(s.clone()),
+                    (None, Some(s), Some(k)) => {
+                        Some(conv.transposed_output(&s, &k, output_padding, None)?.0)
+                    }
+                    _ => None,
                 };
                 Ok(vec![TensorType::new(x.dtype, with_spatial(c, spatial))])
             }
-            NnOp::MaxPool {
-                kernel,
-                strides,
-                pads,
-                dilations,
-                ceil_mode,
-                auto_pad,
-                ..
-            }
-            | NnOp::AveragePool {
-                kernel,
-                strides,
-                pads,
-                dilations,
-                ceil_mode,
-                auto_pad,
-                ..
-            }
-            | NnOp::LpPool {
-                kernel,
-                strides,
-                pads,
-                dilations,
-                ceil_mode,
-                auto_pad,
-                ..
-            } => {
+            NnOp::MaxPool { window, .. }
+            | NnOp::AveragePool { window, .. }
+            | NnOp::LpPool { window, .. } => {
                 if rank < 3 {
                     return Err(format!("pooling needs rank ≥ 3, got {}", x.shape));
                 }
                 let spatial = spatial_known(&x.shape)
-                    .map(|s| {
-                        window_output(&s, kernel, strides, pads, dilations, *ceil_mode, *auto_pad)
-                            .map(|r| r.0)
-                    })
+                    .map(|s| window.output(&s).map(|g| g.output))
                     .transpose()?;
                 let y = TensorType::new(x.dtype, with_spatial(x.shape.0[1].clone(), spatial));
                 let indices = TensorType::new(DType::I64, y.shape.clone());
@@ -498,16 +191,9 @@ impl OpFamily for NnOp {
             | NnOp::Lrn { .. }
             | NnOp::LpNormalization { .. }
             | NnOp::MeanVarianceNormalization { .. } => Ok(vec![x.clone()]),
-            NnOp::Resize {
-                by_sizes,
-                axes,
-                keep_aspect,
-                ..
-            } => {
+            NnOp::Resize(attrs) => {
                 let shape = match (inputs.constant(1), x.shape.as_known()) {
-                    (Some(t), Some(dims)) => Shape::known(
-                        &resize_plan(&dims, &t.to_f64_vec(), *by_sizes, axes, *keep_aspect)?.1,
-                    ),
+                    (Some(t), Some(dims)) => Shape::known(&attrs.plan(&dims, &t.to_f64_vec())?.1),
                     _ => any_shape(rank),
                 };
                 Ok(vec![TensorType::new(x.dtype, shape)])
@@ -517,35 +203,6 @@ impl OpFamily for NnOp {
             }
         }
     }
-}
-
-/// Spatial output sizes of a transposed convolution.
-pub fn conv_transpose_output(
-    input: &[usize],
-    kernel: &[usize],
-    strides: &[usize],
-    pads: &[usize],
-    dilations: &[usize],
-    output_padding: &[usize],
-    auto_pad: AutoPad,
-) -> Vec<usize> {
-    let n = input.len();
-    (0..n)
-        .map(|i| {
-            let s = strides.get(i).copied().unwrap_or(1);
-            let d = dilations.get(i).copied().unwrap_or(1);
-            let op = output_padding.get(i).copied().unwrap_or(0);
-            match auto_pad {
-                AutoPad::SameUpper | AutoPad::SameLower => input[i] * s,
-                _ => {
-                    let total = (input[i] - 1) * s + op + (kernel[i] - 1) * d + 1;
-                    let p =
-                        pads.get(i).copied().unwrap_or(0) + pads.get(i + n).copied().unwrap_or(0);
-                    total.saturating_sub(p)
-                }
-            }
-        })
-        .collect()
 }
 
 /// The output shape of numpy `matmul`.

@@ -364,11 +364,7 @@ pub(crate) fn instance(rng: &mut StdRng) -> Graph {
             // A 3×3 convolution with a bias and activation epilogue.
             let x = g.add_input("x", f32s(&[1, k, m + 2, n + 2]));
             let w = g.add_input("w", f32s(&[n, k, 3, 3]));
-            add(
-                &mut g,
-                "Conv(strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: 1, auto_pad: NotSet)",
-                vec![x, w],
-            )
+            add(&mut g, "Conv((group: 1))", vec![x, w])
         }
         0 => {
             let x = g.add_input("x", f32s(&[m, k]));

@@ -2,11 +2,11 @@
 //! convolution, recurrences, sampling, detection and signal processing.
 
 use kiln_ir::op::{
-    AutoPad, ConvAttrs, GridMode, GridPadding, MiscOp, RnnActivation, RnnCell, RnnDirection,
-    RnnInputs, WindowKind,
+    GridMode, GridPadding, MiscOp, RnnActivation, RnnCell, RnnDirection, RnnInputs, WindowKind,
 };
 use kiln_ir::{DType, Op};
 
+use super::window::{conv_attrs, window, KernelAttr};
 use crate::onnx::tensor::{dtype_of, onnx_type_name};
 use crate::onnx::{NodeCtx, OnnxError, Registry};
 
@@ -165,23 +165,6 @@ fn convert_matmul_integer(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let y = cx.op(Op::Misc(MiscOp::MatMulInteger), &ins)?;
     cx.set_output(0, y);
     Ok(())
-}
-
-fn conv_attrs(cx: &NodeCtx) -> Result<ConvAttrs, OnnxError> {
-    let auto_pad = match cx.attrs.string_or("auto_pad", "NOTSET").as_str() {
-        "NOTSET" => AutoPad::NotSet,
-        "VALID" => AutoPad::Valid,
-        "SAME_UPPER" => AutoPad::SameUpper,
-        "SAME_LOWER" => AutoPad::SameLower,
-        other => return Err(cx.err(format!("unknown auto_pad `{other}`"))),
-    };
-    Ok(ConvAttrs {
-        strides: usizes(cx, "strides")?,
-        pads: usizes(cx, "pads")?,
-        dilations: usizes(cx, "dilations")?,
-        group: cx.attrs.int_or("group", 1).max(1) as usize,
-        auto_pad,
-    })
 }
 
 fn convert_conv_integer(cx: &mut NodeCtx) -> Result<(), OnnxError> {
@@ -433,9 +416,7 @@ fn convert_max_unpool(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let mut ins = vec![cx.req(0)?, cx.req(1)?];
     ins.extend(cx.input(2)?);
     let op = MiscOp::MaxUnpool {
-        kernel: usizes(cx, "kernel_shape")?,
-        strides: usizes(cx, "strides")?,
-        pads: usizes(cx, "pads")?,
+        window: window(cx, KernelAttr::Required)?,
     };
     let y = cx.op(Op::Misc(op), &ins)?;
     cx.set_output(0, y);

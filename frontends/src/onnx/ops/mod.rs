@@ -7,6 +7,7 @@ mod layout;
 mod misc;
 mod nn;
 mod reduce;
+mod window;
 
 use super::Registry;
 

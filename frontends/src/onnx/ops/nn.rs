@@ -2,11 +2,12 @@
 //! normalizations, Resize/Upsample, Einsum.
 
 use kiln_ir::op::{
-    AutoPad, BinaryOp, KeepAspect, LayoutOp, NnOp, ReduceKind, ReduceOp, ResizeCoord, ResizeMode,
-    ResizeNearest,
+    BinaryOp, KeepAspect, LayoutOp, NnOp, ReduceKind, ReduceOp, ResizeAttrs, ResizeCoord,
+    ResizeMode, ResizeNearest, Window,
 };
 use kiln_ir::{Op, Tensor};
 
+use super::window::{conv_attrs, spatial_rank, uint_list, window, KernelAttr};
 use crate::onnx::{NodeCtx, OnnxError, Registry};
 
 /// Registers this family's converters.
@@ -79,49 +80,8 @@ fn convert_gemm(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     Ok(())
 }
 
-fn auto_pad(cx: &NodeCtx) -> Result<AutoPad, OnnxError> {
-    Ok(match cx.attrs.string_or("auto_pad", "NOTSET").as_str() {
-        "NOTSET" | "" => AutoPad::NotSet,
-        "VALID" => AutoPad::Valid,
-        "SAME_UPPER" => AutoPad::SameUpper,
-        "SAME_LOWER" => AutoPad::SameLower,
-        other => return Err(cx.err(format!("auto_pad `{other}`"))),
-    })
-}
-
-/// A non-negative ints attribute of `n` entries, or `default` repeated.
-fn uints(cx: &NodeCtx, name: &str, n: usize, default: usize) -> Result<Vec<usize>, OnnxError> {
-    match cx.attrs.ints(name) {
-        None => Ok(vec![default; n]),
-        Some(v) if v.is_empty() => Ok(vec![default; n]),
-        Some(v) => {
-            if v.len() != n || v.iter().any(|&x| x < 0) {
-                return Err(cx.err(format!("{name} {v:?}: expected {n} non-negative values")));
-            }
-            Ok(v.into_iter().map(|x| x as usize).collect())
-        }
-    }
-}
-
-/// Spatial rank of a convolution: from the weight, else from the input.
-fn spatial_rank(cx: &NodeCtx) -> Result<usize, OnnxError> {
-    let x = cx.req(0)?;
-    let r = cx.rank(x);
-    if r < 3 {
-        return Err(cx.err(format!("input of rank {r}: needs N, C and spatial axes")));
-    }
-    Ok(r - 2)
-}
-
 fn convert_conv(cx: &mut NodeCtx) -> Result<(), OnnxError> {
-    let nd = spatial_rank(cx)?;
-    let op = NnOp::Conv {
-        strides: uints(cx, "strides", nd, 1)?,
-        pads: uints(cx, "pads", 2 * nd, 0)?,
-        dilations: uints(cx, "dilations", nd, 1)?,
-        group: cx.attrs.int_or("group", 1).max(1) as usize,
-        auto_pad: auto_pad(cx)?,
-    };
+    let op = NnOp::Conv(conv_attrs(cx)?);
     let inputs = cx.inputs()?;
     let y = cx.op(Op::Nn(op), &inputs)?;
     cx.set_output(0, y);
@@ -133,20 +93,18 @@ fn convert_conv_transpose(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let output_shape = match cx.attrs.ints("output_shape") {
         Some(v) if !v.is_empty() => {
             if v.len() < nd || v.iter().any(|&x| x < 0) {
-                return Err(cx.err(format!("output_shape {v:?}")));
+                return Err(cx.err(format!(
+                    "output_shape {v:?}: expected {nd} non-negative values"
+                )));
             }
             Some(v[v.len() - nd..].iter().map(|&x| x as usize).collect())
         }
         _ => None,
     };
     let op = NnOp::ConvTranspose {
-        strides: uints(cx, "strides", nd, 1)?,
-        pads: uints(cx, "pads", 2 * nd, 0)?,
-        dilations: uints(cx, "dilations", nd, 1)?,
-        group: cx.attrs.int_or("group", 1).max(1) as usize,
-        output_padding: uints(cx, "output_padding", nd, 0)?,
+        conv: conv_attrs(cx)?,
+        output_padding: uint_list(cx, "output_padding", nd, 0)?.unwrap_or_else(|| vec![0; nd]),
         output_shape,
-        auto_pad: auto_pad(cx)?,
     };
     let inputs = cx.inputs()?;
     let y = cx.op(Op::Nn(op), &inputs)?;
@@ -155,51 +113,27 @@ fn convert_conv_transpose(cx: &mut NodeCtx) -> Result<(), OnnxError> {
 }
 
 fn convert_pool(cx: &mut NodeCtx) -> Result<(), OnnxError> {
-    let nd = spatial_rank(cx)?;
-    let kernel = uints(cx, "kernel_shape", nd, 0)?;
-    if kernel.contains(&0) {
-        return Err(cx.err("kernel_shape is required"));
-    }
-    let strides = uints(cx, "strides", nd, 1)?;
-    let pads = uints(cx, "pads", 2 * nd, 0)?;
-    let dilations = uints(cx, "dilations", nd, 1)?;
-    let ceil_mode = cx.attrs.int_or("ceil_mode", 0) != 0;
-    let auto_pad = auto_pad(cx)?;
+    let window = window(cx, KernelAttr::Required)?;
     let x = cx.req(0)?;
     let (op, n) = match cx.node.op_type.as_str() {
         "MaxPool" => (
             NnOp::MaxPool {
-                kernel,
-                strides,
-                pads,
-                dilations,
-                ceil_mode,
-                auto_pad,
+                window,
                 storage_order: cx.attrs.int_or("storage_order", 0) as usize,
             },
             if cx.has_output(1) { 2 } else { 1 },
         ),
         "AveragePool" => (
             NnOp::AveragePool {
-                kernel,
-                strides,
-                pads,
-                dilations,
-                ceil_mode,
+                window,
                 count_include_pad: cx.attrs.int_or("count_include_pad", 0) != 0,
-                auto_pad,
             },
             1,
         ),
         _ => (
             NnOp::LpPool {
+                window,
                 p: cx.attrs.int_or("p", 2),
-                kernel,
-                strides,
-                pads,
-                dilations,
-                ceil_mode,
-                auto_pad,
             },
             1,
         ),
@@ -217,35 +151,22 @@ fn convert_global_pool(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let spatial = cx.ty(x).shape.as_known().map(|d| d[2..].to_vec());
     let op_type = cx.node.op_type.clone();
     let y = if let Some(kernel) = spatial {
-        let (strides, pads, dilations) = (vec![1; nd], vec![0; 2 * nd], vec![1; nd]);
+        let window = Window {
+            strides: vec![1; nd],
+            pads: vec![0; 2 * nd],
+            dilations: vec![1; nd],
+            ..Window::of_kernel(kernel)
+        };
         let op = match op_type.as_str() {
             "GlobalAveragePool" => NnOp::AveragePool {
-                kernel,
-                strides,
-                pads,
-                dilations,
-                ceil_mode: false,
+                window,
                 count_include_pad: false,
-                auto_pad: AutoPad::NotSet,
             },
             "GlobalMaxPool" => NnOp::MaxPool {
-                kernel,
-                strides,
-                pads,
-                dilations,
-                ceil_mode: false,
-                auto_pad: AutoPad::NotSet,
+                window,
                 storage_order: 0,
             },
-            _ => NnOp::LpPool {
-                p,
-                kernel,
-                strides,
-                pads,
-                dilations,
-                ceil_mode: false,
-                auto_pad: AutoPad::NotSet,
-            },
+            _ => NnOp::LpPool { window, p },
         };
         cx.op(Op::Nn(op), &[x])?
     } else {
@@ -450,7 +371,7 @@ fn convert_resize(cx: &mut NodeCtx) -> Result<(), OnnxError> {
                 .ok_or_else(|| cx.err("tf_crop_and_resize needs roi"))?,
         );
     }
-    let op = NnOp::Resize {
+    let op = NnOp::Resize(ResizeAttrs {
         mode,
         coord,
         nearest,
@@ -461,7 +382,7 @@ fn convert_resize(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         antialias,
         keep_aspect,
         axes,
-    };
+    });
     let y = cx.op(Op::Nn(op), &inputs)?;
     cx.set_output(0, y);
     Ok(())

@@ -1,7 +1,7 @@
 //! Reference evaluation of the sampling and detection ops: GridSample, AffineGrid,
 //! RoiAlign, NonMaxSuppression, MaxUnpool, Col2Im, CenterCropPad.
 
-use crate::op::{GridMode, GridPadding, MiscOp};
+use crate::op::{GridMode, GridPadding, MiscOp, Window};
 use crate::Tensor;
 
 /// Evaluates a sampling or detection op.
@@ -22,11 +22,7 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Strin
         MiscOp::AffineGrid { align_corners } => affine_grid(x, arg(1)?, *align_corners)?,
         MiscOp::RoiAlign { .. } => roi_align(op, x, arg(1)?, arg(2)?)?,
         MiscOp::NonMaxSuppression { center_point_box } => nms(inputs, *center_point_box)?,
-        MiscOp::MaxUnpool {
-            kernel,
-            strides,
-            pads,
-        } => max_unpool(x, arg(1)?, inputs.get(2).copied(), kernel, strides, pads)?,
+        MiscOp::MaxUnpool { window } => max_unpool(x, arg(1)?, inputs.get(2).copied(), window)?,
         MiscOp::Col2Im {
             dilations,
             pads,
@@ -485,9 +481,7 @@ fn max_unpool(
     x: &Tensor,
     indices: &Tensor,
     output_shape: Option<&Tensor>,
-    kernel: &[usize],
-    strides: &[usize],
-    pads: &[usize],
+    window: &Window,
 ) -> Result<Tensor, String> {
     let xs = x.shape();
     if xs.len() < 3 || indices.shape() != xs {
@@ -496,15 +490,9 @@ fn max_unpool(
             indices.shape()
         ));
     }
-    let nd = xs.len() - 2;
     // Indices address the inferred output; a larger requested shape pads it at the end.
     let mut inferred = xs[..2].to_vec();
-    for i in 0..nd {
-        let k = *kernel.get(i).ok_or("kernel_shape is too short")?;
-        let st = strides.get(i).copied().unwrap_or(1);
-        let p = pads.get(i).copied().unwrap_or(0) + pads.get(i + nd).copied().unwrap_or(0);
-        inferred.push(((xs[i + 2].max(1) - 1) * st + k).saturating_sub(p));
-    }
+    inferred.extend(window.unpooled_output(&xs[2..])?);
     let total: usize = inferred.iter().product();
     let mut y = vec![0.0; total];
     for (&v, &i) in x.to_f64_vec().iter().zip(&indices.to_i64_vec()) {

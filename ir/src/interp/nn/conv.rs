@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{gemm, gemm_rows, PackedB};
-use crate::op::{window_output, AutoPad};
+use crate::op::ConvAttrs;
 use crate::Tensor;
 
 /// Row-major strides of `shape`.
@@ -54,16 +54,11 @@ fn bias_of(bias: Option<&Tensor>, m: usize) -> Result<Vec<f64>, String> {
 }
 
 /// Convolution of `x` `[N, C, d...]` with `w` `[M, C/group, k...]`.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn conv(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
-    strides: &[usize],
-    pads: &[usize],
-    dilations: &[usize],
-    group: usize,
-    auto_pad: AutoPad,
+    attrs: &ConvAttrs,
 ) -> Result<Tensor, String> {
     float_check(x, w, "conv")?;
     let (xs, ws) = (x.shape(), w.shape());
@@ -72,7 +67,7 @@ pub(super) fn conv(
     }
     let nd = xs.len() - 2;
     let (batch, c, m) = (xs[0], xs[1], ws[0]);
-    let g = group.max(1);
+    let g = attrs.groups();
     if c % g != 0 || m % g != 0 || ws[1] * g != c {
         return Err(format!(
             "conv with {g} groups: input {xs:?}, weight {ws:?} do not agree"
@@ -81,8 +76,8 @@ pub(super) fn conv(
     let (cg, mg) = (c / g, m / g);
     let kernel = &ws[2..];
     let in_sp = &xs[2..];
-    let (out_sp, eff_pads) =
-        window_output(in_sp, kernel, strides, pads, dilations, false, auto_pad)?;
+    let geometry = attrs.output(in_sp, kernel)?;
+    let (out_sp, eff_pads) = (geometry.output, geometry.pads);
     let kvol: usize = kernel.iter().product();
     let k = cg * kvol;
     let p_in: usize = in_sp.iter().product();
@@ -95,8 +90,8 @@ pub(super) fn conv(
         .collect();
     let taps = all_indices(kernel);
     let in_strides = strides_of(in_sp);
-    let dil = |i: usize| dilations.get(i).copied().unwrap_or(1).max(1);
-    let st = |i: usize| strides.get(i).copied().unwrap_or(1).max(1);
+    let dil = |i: usize| attrs.window.dilation(i);
+    let st = |i: usize| attrs.window.stride(i);
     // Flat spatial input offset of every (output position, tap), or usize::MAX in padding.
     let out_idx = all_indices(&out_sp);
     let (eff_pads, in_strides) = (&eff_pads, &in_strides);
@@ -161,75 +156,14 @@ pub(super) fn conv(
     Ok(Tensor::from_f64(x.dtype(), shape, &y))
 }
 
-/// Output sizes and begin pads (possibly negative) of a transposed convolution.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn conv_transpose_geometry(
-    in_sp: &[usize],
-    kernel: &[usize],
-    strides: &[usize],
-    pads: &[usize],
-    dilations: &[usize],
-    output_padding: &[usize],
-    output_shape: Option<&[usize]>,
-    auto_pad: AutoPad,
-) -> Result<(Vec<usize>, Vec<i64>), String> {
-    let nd = in_sp.len();
-    let mut out = Vec::with_capacity(nd);
-    let mut begin = Vec::with_capacity(nd);
-    for i in 0..nd {
-        let s = strides.get(i).copied().unwrap_or(1).max(1) as i64;
-        let d = dilations.get(i).copied().unwrap_or(1).max(1) as i64;
-        let op = output_padding.get(i).copied().unwrap_or(0) as i64;
-        let full = s * (in_sp[i] as i64 - 1) + op + (kernel[i] as i64 - 1) * d + 1;
-        let same = matches!(auto_pad, AutoPad::SameUpper | AutoPad::SameLower);
-        let o = match output_shape {
-            Some(os) => *os
-                .get(i)
-                .ok_or_else(|| format!("output_shape {os:?} has no entry for axis {i}"))?
-                as i64,
-            None if same => in_sp[i] as i64 * s,
-            None => {
-                let (pb, pe) = (
-                    pads.get(i).copied().unwrap_or(0) as i64,
-                    pads.get(i + nd).copied().unwrap_or(0) as i64,
-                );
-                full - pb - pe
-            }
-        };
-        if o < 0 {
-            return Err(format!(
-                "transposed convolution output size {o} on axis {i}"
-            ));
-        }
-        let b = if output_shape.is_some() || same {
-            let total = full - o;
-            if auto_pad == AutoPad::SameUpper {
-                total.div_euclid(2)
-            } else {
-                total - total.div_euclid(2)
-            }
-        } else {
-            pads.get(i).copied().unwrap_or(0) as i64
-        };
-        out.push(o as usize);
-        begin.push(b);
-    }
-    Ok((out, begin))
-}
-
 /// Transposed convolution of `x` `[N, C, d...]` with `w` `[C, M/group, k...]`.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn conv_transpose(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
-    strides: &[usize],
-    pads: &[usize],
-    dilations: &[usize],
-    group: usize,
+    attrs: &ConvAttrs,
     output_padding: &[usize],
     output_shape: Option<&[usize]>,
-    auto_pad: AutoPad,
 ) -> Result<Tensor, String> {
     float_check(x, w, "transposed convolution")?;
     let (xs, ws) = (x.shape(), w.shape());
@@ -239,7 +173,7 @@ pub(super) fn conv_transpose(
         ));
     }
     let nd = xs.len() - 2;
-    let g = group.max(1);
+    let g = attrs.groups();
     let (batch, c) = (xs[0], xs[1]);
     if c % g != 0 {
         return Err(format!("{c} input channels in {g} groups"));
@@ -248,16 +182,7 @@ pub(super) fn conv_transpose(
     let m = mg * g;
     let kernel = &ws[2..];
     let in_sp = &xs[2..];
-    let (out_sp, begin) = conv_transpose_geometry(
-        in_sp,
-        kernel,
-        strides,
-        pads,
-        dilations,
-        output_padding,
-        output_shape,
-        auto_pad,
-    )?;
+    let (out_sp, begin) = attrs.transposed_output(in_sp, kernel, output_padding, output_shape)?;
     let kvol: usize = kernel.iter().product();
     let p_in: usize = in_sp.iter().product();
     let p_out: usize = out_sp.iter().product();
@@ -275,8 +200,8 @@ pub(super) fn conv_transpose(
             taps.iter().map(move |t| {
                 let mut off = 0usize;
                 for ax in 0..nd {
-                    let s = strides.get(ax).copied().unwrap_or(1).max(1) as i64;
-                    let d = dilations.get(ax).copied().unwrap_or(1).max(1) as i64;
+                    let s = attrs.window.stride(ax) as i64;
+                    let d = attrs.window.dilation(ax) as i64;
                     let pos = i[ax] as i64 * s + t[ax] as i64 * d - begin_r[ax];
                     if pos < 0 || pos >= out_sp_r[ax] as i64 {
                         return usize::MAX;
@@ -333,17 +258,7 @@ mod tests {
         // 1×1×3×3 input, 2×2 kernel of ones, pad 1 on the begin side only.
         let x = Tensor::from_vec(vec![1, 1, 3, 3], (1..=9).map(|v| v as f32).collect());
         let w = Tensor::from_vec(vec![1, 1, 2, 2], vec![1.0f32; 4]);
-        let y = conv(
-            &x,
-            &w,
-            None,
-            &[1, 1],
-            &[0, 0, 0, 0],
-            &[1, 1],
-            1,
-            AutoPad::NotSet,
-        )
-        .unwrap();
+        let y = conv(&x, &w, None, &ConvAttrs::default()).unwrap();
         assert_eq!(y.shape(), &[1, 1, 2, 2]);
         assert_eq!(y.to_f64_vec(), vec![12.0, 16.0, 24.0, 28.0]);
     }
@@ -353,19 +268,9 @@ mod tests {
         // ConvTranspose with stride 2 scatters each input into a 2×2 block.
         let x = Tensor::from_vec(vec![1, 1, 2, 2], vec![1.0f32, 2.0, 3.0, 4.0]);
         let w = Tensor::from_vec(vec![1, 1, 2, 2], vec![1.0f32; 4]);
-        let y = conv_transpose(
-            &x,
-            &w,
-            None,
-            &[2, 2],
-            &[],
-            &[],
-            1,
-            &[],
-            None,
-            AutoPad::NotSet,
-        )
-        .unwrap();
+        let mut attrs = ConvAttrs::default();
+        attrs.window.strides = vec![2, 2];
+        let y = conv_transpose(&x, &w, None, &attrs, &[], None).unwrap();
         assert_eq!(y.shape(), &[1, 1, 4, 4]);
         assert_eq!(
             y.to_f64_vec(),
@@ -385,17 +290,9 @@ mod bench {
         let x = Tensor::from_vec(vec![1, 64, 224, 224], vec![0.5f32; 64 * 224 * 224]);
         let w = Tensor::from_vec(vec![64, 64, 3, 3], vec![0.25f32; 64 * 64 * 9]);
         let t = std::time::Instant::now();
-        let y = conv(
-            &x,
-            &w,
-            None,
-            &[1, 1],
-            &[1, 1, 1, 1],
-            &[1, 1],
-            1,
-            AutoPad::NotSet,
-        )
-        .unwrap();
+        let mut attrs = ConvAttrs::default();
+        attrs.window.pads = vec![1, 1, 1, 1];
+        let y = conv(&x, &w, None, &attrs).unwrap();
         let s = t.elapsed().as_secs_f64();
         let flops = 2.0 * 64.0 * 64.0 * 9.0 * 224.0 * 224.0;
         println!(

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::conv::{all_indices, strides_of};
-use crate::op::{window_output, AutoPad};
+use crate::op::Window;
 use crate::{DType, Tensor};
 
 /// What a pooling window computes.
@@ -23,22 +23,6 @@ pub(super) enum PoolKind {
     Lp(i64),
 }
 
-/// Window geometry shared by the pooling ops.
-pub(super) struct Window<'a> {
-    /// Window size.
-    pub kernel: &'a [usize],
-    /// Strides.
-    pub strides: &'a [usize],
-    /// Pads (begins then ends).
-    pub pads: &'a [usize],
-    /// Dilations.
-    pub dilations: &'a [usize],
-    /// Round output sizes up.
-    pub ceil_mode: bool,
-    /// Automatic padding.
-    pub auto_pad: AutoPad,
-}
-
 /// Pools `x` `[N, C, d...]`; returns the output and, for max pooling, the indices.
 pub(super) fn pool(x: &Tensor, win: &Window, kind: PoolKind) -> Result<Vec<Tensor>, String> {
     let xs = x.shape();
@@ -56,19 +40,12 @@ pub(super) fn pool(x: &Tensor, win: &Window, kind: PoolKind) -> Result<Vec<Tenso
         return Err(format!("kernel {:?} for {nd} spatial axes", win.kernel));
     }
     let in_sp = &xs[2..];
-    let (out_sp, pads) = window_output(
-        in_sp,
-        win.kernel,
-        win.strides,
-        win.pads,
-        win.dilations,
-        win.ceil_mode,
-        win.auto_pad,
-    )?;
+    let geometry = win.output(in_sp)?;
+    let (out_sp, pads) = (geometry.output, geometry.pads);
     let planes = xs[0] * xs[1];
     let p_in: usize = in_sp.iter().product();
     let p_out: usize = out_sp.iter().product();
-    let taps = all_indices(win.kernel);
+    let taps = all_indices(&win.kernel);
     let outs = all_indices(&out_sp);
     let row_strides = strides_of(in_sp);
     let index_strides = match kind {
@@ -81,8 +58,8 @@ pub(super) fn pool(x: &Tensor, win: &Window, kind: PoolKind) -> Result<Vec<Tenso
         }
         _ => row_strides.clone(),
     };
-    let st = |i: usize| win.strides.get(i).copied().unwrap_or(1).max(1) as i64;
-    let dl = |i: usize| win.dilations.get(i).copied().unwrap_or(1).max(1) as i64;
+    let st = |i: usize| win.stride(i) as i64;
+    let dl = |i: usize| win.dilation(i) as i64;
     // Per (output position, tap): (data offset, index offset) inside the input, or
     // None in padding; plus whether the tap lies in the padded extent.
     let geo: Vec<(Option<(usize, usize)>, bool)> = outs
@@ -169,14 +146,13 @@ pub(super) fn pool(x: &Tensor, win: &Window, kind: PoolKind) -> Result<Vec<Tenso
 mod tests {
     use super::*;
 
-    fn win<'a>(k: &'a [usize], s: &'a [usize], p: &'a [usize], ceil: bool) -> Window<'a> {
+    fn win(k: &[usize], s: &[usize], p: &[usize], ceil: bool) -> Window {
         Window {
-            kernel: k,
-            strides: s,
-            pads: p,
-            dilations: &[],
+            kernel: k.to_vec(),
+            strides: s.to_vec(),
+            pads: p.to_vec(),
             ceil_mode: ceil,
-            auto_pad: AutoPad::NotSet,
+            ..Window::default()
         }
     }
 

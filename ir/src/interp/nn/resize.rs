@@ -1,25 +1,11 @@
 //! ONNX `Resize`: separable nearest / linear / cubic interpolation along each
 //! resized axis, every coordinate transformation, antialiasing, crop-and-resize.
 
-use crate::op::{resize_plan, KeepAspect, ResizeCoord, ResizeMode, ResizeNearest};
+use crate::op::{ResizeAttrs, ResizeCoord, ResizeMode, ResizeNearest};
 use crate::Tensor;
 
-/// The attributes of a `Resize` the evaluation needs.
-pub(super) struct ResizeAttrs<'a> {
-    pub mode: ResizeMode,
-    pub coord: ResizeCoord,
-    pub nearest: ResizeNearest,
-    pub cubic_coeff_a: f64,
-    pub exclude_outside: bool,
-    pub extrapolation_value: f64,
-    pub by_sizes: bool,
-    pub antialias: bool,
-    pub keep_aspect: KeepAspect,
-    pub axes: &'a [usize],
-}
-
 fn coeffs(a: &ResizeAttrs, ratio: f64, scale: f64) -> Vec<f64> {
-    let aa = a.cubic_coeff_a;
+    let aa = a.cubic_coeff_a as f64;
     match a.mode {
         ResizeMode::Nearest => {
             if ratio == 1.0 {
@@ -184,7 +170,9 @@ fn along_axis(
         for (y, tap) in t.iter().enumerate() {
             let dst = &mut out[(o * out_len + y) * inner..(o * out_len + y + 1) * inner];
             match tap {
-                None => dst.iter_mut().for_each(|d| *d = a.extrapolation_value),
+                None => dst
+                    .iter_mut()
+                    .for_each(|d| *d = a.extrapolation_value as f64),
                 Some(tap) => {
                     for &(idx, w) in tap {
                         let src = &data[(o * in_len + idx) * inner..(o * in_len + idx + 1) * inner];
@@ -211,7 +199,7 @@ pub(super) fn resize(
     }
     let r = x.rank();
     let values = param.to_f64_vec();
-    let (scales, sizes) = resize_plan(x.shape(), &values, a.by_sizes, a.axes, a.keep_aspect)?;
+    let (scales, sizes) = a.plan(x.shape(), &values)?;
     // The region of interest of every axis (only crop-and-resize reads it).
     let mut full_roi = vec![(0.0, 1.0); r];
     if let (Some(t), ResizeCoord::TfCropAndResize) = (roi, a.coord) {
@@ -258,7 +246,9 @@ pub(super) fn resize(
 mod tests {
     use super::*;
 
-    fn attrs(mode: ResizeMode, coord: ResizeCoord) -> ResizeAttrs<'static> {
+    use crate::op::KeepAspect;
+
+    fn attrs(mode: ResizeMode, coord: ResizeCoord) -> ResizeAttrs {
         ResizeAttrs {
             mode,
             coord,
@@ -269,7 +259,7 @@ mod tests {
             by_sizes: false,
             antialias: false,
             keep_aspect: KeepAspect::Stretch,
-            axes: &[],
+            axes: Vec::new(),
         }
     }
 
