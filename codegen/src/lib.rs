@@ -4,6 +4,7 @@
 //! machine, O3, JIT), proven on a vectorized add kernel.
 #![warn(missing_docs)]
 
+pub mod host_reason;
 pub mod kernel;
 pub mod llvm;
 pub mod program;

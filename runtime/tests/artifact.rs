@@ -136,8 +136,8 @@ fn round_trip() {
 
     let raw = std::fs::read(&path).unwrap();
     assert_eq!(&raw[..8], b"KILNART\0");
-    assert_eq!(u32::from_le_bytes(raw[8..12].try_into().unwrap()), 1);
-    assert_eq!(FORMAT_VERSION, 1);
+    assert_eq!(u32::from_le_bytes(raw[8..12].try_into().unwrap()), 2);
+    assert_eq!(FORMAT_VERSION, 2);
 
     let a = Artifact::open(&path).unwrap();
     assert_eq!(a.meta(), &meta);
@@ -439,7 +439,7 @@ fn crafted_manifests() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crafted.kiln");
     let section = |name: &str, offset: u64, length: u64, crc32: u32| json!({ "name": name, "offset": offset, "length": length, "crc32": crc32 });
-    let manifest = |sections: Vec<Value>| json!({ "format_version": 1, "kiln_version": "9.9.9", "meta": {"k": 1}, "sections": sections });
+    let manifest = |sections: Vec<Value>| json!({ "format_version": FORMAT_VERSION, "kiln_version": "9.9.9", "meta": {"k": 1}, "sections": sections });
     // Data start: the manifest is padded with spaces to a fixed length so offsets
     // are known in advance.
     const DATA: u64 = 1024;
@@ -574,7 +574,7 @@ fn crafted_manifests() {
         (
             "missing field",
             craft(
-                &json!({ "format_version": 1, "meta": null, "sections": [] }),
+                &json!({ "format_version": FORMAT_VERSION, "meta": null, "sections": [] }),
                 &[],
             ),
             |e| matches!(e, ArtifactError::ManifestInvalid { reason, .. } if reason.contains("kiln_version")),
@@ -582,7 +582,7 @@ fn crafted_manifests() {
         (
             "unknown field",
             craft(
-                &json!({ "format_version": 1, "kiln_version": "0", "meta": null, "sections": [], "extra": 1 }),
+                &json!({ "format_version": FORMAT_VERSION, "kiln_version": "0", "meta": null, "sections": [], "extra": 1 }),
                 &[],
             ),
             |e| matches!(e, ArtifactError::ManifestInvalid { .. }),
@@ -590,7 +590,7 @@ fn crafted_manifests() {
         (
             "negative offset",
             craft(
-                &json!({ "format_version": 1, "kiln_version": "0", "meta": null,
+                &json!({ "format_version": FORMAT_VERSION, "kiln_version": "0", "meta": null,
                          "sections": [{ "name": "x", "offset": -64, "length": 0, "crc32": 0 }] }),
                 &[],
             ),
@@ -814,7 +814,7 @@ fn fuzz_case(rng: &mut StdRng, valid: &[u8]) -> Vec<u8> {
                     })
                 })
                 .collect();
-            let m = json!({ "format_version": 1, "kiln_version": "x", "meta": rng.random::<f64>(), "sections": sections });
+            let m = json!({ "format_version": FORMAT_VERSION, "kiln_version": "x", "meta": rng.random::<f64>(), "sections": sections });
             if rng.random_bool(0.2) {
                 data_len = 0;
             }

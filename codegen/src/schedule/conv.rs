@@ -8,13 +8,13 @@ use kiln_ir::op::{conv_window, NnOp};
 use kiln_ir::{DType, Op, ValueId};
 
 use super::nest::{dense_strides, nest, offset};
-use super::Scheduler;
+use super::{host, Lowered, Scheduler};
 use crate::kernel::build::{add, bin, fc, idx, load, mul, select, var};
-use crate::kernel::{Access, BinOp, Expr, Kernel, KernelError, LoopKind, Scalar, Stmt};
-use crate::program::{BufferId, GemmStep, Step};
+use crate::kernel::{Access, BinOp, Expr, Kernel, LoopKind, Scalar, Stmt};
+use crate::program::{BufferId, GemmStep, HostReason, Step};
 
 /// Adds the steps computing `conv(x, w)` (no bias) into `c`, a dense buffer of
-/// `out_shape`; false when the form is not supported.
+/// `out_shape`, or why the form is not supported.
 pub fn emit_conv(
     s: &mut Scheduler,
     op: &Op,
@@ -23,7 +23,7 @@ pub fn emit_conv(
     c: BufferId,
     dt: DType,
     out_shape: &[usize],
-) -> Result<bool, KernelError> {
+) -> Lowered {
     let Op::Nn(NnOp::Conv {
         strides,
         pads,
@@ -32,29 +32,48 @@ pub fn emit_conv(
         auto_pad,
     }) = op
     else {
-        return Ok(false);
+        return host(HostReason::OpNotLowered {
+            op: op.name().to_string(),
+        });
     };
-    if !matches!(dt, DType::F32 | DType::F64) || s.graph.value(w).ty.dtype != dt {
-        return Ok(false);
+    let wdt = s.graph.value(w).ty.dtype;
+    if !matches!(dt, DType::F32 | DType::F64) || wdt != dt {
+        let (what, dtype) = if wdt != dt {
+            ("the weight", wdt)
+        } else {
+            ("the product", dt)
+        };
+        return host(HostReason::UnsupportedDtype {
+            what: what.into(),
+            dtype,
+        });
     }
     let xs = s.shape(x);
     let ws = s.shape(w);
     let r = xs.len().saturating_sub(2);
     if r == 0 || ws.len() != xs.len() || out_shape.len() != xs.len() || *group == 0 {
-        return Ok(false);
+        return host(HostReason::RegionShape(format!(
+            "input {xs:?}, weight {ws:?}, output {out_shape:?}, {group} groups"
+        )));
     }
     let (n, cin, m) = (xs[0], xs[1], ws[0]);
     let g = *group;
     if !cin.is_multiple_of(g) || !m.is_multiple_of(g) || ws[1] != cin / g {
-        return Ok(false);
+        return host(HostReason::RegionShape(format!(
+            "{cin} input and {m} output channels in {g} groups, weight {ws:?}"
+        )));
     }
     let kernel = &ws[2..];
     let Ok((out_sp, eff)) = conv_window(&xs[2..], kernel, strides, pads, dilations, *auto_pad)
     else {
-        return Ok(false);
+        return host(HostReason::UnsupportedAttributes(
+            "a window whose output size is undefined".into(),
+        ));
     };
     if out_sp != out_shape[2..] {
-        return Ok(false);
+        return host(HostReason::RegionShape(format!(
+            "output {out_shape:?} differs from the window's {out_sp:?}"
+        )));
     }
     let stride = |i: usize| strides.get(i).copied().unwrap_or(1).max(1);
     let dil = |i: usize| dilations.get(i).copied().unwrap_or(1).max(1);
@@ -252,5 +271,5 @@ pub fn emit_conv(
         b_strides,
         alpha: 1.0,
     }));
-    Ok(true)
+    Ok(())
 }
