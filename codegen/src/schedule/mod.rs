@@ -476,3 +476,6 @@ fn prune_dead_steps(prog: &mut Program) {
         .map(|k| old[k].take().expect("each kernel once"))
         .collect();
 }
+
+#[cfg(test)]
+mod tests;
