@@ -14,7 +14,7 @@ use kiln_ir::{DType, Node, Op};
 use super::matmul::operand;
 use super::nest::broadcast_strides;
 use super::{host, Lowered, Scheduler};
-use crate::kernel::build::{add, bin, fc, idx, load, mul, select, un, var};
+use crate::kernel::build::{add, bin, fc, idx, load, mul, parallel, select, un, var};
 use crate::kernel::{Access, BinOp, Kernel, LoopKind, Scalar, Stmt, UnOp};
 use crate::program::{GemmStep, HostReason, Step};
 
@@ -291,12 +291,7 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
             value: bin(BinOp::Mul, load(sb, add(var(base), var(j3))), var(inv)),
         }],
     });
-    k.body = vec![Stmt::For {
-        var: r,
-        extent: rows as i64,
-        kind: LoopKind::Parallel,
-        body,
-    }];
+    k.body = vec![parallel(r, rows, body)];
     s.launch(k, args)?;
 
     // Y = P · V.

@@ -7,8 +7,9 @@ use kiln_ir::Node;
 use super::super::elementwise::{compute, load_compute, to_storage};
 use super::super::nest::{broadcast_strides, dense_strides, nest};
 use super::super::{host, Lowered, Scheduler};
-use crate::kernel::build::{add, bin, fc, idx, un, var};
-use crate::kernel::{Access, BinOp, Expr, Kernel, LoopKind, Scalar, Stmt, UnOp};
+use super::inverse_sqrt_mean;
+use crate::kernel::build::{add, bin, fc, idx, parallel, var};
+use crate::kernel::{Access, BinOp, Expr, Kernel, Scalar, Stmt};
 use crate::program::HostReason;
 
 /// Lowers a `LayerNorm` node as one row kernel.
@@ -154,18 +155,7 @@ pub fn lower(s: &mut Scheduler, node: &Node, axis: usize, epsilon: f32) -> Lower
     let inv = k.var(cs);
     body.push(Stmt::Let {
         var: inv,
-        value: bin(
-            BinOp::Div,
-            fc(1.0, cs),
-            un(
-                UnOp::Sqrt,
-                bin(
-                    BinOp::Add,
-                    bin(BinOp::Div, var(sq), n),
-                    fc(epsilon as f64, cs),
-                ),
-            ),
-        ),
+        value: inverse_sqrt_mean(var(sq), n, epsilon, cs),
     });
     let (y_buf, y_dt) = outs[0];
     body.extend(nest(&mut k, &[row_len], false, |_, r| {
@@ -195,12 +185,7 @@ pub fn lower(s: &mut Scheduler, node: &Node, axis: usize, epsilon: f32) -> Lower
             });
         }
     }
-    k.body = vec![Stmt::For {
-        var: o,
-        extent: n_rows as i64,
-        kind: LoopKind::Parallel,
-        body,
-    }];
+    k.body = vec![parallel(o, n_rows, body)];
     s.launch(k, args)?;
     Ok(())
 }

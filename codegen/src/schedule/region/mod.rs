@@ -30,7 +30,8 @@ use kiln_ir::{DType, Node, Op, TensorType, ValueId};
 
 use super::elementwise::to_storage;
 use super::{host, Lowered, Scheduler};
-use crate::kernel::{Access, Expr, Kernel, Scalar, Stmt};
+use crate::kernel::build::{bin, fc, un};
+use crate::kernel::{Access, BinOp, Expr, Kernel, Scalar, Stmt, UnOp};
 use crate::program::{BufferId, HostReason};
 use eval::{Reader, StepEval};
 
@@ -237,6 +238,20 @@ fn store_result(eval: &StepEval, stmts: &mut Vec<Stmt>, buf: usize, index: Expr,
         index,
         value: to_storage(value, dt),
     });
+}
+
+/// `1 / sqrt(sum / n + epsilon)` in compute type `cs`: layer norm's inverse
+/// standard deviation (`sum` of squared deviations) and RMS norm's inverse root
+/// mean square (`sum` of squares).
+fn inverse_sqrt_mean(sum: Expr, n: Expr, epsilon: f32, cs: Scalar) -> Expr {
+    bin(
+        BinOp::Div,
+        fc(1.0, cs),
+        un(
+            UnOp::Sqrt,
+            bin(BinOp::Add, bin(BinOp::Div, sum, n), fc(epsilon as f64, cs)),
+        ),
+    )
 }
 
 /// Launches `k` with `body`, unless a step had no kernel expression (`failed`:

@@ -1,9 +1,10 @@
 //! RMS-norm rows: the sum of squares, then `x / sqrt(mean(x²) + ε) · scale`
 //! through the epilogue.
 
+use super::inverse_sqrt_mean;
 use super::row::Row;
-use crate::kernel::build::{bin, fc, un, var};
-use crate::kernel::{BinOp, Kernel, Stmt, UnOp};
+use crate::kernel::build::{bin, var};
+use crate::kernel::{BinOp, Kernel, Stmt};
 use crate::program::HostReason;
 
 impl Row<'_> {
@@ -26,18 +27,7 @@ impl Row<'_> {
         let inv = k.var(cs);
         body.push(Stmt::Let {
             var: inv,
-            value: bin(
-                BinOp::Div,
-                fc(1.0, cs),
-                un(
-                    UnOp::Sqrt,
-                    bin(
-                        BinOp::Add,
-                        bin(BinOp::Div, var(ss), self.n.clone()),
-                        fc(epsilon as f64, cs),
-                    ),
-                ),
-            ),
+            value: inverse_sqrt_mean(var(ss), self.n.clone(), epsilon, cs),
         });
         body.extend(self.pass(k, &mut |k, st, x, pos| {
             let scale = self.anchor_arg(1, pos)?;

@@ -12,8 +12,8 @@ use super::super::nest::{dense_strides, nest, offset};
 use super::super::{host, Lowered, Scheduler};
 use super::eval::{Reader, StepEval};
 use super::{store_result, Region};
-use crate::kernel::build::{bin, fc, idx, var};
-use crate::kernel::{Access, BinOp, Expr, Kernel, LoopKind, Scalar, Stmt, VarId};
+use crate::kernel::build::{bin, fc, idx, parallel, var};
+use crate::kernel::{Access, BinOp, Expr, Kernel, Scalar, Stmt, VarId};
 use crate::program::HostReason;
 
 /// What a pass over the reduced dims does with the anchor operand's value at
@@ -271,12 +271,7 @@ impl Region<'_> {
             }),
         };
         emitted?;
-        k.body = vec![Stmt::For {
-            var: o,
-            extent: n_rows as i64,
-            kind: LoopKind::Parallel,
-            body,
-        }];
+        k.body = vec![parallel(o, n_rows, body)];
         s.launch(k, args)?;
         Ok(())
     }

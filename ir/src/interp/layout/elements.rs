@@ -2,6 +2,7 @@
 //! element is the input element an index function names (or a fill value),
 //! moved as bytes whatever the dtype; and the index arguments such ops read.
 
+use super::super::strides::row_major_strides;
 use crate::{DType, Tensor};
 
 /// Calls `f` with every multi-index of `shape`, in row-major order.
@@ -58,6 +59,22 @@ pub(super) fn take(src: &Tensor, shape: Vec<usize>, indices: &[usize]) -> Result
     Tensor::from_bytes(src.dtype(), shape, out.into()).map_err(|e| e.to_string())
 }
 
+/// The slices of `x` along `axis` listed in `keep`, in that order (what
+/// Compress and Unique keep).
+pub(super) fn take_slices(x: &Tensor, axis: usize, keep: &[usize]) -> Result<Tensor, String> {
+    let mut shape = x.shape().to_vec();
+    shape[axis] = keep.len();
+    let st = row_major_strides(x.shape());
+    gather_with(x, x.dtype(), shape, None, |i| {
+        Ok(Some(
+            i.iter()
+                .enumerate()
+                .map(|(d, &v)| if d == axis { keep[v] } else { v } * st[d])
+                .sum(),
+        ))
+    })
+}
+
 /// The bytes of one element of `dtype` with value `v`.
 pub(super) fn element_bytes(dtype: DType, v: f64) -> Vec<u8> {
     Tensor::from_f64(dtype, vec![], &[v]).bytes().to_vec()
@@ -78,6 +95,31 @@ pub(super) fn wrap_index(i: i64, n: usize, what: &str) -> Result<usize, String> 
         return Err(format!("{what} index {i} out of range for size {n}"));
     }
     Ok(r as usize)
+}
+
+/// The flat offset, in a tensor of `shape` with strides `st`, of position `pos`
+/// with its `axis` coordinate replaced by `index` (wrapped): the element
+/// GatherElements reads and ScatterElements writes (`op` names them in errors).
+pub(super) fn element_offset(
+    pos: &[usize],
+    index: i64,
+    axis: usize,
+    shape: &[usize],
+    st: &[usize],
+    op: &str,
+) -> Result<usize, String> {
+    let mut flat = 0;
+    for (d, &p) in pos.iter().enumerate() {
+        let v = if d == axis {
+            wrap_index(index, shape[d], op)?
+        } else if p < shape[d] {
+            p
+        } else {
+            return Err(format!("{op} indices larger than data"));
+        };
+        flat += v * st[d];
+    }
+    Ok(flat)
 }
 
 /// Operand `i` of `op`, or an error naming it.

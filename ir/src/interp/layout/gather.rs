@@ -2,7 +2,9 @@
 //! element and index tuple), compress and non-zero positions.
 
 use super::super::strides::row_major_strides;
-use super::elements::{gather_with, index_values, input, take, wrap_index};
+use super::elements::{
+    element_offset, gather_with, index_values, input, take, take_slices, wrap_index,
+};
 use crate::Tensor;
 
 /// [`crate::op::LayoutOp::Gather`]: slices of `axis` at `indices` (negative ones wrapped).
@@ -45,17 +47,7 @@ pub(super) fn gather_elements(x: &Tensor, indices: &Tensor, axis: usize) -> Resu
     let st = row_major_strides(x.shape());
     let mut k = 0;
     gather_with(x, x.dtype(), indices.shape().to_vec(), None, |i| {
-        let mut flat = 0;
-        for d in 0..r {
-            let v = if d == axis {
-                wrap_index(idx[k], x.shape()[d], "GatherElements")?
-            } else if i[d] < x.shape()[d] {
-                i[d]
-            } else {
-                return Err("GatherElements indices larger than data".into());
-            };
-            flat += v * st[d];
-        }
+        let flat = element_offset(i, idx[k], axis, x.shape(), &st, "GatherElements")?;
         k += 1;
         Ok(Some(flat))
     })
@@ -139,17 +131,7 @@ pub(super) fn compress(
                 return Err("compress condition longer than the axis".into());
             }
             let keep: Vec<usize> = (0..cond.len()).filter(|&i| cond[i]).collect();
-            let mut shape = x.shape().to_vec();
-            shape[a] = keep.len();
-            let st = row_major_strides(x.shape());
-            gather_with(x, x.dtype(), shape, None, |i| {
-                Ok(Some(
-                    i.iter()
-                        .enumerate()
-                        .map(|(d, &v)| if d == a { keep[v] } else { v } * st[d])
-                        .sum(),
-                ))
-            })
+            take_slices(x, a, &keep)
         }
     }
 }

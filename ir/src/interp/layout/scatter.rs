@@ -2,7 +2,7 @@
 //! their reductions.
 
 use super::super::strides::row_major_strides;
-use super::elements::{for_each_index, index_values, wrap_index};
+use super::elements::{element_offset, for_each_index, index_values};
 use super::gather::nd_offsets;
 use crate::op::ScatterReduction;
 use crate::{with_dtype, Element, Tensor};
@@ -107,17 +107,7 @@ pub(super) fn scatter_elements(
     let mut targets = Vec::with_capacity(idx.len());
     let mut k = 0;
     for_each_index(indices.shape(), |i| {
-        let mut flat = 0;
-        for d in 0..r {
-            let v = if d == axis {
-                wrap_index(idx[k], x.shape()[d], "ScatterElements")?
-            } else if i[d] < x.shape()[d] {
-                i[d]
-            } else {
-                return Err("ScatterElements indices larger than data".into());
-            };
-            flat += v * st[d];
-        }
+        let flat = element_offset(i, idx[k], axis, x.shape(), &st, "ScatterElements")?;
         k += 1;
         targets.push(flat);
         Ok(())

@@ -1,8 +1,7 @@
 //! [`crate::op::LayoutOp::Unique`]: distinct elements or slices, sorted or in
 //! first-occurrence order, with indices, inverse and counts.
 
-use super::super::strides::row_major_strides;
-use super::elements::{gather_with, take};
+use super::elements::{take, take_slices};
 use crate::{DType, Tensor};
 
 /// Sort keys of a tensor's elements, exact for every dtype.
@@ -96,19 +95,7 @@ pub(super) fn unique(x: &Tensor, axis: Option<usize>, sorted: bool) -> Result<Ve
     let firsts: Vec<usize> = groups.iter().map(|g| g.0).collect();
     let y = match axis {
         None => take(x, vec![firsts.len()], &firsts)?,
-        Some(a) => {
-            let mut shape = x.shape().to_vec();
-            shape[a] = firsts.len();
-            let st = row_major_strides(x.shape());
-            gather_with(x, x.dtype(), shape, None, |i| {
-                Ok(Some(
-                    i.iter()
-                        .enumerate()
-                        .map(|(d, &v)| if d == a { firsts[v] } else { v } * st[d])
-                        .sum(),
-                ))
-            })?
-        }
+        Some(a) => take_slices(x, a, &firsts)?,
     };
     let i64s = |v: Vec<usize>| {
         let v: Vec<i64> = v.into_iter().map(|i| i as i64).collect();
