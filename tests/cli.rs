@@ -491,3 +491,33 @@ fn cpu_target_refuses_values_too_large_for_memory() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_profile_names_each_host_fallback_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_model(dir.path(), "div.onnx", &int_div_model(2));
+    let x = dir.path().join("x.npy");
+    let xs: Vec<u8> = [7i64, -8, 9, 10, 11, -12]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    write_npy(&x, "<i8", &[2, 3], &xs);
+    let r = kiln(&[
+        "bench",
+        s(&m),
+        "--input",
+        &format!("x={}", s(&x)),
+        "--iters",
+        "2",
+        "--warmup",
+        "1",
+        "--profile",
+    ]);
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        out.contains("on the reference interpreter (why each host step is slow):"),
+        "{out}"
+    );
+    assert!(out.contains(INT_DIV_FALLBACK), "{out}");
+}

@@ -356,3 +356,45 @@ fn emit_graph_to_an_unwritable_place_is_an_error_and_leaves_nothing() {
     ok(&["compile", s(&m), "--emit-graph", s(&out)]);
     kiln_ir::text::parse(&std::fs::read_to_string(&out).unwrap()).unwrap();
 }
+
+#[test]
+fn explain_names_each_host_fallback_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_model(dir.path(), "div.onnx", &int_div_model(2));
+    let (out, _) = ok(&["explain", s(&m), "--target", "cpu"]);
+    assert!(
+        out.contains("host fallbacks: 1 of 1 steps run on the reference interpreter"),
+        "{out}"
+    );
+    assert!(out.contains(INT_DIV_FALLBACK), "{out}");
+    let (json, _) = ok(&["explain", s(&m), "--target", "cpu", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let h = &v["host_fallbacks"];
+    assert_eq!(h["status"], "scheduled", "{json}");
+    assert_eq!(h["shapes"], serde_json::json!([[2, 3]]));
+    assert_eq!(h["host"][0]["node"], "div");
+    assert_eq!(h["host"][0]["op"], "Div");
+    assert_eq!(
+        h["host"][0]["reason"],
+        "`Div` has no kernel expression for i64"
+    );
+    // A model without fallbacks says so.
+    let (out, _) = ok(&["explain", s(&tiny_model(dir.path())), "--target", "cpu"]);
+    assert!(out.contains("host fallbacks: none of"), "{out}");
+}
+
+#[test]
+fn explain_schedules_symbolic_inputs_only_with_their_dims() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_model(dir.path(), "div.onnx", &int_div_model(-1));
+    let (out, _) = ok(&["explain", s(&m), "--target", "cpu"]);
+    assert!(
+        out.contains("host fallbacks: not scheduled (input `x` has symbolic dim `d0`: give its size with --dim d0=SIZE)"),
+        "{out}"
+    );
+    let (out, _) = ok(&["explain", s(&m), "--target", "cpu", "--dim", "d0=5"]);
+    assert!(out.contains("(scheduled for inputs [[5, 3]])"), "{out}");
+    assert!(out.contains(INT_DIV_FALLBACK), "{out}");
+    let err = kiln_fails(&["explain", s(&m), "--dim", "d0"]);
+    assert!(err.contains("--dim `d0`: expected NAME=SIZE"), "{err}");
+}

@@ -9,6 +9,7 @@
 //! an artifact. The CUDA backend (kernel IR → CUDA C → NVRTC) is not built yet.
 #![warn(missing_docs)]
 
+pub mod host_reason;
 pub mod kernel;
 pub mod llvm;
 pub mod program;

@@ -9,6 +9,7 @@
 use kiln_ir::{DType, Op};
 use serde::{Deserialize, Serialize};
 
+pub use crate::host_reason::HostReason;
 use crate::kernel::Kernel;
 
 /// Index of a buffer in [`Program::buffers`].
@@ -125,8 +126,9 @@ pub enum Step {
         #[serde(default = "negative_indices_wrap")]
         wrap_negative: bool,
     },
-    /// An op kiln does not generate code for yet, evaluated by the reference
-    /// interpreter on host tensors (correct, slow; reported by `kiln explain`).
+    /// An op kiln does not generate code for (at these shapes and dtypes),
+    /// evaluated by the reference interpreter on host tensors (correct, slow;
+    /// `kiln explain` and `kiln bench --profile` print the reason).
     Host {
         /// The IR node's name.
         node: String,
@@ -136,6 +138,8 @@ pub enum Step {
         inputs: Vec<BufferId>,
         /// Result buffers.
         outputs: Vec<BufferId>,
+        /// Why the scheduler left it to the interpreter.
+        reason: HostReason,
     },
 }
 
@@ -167,13 +171,17 @@ impl Program {
 
     /// How many steps are host fallbacks, and which ops they run.
     pub fn host_ops(&self) -> Vec<&str> {
-        self.steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::Host { op, .. } => Some(op.name()),
-                _ => None,
-            })
-            .collect()
+        self.host_steps().map(|(_, op, _)| op.name()).collect()
+    }
+
+    /// The host fallbacks in step order: node name, op and why.
+    pub fn host_steps(&self) -> impl Iterator<Item = (&str, &Op, &HostReason)> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Host {
+                node, op, reason, ..
+            } => Some((node.as_str(), op, reason)),
+            _ => None,
+        })
     }
 
     /// Floating-point operations of the GEMM steps.
@@ -216,8 +224,13 @@ impl Program {
                     op,
                     inputs,
                     outputs,
+                    reason,
                 } => {
-                    let _ = writeln!(out, "host {node} {} {inputs:?} -> {outputs:?}", op.name());
+                    let _ = writeln!(
+                        out,
+                        "host {node} {} {inputs:?} -> {outputs:?} ({reason})",
+                        op.name()
+                    );
                 }
                 Step::CheckIndices {
                     node,

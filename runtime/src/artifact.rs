@@ -22,7 +22,7 @@
 //!
 //! ```json
 //! {
-//!   "format_version": 1,
+//!   "format_version": 2,
 //!   "kiln_version": "0.1.0",
 //!   "meta": { "...": "whatever the compiler stored" },
 //!   "sections": [
@@ -65,6 +65,10 @@ pub const MAGIC: [u8; 8] = *b"KILNART\0";
 
 /// The version of the container format this kiln writes and reads. A reader refuses
 /// any other version ([`ArtifactError::IncompatibleVersion`]).
+///
+/// History: 1, the first; 2, host steps record why they run on the host
+/// (`Step::Host::reason`) and ops carry the shared window/conv/resize
+/// attribute structs.
 pub const FORMAT_VERSION: u32 = 2;
 
 /// Length of the fixed header: magic, format version, manifest length, manifest CRC.

@@ -140,7 +140,8 @@ fn round_trip() {
         u32::from_le_bytes(raw[8..12].try_into().unwrap()),
         FORMAT_VERSION
     );
-    // 2: ops carry shared window/conv/resize attribute structs.
+    // 2: host steps record their reason; ops carry shared window/conv/resize
+    // attribute structs.
     assert_eq!(FORMAT_VERSION, 2);
 
     let a = Artifact::open(&path).unwrap();

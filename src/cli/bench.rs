@@ -249,6 +249,11 @@ fn profile(exe: &Executable, named: &[(String, Tensor)], iters: usize) -> Result
             100.0 * ms / total.max(1e-12)
         );
     }
+    let host = super::fallbacks::host_fallbacks(prog);
+    if !host.is_empty() {
+        println!("on the reference interpreter (why each host step is slow):");
+        print!("{}", super::fallbacks::render_lines(&host));
+    }
     Ok(())
 }
 

@@ -2,6 +2,8 @@
 //! before → after, rules fired, fused regions and composite ops chosen) and phase
 //! by phase (stop reason, e-graph sizes, iterations, time); `--json` prints the same
 //! data; `--egraph-dot` writes the saturated e-graph as Graphviz for small models.
+//! Last, the nodes the scheduled program leaves to the reference interpreter and
+//! why ([`super::fallbacks`]; symbolic input dims bound by `--dim NAME=SIZE`).
 
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use clap::Args;
 use kiln_passes::explain::{explain as explain_run, Explanation};
 
 use super::compile::{optimize, pipeline, target_profile, DEFAULT_TARGET};
+use super::fallbacks;
 use crate::{io, Error};
 
 /// Most e-nodes an e-graph may have to be written with `--egraph-dot`: Graphviz
@@ -35,10 +38,16 @@ pub struct ExplainArgs {
     /// 5000 e-nodes: for small graphs and pass developers).
     #[arg(long, value_name = "FILE.dot")]
     pub egraph_dot: Option<PathBuf>,
+    /// Size of a symbolic input dim, NAME=SIZE (repeatable): the optimized graph
+    /// is scheduled for these shapes to report the nodes that run on the
+    /// interpreter and why ("not scheduled" while a dim is unbound).
+    #[arg(long = "dim", value_name = "NAME=SIZE")]
+    pub dims: Vec<String>,
 }
 
 /// Runs `kiln explain`.
 pub fn explain(args: &ExplainArgs) -> Result<i32, Error> {
+    let dims = super::parse_dims(&args.dims)?;
     let profile = target_profile(&args.target)?;
     let c = optimize(&args.model, &pipeline(&[])?, &profile)?;
     if let Some(path) = &args.egraph_dot {
@@ -54,11 +63,15 @@ pub fn explain(args: &ExplainArgs) -> Result<i32, Error> {
         eprintln!("wrote the e-graph ({nodes} e-nodes) to {}", path.display());
     }
     let e = explain_run(&c.source, &c.optimized, &c.report, &c.cost);
+    let scheduling = fallbacks::schedule_for_dims(&c.optimized, &dims)?;
     if args.json {
-        let text = serde_json::to_string_pretty(&e).map_err(|e| Error::Output(e.to_string()))?;
-        println!("{text}");
+        let json = |e: serde_json::Error| Error::Output(e.to_string());
+        let mut value = serde_json::to_value(&e).map_err(json)?;
+        value["host_fallbacks"] = serde_json::to_value(&scheduling).map_err(json)?;
+        println!("{}", serde_json::to_string_pretty(&value).map_err(json)?);
     } else {
         print!("{}", render(&e));
+        print!("\n{}", fallbacks::render(&scheduling));
     }
     Ok(0)
 }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod calibrate;
 pub mod compile;
 pub mod explain;
+pub mod fallbacks;
 pub mod rules;
 pub mod text;
 

@@ -215,3 +215,27 @@ pub fn kiln_fails(args: &[&str]) -> String {
     );
     err
 }
+
+/// `y = x / d` over int64 with x: i64[rows, 3] (`rows` < 0: the symbolic dim
+/// `d0`) and the constant d = [2, 3, 4]: integer division has no kernel
+/// expression, so the scheduler leaves the node to the interpreter (a model
+/// with a host fallback and its reason).
+pub fn int_div_model(rows: i64) -> ModelProto {
+    let d = TensorProto {
+        name: "d".into(),
+        dims: vec![3],
+        data_type: INT64,
+        int64_data: vec![2, 3, 4],
+        ..Default::default()
+    };
+    model(
+        vec![node("Div", "div", &["x", "d"], &["y"])],
+        vec![value_info("x", INT64, &[rows, 3])],
+        vec![value_info("y", INT64, &[rows, 3])],
+        vec![d],
+    )
+}
+
+/// What `kiln explain` and `kiln bench --profile` print for [`int_div_model`]'s
+/// host step.
+pub const INT_DIV_FALLBACK: &str = "div (Div): `Div` has no kernel expression for i64";

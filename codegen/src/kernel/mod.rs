@@ -481,7 +481,18 @@ impl fmt::Display for Kernel {
 
 /// Expression builders, so schedulers read like the math they emit.
 pub mod build {
-    use super::{BinOp, Expr, Literal, Scalar, UnOp, VarId};
+    use super::{BinOp, Expr, Literal, LoopKind, Scalar, Stmt, UnOp, VarId};
+
+    /// The parallel loop of `var` over `0..extent` around `body`: a kernel's
+    /// outermost loop, whose range the runtime splits between threads.
+    pub fn parallel(var: VarId, extent: usize, body: Vec<Stmt>) -> Stmt {
+        Stmt::For {
+            var,
+            extent: extent as i64,
+            kind: LoopKind::Parallel,
+            body,
+        }
+    }
 
     /// An `i64` constant (an index).
     pub fn idx(n: i64) -> Expr {

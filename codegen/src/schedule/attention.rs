@@ -13,13 +13,13 @@ use kiln_ir::{DType, Node, Op};
 
 use super::matmul::operand;
 use super::nest::broadcast_strides;
-use super::Scheduler;
-use crate::kernel::build::{add, bin, fc, idx, load, mul, select, un, var};
-use crate::kernel::{Access, BinOp, Kernel, KernelError, LoopKind, Scalar, Stmt, UnOp};
-use crate::program::{GemmStep, Step};
+use super::{host, Lowered, Scheduler};
+use crate::kernel::build::{add, bin, fc, idx, load, mul, parallel, select, un, var};
+use crate::kernel::{Access, BinOp, Kernel, LoopKind, Scalar, Stmt, UnOp};
+use crate::program::{GemmStep, HostReason, Step};
 
 /// Lowers an `Attention` node when its form is supported.
-pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
+pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
     let Op::Composite(CompositeOp::Attention {
         scale,
         causal,
@@ -30,27 +30,49 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
         ..
     }) = &node.op
     else {
-        return Ok(false);
+        return host(HostReason::OpNotLowered {
+            op: node.op.name().to_string(),
+        });
     };
-    if *past || *kv_lengths || node.outputs[1..].iter().any(|&o| s.is_used(o)) {
-        return Ok(false);
+    if *past || *kv_lengths {
+        return host(HostReason::UnsupportedAttributes(
+            "attention over past keys or with kv_lengths".into(),
+        ));
+    }
+    if node.outputs[1..].iter().any(|&o| s.is_used(o)) {
+        return host(HostReason::MultipleOutputs {
+            count: node.outputs.len(),
+        });
     }
     let (qv, kv, vv) = (node.inputs[0], node.inputs[1], node.inputs[2]);
     let dt = s.graph.value(qv).ty.dtype;
-    if dt != DType::F32 || [kv, vv].iter().any(|&v| s.graph.value(v).ty.dtype != dt) {
-        return Ok(false);
+    if let Some(&v) = [qv, kv, vv]
+        .iter()
+        .find(|&&v| s.graph.value(v).ty.dtype != DType::F32)
+    {
+        return host(HostReason::UnsupportedDtype {
+            what: format!("`{}`", s.graph.value(v).name),
+            dtype: s.graph.value(v).ty.dtype,
+        });
     }
     let (qb, q_shape, q_st) = operand(s, qv);
     let (kb, k_shape, k_st) = operand(s, kv);
     let (vb, v_shape, v_st) = operand(s, vv);
     let rank = q_shape.len();
     if rank < 3 || k_shape.len() != rank || v_shape.len() != rank {
-        return Ok(false);
+        return host(HostReason::RegionShape(format!(
+            "Q, K and V of ranks {}, {}, {} (one rank ≥ 3 expected)",
+            rank,
+            k_shape.len(),
+            v_shape.len()
+        )));
     }
     let lead = rank - 3;
     let batch = q_shape[..lead].to_vec();
     if k_shape[..lead] != batch[..] || v_shape[..lead] != batch[..] {
-        return Ok(false);
+        return host(HostReason::RegionShape(
+            "Q, K and V with different batch dims".into(),
+        ));
     }
     let (hq, sq, d) = (q_shape[lead], q_shape[lead + 1], q_shape[lead + 2]);
     let (hkv, skv, dk) = (k_shape[lead], k_shape[lead + 1], k_shape[lead + 2]);
@@ -62,7 +84,9 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
         || !hq.is_multiple_of(hkv)
         || skv == 0
     {
-        return Ok(false);
+        return host(HostReason::RegionShape(format!(
+            "Q {q_shape:?}, K {k_shape:?} and V {v_shape:?} do not form grouped-query heads"
+        )));
     }
     let group = hq / hkv;
     let scale = scale.map(f64::from).unwrap_or(1.0 / (d as f64).sqrt());
@@ -111,8 +135,16 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
         let mw = m_shape.last().copied().unwrap_or(1);
         let mut narrow = score_shape.clone();
         narrow[rank - 1] = mw.min(skv);
-        if !(mdt == DType::F32 || mdt == DType::Bool) || mw > skv || m_shape.len() > rank {
-            return Ok(false);
+        if !(mdt == DType::F32 || mdt == DType::Bool) {
+            return host(HostReason::UnsupportedDtype {
+                what: "the mask".into(),
+                dtype: mdt,
+            });
+        }
+        if mw > skv || m_shape.len() > rank {
+            return host(HostReason::RegionShape(format!(
+                "mask {m_shape:?} wider than the scores"
+            )));
         }
         let mst = broadcast_strides(&m_shape, &narrow);
         let mbuf = k.buffer(
@@ -259,12 +291,7 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
             value: bin(BinOp::Mul, load(sb, add(var(base), var(j3))), var(inv)),
         }],
     });
-    k.body = vec![Stmt::For {
-        var: r,
-        extent: rows as i64,
-        kind: LoopKind::Parallel,
-        body,
-    }];
+    k.body = vec![parallel(r, rows, body)];
     s.launch(k, args)?;
 
     // Y = P · V.
@@ -292,5 +319,5 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
         b_strides: [v_st[lead + 1], v_st[lead + 2]],
         alpha: 1.0,
     }));
-    Ok(true)
+    Ok(())
 }

@@ -8,13 +8,13 @@ use kiln_ir::op::{NnOp, WindowGeometry};
 use kiln_ir::{DType, Op, ValueId};
 
 use super::nest::{dense_strides, nest, offset};
-use super::Scheduler;
+use super::{host, Lowered, Scheduler};
 use crate::kernel::build::{add, bin, fc, idx, load, mul, select, var};
-use crate::kernel::{Access, BinOp, Expr, Kernel, KernelError, LoopKind, Scalar, Stmt};
-use crate::program::{BufferId, GemmStep, Step};
+use crate::kernel::{Access, BinOp, Expr, Kernel, LoopKind, Scalar, Stmt};
+use crate::program::{BufferId, GemmStep, HostReason, Step};
 
 /// Adds the steps computing `conv(x, w)` (no bias) into `c`, a dense buffer of
-/// `out_shape`; false when the form is not supported.
+/// `out_shape`, or why the form is not supported.
 pub fn emit_conv(
     s: &mut Scheduler,
     op: &Op,
@@ -23,23 +23,38 @@ pub fn emit_conv(
     c: BufferId,
     dt: DType,
     out_shape: &[usize],
-) -> Result<bool, KernelError> {
     let Op::Nn(NnOp::Conv(attrs)) = op else {
-        return Ok(false);
+        return host(HostReason::OpNotLowered {
+            op: op.name().to_string(),
+        });
     };
-    if !matches!(dt, DType::F32 | DType::F64) || s.graph.value(w).ty.dtype != dt {
-        return Ok(false);
+    let wdt = s.graph.value(w).ty.dtype;
+    if !matches!(dt, DType::F32 | DType::F64) || wdt != dt {
+        let (what, dtype) = if wdt != dt {
+            ("the weight", wdt)
+        } else {
+            ("the product", dt)
+        };
+        return host(HostReason::UnsupportedDtype {
+            what: what.into(),
+            dtype,
+        });
     }
     let xs = s.shape(x);
     let ws = s.shape(w);
     let r = xs.len().saturating_sub(2);
     if r == 0 || ws.len() != xs.len() || out_shape.len() != xs.len() || attrs.group == 0 {
-        return Ok(false);
+        return host(HostReason::RegionShape(format!(
+            "input {xs:?}, weight {ws:?}, output {out_shape:?}, {} groups",
+            attrs.group
+        )));
     }
     let (n, cin, m) = (xs[0], xs[1], ws[0]);
     let g = attrs.group;
     if !cin.is_multiple_of(g) || !m.is_multiple_of(g) || ws[1] != cin / g {
-        return Ok(false);
+        return host(HostReason::RegionShape(format!(
+            "{cin} input and {m} output channels in {g} groups, weight {ws:?}"
+        )));
     }
     let kernel = &ws[2..];
     let Ok(WindowGeometry {
@@ -47,10 +62,14 @@ pub fn emit_conv(
         pads: eff,
     }) = attrs.output(&xs[2..], kernel)
     else {
-        return Ok(false);
+        return host(HostReason::UnsupportedAttributes(
+            "a window whose output size is undefined".into(),
+        ));
     };
     if out_sp != out_shape[2..] {
-        return Ok(false);
+        return host(HostReason::RegionShape(format!(
+            "output {out_shape:?} differs from the window's {out_sp:?}"
+        )));
     }
     let stride = |i: usize| attrs.window.stride(i);
     let dil = |i: usize| attrs.window.dilation(i);
@@ -248,5 +267,5 @@ pub fn emit_conv(
         b_strides,
         alpha: 1.0,
     }));
-    Ok(true)
+    Ok(())
 }

@@ -6,15 +6,20 @@ use kiln_ir::op::{slice_bounds, slice_len, LayoutOp};
 use kiln_ir::{DType, Node, Op, ValueId};
 
 use super::nest::{broadcast_strides, collapse, dense_strides, nest, offset};
-use super::Scheduler;
+use super::{host, Lowered, Scheduler};
 use crate::kernel::build::{add, bin, cast, idx, load, mul, select};
-use crate::kernel::{Access, BinOp, Kernel, KernelError, Scalar, Stmt};
-use crate::program::{BufferId, Step};
+use crate::kernel::{Access, BinOp, Kernel, Scalar, Stmt};
+use crate::program::{BufferId, HostReason, Step};
 
-/// Lowers a data-movement node; `Ok(false)` for ops left to the host.
-pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
+/// Lowers a data-movement node, or says why it is left to the host.
+pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
+    let not_lowered = || {
+        host(HostReason::OpNotLowered {
+            op: node.op.name().to_string(),
+        })
+    };
     let Op::Layout(op) = &node.op else {
-        return Ok(false);
+        return not_lowered();
     };
     let x = node.inputs[0];
     let x_shape = s.shape(x);
@@ -31,34 +36,33 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
             copy(s, node, x, out, &src, 0, None)
         }
         LayoutOp::Slice => {
-            let ints = |i: usize| -> Option<Vec<i64>> {
-                node.inputs
-                    .get(i)
-                    .map(|&v| s.graph.constant(v).map(|t| t.to_i64_vec()))?
+            // Slice operand `i` as constant integers (`None` when absent).
+            let ints = |i: usize, what: &str| -> Result<Option<Vec<i64>>, HostReason> {
+                let Some(&v) = node.inputs.get(i) else {
+                    return Ok(None);
+                };
+                match s.graph.constant(v) {
+                    Some(t) => Ok(Some(t.to_i64_vec())),
+                    None => Err(HostReason::DataDependent {
+                        what: format!("{what} (input {i})"),
+                    }),
+                }
             };
-            let (Some(starts), Some(ends)) = (ints(1), ints(2)) else {
-                return Ok(false);
+            let (Some(starts), Some(ends)) = (ints(1, "starts")?, ints(2, "ends")?) else {
+                return host(HostReason::UnsupportedAttributes(
+                    "a slice without starts or ends".into(),
+                ));
             };
             let r = x_shape.len() as i64;
-            let axes = match node.inputs.get(3) {
-                Some(_) => match ints(3) {
-                    Some(a) => a,
-                    None => return Ok(false),
-                },
-                None => (0..starts.len() as i64).collect(),
-            };
-            let steps = match node.inputs.get(4) {
-                Some(_) => match ints(4) {
-                    Some(a) => a,
-                    None => return Ok(false),
-                },
-                None => vec![1; starts.len()],
-            };
+            let axes = ints(3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+            let steps = ints(4, "steps")?.unwrap_or_else(|| vec![1; starts.len()]);
             if ends.len() != starts.len()
                 || axes.len() != starts.len()
                 || steps.len() != starts.len()
             {
-                return Ok(false);
+                return host(HostReason::UnsupportedAttributes(
+                    "starts, ends, axes and steps of different lengths".into(),
+                ));
             }
             let dense = dense_strides(&x_shape);
             let mut src = dense.clone();
@@ -66,18 +70,21 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
             for i in 0..starts.len() {
                 let a = if axes[i] < 0 { axes[i] + r } else { axes[i] };
                 if a < 0 || a >= r {
-                    return Ok(false);
+                    return host(HostReason::UnsupportedAttributes(format!(
+                        "slice axis {} of a rank-{r} input",
+                        axes[i]
+                    )));
                 }
                 let a = a as usize;
                 let n = x_shape[a];
-                let Ok((b, _)) = slice_bounds(n, starts[i], ends[i], steps[i]) else {
-                    return Ok(false);
+                let bounds = slice_bounds(n, starts[i], ends[i], steps[i]);
+                let len = slice_len(n, starts[i], ends[i], steps[i]).ok();
+                let (Ok((b, _)), true) = (bounds, len == Some(s.shape(node.outputs[0])[a])) else {
+                    return host(HostReason::RegionShape(format!(
+                        "slice of axis {a} disagrees with the output's shape {:?}",
+                        s.shape(node.outputs[0])
+                    )));
                 };
-                if slice_len(n, starts[i], ends[i], steps[i]).ok()
-                    != Some(s.shape(node.outputs[0])[a])
-                {
-                    return Ok(false);
-                }
                 base += b * dense[a];
                 src[a] = dense[a] * steps[i];
             }
@@ -103,7 +110,7 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
                 )?;
                 at += sh[*axis];
             }
-            Ok(true)
+            Ok(())
         }
         LayoutOp::Split { axis, sizes }
             if node.inputs.len() == 1 && sizes.len() == node.outputs.len() =>
@@ -114,11 +121,17 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
                 copy(s, node, x, o, &dense, at * dense[*axis], None)?;
                 at += sizes[j] as i64;
             }
-            Ok(true)
+            Ok(())
         }
+        LayoutOp::Split { .. } => host(HostReason::UnsupportedAttributes(
+            "split sizes given as an input, or not one per output".into(),
+        )),
         LayoutOp::Gather { axis } => gather(s, node, *axis),
         LayoutOp::GatherND { batch_dims: 0 } => gather_nd(s, node),
-        _ => Ok(false),
+        LayoutOp::GatherND { batch_dims } => host(HostReason::UnsupportedAttributes(format!(
+            "{batch_dims} batch dims"
+        ))),
+        _ => not_lowered(),
     }
 }
 
@@ -133,10 +146,13 @@ fn copy(
     src_strides: &[i64],
     src_base: i64,
     dst: Option<(i64, &[i64], &[usize])>,
-) -> Result<bool, KernelError> {
+) -> Lowered {
     let dt = s.graph.value(x).ty.dtype;
     if s.graph.value(out).ty.dtype != dt {
-        return Ok(false);
+        return host(HostReason::UnsupportedDtype {
+            what: format!("the output (a copy of {dt})"),
+            dtype: s.graph.value(out).ty.dtype,
+        });
     }
     let out_shape = s.shape(out);
     let (dst_base, dst_strides, extents): (i64, Vec<i64>, Vec<usize>) = match dst {
@@ -144,7 +160,7 @@ fn copy(
         None => (0, dense_strides(&out_shape), out_shape.clone()),
     };
     if extents.iter().product::<usize>() == 0 {
-        return Ok(true);
+        return Ok(());
     }
     let mut k = Kernel::new(format!("copy_{}", node.name));
     let sc = Scalar::of(dt);
@@ -170,18 +186,26 @@ fn copy(
     });
     let args = vec![s.buf(x), s.buf(out)];
     s.launch(k, args)?;
-    Ok(true)
+    Ok(())
 }
 
 /// `out[o, j..., i] = x[o, idx[j...], i]` with negative indices wrapped; a
 /// [`Step::CheckIndices`] before the kernel rejects indices out of range.
-fn gather(s: &mut Scheduler, node: &Node, axis: usize) -> Result<bool, KernelError> {
+fn gather(s: &mut Scheduler, node: &Node, axis: usize) -> Lowered {
     let (x, ind, out) = (node.inputs[0], node.inputs[1], node.outputs[0]);
     let x_shape = s.shape(x);
     let i_shape = s.shape(ind);
     let idt = s.graph.value(ind).ty.dtype;
-    if !matches!(idt, DType::I64 | DType::I32) || axis >= x_shape.len() {
-        return Ok(false);
+    if !matches!(idt, DType::I64 | DType::I32) {
+        return host(HostReason::UnsupportedDtype {
+            what: "the indices".into(),
+            dtype: idt,
+        });
+    }
+    if axis >= x_shape.len() {
+        return host(HostReason::RegionShape(format!(
+            "axis {axis} of an input {x_shape:?}"
+        )));
     }
     let dt = s.graph.value(x).ty.dtype;
     let outer: usize = x_shape[..axis].iter().product();
@@ -189,7 +213,7 @@ fn gather(s: &mut Scheduler, node: &Node, axis: usize) -> Result<bool, KernelErr
     let inner: usize = x_shape[axis + 1..].iter().product();
     let count: usize = i_shape.iter().product();
     if outer * count * inner == 0 {
-        return Ok(true);
+        return Ok(());
     }
     let ib = s.buf(ind);
     s.prog.steps.push(Step::CheckIndices {
@@ -250,26 +274,32 @@ fn gather(s: &mut Scheduler, node: &Node, axis: usize) -> Result<bool, KernelErr
     k.body = body;
     let args: Vec<BufferId> = vec![s.buf(x), ib, s.buf(out)];
     s.launch(k, args)?;
-    Ok(true)
+    Ok(())
 }
 
 /// `out[o, r] = x[indices[o, 0], ..., indices[o, m-1], r]` (batch dims 0),
 /// negative indices wrapped, each checked against its axis first.
-fn gather_nd(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
+fn gather_nd(s: &mut Scheduler, node: &Node) -> Lowered {
     let (x, ind, out) = (node.inputs[0], node.inputs[1], node.outputs[0]);
     let xs = s.shape(x);
     let is = s.shape(ind);
     let idt = s.graph.value(ind).ty.dtype;
-    let Some(&m) = is.last() else {
-        return Ok(false);
-    };
-    if idt != DType::I64 || m == 0 || m > xs.len() {
-        return Ok(false);
+    if idt != DType::I64 {
+        return host(HostReason::UnsupportedDtype {
+            what: "the indices".into(),
+            dtype: idt,
+        });
+    }
+    let m = is.last().copied().unwrap_or(0);
+    if m == 0 || m > xs.len() {
+        return host(HostReason::RegionShape(format!(
+            "index tuples of length {m} into an input {xs:?}"
+        )));
     }
     let tuples: usize = is[..is.len() - 1].iter().product();
     let rest: usize = xs[m..].iter().product();
     if tuples * rest == 0 {
-        return Ok(true);
+        return Ok(());
     }
     let ib = s.buf(ind);
     s.prog.steps.push(Step::CheckIndices {
@@ -328,5 +358,5 @@ fn gather_nd(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
     k.body = body;
     let args = vec![s.buf(x), ib, s.buf(out)];
     s.launch(k, args)?;
-    Ok(true)
+    Ok(())
 }

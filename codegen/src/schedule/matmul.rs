@@ -6,19 +6,19 @@ use kiln_ir::op::{LayoutOp, NnOp};
 use kiln_ir::{DType, Node, Op, ValueId};
 
 use super::nest::dense_strides;
-use super::Scheduler;
+use super::{host, Lowered, Scheduler};
 use crate::kernel::build::{add, bin, f32c, idx, load, mul, var};
 use crate::kernel::{Access, BinOp, Kernel, KernelError, LoopKind, Scalar, Stmt};
-use crate::program::{BufferId, GemmStep, Step};
+use crate::program::{BufferId, GemmStep, HostReason, Step};
 
 /// Lowers a `MatMul` node.
-pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
+pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
     debug_assert!(matches!(node.op, Op::Nn(NnOp::MatMul)));
     let out = node.outputs[0];
     let dt = s.graph.value(out).ty.dtype;
     let shape = s.shape(out);
     let c = s.buf(out);
-    Ok(emit_gemm(s, node.inputs[0], node.inputs[1], c, dt, &shape))
+    emit_gemm(s, node.inputs[0], node.inputs[1], c, dt, &shape)
 }
 
 /// An operand as the GEMM reads it: the buffer and the element stride of each of
@@ -81,7 +81,7 @@ fn gemv_weight(s: &mut Scheduler, w: ValueId) -> (BufferId, Vec<isize>, Scalar) 
 }
 
 /// Adds a GEMM step computing `x · w` (numpy `matmul`) into `c`, a dense buffer of
-/// `out_shape`. Returns false when the dtype has no GEMM (the caller falls back).
+/// `out_shape`, or why not (a dtype without a GEMM: the caller falls back).
 pub fn emit_gemm(
     s: &mut Scheduler,
     x: ValueId,
@@ -89,17 +89,23 @@ pub fn emit_gemm(
     c: BufferId,
     dt: DType,
     out_shape: &[usize],
-) -> bool {
-    if !matches!(dt, DType::F32 | DType::F64) {
-        return false;
-    }
-    if s.graph.value(x).ty.dtype != dt || s.graph.value(w).ty.dtype != dt {
-        return false;
+) -> Lowered {
+    for (what, dtype) in [
+        ("the product", dt),
+        ("the left operand", s.graph.value(x).ty.dtype),
+        ("the right operand", s.graph.value(w).ty.dtype),
+    ] {
+        if !matches!(dtype, DType::F32 | DType::F64) || dtype != dt {
+            return host(HostReason::UnsupportedDtype {
+                what: what.into(),
+                dtype,
+            });
+        }
     }
     let (a, a_shape, a_st) = operand(s, x);
     let (b, b_shape, b_st) = operand(s, w);
     if a_shape.is_empty() || b_shape.is_empty() {
-        return false;
+        return host(HostReason::RegionShape("a scalar operand".into()));
     }
     // 1-D operands: a `[k]` is one row, b `[k]` one column.
     let (m, k, a_rs, a_cs, a_batch) = if a_shape.len() == 1 {
@@ -127,7 +133,9 @@ pub fn emit_gemm(
         )
     };
     if k != kb {
-        return false;
+        return host(HostReason::RegionShape(format!(
+            "operands {a_shape:?} and {b_shape:?} disagree on k"
+        )));
     }
     let batch_rank = a_batch.0.len().max(b_batch.0.len());
     let batch_dims = |(dims, st): &(Vec<usize>, Vec<isize>)| -> (Vec<usize>, Vec<isize>) {
@@ -145,7 +153,9 @@ pub fn emit_gemm(
     let batch: Vec<usize> = ad.iter().zip(&bd).map(|(&p, &q)| p.max(q)).collect();
     let numel: usize = batch.iter().product::<usize>() * m * n;
     if numel != out_shape.iter().product::<usize>() {
-        return false;
+        return host(HostReason::RegionShape(format!(
+            "output {out_shape:?} is not the product's {batch:?} × {m} × {n}"
+        )));
     }
     let count: usize = batch.iter().product();
     if count == 1 && m == 1 && dt == DType::F32 {
@@ -155,12 +165,13 @@ pub fn emit_gemm(
         } else {
             (b, b_rs, b_cs, Scalar::F32)
         };
-        if emit_gemv(s, (a, a_cs), (wb, w_rs, w_cs, stored), c, n, k) {
-            return true;
+        if emit_gemv(s, (a, a_cs), (wb, w_rs, w_cs, stored), c, n, k)? {
+            return Ok(());
         }
         // The half-precision source's layout has no kernel: read the widened f32.
-        if stored != Scalar::F32 && emit_gemv(s, (a, a_cs), (b, b_rs, b_cs, Scalar::F32), c, n, k) {
-            return true;
+        if stored != Scalar::F32 && emit_gemv(s, (a, a_cs), (b, b_rs, b_cs, Scalar::F32), c, n, k)?
+        {
+            return Ok(());
         }
     }
     s.prog.steps.push(Step::Gemm(GemmStep {
@@ -178,7 +189,7 @@ pub fn emit_gemm(
         b_strides: [b_rs, b_cs],
         alpha: 1.0,
     }));
-    true
+    Ok(())
 }
 
 /// Most row groups the row-streaming matrix-vector kernel splits `W` into
@@ -197,7 +208,8 @@ const GEMV_UNROLL: usize = 4;
 /// - contiguous along `k` (`x·Wᵀ`, as ONNX `Gemm` exports): one vectorized dot
 ///   product per output, outputs in parallel.
 ///
-/// Returns false (the caller emits a GEMM) for other layouts.
+/// Returns false (the caller emits a GEMM) for other layouts; an invalid kernel
+/// is a scheduler bug and an error.
 fn emit_gemv(
     s: &mut Scheduler,
     (a, a_cs): (BufferId, isize),
@@ -205,7 +217,7 @@ fn emit_gemv(
     c: BufferId,
     n: usize,
     k: usize,
-) -> bool {
+) -> Result<bool, KernelError> {
     let a_len = s.prog.buffers[a].numel();
     let b_len = s.prog.buffers[b].numel();
     let mut kern = Kernel::new("gemv");
@@ -314,9 +326,7 @@ fn emit_gemv(
             kind: LoopKind::Parallel,
             body,
         }];
-        if s.launch(kern, vec![a, b, partial]).is_err() {
-            return false;
-        }
+        s.launch(kern, vec![a, b, partial])?;
         if groups > 1 {
             let mut sum = Kernel::new("gemv_sum");
             let pb = sum.buffer("partial", Scalar::F32, groups * n, Access::Read);
@@ -335,9 +345,9 @@ fn emit_gemv(
                     value: total,
                 }],
             }];
-            return s.launch(sum, vec![partial, c]).is_ok();
+            s.launch(sum, vec![partial, c])?;
         }
-        true
+        Ok(true)
     } else if b_rs == 1 {
         let cb = kern.buffer("y", Scalar::F32, n, Access::Write);
         let (j, kk, acc) = (
@@ -379,8 +389,9 @@ fn emit_gemv(
             kind: LoopKind::Parallel,
             body,
         }];
-        s.launch(kern, vec![a, b, c]).is_ok()
+        s.launch(kern, vec![a, b, c])?;
+        Ok(true)
     } else {
-        false
+        Ok(false)
     }
 }

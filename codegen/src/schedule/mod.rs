@@ -15,7 +15,11 @@
 //!   kernels ([`layout`]); attention becomes two GEMMs around a softmax kernel
 //!   ([`attention`]);
 //! - anything else runs on the host through the reference interpreter
-//!   ([`Step::Host`]), so every graph the interpreter runs, runs.
+//!   ([`Step::Host`]), so every graph the interpreter runs, runs. Each lowering
+//!   that declines a node says why ([`HostReason`], stored on the step).
+//!
+//! A generated kernel that fails its own check is a scheduler bug: scheduling
+//! fails with [`ScheduleError::Bug`] naming the node (never a silent fallback).
 //!
 //! Steps whose results nothing reads (a transpose absorbed into a GEMM's strides)
 //! are dropped at the end.
@@ -33,8 +37,8 @@ mod rotary;
 use kiln_ir::op::LayoutOp;
 use kiln_ir::{Graph, Node, Op, ValueDef, ValueId};
 
-use crate::kernel::Kernel;
-use crate::program::{BufferId, BufferKind, Program, ProgramBuffer, Step};
+use crate::kernel::{Kernel, KernelError};
+use crate::program::{BufferId, BufferKind, HostReason, Program, ProgramBuffer, Step};
 
 /// Why a graph cannot be scheduled.
 #[derive(Debug, thiserror::Error)]
@@ -57,16 +61,51 @@ pub enum ScheduleError {
         /// The limit ([`kiln_ir::interp::MAX_TENSOR_BYTES`]).
         limit: u64,
     },
+    /// A generated kernel failed its check: a bug in kiln's scheduler, reported
+    /// rather than hidden behind a host fallback.
+    #[error("scheduling node `{node}` generated an invalid kernel (a bug in kiln's scheduler): {source}")]
+    Bug {
+        /// The node being lowered.
+        node: String,
+        /// What the kernel check found.
+        source: KernelError,
+    },
+}
+
+/// Why a lowering produced no code for a node.
+#[derive(Debug)]
+pub(crate) enum NotLowered {
+    /// The node runs on the host, for this reason.
+    Host(HostReason),
     /// A generated kernel failed its check (a scheduler bug).
-    #[error(transparent)]
-    Kernel(#[from] crate::kernel::KernelError),
+    Bug(KernelError),
+}
+
+impl From<HostReason> for NotLowered {
+    fn from(r: HostReason) -> Self {
+        NotLowered::Host(r)
+    }
+}
+
+impl From<KernelError> for NotLowered {
+    fn from(e: KernelError) -> Self {
+        NotLowered::Bug(e)
+    }
+}
+
+/// What a lowering returns: the node's steps were emitted, or why not.
+pub(crate) type Lowered = Result<(), NotLowered>;
+
+/// A lowering's refusal for `reason` (the node runs on the host).
+pub(crate) fn host<T>(reason: HostReason) -> Result<T, NotLowered> {
+    Err(NotLowered::Host(reason))
 }
 
 /// Schedules a graph whose values all have known shapes.
 pub fn schedule(graph: &Graph) -> Result<Program, ScheduleError> {
     let mut s = Scheduler::new(graph)?;
     for i in lowering_order(graph) {
-        s.lower(&graph.nodes()[i]);
+        s.lower(&graph.nodes()[i])?;
     }
     s.finish()
 }
@@ -249,11 +288,7 @@ impl<'g> Scheduler<'g> {
     }
 
     /// Adds a kernel and a step launching it over `args`.
-    pub fn launch(
-        &mut self,
-        kernel: Kernel,
-        args: Vec<BufferId>,
-    ) -> Result<(), crate::kernel::KernelError> {
+    pub fn launch(&mut self, kernel: Kernel, args: Vec<BufferId>) -> Result<(), KernelError> {
         kernel.check()?;
         let mut kernel = kernel;
         kernel.name = format!("k{}_{}", self.prog.kernels.len(), sanitize(&kernel.name));
@@ -265,9 +300,9 @@ impl<'g> Scheduler<'g> {
         Ok(())
     }
 
-    fn lower(&mut self, node: &'g Node) {
+    fn lower(&mut self, node: &'g Node) -> Result<(), ScheduleError> {
         if self.try_alias(node) {
-            return;
+            return Ok(());
         }
         let lowered = match &node.op {
             Op::Nn(kiln_ir::op::NnOp::MatMul) => matmul::lower(self, node),
@@ -285,17 +320,26 @@ impl<'g> Scheduler<'g> {
             op if elementwise::is_elementwise(op) => region::lower_elementwise(self, node),
             Op::Reduce(_) | Op::Composite(_) => region::lower_row_op(self, node),
             Op::Layout(_) => layout::lower(self, node),
-            _ => Ok(false),
+            op => host(HostReason::OpNotLowered {
+                op: op.name().to_string(),
+            }),
         };
+        self.settle(node, lowered)
+    }
+
+    /// Completes a lowering: a declined node runs on the host with its reason;
+    /// an invalid kernel is a scheduler bug and fails scheduling.
+    fn settle(&mut self, node: &Node, lowered: Lowered) -> Result<(), ScheduleError> {
         match lowered {
-            Ok(true) => {}
-            // A kernel that fails its own check is a scheduler bug; the host still
-            // computes the right answer, and debug builds say so loudly.
-            Err(e) => {
-                debug_assert!(false, "{e}");
-                self.host(node);
+            Ok(()) => Ok(()),
+            Err(NotLowered::Host(reason)) => {
+                self.host(node, reason);
+                Ok(())
             }
-            Ok(false) => self.host(node),
+            Err(NotLowered::Bug(source)) => Err(ScheduleError::Bug {
+                node: node.name.clone(),
+                source,
+            }),
         }
     }
 
@@ -326,8 +370,8 @@ impl<'g> Scheduler<'g> {
         true
     }
 
-    /// Runs `node` on the host.
-    pub fn host(&mut self, node: &Node) {
+    /// Runs `node` on the host, for `reason`.
+    pub fn host(&mut self, node: &Node, reason: HostReason) {
         let inputs = node.inputs.iter().map(|&i| self.buf(i)).collect();
         let outputs = node.outputs.iter().map(|&o| self.buf(o)).collect();
         self.prog.steps.push(Step::Host {
@@ -335,6 +379,7 @@ impl<'g> Scheduler<'g> {
             op: node.op.clone(),
             inputs,
             outputs,
+            reason,
         });
     }
 
@@ -431,3 +476,6 @@ fn prune_dead_steps(prog: &mut Program) {
         .map(|k| old[k].take().expect("each kernel once"))
         .collect();
 }
+
+#[cfg(test)]
+mod tests;

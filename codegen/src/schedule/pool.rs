@@ -7,16 +7,19 @@ use kiln_ir::{Node, Op};
 
 use super::elementwise::{compute, load_compute, to_storage};
 use super::nest::{dense_strides, nest, offset};
-use super::Scheduler;
+use super::{host, Lowered, Scheduler};
 use crate::kernel::build::{add, bin, fc, idx, mul, select, var};
-use crate::kernel::{Access, BinOp, Expr, Kernel, KernelError, LoopKind, Scalar, Stmt};
+use crate::kernel::{Access, BinOp, Expr, Kernel, LoopKind, Scalar, Stmt};
+use crate::program::HostReason;
 
 /// Lowers a `MaxPool` (without its indices output) or `AveragePool` node.
-pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
+pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
     let (win, avg) = match &node.op {
         Op::Nn(NnOp::MaxPool { window, .. }) => {
             if node.outputs.len() > 1 && s.is_used(node.outputs[1]) {
-                return Ok(false);
+                return host(HostReason::MultipleOutputs {
+                    count: node.outputs.len(),
+                });
             }
             (window, None)
         }
@@ -24,14 +27,27 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
             window,
             count_include_pad,
         }) => (window, Some(*count_include_pad)),
-        _ => return Ok(false),
+        op => {
+            return host(HostReason::OpNotLowered {
+                op: op.name().to_string(),
+            })
+        }
     };
     let (x, y) = (node.inputs[0], node.outputs[0]);
     let xs = s.shape(x);
     let dt = s.graph.value(x).ty.dtype;
     let cs = compute(dt);
-    if xs.len() < 3 || !cs.is_float() || win.kernel.len() != xs.len() - 2 {
-        return Ok(false);
+    if !cs.is_float() {
+        return host(HostReason::UnsupportedDtype {
+            what: "the input".into(),
+            dtype: dt,
+        });
+    }
+    if xs.len() < 3 || win.kernel.len() != xs.len() - 2 {
+        return host(HostReason::RegionShape(format!(
+            "input {xs:?} for a {}-d window",
+            win.kernel.len()
+        )));
     }
     let nd = xs.len() - 2;
     let in_sp = &xs[2..];
@@ -40,16 +56,21 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
         pads,
     }) = win.output(in_sp)
     else {
-        return Ok(false);
+        return host(HostReason::UnsupportedAttributes(
+            "a window whose output size is undefined".into(),
+        ));
     };
     if s.shape(y)[2..] != out_sp[..] {
-        return Ok(false);
+        return host(HostReason::RegionShape(format!(
+            "output {:?} differs from the window's {out_sp:?}",
+            s.shape(y)
+        )));
     }
     let planes = xs[0] * xs[1];
     let p_in: usize = in_sp.iter().product();
     let p_out: usize = out_sp.iter().product();
     if planes * p_out == 0 {
-        return Ok(true);
+        return Ok(());
     }
     let st = |i: usize| win.stride(i) as i64;
     let dl = |i: usize| win.dilation(i) as i64;
@@ -186,5 +207,5 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
     }];
     let args = vec![s.buf(x), s.buf(y)];
     s.launch(k, args)?;
-    Ok(true)
+    Ok(())
 }

@@ -7,13 +7,13 @@ use kiln_ir::op::CompositeOp;
 use kiln_ir::{DType, Node, Op};
 
 use super::nest::nest;
-use super::Scheduler;
+use super::{host, Lowered, Scheduler};
 use crate::kernel::build::{add, bin, cast, idx, load, mul, var};
-use crate::kernel::{Access, BinOp, Kernel, KernelError, LoopKind, Scalar, Stmt};
-use crate::program::Step;
+use crate::kernel::{Access, BinOp, Kernel, LoopKind, Scalar, Stmt};
+use crate::program::{HostReason, Step};
 
 /// Lowers a `RotaryEmbedding` node over f32 tensors.
-pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
+pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
     let Op::Composite(CompositeOp::RotaryEmbedding {
         interleaved,
         rotary_dim,
@@ -21,7 +21,9 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
         position_ids,
     }) = &node.op
     else {
-        return Ok(false);
+        return host(HostReason::OpNotLowered {
+            op: node.op.name().to_string(),
+        });
     };
     let (x, cos, sin, out) = (
         node.inputs[0],
@@ -29,42 +31,66 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
         node.inputs[2],
         node.outputs[0],
     );
-    let f32_only = [x, cos, sin, out]
+    if let Some(&v) = [x, cos, sin, out]
         .iter()
-        .all(|&v| s.graph.value(v).ty.dtype == DType::F32);
-    if !f32_only {
-        return Ok(false);
+        .find(|&&v| s.graph.value(v).ty.dtype != DType::F32)
+    {
+        return host(HostReason::UnsupportedDtype {
+            what: format!("`{}`", s.graph.value(v).name),
+            dtype: s.graph.value(v).ty.dtype,
+        });
     }
     let sh = s.shape(x);
     let (nb, ns, nh, nd, packed) = match (sh.len(), num_heads) {
         (4, None) => (sh[0], sh[2], sh[1], sh[3], false),
         (3, Some(h)) if *h > 0 && sh[2].is_multiple_of(*h) => (sh[0], sh[1], *h, sh[2] / h, true),
-        _ => return Ok(false),
+        _ => {
+            return host(HostReason::RegionShape(format!(
+                "input {sh:?} is neither [batch, heads, seq, dim] nor [batch, seq, heads·dim]"
+            )))
+        }
     };
     let rd = rotary_dim.unwrap_or(nd);
     if rd > nd || !rd.is_multiple_of(2) || rd == 0 {
-        return Ok(false);
+        return host(HostReason::UnsupportedAttributes(format!(
+            "rotary dim {rd} of a head dim {nd}"
+        )));
     }
     let half = rd / 2;
     let table = s.shape(cos);
     if s.shape(sin) != table || table.last() != Some(&half) {
-        return Ok(false);
+        return host(HostReason::RegionShape(format!(
+            "cos/sin tables {table:?} and {:?} for a half rotary dim {half}",
+            s.shape(sin)
+        )));
     }
     let pos = if *position_ids {
         let p = node.inputs[3];
         let pdt = s.graph.value(p).ty.dtype;
-        if table.len() != 2 || s.shape(p) != [nb, ns] || !matches!(pdt, DType::I64 | DType::I32) {
-            return Ok(false);
+        if !matches!(pdt, DType::I64 | DType::I32) {
+            return host(HostReason::UnsupportedDtype {
+                what: "position ids".into(),
+                dtype: pdt,
+            });
+        }
+        if table.len() != 2 || s.shape(p) != [nb, ns] {
+            return host(HostReason::RegionShape(format!(
+                "position ids {:?} and tables {table:?}",
+                s.shape(p)
+            )));
         }
         Some((p, pdt, table[0]))
     } else {
         if table != [nb, ns, half] {
-            return Ok(false);
+            return host(HostReason::RegionShape(format!(
+                "tables {table:?} without position ids (expected {:?})",
+                [nb, ns, half]
+            )));
         }
         None
     };
     if nb * ns * nh * nd == 0 {
-        return Ok(true);
+        return Ok(());
     }
     if let Some((p, _, max)) = pos {
         let pb = s.buf(p);
@@ -228,5 +254,5 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Result<bool, KernelError> {
     }
     args.push(s.buf(out));
     s.launch(k, args)?;
-    Ok(true)
+    Ok(())
 }

@@ -12,6 +12,7 @@ mod layout;
 mod misc;
 mod nn;
 mod reduce;
+mod strides;
 
 pub use broadcast::{broadcast_shapes, BroadcastIndex};
 

@@ -259,6 +259,7 @@ impl Backend for CpuBackend {
                 op,
                 inputs,
                 outputs,
+                ..
             } => host::run(&self.program, node, op, inputs, outputs, ptrs, |c| {
                 &self.constants[c].tensor
             }),

@@ -1,6 +1,7 @@
 //! Reference evaluation of the sampling and detection ops: GridSample, AffineGrid,
 //! RoiAlign, NonMaxSuppression, MaxUnpool, Col2Im, CenterCropPad.
 
+use super::super::strides::row_major_strides;
 use crate::op::{GridMode, GridPadding, MiscOp, Window};
 use crate::Tensor;
 
@@ -32,14 +33,6 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Strin
         other => return Err(format!("{other:?} is not a sampling op")),
     };
     Ok(vec![out])
-}
-
-fn strides_of(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
-    }
-    s
 }
 
 /// Reflects `x` into [lo, hi] by folding at the borders.
@@ -99,7 +92,7 @@ fn grid_sample(
     let (n, c) = (xs[0], xs[1]);
     let dims = &xs[2..];
     let isz: usize = dims.iter().product();
-    let istr = strides_of(dims);
+    let istr = row_major_strides(dims);
     let opts = &gs[1..r - 1];
     let osz: usize = opts.iter().product();
     let xv = x.to_f64_vec();
@@ -514,8 +507,8 @@ fn max_unpool(
             "output_shape {shape:?} is smaller than the unpooled shape {inferred:?}"
         ));
     }
-    let ostr = strides_of(&shape);
-    let istr = strides_of(&inferred);
+    let ostr = row_major_strides(&shape);
+    let istr = row_major_strides(&inferred);
     let mut out = vec![0.0; shape.iter().product()];
     for (i, &v) in y.iter().enumerate() {
         let o: usize = (0..shape.len())
@@ -568,7 +561,7 @@ fn col2im(
         return Err(format!("input has {l} blocks, the image fits {nblocks:?}"));
     }
     let isz: usize = img.iter().product();
-    let istr = strides_of(&img);
+    let istr = row_major_strides(&img);
     let xv = x.to_f64_vec();
     let mut out = vec![0.0; n * c * isz];
     for ni in 0..n {
@@ -632,8 +625,8 @@ fn center_crop_pad(x: &Tensor, shape: &Tensor, axes: &[usize]) -> Result<Tensor,
     }
     let xv = x.to_f64_vec();
     let total: usize = out_shape.iter().product();
-    let ostr = strides_of(&out_shape);
-    let istr = strides_of(xs);
+    let ostr = row_major_strides(&out_shape);
+    let istr = row_major_strides(xs);
     let mut out = vec![0.0; total];
     for (o, v) in out.iter_mut().enumerate() {
         let mut off = 0usize;

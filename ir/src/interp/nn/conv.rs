@@ -7,14 +7,7 @@ use super::gemm::{gemm, gemm_rows, PackedB};
 use crate::op::ConvAttrs;
 use crate::Tensor;
 
-/// Row-major strides of `shape`.
-pub(super) fn strides_of(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
-    }
-    s
-}
+use super::super::strides::row_major_strides;
 
 /// Multi-index of every position of `shape`, row-major.
 pub(super) fn all_indices(shape: &[usize]) -> Vec<Vec<usize>> {
@@ -89,7 +82,7 @@ pub(super) fn conv(
         .map(|gi| PackedB::new(k, mg, |p, j| wv[(gi * mg + j) * k + p]))
         .collect();
     let taps = all_indices(kernel);
-    let in_strides = strides_of(in_sp);
+    let in_strides = row_major_strides(in_sp);
     let dil = |i: usize| attrs.window.dilation(i);
     let st = |i: usize| attrs.window.stride(i);
     // Flat spatial input offset of every (output position, tap), or usize::MAX in padding.
@@ -191,7 +184,7 @@ pub(super) fn conv_transpose(
     let wv = w.to_f64_vec();
     let taps = all_indices(kernel);
     let in_idx = all_indices(in_sp);
-    let out_strides = strides_of(&out_sp);
+    let out_strides = row_major_strides(&out_sp);
     let (begin_r, out_sp_r, out_strides) = (&begin, &out_sp, &out_strides);
     // Flat output offset of every (input position, tap), or usize::MAX when cropped.
     let targets: Vec<usize> = in_idx

@@ -2,7 +2,8 @@
 
 use rayon::prelude::*;
 
-use super::conv::{all_indices, strides_of};
+use super::super::strides::row_major_strides;
+use super::conv::all_indices;
 use crate::op::Window;
 use crate::{DType, Tensor};
 
@@ -47,7 +48,7 @@ pub(super) fn pool(x: &Tensor, win: &Window, kind: PoolKind) -> Result<Vec<Tenso
     let p_out: usize = out_sp.iter().product();
     let taps = all_indices(&win.kernel);
     let outs = all_indices(&out_sp);
-    let row_strides = strides_of(in_sp);
+    let row_strides = row_major_strides(in_sp);
     let index_strides = match kind {
         PoolKind::Max { col_major: true } => {
             let mut s = vec![1; nd];

@@ -1,0 +1,84 @@
+//! The scheduler's decisions about what runs where: each host fallback records
+//! why, and an invalid kernel is a bug naming its node.
+
+use kiln_ir::op::{BinaryOp, LayoutOp, UnaryOp};
+use kiln_ir::{DType, Graph, Op, Shape, Tensor, TensorType, ValueId};
+
+use super::*;
+
+fn input(g: &mut Graph, name: &str, dtype: DType, dims: &[usize]) -> ValueId {
+    g.add_input(name, TensorType::new(dtype, Shape::known(dims)))
+}
+
+fn node(g: &mut Graph, name: &str, op: Op, inputs: &[ValueId]) -> ValueId {
+    let out = g
+        .add_node(name, op, inputs.to_vec(), &[format!("{name}.y")], None)
+        .unwrap()[0];
+    g.outputs.push(out);
+    out
+}
+
+/// The host steps of `g`'s program as `node: reason` lines.
+fn host_reasons(g: &Graph) -> Vec<String> {
+    schedule(g)
+        .unwrap()
+        .host_steps()
+        .map(|(node, _, reason)| format!("{node}: {reason}"))
+        .collect()
+}
+
+#[test]
+fn host_fallbacks_record_their_reason() {
+    let mut g = Graph::new("fallbacks");
+    let x = input(&mut g, "x", DType::I64, &[2, 3]);
+    let f = input(&mut g, "f", DType::F32, &[2, 3]);
+    let starts = input(&mut g, "starts", DType::I64, &[1]);
+    let d = g.add_const("d", Tensor::from_vec(vec![3], vec![2i64, 3, 4]));
+    let reps = g.add_const("reps", Tensor::from_vec(vec![2], vec![2i64, 1]));
+    let ends = g.add_const("ends", Tensor::from_vec(vec![1], vec![2i64]));
+    node(&mut g, "div", Op::Binary(BinaryOp::Div), &[x, d]);
+    node(&mut g, "tile", Op::Layout(LayoutOp::Tile), &[f, reps]);
+    node(
+        &mut g,
+        "slice",
+        Op::Layout(LayoutOp::Slice),
+        &[f, starts, ends],
+    );
+    // Generated code: no fallback.
+    node(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[f]);
+    assert_eq!(
+        host_reasons(&g),
+        [
+            "div: `Div` has no kernel expression for i64",
+            "tile: no kernel lowering for `Tile` yet",
+            "slice: starts (input 1) is not a constant (known only at run time)",
+        ]
+    );
+}
+
+#[test]
+fn an_invalid_kernel_is_a_bug_naming_its_node() {
+    let mut g = Graph::new("bug");
+    let x = input(&mut g, "x", DType::F32, &[4]);
+    node(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[x]);
+    let mut s = Scheduler::new(&g).unwrap();
+    // A kernel storing to a buffer it does not declare fails its check.
+    let mut k = Kernel::new("bad");
+    k.body = vec![crate::kernel::Stmt::Store {
+        buf: 0,
+        index: crate::kernel::build::idx(0),
+        value: crate::kernel::build::idx(0),
+    }];
+    let bug = s.launch(k, vec![]).unwrap_err();
+    let relu = &g.nodes()[0];
+    let err = s.settle(relu, Err(NotLowered::Bug(bug))).unwrap_err();
+    assert!(matches!(&err, ScheduleError::Bug { node, .. } if node == "relu"));
+    assert!(
+        err.to_string().starts_with(
+            "scheduling node `relu` generated an invalid kernel (a bug in kiln's scheduler): "
+        ),
+        "{err}"
+    );
+    // Nothing was scheduled for it: no silent host step.
+    assert!(s.prog.steps.is_empty());
+}
