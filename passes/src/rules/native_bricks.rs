@@ -10,6 +10,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 use egg::{Id, Rewrite, Symbol};
+use kiln_ir::op::{BinaryOp, LayoutOp, NnOp, UnaryOp};
 use kiln_ir::{DType, Graph, Op, Shape, Tensor, TensorType, ValueId};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -90,9 +91,15 @@ impl BrickRule {
 
 // ---------------------------------------------------------------- helpers
 
+/// The op of a test instance node, from its text form.
 fn op(text: &str) -> Op {
     Op::from_text(text).expect("valid op text")
 }
+
+const MATMUL: Op = Op::Nn(NnOp::MatMul);
+const ADD: Op = Op::Binary(BinaryOp::Add);
+const MUL: Op = Op::Binary(BinaryOp::Mul);
+const SIGMOID: Op = Op::Unary(UnaryOp::Sigmoid);
 
 /// The op and operands of an op e-node.
 fn op_node(n: &KilnLang) -> Option<(&Op, &[Id])> {
@@ -138,55 +145,7 @@ fn zeros_of(egraph: &mut KilnEGraph, ty: &TensorType) -> Option<Id> {
     let shape = add_const(egraph, &format!("kiln.shape.[{}]", text.join(",")), || {
         Tensor::from_vec(vec![dims.len()], dims.iter().map(|&d| d as i64).collect())
     });
-    Some(add_op(egraph, &op("Expand"), vec![zero, shape]))
-}
-
-/// Whether `op` maps zeros to zeros elementwise: `f(0) = 0`.
-pub fn zero_preserving_unary(op: &Op) -> bool {
-    matches!(
-        op.name(),
-        "Relu"
-            | "Gelu"
-            | "Tanh"
-            | "Neg"
-            | "Abs"
-            | "Sqrt"
-            | "Sin"
-            | "Tan"
-            | "Asin"
-            | "Atan"
-            | "Sinh"
-            | "Asinh"
-            | "Atanh"
-            | "Erf"
-            | "Sign"
-            | "Softsign"
-            | "Mish"
-            | "LeakyRelu"
-            | "Elu"
-            | "Selu"
-            | "Celu"
-            | "HardSwish"
-            | "ThresholdedRelu"
-    )
-}
-
-/// Whether `op` only moves or copies elements of its first operand (zeros in, zeros
-/// out).
-fn moves_data(op: &Op) -> bool {
-    matches!(
-        op.name(),
-        "Transpose"
-            | "Reshape"
-            | "Squeeze"
-            | "Unsqueeze"
-            | "Flatten"
-            | "Identity"
-            | "Expand"
-            | "Slice"
-            | "Gather"
-            | "Tile"
-    )
+    Some(add_op(egraph, &Op::Layout(LayoutOp::Expand), vec![zero, shape]))
 }
 
 fn random_tensor(rng: &mut StdRng, dims: &[usize]) -> Tensor {
@@ -315,13 +274,16 @@ impl ClassRule for SiblingConcat {
             .map(|s| bias_after(egraph, s.matmul, s.cols))
             .collect();
         let targets: Vec<Id> = group.iter().map(|s| s.matmul).collect();
-        let split = op(&format!("Split(axis: {}, sizes: {sizes:?})", rank - 1));
+        let split = Op::Layout(LayoutOp::Split {
+            axis: rank - 1,
+            sizes,
+        });
         let concat = add_op(
             egraph,
-            &op("Concat(axis: 1)"),
+            &Op::Layout(LayoutOp::Concat { axis: 1 }),
             group.iter().map(|s| s.w).collect(),
         );
-        let fused = add_op(egraph, &op("MatMul"), vec![x, concat]);
+        let fused = add_op(egraph, &MATMUL, vec![x, concat]);
         let mut changed = vec![];
         let mut union_pieces = |egraph: &mut KilnEGraph, whole: Id, targets: &[Id]| {
             let parts = add_op(egraph, &split, vec![whole]);
@@ -336,10 +298,10 @@ impl ClassRule for SiblingConcat {
         if let Some(biases) = biases {
             let b = add_op(
                 egraph,
-                &op("Concat(axis: 0)"),
+                &Op::Layout(LayoutOp::Concat { axis: 0 }),
                 biases.iter().map(|b| b.0).collect(),
             );
-            let biased = add_op(egraph, &op("Add"), vec![fused, b]);
+            let biased = add_op(egraph, &ADD, vec![fused, b]);
             let adds: Vec<Id> = biases.iter().map(|b| b.1).collect();
             union_pieces(egraph, biased, &adds);
         }
@@ -384,10 +346,10 @@ fn zero_by(egraph: &KilnEGraph, kind: BrickRule, n: &KilnLang) -> bool {
     };
     let zero = |i: usize| ch.get(i).is_some_and(|&c| is_zero_class(egraph, c));
     match kind {
-        BrickRule::MatMulZero => o.name() == "MatMul" && ch.len() == 2 && (zero(0) || zero(1)),
-        BrickRule::MulZero => o.name() == "Mul" && ch.len() == 2 && (zero(0) || zero(1)),
+        BrickRule::MatMulZero => *o == MATMUL && ch.len() == 2 && (zero(0) || zero(1)),
+        BrickRule::MulZero => *o == MUL && ch.len() == 2 && (zero(0) || zero(1)),
         BrickRule::UnaryOfZero => {
-            (zero_preserving_unary(o) && ch.len() == 1 || moves_data(o)) && zero(0)
+            (o.maps_zero_to_zero() && ch.len() == 1 || o.moves_data_only()) && zero(0)
         }
         _ => false,
     }
@@ -559,13 +521,13 @@ fn activations(egraph: &KilnEGraph, a: Id) -> Vec<(Act, Id)> {
     let mut out = vec![];
     for n in egraph[a].iter() {
         let Some((o, ch)) = op_node(n) else { continue };
-        if ch.len() == 1 && zero_preserving_unary(o) {
+        if ch.len() == 1 && o.maps_zero_to_zero() {
             out.push((Act::Unary(o.clone()), egraph.find(ch[0])));
         }
-        if let (Op::Binary(kiln_ir::op::BinaryOp::Mul), [l, r]) = (o, ch) {
+        if let (Op::Binary(BinaryOp::Mul), [l, r]) = (o, ch) {
             let sigmoid_of = |s: Id, h: Id| {
                 egraph[s].iter().any(|m| {
-                    matches!(op_node(m), Some((o, [c])) if o.name() == "Sigmoid" && egraph.find(*c) == egraph.find(h))
+                    matches!(op_node(m), Some((o, [c])) if *o == SIGMOID && egraph.find(*c) == egraph.find(h))
                 })
             };
             if sigmoid_of(*r, *l) {
@@ -692,7 +654,7 @@ fn pruned(egraph: &mut KilnEGraph, name: Symbol, axis: usize, keep: &[usize]) ->
 /// `x·W[:, keep] (+ b[keep])`.
 fn pruned_linear(egraph: &mut KilnEGraph, l: &Linear, keep: &[usize]) -> Id {
     let w = pruned(egraph, l.w, 1, keep);
-    let mm = add_op(egraph, &op("MatMul"), vec![l.x, w]);
+    let mm = add_op(egraph, &MATMUL, vec![l.x, w]);
     match l.b {
         None => mm,
         Some(b) => {
@@ -702,7 +664,7 @@ fn pruned_linear(egraph: &mut KilnEGraph, l: &Linear, keep: &[usize]) -> Id {
             } else {
                 vec![b, mm]
             };
-            add_op(egraph, &op("Add"), ch)
+            add_op(egraph, &ADD, ch)
         }
     }
 }
@@ -711,9 +673,9 @@ fn apply_act(egraph: &mut KilnEGraph, act: &Act, h: Id) -> Id {
     match act {
         Act::Unary(o) => add_op(egraph, o, vec![h]),
         Act::Silu(h_first) => {
-            let s = add_op(egraph, &op("Sigmoid"), vec![h]);
+            let s = add_op(egraph, &SIGMOID, vec![h]);
             let ch = if *h_first { vec![h, s] } else { vec![s, h] };
-            add_op(egraph, &op("Mul"), ch)
+            add_op(egraph, &MUL, ch)
         }
     }
 }
@@ -741,13 +703,13 @@ impl ClassRule for DeadNeurons {
                     let g = pruned_linear(egraph, gate, &keep);
                     let g = apply_act(egraph, act, g);
                     let ch = if *act_first { vec![g, up] } else { vec![up, g] };
-                    add_op(egraph, &op("Mul"), ch)
+                    add_op(egraph, &MUL, ch)
                 }
                 (None, Some(act)) => apply_act(egraph, act, up),
                 (None, None) => continue,
             };
             let down = pruned(egraph, ffn.down, 0, &keep);
-            let out = add_op(egraph, &op("MatMul"), vec![hidden, down]);
+            let out = add_op(egraph, &MATMUL, vec![hidden, down]);
             if egraph.union(eclass, out) {
                 changed.push(egraph.find(eclass));
             }
