@@ -156,7 +156,10 @@ fn anchors_and_their_prologues() {
     ];
     for (text, role) in cases {
         assert_eq!(op(text).fused_role(), role, "{text}");
-        assert_eq!(op(text).is_anchor(), matches!(role, Some(FusedRole::Anchor { .. })));
+        assert_eq!(
+            op(text).is_anchor(),
+            matches!(role, Some(FusedRole::Anchor { .. }))
+        );
     }
 }
 

@@ -74,9 +74,7 @@ impl FusedRole {
 impl FusedOp {
     /// The region's anchor step, if it has one.
     pub fn anchor(&self) -> Option<usize> {
-        self.steps
-            .iter()
-            .position(|s| s.op.is_anchor())
+        self.steps.iter().position(|s| s.op.is_anchor())
     }
 
     /// How many inputs the region reads (one more than the largest input index).

@@ -9,7 +9,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-use egg::{Id, Rewrite, Symbol};
+use egg::{Id, Rewrite};
 use kiln_ir::op::{BinaryOp, LayoutOp, NnOp, UnaryOp};
 use kiln_ir::{DType, Graph, Op, Shape, Tensor, TensorType, ValueId};
 use rand::rngs::StdRng;
@@ -17,7 +17,7 @@ use rand::Rng;
 
 use super::class_rule::{class_rewrite, ClassRule};
 use super::conditions::is_zero_class;
-use crate::{KilnAnalysis, KilnEGraph, KilnLang, OpKey};
+use crate::{KilnAnalysis, KilnEGraph, KilnLang, Name, OpKey};
 
 /// Most sibling matmuls one concatenation joins (an MoE layer's input feeds every
 /// expert; beyond this the weights are left alone).
@@ -115,8 +115,8 @@ fn known_dims(egraph: &KilnEGraph, id: Id) -> Option<Vec<usize>> {
 }
 
 /// The named constant e-class `id` is, with its dims.
-fn named_const(egraph: &KilnEGraph, id: Id) -> Option<(Symbol, Vec<usize>)> {
-    let name = egraph[id].data.const_name?;
+fn named_const(egraph: &KilnEGraph, id: Id) -> Option<(Name, Vec<usize>)> {
+    let name = egraph[id].data.const_name.clone()?;
     let t = egraph.analysis.consts.get(&name)?;
     Some((name, t.shape().to_vec()))
 }
@@ -124,8 +124,12 @@ fn named_const(egraph: &KilnEGraph, id: Id) -> Option<(Symbol, Vec<usize>)> {
 /// Adds constant `name` (unless the side table has it: names are never rebound)
 /// and returns its e-class.
 fn add_const(egraph: &mut KilnEGraph, name: &str, make: impl FnOnce() -> Tensor) -> Id {
-    let sym = Symbol::from(name);
-    egraph.analysis.consts.entry(sym).or_insert_with(make);
+    let sym = Name::from(name);
+    egraph
+        .analysis
+        .consts
+        .entry(sym.clone())
+        .or_insert_with(make);
     egraph.add(KilnLang::Const(sym))
 }
 
@@ -145,7 +149,11 @@ fn zeros_of(egraph: &mut KilnEGraph, ty: &TensorType) -> Option<Id> {
     let shape = add_const(egraph, &format!("kiln.shape.[{}]", text.join(",")), || {
         Tensor::from_vec(vec![dims.len()], dims.iter().map(|&d| d as i64).collect())
     });
-    Some(add_op(egraph, &Op::Layout(LayoutOp::Expand), vec![zero, shape]))
+    Some(add_op(
+        egraph,
+        &Op::Layout(LayoutOp::Expand),
+        vec![zero, shape],
+    ))
 }
 
 fn random_tensor(rng: &mut StdRng, dims: &[usize]) -> Tensor {
@@ -176,7 +184,7 @@ fn node(g: &mut Graph, name: &str, text: &str, inputs: Vec<ValueId>) -> ValueId 
 
 /// One `x·Wᵢ` of a sibling group.
 struct Sibling {
-    weight: Symbol,
+    weight: Name,
     w: Id,
     matmul: Id,
     cols: usize,
@@ -205,7 +213,7 @@ fn sibling_group(egraph: &KilnEGraph, x: Id) -> Option<Vec<Sibling>> {
             let Some((weight, dims)) = named_const(egraph, w) else {
                 continue;
             };
-            if dims.len() != 2 || egraph.analysis.const_is_all_zero(weight) {
+            if dims.len() != 2 || egraph.analysis.const_is_all_zero(&weight) {
                 continue;
             }
             if group.iter().any(|s| s.w == w || s.matmul == p) {
@@ -225,7 +233,7 @@ fn sibling_group(egraph: &KilnEGraph, x: Id) -> Option<Vec<Sibling>> {
 
 /// The constant bias `b` of `Add(matmul, b)` (or `Add(b, matmul)`), `[cols]`.
 fn bias_after(egraph: &KilnEGraph, matmul: Id, cols: usize) -> Option<(Id, Id)> {
-    let mut found: Option<(Symbol, Id, Id)> = None;
+    let mut found: Option<(Name, Id, Id)> = None;
     for pid in egraph[matmul].parents() {
         let p = egraph.find(pid);
         for n in egraph[p].iter() {
@@ -440,11 +448,11 @@ fn zero_instance(kind: BrickRule, rng: &mut StdRng) -> Graph {
 // ---------------------------------------------------------------- dead neurons
 
 /// A linear projection `x·W (+ b)` with named constants.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Linear {
     x: Id,
-    w: Symbol,
-    b: Option<Symbol>,
+    w: Name,
+    b: Option<Name>,
     /// `Add(mm, b)` (true) or `Add(b, mm)`.
     bias_right: bool,
 }
@@ -466,13 +474,13 @@ struct Ffn {
     gate: Option<(Linear, Act, bool)>,
     /// The up projection; its activation when not gated.
     up: (Linear, Option<Act>),
-    down: Symbol,
+    down: Name,
 }
 
 /// The linear projections of e-class `h` (width `f`).
 fn linears(egraph: &KilnEGraph, h: Id, f: usize) -> Vec<Linear> {
     let mut out = vec![];
-    let mm = |id: Id| -> Vec<(Id, Symbol)> {
+    let mm = |id: Id| -> Vec<(Id, Name)> {
         egraph[id]
             .iter()
             .filter_map(|n| match op_node(n) {
@@ -507,7 +515,7 @@ fn linears(egraph: &KilnEGraph, h: Id, f: usize) -> Vec<Linear> {
                 out.push(Linear {
                     x,
                     w,
-                    b: Some(bname),
+                    b: Some(bname.clone()),
                     bias_right,
                 });
             }
@@ -557,7 +565,7 @@ fn ffns(egraph: &KilnEGraph, c: Id) -> Vec<Ffn> {
                 out.push(Ffn {
                     gate: None,
                     up: (up, Some(act.clone())),
-                    down,
+                    down: down.clone(),
                 });
             }
         }
@@ -571,9 +579,9 @@ fn ffns(egraph: &KilnEGraph, c: Id) -> Vec<Ffn> {
                         for up in linears(egraph, egraph.find(u), f) {
                             if up.x == gate.x {
                                 out.push(Ffn {
-                                    gate: Some((gate, act.clone(), act_first)),
+                                    gate: Some((gate.clone(), act.clone(), act_first)),
                                     up: (up, None),
-                                    down,
+                                    down: down.clone(),
                                 });
                             }
                         }
@@ -586,8 +594,8 @@ fn ffns(egraph: &KilnEGraph, c: Id) -> Vec<Ffn> {
 }
 
 /// Whether bias `b` is zero at each of its `f` entries (no bias: all zero).
-fn zero_bias(egraph: &KilnEGraph, b: Option<Symbol>, f: usize) -> Vec<bool> {
-    match b.and_then(|b| egraph.analysis.consts.get(&b)) {
+fn zero_bias(egraph: &KilnEGraph, b: Option<&Name>, f: usize) -> Vec<bool> {
+    match b.and_then(|b| egraph.analysis.consts.get(b)) {
         None => vec![true; f],
         Some(t) => t.to_f64_vec().iter().map(|&v| v == 0.0).collect(),
     }
@@ -596,11 +604,11 @@ fn zero_bias(egraph: &KilnEGraph, b: Option<Symbol>, f: usize) -> Vec<bool> {
 /// The neurons of `ffn` to keep (`None` when none is dead, or all are).
 fn keep_set(egraph: &KilnEGraph, ffn: &Ffn) -> Option<Vec<usize>> {
     let a = &egraph.analysis;
-    let down_rows = a.zero_lines(ffn.down, 0)?;
+    let down_rows = a.zero_lines(&ffn.down, 0)?;
     let f = down_rows.len();
     let dead_lin = |l: &Linear| -> Option<Vec<bool>> {
-        let cols = a.zero_lines(l.w, 1)?;
-        let b = zero_bias(egraph, l.b, f);
+        let cols = a.zero_lines(&l.w, 1)?;
+        let b = zero_bias(egraph, l.b.as_ref(), f);
         Some((0..f).map(|j| cols[j] && b[j]).collect())
     };
     let up_dead = dead_lin(&ffn.up.0)?;
@@ -618,7 +626,7 @@ fn keep_set(egraph: &KilnEGraph, ffn: &Ffn) -> Option<Vec<usize>> {
 }
 
 /// The name of constant `name` restricted to `keep` along `axis`.
-fn pruned_name(name: Symbol, axis: usize, keep: &[usize]) -> String {
+fn pruned_name(name: &Name, axis: usize, keep: &[usize]) -> String {
     let mut h = DefaultHasher::new();
     keep.hash(&mut h);
     format!("{name}.pruned{axis}.{}.{:016x}", keep.len(), h.finish())
@@ -626,8 +634,8 @@ fn pruned_name(name: Symbol, axis: usize, keep: &[usize]) -> String {
 
 /// Constant `name` restricted to `keep` along `axis` (rank 1 or 2), as a new
 /// constant of the side table.
-fn pruned(egraph: &mut KilnEGraph, name: Symbol, axis: usize, keep: &[usize]) -> Id {
-    let t = egraph.analysis.consts[&name].clone();
+fn pruned(egraph: &mut KilnEGraph, name: &Name, axis: usize, keep: &[usize]) -> Id {
+    let t = egraph.analysis.consts[name].clone();
     add_const(egraph, &pruned_name(name, axis, keep), || {
         let v = t.to_f64_vec();
         let shape = t.shape().to_vec();
@@ -653,9 +661,9 @@ fn pruned(egraph: &mut KilnEGraph, name: Symbol, axis: usize, keep: &[usize]) ->
 
 /// `x·W[:, keep] (+ b[keep])`.
 fn pruned_linear(egraph: &mut KilnEGraph, l: &Linear, keep: &[usize]) -> Id {
-    let w = pruned(egraph, l.w, 1, keep);
+    let w = pruned(egraph, &l.w, 1, keep);
     let mm = add_op(egraph, &MATMUL, vec![l.x, w]);
-    match l.b {
+    match &l.b {
         None => mm,
         Some(b) => {
             let b = pruned(egraph, b, 0, keep);
@@ -708,7 +716,7 @@ impl ClassRule for DeadNeurons {
                 (None, Some(act)) => apply_act(egraph, act, up),
                 (None, None) => continue,
             };
-            let down = pruned(egraph, ffn.down, 0, &keep);
+            let down = pruned(egraph, &ffn.down, 0, &keep);
             let out = add_op(egraph, &MATMUL, vec![hidden, down]);
             if egraph.union(eclass, out) {
                 changed.push(egraph.find(eclass));

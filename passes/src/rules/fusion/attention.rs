@@ -10,7 +10,9 @@ use rand::Rng;
 use super::build::Build;
 use super::instance::GraphBuilder;
 use super::kv::{as_kv, kv_shape, ungroup, untranspose, Kv};
-use super::matching::{dims, is_float, matmuls, ops, pairs, same, same_type_sym, scalar, shape, ty, unary};
+use super::matching::{
+    dims, is_float, matmuls, ops, pairs, same, same_type_sym, scalar, shape, ty, unary,
+};
 use crate::KilnEGraph;
 
 /// Ways to read class `a` as `x·c` with `c` a scalar constant: `(x, c)`, with
@@ -83,13 +85,17 @@ pub(super) fn attention_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
         let mut probs: Vec<(Id, Option<Id>)> = vec![(g, None)];
         for (_, ch) in ops(eg, g, |o| matches!(o, Op::Layout(LayoutOp::Where))) {
             let [c, z, p] = ch[..] else { continue };
-            let guarded = unary(eg, c, UnaryOp::IsNaN).into_iter().any(|p2| same(eg, p, p2));
+            let guarded = unary(eg, c, UnaryOp::IsNaN)
+                .into_iter()
+                .any(|p2| same(eg, p, p2));
             if guarded && scalar(eg, z) == Some(0.0) {
                 probs.push((p, Some(z)));
             }
         }
         for (p, zero) in probs {
-            for (op, ch) in ops(eg, p, |o| matches!(o, Op::Composite(CompositeOp::Softmax { .. }))) {
+            for (op, ch) in ops(eg, p, |o| {
+                matches!(o, Op::Composite(CompositeOp::Softmax { .. }))
+            }) {
                 let Op::Composite(CompositeOp::Softmax { axis }) = op else {
                     continue;
                 };

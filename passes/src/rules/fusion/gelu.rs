@@ -45,15 +45,19 @@ fn is_tanh_arg(eg: &KilnEGraph, t: Id, x: Id) -> bool {
     unary(eg, t, UnaryOp::Tanh).into_iter().any(|z| {
         pairs(eg, z, BinaryOp::Mul, true).into_iter().any(|(w, k)| {
             scalar_near(eg, k, c)
-                && pairs(eg, w, BinaryOp::Add, true).into_iter().any(|(x1, m)| {
-                    same(eg, x1, x)
-                        && pairs(eg, m, BinaryOp::Mul, true).into_iter().any(|(cube, k3)| {
-                            scalar_near(eg, k3, GELU_CUBIC)
-                                && pairs(eg, cube, BinaryOp::Pow, false)
-                                    .into_iter()
-                                    .any(|(b, e)| same(eg, b, x) && scalar(eg, e) == Some(3.0))
-                        })
-                })
+                && pairs(eg, w, BinaryOp::Add, true)
+                    .into_iter()
+                    .any(|(x1, m)| {
+                        same(eg, x1, x)
+                            && pairs(eg, m, BinaryOp::Mul, true)
+                                .into_iter()
+                                .any(|(cube, k3)| {
+                                    scalar_near(eg, k3, GELU_CUBIC)
+                                        && pairs(eg, cube, BinaryOp::Pow, false).into_iter().any(
+                                            |(b, e)| same(eg, b, x) && scalar(eg, e) == Some(3.0),
+                                        )
+                                })
+                    })
         })
     })
 }
@@ -77,14 +81,16 @@ pub(super) fn gelu_plans(eg: &KilnEGraph, root: Id, tanh: bool) -> Vec<Build> {
             if !scalar_near(eg, half, 0.5) || !is_float(eg, x) || !same_type_sym(eg, x, root) {
                 continue;
             }
-            let ok = pairs(eg, bracket, BinaryOp::Add, true).into_iter().any(|(t, one)| {
-                scalar_near(eg, one, 1.0)
-                    && if tanh {
-                        is_tanh_arg(eg, t, x)
-                    } else {
-                        is_erf_arg(eg, t, x)
-                    }
-            });
+            let ok = pairs(eg, bracket, BinaryOp::Add, true)
+                .into_iter()
+                .any(|(t, one)| {
+                    scalar_near(eg, one, 1.0)
+                        && if tanh {
+                            is_tanh_arg(eg, t, x)
+                        } else {
+                            is_erf_arg(eg, t, x)
+                        }
+                });
             if ok {
                 out.push(Build::node(
                     Op::Composite(CompositeOp::Gelu { tanh }),

@@ -2,13 +2,13 @@
 //! (a transpose, or the flatten–batched transpose–unflatten form) and the GQA head
 //! repeat (unsqueeze–expand–reshape).
 
-use egg::{Id, Symbol};
+use egg::Id;
 use kiln_ir::op::LayoutOp;
 use kiln_ir::{Dim, Op, Tensor};
 
 use super::build::Build;
 use super::matching::{dims, ops, shape};
-use crate::KilnEGraph;
+use crate::{KilnEGraph, Name};
 
 /// A key or value tensor: an e-class, or a row-major reshape of one to `dims`.
 #[derive(Clone, Debug)]
@@ -34,7 +34,7 @@ impl Kv {
                 let t = Tensor::from_vec(vec![d.len()], d.iter().map(|&n| n as i64).collect());
                 Build::node(
                     Op::Layout(LayoutOp::Reshape { allowzero: false }),
-                    vec![Build::Class(*y), Build::Const(Symbol::from(name), t)],
+                    vec![Build::Class(*y), Build::Const(Name::from(name), t)],
                 )
             }
         }
@@ -147,7 +147,9 @@ pub(super) fn ungroup(eg: &KilnEGraph, kv: &Kv) -> Option<Id> {
             if dims(eg, u).as_deref() != Some(&ud[..]) {
                 continue;
             }
-            for (_, ch2) in ops(eg, u, |o| matches!(o, Op::Layout(LayoutOp::Unsqueeze { .. }))) {
+            for (_, ch2) in ops(eg, u, |o| {
+                matches!(o, Op::Layout(LayoutOp::Unsqueeze { .. }))
+            }) {
                 let mut yd = ud.clone();
                 yd.remove(rank - 2);
                 if dims(eg, ch2[0]).as_deref() == Some(&yd[..]) {

@@ -46,7 +46,12 @@ fn pairs_of(eg: &KilnEGraph, id: Id, is: impl Fn(&Op) -> bool, commutative: bool
 /// The operands of the binary ops `kind` in class `id`, in both orders when
 /// `commutative`.
 pub(super) fn pairs(eg: &KilnEGraph, id: Id, kind: BinaryOp, commutative: bool) -> Vec<(Id, Id)> {
-    pairs_of(eg, id, |o| matches!(o, Op::Binary(b) if *b == kind), commutative)
+    pairs_of(
+        eg,
+        id,
+        |o| matches!(o, Op::Binary(b) if *b == kind),
+        commutative,
+    )
 }
 
 /// The operands `(a, b)` of the matmuls `a·b` in class `id`.
@@ -67,7 +72,8 @@ fn constant(eg: &KilnEGraph, id: Id) -> Option<&Tensor> {
     eg[id]
         .data
         .const_name
-        .and_then(|n| eg.analysis.consts.get(&n))
+        .as_ref()
+        .and_then(|n| eg.analysis.consts.get(n))
 }
 
 /// The value of a one-element constant.

@@ -2,7 +2,7 @@
 //! with the shared all-ones scale), `norm-scale` (times γ) and `layernorm-bias`
 //! (plus β); and their checker instances.
 
-use egg::{Id, Symbol};
+use egg::Id;
 use kiln_ir::op::{BinaryOp, CompositeOp, ReduceKind, UnaryOp};
 use kiln_ir::{DType, Op, Tensor, ValueId};
 use rand::rngs::StdRng;
@@ -13,11 +13,11 @@ use super::instance::{random_dims, reduce_text, GraphBuilder};
 use super::matching::{
     is_float, is_ones, ops, pairs, reduces, same, same_type_sym, scalar, trailing_from, ty, unary,
 };
-use crate::{KilnEGraph, KilnLang};
+use crate::{KilnEGraph, KilnLang, Name};
 
 /// Name of the shared all-ones scale of `dtype` (one element, broadcast).
-pub fn ones_name(dtype: DType) -> Symbol {
-    Symbol::from(format!("kiln.fusion.ones.{dtype}"))
+pub fn ones_name(dtype: DType) -> Name {
+    Name::from(format!("kiln.fusion.ones.{dtype}"))
 }
 
 /// The shared all-ones scale of `dtype`.
@@ -140,7 +140,8 @@ fn norms(eg: &KilnEGraph, n: Id) -> Vec<(Op, Vec<Id>)> {
             }
             KilnLang::Op(k, ch)
                 if is_layer_norm(k.op())
-                    || matches!(k.op(), Op::Composite(CompositeOp::RmsNorm { .. })) => {
+                    || matches!(k.op(), Op::Composite(CompositeOp::RmsNorm { .. })) =>
+            {
                 out.push((k.op().clone(), ch.clone()));
             }
             _ => {}
