@@ -4,7 +4,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use egg::{Analysis, DidMerge, EGraph, Id, Symbol};
+use egg::{Analysis, DidMerge, EGraph, Id};
+
+use crate::Name;
 use kiln_ir::op::InferInputs;
 use kiln_ir::{BrickId, Dim, Tensor, TensorType};
 
@@ -51,7 +53,7 @@ pub struct ValueData {
     /// True when the value depends on constants only (a weight-only subgraph).
     pub constant: bool,
     /// A constant of the side table this e-class equals.
-    pub const_name: Option<Symbol>,
+    pub const_name: Option<Name>,
     /// The source graph's names for this e-class.
     pub origin: Option<Origin>,
     /// Modelled seconds of the cheapest program for this e-class (tree cost: an
@@ -76,17 +78,17 @@ impl ValueData {
 #[derive(Default)]
 pub struct KilnAnalysis {
     /// Constant tensors by value name; `Const` e-nodes refer to them.
-    pub consts: HashMap<Symbol, Tensor>,
+    pub consts: HashMap<Name, Tensor>,
     /// Work native rules already did in this e-graph (hashes of the canonical
     /// e-nodes they combined), so that re-searching an unchanged neighbourhood in
     /// the next iteration costs a lookup instead of building the same e-nodes.
     pub tried: std::collections::HashSet<u64>,
     /// Cached "every element is zero" per constant name (see
     /// [`KilnAnalysis::const_is_all_zero`]).
-    zero_consts: RefCell<HashMap<Symbol, bool>>,
+    zero_consts: RefCell<HashMap<Name, bool>>,
     /// Cached all-zero lines of rank-2 constants, per (name, axis) (see
     /// [`KilnAnalysis::zero_lines`]).
-    zero_lines: RefCell<HashMap<(Symbol, usize), ZeroLines>>,
+    zero_lines: RefCell<HashMap<(Name, usize), ZeroLines>>,
 }
 
 /// Per index along an axis of a matrix, whether that row or column is all zero.
@@ -97,26 +99,26 @@ impl KilnAnalysis {
     /// scanned once (stopping at the first non-zero byte) and the answer cached, so
     /// conditions may ask on every match. A negative zero counts as non-zero (the
     /// answer errs on the safe side).
-    pub fn const_is_all_zero(&self, name: Symbol) -> bool {
-        if let Some(&z) = self.zero_consts.borrow().get(&name) {
+    pub fn const_is_all_zero(&self, name: &Name) -> bool {
+        if let Some(&z) = self.zero_consts.borrow().get(name) {
             return z;
         }
         let z = self
             .consts
-            .get(&name)
+            .get(name)
             .is_some_and(|t| t.bytes().iter().all(|&b| b == 0));
-        self.zero_consts.borrow_mut().insert(name, z);
+        self.zero_consts.borrow_mut().insert(name.clone(), z);
         z
     }
 
     /// For the rank-2 constant `name`: per index `i` along `axis`, whether the
     /// line at `i` (column `i` for axis 1, row `i` for axis 0) is all zero.
     /// `None` when `name` is not a rank-2 constant. Computed once per (name, axis).
-    pub fn zero_lines(&self, name: Symbol, axis: usize) -> Option<ZeroLines> {
-        if let Some(z) = self.zero_lines.borrow().get(&(name, axis)) {
+    pub fn zero_lines(&self, name: &Name, axis: usize) -> Option<ZeroLines> {
+        if let Some(z) = self.zero_lines.borrow().get(&(name.clone(), axis)) {
             return Some(z.clone());
         }
-        let t = self.consts.get(&name)?;
+        let t = self.consts.get(name)?;
         let [rows, cols] = *t.shape() else {
             return None;
         };
@@ -154,7 +156,9 @@ impl KilnAnalysis {
             zero
         };
         let z = Rc::new(zero);
-        self.zero_lines.borrow_mut().insert((name, axis), z.clone());
+        self.zero_lines
+            .borrow_mut()
+            .insert((name.clone(), axis), z.clone());
         Some(z)
     }
 }
@@ -177,7 +181,7 @@ impl Analysis<KilnLang> for KilnAnalysis {
                     data.types = vec![TensorType::new(t.dtype(), t.ir_shape())];
                 }
                 data.constant = true;
-                data.const_name = Some(*name);
+                data.const_name = Some(name.clone());
             }
             KilnLang::Proj(i, [x]) => {
                 let x = &egraph[*x].data;
@@ -198,7 +202,8 @@ impl Analysis<KilnLang> for KilnAnalysis {
                         egraph[c]
                             .data
                             .const_name
-                            .and_then(|n| egraph.analysis.consts.get(&n))
+                            .as_ref()
+                            .and_then(|n| egraph.analysis.consts.get(n))
                     })
                     .collect();
                 data.types = key
@@ -239,7 +244,7 @@ impl Analysis<KilnLang> for KilnAnalysis {
             changed.1 = true;
         }
         if a.const_name.is_none() && b.const_name.is_some() {
-            a.const_name = b.const_name;
+            a.const_name = b.const_name.clone();
             changed.0 = true;
         } else if a.const_name.is_some() && b.const_name.is_none() {
             changed.1 = true;

@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 
-use egg::{CostFunction, Extractor, Id, Language, Symbol};
+use egg::{CostFunction, Extractor, Id, Language};
 use kiln_ir::{Brick, Graph, NodeError, TensorType, ValueDef, ValueId};
 
 use crate::analysis::{refine_type, KilnEGraph, Origin, OriginNode};
-use crate::{KilnAnalysis, KilnLang, OpKey};
+use crate::{KilnAnalysis, KilnLang, Name, OpKey};
 
 /// A graph in e-graph form, with what is needed to turn it back into a graph.
 pub struct EGraphModel {
@@ -38,10 +38,10 @@ pub fn to_egraph(graph: &Graph) -> EGraphModel {
     };
     for (i, v) in graph.values().iter().enumerate() {
         let enode = match &v.def {
-            ValueDef::Input => KilnLang::Input(Symbol::from(&v.name)),
+            ValueDef::Input => KilnLang::Input(Name::from(&v.name)),
             ValueDef::Const(t) => {
-                let name = Symbol::from(&v.name);
-                egraph.analysis.consts.insert(name, t.clone());
+                let name = Name::from(&v.name);
+                egraph.analysis.consts.insert(name.clone(), t.clone());
                 KilnLang::Const(name)
             }
             ValueDef::Node { .. } => continue,
@@ -137,7 +137,7 @@ pub fn extract_chosen(
     let mut memo: HashMap<Id, Vec<ValueId>> = HashMap::new();
     for (name, ty) in &model.inputs {
         let v = g.add_input(name.clone(), ty.clone());
-        if let Some(id) = egraph.lookup(KilnLang::Input(Symbol::from(name))) {
+        if let Some(id) = egraph.lookup(KilnLang::Input(Name::from(name))) {
             memo.insert(id, vec![v]);
         }
     }

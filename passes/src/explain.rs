@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 use egg::{Language, StopReason};
+use kiln_ir::op::{CompositeOp, LayoutOp};
 use kiln_ir::{BrickId, Graph, Op, TensorType, ValueDef};
 use serde::Serialize;
 
@@ -23,20 +24,27 @@ use crate::cost::CostModel;
 use crate::pipeline::Report;
 use crate::KilnEGraph;
 
-/// Op names reported as chosen fused regions, composite ops, and the `Split` that
-/// hands out the pieces of concatenated sibling projections (QKV, gate/up).
-pub const CHOSEN_OPS: &[&str] = &[
-    "Fused",
-    "Softmax",
-    "LayerNorm",
-    "RmsNorm",
-    "Gelu",
-    "Attention",
-    "Split",
-];
+/// Whether `op` is a composite op reported as chosen, and named inside a fused
+/// region's label when the region computes it.
+fn is_reported_composite(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Composite(
+            CompositeOp::Softmax { .. }
+                | CompositeOp::LayerNorm { .. }
+                | CompositeOp::RmsNorm { .. }
+                | CompositeOp::Gelu { .. }
+                | CompositeOp::Attention { .. }
+        )
+    )
+}
 
-/// Composite ops named inside a fused region's label when it computes them.
-const COMPOSITE_STEPS: &[&str] = &["Softmax", "LayerNorm", "RmsNorm", "Gelu", "Attention"];
+/// Whether `op` is reported as chosen: fused regions, the composites of
+/// [`is_reported_composite`], and the `Split` that hands out the pieces of
+/// concatenated sibling projections (QKV, gate/up).
+pub fn is_chosen(op: &Op) -> bool {
+    matches!(op, Op::Fused(_) | Op::Layout(LayoutOp::Split { .. })) || is_reported_composite(op)
+}
 
 /// Seconds to the microseconds reports are written in.
 const MICROS: f64 = 1e6;
@@ -173,20 +181,19 @@ pub fn stop_reason_text(reason: Option<&StopReason>) -> String {
 /// computes: `Fused[MatMul+Gelu]` is a matmul with a GELU epilogue,
 /// `Fused[elementwise]` a chain of elementwise ops.
 pub fn chosen_label(op: &Op) -> Option<String> {
-    let name = op.name();
-    if !CHOSEN_OPS.contains(&name) {
+    if !is_chosen(op) {
         return None;
     }
     let Op::Fused(f) = op else {
-        return Some(name.to_string());
+        return Some(op.name().to_string());
     };
     let mut parts: Vec<&str> = vec![];
     if let Some(a) = f.anchor() {
         parts.push(f.steps[a].op.name());
     }
-    for s in &f.steps {
+    for s in f.steps.iter().filter(|s| is_reported_composite(&s.op)) {
         let n = s.op.name();
-        if COMPOSITE_STEPS.contains(&n) && !parts.contains(&n) {
+        if !parts.contains(&n) {
             parts.push(n);
         }
     }

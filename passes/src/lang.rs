@@ -2,7 +2,7 @@
 //!
 //! One generic variant carries every IR op ([`OpKey`]): rules name ops by their
 //! text form, so a new op in `ir` needs no wiring here. Leaves are graph inputs and
-//! constants, both named by their value name; constant tensors live in a side
+//! constants, both named by their value name ([`Name`]); constant tensors live in a side
 //! table ([`crate::KilnAnalysis::consts`]) and are never hashed into the e-graph.
 //!
 //! Pattern syntax (what [`std::fmt::Display`] prints and [`egg::FromOp`] reads):
@@ -20,28 +20,86 @@
 //! to look through them (and rules such as QKV concatenation cross brick
 //! boundaries), and they would add an e-node per boundary value. Extraction puts a
 //! node in the brick of the e-class it computes.
+//!
+//! **Keys are owned, not interned.** Op texts (a whole fused region's included) and
+//! value names are reference-counted strings held by the e-nodes that use them, so
+//! they are freed with the e-graph. egg's global `Symbol` table never frees: a
+//! process compiling many models would grow by every op text and value name it
+//! ever saw. Only rule names (from the builtin rule files) are `Symbol`s.
 
+use std::collections::hash_map::DefaultHasher;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use egg::{Id, Language, Symbol};
+use egg::{Id, Language};
 use kiln_ir::Op;
+
+/// A value name as an e-node leaf (a graph input or a constant): shared text,
+/// compared and hashed by content, freed with the last e-node or table holding it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    /// The name's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Name {
+        Name(Arc::from(s))
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Name {
+        Name(Arc::from(s))
+    }
+}
+
+impl From<&String> for Name {
+    fn from(s: &String) -> Name {
+        Name::from(s.as_str())
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
 
 /// An IR op as an e-node operator: compared, hashed and ordered by its canonical
 /// text (attributes included, so `f32` attributes compare by their printed form),
-/// with the parsed op kept alongside for type inference.
+/// with the parsed op kept alongside for type inference. The text's hash is
+/// computed once (a region's text is long and e-nodes are hashed often); clones
+/// share the text, so equal keys usually compare by pointer.
 #[derive(Clone)]
 pub struct OpKey {
-    text: Symbol,
+    text: Arc<str>,
+    hash: u64,
     op: Arc<Op>,
 }
 
 impl OpKey {
     /// The key of `op`.
     pub fn new(op: &Op) -> OpKey {
+        let text: Arc<str> = Arc::from(canonical_text(op));
+        // A fixed-key hasher: the hash, hence e-graph iteration, is the same in
+        // every run.
+        let mut h = DefaultHasher::new();
+        text.hash(&mut h);
         OpKey {
-            text: Symbol::from(canonical_text(op)),
+            text,
+            hash: h.finish(),
             op: Arc::new(op.clone()),
         }
     }
@@ -65,8 +123,8 @@ impl OpKey {
     }
 
     /// The canonical text (RON without spaces), the key's identity.
-    pub fn text(&self) -> Symbol {
-        self.text
+    pub fn text(&self) -> &str {
+        &self.text
     }
 }
 
@@ -77,13 +135,13 @@ fn canonical_text(op: &Op) -> String {
 
 impl PartialEq for OpKey {
     fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
+        Arc::ptr_eq(&self.text, &other.text) || (self.hash == other.hash && self.text == other.text)
     }
 }
 impl Eq for OpKey {}
 impl Hash for OpKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.text.hash(state)
+        state.write_u64(self.hash)
     }
 }
 impl PartialOrd for OpKey {
@@ -93,7 +151,10 @@ impl PartialOrd for OpKey {
 }
 impl Ord for OpKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.text.as_str().cmp(other.text.as_str())
+        if Arc::ptr_eq(&self.text, &other.text) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.text.cmp(&other.text)
     }
 }
 impl fmt::Debug for OpKey {
@@ -103,7 +164,7 @@ impl fmt::Debug for OpKey {
 }
 impl fmt::Display for OpKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = self.text.as_str();
+        let t = &*self.text;
         if t.contains(['{', '}']) {
             write!(f, "\"{}\"", self.op.to_text())
         } else {
@@ -128,22 +189,22 @@ pub enum KilnLang {
     /// Output `index` of a multi-output node.
     Proj(usize, [Id; 1]),
     /// A graph input, by name.
-    Input(Symbol),
+    Input(Name),
     /// A constant, by value name (its tensor is in the analysis' side table).
-    Const(Symbol),
+    Const(Name),
 }
 
 /// What tells e-nodes apart before their children are compared.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KilnDiscriminant {
     /// An op, by canonical text.
-    Op(Symbol),
+    Op(OpKey),
     /// A projection, by index.
     Proj(usize),
     /// An input, by name.
-    Input(Symbol),
+    Input(Name),
     /// A constant, by name.
-    Const(Symbol),
+    Const(Name),
 }
 
 impl Language for KilnLang {
@@ -151,10 +212,10 @@ impl Language for KilnLang {
 
     fn discriminant(&self) -> KilnDiscriminant {
         match self {
-            KilnLang::Op(k, _) => KilnDiscriminant::Op(k.text),
+            KilnLang::Op(k, _) => KilnDiscriminant::Op(k.clone()),
             KilnLang::Proj(i, _) => KilnDiscriminant::Proj(*i),
-            KilnLang::Input(s) => KilnDiscriminant::Input(*s),
-            KilnLang::Const(s) => KilnDiscriminant::Const(*s),
+            KilnLang::Input(s) => KilnDiscriminant::Input(s.clone()),
+            KilnLang::Const(s) => KilnDiscriminant::Const(s.clone()),
         }
     }
 
@@ -209,11 +270,11 @@ impl egg::FromOp for KilnLang {
         };
         if let Some(name) = op.strip_prefix("input:") {
             leaf(op)?;
-            return Ok(KilnLang::Input(Symbol::from(name)));
+            return Ok(KilnLang::Input(Name::from(name)));
         }
         if let Some(name) = op.strip_prefix("const:") {
             leaf(op)?;
-            return Ok(KilnLang::Const(Symbol::from(name)));
+            return Ok(KilnLang::Const(Name::from(name)));
         }
         if let Some(i) = op
             .strip_prefix("proj")

@@ -29,4 +29,4 @@ pub mod testing;
 
 pub use analysis::{refine_type, KilnAnalysis, KilnEGraph, Origin, OriginNode, ValueData};
 pub use convert::{extract, extract_chosen, extract_with, to_egraph, EGraphModel};
-pub use lang::{KilnDiscriminant, KilnLang, OpKey};
+pub use lang::{KilnDiscriminant, KilnLang, Name, OpKey};

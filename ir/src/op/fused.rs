@@ -19,7 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CompositeOp, InferInputs, LayoutOp, NnOp, Op, OpFamily, ReduceOp};
+use super::{InferInputs, Op, OpFamily};
 use crate::TensorType;
 
 /// Most steps in one region: keeps kernels (and the e-graph's region e-nodes) small.
@@ -64,34 +64,17 @@ pub enum FusedRole {
 }
 
 impl FusedRole {
-    /// The role `op` can play in a region, or `None` when it is not fusible.
+    /// The role `op` can play in a region, or `None` when it is not fusible
+    /// ([`Op::fused_role`], the op property table).
     pub fn of(op: &Op) -> Option<FusedRole> {
-        match op {
-            Op::Unary(_) | Op::Binary(_) => Some(FusedRole::Elementwise),
-            Op::Layout(LayoutOp::Cast { .. } | LayoutOp::Where) => Some(FusedRole::Elementwise),
-            Op::Composite(CompositeOp::Gelu { .. }) => Some(FusedRole::Elementwise),
-            // Inference batch norm is a per-channel affine map of each element.
-            Op::Nn(NnOp::BatchNorm { .. }) => Some(FusedRole::Elementwise),
-            // Convolutions and matmuls re-read their operands per output tile: an
-            // epilogue (bias, activation, residual) only.
-            Op::Nn(NnOp::MatMul | NnOp::Conv { .. }) => Some(FusedRole::Anchor { prologue: false }),
-            Op::Reduce(ReduceOp::Reduce { .. }) => Some(FusedRole::Anchor { prologue: true }),
-            Op::Composite(
-                CompositeOp::Softmax { .. }
-                | CompositeOp::LogSoftmax { .. }
-                | CompositeOp::RmsNorm { .. },
-            ) => Some(FusedRole::Anchor { prologue: true }),
-            _ => None,
-        }
+        op.fused_role()
     }
 }
 
 impl FusedOp {
     /// The region's anchor step, if it has one.
     pub fn anchor(&self) -> Option<usize> {
-        self.steps
-            .iter()
-            .position(|s| matches!(FusedRole::of(&s.op), Some(FusedRole::Anchor { .. })))
+        self.steps.iter().position(|s| s.op.is_anchor())
     }
 
     /// How many inputs the region reads (one more than the largest input index).

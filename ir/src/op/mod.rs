@@ -13,6 +13,7 @@ mod fused;
 mod layout;
 mod misc;
 mod nn;
+mod props;
 mod reduce;
 mod resize;
 mod window;

@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use egg::{ENodeOrVar, Id, Language, Pattern, RecExpr, Searcher, Var};
-use kiln_ir::{DType, Graph, Shape, Tensor, TensorType, ValueId};
+use kiln_ir::op::LayoutOp;
+use kiln_ir::{DType, Graph, Op, Shape, Tensor, TensorType, ValueId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -374,12 +375,13 @@ fn try_instance(
             }
         }
     }
-    // A reshape's target operand is a shape constant.
+    // A variable read as a control operand (a reshape's target shape) is a
+    // constant drawn when the instance is built, not random data.
     for n in lhs_ast {
         if let ENodeOrVar::ENode(KilnLang::Op(key, ch)) = n {
-            if key.op().name() == "Reshape" && ch.len() == 2 {
-                if let ENodeOrVar::Var(v) = lhs_ast[usize::from(ch[1])] {
-                    kinds.insert(v, ConstKind::ShapeTarget);
+            for j in key.op().shape_operands() {
+                if let Some(ENodeOrVar::Var(v)) = ch.get(j).map(|&c| &lhs_ast[usize::from(c)]) {
+                    kinds.insert(*v, ConstKind::ShapeTarget);
                 }
             }
         }
@@ -505,14 +507,11 @@ fn build(
                     let c = usize::from(*c);
                     let id = match (values[c], &nodes[c]) {
                         (Some(id), _) => id,
-                        (None, ENodeOrVar::Var(v)) if key.op().name() == "Reshape" && j == 1 => {
-                            let numel: usize = inputs
+                        (None, ENodeOrVar::Var(v)) if key.op().shape_operands().contains(&j) => {
+                            let data = inputs
                                 .first()
-                                .and_then(|&x: &ValueId| g.value(x).ty.shape.as_known())
-                                .ok_or_else(|| Build::Ill("reshape of an unknown shape".into()))?
-                                .iter()
-                                .product();
-                            let t = shape_target(numel, rng);
+                                .and_then(|&x: &ValueId| g.value(x).ty.shape.as_known());
+                            let t = control_value(key.op(), data, rng)?;
                             bindings.insert(
                                 *v,
                                 Binding {
@@ -559,6 +558,23 @@ fn build(
 
 /// A random reshape target (`i64`, no zero) with `numel` elements, sometimes with a
 /// `-1`.
+/// A value for a control operand of `op` ([`Op::shape_operands`]) whose data
+/// operand has dims `data`: a reshape's target keeps the element count. Other
+/// control operands the checker cannot draw (yet).
+fn control_value(op: &Op, data: Option<Vec<usize>>, rng: &mut StdRng) -> Result<Tensor, Build> {
+    match op {
+        Op::Layout(LayoutOp::Reshape { .. }) => {
+            let dims = data.ok_or_else(|| Build::Ill("reshape of an unknown shape".into()))?;
+            Ok(shape_target(dims.iter().product(), rng))
+        }
+        other => Err(Build::Unsupported(format!(
+            "a variable as a control operand of {}",
+            other.name()
+        ))),
+    }
+}
+
+/// A random target shape of `numel` elements (one dim `-1` at times).
 fn shape_target(numel: usize, rng: &mut StdRng) -> Tensor {
     let rank = rng.random_range(1..=4usize);
     let mut rest = numel;

@@ -123,7 +123,8 @@ impl Cond {
         let constant = |id: Id| -> Option<&Tensor> {
             data(id)
                 .const_name
-                .and_then(|n| egraph.analysis.consts.get(&n))
+                .as_ref()
+                .and_then(|n| egraph.analysis.consts.get(n))
         };
         let known = |id: Id| -> Option<&TensorType> {
             data(id)
@@ -175,6 +176,7 @@ pub fn is_zero_class(egraph: &KilnEGraph, id: Id) -> bool {
         egraph[id]
             .data
             .const_name
+            .as_ref()
             .is_some_and(|n| egraph.analysis.const_is_all_zero(n))
     };
     if zero_const(id) {

@@ -9,14 +9,15 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-use egg::{Id, Rewrite, Symbol};
+use egg::{Id, Rewrite};
+use kiln_ir::op::{BinaryOp, LayoutOp, NnOp, UnaryOp};
 use kiln_ir::{DType, Graph, Op, Shape, Tensor, TensorType, ValueId};
 use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::class_rule::{class_rewrite, ClassRule};
 use super::conditions::is_zero_class;
-use crate::{KilnAnalysis, KilnEGraph, KilnLang, OpKey};
+use crate::{KilnAnalysis, KilnEGraph, KilnLang, Name, OpKey};
 
 /// Most sibling matmuls one concatenation joins (an MoE layer's input feeds every
 /// expert; beyond this the weights are left alone).
@@ -90,9 +91,15 @@ impl BrickRule {
 
 // ---------------------------------------------------------------- helpers
 
+/// The op of a test instance node, from its text form.
 fn op(text: &str) -> Op {
     Op::from_text(text).expect("valid op text")
 }
+
+const MATMUL: Op = Op::Nn(NnOp::MatMul);
+const ADD: Op = Op::Binary(BinaryOp::Add);
+const MUL: Op = Op::Binary(BinaryOp::Mul);
+const SIGMOID: Op = Op::Unary(UnaryOp::Sigmoid);
 
 /// The op and operands of an op e-node.
 fn op_node(n: &KilnLang) -> Option<(&Op, &[Id])> {
@@ -108,8 +115,8 @@ fn known_dims(egraph: &KilnEGraph, id: Id) -> Option<Vec<usize>> {
 }
 
 /// The named constant e-class `id` is, with its dims.
-fn named_const(egraph: &KilnEGraph, id: Id) -> Option<(Symbol, Vec<usize>)> {
-    let name = egraph[id].data.const_name?;
+fn named_const(egraph: &KilnEGraph, id: Id) -> Option<(Name, Vec<usize>)> {
+    let name = egraph[id].data.const_name.clone()?;
     let t = egraph.analysis.consts.get(&name)?;
     Some((name, t.shape().to_vec()))
 }
@@ -117,8 +124,12 @@ fn named_const(egraph: &KilnEGraph, id: Id) -> Option<(Symbol, Vec<usize>)> {
 /// Adds constant `name` (unless the side table has it: names are never rebound)
 /// and returns its e-class.
 fn add_const(egraph: &mut KilnEGraph, name: &str, make: impl FnOnce() -> Tensor) -> Id {
-    let sym = Symbol::from(name);
-    egraph.analysis.consts.entry(sym).or_insert_with(make);
+    let sym = Name::from(name);
+    egraph
+        .analysis
+        .consts
+        .entry(sym.clone())
+        .or_insert_with(make);
     egraph.add(KilnLang::Const(sym))
 }
 
@@ -138,55 +149,11 @@ fn zeros_of(egraph: &mut KilnEGraph, ty: &TensorType) -> Option<Id> {
     let shape = add_const(egraph, &format!("kiln.shape.[{}]", text.join(",")), || {
         Tensor::from_vec(vec![dims.len()], dims.iter().map(|&d| d as i64).collect())
     });
-    Some(add_op(egraph, &op("Expand"), vec![zero, shape]))
-}
-
-/// Whether `op` maps zeros to zeros elementwise: `f(0) = 0`.
-pub fn zero_preserving_unary(op: &Op) -> bool {
-    matches!(
-        op.name(),
-        "Relu"
-            | "Gelu"
-            | "Tanh"
-            | "Neg"
-            | "Abs"
-            | "Sqrt"
-            | "Sin"
-            | "Tan"
-            | "Asin"
-            | "Atan"
-            | "Sinh"
-            | "Asinh"
-            | "Atanh"
-            | "Erf"
-            | "Sign"
-            | "Softsign"
-            | "Mish"
-            | "LeakyRelu"
-            | "Elu"
-            | "Selu"
-            | "Celu"
-            | "HardSwish"
-            | "ThresholdedRelu"
-    )
-}
-
-/// Whether `op` only moves or copies elements of its first operand (zeros in, zeros
-/// out).
-fn moves_data(op: &Op) -> bool {
-    matches!(
-        op.name(),
-        "Transpose"
-            | "Reshape"
-            | "Squeeze"
-            | "Unsqueeze"
-            | "Flatten"
-            | "Identity"
-            | "Expand"
-            | "Slice"
-            | "Gather"
-            | "Tile"
-    )
+    Some(add_op(
+        egraph,
+        &Op::Layout(LayoutOp::Expand),
+        vec![zero, shape],
+    ))
 }
 
 fn random_tensor(rng: &mut StdRng, dims: &[usize]) -> Tensor {
@@ -217,7 +184,7 @@ fn node(g: &mut Graph, name: &str, text: &str, inputs: Vec<ValueId>) -> ValueId 
 
 /// One `x·Wᵢ` of a sibling group.
 struct Sibling {
-    weight: Symbol,
+    weight: Name,
     w: Id,
     matmul: Id,
     cols: usize,
@@ -246,7 +213,7 @@ fn sibling_group(egraph: &KilnEGraph, x: Id) -> Option<Vec<Sibling>> {
             let Some((weight, dims)) = named_const(egraph, w) else {
                 continue;
             };
-            if dims.len() != 2 || egraph.analysis.const_is_all_zero(weight) {
+            if dims.len() != 2 || egraph.analysis.const_is_all_zero(&weight) {
                 continue;
             }
             if group.iter().any(|s| s.w == w || s.matmul == p) {
@@ -266,7 +233,7 @@ fn sibling_group(egraph: &KilnEGraph, x: Id) -> Option<Vec<Sibling>> {
 
 /// The constant bias `b` of `Add(matmul, b)` (or `Add(b, matmul)`), `[cols]`.
 fn bias_after(egraph: &KilnEGraph, matmul: Id, cols: usize) -> Option<(Id, Id)> {
-    let mut found: Option<(Symbol, Id, Id)> = None;
+    let mut found: Option<(Name, Id, Id)> = None;
     for pid in egraph[matmul].parents() {
         let p = egraph.find(pid);
         for n in egraph[p].iter() {
@@ -315,13 +282,16 @@ impl ClassRule for SiblingConcat {
             .map(|s| bias_after(egraph, s.matmul, s.cols))
             .collect();
         let targets: Vec<Id> = group.iter().map(|s| s.matmul).collect();
-        let split = op(&format!("Split(axis: {}, sizes: {sizes:?})", rank - 1));
+        let split = Op::Layout(LayoutOp::Split {
+            axis: rank - 1,
+            sizes,
+        });
         let concat = add_op(
             egraph,
-            &op("Concat(axis: 1)"),
+            &Op::Layout(LayoutOp::Concat { axis: 1 }),
             group.iter().map(|s| s.w).collect(),
         );
-        let fused = add_op(egraph, &op("MatMul"), vec![x, concat]);
+        let fused = add_op(egraph, &MATMUL, vec![x, concat]);
         let mut changed = vec![];
         let mut union_pieces = |egraph: &mut KilnEGraph, whole: Id, targets: &[Id]| {
             let parts = add_op(egraph, &split, vec![whole]);
@@ -336,10 +306,10 @@ impl ClassRule for SiblingConcat {
         if let Some(biases) = biases {
             let b = add_op(
                 egraph,
-                &op("Concat(axis: 0)"),
+                &Op::Layout(LayoutOp::Concat { axis: 0 }),
                 biases.iter().map(|b| b.0).collect(),
             );
-            let biased = add_op(egraph, &op("Add"), vec![fused, b]);
+            let biased = add_op(egraph, &ADD, vec![fused, b]);
             let adds: Vec<Id> = biases.iter().map(|b| b.1).collect();
             union_pieces(egraph, biased, &adds);
         }
@@ -384,10 +354,10 @@ fn zero_by(egraph: &KilnEGraph, kind: BrickRule, n: &KilnLang) -> bool {
     };
     let zero = |i: usize| ch.get(i).is_some_and(|&c| is_zero_class(egraph, c));
     match kind {
-        BrickRule::MatMulZero => o.name() == "MatMul" && ch.len() == 2 && (zero(0) || zero(1)),
-        BrickRule::MulZero => o.name() == "Mul" && ch.len() == 2 && (zero(0) || zero(1)),
+        BrickRule::MatMulZero => *o == MATMUL && ch.len() == 2 && (zero(0) || zero(1)),
+        BrickRule::MulZero => *o == MUL && ch.len() == 2 && (zero(0) || zero(1)),
         BrickRule::UnaryOfZero => {
-            (zero_preserving_unary(o) && ch.len() == 1 || moves_data(o)) && zero(0)
+            (o.maps_zero_to_zero() && ch.len() == 1 || o.moves_data_only()) && zero(0)
         }
         _ => false,
     }
@@ -478,11 +448,11 @@ fn zero_instance(kind: BrickRule, rng: &mut StdRng) -> Graph {
 // ---------------------------------------------------------------- dead neurons
 
 /// A linear projection `x·W (+ b)` with named constants.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Linear {
     x: Id,
-    w: Symbol,
-    b: Option<Symbol>,
+    w: Name,
+    b: Option<Name>,
     /// `Add(mm, b)` (true) or `Add(b, mm)`.
     bias_right: bool,
 }
@@ -504,13 +474,13 @@ struct Ffn {
     gate: Option<(Linear, Act, bool)>,
     /// The up projection; its activation when not gated.
     up: (Linear, Option<Act>),
-    down: Symbol,
+    down: Name,
 }
 
 /// The linear projections of e-class `h` (width `f`).
 fn linears(egraph: &KilnEGraph, h: Id, f: usize) -> Vec<Linear> {
     let mut out = vec![];
-    let mm = |id: Id| -> Vec<(Id, Symbol)> {
+    let mm = |id: Id| -> Vec<(Id, Name)> {
         egraph[id]
             .iter()
             .filter_map(|n| match op_node(n) {
@@ -545,7 +515,7 @@ fn linears(egraph: &KilnEGraph, h: Id, f: usize) -> Vec<Linear> {
                 out.push(Linear {
                     x,
                     w,
-                    b: Some(bname),
+                    b: Some(bname.clone()),
                     bias_right,
                 });
             }
@@ -559,13 +529,13 @@ fn activations(egraph: &KilnEGraph, a: Id) -> Vec<(Act, Id)> {
     let mut out = vec![];
     for n in egraph[a].iter() {
         let Some((o, ch)) = op_node(n) else { continue };
-        if ch.len() == 1 && zero_preserving_unary(o) {
+        if ch.len() == 1 && o.maps_zero_to_zero() {
             out.push((Act::Unary(o.clone()), egraph.find(ch[0])));
         }
-        if let (Op::Binary(kiln_ir::op::BinaryOp::Mul), [l, r]) = (o, ch) {
+        if let (Op::Binary(BinaryOp::Mul), [l, r]) = (o, ch) {
             let sigmoid_of = |s: Id, h: Id| {
                 egraph[s].iter().any(|m| {
-                    matches!(op_node(m), Some((o, [c])) if o.name() == "Sigmoid" && egraph.find(*c) == egraph.find(h))
+                    matches!(op_node(m), Some((o, [c])) if *o == SIGMOID && egraph.find(*c) == egraph.find(h))
                 })
             };
             if sigmoid_of(*r, *l) {
@@ -595,7 +565,7 @@ fn ffns(egraph: &KilnEGraph, c: Id) -> Vec<Ffn> {
                 out.push(Ffn {
                     gate: None,
                     up: (up, Some(act.clone())),
-                    down,
+                    down: down.clone(),
                 });
             }
         }
@@ -609,9 +579,9 @@ fn ffns(egraph: &KilnEGraph, c: Id) -> Vec<Ffn> {
                         for up in linears(egraph, egraph.find(u), f) {
                             if up.x == gate.x {
                                 out.push(Ffn {
-                                    gate: Some((gate, act.clone(), act_first)),
+                                    gate: Some((gate.clone(), act.clone(), act_first)),
                                     up: (up, None),
-                                    down,
+                                    down: down.clone(),
                                 });
                             }
                         }
@@ -624,8 +594,8 @@ fn ffns(egraph: &KilnEGraph, c: Id) -> Vec<Ffn> {
 }
 
 /// Whether bias `b` is zero at each of its `f` entries (no bias: all zero).
-fn zero_bias(egraph: &KilnEGraph, b: Option<Symbol>, f: usize) -> Vec<bool> {
-    match b.and_then(|b| egraph.analysis.consts.get(&b)) {
+fn zero_bias(egraph: &KilnEGraph, b: Option<&Name>, f: usize) -> Vec<bool> {
+    match b.and_then(|b| egraph.analysis.consts.get(b)) {
         None => vec![true; f],
         Some(t) => t.to_f64_vec().iter().map(|&v| v == 0.0).collect(),
     }
@@ -634,11 +604,11 @@ fn zero_bias(egraph: &KilnEGraph, b: Option<Symbol>, f: usize) -> Vec<bool> {
 /// The neurons of `ffn` to keep (`None` when none is dead, or all are).
 fn keep_set(egraph: &KilnEGraph, ffn: &Ffn) -> Option<Vec<usize>> {
     let a = &egraph.analysis;
-    let down_rows = a.zero_lines(ffn.down, 0)?;
+    let down_rows = a.zero_lines(&ffn.down, 0)?;
     let f = down_rows.len();
     let dead_lin = |l: &Linear| -> Option<Vec<bool>> {
-        let cols = a.zero_lines(l.w, 1)?;
-        let b = zero_bias(egraph, l.b, f);
+        let cols = a.zero_lines(&l.w, 1)?;
+        let b = zero_bias(egraph, l.b.as_ref(), f);
         Some((0..f).map(|j| cols[j] && b[j]).collect())
     };
     let up_dead = dead_lin(&ffn.up.0)?;
@@ -656,7 +626,7 @@ fn keep_set(egraph: &KilnEGraph, ffn: &Ffn) -> Option<Vec<usize>> {
 }
 
 /// The name of constant `name` restricted to `keep` along `axis`.
-fn pruned_name(name: Symbol, axis: usize, keep: &[usize]) -> String {
+fn pruned_name(name: &Name, axis: usize, keep: &[usize]) -> String {
     let mut h = DefaultHasher::new();
     keep.hash(&mut h);
     format!("{name}.pruned{axis}.{}.{:016x}", keep.len(), h.finish())
@@ -664,8 +634,8 @@ fn pruned_name(name: Symbol, axis: usize, keep: &[usize]) -> String {
 
 /// Constant `name` restricted to `keep` along `axis` (rank 1 or 2), as a new
 /// constant of the side table.
-fn pruned(egraph: &mut KilnEGraph, name: Symbol, axis: usize, keep: &[usize]) -> Id {
-    let t = egraph.analysis.consts[&name].clone();
+fn pruned(egraph: &mut KilnEGraph, name: &Name, axis: usize, keep: &[usize]) -> Id {
+    let t = egraph.analysis.consts[name].clone();
     add_const(egraph, &pruned_name(name, axis, keep), || {
         let v = t.to_f64_vec();
         let shape = t.shape().to_vec();
@@ -691,9 +661,9 @@ fn pruned(egraph: &mut KilnEGraph, name: Symbol, axis: usize, keep: &[usize]) ->
 
 /// `x·W[:, keep] (+ b[keep])`.
 fn pruned_linear(egraph: &mut KilnEGraph, l: &Linear, keep: &[usize]) -> Id {
-    let w = pruned(egraph, l.w, 1, keep);
-    let mm = add_op(egraph, &op("MatMul"), vec![l.x, w]);
-    match l.b {
+    let w = pruned(egraph, &l.w, 1, keep);
+    let mm = add_op(egraph, &MATMUL, vec![l.x, w]);
+    match &l.b {
         None => mm,
         Some(b) => {
             let b = pruned(egraph, b, 0, keep);
@@ -702,7 +672,7 @@ fn pruned_linear(egraph: &mut KilnEGraph, l: &Linear, keep: &[usize]) -> Id {
             } else {
                 vec![b, mm]
             };
-            add_op(egraph, &op("Add"), ch)
+            add_op(egraph, &ADD, ch)
         }
     }
 }
@@ -711,9 +681,9 @@ fn apply_act(egraph: &mut KilnEGraph, act: &Act, h: Id) -> Id {
     match act {
         Act::Unary(o) => add_op(egraph, o, vec![h]),
         Act::Silu(h_first) => {
-            let s = add_op(egraph, &op("Sigmoid"), vec![h]);
+            let s = add_op(egraph, &SIGMOID, vec![h]);
             let ch = if *h_first { vec![h, s] } else { vec![s, h] };
-            add_op(egraph, &op("Mul"), ch)
+            add_op(egraph, &MUL, ch)
         }
     }
 }
@@ -741,13 +711,13 @@ impl ClassRule for DeadNeurons {
                     let g = pruned_linear(egraph, gate, &keep);
                     let g = apply_act(egraph, act, g);
                     let ch = if *act_first { vec![g, up] } else { vec![up, g] };
-                    add_op(egraph, &op("Mul"), ch)
+                    add_op(egraph, &MUL, ch)
                 }
                 (None, Some(act)) => apply_act(egraph, act, up),
                 (None, None) => continue,
             };
-            let down = pruned(egraph, ffn.down, 0, &keep);
-            let out = add_op(egraph, &op("MatMul"), vec![hidden, down]);
+            let down = pruned(egraph, &ffn.down, 0, &keep);
+            let out = add_op(egraph, &MATMUL, vec![hidden, down]);
             if egraph.union(eclass, out) {
                 changed.push(egraph.find(eclass));
             }

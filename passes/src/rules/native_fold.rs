@@ -7,13 +7,13 @@
 //! time budget materializing weights (larger weight-only subgraphs are priced as
 //! free and folded once when the program is built).
 
-use egg::{Id, Rewrite, Symbol};
+use egg::{Id, Rewrite};
 use kiln_ir::{interp, DType, Graph, Op, Shape, Tensor, TensorType};
 use rand::rngs::StdRng;
 use rand::Rng;
 
 use super::class_rule::{class_rewrite, ClassRule};
-use crate::{KilnAnalysis, KilnEGraph, KilnLang};
+use crate::{KilnAnalysis, KilnEGraph, KilnLang, Name};
 
 /// Largest value (in elements) the rule materializes during saturation.
 pub const FOLD_MAX_ELEMENTS: usize = 1 << 16;
@@ -25,7 +25,7 @@ pub(crate) fn rewrite(name: &str) -> Rewrite<KilnLang, KilnAnalysis> {
 
 /// The e-node of `class` to evaluate: an op over constant leaves, with a value no
 /// larger than its operands or the limit.
-fn foldable(egraph: &KilnEGraph, class: Id) -> Option<(Op, Vec<Symbol>)> {
+fn foldable(egraph: &KilnEGraph, class: Id) -> Option<(Op, Vec<Name>)> {
     let data = &egraph[class].data;
     if !data.constant || data.const_name.is_some() || data.types.len() != 1 {
         return None;
@@ -38,9 +38,9 @@ fn foldable(egraph: &KilnEGraph, class: Id) -> Option<(Op, Vec<Symbol>)> {
         let KilnLang::Op(key, children) = n else {
             return None;
         };
-        let names: Vec<Symbol> = children
+        let names: Vec<Name> = children
             .iter()
-            .map(|&c| egraph[c].data.const_name)
+            .map(|&c| egraph[c].data.const_name.clone())
             .collect::<Option<_>>()?;
         let operand_elements: usize = names
             .iter()
@@ -76,13 +76,13 @@ impl ClassRule for FoldConstant {
             || format!("{}.{}", names[0], op.name()),
             |o| o.value.clone(),
         );
-        let mut name = Symbol::from(format!("{base}.folded"));
+        let mut name = Name::from(format!("{base}.folded"));
         let mut k = 1;
         while egraph.analysis.consts.contains_key(&name) {
             k += 1;
-            name = Symbol::from(format!("{base}.folded{k}"));
+            name = Name::from(format!("{base}.folded{k}"));
         }
-        egraph.analysis.consts.insert(name, value);
+        egraph.analysis.consts.insert(name.clone(), value);
         let leaf = egraph.add(KilnLang::Const(name));
         if egraph.union(eclass, leaf) {
             vec![egraph.find(eclass)]

@@ -211,7 +211,8 @@ impl Region {
                 egraph[c]
                     .data
                     .const_name
-                    .and_then(|n| egraph.analysis.consts.get(&n))
+                    .as_ref()
+                    .and_then(|n| egraph.analysis.consts.get(n))
             })
             .collect();
         op.step_types(&InferInputs {

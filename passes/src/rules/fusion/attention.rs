@@ -2,7 +2,7 @@
 //! the exporters' scale placements and NaN guard; and its checker instance.
 
 use egg::Id;
-use kiln_ir::op::{CompositeOp, LayoutOp, QkOutput, UnaryOp};
+use kiln_ir::op::{BinaryOp, CompositeOp, LayoutOp, QkOutput, UnaryOp};
 use kiln_ir::{Dim, Op, Tensor, ValueId};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -10,18 +10,20 @@ use rand::Rng;
 use super::build::Build;
 use super::instance::GraphBuilder;
 use super::kv::{as_kv, kv_shape, ungroup, untranspose, Kv};
-use super::matching::{dims, is_float, ops, pairs, same, same_type_sym, scalar, shape, ty, unary};
+use super::matching::{
+    dims, is_float, matmuls, ops, pairs, same, same_type_sym, scalar, shape, ty, unary,
+};
 use crate::KilnEGraph;
 
 /// Ways to read class `a` as `x·c` with `c` a scalar constant: `(x, c)`, with
 /// `(a, 1)` when it is not scaled.
 fn unscale(eg: &KilnEGraph, a: Id) -> (Id, f64) {
-    for (x, c) in pairs(eg, a, "Mul", true) {
+    for (x, c) in pairs(eg, a, BinaryOp::Mul, true) {
         if let Some(v) = scalar(eg, c).filter(|_| same_type_sym(eg, x, a)) {
             return (x, v);
         }
     }
-    for (x, c) in pairs(eg, a, "Div", false) {
+    for (x, c) in pairs(eg, a, BinaryOp::Div, false) {
         if let Some(v) = scalar(eg, c).filter(|&v| v != 0.0 && same_type_sym(eg, x, a)) {
             return (x, 1.0 / v);
         }
@@ -32,7 +34,7 @@ fn unscale(eg: &KilnEGraph, a: Id) -> (Id, f64) {
 /// `(q, kᵀ, scale)` for class `s` = q·kᵀ·scale in the exporters' forms.
 fn scores(eg: &KilnEGraph, s: Id) -> Vec<(Id, Id, f64)> {
     let direct = |m: Id| -> Vec<(Id, Id, f64)> {
-        pairs(eg, m, "MatMul", false)
+        matmuls(eg, m)
             .into_iter()
             .map(|(a, b)| {
                 let ((q, sa), (kt, sb)) = (unscale(eg, a), unscale(eg, b));
@@ -78,18 +80,22 @@ fn attention_shapes_fit(q: &[Dim], k: &[Dim], v: &[Dim]) -> bool {
 /// softmax probabilities by v, the softmax over scores with an optional mask.
 pub(super) fn attention_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
     let mut out = vec![];
-    for (g, v) in pairs(eg, root, "MatMul", false) {
+    for (g, v) in matmuls(eg, root) {
         // The NaN guard where(isnan(p), 0, p), or none.
         let mut probs: Vec<(Id, Option<Id>)> = vec![(g, None)];
-        for (_, ch) in ops(eg, g, "Where") {
+        for (_, ch) in ops(eg, g, |o| matches!(o, Op::Layout(LayoutOp::Where))) {
             let [c, z, p] = ch[..] else { continue };
-            let guarded = unary(eg, c, "IsNaN").into_iter().any(|p2| same(eg, p, p2));
+            let guarded = unary(eg, c, UnaryOp::IsNaN)
+                .into_iter()
+                .any(|p2| same(eg, p, p2));
             if guarded && scalar(eg, z) == Some(0.0) {
                 probs.push((p, Some(z)));
             }
         }
         for (p, zero) in probs {
-            for (op, ch) in ops(eg, p, "Softmax") {
+            for (op, ch) in ops(eg, p, |o| {
+                matches!(o, Op::Composite(CompositeOp::Softmax { .. }))
+            }) {
                 let Op::Composite(CompositeOp::Softmax { axis }) = op else {
                     continue;
                 };
@@ -99,7 +105,7 @@ pub(super) fn attention_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
                     continue;
                 }
                 let mut masked: Vec<(Id, Option<Id>)> = vec![(m, None)];
-                for (s, mask) in pairs(eg, m, "Add", true) {
+                for (s, mask) in pairs(eg, m, BinaryOp::Add, true) {
                     let fits = ty(eg, mask).is_some_and(|t| {
                         t.dtype.is_float()
                             && t.shape.rank() <= md.len()

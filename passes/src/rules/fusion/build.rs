@@ -1,10 +1,10 @@
 //! What a fusion plan builds: an expression over existing e-classes, added to
 //! the e-graph by the applier.
 
-use egg::{Id, Symbol};
+use egg::Id;
 use kiln_ir::{Op, Tensor};
 
-use crate::{KilnEGraph, KilnLang, OpKey};
+use crate::{KilnEGraph, KilnLang, Name, OpKey};
 
 /// What a plan builds: an expression over existing e-classes.
 #[derive(Clone, Debug)]
@@ -16,7 +16,7 @@ pub(super) enum Build {
     /// Output `i` of a multi-output op.
     Proj(usize, Box<Build>),
     /// A constant, added to the side table under this name when missing.
-    Const(Symbol, Tensor),
+    Const(Name, Tensor),
 }
 
 impl Build {
@@ -38,7 +38,7 @@ impl Build {
                 eg.add(KilnLang::Proj(i, [x]))
             }
             Build::Const(name, t) => {
-                eg.analysis.consts.entry(name).or_insert(t);
+                eg.analysis.consts.entry(name.clone()).or_insert(t);
                 eg.add(KilnLang::Const(name))
             }
         }

@@ -3,7 +3,7 @@
 //! their checker instance.
 
 use egg::Id;
-use kiln_ir::op::CompositeOp;
+use kiln_ir::op::{BinaryOp, CompositeOp, UnaryOp};
 use kiln_ir::{Op, ValueId};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -16,8 +16,8 @@ use crate::KilnEGraph;
 /// Every way class `root` is a product of three factors `(p·q)·r` or `r·(p·q)`.
 fn triple_products(eg: &KilnEGraph, root: Id) -> Vec<[Id; 3]> {
     let mut out = vec![];
-    for (inner, r) in pairs(eg, root, "Mul", true) {
-        for (p, q) in pairs(eg, inner, "Mul", false) {
+    for (inner, r) in pairs(eg, root, BinaryOp::Mul, true) {
+        for (p, q) in pairs(eg, inner, BinaryOp::Mul, false) {
             out.push([p, q, r]);
         }
     }
@@ -26,11 +26,11 @@ fn triple_products(eg: &KilnEGraph, root: Id) -> Vec<[Id; 3]> {
 
 /// Whether class `t` is erf(x/√2) (or erf(x·1/√2)).
 fn is_erf_arg(eg: &KilnEGraph, t: Id, x: Id) -> bool {
-    unary(eg, t, "Erf").into_iter().any(|z| {
-        pairs(eg, z, "Div", false)
+    unary(eg, t, UnaryOp::Erf).into_iter().any(|z| {
+        pairs(eg, z, BinaryOp::Div, false)
             .into_iter()
             .any(|(a, c)| same(eg, a, x) && scalar_near(eg, c, std::f64::consts::SQRT_2))
-            || pairs(eg, z, "Mul", true)
+            || pairs(eg, z, BinaryOp::Mul, true)
                 .into_iter()
                 .any(|(a, c)| same(eg, a, x) && scalar_near(eg, c, std::f64::consts::FRAC_1_SQRT_2))
     })
@@ -42,18 +42,22 @@ const GELU_CUBIC: f64 = 0.044715;
 /// Whether class `t` is tanh(√(2/π)·(x + 0.044715·x³)).
 fn is_tanh_arg(eg: &KilnEGraph, t: Id, x: Id) -> bool {
     let c = (2.0 / std::f64::consts::PI).sqrt();
-    unary(eg, t, "Tanh").into_iter().any(|z| {
-        pairs(eg, z, "Mul", true).into_iter().any(|(w, k)| {
+    unary(eg, t, UnaryOp::Tanh).into_iter().any(|z| {
+        pairs(eg, z, BinaryOp::Mul, true).into_iter().any(|(w, k)| {
             scalar_near(eg, k, c)
-                && pairs(eg, w, "Add", true).into_iter().any(|(x1, m)| {
-                    same(eg, x1, x)
-                        && pairs(eg, m, "Mul", true).into_iter().any(|(cube, k3)| {
-                            scalar_near(eg, k3, GELU_CUBIC)
-                                && pairs(eg, cube, "Pow", false)
-                                    .into_iter()
-                                    .any(|(b, e)| same(eg, b, x) && scalar(eg, e) == Some(3.0))
-                        })
-                })
+                && pairs(eg, w, BinaryOp::Add, true)
+                    .into_iter()
+                    .any(|(x1, m)| {
+                        same(eg, x1, x)
+                            && pairs(eg, m, BinaryOp::Mul, true)
+                                .into_iter()
+                                .any(|(cube, k3)| {
+                                    scalar_near(eg, k3, GELU_CUBIC)
+                                        && pairs(eg, cube, BinaryOp::Pow, false).into_iter().any(
+                                            |(b, e)| same(eg, b, x) && scalar(eg, e) == Some(3.0),
+                                        )
+                                })
+                    })
         })
     })
 }
@@ -77,14 +81,16 @@ pub(super) fn gelu_plans(eg: &KilnEGraph, root: Id, tanh: bool) -> Vec<Build> {
             if !scalar_near(eg, half, 0.5) || !is_float(eg, x) || !same_type_sym(eg, x, root) {
                 continue;
             }
-            let ok = pairs(eg, bracket, "Add", true).into_iter().any(|(t, one)| {
-                scalar_near(eg, one, 1.0)
-                    && if tanh {
-                        is_tanh_arg(eg, t, x)
-                    } else {
-                        is_erf_arg(eg, t, x)
-                    }
-            });
+            let ok = pairs(eg, bracket, BinaryOp::Add, true)
+                .into_iter()
+                .any(|(t, one)| {
+                    scalar_near(eg, one, 1.0)
+                        && if tanh {
+                            is_tanh_arg(eg, t, x)
+                        } else {
+                            is_erf_arg(eg, t, x)
+                        }
+                });
             if ok {
                 out.push(Build::node(
                     Op::Composite(CompositeOp::Gelu { tanh }),

@@ -2,13 +2,13 @@
 //! (a transpose, or the flatten–batched transpose–unflatten form) and the GQA head
 //! repeat (unsqueeze–expand–reshape).
 
-use egg::{Id, Symbol};
+use egg::Id;
 use kiln_ir::op::LayoutOp;
 use kiln_ir::{Dim, Op, Tensor};
 
 use super::build::Build;
 use super::matching::{dims, ops, shape};
-use crate::KilnEGraph;
+use crate::{KilnEGraph, Name};
 
 /// A key or value tensor: an e-class, or a row-major reshape of one to `dims`.
 #[derive(Clone, Debug)]
@@ -34,7 +34,7 @@ impl Kv {
                 let t = Tensor::from_vec(vec![d.len()], d.iter().map(|&n| n as i64).collect());
                 Build::node(
                     Op::Layout(LayoutOp::Reshape { allowzero: false }),
-                    vec![Build::Class(*y), Build::Const(Symbol::from(name), t)],
+                    vec![Build::Class(*y), Build::Const(Name::from(name), t)],
                 )
             }
         }
@@ -48,13 +48,21 @@ fn swap_last(rank: usize) -> Vec<usize> {
     p
 }
 
+fn is_transpose(op: &Op) -> bool {
+    matches!(op, Op::Layout(LayoutOp::Transpose { .. }))
+}
+
+fn is_reshape(op: &Op) -> bool {
+    matches!(op, Op::Layout(LayoutOp::Reshape { .. }))
+}
+
 /// k for class `kt` = kᵀ (last two axes swapped), without a new transpose when `kt`
 /// is a transpose of something, or the flatten–batched transpose–unflatten form.
 pub(super) fn untranspose(eg: &KilnEGraph, kt: Id) -> Build {
     let Some(rank) = shape(eg, kt).map(|s| s.len()) else {
         return Build::Class(kt);
     };
-    for (op, ch) in ops(eg, kt, "Transpose") {
+    for (op, ch) in ops(eg, kt, is_transpose) {
         if let (Op::Layout(LayoutOp::Transpose { perm }), [y]) = (op, ch) {
             if perm.len() == rank {
                 let mut r = perm.clone();
@@ -85,15 +93,15 @@ fn unflatten_transpose(eg: &KilnEGraph, kt: Id, kd: &[usize]) -> Option<Kv> {
     let rank = kd.len();
     let (d, s) = (kd[rank - 2], kd[rank - 1]);
     let n: usize = kd[..rank - 2].iter().product();
-    for (_, ch) in ops(eg, kt, "Reshape") {
-        for (op, ch2) in ops(eg, ch[0], "Transpose") {
+    for (_, ch) in ops(eg, kt, is_reshape) {
+        for (op, ch2) in ops(eg, ch[0], is_transpose) {
             let Op::Layout(LayoutOp::Transpose { perm }) = op else {
                 continue;
             };
             if perm != &[0, 2, 1] || dims(eg, ch[0]).as_deref() != Some(&[n, d, s][..]) {
                 continue;
             }
-            for (_, ch3) in ops(eg, ch2[0], "Reshape") {
+            for (_, ch3) in ops(eg, ch2[0], is_reshape) {
                 if dims(eg, ch2[0]).as_deref() == Some(&[n, s, d][..]) && dims(eg, ch3[0]).is_some()
                 {
                     let mut want = kd.to_vec();
@@ -112,7 +120,7 @@ fn unflatten_transpose(eg: &KilnEGraph, kt: Id, kd: &[usize]) -> Option<Kv> {
 pub(super) fn ungroup(eg: &KilnEGraph, kv: &Kv) -> Option<Id> {
     let (sources, want): (Vec<Id>, Vec<usize>) = match kv {
         Kv::Class(id) => (
-            ops(eg, *id, "Reshape").map(|(_, ch)| ch[0]).collect(),
+            ops(eg, *id, is_reshape).map(|(_, ch)| ch[0]).collect(),
             dims(eg, *id)?,
         ),
         Kv::ReshapeOf(y, d) => (vec![*y], d.clone()),
@@ -132,14 +140,16 @@ pub(super) fn ungroup(eg: &KilnEGraph, kv: &Kv) -> Option<Id> {
         {
             continue;
         }
-        for (_, ch) in ops(eg, e5, "Expand") {
+        for (_, ch) in ops(eg, e5, |o| matches!(o, Op::Layout(LayoutOp::Expand))) {
             let u = ch[0];
             let mut ud = ed.clone();
             ud[rank - 2] = 1;
             if dims(eg, u).as_deref() != Some(&ud[..]) {
                 continue;
             }
-            for (_, ch2) in ops(eg, u, "Unsqueeze") {
+            for (_, ch2) in ops(eg, u, |o| {
+                matches!(o, Op::Layout(LayoutOp::Unsqueeze { .. }))
+            }) {
                 let mut yd = ud.clone();
                 yd.remove(rank - 2);
                 if dims(eg, ch2[0]).as_deref() == Some(&yd[..]) {

@@ -3,7 +3,7 @@
 //! constants checked by value.
 
 use egg::Id;
-use kiln_ir::op::{ReduceKind, ReduceOp};
+use kiln_ir::op::{BinaryOp, NnOp, ReduceKind, ReduceOp, UnaryOp};
 use kiln_ir::{Dim, Op, Tensor, TensorType};
 
 use crate::{KilnEGraph, KilnLang};
@@ -15,23 +15,24 @@ pub const CONST_RTOL: f64 = 1e-6;
 /// Largest all-ones constant [`is_ones`] reads (a scale vector of a norm).
 pub const MAX_ONES_ELEMENTS: usize = 1 << 20;
 
-/// The operands of every e-node of class `id` whose op is named `name`.
+/// The op and operands of every e-node of class `id` whose op satisfies `is`
+/// (a typed match such as `|o| matches!(o, Op::Layout(LayoutOp::Expand))`).
 pub(super) fn ops<'a>(
     eg: &'a KilnEGraph,
     id: Id,
-    name: &'a str,
+    is: impl Fn(&Op) -> bool + 'a,
 ) -> impl Iterator<Item = (&'a Op, &'a [Id])> {
     eg[id].iter().filter_map(move |n| match n {
-        KilnLang::Op(k, ch) if k.op().name() == name => Some((k.op(), ch.as_slice())),
+        KilnLang::Op(k, ch) if is(k.op()) => Some((k.op(), ch.as_slice())),
         _ => None,
     })
 }
 
-/// The operands of the binary ops `name` in class `id`, in both orders when
-/// `commutative`.
-pub(super) fn pairs(eg: &KilnEGraph, id: Id, name: &str, commutative: bool) -> Vec<(Id, Id)> {
+/// The operand pairs of the two-operand e-nodes of class `id` whose op satisfies
+/// `is`, in both orders when `commutative`.
+fn pairs_of(eg: &KilnEGraph, id: Id, is: impl Fn(&Op) -> bool, commutative: bool) -> Vec<(Id, Id)> {
     let mut out = vec![];
-    for (_, ch) in ops(eg, id, name) {
+    for (_, ch) in ops(eg, id, is) {
         if let [a, b] = ch {
             out.push((*a, *b));
             if commutative {
@@ -42,9 +43,25 @@ pub(super) fn pairs(eg: &KilnEGraph, id: Id, name: &str, commutative: bool) -> V
     out
 }
 
-/// The operand of the unary op `name` in class `id`, if any.
-pub(super) fn unary(eg: &KilnEGraph, id: Id, name: &str) -> Vec<Id> {
-    ops(eg, id, name)
+/// The operands of the binary ops `kind` in class `id`, in both orders when
+/// `commutative`.
+pub(super) fn pairs(eg: &KilnEGraph, id: Id, kind: BinaryOp, commutative: bool) -> Vec<(Id, Id)> {
+    pairs_of(
+        eg,
+        id,
+        |o| matches!(o, Op::Binary(b) if *b == kind),
+        commutative,
+    )
+}
+
+/// The operands `(a, b)` of the matmuls `a·b` in class `id`.
+pub(super) fn matmuls(eg: &KilnEGraph, id: Id) -> Vec<(Id, Id)> {
+    pairs_of(eg, id, |o| matches!(o, Op::Nn(NnOp::MatMul)), false)
+}
+
+/// The operand of each unary op `kind` in class `id`.
+pub(super) fn unary(eg: &KilnEGraph, id: Id, kind: UnaryOp) -> Vec<Id> {
+    ops(eg, id, |o| matches!(o, Op::Unary(u) if *u == kind))
         .filter(|(_, ch)| ch.len() == 1)
         .map(|(_, ch)| ch[0])
         .collect()
@@ -55,7 +72,8 @@ fn constant(eg: &KilnEGraph, id: Id) -> Option<&Tensor> {
     eg[id]
         .data
         .const_name
-        .and_then(|n| eg.analysis.consts.get(&n))
+        .as_ref()
+        .and_then(|n| eg.analysis.consts.get(n))
 }
 
 /// The value of a one-element constant.
@@ -122,7 +140,7 @@ pub(super) fn same_type_sym(eg: &KilnEGraph, a: Id, b: Id) -> bool {
 
 /// The operands of `Reduce{kind, axes, keepdims:true}` e-nodes of class `id`.
 pub(super) fn reduces(eg: &KilnEGraph, id: Id, kind: ReduceKind) -> Vec<(Vec<usize>, Id)> {
-    ops(eg, id, "Reduce")
+    ops(eg, id, |o| matches!(o, Op::Reduce(_)))
         .filter_map(|(op, ch)| match op {
             Op::Reduce(ReduceOp::Reduce {
                 kind: k,

@@ -2,8 +2,8 @@
 //! with the shared all-ones scale), `norm-scale` (times γ) and `layernorm-bias`
 //! (plus β); and their checker instances.
 
-use egg::{Id, Symbol};
-use kiln_ir::op::{CompositeOp, ReduceKind};
+use egg::Id;
+use kiln_ir::op::{BinaryOp, CompositeOp, ReduceKind, UnaryOp};
 use kiln_ir::{DType, Op, Tensor, ValueId};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -13,11 +13,11 @@ use super::instance::{random_dims, reduce_text, GraphBuilder};
 use super::matching::{
     is_float, is_ones, ops, pairs, reduces, same, same_type_sym, scalar, trailing_from, ty, unary,
 };
-use crate::{KilnEGraph, KilnLang};
+use crate::{KilnEGraph, KilnLang, Name};
 
 /// Name of the shared all-ones scale of `dtype` (one element, broadcast).
-pub fn ones_name(dtype: DType) -> Symbol {
-    Symbol::from(format!("kiln.fusion.ones.{dtype}"))
+pub fn ones_name(dtype: DType) -> Name {
+    Name::from(format!("kiln.fusion.ones.{dtype}"))
 }
 
 /// The shared all-ones scale of `dtype`.
@@ -27,7 +27,7 @@ fn ones(dtype: DType) -> Build {
 
 /// `(t, ε)` for `t + ε` (either order) in class `id` with ε a scalar constant.
 fn plus_eps(eg: &KilnEGraph, id: Id) -> Vec<(Id, f64)> {
-    pairs(eg, id, "Add", true)
+    pairs(eg, id, BinaryOp::Add, true)
         .into_iter()
         .filter_map(|(t, e)| scalar(eg, e).map(|v| (t, v)))
         .collect()
@@ -35,10 +35,10 @@ fn plus_eps(eg: &KilnEGraph, id: Id) -> Vec<(Id, f64)> {
 
 /// Whether class `sq` is `x²` (`Pow(x, 2)` or `x·x`).
 fn is_square_of(eg: &KilnEGraph, sq: Id, x: Id) -> bool {
-    pairs(eg, sq, "Pow", false)
+    pairs(eg, sq, BinaryOp::Pow, false)
         .into_iter()
         .any(|(b, p)| same(eg, b, x) && scalar(eg, p) == Some(2.0))
-        || pairs(eg, sq, "Mul", false)
+        || pairs(eg, sq, BinaryOp::Mul, false)
             .into_iter()
             .any(|(a, b)| same(eg, a, x) && same(eg, b, x))
 }
@@ -46,7 +46,7 @@ fn is_square_of(eg: &KilnEGraph, sq: Id, x: Id) -> bool {
 /// `(axis, ε)` when class `den` is `√(mean(x²) + ε)` over trailing axes of `x`.
 fn rms_denominator(eg: &KilnEGraph, den: Id, x: Id) -> Vec<(usize, f64)> {
     let mut out = vec![];
-    for t in unary(eg, den, "Sqrt") {
+    for t in unary(eg, den, UnaryOp::Sqrt) {
         for (ms, eps) in plus_eps(eg, t) {
             for (axes, sq) in reduces(eg, ms, ReduceKind::Mean) {
                 if let Some(a) = trailing_from(eg, x, &axes) {
@@ -64,8 +64,8 @@ fn rms_denominator(eg: &KilnEGraph, den: Id, x: Id) -> Vec<(usize, f64)> {
 /// (x − μ)/√(mean((x − μ)²) + ε) over trailing axes.
 pub(super) fn layernorm_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
     let mut out = vec![];
-    for (d, den) in pairs(eg, root, "Div", false) {
-        for (x, mu) in pairs(eg, d, "Sub", false) {
+    for (d, den) in pairs(eg, root, BinaryOp::Div, false) {
+        for (x, mu) in pairs(eg, d, BinaryOp::Sub, false) {
             for (mu_axes, x2) in reduces(eg, mu, ReduceKind::Mean) {
                 let Some(a) = trailing_from(eg, x, &mu_axes) else {
                     continue;
@@ -95,12 +95,12 @@ pub(super) fn layernorm_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
 /// x/√(mean(x²) + ε), x·reciprocal(...) or x·(1/...), over trailing axes.
 pub(super) fn rmsnorm_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
     // (x, den) with root = x / den.
-    let mut cands: Vec<(Id, Id)> = pairs(eg, root, "Div", false);
-    for (x, r) in pairs(eg, root, "Mul", true) {
-        for den in unary(eg, r, "Reciprocal") {
+    let mut cands: Vec<(Id, Id)> = pairs(eg, root, BinaryOp::Div, false);
+    for (x, r) in pairs(eg, root, BinaryOp::Mul, true) {
+        for den in unary(eg, r, UnaryOp::Reciprocal) {
             cands.push((x, den));
         }
-        for (one, den) in pairs(eg, r, "Div", false) {
+        for (one, den) in pairs(eg, r, BinaryOp::Div, false) {
             if scalar(eg, one) == Some(1.0) {
                 cands.push((x, den));
             }
@@ -123,6 +123,10 @@ pub(super) fn rmsnorm_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
     out
 }
 
+fn is_layer_norm(op: &Op) -> bool {
+    matches!(op, Op::Composite(CompositeOp::LayerNorm { .. }))
+}
+
 /// The norm e-nodes whose output 0 is class `n`'s value: `(op, operands)` for a
 /// LayerNorm (bare, as a source graph has it, or under `proj0`) and an RmsNorm.
 fn norms(eg: &KilnEGraph, n: Id) -> Vec<(Op, Vec<Id>)> {
@@ -130,11 +134,14 @@ fn norms(eg: &KilnEGraph, n: Id) -> Vec<(Op, Vec<Id>)> {
     for node in eg[n].iter() {
         match node {
             KilnLang::Proj(0, [ln]) => {
-                for (op, ch) in ops(eg, *ln, "LayerNorm") {
+                for (op, ch) in ops(eg, *ln, is_layer_norm) {
                     out.push((op.clone(), ch.to_vec()));
                 }
             }
-            KilnLang::Op(k, ch) if matches!(k.op().name(), "RmsNorm" | "LayerNorm") => {
+            KilnLang::Op(k, ch)
+                if is_layer_norm(k.op())
+                    || matches!(k.op(), Op::Composite(CompositeOp::RmsNorm { .. })) =>
+            {
                 out.push((k.op().clone(), ch.clone()));
             }
             _ => {}
@@ -154,7 +161,7 @@ fn broadcasts_into(eg: &KilnEGraph, p: Id, x: Id, root: Id) -> bool {
 /// The norm `op` of `args`: LayerNorm under `proj0` (its other outputs are the
 /// statistics), RmsNorm bare.
 fn norm_build(op: Op, args: Vec<Build>) -> Build {
-    let layer = op.name() == "LayerNorm";
+    let layer = is_layer_norm(&op);
     let n = Build::node(op, args);
     if layer {
         Build::Proj(0, Box::new(n))
@@ -167,7 +174,7 @@ fn norm_build(op: Op, args: Vec<Build>) -> Build {
 /// times γ.
 pub(super) fn norm_scale_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
     let mut out = vec![];
-    for (n, g) in pairs(eg, root, "Mul", true) {
+    for (n, g) in pairs(eg, root, BinaryOp::Mul, true) {
         for (op, ch) in norms(eg, n) {
             let [x, one] = ch[..] else { continue };
             if is_ones(eg, one) && broadcasts_into(eg, g, x, root) {
@@ -181,10 +188,10 @@ pub(super) fn norm_scale_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
 /// The three-input LayerNorms class `root` equals: a two-input LayerNorm plus β.
 pub(super) fn layernorm_bias_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
     let mut out = vec![];
-    for (n, beta) in pairs(eg, root, "Add", true) {
+    for (n, beta) in pairs(eg, root, BinaryOp::Add, true) {
         for (op, ch) in norms(eg, n) {
             let [x, g] = ch[..] else { continue };
-            if op.name() == "LayerNorm" && broadcasts_into(eg, beta, x, root) {
+            if is_layer_norm(&op) && broadcasts_into(eg, beta, x, root) {
                 let args = vec![Build::Class(x), Build::Class(g), Build::Class(beta)];
                 out.push(norm_build(op, args));
             }

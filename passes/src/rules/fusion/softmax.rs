@@ -2,7 +2,7 @@
 //! exp(x), along one axis; and its checker instance.
 
 use egg::Id;
-use kiln_ir::op::{CompositeOp, ReduceKind};
+use kiln_ir::op::{BinaryOp, CompositeOp, ReduceKind, UnaryOp};
 use kiln_ir::{Op, ValueId};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -16,15 +16,15 @@ use crate::KilnEGraph;
 /// e = exp(x − max x) or exp(x).
 pub(super) fn softmax_plans(eg: &KilnEGraph, root: Id) -> Vec<Build> {
     let mut out = vec![];
-    for (e, s) in pairs(eg, root, "Div", false) {
+    for (e, s) in pairs(eg, root, BinaryOp::Div, false) {
         for (axes, e2) in reduces(eg, s, ReduceKind::Sum) {
             let [axis] = axes[..] else { continue };
             if !same(eg, e, e2) {
                 continue;
             }
-            for u in unary(eg, e, "Exp") {
+            for u in unary(eg, e, UnaryOp::Exp) {
                 let mut xs = vec![];
-                for (x, m) in pairs(eg, u, "Sub", false) {
+                for (x, m) in pairs(eg, u, BinaryOp::Sub, false) {
                     for (max_axes, x2) in reduces(eg, m, ReduceKind::Max) {
                         if max_axes == [axis] && same(eg, x, x2) {
                             xs.push(x);
