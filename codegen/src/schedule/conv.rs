@@ -23,6 +23,7 @@ pub fn emit_conv(
     c: BufferId,
     dt: DType,
     out_shape: &[usize],
+) -> Lowered {
     let Op::Nn(NnOp::Conv(attrs)) = op else {
         return host(HostReason::OpNotLowered {
             op: op.name().to_string(),
