@@ -14,7 +14,7 @@
 //! a split, a reshape) is folded on the half-precision tensors and cast again.
 
 use kiln_ir::op::{InferInputs, LayoutOp};
-use kiln_ir::{Dim, Graph, Op, Shape, Tensor, TensorType, ValueDef, ValueId};
+use kiln_ir::{Dim, Graph, Op, OpError, Shape, Tensor, TensorType, ValueDef, ValueId};
 
 /// Most elements a node's outputs may have to be folded into constants at
 /// specialization (bigger results stay computations).
@@ -52,6 +52,8 @@ pub enum SpecializeError {
         node: String,
         /// Its op.
         op: &'static str,
+        /// What kind of failure.
+        kind: kiln_ir::ErrorKind,
         /// Why.
         message: String,
     },
@@ -129,10 +131,11 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
             .iter()
             .map(|&o| graph.value(o).name.clone())
             .collect();
-        let err = |message: String| SpecializeError::Node {
+        let err = |e: OpError| SpecializeError::Node {
             node: node.name.clone(),
             op: node.op.name(),
-            message,
+            kind: e.kind,
+            message: e.message,
         };
         let types: Vec<TensorType> = inputs.iter().map(|&v| out.value(v).ty.clone()).collect();
         let consts: Vec<Option<&Tensor>> = inputs.iter().map(|&v| out.constant(v)).collect();
@@ -152,7 +155,7 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
             let name = &names[0];
             let to = out_types[0].dtype;
             let (cast, half) = widen(&mut out, joined, &format!("{name}.wide"), node, to)
-                .map_err(|e| err(e.message))?;
+                .map_err(|e| err(OpError::new(e.kind, e.message)))?;
             widened.insert(cast, half);
             let t = out
                 .add_node_typed(
@@ -163,7 +166,7 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
                     vec![out_types[0].clone()],
                     node.brick,
                 )
-                .map_err(|e| err(e.message))?[0];
+                .map_err(|e| err(OpError::new(e.kind, e.message)))?[0];
             transposed.insert(t, (cast, perm));
             map[node.outputs[0].0 as usize] = Some(t);
             continue;
@@ -175,8 +178,8 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
                 for (((&o, name), t), ty) in
                     node.outputs.iter().zip(&names).zip(results).zip(&out_types)
                 {
-                    let (cast, half) =
-                        widen(&mut out, t, name, node, ty.dtype).map_err(|e| err(e.message))?;
+                    let (cast, half) = widen(&mut out, t, name, node, ty.dtype)
+                        .map_err(|e| err(OpError::new(e.kind, e.message)))?;
                     widened.insert(cast, half);
                     map[o.0 as usize] = Some(cast);
                 }
@@ -207,7 +210,7 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
                 out_types,
                 node.brick,
             )
-            .map_err(|e| err(e.message))?;
+            .map_err(|e| err(OpError::new(e.kind, e.message)))?;
         if keep_cast {
             widened.insert(new[0], first_input.expect("a cast has an input"));
         }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::op::InferInputs;
-use crate::{Brick, BrickId, BrickKind, Op, Tensor, TensorType};
+use crate::{Brick, BrickId, BrickKind, ErrorKind, Op, OpError, Tensor, TensorType};
 
 /// Index of a value in a [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,6 +84,9 @@ pub struct NodeError {
     pub node: String,
     /// The op's name.
     pub op: &'static str,
+    /// What kind of failure (inference's, or [`ErrorKind::Shape`] for a node
+    /// asking for outputs its op does not have).
+    pub kind: ErrorKind,
     /// What is wrong.
     pub message: String,
 }
@@ -175,10 +178,11 @@ impl Graph {
         let name = name.into();
         let types: Vec<TensorType> = inputs.iter().map(|&v| self.value(v).ty.clone()).collect();
         let consts: Vec<Option<&Tensor>> = inputs.iter().map(|&v| self.constant(v)).collect();
-        let err = |message: String| NodeError {
+        let err = |e: OpError| NodeError {
             node: name.clone(),
             op: op.name(),
-            message,
+            kind: e.kind,
+            message: e.message,
         };
         let mut out_types = op
             .infer(&InferInputs {
@@ -187,11 +191,11 @@ impl Graph {
             })
             .map_err(err)?;
         if out_types.len() < output_names.len() {
-            return Err(err(format!(
+            return Err(err(OpError::shape(format!(
                 "produces {} outputs, {} requested",
                 out_types.len(),
                 output_names.len()
-            )));
+            ))));
         }
         out_types.truncate(output_names.len());
         self.add_node_typed(name, op, inputs, output_names, out_types, brick)

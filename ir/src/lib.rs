@@ -11,6 +11,7 @@
 
 mod brick;
 mod dtype;
+mod error;
 mod graph;
 pub mod interp;
 pub mod op;
@@ -21,6 +22,7 @@ mod verify;
 
 pub use brick::{Brick, BrickId, BrickKind};
 pub use dtype::DType;
+pub use error::{ErrorKind, OpError};
 pub use graph::{
     is_parameter, BrickInterface, Graph, Node, NodeError, NodeId, Value, ValueDef, ValueId,
 };

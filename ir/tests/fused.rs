@@ -23,10 +23,12 @@ fn f32s(dims: &[usize]) -> TensorType {
 
 fn infer(f: &FusedOp, types: &[TensorType]) -> Result<Vec<TensorType>, String> {
     let consts = vec![None; types.len()];
-    Op::Fused(f.clone()).infer(&InferInputs {
-        types,
-        consts: &consts,
-    })
+    Op::Fused(f.clone())
+        .infer(&InferInputs {
+            types,
+            consts: &consts,
+        })
+        .map_err(|e| e.message)
 }
 
 /// MatMul → Add bias → Relu.

@@ -325,5 +325,6 @@ fn col2im_of_a_scalar_is_an_error_not_a_panic() {
             consts: &consts,
         })
         .unwrap_err();
-    assert!(err.contains("rank"), "{err}");
+    assert!(err.message.contains("rank"), "{err}");
+    assert_eq!(err.kind, kiln_ir::ErrorKind::Shape, "{err}");
 }

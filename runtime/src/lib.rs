@@ -24,6 +24,9 @@ pub enum RunError {
     Node {
         /// The node.
         node: String,
+        /// What kind of failure (the interpreter's for host steps; an index out
+        /// of range is [`kiln_ir::ErrorKind::Value`]).
+        kind: kiln_ir::ErrorKind,
         /// What went wrong.
         message: String,
     },

@@ -4,11 +4,12 @@
 use super::broadcast::{broadcast_shapes, BroadcastIndex};
 use super::elementwise::erf;
 use super::reduce::split_at_axis;
+use crate::error::OpError;
 use crate::op::{CompositeOp, LossReduction, QkOutput};
 use crate::{DType, Tensor};
 
 /// Evaluates a composite op.
-pub(super) fn eval(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
+pub(super) fn eval(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
     let x = *inputs.first().ok_or("missing input")?;
     match op {
         CompositeOp::Softmax { axis } => along_axis(x, *axis, Line::Softmax),
@@ -42,12 +43,12 @@ fn rotary(
     rotary_dim: Option<usize>,
     num_heads: Option<usize>,
     position_ids: bool,
-) -> Result<Vec<Tensor>, String> {
+) -> Result<Vec<Tensor>, OpError> {
     let get = |i: usize, what: &str| {
         inputs
             .get(i)
             .copied()
-            .ok_or_else(|| format!("RotaryEmbedding: missing {what} input"))
+            .ok_or_else(|| OpError::value(format!("RotaryEmbedding: missing {what} input")))
     };
     let (x, cos, sin) = (get(0, "x")?, get(1, "cos")?, get(2, "sin")?);
     float_only(x, "RotaryEmbedding")?;
@@ -57,10 +58,10 @@ fn rotary(
         (4, None) => (sh[0], sh[2], sh[1], sh[3], false),
         (3, Some(h)) if h > 0 && sh[2].is_multiple_of(h) => (sh[0], sh[1], h, sh[2] / h, true),
         _ => {
-            return Err(format!(
+            return Err(OpError::shape(format!(
                 "RotaryEmbedding: x {sh:?} must be [batch, heads, seq, dim], or \
                  [batch, seq, hidden] with hidden a multiple of num_heads ({num_heads:?})"
-            ))
+            )))
         }
     };
     let base = |b: usize, s: usize, h: usize| {
@@ -72,34 +73,34 @@ fn rotary(
     };
     let rd = rotary_dim.unwrap_or(nd);
     if rd > nd || !rd.is_multiple_of(2) {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "RotaryEmbedding: rotary dim {rd} must be even and at most the head size {nd}"
-        ));
+        )));
     }
     let half = rd / 2;
     if cos.shape() != sin.shape() || cos.shape().last() != Some(&half) {
-        return Err(format!(
+        return Err(OpError::attribute(format!(
             "RotaryEmbedding: cos {:?} and sin {:?} must match, with last axis {half}",
             cos.shape(),
             sin.shape()
-        ));
+        )));
     }
     // The cos/sin row offset of each (batch, seq) position.
     let rows: Vec<usize> = if position_ids {
         let p = get(3, "position_ids")?;
         if p.shape() != [nb, ns] || p.dtype().is_float() {
-            return Err(format!(
+            return Err(OpError::dtype(format!(
                 "RotaryEmbedding: position_ids must be integer [{nb}, {ns}], got {} {:?}",
                 p.dtype(),
                 p.shape()
-            ));
+            )));
         }
         if cos.rank() != 2 {
-            return Err(format!(
+            return Err(OpError::shape(format!(
                 "RotaryEmbedding: with position ids, cos and sin must be [max_pos, {half}], \
                  got {:?}",
                 cos.shape()
-            ));
+            )));
         }
         let max = cos.shape()[0];
         p.to_i64_vec()
@@ -116,11 +117,11 @@ fn rotary(
             .collect::<Result<_, _>>()?
     } else {
         if cos.shape() != [nb, ns, half] {
-            return Err(format!(
+            return Err(OpError::shape(format!(
                 "RotaryEmbedding: without position ids, cos and sin must be \
                  [{nb}, {ns}, {half}], got {:?}",
                 cos.shape()
-            ));
+            )));
         }
         (0..nb * ns).map(|i| i * half).collect()
     };
@@ -148,11 +149,14 @@ fn rotary(
     Ok(vec![Tensor::from_f64(x.dtype(), sh.to_vec(), &out)])
 }
 
-fn float_only(x: &Tensor, op: &str) -> Result<(), String> {
+fn float_only(x: &Tensor, op: &str) -> Result<(), OpError> {
     if x.dtype().is_float() {
         Ok(())
     } else {
-        Err(format!("{op} of {} (a float type is required)", x.dtype()))
+        Err(OpError::dtype(format!(
+            "{op} of {} (a float type is required)",
+            x.dtype()
+        )))
     }
 }
 
@@ -189,7 +193,7 @@ fn softmax_line(v: &mut [f64]) {
     }
 }
 
-fn along_axis(x: &Tensor, axis: usize, kind: Line) -> Result<Vec<Tensor>, String> {
+fn along_axis(x: &Tensor, axis: usize, kind: Line) -> Result<Vec<Tensor>, OpError> {
     float_only(x, "softmax")?;
     let (outer, n, inner) = split_at_axis(x.shape(), axis)?;
     let v = x.to_f64_vec();
@@ -232,13 +236,13 @@ fn along_axis(x: &Tensor, axis: usize, kind: Line) -> Result<Vec<Tensor>, String
 }
 
 /// The values of `t` broadcast to `shape` (numpy rules), or why they do not broadcast.
-fn broadcast_to(t: &Tensor, shape: &[usize], what: &str) -> Result<Vec<f64>, String> {
+fn broadcast_to(t: &Tensor, shape: &[usize], what: &str) -> Result<Vec<f64>, OpError> {
     let b = broadcast_shapes(&[t.shape(), shape]);
     if b.as_deref() != Some(shape) {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "{what} of shape {:?} does not broadcast to {shape:?}",
             t.shape()
-        ));
+        )));
     }
     let v = t.to_f64_vec();
     Ok(BroadcastIndex::new(t.shape(), shape)
@@ -255,11 +259,13 @@ fn norm(
     axis: usize,
     epsilon: f32,
     rms: bool,
-) -> Result<Vec<Tensor>, String> {
+) -> Result<Vec<Tensor>, OpError> {
     float_only(x, "normalization")?;
     let shape = x.shape();
     if axis > shape.len() {
-        return Err(format!("axis {axis} out of range for shape {shape:?}"));
+        return Err(OpError::attribute(format!(
+            "axis {axis} out of range for shape {shape:?}"
+        )));
     }
     let scale = inputs.get(1).ok_or("missing scale input")?;
     let scale = broadcast_to(scale, shape, "scale")?;
@@ -321,7 +327,7 @@ fn concat_mid(p: &[f64], a: usize, x: &[f64], b: usize, outer: usize, inner: usi
     out
 }
 
-fn attention(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
+fn attention(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
     let CompositeOp::Attention {
         scale,
         causal,
@@ -332,11 +338,14 @@ fn attention(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String
         qk_output,
     } = op
     else {
-        return Err("not an attention op".into());
+        return Err(OpError::value("not an attention op"));
     };
     let expected = 3 + *mask as usize + 2 * *past as usize + *kv_lengths as usize;
     if inputs.len() != expected {
-        return Err(format!("expects {expected} inputs, got {}", inputs.len()));
+        return Err(OpError::shape(format!(
+            "expects {expected} inputs, got {}",
+            inputs.len()
+        )));
     }
     let (q, k, v) = (inputs[0], inputs[1], inputs[2]);
     for t in [q, k, v] {
@@ -344,12 +353,12 @@ fn attention(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String
     }
     let rank = q.rank();
     if rank < 2 || k.rank() != rank || v.rank() != rank {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "q {:?}, k {:?} and v {:?} must have one rank of at least 2",
             q.shape(),
             k.shape(),
             v.shape()
-        ));
+        )));
     }
     let dims = |t: &Tensor| -> (Vec<usize>, usize, usize, usize) {
         let s = t.shape();
@@ -361,17 +370,17 @@ fn attention(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String
     let (kb, hkv, s_new, dk) = dims(k);
     let (vb, hv, sv, dv) = dims(v);
     if kb != batch || vb != batch || hv != hkv || sv != s_new || dk != d {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "inconsistent shapes q {:?}, k {:?}, v {:?}",
             q.shape(),
             k.shape(),
             v.shape()
-        ));
+        )));
     }
     if hkv == 0 || hq % hkv != 0 {
-        return Err(format!(
+        return Err(OpError::value(format!(
             "{hq} query heads are not a multiple of {hkv} key/value heads"
-        ));
+        )));
     }
     let nb: usize = batch.iter().product();
     let mut kd = k.to_f64_vec();
@@ -400,13 +409,13 @@ fn attention(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String
             || pkd != d
             || pvd != dv
         {
-            return Err(format!(
+            return Err(OpError::shape(format!(
                 "past key {:?} / value {:?} do not match k {:?} / v {:?}",
                 pk.shape(),
                 pv.shape(),
                 k.shape(),
                 v.shape()
-            ));
+            )));
         }
         s_past = pks;
         kd = concat_mid(&pk.to_f64_vec(), pks * d, &kd, s_new * d, nb * hkv, 1);
@@ -423,10 +432,10 @@ fn attention(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String
         let l = inputs[at].to_i64_vec();
         let b0 = batch.first().copied().unwrap_or(1);
         if l.len() != b0 {
-            return Err(format!(
+            return Err(OpError::shape(format!(
                 "kv_lengths has {} entries for batch size {b0}",
                 l.len()
-            ));
+            )));
         }
         Some(l)
     } else {
@@ -440,19 +449,19 @@ fn attention(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String
     if let Some(m) = mask_t {
         let mw = m.shape().last().copied().unwrap_or(1);
         if mw > skv {
-            return Err(format!(
+            return Err(OpError::shape(format!(
                 "mask of shape {:?} is wider than the {skv} keys",
                 m.shape()
-            ));
+            )));
         }
         let mut narrow = full.clone();
         narrow[full.len() - 1] = mw;
         let bshape = broadcast_shapes(&[m.shape(), &narrow]);
         if bshape.as_deref() != Some(&narrow[..]) {
-            return Err(format!(
+            return Err(OpError::shape(format!(
                 "mask of shape {:?} does not broadcast to {narrow:?}",
                 m.shape()
-            ));
+            )));
         }
         let idx = BroadcastIndex::new(m.shape(), &narrow).indices();
         let mv = m.to_f64_vec();
@@ -555,10 +564,10 @@ fn nll_loss(
     inputs: &[&Tensor],
     reduction: LossReduction,
     ignore_index: Option<i64>,
-) -> Result<Vec<Tensor>, String> {
+) -> Result<Vec<Tensor>, OpError> {
     let (x, t) = match inputs {
         [x, t, ..] => (*x, *t),
-        _ => return Err("expects log_prob and target inputs".into()),
+        _ => return Err(OpError::shape("expects log_prob and target inputs")),
     };
     float_only(x, "NllLoss")?;
     let xs = x.shape();
@@ -567,17 +576,20 @@ fn nll_loss(
         || t.shape()[0] != xs[0]
         || t.shape()[1..] != xs[2..]
     {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "log_prob {xs:?} must be [n, c, d...] and target {:?} [n, d...]",
             t.shape()
-        ));
+        )));
     }
     let (n, c) = (xs[0], xs[1]);
     let inner: usize = xs[2..].iter().product();
     let weight = match inputs.get(2) {
         Some(w) => {
             if w.shape() != [c] {
-                return Err(format!("weight {:?} must be [{c}]", w.shape()));
+                return Err(OpError::shape(format!(
+                    "weight {:?} must be [{c}]",
+                    w.shape()
+                )));
             }
             Some(w.to_f64_vec())
         }
@@ -595,7 +607,9 @@ fn nll_loss(
                 continue;
             }
             if target < 0 || target as usize >= c {
-                return Err(format!("target {target} out of range for {c} classes"));
+                return Err(OpError::value(format!(
+                    "target {target} out of range for {c} classes"
+                )));
             }
             let w = weight.as_ref().map_or(1.0, |w| w[target as usize]);
             loss[at] = -xv[(b * c + target as usize) * inner + i] * w;

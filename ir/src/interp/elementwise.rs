@@ -1,6 +1,7 @@
 //! Reference evaluation of elementwise ops.
 
 use super::broadcast::{broadcast_shapes, BroadcastIndex};
+use crate::error::OpError;
 use crate::op::{BinaryOp, UnaryOp};
 use crate::{DType, Tensor};
 
@@ -172,14 +173,14 @@ fn unary_f64(op: &UnaryOp, x: f64) -> f64 {
 }
 
 /// Evaluates a unary op.
-pub(super) fn eval_unary(op: &UnaryOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
+pub(super) fn eval_unary(op: &UnaryOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
     let x = inputs.first().ok_or("missing input")?;
     let shape = x.shape().to_vec();
     let dt = x.dtype();
     let out = match op {
         UnaryOp::BitwiseNot => {
             if !dt.is_int() {
-                return Err(format!("BitwiseNot of {dt}"));
+                return Err(OpError::dtype(format!("BitwiseNot of {dt}")));
             }
             Tensor::from_i64(
                 dt,
@@ -278,7 +279,7 @@ fn binary_f64(op: &BinaryOp, a: f64, b: f64) -> f64 {
     }
 }
 
-fn binary_i64(op: &BinaryOp, a: i64, b: i64, dt: DType) -> Result<i64, String> {
+fn binary_i64(op: &BinaryOp, a: i64, b: i64, dt: DType) -> Result<i64, OpError> {
     use BinaryOp::*;
     let bits = dt.size() as u32 * 8;
     Ok(match op {
@@ -287,7 +288,7 @@ fn binary_i64(op: &BinaryOp, a: i64, b: i64, dt: DType) -> Result<i64, String> {
         Mul => a.wrapping_mul(b),
         Div => {
             if b == 0 {
-                return Err("integer division by zero".into());
+                return Err(OpError::value("integer division by zero"));
             }
             if dt == DType::U64 {
                 ((a as u64) / (b as u64)) as i64
@@ -306,7 +307,7 @@ fn binary_i64(op: &BinaryOp, a: i64, b: i64, dt: DType) -> Result<i64, String> {
         Min => a.min(b),
         Mod { fmod } => {
             if b == 0 {
-                return Err("integer modulo by zero".into());
+                return Err(OpError::value("integer modulo by zero"));
             }
             let r = a.wrapping_rem(b);
             if !fmod && r != 0 && (r < 0) != (b < 0) {
@@ -357,9 +358,12 @@ fn binary_i64(op: &BinaryOp, a: i64, b: i64, dt: DType) -> Result<i64, String> {
 }
 
 /// Evaluates a binary op with broadcasting.
-pub(super) fn eval_binary(op: &BinaryOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
+pub(super) fn eval_binary(op: &BinaryOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
     let [a, b] = inputs else {
-        return Err(format!("expects 2 inputs, got {}", inputs.len()));
+        return Err(OpError::shape(format!(
+            "expects 2 inputs, got {}",
+            inputs.len()
+        )));
     };
     let out_shape = broadcast_shapes(&[a.shape(), b.shape()]).ok_or_else(|| {
         format!(

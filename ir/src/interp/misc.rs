@@ -1,6 +1,7 @@
 //! Reference evaluation of the miscellaneous ops: quantization and integer
 //! arithmetic here, recurrences, sampling and signal ops in submodules.
 
+use crate::error::OpError;
 mod rnn;
 mod sample;
 mod signal;
@@ -16,13 +17,13 @@ pub(super) fn eval(
     op: &MiscOp,
     inputs: &[&Tensor],
     _n_outputs: usize,
-) -> Result<Vec<Tensor>, String> {
+) -> Result<Vec<Tensor>, OpError> {
     let x = *inputs.first().ok_or("missing input 0")?;
-    let arg = |i: usize| -> Result<&Tensor, String> {
+    let arg = |i: usize| -> Result<&Tensor, OpError> {
         inputs
             .get(i)
             .copied()
-            .ok_or_else(|| format!("missing input {i}"))
+            .ok_or_else(|| OpError::value(format!("missing input {i}")))
     };
     match op {
         MiscOp::QuantizeLinear {
@@ -92,7 +93,7 @@ pub(super) fn round_to(dt: DType, v: f64) -> f64 {
 }
 
 /// The value range of an integer quantized type.
-fn int_range(dt: DType) -> Result<(i64, i64), String> {
+fn int_range(dt: DType) -> Result<(i64, i64), OpError> {
     Ok(match dt {
         DType::U8 => (0, u8::MAX as i64),
         DType::I8 => (i8::MIN as i64, i8::MAX as i64),
@@ -100,7 +101,11 @@ fn int_range(dt: DType) -> Result<(i64, i64), String> {
         DType::I16 => (i16::MIN as i64, i16::MAX as i64),
         DType::I32 => (i32::MIN as i64, i32::MAX as i64),
         DType::U32 => (0, u32::MAX as i64),
-        other => return Err(format!("{other} is not a quantized integer type")),
+        other => {
+            return Err(OpError::dtype(format!(
+                "{other} is not a quantized integer type"
+            )))
+        }
     })
 }
 
@@ -113,24 +118,24 @@ fn qparam_index(
     block_size: usize,
     p: &[usize],
     what: &str,
-) -> Result<Vec<usize>, String> {
+) -> Result<Vec<usize>, OpError> {
     let n: usize = x.iter().product();
     let pn: usize = p.iter().product();
     if pn == 1 && (block_size == 0 || p.len() <= 1) {
         return Ok(vec![0; n]);
     }
     if axis >= x.len() {
-        return Err(format!(
+        return Err(OpError::attribute(format!(
             "{what} of shape {p:?} needs an axis, but axis {axis} is out of range for input {x:?}"
-        ));
+        )));
     }
     let d = x[axis];
     let inner: usize = x[axis + 1..].iter().product();
     if block_size == 0 {
         if p.len() != 1 || p[0] != d {
-            return Err(format!(
+            return Err(OpError::attribute(format!(
                 "per-axis {what} must be 1-D of length {d} (input {x:?}, axis {axis}), got {p:?}"
-            ));
+            )));
         }
         return Ok((0..n).map(|i| (i / inner.max(1)) % d.max(1)).collect());
     }
@@ -141,9 +146,9 @@ fn qparam_index(
             .enumerate()
             .all(|(i, (&a, &b))| if i == axis { a == nb } else { a == b });
     if !ok {
-        return Err(format!(
+        return Err(OpError::attribute(format!(
             "blocked {what} of shape {p:?} does not match input {x:?} with block size {block_size} on axis {axis}"
-        ));
+        )));
     }
     Ok((0..n)
         .map(|i| {
@@ -163,11 +168,14 @@ fn quantize(
     block_size: usize,
     to: DType,
     precision: Option<DType>,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     let (lo, hi) = int_range(to)?;
     if let Some(z) = zp {
         if z.dtype() != to {
-            return Err(format!("zero point is {}, output is {to}", z.dtype()));
+            return Err(OpError::dtype(format!(
+                "zero point is {}, output is {to}",
+                z.dtype()
+            )));
         }
     }
     let si = qparam_index(x.shape(), axis, block_size, scale.shape(), "scale")?;
@@ -205,17 +213,17 @@ fn dequantize(
     axis: usize,
     block_size: usize,
     to: DType,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     if !x.dtype().is_int() {
-        return Err(format!("DequantizeLinear of {}", x.dtype()));
+        return Err(OpError::dtype(format!("DequantizeLinear of {}", x.dtype())));
     }
     if let Some(z) = zp {
         if z.dtype() != x.dtype() {
-            return Err(format!(
+            return Err(OpError::dtype(format!(
                 "zero point is {}, input is {}",
                 z.dtype(),
                 x.dtype()
-            ));
+            )));
         }
     }
     let si = qparam_index(x.shape(), axis, block_size, scale.shape(), "scale")?;
@@ -262,9 +270,12 @@ fn minus_zp(
     index: impl Fn(usize) -> usize,
     what: &str,
     per: usize,
-) -> Result<Vec<i64>, String> {
+) -> Result<Vec<i64>, OpError> {
     if !t.dtype().is_int() {
-        return Err(format!("{what} is {}, expected an integer type", t.dtype()));
+        return Err(OpError::dtype(format!(
+            "{what} is {}, expected an integer type",
+            t.dtype()
+        )));
     }
     let v = t.to_i64_vec();
     let Some(z) = zp else { return Ok(v) };
@@ -276,9 +287,9 @@ fn minus_zp(
             .enumerate()
             .map(|(i, e)| e - z[index(i)])
             .collect()),
-        n => Err(format!(
+        n => Err(OpError::value(format!(
             "{what} zero point has {n} elements, expected 1 or {per}"
-        )),
+        ))),
     }
 }
 
@@ -288,9 +299,9 @@ fn matmul_i64(
     ashape: &[usize],
     b: &[i64],
     bshape: &[usize],
-) -> Result<(Vec<i64>, Vec<usize>), String> {
+) -> Result<(Vec<i64>, Vec<usize>), OpError> {
     if ashape.is_empty() || bshape.is_empty() {
-        return Err("matmul of a scalar".into());
+        return Err(OpError::value("matmul of a scalar"));
     }
     let a2: Vec<usize> = if ashape.len() == 1 {
         vec![1, ashape[0]]
@@ -305,11 +316,16 @@ fn matmul_i64(
     let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
     let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
     if k != k2 {
-        return Err(format!("matmul inner dims differ: {ashape:?} × {bshape:?}"));
+        return Err(OpError::shape(format!(
+            "matmul inner dims differ: {ashape:?} × {bshape:?}"
+        )));
     }
     let (ab, bb) = (&a2[..a2.len() - 2], &b2[..b2.len() - 2]);
-    let batch = super::broadcast_shapes(&[ab, bb])
-        .ok_or_else(|| format!("matmul batch dims do not broadcast: {ashape:?} × {bshape:?}"))?;
+    let batch = super::broadcast_shapes(&[ab, bb]).ok_or_else(|| {
+        OpError::shape(format!(
+            "matmul batch dims do not broadcast: {ashape:?} × {bshape:?}"
+        ))
+    })?;
     let ia = BroadcastIndex::new(ab, &batch).indices();
     let ib = BroadcastIndex::new(bb, &batch).indices();
     let mut out = vec![0i64; ia.len() * m * n];
@@ -346,10 +362,10 @@ fn int_matmul(
     b: &Tensor,
     a_zp: Option<&Tensor>,
     b_zp: Option<&Tensor>,
-) -> Result<(Vec<i64>, Vec<usize>), String> {
+) -> Result<(Vec<i64>, Vec<usize>), OpError> {
     let (ar, br) = (a.rank(), b.rank());
     if ar == 0 || br == 0 {
-        return Err("matmul of a scalar".into());
+        return Err(OpError::value("matmul of a scalar"));
     }
     let k = a.shape()[ar - 1];
     let m = if ar > 1 { a.shape()[ar - 2] } else { 1 };
@@ -366,18 +382,20 @@ fn conv_i64(
     w: &[i64],
     ws: &[usize],
     a: &ConvAttrs,
-) -> Result<(Vec<i64>, Vec<usize>), String> {
+) -> Result<(Vec<i64>, Vec<usize>), OpError> {
     let rank = xs.len();
     if rank < 3 || ws.len() != rank {
-        return Err(format!("conv of input {xs:?} with weight {ws:?}"));
+        return Err(OpError::value(format!(
+            "conv of input {xs:?} with weight {ws:?}"
+        )));
     }
     let (nb, c) = (xs[0], xs[1]);
     let (m, cg) = (ws[0], ws[1]);
     let g = a.groups();
     if c != cg * g || m % g != 0 {
-        return Err(format!(
+        return Err(OpError::attribute(format!(
             "conv channels: input {xs:?}, weight {ws:?}, group {g}"
-        ));
+        )));
     }
     let sp = &xs[2..];
     let k = &ws[2..];
@@ -453,13 +471,13 @@ fn int_conv(
     x_zp: Option<&Tensor>,
     w_zp: Option<&Tensor>,
     a: &ConvAttrs,
-) -> Result<(Vec<i64>, Vec<usize>), String> {
+) -> Result<(Vec<i64>, Vec<usize>), OpError> {
     if let Some(z) = x_zp {
         if z.numel() != 1 {
-            return Err(format!(
+            return Err(OpError::shape(format!(
                 "x zero point must be a scalar, got {:?}",
                 z.shape()
-            ));
+            )));
         }
     }
     let xv = minus_zp(x, x_zp, |_| 0, "x", 1)?;
@@ -475,7 +493,7 @@ fn requantize(
     mult: impl Fn(usize) -> f64,
     zp: impl Fn(usize) -> i64,
     to: DType,
-) -> Result<Vec<i64>, String> {
+) -> Result<Vec<i64>, OpError> {
     let (lo, hi) = int_range(to)?;
     Ok(acc
         .iter()
@@ -488,10 +506,12 @@ fn requantize(
 }
 
 /// The elements of a quantization parameter that is per tensor or has `per` elements.
-fn qparam(t: &Tensor, per: usize, what: &str) -> Result<Vec<f64>, String> {
+fn qparam(t: &Tensor, per: usize, what: &str) -> Result<Vec<f64>, OpError> {
     let n = t.numel();
     if n != 1 && n != per {
-        return Err(format!("{what} has {n} elements, expected 1 or {per}"));
+        return Err(OpError::value(format!(
+            "{what} has {n} elements, expected 1 or {per}"
+        )));
     }
     Ok(t.to_f64_vec())
 }
@@ -504,12 +524,12 @@ fn pick(v: &[f64], i: usize) -> f64 {
     }
 }
 
-fn qlinear_matmul(inputs: &[&Tensor]) -> Result<Tensor, String> {
+fn qlinear_matmul(inputs: &[&Tensor]) -> Result<Tensor, OpError> {
     let [a, a_s, a_zp, b, b_s, b_zp, y_s, y_zp] = inputs else {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "QLinearMatMul expects 8 inputs, got {}",
             inputs.len()
-        ));
+        )));
     };
     let (acc, shape) = int_matmul(a, b, Some(a_zp), Some(b_zp))?;
     let ar = a.rank();
@@ -527,10 +547,10 @@ fn qlinear_matmul(inputs: &[&Tensor]) -> Result<Tensor, String> {
     );
     let yz = y_zp.to_i64_vec();
     if yz.len() != 1 && yz.len() != m {
-        return Err(format!(
+        return Err(OpError::value(format!(
             "y_zero_point has {} elements, expected 1 or {m}",
             yz.len()
-        ));
+        )));
     }
     let row = |i: usize| (i / n.max(1)) % m.max(1);
     let col = |i: usize| i % n.max(1);
@@ -544,16 +564,16 @@ fn qlinear_matmul(inputs: &[&Tensor]) -> Result<Tensor, String> {
     Ok(Tensor::from_i64(y_zp.dtype(), shape, &v))
 }
 
-fn qlinear_conv(inputs: &[&Tensor], attrs: &ConvAttrs) -> Result<Tensor, String> {
+fn qlinear_conv(inputs: &[&Tensor], attrs: &ConvAttrs) -> Result<Tensor, OpError> {
     let (x, x_s, x_zp, w, w_s, w_zp, y_s, y_zp) = match inputs {
         [x, xs, xz, w, ws, wz, ys, yz] | [x, xs, xz, w, ws, wz, ys, yz, _] => {
             (*x, *xs, *xz, *w, *ws, *wz, *ys, *yz)
         }
         _ => {
-            return Err(format!(
+            return Err(OpError::shape(format!(
                 "QLinearConv expects 8 or 9 inputs, got {}",
                 inputs.len()
-            ))
+            )))
         }
     };
     let (mut acc, shape) = int_conv(x, w, Some(x_zp), Some(w_zp), attrs)?;
@@ -562,7 +582,10 @@ fn qlinear_conv(inputs: &[&Tensor], attrs: &ConvAttrs) -> Result<Tensor, String>
     if let Some(bias) = inputs.get(8) {
         let bv = bias.to_i64_vec();
         if bv.len() != m {
-            return Err(format!("bias has {} elements, expected {m}", bv.len()));
+            return Err(OpError::value(format!(
+                "bias has {} elements, expected {m}",
+                bv.len()
+            )));
         }
         for (i, v) in acc.iter_mut().enumerate() {
             *v += bv[(i / osz.max(1)) % m];

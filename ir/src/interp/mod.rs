@@ -5,6 +5,7 @@
 //! the output dtype; long sums accumulate in f64. Each op family has its own
 //! module; [`eval_op`] dispatches.
 
+use crate::error::OpError;
 mod broadcast;
 mod composite;
 mod elementwise;
@@ -30,6 +31,9 @@ pub enum EvalError {
         node: String,
         /// Op name.
         op: &'static str,
+        /// What kind of failure (an op the interpreter does not implement, a
+        /// shape or dtype mismatch, a tensor over the size limit...).
+        kind: crate::ErrorKind,
         /// What went wrong.
         message: String,
     },
@@ -54,8 +58,20 @@ pub enum EvalError {
     },
 }
 
+impl EvalError {
+    /// The kind of a node's failure; `None` for errors about the graph's inputs.
+    pub fn kind(&self) -> Option<crate::ErrorKind> {
+        match self {
+            EvalError::Node { kind, .. } => Some(*kind),
+            EvalError::MissingInput(_)
+            | EvalError::UnknownInput { .. }
+            | EvalError::InputMismatch { .. } => None,
+        }
+    }
+}
+
 /// Evaluates one op on concrete inputs; `n_outputs` is how many outputs the node has.
-pub fn eval_op(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<Tensor>, String> {
+pub fn eval_op(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<Tensor>, OpError> {
     let mut out = match op {
         Op::Unary(o) => elementwise::eval_unary(o, inputs),
         Op::Binary(o) => elementwise::eval_binary(o, inputs),
@@ -67,10 +83,10 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<Tens
         Op::Fused(o) => eval_fused(o, inputs),
     }?;
     if out.len() < n_outputs {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "produced {} outputs, node has {n_outputs}",
             out.len()
-        ));
+        )));
     }
     out.truncate(n_outputs);
     Ok(out)
@@ -78,7 +94,7 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<Tens
 
 /// Evaluates a fused region step by step (the reference semantics of a region is
 /// exactly its steps run as separate ops).
-fn eval_fused(op: &crate::op::FusedOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
+fn eval_fused(op: &crate::op::FusedOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
     use crate::op::FusedArg;
     let mut values: Vec<Tensor> = Vec::with_capacity(op.steps.len());
     for (j, step) in op.steps.iter().enumerate() {
@@ -89,21 +105,20 @@ fn eval_fused(op: &crate::op::FusedOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>
                 FusedArg::Input(i) => inputs
                     .get(i)
                     .copied()
-                    .ok_or_else(|| format!("step {j} reads missing input {i}")),
-                FusedArg::Step(k) => values
-                    .get(k)
-                    .filter(|_| k < j)
-                    .ok_or_else(|| format!("step {j} reads step {k}, which is not earlier")),
+                    .ok_or_else(|| OpError::value(format!("step {j} reads missing input {i}"))),
+                FusedArg::Step(k) => values.get(k).filter(|_| k < j).ok_or_else(|| {
+                    OpError::value(format!("step {j} reads step {k}, which is not earlier"))
+                }),
             })
             .collect::<Result<_, _>>()?;
         let out = eval_op(&step.op, &args, 1)
-            .map_err(|e| format!("step {j} ({}): {e}", step.op.name()))?;
+            .map_err(|e| OpError::value(format!("step {j} ({}): {e}", step.op.name())))?;
         values.extend(out);
     }
     values
         .pop()
         .map(|v| vec![v])
-        .ok_or_else(|| "empty fused region".to_string())
+        .ok_or_else(|| OpError::value("empty fused region"))
 }
 
 /// Checks a fed tensor against the declared input type (dtype, rank, known dims,
@@ -167,7 +182,7 @@ pub const MAX_TENSOR_BYTES: u64 = 1 << 33;
 
 /// Refuses a node whose outputs, inferred from the actual inputs, exceed
 /// [`MAX_TENSOR_BYTES`].
-fn check_output_sizes(op: &Op, args: &[&Tensor]) -> Result<(), String> {
+fn check_output_sizes(op: &Op, args: &[&Tensor]) -> Result<(), OpError> {
     let types: Vec<crate::TensorType> = args
         .iter()
         .map(|t| crate::TensorType::new(t.dtype(), t.ir_shape()))
@@ -185,10 +200,10 @@ fn check_output_sizes(op: &Op, args: &[&Tensor]) -> Result<(), String> {
         });
         let bytes = numel.and_then(|n| n.checked_mul(t.dtype.size() as u64));
         if bytes.is_none_or(|b| b > MAX_TENSOR_BYTES) {
-            return Err(format!(
+            return Err(OpError::too_large(format!(
                 "would create a tensor {t} of {} bytes, over the limit of {MAX_TENSOR_BYTES}",
                 bytes.map_or("more than 2^64".to_string(), |b| b.to_string())
-            ));
+            )));
         }
     }
     Ok(())
@@ -235,10 +250,11 @@ pub fn run(graph: &Graph, inputs: &[(String, Tensor)]) -> Result<Vec<Tensor>, Ev
         last_use[o.0 as usize] = usize::MAX;
     }
     for (ni, node) in graph.nodes().iter().enumerate() {
-        let node_err = |message: String| EvalError::Node {
+        let node_err = |e: OpError| EvalError::Node {
             node: node.name.clone(),
             op: node.op.name(),
-            message,
+            kind: e.kind,
+            message: e.message,
         };
         let args: Vec<&Tensor> = node
             .inputs
@@ -246,7 +262,9 @@ pub fn run(graph: &Graph, inputs: &[(String, Tensor)]) -> Result<Vec<Tensor>, Ev
             .map(|i| env.get(i.0 as usize).and_then(Option::as_ref))
             .collect::<Option<_>>()
             .ok_or_else(|| {
-                node_err("an input is used before it is defined (unverified graph)".into())
+                node_err(OpError::value(
+                    "an input is used before it is defined (unverified graph)",
+                ))
             })?;
         check_output_sizes(&node.op, &args).map_err(node_err)?;
         let outs = eval_op(&node.op, &args, node.outputs.len()).map_err(node_err)?;
@@ -269,6 +287,7 @@ pub fn run(graph: &Graph, inputs: &[(String, Tensor)]) -> Result<Vec<Tensor>, Ev
                 .ok_or_else(|| EvalError::Node {
                     node: "<graph outputs>".into(),
                     op: "output",
+                    kind: crate::ErrorKind::Value,
                     message: format!(
                         "output `{}` was never computed (unverified graph)",
                         graph.value(*o).name

@@ -3,6 +3,7 @@
 //! Heavy ops (matmul, convolutions) go through one blocked, rayon-parallel f64
 //! GEMM ([`gemm`]) so that whole CNNs run through the oracle in seconds.
 
+use crate::error::OpError;
 mod conv;
 mod einsum;
 mod gemm;
@@ -16,11 +17,11 @@ use crate::Tensor;
 
 use pool::PoolKind;
 
-fn arg<'a>(inputs: &[&'a Tensor], i: usize) -> Result<&'a Tensor, String> {
+fn arg<'a>(inputs: &[&'a Tensor], i: usize) -> Result<&'a Tensor, OpError> {
     inputs
         .get(i)
         .copied()
-        .ok_or_else(|| format!("missing input {i}"))
+        .ok_or_else(|| OpError::value(format!("missing input {i}")))
 }
 
 /// Evaluates an nn-family op.
@@ -28,7 +29,7 @@ pub(super) fn eval(
     op: &NnOp,
     inputs: &[&Tensor],
     _n_outputs: usize,
-) -> Result<Vec<Tensor>, String> {
+) -> Result<Vec<Tensor>, OpError> {
     let one = |t: Tensor| vec![t];
     match op {
         NnOp::MatMul => matmul::matmul(arg(inputs, 0)?, arg(inputs, 1)?).map(one),

@@ -4,11 +4,12 @@
 //! combined in i128 and wrapped to the output dtype (numpy's behaviour for sums and
 //! products that overflow).
 
+use crate::error::OpError;
 use crate::op::{ReduceKind, ReduceOp};
 use crate::{DType, Tensor};
 
 /// Evaluates a reduction-family op.
-pub(super) fn eval(op: &ReduceOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
+pub(super) fn eval(op: &ReduceOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
     let x = *inputs.first().ok_or("missing input")?;
     match op {
         ReduceOp::Reduce {
@@ -80,25 +81,30 @@ pub(super) fn eval(op: &ReduceOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Str
 }
 
 /// A possibly negative run-time axis, checked against `rank`.
-fn wrap_axis(a: i64, rank: usize) -> Result<usize, String> {
+fn wrap_axis(a: i64, rank: usize) -> Result<usize, OpError> {
     let r = rank as i64;
     let w = if a < 0 { a + r } else { a };
     if w < 0 || w >= r.max(1) {
-        return Err(format!("axis {a} out of range for rank {rank}"));
+        return Err(OpError::attribute(format!(
+            "axis {a} out of range for rank {rank}"
+        )));
     }
     Ok(w as usize)
 }
 
 /// Splits `shape` around `axis` into (outer, n, inner) extents.
-pub(crate) fn split_at_axis(shape: &[usize], axis: usize) -> Result<(usize, usize, usize), String> {
+pub(crate) fn split_at_axis(
+    shape: &[usize],
+    axis: usize,
+) -> Result<(usize, usize, usize), OpError> {
     if shape.is_empty() && axis == 0 {
         return Ok((1, 1, 1));
     }
     if axis >= shape.len() {
-        return Err(format!(
+        return Err(OpError::attribute(format!(
             "axis {axis} out of range for shape {shape:?} (rank {})",
             shape.len()
-        ));
+        )));
     }
     let outer = shape[..axis].iter().product();
     let inner = shape[axis + 1..].iter().product();
@@ -179,10 +185,12 @@ fn from_i128(dt: DType, shape: Vec<usize>, v: &[i128]) -> Tensor {
     Tensor::from_i64(dt, shape, &w)
 }
 
-fn reduce(kind: ReduceKind, x: &Tensor, axes: &[usize], keepdims: bool) -> Result<Tensor, String> {
+fn reduce(kind: ReduceKind, x: &Tensor, axes: &[usize], keepdims: bool) -> Result<Tensor, OpError> {
     let shape = x.shape();
     if let Some(&a) = axes.iter().find(|&&a| a >= shape.len().max(1)) {
-        return Err(format!("axis {a} out of range for shape {shape:?}"));
+        return Err(OpError::attribute(format!(
+            "axis {a} out of range for shape {shape:?}"
+        )));
     }
     let oshape = out_shape(shape, axes, keepdims);
     let (group, n_out) = group_of(shape, axes);
@@ -226,7 +234,7 @@ fn reduce(kind: ReduceKind, x: &Tensor, axes: &[usize], keepdims: bool) -> Resul
         if kind == ReduceKind::Mean {
             for (a, &c) in acc.iter_mut().zip(&count) {
                 if c == 0 {
-                    return Err("integer mean of an empty set".into());
+                    return Err(OpError::value("integer mean of an empty set"));
                 }
                 *a /= c as i128;
             }
@@ -363,13 +371,13 @@ fn arg_reduce(
     keepdims: bool,
     last: bool,
     max: bool,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     let (outer, n, inner) = split_at_axis(x.shape(), axis)?;
     if n == 0 {
-        return Err(format!(
+        return Err(OpError::attribute(format!(
             "arg-reduction over an empty axis {axis} of shape {:?}",
             x.shape()
-        ));
+        )));
     }
     let keys = keys(x);
     let mut out = Vec::with_capacity(outer * inner);
@@ -398,7 +406,7 @@ fn scan(
     exclusive: bool,
     reverse: bool,
     prod: bool,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     let (outer, n, inner) = split_at_axis(x.shape(), axis)?;
     let order: Vec<usize> = if reverse {
         (0..n).rev().collect()
@@ -485,12 +493,12 @@ fn scan_lines<T: Copy>(
     out
 }
 
-fn top_k(x: &Tensor, axis: usize, k: i64, largest: bool) -> Result<Vec<Tensor>, String> {
+fn top_k(x: &Tensor, axis: usize, k: i64, largest: bool) -> Result<Vec<Tensor>, OpError> {
     let (outer, n, inner) = split_at_axis(x.shape(), axis)?;
     if k < 0 || k as usize > n {
-        return Err(format!(
+        return Err(OpError::attribute(format!(
             "TopK: k = {k} is out of range for axis {axis} of size {n}"
-        ));
+        )));
     }
     let k = k as usize;
     let keys = keys(x);

@@ -1,6 +1,7 @@
 //! Composite ops: each equals a decomposition into primitive ops, and backends may
 //! implement it directly (the optimizer chooses by cost).
 
+use crate::error::OpError;
 use serde::{Deserialize, Serialize};
 use strum::IntoStaticStr;
 
@@ -138,7 +139,7 @@ impl OpFamily for CompositeOp {
         self.into()
     }
 
-    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, String> {
+    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, OpError> {
         let x = inputs.ty(0)?;
         let rank = x.shape.rank();
         match self {
@@ -146,13 +147,17 @@ impl OpFamily for CompositeOp {
             | CompositeOp::LogSoftmax { axis }
             | CompositeOp::Hardmax { axis } => {
                 if *axis >= rank {
-                    return Err(format!("axis {axis} out of range for rank {rank}"));
+                    return Err(OpError::attribute(format!(
+                        "axis {axis} out of range for rank {rank}"
+                    )));
                 }
                 Ok(vec![x.clone()])
             }
             CompositeOp::LayerNorm { axis, .. } | CompositeOp::RmsNorm { axis, .. } => {
                 if *axis > rank {
-                    return Err(format!("axis {axis} out of range for rank {rank}"));
+                    return Err(OpError::attribute(format!(
+                        "axis {axis} out of range for rank {rank}"
+                    )));
                 }
                 let mut out = vec![x.clone()];
                 if matches!(self, CompositeOp::LayerNorm { .. }) {
@@ -174,10 +179,10 @@ impl OpFamily for CompositeOp {
             CompositeOp::Attention { mask, past, .. } => {
                 let (k, v) = (inputs.ty(1)?, inputs.ty(2)?);
                 if rank < 2 || k.shape.rank() != rank || v.shape.rank() != rank {
-                    return Err(format!(
+                    return Err(OpError::shape(format!(
                         "q, k and v must have one rank of at least 2, got {}, {} and {}",
                         x.shape, k.shape, v.shape
-                    ));
+                    )));
                 }
                 let mut y = x.shape.clone();
                 y.0[rank - 1] = v.shape.0[rank - 1].clone();
@@ -206,10 +211,10 @@ impl OpFamily for CompositeOp {
             CompositeOp::NllLoss { reduction, .. } => {
                 let t = inputs.ty(1)?;
                 if rank < 2 || t.shape.rank() != rank - 1 {
-                    return Err(format!(
+                    return Err(OpError::shape(format!(
                         "log_prob {} must be [n, c, d...] and target {} [n, d...]",
                         x.shape, t.shape
-                    ));
+                    )));
                 }
                 let shape = match reduction {
                     LossReduction::None => t.shape.clone(),
@@ -226,11 +231,11 @@ impl OpFamily for CompositeOp {
                     (4, None) => {}
                     (3, Some(h)) if *h > 0 => {}
                     _ => {
-                        return Err(format!(
+                        return Err(OpError::shape(format!(
                             "x {} must be [batch, heads, seq, dim], or [batch, seq, hidden] \
                              with num_heads",
                             x.shape
-                        ))
+                        )))
                     }
                 }
                 inputs.ty(1)?;

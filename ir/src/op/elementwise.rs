@@ -1,5 +1,6 @@
 //! Elementwise ops of one and two operands (two with numpy broadcasting).
 
+use crate::error::OpError;
 use serde::{Deserialize, Serialize};
 use strum::IntoStaticStr;
 
@@ -130,7 +131,7 @@ impl OpFamily for UnaryOp {
         self.into()
     }
 
-    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, String> {
+    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, OpError> {
         let x = inputs.ty(0)?;
         let dtype = match self {
             UnaryOp::IsNaN | UnaryOp::IsInf { .. } => DType::Bool,
@@ -211,9 +212,12 @@ impl OpFamily for BinaryOp {
         self.into()
     }
 
-    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, String> {
+    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, OpError> {
         if inputs.len() != 2 {
-            return Err(format!("expects 2 inputs, got {}", inputs.len()));
+            return Err(OpError::shape(format!(
+                "expects 2 inputs, got {}",
+                inputs.len()
+            )));
         }
         let (a, b) = (inputs.ty(0)?, inputs.ty(1)?);
         if a.dtype != b.dtype
@@ -222,10 +226,10 @@ impl OpFamily for BinaryOp {
                 BinaryOp::Pow | BinaryOp::BitShiftLeft | BinaryOp::BitShiftRight
             )
         {
-            return Err(format!(
+            return Err(OpError::dtype(format!(
                 "operand dtypes differ: {} and {}",
                 a.dtype, b.dtype
-            ));
+            )));
         }
         let shape = broadcast_all(inputs.types)?;
         let dtype = if self.is_comparison() {

@@ -17,6 +17,7 @@
 //! an anchor every step broadcasts into the output. Every step is
 //! used by a later one, every input by some step.
 
+use crate::error::OpError;
 use serde::{Deserialize, Serialize};
 
 use super::{InferInputs, Op, OpFamily};
@@ -97,23 +98,24 @@ impl FusedOp {
     }
 
     /// The type of every step's value for these input types, checking legality.
-    pub fn step_types(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, String> {
+    pub fn step_types(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, OpError> {
         if self.steps.is_empty() {
-            return Err("a fused region needs at least one step".into());
+            return Err(OpError::value("a fused region needs at least one step"));
         }
         if self.steps.len() > MAX_FUSED_STEPS {
-            return Err(format!(
+            return Err(OpError::value(format!(
                 "{} steps (at most {MAX_FUSED_STEPS})",
                 self.steps.len()
-            ));
+            )));
         }
         let mut used_inputs = vec![false; inputs.len()];
         let mut used_steps = vec![false; self.steps.len()];
         let mut anchor = None;
         let mut types: Vec<TensorType> = Vec::with_capacity(self.steps.len());
         for (j, step) in self.steps.iter().enumerate() {
-            let role = FusedRole::of(&step.op)
-                .ok_or_else(|| format!("step {j}: {} cannot be fused", step.op.name()))?;
+            let role = FusedRole::of(&step.op).ok_or_else(|| {
+                OpError::value(format!("step {j}: {} cannot be fused", step.op.name()))
+            })?;
             let mut arg_types = Vec::with_capacity(step.args.len());
             let mut arg_consts = Vec::with_capacity(step.args.len());
             for a in &step.args {
@@ -129,21 +131,25 @@ impl FusedOp {
                         used_steps[k] = true;
                     }
                     FusedArg::Step(k) => {
-                        return Err(format!("step {j} reads step {k}, which is not earlier"))
+                        return Err(OpError::value(format!(
+                            "step {j} reads step {k}, which is not earlier"
+                        )))
                     }
                 }
             }
             if let FusedRole::Anchor { prologue } = role {
                 if anchor.is_some() {
-                    return Err(format!("step {j}: a region has at most one anchor"));
+                    return Err(OpError::value(format!(
+                        "step {j}: a region has at most one anchor"
+                    )));
                 }
                 anchor = Some(j);
                 let reads_step = step.args.iter().any(|a| matches!(a, FusedArg::Step(_)));
                 if reads_step && !prologue {
-                    return Err(format!(
+                    return Err(OpError::value(format!(
                         "step {j}: {} takes no elementwise prologue",
                         step.op.name()
-                    ));
+                    )));
                 }
                 if step
                     .args
@@ -151,9 +157,9 @@ impl FusedOp {
                     .skip(1)
                     .any(|a| matches!(a, FusedArg::Step(_)))
                 {
-                    return Err(format!(
+                    return Err(OpError::shape(format!(
                         "step {j}: only the anchor's first operand may come from a step"
-                    ));
+                    )));
                 }
             }
             let out = step.op.infer(&InferInputs {
@@ -161,15 +167,20 @@ impl FusedOp {
                 consts: &arg_consts,
             })?;
             if out.len() != 1 {
-                return Err(format!("step {j}: {} has several outputs", step.op.name()));
+                return Err(OpError::shape(format!(
+                    "step {j}: {} has several outputs",
+                    step.op.name()
+                )));
             }
             types.push(out.into_iter().next().expect("one output"));
         }
         if let Some(i) = used_inputs.iter().position(|u| !u) {
-            return Err(format!("input {i} is not used by any step"));
+            return Err(OpError::value(format!("input {i} is not used by any step")));
         }
         if let Some(j) = used_steps[..self.steps.len() - 1].iter().position(|u| !u) {
-            return Err(format!("step {j} is not used by a later step"));
+            return Err(OpError::value(format!(
+                "step {j} is not used by a later step"
+            )));
         }
         // One loop nest per side of the anchor: every step's value broadcasts into
         // the anchor's operand (prologue) or the region's output (epilogue), so a
@@ -186,12 +197,12 @@ impl FusedOp {
                 _ => &last,
             };
             if crate::Shape::broadcast(&t.shape, nest).as_ref() != Some(nest) {
-                return Err(format!(
+                return Err(OpError::shape(format!(
                     "step {j} ({}) computes {} but its loop nest is {}",
                     self.steps[j].op.name(),
                     t.shape,
                     nest
-                ));
+                )));
             }
         }
         Ok(types)
@@ -203,7 +214,7 @@ impl OpFamily for FusedOp {
         "Fused"
     }
 
-    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, String> {
+    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, OpError> {
         let mut types = self.step_types(inputs)?;
         Ok(vec![types.pop().expect("non-empty")])
     }

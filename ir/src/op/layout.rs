@@ -1,5 +1,6 @@
 //! Data movement, shape computation, casts, selection and tensor creation.
 
+use crate::error::OpError;
 use serde::{Deserialize, Serialize};
 use strum::IntoStaticStr;
 
@@ -215,13 +216,13 @@ fn const_ints(inputs: &InferInputs, i: usize) -> Option<Vec<i64>> {
 }
 
 /// The length of the 1-D input `i`, which must be known.
-fn runtime_len(inputs: &InferInputs, i: usize) -> Result<usize, String> {
+fn runtime_len(inputs: &InferInputs, i: usize) -> Result<usize, OpError> {
     let t = inputs.ty(i)?;
     match t.shape.0.as_slice() {
         [d] => d
             .known()
-            .ok_or_else(|| format!("input {i} has unknown length")),
-        _ => Err(format!("input {i} must be 1-D, got {t}")),
+            .ok_or_else(|| OpError::shape(format!("input {i} has unknown length"))),
+        _ => Err(OpError::value(format!("input {i} must be 1-D, got {t}"))),
     }
 }
 
@@ -230,21 +231,21 @@ pub(crate) fn reshape_target(
     input: &Shape,
     target: &[i64],
     allowzero: bool,
-) -> Result<Shape, String> {
+) -> Result<Shape, OpError> {
     let mut out: Vec<Dim> = Vec::with_capacity(target.len());
     let mut infer_at = None;
     for (i, &t) in target.iter().enumerate() {
         match t {
             -1 => {
                 if infer_at.replace(i).is_some() {
-                    return Err("more than one -1 in reshape target".into());
+                    return Err(OpError::shape("more than one -1 in reshape target"));
                 }
                 out.push(Dim::Any);
             }
             0 if !allowzero => out.push(input.0.get(i).cloned().ok_or_else(|| {
                 format!("reshape copies dim {i} of a rank-{} input", input.rank())
             })?),
-            t if t < 0 => return Err(format!("invalid reshape dim {t}")),
+            t if t < 0 => return Err(OpError::shape(format!("invalid reshape dim {t}"))),
             t => out.push(Dim::Known(t as usize)),
         }
     }
@@ -257,7 +258,9 @@ pub(crate) fn reshape_target(
             .product();
         if let (Some(total), Some(part)) = (input.numel(), known_out) {
             if part == 0 || total % part != 0 {
-                return Err(format!("cannot reshape {input} to {target:?}"));
+                return Err(OpError::shape(format!(
+                    "cannot reshape {input} to {target:?}"
+                )));
             }
             out[at] = Dim::Known(total / part);
         } else if input.rank() == target.len() {
@@ -271,9 +274,9 @@ pub(crate) fn reshape_target(
         }
     } else if let (Some(a), Some(b)) = (input.numel(), Shape(out.clone()).numel()) {
         if a != b {
-            return Err(format!(
+            return Err(OpError::shape(format!(
                 "cannot reshape {input} ({a} elements) to {target:?} ({b} elements)"
-            ));
+            )));
         }
     }
     Ok(Shape(out))
@@ -284,7 +287,7 @@ impl OpFamily for LayoutOp {
         self.into()
     }
 
-    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, String> {
+    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, OpError> {
         let x = inputs.ty(0)?;
         let rank = x.shape.rank();
         let same_dtype = |shape: Shape| Ok(vec![TensorType::new(x.dtype, shape)]);
@@ -304,7 +307,9 @@ impl OpFamily for LayoutOp {
             },
             LayoutOp::Transpose { perm } => {
                 if perm.len() != rank || !(0..rank).all(|i| perm.contains(&i)) {
-                    return Err(format!("perm {perm:?} is not a permutation of rank {rank}"));
+                    return Err(OpError::attribute(format!(
+                        "perm {perm:?} is not a permutation of rank {rank}"
+                    )));
                 }
                 same_dtype(Shape(perm.iter().map(|&p| x.shape.0[p].clone()).collect()))
             }
@@ -319,7 +324,9 @@ impl OpFamily for LayoutOp {
             }
             LayoutOp::Split { axis, .. } if inputs.len() > 1 => {
                 if *axis >= rank {
-                    return Err(format!("split axis {axis} out of range for rank {rank}"));
+                    return Err(OpError::attribute(format!(
+                        "split axis {axis} out of range for rank {rank}"
+                    )));
                 }
                 let mut sh = x.shape.clone();
                 sh.0[*axis] = Dim::Any;
@@ -330,9 +337,15 @@ impl OpFamily for LayoutOp {
                 for &a in axes {
                     match x.shape.0.get(a) {
                         Some(Dim::Known(1)) | Some(Dim::Sym(_)) | Some(Dim::Any) => {}
-                        Some(d) => return Err(format!("cannot squeeze axis {a} of size {d}")),
+                        Some(d) => {
+                            return Err(OpError::attribute(format!(
+                                "cannot squeeze axis {a} of size {d}"
+                            )))
+                        }
                         None => {
-                            return Err(format!("squeeze axis {a} out of range for rank {rank}"))
+                            return Err(OpError::attribute(format!(
+                                "squeeze axis {a} out of range for rank {rank}"
+                            )))
                         }
                     }
                 }
@@ -358,15 +371,17 @@ impl OpFamily for LayoutOp {
                     }
                 }
                 if axes.iter().any(|&a| a >= out_rank) {
-                    return Err(format!(
+                    return Err(OpError::attribute(format!(
                         "unsqueeze axes {axes:?} out of range for output rank {out_rank}"
-                    ));
+                    )));
                 }
                 same_dtype(Shape(out))
             }
             LayoutOp::Flatten { axis } => {
                 if *axis > rank {
-                    return Err(format!("flatten axis {axis} out of range for rank {rank}"));
+                    return Err(OpError::attribute(format!(
+                        "flatten axis {axis} out of range for rank {rank}"
+                    )));
                 }
                 let prod = |ds: &[Dim]| -> Dim {
                     ds.iter()
@@ -395,19 +410,22 @@ impl OpFamily for LayoutOp {
                             .ok_or("expand target of unknown length")?,
                     ),
                 };
-                let s = Shape::broadcast(&x.shape, &target)
-                    .ok_or_else(|| format!("cannot expand {} to {}", x.shape, target))?;
+                let s = Shape::broadcast(&x.shape, &target).ok_or_else(|| {
+                    OpError::shape(format!("cannot expand {} to {}", x.shape, target))
+                })?;
                 same_dtype(s)
             }
             LayoutOp::Concat { axis } => {
                 if *axis >= rank {
-                    return Err(format!("concat axis {axis} out of range for rank {rank}"));
+                    return Err(OpError::attribute(format!(
+                        "concat axis {axis} out of range for rank {rank}"
+                    )));
                 }
                 let mut out = x.shape.clone();
                 let mut total = Some(0usize);
                 for t in inputs.types {
                     if t.shape.rank() != rank || t.dtype != x.dtype {
-                        return Err(format!("concat of {x} and {t}"));
+                        return Err(OpError::value(format!("concat of {x} and {t}")));
                     }
                     total = total.zip(t.shape.0[*axis].known()).map(|(a, b)| a + b);
                 }
@@ -416,11 +434,15 @@ impl OpFamily for LayoutOp {
             }
             LayoutOp::Split { axis, sizes } => {
                 if *axis >= rank {
-                    return Err(format!("split axis {axis} out of range for rank {rank}"));
+                    return Err(OpError::attribute(format!(
+                        "split axis {axis} out of range for rank {rank}"
+                    )));
                 }
                 if let Some(n) = x.shape.0[*axis].known() {
                     if sizes.iter().sum::<usize>() != n {
-                        return Err(format!("split sizes {sizes:?} do not add up to {n}"));
+                        return Err(OpError::shape(format!(
+                            "split sizes {sizes:?} do not add up to {n}"
+                        )));
                     }
                 }
                 Ok(sizes
@@ -445,13 +467,13 @@ impl OpFamily for LayoutOp {
                     || axes.len() != starts.len()
                     || steps.len() != starts.len()
                 {
-                    return Err(format!(
+                    return Err(OpError::attribute(format!(
                         "starts, ends, axes and steps differ in length ({}, {}, {}, {})",
                         starts.len(),
                         ends.len(),
                         axes.len(),
                         steps.len()
-                    ));
+                    )));
                 }
                 let mut out = x.shape.clone();
                 for i in 0..starts.len() {
@@ -469,7 +491,9 @@ impl OpFamily for LayoutOp {
             LayoutOp::Gather { axis } => {
                 let idx = inputs.ty(1)?;
                 if *axis >= rank {
-                    return Err(format!("gather axis {axis} out of range for rank {rank}"));
+                    return Err(OpError::attribute(format!(
+                        "gather axis {axis} out of range for rank {rank}"
+                    )));
                 }
                 let mut out = x.shape.0[..*axis].to_vec();
                 out.extend(idx.shape.0.iter().cloned());
@@ -481,7 +505,7 @@ impl OpFamily for LayoutOp {
                 let idx = inputs.ty(1)?;
                 let q = idx.shape.rank();
                 let Some(last) = idx.shape.0.last().and_then(Dim::known) else {
-                    return Err("GatherND indices need a known last dim".into());
+                    return Err(OpError::shape("GatherND indices need a known last dim"));
                 };
                 let mut out = idx.shape.0[..q - 1].to_vec();
                 out.extend(x.shape.0.iter().skip(batch_dims + last).cloned());
@@ -516,11 +540,11 @@ impl OpFamily for LayoutOp {
                         })
                         .collect(),
                 )),
-                Some(p) => Err(format!(
+                Some(p) => Err(OpError::shape(format!(
                     "pads has {} entries, expected {}",
                     p.len(),
                     2 * rank
-                )),
+                ))),
                 None => same_dtype(any_shape(rank)),
             },
             LayoutOp::Shape { start, end } => {
@@ -577,10 +601,10 @@ impl OpFamily for LayoutOp {
             LayoutOp::Where => {
                 let (a, b) = (inputs.ty(1)?, inputs.ty(2)?);
                 if a.dtype != b.dtype {
-                    return Err(format!(
+                    return Err(OpError::dtype(format!(
                         "Where branches differ in dtype: {} and {}",
                         a.dtype, b.dtype
-                    ));
+                    )));
                 }
                 Ok(vec![TensorType::new(a.dtype, broadcast_all(inputs.types)?)])
             }
@@ -588,7 +612,7 @@ impl OpFamily for LayoutOp {
                 let b = *blocksize;
                 let s = &x.shape.0;
                 if rank != 4 {
-                    return Err("DepthToSpace needs rank 4".into());
+                    return Err(OpError::shape("DepthToSpace needs rank 4"));
                 }
                 let m = |d: &Dim, f: &dyn Fn(usize) -> usize| {
                     d.known().map(|n| Dim::Known(f(n))).unwrap_or(Dim::Any)
@@ -604,7 +628,7 @@ impl OpFamily for LayoutOp {
                 let b = *blocksize;
                 let s = &x.shape.0;
                 if rank != 4 {
-                    return Err("SpaceToDepth needs rank 4".into());
+                    return Err(OpError::shape("SpaceToDepth needs rank 4"));
                 }
                 let m = |d: &Dim, f: &dyn Fn(usize) -> usize| {
                     d.known().map(|n| Dim::Known(f(n))).unwrap_or(Dim::Any)
@@ -633,7 +657,11 @@ impl OpFamily for LayoutOp {
                         y.0[*a] = Dim::Any;
                         (y, x.shape.0[*a].clone())
                     }
-                    Some(a) => return Err(format!("axis {a} out of range for rank {rank}")),
+                    Some(a) => {
+                        return Err(OpError::attribute(format!(
+                            "axis {a} out of range for rank {rank}"
+                        )))
+                    }
                     None => {
                         let n = x
                             .shape
@@ -653,10 +681,10 @@ impl OpFamily for LayoutOp {
             }
             LayoutOp::BitCast { to } => {
                 if x.dtype.size() != to.size() {
-                    return Err(format!(
+                    return Err(OpError::dtype(format!(
                         "BitCast from {} to {to}: the element sizes differ",
                         x.dtype
-                    ));
+                    )));
                 }
                 Ok(vec![TensorType::new(*to, x.shape.clone())])
             }
@@ -676,7 +704,7 @@ pub fn shape_range(rank: usize, start: i64, end: Option<i64>) -> (usize, usize) 
 }
 
 /// Number of elements ONNX `Slice` keeps from an axis of length `n`.
-pub fn slice_len(n: usize, start: i64, end: i64, step: i64) -> Result<usize, String> {
+pub fn slice_len(n: usize, start: i64, end: i64, step: i64) -> Result<usize, OpError> {
     let (s, e) = slice_bounds(n, start, end, step)?;
     Ok(if step > 0 {
         ((e - s).max(0) as usize).div_ceil(step as usize)
@@ -686,9 +714,9 @@ pub fn slice_len(n: usize, start: i64, end: i64, step: i64) -> Result<usize, Str
 }
 
 /// The clamped (start, end) ONNX `Slice` uses for an axis of length `n`.
-pub fn slice_bounds(n: usize, start: i64, end: i64, step: i64) -> Result<(i64, i64), String> {
+pub fn slice_bounds(n: usize, start: i64, end: i64, step: i64) -> Result<(i64, i64), OpError> {
     if step == 0 {
-        return Err("slice step 0".into());
+        return Err(OpError::value("slice step 0"));
     }
     let n = n as i64;
     let norm = |v: i64| if v < 0 { v.saturating_add(n) } else { v };

@@ -5,6 +5,7 @@
 //! quantized ops compute in integer arithmetic with the spec's rounding, the
 //! recurrences carry state through time.
 
+use crate::error::OpError;
 use serde::{Deserialize, Serialize};
 use strum::IntoStaticStr;
 
@@ -349,21 +350,24 @@ impl OpFamily for MiscOp {
         self.into()
     }
 
-    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, String> {
+    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, OpError> {
         let x = inputs.ty(0)?;
         let rank = x.shape.rank();
         let t = |dtype: DType, shape: Shape| TensorType::new(dtype, shape);
         Ok(match self {
             MiscOp::QuantizeLinear { to, .. } => {
                 if !x.dtype.is_float() {
-                    return Err(format!("QuantizeLinear of {}", x.dtype));
+                    return Err(OpError::dtype(format!("QuantizeLinear of {}", x.dtype)));
                 }
                 vec![t(*to, x.shape.clone())]
             }
             MiscOp::DequantizeLinear { to, .. } => vec![t(*to, x.shape.clone())],
             MiscOp::DynamicQuantizeLinear => {
                 if x.dtype != DType::F32 {
-                    return Err(format!("DynamicQuantizeLinear of {}", x.dtype));
+                    return Err(OpError::dtype(format!(
+                        "DynamicQuantizeLinear of {}",
+                        x.dtype
+                    )));
                 }
                 vec![
                     t(DType::U8, x.shape.clone()),
@@ -397,7 +401,7 @@ impl OpFamily for MiscOp {
                 ..
             } => {
                 if rank != 3 {
-                    return Err(format!("recurrence input of rank {rank}"));
+                    return Err(OpError::shape(format!("recurrence input of rank {rank}")));
                 }
                 let dirs = Dim::Known(if *direction == RnnDirection::Bidirectional {
                     2
@@ -435,7 +439,10 @@ impl OpFamily for MiscOp {
                 ];
                 let gr = g.shape.rank();
                 if gr < 3 || gr != rank {
-                    return Err(format!("GridSample of {} with grid {}", x.shape, g.shape));
+                    return Err(OpError::shape(format!(
+                        "GridSample of {} with grid {}",
+                        x.shape, g.shape
+                    )));
                 }
                 s.extend(g.shape.0[1..gr - 1].iter().cloned());
                 vec![t(x.dtype, Shape(s))]
@@ -512,7 +519,7 @@ impl OpFamily for MiscOp {
             }
             MiscOp::Det => {
                 if rank < 2 {
-                    return Err(format!("Det of rank {rank}"));
+                    return Err(OpError::shape(format!("Det of rank {rank}")));
                 }
                 vec![t(x.dtype, Shape(x.shape.0[..rank - 2].to_vec()))]
             }
@@ -529,7 +536,9 @@ impl OpFamily for MiscOp {
                     return Ok(vec![t(x.dtype, s)]);
                 };
                 if *axis + 1 >= rank {
-                    return Err(format!("DFT axis {axis} of rank {rank}"));
+                    return Err(OpError::attribute(format!(
+                        "DFT axis {axis} of rank {rank}"
+                    )));
                 }
                 let given = if *has_length {
                     known_ints(inputs, 1).and_then(|v| v.first().copied())

@@ -7,6 +7,7 @@
 //! and following the compiler's exhaustive `match` errors (see ARCHITECTURE.md,
 //! "Adding an op").
 
+use crate::error::OpError;
 mod composite;
 mod elementwise;
 mod fused;
@@ -53,10 +54,10 @@ impl InferInputs<'_> {
     }
 
     /// The type of input `i`, or an error naming the missing input.
-    pub fn ty(&self, i: usize) -> Result<&TensorType, String> {
+    pub fn ty(&self, i: usize) -> Result<&TensorType, OpError> {
         self.types
             .get(i)
-            .ok_or_else(|| format!("missing input {i}"))
+            .ok_or_else(|| OpError::shape(format!("missing input {i}")))
     }
 
     /// The constant value of input `i`, if it is one.
@@ -70,7 +71,7 @@ pub trait OpFamily {
     /// The op's name in the text form (the variant name, e.g. `MatMul`).
     fn name(&self) -> &'static str;
     /// Output types from input types (and constant inputs), or why the inputs are invalid.
-    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, String>;
+    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, OpError>;
 }
 
 /// One operation of the IR.
@@ -114,7 +115,7 @@ impl Op {
     }
 
     /// Output types for these inputs.
-    pub fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, String> {
+    pub fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, OpError> {
         self.family().infer(inputs)
     }
 
@@ -174,24 +175,27 @@ impl fmt::Display for Op {
 
 /// Helpers shared by the families' type inference.
 pub(crate) mod util {
-    use crate::{Dim, Shape, TensorType};
+    use crate::{Dim, OpError, Shape, TensorType};
 
     /// Normalizes a possibly negative axis against `rank`.
-    pub fn axis(axis: i64, rank: usize) -> Result<usize, String> {
+    pub fn axis(axis: i64, rank: usize) -> Result<usize, OpError> {
         let r = rank as i64;
         let a = if axis < 0 { axis + r } else { axis };
         if a < 0 || a >= r {
-            return Err(format!("axis {axis} out of range for rank {rank}"));
+            return Err(OpError::attribute(format!(
+                "axis {axis} out of range for rank {rank}"
+            )));
         }
         Ok(a as usize)
     }
 
     /// The broadcast of several input shapes.
-    pub fn broadcast_all(types: &[TensorType]) -> Result<Shape, String> {
+    pub fn broadcast_all(types: &[TensorType]) -> Result<Shape, OpError> {
         let mut out = Shape::default();
         for t in types {
-            out = Shape::broadcast(&out, &t.shape)
-                .ok_or_else(|| format!("shapes {} and {} do not broadcast", out, t.shape))?;
+            out = Shape::broadcast(&out, &t.shape).ok_or_else(|| {
+                OpError::shape(format!("shapes {} and {} do not broadcast", out, t.shape))
+            })?;
         }
         Ok(out)
     }

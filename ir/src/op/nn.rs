@@ -1,5 +1,6 @@
 //! Neural-network ops: matmul, convolution, pooling, normalization, resize, einsum.
 
+use crate::error::OpError;
 use serde::{Deserialize, Serialize};
 use strum::IntoStaticStr;
 
@@ -117,7 +118,7 @@ impl OpFamily for NnOp {
         self.into()
     }
 
-    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, String> {
+    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, OpError> {
         let x = inputs.ty(0)?;
         let rank = x.shape.rank();
         let with_spatial = |c: Dim, spatial: Option<Vec<usize>>| -> Shape {
@@ -132,7 +133,10 @@ impl OpFamily for NnOp {
             NnOp::MatMul => {
                 let b = inputs.ty(1)?;
                 if x.dtype != b.dtype {
-                    return Err(format!("matmul of {} and {}", x.dtype, b.dtype));
+                    return Err(OpError::dtype(format!(
+                        "matmul of {} and {}",
+                        x.dtype, b.dtype
+                    )));
                 }
                 Ok(vec![TensorType::new(
                     x.dtype,
@@ -150,10 +154,10 @@ impl OpFamily for NnOp {
             } => {
                 let w = inputs.ty(1)?;
                 if rank < 3 || w.shape.rank() != rank {
-                    return Err(format!(
+                    return Err(OpError::shape(format!(
                         "transposed convolution of input {} with weight {}",
                         x.shape, w.shape
-                    ));
+                    )));
                 }
                 let c = w.shape.0[1]
                     .known()
@@ -176,7 +180,10 @@ impl OpFamily for NnOp {
             | NnOp::AveragePool { window, .. }
             | NnOp::LpPool { window, .. } => {
                 if rank < 3 {
-                    return Err(format!("pooling needs rank ≥ 3, got {}", x.shape));
+                    return Err(OpError::shape(format!(
+                        "pooling needs rank ≥ 3, got {}",
+                        x.shape
+                    )));
                 }
                 let spatial = spatial_known(&x.shape)
                     .map(|s| window.output(&s).map(|g| g.output))
@@ -206,9 +213,9 @@ impl OpFamily for NnOp {
 }
 
 /// The output shape of numpy `matmul`.
-pub fn matmul_shape(a: &Shape, b: &Shape) -> Result<Shape, String> {
+pub fn matmul_shape(a: &Shape, b: &Shape) -> Result<Shape, OpError> {
     if a.rank() == 0 || b.rank() == 0 {
-        return Err("matmul of a scalar".into());
+        return Err(OpError::value("matmul of a scalar"));
     }
     let a2 = if a.rank() == 1 {
         Shape(vec![Dim::Known(1), a.0[0].clone()])
@@ -224,14 +231,16 @@ pub fn matmul_shape(a: &Shape, b: &Shape) -> Result<Shape, String> {
     let (k1, k2) = (&a2.0[ra - 1], &b2.0[rb - 2]);
     if let (Some(x), Some(y)) = (k1.known(), k2.known()) {
         if x != y {
-            return Err(format!("matmul inner dims differ: {a} × {b}"));
+            return Err(OpError::shape(format!(
+                "matmul inner dims differ: {a} × {b}"
+            )));
         }
     }
     let batch = Shape::broadcast(
         &Shape(a2.0[..ra - 2].to_vec()),
         &Shape(b2.0[..rb - 2].to_vec()),
     )
-    .ok_or_else(|| format!("matmul batch dims do not broadcast: {a} × {b}"))?;
+    .ok_or_else(|| OpError::shape(format!("matmul batch dims do not broadcast: {a} × {b}")))?;
     let mut out = batch.0;
     if a.rank() > 1 {
         out.push(a2.0[ra - 2].clone());
@@ -247,7 +256,7 @@ pub fn matmul_shape(a: &Shape, b: &Shape) -> Result<Shape, String> {
 pub fn parse_einsum(
     equation: &str,
     ranks: &[usize],
-) -> Result<(Vec<Vec<char>>, Vec<char>), String> {
+) -> Result<(Vec<Vec<char>>, Vec<char>), OpError> {
     let eq: String = equation.chars().filter(|c| !c.is_whitespace()).collect();
     let (lhs, rhs) = match eq.split_once("->") {
         Some((l, r)) => (l.to_string(), Some(r.to_string())),
@@ -255,11 +264,11 @@ pub fn parse_einsum(
     };
     let terms: Vec<&str> = lhs.split(',').collect();
     if terms.len() != ranks.len() {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "einsum `{equation}` has {} operands, got {}",
             terms.len(),
             ranks.len()
-        ));
+        )));
     }
     // Ellipsis dims are named by upper-case-free private chars '0'..'9'.
     let mut ell_rank = 0;
@@ -291,10 +300,10 @@ pub fn parse_einsum(
         .collect();
     for (i, (t, &r)) in ins.iter().zip(ranks).enumerate() {
         if t.len() != r {
-            return Err(format!(
+            return Err(OpError::shape(format!(
                 "einsum operand {i} has rank {r}, subscripts `{}`",
                 terms[i]
-            ));
+            )));
         }
     }
     let out = match rhs {
@@ -319,7 +328,7 @@ pub fn parse_einsum(
     Ok((ins, out))
 }
 
-fn einsum_shape(equation: &str, types: &[TensorType]) -> Result<Shape, String> {
+fn einsum_shape(equation: &str, types: &[TensorType]) -> Result<Shape, OpError> {
     let ranks: Vec<usize> = types.iter().map(|t| t.shape.rank()).collect();
     let (ins, out) = parse_einsum(equation, &ranks)?;
     let mut dims: std::collections::HashMap<char, Dim> = Default::default();
@@ -335,7 +344,7 @@ fn einsum_shape(equation: &str, types: &[TensorType]) -> Result<Shape, String> {
         .map(|c| {
             dims.get(c)
                 .cloned()
-                .ok_or_else(|| format!("einsum output letter `{c}` not in inputs"))
+                .ok_or_else(|| OpError::shape(format!("einsum output letter `{c}` not in inputs")))
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Shape)

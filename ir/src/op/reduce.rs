@@ -1,5 +1,6 @@
 //! Reductions, arg-reductions, scans and top-k along axes.
 
+use crate::error::OpError;
 use serde::{Deserialize, Serialize};
 use strum::IntoStaticStr;
 
@@ -139,12 +140,14 @@ impl OpFamily for ReduceOp {
         self.into()
     }
 
-    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, String> {
+    fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, OpError> {
         let x = inputs.ty(0)?;
         let rank = x.shape.rank();
         let check = |a: usize| {
             if a >= rank {
-                Err(format!("axis {a} out of range for rank {rank}"))
+                Err(OpError::attribute(format!(
+                    "axis {a} out of range for rank {rank}"
+                )))
             } else {
                 Ok(())
             }

@@ -1,6 +1,7 @@
 //! `Resize`'s attributes ([`ResizeAttrs`]) and its plan: the scales and output
 //! sizes that type inference and the reference interpreter share.
 
+use crate::error::OpError;
 use serde::{Deserialize, Serialize};
 
 /// Interpolation mode of `Resize`.
@@ -83,7 +84,7 @@ pub struct ResizeAttrs {
 impl ResizeAttrs {
     /// Per-axis scales and output sizes of resizing `shape` by the values of the
     /// second input.
-    pub fn plan(&self, shape: &[usize], values: &[f64]) -> Result<(Vec<f64>, Vec<usize>), String> {
+    pub fn plan(&self, shape: &[usize], values: &[f64]) -> Result<(Vec<f64>, Vec<usize>), OpError> {
         resize_plan(shape, values, self.by_sizes, &self.axes, self.keep_aspect)
     }
 }
@@ -97,7 +98,7 @@ fn resize_plan(
     by_sizes: bool,
     axes: &[usize],
     keep_aspect: KeepAspect,
-) -> Result<(Vec<f64>, Vec<usize>), String> {
+) -> Result<(Vec<f64>, Vec<usize>), OpError> {
     let r = shape.len();
     let axes: Vec<usize> = if axes.is_empty() {
         (0..r).collect()
@@ -105,18 +106,18 @@ fn resize_plan(
         axes.to_vec()
     };
     if values.len() != axes.len() || axes.iter().any(|&a| a >= r) {
-        return Err(format!(
+        return Err(OpError::attribute(format!(
             "Resize of {shape:?}: {} {} for axes {axes:?}",
             values.len(),
             if by_sizes { "sizes" } else { "scales" }
-        ));
+        )));
     }
     let mut scales = vec![1.0; r];
     let mut sizes = shape.to_vec();
     if by_sizes {
         for (&a, &v) in axes.iter().zip(values) {
             if v < 0.0 {
-                return Err(format!("Resize to negative size {v}"));
+                return Err(OpError::shape(format!("Resize to negative size {v}")));
             }
             sizes[a] = v as usize;
             scales[a] = v / shape[a] as f64;
@@ -136,7 +137,7 @@ fn resize_plan(
     } else {
         for (&a, &v) in axes.iter().zip(values) {
             if v.is_nan() || v <= 0.0 {
-                return Err(format!("Resize with scale {v}"));
+                return Err(OpError::shape(format!("Resize with scale {v}")));
             }
             scales[a] = v;
             sizes[a] = (v * shape[a] as f64) as usize;

@@ -4,6 +4,7 @@
 //! output sizes and effective pads that type inference, the reference interpreter
 //! and the scheduler all use.
 
+use crate::error::OpError;
 use serde::{Deserialize, Serialize};
 
 use crate::{Dim, Shape};
@@ -61,7 +62,7 @@ impl Window {
     }
 
     /// Checks every list against `nd` spatial axes.
-    pub fn check(&self, nd: usize) -> Result<(), String> {
+    pub fn check(&self, nd: usize) -> Result<(), OpError> {
         for (name, list, len) in [
             ("kernel_shape", &self.kernel, nd),
             ("strides", &self.strides, nd),
@@ -69,9 +70,9 @@ impl Window {
             ("dilations", &self.dilations, nd),
         ] {
             if !list.is_empty() && list.len() != len {
-                return Err(format!(
+                return Err(OpError::attribute(format!(
                     "{name} {list:?}: expected {len} values for {nd} spatial axes"
-                ));
+                )));
             }
         }
         Ok(())
@@ -95,16 +96,18 @@ impl Window {
 
     /// Output sizes and effective pads of this window's own kernel over `input`
     /// (the spatial dims).
-    pub fn output(&self, input: &[usize]) -> Result<WindowGeometry, String> {
+    pub fn output(&self, input: &[usize]) -> Result<WindowGeometry, OpError> {
         self.geometry(input, &self.kernel)
     }
 
     /// Output sizes and effective pads of sliding `kernel` over `input`.
-    fn geometry(&self, input: &[usize], kernel: &[usize]) -> Result<WindowGeometry, String> {
+    fn geometry(&self, input: &[usize], kernel: &[usize]) -> Result<WindowGeometry, OpError> {
         let n = input.len();
         self.check(n)?;
         if kernel.len() != n || kernel.contains(&0) {
-            return Err(format!("kernel {kernel:?} for {n} spatial axes"));
+            return Err(OpError::attribute(format!(
+                "kernel {kernel:?} for {n} spatial axes"
+            )));
         }
         let mut output = Vec::with_capacity(n);
         let mut pads = vec![0; 2 * n];
@@ -130,7 +133,9 @@ impl Window {
                     };
                     let span = input[i] + b + e;
                     if span < span_k {
-                        return Err(format!("window {span_k} larger than padded input {span}"));
+                        return Err(OpError::value(format!(
+                            "window {span_k} larger than padded input {span}"
+                        )));
                     }
                     let mut o = if self.ceil_mode {
                         (span - span_k).div_ceil(s) + 1
@@ -153,14 +158,14 @@ impl Window {
 
     /// Output sizes of the `MaxUnpool` inverting a max pooling by this window of
     /// `input` (the pooled spatial dims).
-    pub fn unpooled_output(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn unpooled_output(&self, input: &[usize]) -> Result<Vec<usize>, OpError> {
         let n = input.len();
         self.check(n)?;
         if self.kernel.len() != n {
-            return Err(format!(
+            return Err(OpError::attribute(format!(
                 "kernel_shape {:?} for {n} spatial axes",
                 self.kernel
-            ));
+            )));
         }
         Ok((0..n)
             .map(|i| {
@@ -200,29 +205,29 @@ impl ConvAttrs {
 
     /// The kernel: `weight` (the weight's spatial dims), which a stated kernel shape
     /// must equal.
-    fn kernel<'a>(&self, weight: &'a [usize]) -> Result<&'a [usize], String> {
+    fn kernel<'a>(&self, weight: &'a [usize]) -> Result<&'a [usize], OpError> {
         let stated = &self.window.kernel;
         if !stated.is_empty() && stated[..] != weight[..] {
-            return Err(format!(
+            return Err(OpError::shape(format!(
                 "kernel_shape {stated:?} differs from the weight's spatial dims {weight:?}"
-            ));
+            )));
         }
         Ok(weight)
     }
 
     /// Output sizes and effective pads of the convolution of `input` (spatial dims)
     /// by a weight of spatial dims `weight`.
-    pub fn output(&self, input: &[usize], weight: &[usize]) -> Result<WindowGeometry, String> {
+    pub fn output(&self, input: &[usize], weight: &[usize]) -> Result<WindowGeometry, OpError> {
         self.window.geometry(input, self.kernel(weight)?)
     }
 
     /// The output shape `[N, M, out...]` of the convolution of `x` by `w`
     /// (`[M, C/group, k...]`); spatial dims are unknown unless both spatial shapes are
     /// known.
-    pub fn output_shape(&self, x: &Shape, w: &Shape) -> Result<Shape, String> {
+    pub fn output_shape(&self, x: &Shape, w: &Shape) -> Result<Shape, OpError> {
         let rank = x.rank();
         if rank < 3 || w.rank() != rank {
-            return Err(format!("conv of input {x} with weight {w}"));
+            return Err(OpError::value(format!("conv of input {x} with weight {w}")));
         }
         let mut out = vec![x.0[0].clone(), w.0[0].clone()];
         let kernel: Option<Vec<usize>> = w.0[2..].iter().map(Dim::known).collect();
@@ -250,19 +255,23 @@ impl ConvAttrs {
         weight: &[usize],
         output_padding: &[usize],
         output_shape: Option<&[usize]>,
-    ) -> Result<(Vec<usize>, Vec<i64>), String> {
+    ) -> Result<(Vec<usize>, Vec<i64>), OpError> {
         let nd = input.len();
         let w = &self.window;
         w.check(nd)?;
         let kernel = self.kernel(weight)?;
         if kernel.len() != nd || kernel.contains(&0) {
-            return Err(format!("kernel {kernel:?} for {nd} spatial axes"));
+            return Err(OpError::attribute(format!(
+                "kernel {kernel:?} for {nd} spatial axes"
+            )));
         }
         let check = |name: &str, list: &[usize]| {
             if list.is_empty() || list.len() == nd {
                 Ok(())
             } else {
-                Err(format!("{name} {list:?}: expected {nd} values"))
+                Err(OpError::value(format!(
+                    "{name} {list:?}: expected {nd} values"
+                )))
             }
         };
         check("output_padding", output_padding)?;
@@ -283,9 +292,9 @@ impl ConvAttrs {
                 None => full - pb as i64 - pe as i64,
             };
             if o < 0 {
-                return Err(format!(
+                return Err(OpError::attribute(format!(
                     "transposed convolution output size {o} on axis {i}"
-                ));
+                )));
             }
             let b = if output_shape.is_some() || same {
                 let total = full - o;
@@ -371,6 +380,7 @@ mod tests {
         assert!(w
             .output(&[4])
             .unwrap_err()
+            .message
             .contains("larger than padded input"));
     }
 
@@ -378,11 +388,14 @@ mod tests {
     fn arity_is_checked() {
         let w = window(&[3, 3], &[1, 1, 1], &[], AutoPad::NotSet);
         let e = w.output(&[8, 8]).unwrap_err();
-        assert!(e.contains("strides [1, 1, 1]: expected 2 values"), "{e}");
+        assert!(
+            e.message.contains("strides [1, 1, 1]: expected 2 values"),
+            "{e}"
+        );
         let e = window(&[3], &[], &[], AutoPad::NotSet)
             .output(&[8, 8])
             .unwrap_err();
-        assert!(e.contains("kernel_shape [3]"), "{e}");
+        assert!(e.message.contains("kernel_shape [3]"), "{e}");
     }
 
     #[test]
@@ -393,6 +406,7 @@ mod tests {
         assert!(c
             .output(&[5, 5], &[3, 3])
             .unwrap_err()
+            .message
             .contains("kernel_shape"));
     }
 

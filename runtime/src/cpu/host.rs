@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use kiln_codegen::program::{BufferId, BufferKind, Program};
+use kiln_ir::OpError;
 use kiln_ir::{Op, Tensor};
 
 use crate::RunError;
@@ -17,9 +18,10 @@ pub fn run<'c>(
     ptrs: &[*mut u8],
     constant: impl Fn(usize) -> &'c Tensor,
 ) -> Result<(), RunError> {
-    let fail = |message: String| RunError::Node {
+    let fail = |e: OpError| RunError::Node {
         node: node.to_string(),
-        message,
+        kind: e.kind,
+        message: e.message,
     };
     let args: Vec<Tensor> = inputs
         .iter()
@@ -28,12 +30,12 @@ pub fn run<'c>(
             if let BufferKind::Const(c) = program.buffers[program.root(b)].kind {
                 return constant(c)
                     .reshaped(buf.shape.clone())
-                    .map_err(|e| fail(e.to_string()));
+                    .map_err(|e| fail(OpError::shape(e.to_string())));
             }
             // SAFETY: the pointer addresses `buf.bytes()` bytes of this run.
             let bytes = unsafe { std::slice::from_raw_parts(ptrs[b], buf.bytes()) };
             Tensor::from_bytes(buf.dtype, buf.shape.clone(), Bytes::copy_from_slice(bytes))
-                .map_err(|e| fail(e.to_string()))
+                .map_err(|e| fail(OpError::shape(e.to_string())))
         })
         .collect::<Result<_, _>>()?;
     let refs: Vec<&Tensor> = args.iter().collect();
@@ -41,13 +43,13 @@ pub fn run<'c>(
     for (&b, t) in outputs.iter().zip(&results) {
         let buf = &program.buffers[b];
         if t.dtype() != buf.dtype || t.shape() != buf.shape.as_slice() {
-            return Err(fail(format!(
+            return Err(fail(OpError::dtype(format!(
                 "produced {}{:?} where {}{:?} was planned",
                 t.dtype(),
                 t.shape(),
                 buf.dtype,
                 buf.shape
-            )));
+            ))));
         }
         // SAFETY: the output buffer holds exactly the tensor's bytes.
         unsafe { std::ptr::copy_nonoverlapping(t.bytes().as_ptr(), ptrs[b], buf.bytes()) };

@@ -315,6 +315,7 @@ fn check_indices(
     match found {
         Some((i, bound)) => Err(RunError::Node {
             node: node.to_string(),
+            kind: kiln_ir::ErrorKind::Value,
             message: format!("index {i} is out of range for an axis of size {bound}"),
         }),
         None => Ok(()),

@@ -2,22 +2,25 @@
 //! elements: ConstantOfShape, Range, OneHot, EyeLike.
 
 use super::elements::{element_bytes, gather_with, index_values, input};
+use crate::error::OpError;
 use crate::{DType, Tensor};
 
 /// [`crate::op::LayoutOp::ConstantOfShape`]: `value` at the shape in `x`.
-pub(super) fn constant_of_shape(x: &Tensor, dtype: DType, value: f64) -> Result<Tensor, String> {
+pub(super) fn constant_of_shape(x: &Tensor, dtype: DType, value: f64) -> Result<Tensor, OpError> {
     let dims = index_values(x, "ConstantOfShape shape")?;
     if dims.iter().any(|&d| d < 0) {
-        return Err(format!("negative dim in ConstantOfShape shape {dims:?}"));
+        return Err(OpError::shape(format!(
+            "negative dim in ConstantOfShape shape {dims:?}"
+        )));
     }
     let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
     let n: usize = shape.iter().product();
     let bytes = element_bytes(dtype, value).repeat(n);
-    Tensor::from_bytes(dtype, shape, bytes.into()).map_err(|e| e.to_string())
+    Tensor::from_bytes(dtype, shape, bytes.into()).map_err(|e| OpError::shape(e.to_string()))
 }
 
 /// [`crate::op::LayoutOp::Range`]: `start, start + delta, …` below `limit`.
-pub(super) fn range(inputs: &[&Tensor]) -> Result<Tensor, String> {
+pub(super) fn range(inputs: &[&Tensor]) -> Result<Tensor, OpError> {
     let (s, l, d) = (
         inputs[0],
         input(inputs, 1, "Range")?,
@@ -25,14 +28,14 @@ pub(super) fn range(inputs: &[&Tensor]) -> Result<Tensor, String> {
     );
     let dtype = s.dtype();
     if l.dtype() != dtype || d.dtype() != dtype {
-        return Err("Range inputs differ in dtype".into());
+        return Err(OpError::dtype("Range inputs differ in dtype"));
     }
     let scalar = |t: &Tensor| t.scalar_f64().ok_or("Range inputs must be scalars");
     if dtype.is_int() {
         let ints = |t: &Tensor| t.scalar_i64().ok_or("Range inputs must be scalars");
         let (s, l, d) = (ints(s)?, ints(l)?, ints(d)?);
         if d == 0 {
-            return Err("Range delta is 0".into());
+            return Err(OpError::value("Range delta is 0"));
         }
         let n = ((l - s) as f64 / d as f64).ceil().max(0.0) as usize;
         let v: Vec<i64> = (0..n as i64).map(|i| s + i * d).collect();
@@ -40,18 +43,18 @@ pub(super) fn range(inputs: &[&Tensor]) -> Result<Tensor, String> {
     }
     let (s, l, d) = (scalar(s)?, scalar(l)?, scalar(d)?);
     if d == 0.0 || !d.is_finite() {
-        return Err(format!("Range delta {d} is invalid"));
+        return Err(OpError::value(format!("Range delta {d} is invalid")));
     }
     let n = ((l - s) / d).ceil().max(0.0);
     if !n.is_finite() || n > 1e10 {
-        return Err("Range has too many elements".into());
+        return Err(OpError::value("Range has too many elements"));
     }
     let v: Vec<f64> = (0..n as usize).map(|i| s + i as f64 * d).collect();
     Ok(Tensor::from_f64(dtype, vec![n as usize], &v))
 }
 
 /// [`crate::op::LayoutOp::OneHot`]: `values[1]` at each index along `axis`, `values[0]` elsewhere.
-pub(super) fn one_hot(inputs: &[&Tensor], axis: i64) -> Result<Tensor, String> {
+pub(super) fn one_hot(inputs: &[&Tensor], axis: i64) -> Result<Tensor, OpError> {
     let (ind, depth, values) = (
         inputs[0],
         input(inputs, 1, "OneHot")?,
@@ -59,11 +62,11 @@ pub(super) fn one_hot(inputs: &[&Tensor], axis: i64) -> Result<Tensor, String> {
     );
     let depth = depth.scalar_f64().ok_or("OneHot depth must be a scalar")?;
     if depth < 1.0 || !depth.is_finite() {
-        return Err(format!("OneHot depth {depth} is invalid"));
+        return Err(OpError::value(format!("OneHot depth {depth} is invalid")));
     }
     let depth = depth as usize;
     if values.numel() != 2 {
-        return Err("OneHot values must have two elements".into());
+        return Err(OpError::value("OneHot values must have two elements"));
     }
     let a = crate::op::util::axis(axis, ind.rank() + 1)?;
     let idx: Vec<i64> = ind.to_f64_vec().iter().map(|&v| v as i64).collect();
@@ -85,9 +88,9 @@ pub(super) fn one_hot(inputs: &[&Tensor], axis: i64) -> Result<Tensor, String> {
 }
 
 /// [`crate::op::LayoutOp::EyeLike`]: ones on diagonal `k` of `x`'s 2-D shape.
-pub(super) fn eye_like(x: &Tensor, k: i64, dtype: DType) -> Result<Tensor, String> {
+pub(super) fn eye_like(x: &Tensor, k: i64, dtype: DType) -> Result<Tensor, OpError> {
     if x.rank() != 2 {
-        return Err("EyeLike needs a 2-D input".into());
+        return Err(OpError::value("EyeLike needs a 2-D input"));
     }
     let (r, c) = (x.shape()[0], x.shape()[1]);
     let mut v = vec![0.0f64; r * c];

@@ -3,13 +3,14 @@
 //! moved as bytes whatever the dtype; and the index arguments such ops read.
 
 use super::super::strides::row_major_strides;
+use crate::error::OpError;
 use crate::{DType, Tensor};
 
 /// Calls `f` with every multi-index of `shape`, in row-major order.
 pub(super) fn for_each_index(
     shape: &[usize],
-    mut f: impl FnMut(&[usize]) -> Result<(), String>,
-) -> Result<(), String> {
+    mut f: impl FnMut(&[usize]) -> Result<(), OpError>,
+) -> Result<(), OpError> {
     let n: usize = shape.iter().product();
     let mut idx = vec![0usize; shape.len()];
     for _ in 0..n {
@@ -32,8 +33,8 @@ pub(super) fn gather_with(
     dtype: DType,
     shape: Vec<usize>,
     fill: Option<&[u8]>,
-    mut index: impl FnMut(&[usize]) -> Result<Option<usize>, String>,
-) -> Result<Tensor, String> {
+    mut index: impl FnMut(&[usize]) -> Result<Option<usize>, OpError>,
+) -> Result<Tensor, OpError> {
     let es = dtype.size();
     let n: usize = shape.iter().product();
     let data = src.bytes();
@@ -45,23 +46,23 @@ pub(super) fn gather_with(
         }
         Ok(())
     })?;
-    Tensor::from_bytes(dtype, shape, out.into()).map_err(|e| e.to_string())
+    Tensor::from_bytes(dtype, shape, out.into()).map_err(|e| OpError::shape(e.to_string()))
 }
 
 /// A tensor copying `src`'s elements at the flat `indices`.
-pub(super) fn take(src: &Tensor, shape: Vec<usize>, indices: &[usize]) -> Result<Tensor, String> {
+pub(super) fn take(src: &Tensor, shape: Vec<usize>, indices: &[usize]) -> Result<Tensor, OpError> {
     let es = src.dtype().size();
     let data = src.bytes();
     let mut out = Vec::with_capacity(indices.len() * es);
     for &i in indices {
         out.extend_from_slice(&data[i * es..(i + 1) * es]);
     }
-    Tensor::from_bytes(src.dtype(), shape, out.into()).map_err(|e| e.to_string())
+    Tensor::from_bytes(src.dtype(), shape, out.into()).map_err(|e| OpError::shape(e.to_string()))
 }
 
 /// The slices of `x` along `axis` listed in `keep`, in that order (what
 /// Compress and Unique keep).
-pub(super) fn take_slices(x: &Tensor, axis: usize, keep: &[usize]) -> Result<Tensor, String> {
+pub(super) fn take_slices(x: &Tensor, axis: usize, keep: &[usize]) -> Result<Tensor, OpError> {
     let mut shape = x.shape().to_vec();
     shape[axis] = keep.len();
     let st = row_major_strides(x.shape());
@@ -81,18 +82,23 @@ pub(super) fn element_bytes(dtype: DType, v: f64) -> Vec<u8> {
 }
 
 /// Integer index values of an index tensor (floats are rejected).
-pub(super) fn index_values(t: &Tensor, what: &str) -> Result<Vec<i64>, String> {
+pub(super) fn index_values(t: &Tensor, what: &str) -> Result<Vec<i64>, OpError> {
     if !t.dtype().is_int() {
-        return Err(format!("{what} must be integers, got {}", t.dtype()));
+        return Err(OpError::dtype(format!(
+            "{what} must be integers, got {}",
+            t.dtype()
+        )));
     }
     Ok(t.to_i64_vec())
 }
 
 /// Normalizes a possibly negative index into `0..n`, or reports it.
-pub(super) fn wrap_index(i: i64, n: usize, what: &str) -> Result<usize, String> {
+pub(super) fn wrap_index(i: i64, n: usize, what: &str) -> Result<usize, OpError> {
     let r = if i < 0 { i + n as i64 } else { i };
     if r < 0 || r >= n as i64 {
-        return Err(format!("{what} index {i} out of range for size {n}"));
+        return Err(OpError::shape(format!(
+            "{what} index {i} out of range for size {n}"
+        )));
     }
     Ok(r as usize)
 }
@@ -107,7 +113,7 @@ pub(super) fn element_offset(
     shape: &[usize],
     st: &[usize],
     op: &str,
-) -> Result<usize, String> {
+) -> Result<usize, OpError> {
     let mut flat = 0;
     for (d, &p) in pos.iter().enumerate() {
         let v = if d == axis {
@@ -115,7 +121,7 @@ pub(super) fn element_offset(
         } else if p < shape[d] {
             p
         } else {
-            return Err(format!("{op} indices larger than data"));
+            return Err(OpError::value(format!("{op} indices larger than data")));
         };
         flat += v * st[d];
     }
@@ -123,9 +129,9 @@ pub(super) fn element_offset(
 }
 
 /// Operand `i` of `op`, or an error naming it.
-pub(super) fn input<'a>(inputs: &[&'a Tensor], i: usize, op: &str) -> Result<&'a Tensor, String> {
+pub(super) fn input<'a>(inputs: &[&'a Tensor], i: usize, op: &str) -> Result<&'a Tensor, OpError> {
     inputs
         .get(i)
         .copied()
-        .ok_or_else(|| format!("{op}: missing input {i}"))
+        .ok_or_else(|| OpError::value(format!("{op}: missing input {i}")))
 }

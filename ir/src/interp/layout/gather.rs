@@ -5,12 +5,15 @@ use super::super::strides::row_major_strides;
 use super::elements::{
     element_offset, gather_with, index_values, input, take, take_slices, wrap_index,
 };
+use crate::error::OpError;
 use crate::Tensor;
 
 /// [`crate::op::LayoutOp::Gather`]: slices of `axis` at `indices` (negative ones wrapped).
-pub(super) fn gather(x: &Tensor, indices: &Tensor, axis: usize) -> Result<Tensor, String> {
+pub(super) fn gather(x: &Tensor, indices: &Tensor, axis: usize) -> Result<Tensor, OpError> {
     if axis >= x.rank() {
-        return Err(format!("gather axis {axis} out of range"));
+        return Err(OpError::attribute(format!(
+            "gather axis {axis} out of range"
+        )));
     }
     let idx = index_values(indices, "gather indices")?;
     let n = x.shape()[axis];
@@ -30,18 +33,22 @@ pub(super) fn gather(x: &Tensor, indices: &Tensor, axis: usize) -> Result<Tensor
     let mut shape = x.shape()[..axis].to_vec();
     shape.extend_from_slice(indices.shape());
     shape.extend_from_slice(&x.shape()[axis + 1..]);
-    Tensor::from_bytes(x.dtype(), shape, out.into()).map_err(|e| e.to_string())
+    Tensor::from_bytes(x.dtype(), shape, out.into()).map_err(|e| OpError::shape(e.to_string()))
 }
 
 /// [`crate::op::LayoutOp::GatherElements`]: one element of `axis` per index.
-pub(super) fn gather_elements(x: &Tensor, indices: &Tensor, axis: usize) -> Result<Tensor, String> {
+pub(super) fn gather_elements(
+    x: &Tensor,
+    indices: &Tensor,
+    axis: usize,
+) -> Result<Tensor, OpError> {
     let r = x.rank();
     if axis >= r || indices.rank() != r {
-        return Err(format!(
+        return Err(OpError::attribute(format!(
             "GatherElements of {:?} with indices {:?} on axis {axis}",
             x.shape(),
             indices.shape()
-        ));
+        )));
     }
     let idx = index_values(indices, "GatherElements indices")?;
     let st = row_major_strides(x.shape());
@@ -59,21 +66,21 @@ pub(super) fn nd_offsets(
     data_shape: &[usize],
     indices: &Tensor,
     batch_dims: usize,
-) -> Result<(Vec<usize>, usize), String> {
+) -> Result<(Vec<usize>, usize), OpError> {
     let q = indices.rank();
     let k = *indices
         .shape()
         .last()
         .ok_or("ND indices must have rank >= 1")?;
     if batch_dims >= q || batch_dims + k > data_shape.len() {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "ND indices {:?} (batch_dims {batch_dims}) do not fit data {:?}",
             indices.shape(),
             data_shape
-        ));
+        )));
     }
     if indices.shape()[..batch_dims] != data_shape[..batch_dims] {
-        return Err("ND batch dims of data and indices differ".into());
+        return Err(OpError::shape("ND batch dims of data and indices differ"));
     }
     let idx = index_values(indices, "ND indices")?;
     let st = row_major_strides(data_shape);
@@ -97,7 +104,11 @@ pub(super) fn nd_offsets(
 }
 
 /// [`crate::op::LayoutOp::GatherND`]: the slices addressed by index tuples after `batch_dims`.
-pub(super) fn gather_nd(x: &Tensor, indices: &Tensor, batch_dims: usize) -> Result<Tensor, String> {
+pub(super) fn gather_nd(
+    x: &Tensor,
+    indices: &Tensor,
+    batch_dims: usize,
+) -> Result<Tensor, OpError> {
     let (offsets, inner) = nd_offsets(x.shape(), indices, batch_dims)?;
     let k = indices.shape()[indices.rank() - 1];
     let mut shape = indices.shape()[..indices.rank() - 1].to_vec();
@@ -107,7 +118,7 @@ pub(super) fn gather_nd(x: &Tensor, indices: &Tensor, batch_dims: usize) -> Resu
     for off in offsets {
         out.extend_from_slice(&x.bytes()[off * es..(off + inner) * es]);
     }
-    Tensor::from_bytes(x.dtype(), shape, out.into()).map_err(|e| e.to_string())
+    Tensor::from_bytes(x.dtype(), shape, out.into()).map_err(|e| OpError::shape(e.to_string()))
 }
 
 /// [`crate::op::LayoutOp::Compress`]: the slices (or flat elements) where operand 1 holds.
@@ -116,19 +127,21 @@ pub(super) fn compress(
     inputs: &[&Tensor],
     name: &str,
     axis: Option<usize>,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     let cond = input(inputs, 1, name)?.to_bool_vec();
     match axis {
         None => {
             if cond.len() > x.numel() {
-                return Err("compress condition longer than the input".into());
+                return Err(OpError::value("compress condition longer than the input"));
             }
             let idx: Vec<usize> = (0..cond.len()).filter(|&i| cond[i]).collect();
             take(x, vec![idx.len()], &idx)
         }
         Some(a) => {
             if a >= x.rank() || cond.len() > x.shape()[a] {
-                return Err("compress condition longer than the axis".into());
+                return Err(OpError::attribute(
+                    "compress condition longer than the axis",
+                ));
             }
             let keep: Vec<usize> = (0..cond.len()).filter(|&i| cond[i]).collect();
             take_slices(x, a, &keep)
@@ -137,7 +150,7 @@ pub(super) fn compress(
 }
 
 /// [`crate::op::LayoutOp::NonZero`]: the indices of non-zero elements, one row per axis.
-pub(super) fn nonzero(x: &Tensor) -> Result<Tensor, String> {
+pub(super) fn nonzero(x: &Tensor) -> Result<Tensor, OpError> {
     let vals = x.to_f64_vec();
     let nz: Vec<usize> = (0..vals.len()).filter(|&i| vals[i] != 0.0).collect();
     let st = row_major_strides(x.shape());

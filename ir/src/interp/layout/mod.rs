@@ -9,6 +9,7 @@
 //! [`pad`], [`create`] (tensors from sizes and values), [`unique`]; `eval` only
 //! dispatches.
 
+use crate::error::OpError;
 mod create;
 mod elements;
 mod gather;
@@ -28,7 +29,7 @@ pub(super) fn eval(
     op: &LayoutOp,
     inputs: &[&Tensor],
     _n_outputs: usize,
-) -> Result<Vec<Tensor>, String> {
+) -> Result<Vec<Tensor>, OpError> {
     let name = crate::op::OpFamily::name(op);
     let x = input(inputs, 0, name)?;
     let operand = |i: usize| input(inputs, i, name);

@@ -5,13 +5,16 @@
 use super::super::broadcast::{broadcast_shapes, BroadcastIndex};
 use super::super::strides::row_major_strides;
 use super::elements::{element_bytes, gather_with, index_values, input, take};
+use crate::error::OpError;
 use crate::Tensor;
 
 /// [`crate::op::LayoutOp::Transpose`] by `perm`.
-pub(super) fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor, String> {
+pub(super) fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor, OpError> {
     let r = x.rank();
     if perm.len() != r || !(0..r).all(|i| perm.contains(&i)) {
-        return Err(format!("perm {perm:?} is not a permutation of rank {r}"));
+        return Err(OpError::attribute(format!(
+            "perm {perm:?} is not a permutation of rank {r}"
+        )));
     }
     let st = row_major_strides(x.shape());
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
@@ -22,26 +25,26 @@ pub(super) fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor, String> {
 }
 
 /// [`crate::op::LayoutOp::Expand`] to the shape in operand 1 (numpy broadcasting).
-pub(super) fn expand(x: &Tensor, inputs: &[&Tensor], name: &str) -> Result<Tensor, String> {
+pub(super) fn expand(x: &Tensor, inputs: &[&Tensor], name: &str) -> Result<Tensor, OpError> {
     let target = index_values(input(inputs, 1, name)?, "expand shape")?;
     if target.iter().any(|&d| d < 0) {
-        return Err(format!("invalid expand shape {target:?}"));
+        return Err(OpError::shape(format!("invalid expand shape {target:?}")));
     }
     let target: Vec<usize> = target.iter().map(|&d| d as usize).collect();
     let out = broadcast_shapes(&[x.shape(), &target])
-        .ok_or_else(|| format!("cannot expand {:?} to {target:?}", x.shape()))?;
+        .ok_or_else(|| OpError::shape(format!("cannot expand {:?} to {target:?}", x.shape())))?;
     let idx = BroadcastIndex::new(x.shape(), &out).indices();
     take(x, out, &idx)
 }
 
 /// [`crate::op::LayoutOp::Tile`] by the repeats in operand 1.
-pub(super) fn tile(x: &Tensor, inputs: &[&Tensor], name: &str) -> Result<Tensor, String> {
+pub(super) fn tile(x: &Tensor, inputs: &[&Tensor], name: &str) -> Result<Tensor, OpError> {
     let reps = index_values(input(inputs, 1, name)?, "tile repeats")?;
     if reps.len() != x.rank() || reps.iter().any(|&r| r < 0) {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "tile repeats {reps:?} invalid for shape {:?}",
             x.shape()
-        ));
+        )));
     }
     let shape: Vec<usize> = x
         .shape()
@@ -63,13 +66,13 @@ pub(super) fn tile(x: &Tensor, inputs: &[&Tensor], name: &str) -> Result<Tensor,
 }
 
 /// [`crate::op::LayoutOp::Trilu`]: the upper or lower triangle from diagonal k (operand 1), zeros elsewhere.
-pub(super) fn trilu(x: &Tensor, inputs: &[&Tensor], upper: bool) -> Result<Tensor, String> {
+pub(super) fn trilu(x: &Tensor, inputs: &[&Tensor], upper: bool) -> Result<Tensor, OpError> {
     let k = match inputs.get(1) {
         Some(k) => k.scalar_i64().ok_or("Trilu k must be a scalar")?,
         None => 0,
     };
     if x.rank() < 2 {
-        return Err("Trilu needs rank >= 2".into());
+        return Err(OpError::shape("Trilu needs rank >= 2"));
     }
     let r = x.rank();
     let st = row_major_strides(x.shape());
@@ -82,10 +85,10 @@ pub(super) fn trilu(x: &Tensor, inputs: &[&Tensor], upper: bool) -> Result<Tenso
 }
 
 /// [`crate::op::LayoutOp::Where`]: operand 1 where `x` holds, else operand 2 (broadcast).
-pub(super) fn select(x: &Tensor, inputs: &[&Tensor], name: &str) -> Result<Tensor, String> {
+pub(super) fn select(x: &Tensor, inputs: &[&Tensor], name: &str) -> Result<Tensor, OpError> {
     let (a, b) = (input(inputs, 1, name)?, input(inputs, 2, name)?);
     if a.dtype() != b.dtype() {
-        return Err("Where branches differ in dtype".into());
+        return Err(OpError::dtype("Where branches differ in dtype"));
     }
     let out = broadcast_shapes(&[x.shape(), a.shape(), b.shape()]).ok_or_else(|| {
         format!(
@@ -109,7 +112,7 @@ pub(super) fn select(x: &Tensor, inputs: &[&Tensor], name: &str) -> Result<Tenso
             bytes.extend_from_slice(&bd[bi[k] * es..(bi[k] + 1) * es]);
         }
     }
-    Tensor::from_bytes(a.dtype(), out, bytes.into()).map_err(|e| e.to_string())
+    Tensor::from_bytes(a.dtype(), out, bytes.into()).map_err(|e| OpError::shape(e.to_string()))
 }
 
 /// [`crate::op::LayoutOp::DepthToSpace`] (DCR, or CRD when `crd`).
@@ -118,11 +121,13 @@ pub(super) fn depth_to_space(
     name: &str,
     blocksize: usize,
     crd: bool,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     let (b, crd) = (blocksize, crd);
     let [n, c, h, w] = dims4(x, name)?;
     if b == 0 || c % (b * b) != 0 {
-        return Err(format!("channels {c} not divisible by blocksize² ({b})"));
+        return Err(OpError::shape(format!(
+            "channels {c} not divisible by blocksize² ({b})"
+        )));
     }
     let oc = c / (b * b);
     gather_with(x, x.dtype(), vec![n, oc, h * b, w * b], None, |i| {
@@ -137,11 +142,13 @@ pub(super) fn depth_to_space(
 }
 
 /// [`crate::op::LayoutOp::SpaceToDepth`].
-pub(super) fn space_to_depth(x: &Tensor, name: &str, blocksize: usize) -> Result<Tensor, String> {
+pub(super) fn space_to_depth(x: &Tensor, name: &str, blocksize: usize) -> Result<Tensor, OpError> {
     let b = blocksize;
     let [n, c, h, w] = dims4(x, name)?;
     if b == 0 || h % b != 0 || w % b != 0 {
-        return Err(format!("spatial dims {h}x{w} not divisible by {b}"));
+        return Err(OpError::shape(format!(
+            "spatial dims {h}x{w} not divisible by {b}"
+        )));
     }
     gather_with(x, x.dtype(), vec![n, c * b * b, h / b, w / b], None, |i| {
         let (blk, ch) = (i[1] / c, i[1] % c);
@@ -159,22 +166,24 @@ pub(super) fn reverse_sequence(
     name: &str,
     batch_axis: usize,
     time_axis: usize,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     let lens = index_values(input(inputs, 1, name)?, "sequence lengths")?;
     let (ba, ta) = (batch_axis, time_axis);
     if ba >= x.rank() || ta >= x.rank() || ba == ta {
-        return Err("invalid batch/time axes".into());
+        return Err(OpError::attribute("invalid batch/time axes"));
     }
     if lens.len() != x.shape()[ba] {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "{} sequence lengths for batch size {}",
             lens.len(),
             x.shape()[ba]
-        ));
+        )));
     }
     let tmax = x.shape()[ta] as i64;
     if lens.iter().any(|&l| l < 0 || l > tmax) {
-        return Err(format!("sequence lengths {lens:?} out of range 0..={tmax}"));
+        return Err(OpError::shape(format!(
+            "sequence lengths {lens:?} out of range 0..={tmax}"
+        )));
     }
     let st = row_major_strides(x.shape());
     gather_with(x, x.dtype(), x.shape().to_vec(), None, |i| {
@@ -188,8 +197,8 @@ pub(super) fn reverse_sequence(
 }
 
 /// The dims of a rank-4 input, or an error naming `op`.
-pub(super) fn dims4(x: &Tensor, op: &str) -> Result<[usize; 4], String> {
+pub(super) fn dims4(x: &Tensor, op: &str) -> Result<[usize; 4], OpError> {
     x.shape()
         .try_into()
-        .map_err(|_| format!("{op} needs a rank-4 input, got {:?}", x.shape()))
+        .map_err(|_| OpError::shape(format!("{op} needs a rank-4 input, got {:?}", x.shape())))
 }

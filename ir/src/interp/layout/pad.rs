@@ -2,18 +2,23 @@
 
 use super::super::strides::row_major_strides;
 use super::elements::{element_bytes, gather_with, index_values};
+use crate::error::OpError;
 use crate::op::PadMode;
 use crate::Tensor;
 
 /// [`crate::op::LayoutOp::Pad`] by the pads (and axes, fill value) in the operands.
-pub(super) fn pad(inputs: &[&Tensor], mode: PadMode) -> Result<Tensor, String> {
+pub(super) fn pad(inputs: &[&Tensor], mode: PadMode) -> Result<Tensor, OpError> {
     let x = inputs[0];
     let r = x.rank();
     let mut pads = index_values(inputs.get(1).ok_or("Pad needs pads")?, "pads")?;
     if let Some(axes) = inputs.get(3) {
         let axes = index_values(axes, "pad axes")?;
         if pads.len() != 2 * axes.len() {
-            return Err(format!("{} pads for {} axes", pads.len(), axes.len()));
+            return Err(OpError::attribute(format!(
+                "{} pads for {} axes",
+                pads.len(),
+                axes.len()
+            )));
         }
         let mut full = vec![0i64; 2 * r];
         for (k, &a) in axes.iter().enumerate() {
@@ -24,20 +29,20 @@ pub(super) fn pad(inputs: &[&Tensor], mode: PadMode) -> Result<Tensor, String> {
         pads = full;
     }
     if pads.len() != 2 * r {
-        return Err(format!(
+        return Err(OpError::value(format!(
             "pads has {} entries, expected {}",
             pads.len(),
             2 * r
-        ));
+        )));
     }
     let fill = match inputs.get(2) {
         Some(v) if v.numel() == 1 => {
             if v.dtype() != x.dtype() {
-                return Err("pad value dtype differs from the data".into());
+                return Err(OpError::dtype("pad value dtype differs from the data"));
             }
             v.bytes().to_vec()
         }
-        Some(v) if v.numel() != 0 => return Err("pad value must be a scalar".into()),
+        Some(v) if v.numel() != 0 => return Err(OpError::value("pad value must be a scalar")),
         _ => element_bytes(x.dtype(), 0.0),
     };
     // Negative pads crop first; the cropped range [lo, lo+len) is then padded.
@@ -50,14 +55,18 @@ pub(super) fn pad(inputs: &[&Tensor], mode: PadMode) -> Result<Tensor, String> {
         let (pb, pe) = (pads[d], pads[d + r]);
         let l = n + pb.min(0) + pe.min(0);
         if l < 0 {
-            return Err(format!("pads {pads:?} crop more than axis {d} holds"));
+            return Err(OpError::attribute(format!(
+                "pads {pads:?} crop more than axis {d} holds"
+            )));
         }
         lo[d] = (-pb.min(0)) as usize;
         len[d] = l as usize;
         before[d] = pb.max(0) as usize;
         shape[d] = (l + pb.max(0) + pe.max(0)) as usize;
         if mode != PadMode::Constant && l == 0 && shape[d] > 0 {
-            return Err(format!("cannot {mode:?}-pad an empty axis"));
+            return Err(OpError::attribute(format!(
+                "cannot {mode:?}-pad an empty axis"
+            )));
         }
     }
     let st = row_major_strides(x.shape());

@@ -2,15 +2,18 @@
 
 use super::super::strides::row_major_strides;
 use super::elements::{gather_with, index_values};
+use crate::error::OpError;
 use crate::op::{slice_bounds, slice_len};
 use crate::Tensor;
 
 /// [`crate::op::LayoutOp::Concat`] along `axis`.
-pub(super) fn concat(inputs: &[&Tensor], axis: usize) -> Result<Tensor, String> {
+pub(super) fn concat(inputs: &[&Tensor], axis: usize) -> Result<Tensor, OpError> {
     let first = inputs.first().ok_or("Concat of no inputs")?;
     let r = first.rank();
     if axis >= r {
-        return Err(format!("concat axis {axis} out of range for rank {r}"));
+        return Err(OpError::attribute(format!(
+            "concat axis {axis} out of range for rank {r}"
+        )));
     }
     let mut shape = first.shape().to_vec();
     shape[axis] = 0;
@@ -19,13 +22,13 @@ pub(super) fn concat(inputs: &[&Tensor], axis: usize) -> Result<Tensor, String> 
             && t.dtype() == first.dtype()
             && (0..r).all(|d| d == axis || t.shape()[d] == first.shape()[d]);
         if !ok {
-            return Err(format!(
+            return Err(OpError::dtype(format!(
                 "cannot concat {}{:?} with {}{:?} on axis {axis}",
                 first.dtype(),
                 first.shape(),
                 t.dtype(),
                 t.shape()
-            ));
+            )));
         }
         shape[axis] += t.shape()[axis];
     }
@@ -38,7 +41,7 @@ pub(super) fn concat(inputs: &[&Tensor], axis: usize) -> Result<Tensor, String> 
             out.extend_from_slice(&t.bytes()[o * chunk..(o + 1) * chunk]);
         }
     }
-    Tensor::from_bytes(first.dtype(), shape, out.into()).map_err(|e| e.to_string())
+    Tensor::from_bytes(first.dtype(), shape, out.into()).map_err(|e| OpError::shape(e.to_string()))
 }
 
 /// [`crate::op::LayoutOp::Split`] into `sizes`, or the sizes in operand 1.
@@ -47,12 +50,12 @@ pub(super) fn split_by(
     inputs: &[&Tensor],
     axis: usize,
     sizes: &[usize],
-) -> Result<Vec<Tensor>, String> {
+) -> Result<Vec<Tensor>, OpError> {
     match inputs.get(1) {
         Some(s) => {
             let s = index_values(s, "split sizes")?;
             if s.iter().any(|&v| v < 0) {
-                return Err(format!("negative split sizes {s:?}"));
+                return Err(OpError::shape(format!("negative split sizes {s:?}")));
             }
             split(x, axis, &s.iter().map(|&v| v as usize).collect::<Vec<_>>())
         }
@@ -61,13 +64,17 @@ pub(super) fn split_by(
 }
 
 /// Splits `x` along `axis` into pieces of `sizes`.
-fn split(x: &Tensor, axis: usize, sizes: &[usize]) -> Result<Vec<Tensor>, String> {
+fn split(x: &Tensor, axis: usize, sizes: &[usize]) -> Result<Vec<Tensor>, OpError> {
     if axis >= x.rank() {
-        return Err(format!("split axis {axis} out of range"));
+        return Err(OpError::attribute(format!(
+            "split axis {axis} out of range"
+        )));
     }
     let n = x.shape()[axis];
     if sizes.iter().sum::<usize>() != n {
-        return Err(format!("split sizes {sizes:?} do not add up to {n}"));
+        return Err(OpError::shape(format!(
+            "split sizes {sizes:?} do not add up to {n}"
+        )));
     }
     let outer: usize = x.shape()[..axis].iter().product();
     let inner: usize = x.shape()[axis + 1..].iter().product::<usize>() * x.dtype().size();
@@ -81,17 +88,20 @@ fn split(x: &Tensor, axis: usize, sizes: &[usize]) -> Result<Vec<Tensor>, String
         }
         let mut shape = x.shape().to_vec();
         shape[axis] = s;
-        outs.push(Tensor::from_bytes(x.dtype(), shape, bytes.into()).map_err(|e| e.to_string())?);
+        outs.push(
+            Tensor::from_bytes(x.dtype(), shape, bytes.into())
+                .map_err(|e| OpError::shape(e.to_string()))?,
+        );
         start += s;
     }
     Ok(outs)
 }
 
 /// [`crate::op::LayoutOp::Slice`] with starts, ends, axes and steps from the operands.
-pub(super) fn slice(inputs: &[&Tensor]) -> Result<Tensor, String> {
+pub(super) fn slice(inputs: &[&Tensor]) -> Result<Tensor, OpError> {
     let x = inputs[0];
     let r = x.rank();
-    let ints = |i: usize, what: &str| -> Result<Option<Vec<i64>>, String> {
+    let ints = |i: usize, what: &str| -> Result<Option<Vec<i64>>, OpError> {
         inputs.get(i).map(|t| index_values(t, what)).transpose()
     };
     let starts = ints(1, "slice starts")?.ok_or("Slice needs starts")?;
@@ -99,7 +109,9 @@ pub(super) fn slice(inputs: &[&Tensor]) -> Result<Tensor, String> {
     let axes = ints(3, "slice axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
     let steps = ints(4, "slice steps")?.unwrap_or_else(|| vec![1; starts.len()]);
     if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
-        return Err("slice starts, ends, axes and steps differ in length".into());
+        return Err(OpError::attribute(
+            "slice starts, ends, axes and steps differ in length",
+        ));
     }
     let mut begin = vec![0i64; r];
     let mut step = vec![1i64; r];
@@ -108,7 +120,7 @@ pub(super) fn slice(inputs: &[&Tensor]) -> Result<Tensor, String> {
     for i in 0..starts.len() {
         let a = crate::op::util::axis(axes[i], r)?;
         if std::mem::replace(&mut seen[a], true) {
-            return Err(format!("slice axis {a} repeated"));
+            return Err(OpError::attribute(format!("slice axis {a} repeated")));
         }
         let n = x.shape()[a];
         let (s, _) = slice_bounds(n, starts[i], ends[i], steps[i])?;

@@ -4,6 +4,7 @@
 use super::super::strides::row_major_strides;
 use super::elements::{element_offset, for_each_index, index_values};
 use super::gather::nd_offsets;
+use crate::error::OpError;
 use crate::op::ScatterReduction;
 use crate::{with_dtype, Element, Tensor};
 
@@ -40,16 +41,16 @@ fn scatter_apply(
     updates: &Tensor,
     targets: &[usize],
     red: ScatterReduction,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     if updates.dtype() != data.dtype() {
-        return Err(format!(
+        return Err(OpError::dtype(format!(
             "scatter updates are {}, data is {}",
             updates.dtype(),
             data.dtype()
-        ));
+        )));
     }
     if targets.len() != updates.numel() {
-        return Err("scatter updates do not match the indices".into());
+        return Err(OpError::value("scatter updates do not match the indices"));
     }
     with_dtype!(data.dtype(), T => {
         let mut d = data.to_vec::<T>();
@@ -67,16 +68,16 @@ pub(super) fn scatter_nd(
     indices: &Tensor,
     updates: &Tensor,
     red: ScatterReduction,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     let (offsets, inner) = nd_offsets(x.shape(), indices, 0)?;
     let k = indices.shape()[indices.rank() - 1];
     let mut ushape = indices.shape()[..indices.rank() - 1].to_vec();
     ushape.extend_from_slice(&x.shape()[k..]);
     if updates.shape() != ushape.as_slice() {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "ScatterND updates have shape {:?}, expected {ushape:?}",
             updates.shape()
-        ));
+        )));
     }
     let targets: Vec<usize> = offsets
         .iter()
@@ -92,15 +93,15 @@ pub(super) fn scatter_elements(
     updates: &Tensor,
     axis: usize,
     red: ScatterReduction,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     let r = x.rank();
     if axis >= r || indices.rank() != r || indices.shape() != updates.shape() {
-        return Err(format!(
+        return Err(OpError::attribute(format!(
             "ScatterElements of {:?} with indices {:?} and updates {:?} on axis {axis}",
             x.shape(),
             indices.shape(),
             updates.shape()
-        ));
+        )));
     }
     let idx = index_values(indices, "ScatterElements indices")?;
     let st = row_major_strides(x.shape());

@@ -2,6 +2,7 @@
 //! unsqueeze, flatten, bit casts, and the shape itself as a tensor.
 
 use super::elements::{index_values, input};
+use crate::error::OpError;
 use crate::op::shape_range;
 use crate::{DType, Tensor};
 
@@ -11,18 +12,21 @@ pub(super) fn reshape(
     inputs: &[&Tensor],
     name: &str,
     allowzero: bool,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     let target = index_values(input(inputs, 1, name)?, "reshape shape")?;
     let dims = reshape_dims(x.shape(), &target, allowzero)?;
-    x.reshaped(dims).map_err(|e| e.to_string())
+    x.reshaped(dims).map_err(|e| OpError::value(e.to_string()))
 }
 
 /// [`crate::op::LayoutOp::Squeeze`] of `axes` (or operand 1's).
-pub(super) fn squeeze(x: &Tensor, inputs: &[&Tensor], axes: &[usize]) -> Result<Tensor, String> {
+pub(super) fn squeeze(x: &Tensor, inputs: &[&Tensor], axes: &[usize]) -> Result<Tensor, OpError> {
     let axes = &runtime_axes(inputs, axes, x.rank())?;
     for &a in axes {
         if x.shape().get(a) != Some(&1) {
-            return Err(format!("cannot squeeze axis {a} of shape {:?}", x.shape()));
+            return Err(OpError::attribute(format!(
+                "cannot squeeze axis {a} of shape {:?}",
+                x.shape()
+            )));
         }
     }
     let dims = x
@@ -32,15 +36,17 @@ pub(super) fn squeeze(x: &Tensor, inputs: &[&Tensor], axes: &[usize]) -> Result<
         .filter(|(i, _)| !axes.contains(i))
         .map(|(_, &d)| d)
         .collect();
-    x.reshaped(dims).map_err(|e| e.to_string())
+    x.reshaped(dims).map_err(|e| OpError::value(e.to_string()))
 }
 
 /// [`crate::op::LayoutOp::Unsqueeze`] at `axes` (or operand 1's).
-pub(super) fn unsqueeze(x: &Tensor, inputs: &[&Tensor], axes: &[usize]) -> Result<Tensor, String> {
+pub(super) fn unsqueeze(x: &Tensor, inputs: &[&Tensor], axes: &[usize]) -> Result<Tensor, OpError> {
     let out_rank = x.rank() + inputs.get(1).map_or(axes.len(), |a| a.numel());
     let axes = &runtime_axes(inputs, axes, out_rank)?;
     if axes.iter().any(|&a| a >= out_rank) {
-        return Err(format!("unsqueeze axes {axes:?} out of range"));
+        return Err(OpError::attribute(format!(
+            "unsqueeze axes {axes:?} out of range"
+        )));
     }
     let mut src = x.shape().iter();
     let dims = (0..out_rank)
@@ -52,21 +58,24 @@ pub(super) fn unsqueeze(x: &Tensor, inputs: &[&Tensor], axes: &[usize]) -> Resul
             }
         })
         .collect();
-    x.reshaped(dims).map_err(|e| e.to_string())
+    x.reshaped(dims).map_err(|e| OpError::value(e.to_string()))
 }
 
 /// [`crate::op::LayoutOp::Flatten`] into `[before axis, from axis]`.
-pub(super) fn flatten(x: &Tensor, axis: usize) -> Result<Tensor, String> {
+pub(super) fn flatten(x: &Tensor, axis: usize) -> Result<Tensor, OpError> {
     if axis > x.rank() {
-        return Err(format!("flatten axis {axis} out of range"));
+        return Err(OpError::attribute(format!(
+            "flatten axis {axis} out of range"
+        )));
     }
     let rows = x.shape()[..axis].iter().product();
     let cols = x.shape()[axis..].iter().product();
-    x.reshaped(vec![rows, cols]).map_err(|e| e.to_string())
+    x.reshaped(vec![rows, cols])
+        .map_err(|e| OpError::value(e.to_string()))
 }
 
 /// [`crate::op::LayoutOp::Shape`]: dims `start..end` as an i64 vector.
-pub(super) fn shape_of(x: &Tensor, start: i64, end: Option<i64>) -> Result<Tensor, String> {
+pub(super) fn shape_of(x: &Tensor, start: i64, end: Option<i64>) -> Result<Tensor, OpError> {
     let (s, e) = shape_range(x.rank(), start, end);
     Ok(Tensor::from_vec(
         vec![e - s],
@@ -75,18 +84,20 @@ pub(super) fn shape_of(x: &Tensor, start: i64, end: Option<i64>) -> Result<Tenso
 }
 
 /// [`crate::op::LayoutOp::BitCast`]: the same bytes as `to`.
-pub(super) fn bitcast(x: &Tensor, to: DType) -> Result<Tensor, String> {
+pub(super) fn bitcast(x: &Tensor, to: DType) -> Result<Tensor, OpError> {
     if x.dtype().size() != to.size() {
-        return Err(format!(
+        return Err(OpError::dtype(format!(
             "BitCast from {} to {to}: the element sizes differ",
             x.dtype()
-        ));
+        )));
     }
     if to == DType::Bool && x.bytes().iter().any(|&b| b > 1) {
-        return Err("BitCast to bool of a byte other than 0 or 1".into());
+        return Err(OpError::value(
+            "BitCast to bool of a byte other than 0 or 1",
+        ));
     }
     let t = Tensor::from_bytes(to, x.shape().to_vec(), x.bytes().to_vec().into())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| OpError::value(e.to_string()))?;
     Ok(t)
 }
 
@@ -95,8 +106,8 @@ pub(super) fn reshape_dims(
     input: &[usize],
     target: &[i64],
     allowzero: bool,
-) -> Result<Vec<usize>, String> {
-    let bad = || format!("cannot reshape {input:?} to {target:?}");
+) -> Result<Vec<usize>, OpError> {
+    let bad = || OpError::shape(format!("cannot reshape {input:?} to {target:?}"));
     let mut out = Vec::with_capacity(target.len());
     let mut infer_at = None;
     for (i, &t) in target.iter().enumerate() {
@@ -128,7 +139,7 @@ pub(super) fn runtime_axes(
     inputs: &[&Tensor],
     axes: &[usize],
     rank: usize,
-) -> Result<Vec<usize>, String> {
+) -> Result<Vec<usize>, OpError> {
     let Some(t) = inputs.get(1) else {
         return Ok(axes.to_vec());
     };
@@ -138,7 +149,7 @@ pub(super) fn runtime_axes(
         .collect::<Result<Vec<_>, _>>()?;
     out.sort_unstable();
     if out.windows(2).any(|w| w[0] == w[1]) {
-        return Err("repeated axis".into());
+        return Err(OpError::attribute("repeated axis"));
     }
     Ok(out)
 }

@@ -2,6 +2,7 @@
 //! first-occurrence order, with indices, inverse and counts.
 
 use super::elements::{take, take_slices};
+use crate::error::OpError;
 use crate::{DType, Tensor};
 
 /// Sort keys of a tensor's elements, exact for every dtype.
@@ -34,7 +35,11 @@ impl UniqueKeys {
 }
 
 /// [`LayoutOp::Unique`].
-pub(super) fn unique(x: &Tensor, axis: Option<usize>, sorted: bool) -> Result<Vec<Tensor>, String> {
+pub(super) fn unique(
+    x: &Tensor,
+    axis: Option<usize>,
+    sorted: bool,
+) -> Result<Vec<Tensor>, OpError> {
     // Slices are `n` lines of `len` elements; element e of slice k is at
     // (o·n + k)·inner + i for e = o·inner + i.
     let (outer, n, inner) = match axis {
@@ -48,10 +53,10 @@ pub(super) fn unique(x: &Tensor, axis: Option<usize>, sorted: bool) -> Result<Ve
             )
         }
         Some(a) => {
-            return Err(format!(
+            return Err(OpError::attribute(format!(
                 "Unique: axis {a} out of range for rank {}",
                 x.rank()
-            ))
+            )))
         }
     };
     let keys = UniqueKeys::of(x);

@@ -1,5 +1,6 @@
 //! Reference evaluation of the recurrences (ONNX RNN, GRU, LSTM).
 
+use crate::error::OpError;
 use crate::op::{MiscOp, RnnActivation, RnnCell, RnnDirection};
 use crate::Tensor;
 
@@ -11,12 +12,12 @@ struct A3 {
 }
 
 impl A3 {
-    fn new(t: &Tensor, shape: [usize; 3], what: &str) -> Result<A3, String> {
+    fn new(t: &Tensor, shape: [usize; 3], what: &str) -> Result<A3, OpError> {
         if t.shape() != shape {
-            return Err(format!(
+            return Err(OpError::shape(format!(
                 "{what} has shape {:?}, expected {shape:?}",
                 t.shape()
-            ));
+            )));
         }
         Ok(A3 {
             v: t.to_f64_vec(),
@@ -26,12 +27,12 @@ impl A3 {
     }
 
     /// A `[d0, d2]` tensor viewed as `[d0, 1, d2]`.
-    fn new2(t: &Tensor, shape: [usize; 2], what: &str) -> Result<A3, String> {
+    fn new2(t: &Tensor, shape: [usize; 2], what: &str) -> Result<A3, OpError> {
         if t.shape() != shape {
-            return Err(format!(
+            return Err(OpError::shape(format!(
                 "{what} has shape {:?}, expected {shape:?}",
                 t.shape()
-            ));
+            )));
         }
         Ok(A3 {
             v: t.to_f64_vec(),
@@ -50,7 +51,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Evaluates [`MiscOp::Rnn`].
-pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
+pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
     let MiscOp::Rnn {
         cell,
         direction,
@@ -63,20 +64,23 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Strin
         optional,
     } = op
     else {
-        return Err("not a recurrence".into());
+        return Err(OpError::value("not a recurrence"));
     };
     let h = *h;
     let [x, w, r, rest @ ..] = inputs else {
-        return Err(format!("expects at least 3 inputs, got {}", inputs.len()));
+        return Err(OpError::shape(format!(
+            "expects at least 3 inputs, got {}",
+            inputs.len()
+        )));
     };
     let mut rest = rest.iter();
-    let mut next = |present: bool, what: &str| -> Result<Option<&Tensor>, String> {
+    let mut next = |present: bool, what: &str| -> Result<Option<&Tensor>, OpError> {
         if !present {
             return Ok(None);
         }
         rest.next()
             .map(|t| Some(*t))
-            .ok_or_else(|| format!("missing input {what}"))
+            .ok_or_else(|| OpError::value(format!("missing input {what}")))
     };
     let b = next(optional.bias, "B")?;
     let seq_lens = next(optional.sequence_lens, "sequence_lens")?;
@@ -85,7 +89,10 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Strin
     let p = next(optional.peepholes, "P")?;
 
     if x.rank() != 3 {
-        return Err(format!("X must have rank 3, got {:?}", x.shape()));
+        return Err(OpError::shape(format!(
+            "X must have rank 3, got {:?}",
+            x.shape()
+        )));
     }
     let (seq, batch, input) = if *batch_first {
         (x.shape()[1], x.shape()[0], x.shape()[2])
@@ -108,11 +115,11 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Strin
         RnnCell::Lstm => 3,
     };
     if activations.len() != n_act * dirs {
-        return Err(format!(
+        return Err(OpError::value(format!(
             "{} activations given, expected {}",
             activations.len(),
             n_act * dirs
-        ));
+        )));
     }
     let xv = x.to_f64_vec();
     let xat = |t: usize, bi: usize| -> &[f64] {
@@ -131,7 +138,7 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Strin
     } else {
         [dirs, batch, h]
     };
-    let state = |t: Option<&Tensor>, what: &str| -> Result<Vec<f64>, String> {
+    let state = |t: Option<&Tensor>, what: &str| -> Result<Vec<f64>, OpError> {
         match t {
             None => Ok(vec![0.0; dirs * batch * h]),
             Some(t) => Ok(A3::new(t, state_shape, what)?.v),
@@ -151,15 +158,17 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Strin
         Some(t) => {
             let v = t.to_i64_vec();
             if v.len() != batch {
-                return Err(format!(
+                return Err(OpError::value(format!(
                     "sequence_lens has {} elements, batch is {batch}",
                     v.len()
-                ));
+                )));
             }
             v.into_iter()
                 .map(|l| {
                     if l < 0 || l as usize > seq {
-                        Err(format!("sequence length {l} outside [0, {seq}]"))
+                        Err(OpError::shape(format!(
+                            "sequence length {l} outside [0, {seq}]"
+                        )))
                     } else {
                         Ok(l as usize)
                     }

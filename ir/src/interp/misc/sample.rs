@@ -2,16 +2,17 @@
 //! RoiAlign, NonMaxSuppression, MaxUnpool, Col2Im, CenterCropPad.
 
 use super::super::strides::row_major_strides;
+use crate::error::OpError;
 use crate::op::{GridMode, GridPadding, MiscOp, Window};
 use crate::Tensor;
 
 /// Evaluates a sampling or detection op.
-pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
-    let arg = |i: usize| -> Result<&Tensor, String> {
+pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
+    let arg = |i: usize| -> Result<&Tensor, OpError> {
         inputs
             .get(i)
             .copied()
-            .ok_or_else(|| format!("missing input {i}"))
+            .ok_or_else(|| OpError::value(format!("missing input {i}")))
     };
     let x = arg(0)?;
     let out = match op {
@@ -30,7 +31,7 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Strin
             strides,
         } => col2im(x, arg(1)?, arg(2)?, dilations, pads, strides)?,
         MiscOp::CenterCropPad { axes } => center_crop_pad(x, arg(1)?, axes)?,
-        other => return Err(format!("{other:?} is not a sampling op")),
+        other => return Err(OpError::value(format!("{other:?} is not a sampling op"))),
     };
     Ok(vec![out])
 }
@@ -81,12 +82,14 @@ fn grid_sample(
     mode: GridMode,
     padding: GridPadding,
     align_corners: bool,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     let xs = x.shape();
     let gs = grid.shape();
     let r = xs.len();
     if r < 3 || gs.len() != r || gs[0] != xs[0] || gs[r - 1] != r - 2 {
-        return Err(format!("GridSample of input {xs:?} with grid {gs:?}"));
+        return Err(OpError::value(format!(
+            "GridSample of input {xs:?} with grid {gs:?}"
+        )));
     }
     let nd = r - 2;
     let (n, c) = (xs[0], xs[1]);
@@ -202,25 +205,25 @@ fn grid_sample(
     Ok(Tensor::from_f64(x.dtype(), shape, &out))
 }
 
-fn affine_grid(theta: &Tensor, size: &Tensor, align_corners: bool) -> Result<Tensor, String> {
+fn affine_grid(theta: &Tensor, size: &Tensor, align_corners: bool) -> Result<Tensor, OpError> {
     let size: Vec<usize> = size
         .to_i64_vec()
         .iter()
-        .map(|&v| usize::try_from(v).map_err(|_| format!("negative size {v}")))
+        .map(|&v| usize::try_from(v).map_err(|_| OpError::shape(format!("negative size {v}"))))
         .collect::<Result<_, _>>()?;
     if size.len() != 4 && size.len() != 5 {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "AffineGrid size must have 4 or 5 elements, got {size:?}"
-        ));
+        )));
     }
     let nd = size.len() - 2;
     let n = size[0];
     if theta.shape() != [n, nd, nd + 1] {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "theta has shape {:?}, expected {:?}",
             theta.shape(),
             [n, nd, nd + 1]
-        ));
+        )));
     }
     let sp = &size[2..];
     let base = |i: usize, d: usize| -> f64 {
@@ -262,7 +265,7 @@ fn affine_grid(theta: &Tensor, size: &Tensor, align_corners: bool) -> Result<Ten
     Ok(Tensor::from_f64(theta.dtype(), shape, &out))
 }
 
-fn roi_align(op: &MiscOp, x: &Tensor, rois: &Tensor, batch: &Tensor) -> Result<Tensor, String> {
+fn roi_align(op: &MiscOp, x: &Tensor, rois: &Tensor, batch: &Tensor) -> Result<Tensor, OpError> {
     let MiscOp::RoiAlign {
         max,
         output_height: ph,
@@ -272,20 +275,22 @@ fn roi_align(op: &MiscOp, x: &Tensor, rois: &Tensor, batch: &Tensor) -> Result<T
         half_pixel,
     } = *op
     else {
-        return Err("not RoiAlign".into());
+        return Err(OpError::value("not RoiAlign"));
     };
     let xs = x.shape();
     if xs.len() != 4 {
-        return Err(format!("RoiAlign input must be 4-D, got {xs:?}"));
+        return Err(OpError::value(format!(
+            "RoiAlign input must be 4-D, got {xs:?}"
+        )));
     }
     let (n, c, h, w) = (xs[0], xs[1], xs[2], xs[3]);
     let nr = rois.shape().first().copied().unwrap_or(0);
     if rois.shape() != [nr, 4] || batch.shape() != [nr] {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "rois {:?} and batch_indices {:?} must be [num_rois, 4] and [num_rois]",
             rois.shape(),
             batch.shape()
-        ));
+        )));
     }
     let xv = x.to_f64_vec();
     let rv = rois.to_f64_vec();
@@ -296,7 +301,9 @@ fn roi_align(op: &MiscOp, x: &Tensor, rois: &Tensor, batch: &Tensor) -> Result<T
     for ri in 0..nr {
         let b = bv[ri];
         if b < 0 || b as usize >= n {
-            return Err(format!("batch index {b} out of range [0, {n})"));
+            return Err(OpError::value(format!(
+                "batch index {b} out of range [0, {n})"
+            )));
         }
         let b = b as usize;
         let r = &rv[ri * 4..ri * 4 + 4];
@@ -384,17 +391,17 @@ fn bilinear_taps(y: f64, x: f64, h: usize, w: usize) -> [(usize, f64); 4] {
     ]
 }
 
-fn nms(inputs: &[&Tensor], center: bool) -> Result<Tensor, String> {
+fn nms(inputs: &[&Tensor], center: bool) -> Result<Tensor, OpError> {
     let (boxes, scores) = match inputs {
         [b, s, ..] => (*b, *s),
-        _ => return Err("NonMaxSuppression needs boxes and scores".into()),
+        _ => return Err(OpError::value("NonMaxSuppression needs boxes and scores")),
     };
     let bs = boxes.shape();
     let ss = scores.shape();
     if bs.len() != 3 || bs[2] != 4 || ss.len() != 3 || ss[0] != bs[0] || ss[2] != bs[1] {
-        return Err(format!(
+        return Err(OpError::value(format!(
             "boxes {bs:?} must be [batch, boxes, 4] and scores {ss:?} [batch, classes, boxes]"
-        ));
+        )));
     }
     let max_out = inputs
         .get(2)
@@ -475,13 +482,13 @@ fn max_unpool(
     indices: &Tensor,
     output_shape: Option<&Tensor>,
     window: &Window,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     let xs = x.shape();
     if xs.len() < 3 || indices.shape() != xs {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "MaxUnpool input {xs:?} and indices {:?} must match (rank ≥ 3)",
             indices.shape()
-        ));
+        )));
     }
     // Indices address the inferred output; a larger requested shape pads it at the end.
     let mut inferred = xs[..2].to_vec();
@@ -490,7 +497,9 @@ fn max_unpool(
     let mut y = vec![0.0; total];
     for (&v, &i) in x.to_f64_vec().iter().zip(&indices.to_i64_vec()) {
         if i < 0 || i as usize >= total {
-            return Err(format!("index {i} out of range for output {inferred:?}"));
+            return Err(OpError::value(format!(
+                "index {i} out of range for output {inferred:?}"
+            )));
         }
         y[i as usize] = v;
     }
@@ -498,14 +507,16 @@ fn max_unpool(
         Some(t) => t
             .to_i64_vec()
             .iter()
-            .map(|&v| usize::try_from(v).map_err(|_| format!("negative output size {v}")))
+            .map(|&v| {
+                usize::try_from(v).map_err(|_| OpError::shape(format!("negative output size {v}")))
+            })
             .collect::<Result<_, _>>()?,
         None => inferred.clone(),
     };
     if shape.len() != xs.len() || shape.iter().zip(&inferred).any(|(a, b)| a < b) {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "output_shape {shape:?} is smaller than the unpooled shape {inferred:?}"
-        ));
+        )));
     }
     let ostr = row_major_strides(&shape);
     let istr = row_major_strides(&inferred);
@@ -526,11 +537,13 @@ fn col2im(
     dilations: &[usize],
     pads: &[usize],
     strides: &[usize],
-) -> Result<Tensor, String> {
-    let to_usize = |t: &Tensor, what: &str| -> Result<Vec<usize>, String> {
+) -> Result<Tensor, OpError> {
+    let to_usize = |t: &Tensor, what: &str| -> Result<Vec<usize>, OpError> {
         t.to_i64_vec()
             .iter()
-            .map(|&v| usize::try_from(v).map_err(|_| format!("negative {what} {v}")))
+            .map(|&v| {
+                usize::try_from(v).map_err(|_| OpError::value(format!("negative {what} {v}")))
+            })
             .collect()
     };
     let img = to_usize(image, "image size")?;
@@ -539,9 +552,9 @@ fn col2im(
     let xs = x.shape();
     let bp: usize = blk.iter().product();
     if blk.len() != nd || xs.len() != 3 || bp == 0 || !xs[1].is_multiple_of(bp) {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "Col2Im input {xs:?}, image_shape {img:?}, block_shape {blk:?}"
-        ));
+        )));
     }
     let (n, c, l) = (xs[0], xs[1] / bp, xs[2]);
     let dil = |d: usize| dilations.get(d).copied().unwrap_or(1).max(1);
@@ -553,12 +566,16 @@ fn col2im(
         let span = img[d] + pb(d) + pe(d);
         let k = dil(d) * (blk[d] - 1) + 1;
         if span < k {
-            return Err(format!("block {k} larger than padded image {span}"));
+            return Err(OpError::value(format!(
+                "block {k} larger than padded image {span}"
+            )));
         }
         nblocks.push((span - k) / st(d) + 1);
     }
     if nblocks.iter().product::<usize>() != l {
-        return Err(format!("input has {l} blocks, the image fits {nblocks:?}"));
+        return Err(OpError::value(format!(
+            "input has {l} blocks, the image fits {nblocks:?}"
+        )));
     }
     let isz: usize = img.iter().product();
     let istr = row_major_strides(&img);
@@ -599,14 +616,14 @@ fn col2im(
     Ok(Tensor::from_f64(x.dtype(), shape, &out))
 }
 
-fn center_crop_pad(x: &Tensor, shape: &Tensor, axes: &[usize]) -> Result<Tensor, String> {
+fn center_crop_pad(x: &Tensor, shape: &Tensor, axes: &[usize]) -> Result<Tensor, OpError> {
     let target = shape.to_i64_vec();
     if target.len() != axes.len() {
-        return Err(format!(
+        return Err(OpError::attribute(format!(
             "shape has {} elements for {} axes",
             target.len(),
             axes.len()
-        ));
+        )));
     }
     let xs = x.shape();
     let mut out_shape = xs.to_vec();
@@ -614,8 +631,10 @@ fn center_crop_pad(x: &Tensor, shape: &Tensor, axes: &[usize]) -> Result<Tensor,
     let mut crop = vec![0usize; xs.len()];
     let mut pad = vec![0usize; xs.len()];
     for (&a, &t) in axes.iter().zip(&target) {
-        let t = usize::try_from(t).map_err(|_| format!("negative size {t}"))?;
-        let d = *xs.get(a).ok_or_else(|| format!("axis {a} out of range"))?;
+        let t = usize::try_from(t).map_err(|_| OpError::shape(format!("negative size {t}")))?;
+        let d = *xs
+            .get(a)
+            .ok_or_else(|| OpError::attribute(format!("axis {a} out of range")))?;
         out_shape[a] = t;
         if t < d {
             crop[a] = (d - t) / 2;

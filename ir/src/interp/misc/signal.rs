@@ -1,21 +1,21 @@
 //! Reference evaluation of the linear-algebra and signal ops: Det, DFT, STFT, window
 //! functions, MelWeightMatrix.
 
+use crate::error::OpError;
 use std::f64::consts::PI;
 
 use crate::op::{MiscOp, WindowKind};
 use crate::{DType, Tensor};
 
 /// Evaluates a signal op.
-pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, String> {
+pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
     let x = *inputs.first().ok_or("missing input 0")?;
-    let scalar_i = |i: usize, what: &str| -> Result<Option<i64>, String> {
+    let scalar_i = |i: usize, what: &str| -> Result<Option<i64>, OpError> {
         match inputs.get(i) {
             None => Ok(None),
-            Some(t) => t
-                .scalar_i64()
-                .map(Some)
-                .ok_or_else(|| format!("{what} must have one element, got {:?}", t.shape())),
+            Some(t) => t.scalar_i64().map(Some).ok_or_else(|| {
+                OpError::shape(format!("{what} must have one element, got {:?}", t.shape()))
+            }),
         }
     };
     let out = match op {
@@ -38,7 +38,9 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Strin
                     let r = x.rank() as i64;
                     let a = if a < 0 { a + r } else { a };
                     if a < 0 || a >= r {
-                        return Err(format!("axis {a} out of range for rank {r}"));
+                        return Err(OpError::attribute(format!(
+                            "axis {a} out of range for rank {r}"
+                        )));
                     }
                     a as usize
                 }
@@ -69,17 +71,19 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Strin
             window(*kind, *periodic, *to, n)?
         }
         MiscOp::MelWeightMatrix { to } => mel(inputs, *to)?,
-        other => return Err(format!("{other:?} is not a signal op")),
+        other => return Err(OpError::value(format!("{other:?} is not a signal op"))),
     };
     Ok(vec![out])
 }
 
 /// Determinants by LU decomposition with partial pivoting.
-fn det(x: &Tensor) -> Result<Tensor, String> {
+fn det(x: &Tensor) -> Result<Tensor, OpError> {
     let s = x.shape();
     let r = s.len();
     if r < 2 || s[r - 1] != s[r - 2] {
-        return Err(format!("Det needs square matrices, got {s:?}"));
+        return Err(OpError::value(format!(
+            "Det needs square matrices, got {s:?}"
+        )));
     }
     let n = s[r - 1];
     let v = x.to_f64_vec();
@@ -123,21 +127,23 @@ fn dft(
     axis: usize,
     inverse: bool,
     onesided: bool,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     let s = x.shape();
     let r = s.len();
     if r < 2 || axis + 1 >= r || !(s[r - 1] == 1 || s[r - 1] == 2) {
-        return Err(format!("DFT of {s:?} along axis {axis}"));
+        return Err(OpError::attribute(format!(
+            "DFT of {s:?} along axis {axis}"
+        )));
     }
     let complex_in = s[r - 1] == 2;
     let m = s[axis];
     let n = match length {
-        Some(l) => usize::try_from(l).map_err(|_| format!("dft_length {l}"))?,
+        Some(l) => usize::try_from(l).map_err(|_| OpError::shape(format!("dft_length {l}")))?,
         None if inverse && onesided => 2 * m.saturating_sub(1),
         None => m,
     };
     if n == 0 {
-        return Err("dft_length must be positive".into());
+        return Err(OpError::shape("dft_length must be positive"));
     }
     let outer: usize = s[..axis].iter().product();
     let inner: usize = s[axis + 1..r - 1].iter().product();
@@ -215,29 +221,36 @@ fn stft(
     window: Option<&Tensor>,
     frame_length: Option<i64>,
     onesided: bool,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     let s = signal.shape();
     if s.len() != 3 || !(s[2] == 1 || s[2] == 2) {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "STFT signal must be [batch, length, 1|2], got {s:?}"
-        ));
+        )));
     }
     let (batch, len, comp) = (s[0], s[1], s[2]);
     let win: Option<Vec<f64>> = window.map(Tensor::to_f64_vec);
     let fl = match (frame_length, &win) {
         (Some(l), Some(w)) if l as usize != w.len() => {
-            return Err(format!("frame_length {l} but window of {}", w.len()))
+            return Err(OpError::shape(format!(
+                "frame_length {l} but window of {}",
+                w.len()
+            )))
         }
-        (Some(l), _) => usize::try_from(l).map_err(|_| format!("frame_length {l}"))?,
+        (Some(l), _) => {
+            usize::try_from(l).map_err(|_| OpError::shape(format!("frame_length {l}")))?
+        }
         (None, Some(w)) => w.len(),
-        (None, None) => return Err("STFT needs a window or a frame_length".into()),
+        (None, None) => return Err(OpError::shape("STFT needs a window or a frame_length")),
     };
     let step = usize::try_from(step)
         .ok()
         .filter(|&v| v > 0)
-        .ok_or_else(|| format!("frame_step {step}"))?;
+        .ok_or_else(|| OpError::value(format!("frame_step {step}")))?;
     if fl == 0 || fl > len {
-        return Err(format!("frame length {fl} for a signal of {len}"));
+        return Err(OpError::shape(format!(
+            "frame length {fl} for a signal of {len}"
+        )));
     }
     let frames = (len - fl) / step + 1;
     let bins = if onesided { fl / 2 + 1 } else { fl };
@@ -268,8 +281,8 @@ fn stft(
     ))
 }
 
-fn window(kind: WindowKind, periodic: bool, to: DType, n: i64) -> Result<Tensor, String> {
-    let n = usize::try_from(n).map_err(|_| format!("window size {n}"))?;
+fn window(kind: WindowKind, periodic: bool, to: DType, n: i64) -> Result<Tensor, OpError> {
+    let n = usize::try_from(n).map_err(|_| OpError::shape(format!("window size {n}")))?;
     let denom = if periodic { n } else { n.saturating_sub(1) } as f64;
     let v: Vec<f64> = (0..n)
         .map(|i| {
@@ -286,24 +299,25 @@ fn window(kind: WindowKind, periodic: bool, to: DType, n: i64) -> Result<Tensor,
 
 /// Triangular mel filters, following the spec's reference (mel scale split into
 /// `bins + 2` steps, f32 edge computations).
-fn mel(inputs: &[&Tensor], to: DType) -> Result<Tensor, String> {
+fn mel(inputs: &[&Tensor], to: DType) -> Result<Tensor, OpError> {
     let [bins, len, rate, lo, hi] = inputs else {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "MelWeightMatrix expects 5 inputs, got {}",
             inputs.len()
-        ));
+        )));
     };
     let one = |t: &Tensor, what: &str| {
         t.scalar_f64()
-            .ok_or_else(|| format!("{what} must have one element"))
+            .ok_or_else(|| OpError::value(format!("{what} must have one element")))
     };
-    let nb = usize::try_from(one(bins, "num_mel_bins")? as i64).map_err(|e| e.to_string())?;
+    let nb = usize::try_from(one(bins, "num_mel_bins")? as i64)
+        .map_err(|e| OpError::value(e.to_string()))?;
     let len = one(len, "dft_length")? as i64;
     let rate = one(rate, "sample_rate")? as i64;
     if len <= 0 || rate <= 0 {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "dft_length {len} and sample_rate {rate} must be positive"
-        ));
+        )));
     }
     let f32r = |v: f64| v as f32 as f64;
     let mel_of = |hz: f64| f32r(2595.0 * f32r(f32r(1.0 + f32r(hz / 700.0)).log10()));
@@ -321,9 +335,11 @@ fn mel(inputs: &[&Tensor], to: DType) -> Result<Tensor, String> {
         })
         .collect();
     let mut out = vec![0.0; spec * nb];
-    let mut set = |j: i64, i: usize, v: f64| -> Result<(), String> {
+    let mut set = |j: i64, i: usize, v: f64| -> Result<(), OpError> {
         if j < 0 || j as usize >= spec {
-            return Err(format!("mel filter edge {j} outside [0, {spec})"));
+            return Err(OpError::value(format!(
+                "mel filter edge {j} outside [0, {spec})"
+            )));
         }
         out[j as usize * nb + i] = v;
         Ok(())

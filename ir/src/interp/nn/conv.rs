@@ -1,6 +1,7 @@
 //! Convolution (im2col + [`gemm`](super::gemm)) and transposed convolution
 //! (gemm + col2im), N-d, grouped, strided, dilated, padded.
 
+use crate::error::OpError;
 use rayon::prelude::*;
 
 use super::gemm::{gemm, gemm_rows, PackedB};
@@ -27,22 +28,25 @@ pub(super) fn all_indices(shape: &[usize]) -> Vec<Vec<usize>> {
     out
 }
 
-fn float_check(x: &Tensor, w: &Tensor, what: &str) -> Result<(), String> {
+fn float_check(x: &Tensor, w: &Tensor, what: &str) -> Result<(), OpError> {
     if !x.dtype().is_float() || x.dtype() != w.dtype() {
-        return Err(format!(
+        return Err(OpError::dtype(format!(
             "{what} of {} input and {} weight (floats of one dtype needed)",
             x.dtype(),
             w.dtype()
-        ));
+        )));
     }
     Ok(())
 }
 
-fn bias_of(bias: Option<&Tensor>, m: usize) -> Result<Vec<f64>, String> {
+fn bias_of(bias: Option<&Tensor>, m: usize) -> Result<Vec<f64>, OpError> {
     match bias {
         None => Ok(vec![0.0; m]),
         Some(b) if b.numel() == m => Ok(b.to_f64_vec()),
-        Some(b) => Err(format!("bias of shape {:?}, expected [{m}]", b.shape())),
+        Some(b) => Err(OpError::shape(format!(
+            "bias of shape {:?}, expected [{m}]",
+            b.shape()
+        ))),
     }
 }
 
@@ -52,19 +56,21 @@ pub(super) fn conv(
     w: &Tensor,
     bias: Option<&Tensor>,
     attrs: &ConvAttrs,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     float_check(x, w, "conv")?;
     let (xs, ws) = (x.shape(), w.shape());
     if xs.len() < 3 || ws.len() != xs.len() {
-        return Err(format!("conv of input {xs:?} with weight {ws:?}"));
+        return Err(OpError::value(format!(
+            "conv of input {xs:?} with weight {ws:?}"
+        )));
     }
     let nd = xs.len() - 2;
     let (batch, c, m) = (xs[0], xs[1], ws[0]);
     let g = attrs.groups();
     if c % g != 0 || m % g != 0 || ws[1] * g != c {
-        return Err(format!(
+        return Err(OpError::attribute(format!(
             "conv with {g} groups: input {xs:?}, weight {ws:?} do not agree"
-        ));
+        )));
     }
     let (cg, mg) = (c / g, m / g);
     let kernel = &ws[2..];
@@ -157,19 +163,21 @@ pub(super) fn conv_transpose(
     attrs: &ConvAttrs,
     output_padding: &[usize],
     output_shape: Option<&[usize]>,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     float_check(x, w, "transposed convolution")?;
     let (xs, ws) = (x.shape(), w.shape());
     if xs.len() < 3 || ws.len() != xs.len() || ws[0] != xs[1] {
-        return Err(format!(
+        return Err(OpError::value(format!(
             "transposed convolution of input {xs:?} with weight {ws:?}"
-        ));
+        )));
     }
     let nd = xs.len() - 2;
     let g = attrs.groups();
     let (batch, c) = (xs[0], xs[1]);
     if c % g != 0 {
-        return Err(format!("{c} input channels in {g} groups"));
+        return Err(OpError::attribute(format!(
+            "{c} input channels in {g} groups"
+        )));
     }
     let (cg, mg) = (c / g, ws[1]);
     let m = mg * g;

@@ -1,17 +1,20 @@
 //! General `Einsum`: any number of operands, repeated letters (diagonals),
 //! ellipsis with broadcasting, implicit output — one f64 loop over the index space.
 
+use crate::error::OpError;
 use rayon::prelude::*;
 
 use crate::op::parse_einsum;
 use crate::Tensor;
 
 /// Evaluates `equation` on `inputs`.
-pub(super) fn einsum(equation: &str, inputs: &[&Tensor]) -> Result<Tensor, String> {
+pub(super) fn einsum(equation: &str, inputs: &[&Tensor]) -> Result<Tensor, OpError> {
     let first = inputs.first().ok_or("Einsum without operands")?;
     let dtype = first.dtype();
     if inputs.iter().any(|t| t.dtype() != dtype) || dtype == crate::DType::Bool {
-        return Err("Einsum operands must share one numeric dtype".into());
+        return Err(OpError::dtype(
+            "Einsum operands must share one numeric dtype",
+        ));
     }
     let ranks: Vec<usize> = inputs.iter().map(|t| t.rank()).collect();
     let (ins, out) = parse_einsum(equation, &ranks)?;
@@ -27,10 +30,10 @@ pub(super) fn einsum(equation: &str, inputs: &[&Tensor]) -> Result<Tensor, Strin
                 }
                 Some(i) if sizes[i] == 1 => sizes[i] = d,
                 Some(i) if d != 1 && sizes[i] != d => {
-                    return Err(format!(
+                    return Err(OpError::shape(format!(
                         "Einsum `{equation}`: letter `{c}` is {} and {d}",
                         sizes[i]
-                    ))
+                    )))
                 }
                 Some(_) => {}
             }
@@ -38,9 +41,9 @@ pub(super) fn einsum(equation: &str, inputs: &[&Tensor]) -> Result<Tensor, Strin
     }
     for c in &out {
         if !letters.contains(c) {
-            return Err(format!(
+            return Err(OpError::shape(format!(
                 "Einsum `{equation}`: output letter `{c}` not in inputs"
-            ));
+            )));
         }
     }
     // Loop order: output letters, then the summed ones.

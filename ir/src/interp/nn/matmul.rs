@@ -1,5 +1,6 @@
 //! numpy `matmul`: broadcast batch dims, 1-D operands promoted then squeezed.
 
+use crate::error::OpError;
 use rayon::prelude::*;
 
 use super::gemm::{gemm, PackedB};
@@ -17,9 +18,9 @@ struct Plan {
     out_shape: Vec<usize>,
 }
 
-fn plan(a: &[usize], b: &[usize]) -> Result<Plan, String> {
+fn plan(a: &[usize], b: &[usize]) -> Result<Plan, OpError> {
     if a.is_empty() || b.is_empty() {
-        return Err("matmul of a scalar".into());
+        return Err(OpError::value("matmul of a scalar"));
     }
     let a2: Vec<usize> = if a.len() == 1 {
         vec![1, a[0]]
@@ -34,12 +35,15 @@ fn plan(a: &[usize], b: &[usize]) -> Result<Plan, String> {
     let (ra, rb) = (a2.len(), b2.len());
     let (m, k, k2, n) = (a2[ra - 2], a2[ra - 1], b2[rb - 2], b2[rb - 1]);
     if k != k2 {
-        return Err(format!("matmul inner dims differ: {a:?} × {b:?}"));
+        return Err(OpError::shape(format!(
+            "matmul inner dims differ: {a:?} × {b:?}"
+        )));
     }
     let a_batch = a2[..ra - 2].to_vec();
     let b_batch = b2[..rb - 2].to_vec();
-    let batch = broadcast_shapes(&[&a_batch, &b_batch])
-        .ok_or_else(|| format!("matmul batch dims do not broadcast: {a:?} × {b:?}"))?;
+    let batch = broadcast_shapes(&[&a_batch, &b_batch]).ok_or_else(|| {
+        OpError::shape(format!("matmul batch dims do not broadcast: {a:?} × {b:?}"))
+    })?;
     let mut out_shape = batch.clone();
     if a.len() > 1 {
         out_shape.push(m);
@@ -60,9 +64,13 @@ fn plan(a: &[usize], b: &[usize]) -> Result<Plan, String> {
 
 /// `a · b` with numpy `matmul` semantics, for every numeric dtype (floats through
 /// f64 accumulation, integers with wrapping i64 arithmetic).
-pub(super) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
+pub(super) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
     if a.dtype() != b.dtype() {
-        return Err(format!("matmul of {} and {}", a.dtype(), b.dtype()));
+        return Err(OpError::dtype(format!(
+            "matmul of {} and {}",
+            a.dtype(),
+            b.dtype()
+        )));
     }
     let p = plan(a.shape(), b.shape())?;
     let ia = BroadcastIndex::new(&p.a_batch, &p.batch).indices();
@@ -104,7 +112,7 @@ pub(super) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
             out.into_iter().map(T::from_i64).collect()
         )))
     } else {
-        Err(format!("matmul of {}", a.dtype()))
+        Err(OpError::dtype(format!("matmul of {}", a.dtype())))
     }
 }
 

@@ -1,32 +1,36 @@
 //! Normalizations: batch (inference), instance, group, LRN, Lp, mean-variance.
 
+use crate::error::OpError;
 use rayon::prelude::*;
 
 use crate::Tensor;
 
-fn float_only(x: &Tensor, what: &str) -> Result<(), String> {
+fn float_only(x: &Tensor, what: &str) -> Result<(), OpError> {
     if x.dtype().is_float() {
         Ok(())
     } else {
-        Err(format!("{what} of {}", x.dtype()))
+        Err(OpError::dtype(format!("{what} of {}", x.dtype())))
     }
 }
 
 /// A per-channel parameter: `len` values, or an error naming it.
-fn per_channel(t: &Tensor, len: usize, name: &str) -> Result<Vec<f64>, String> {
+fn per_channel(t: &Tensor, len: usize, name: &str) -> Result<Vec<f64>, OpError> {
     if t.numel() != len {
-        return Err(format!(
+        return Err(OpError::shape(format!(
             "{name} of shape {:?}, expected {len} elements",
             t.shape()
-        ));
+        )));
     }
     Ok(t.to_f64_vec())
 }
 
 /// `[x, scale, bias, mean, var]`: inference batch normalization over axis 1.
-pub(super) fn batch_norm(inputs: &[&Tensor], epsilon: f32) -> Result<Tensor, String> {
+pub(super) fn batch_norm(inputs: &[&Tensor], epsilon: f32) -> Result<Tensor, OpError> {
     let [x, scale, bias, mean, var] = inputs else {
-        return Err(format!("BatchNorm takes 5 inputs, got {}", inputs.len()));
+        return Err(OpError::shape(format!(
+            "BatchNorm takes 5 inputs, got {}",
+            inputs.len()
+        )));
     };
     float_only(x, "BatchNorm")?;
     let xs = x.shape();
@@ -65,14 +69,17 @@ fn normalize_chunks(y: &mut [f64], group: usize, eps: f64) {
 }
 
 /// `[x, scale, bias]`: normalization over the spatial axes of each (n, c).
-pub(super) fn instance_norm(inputs: &[&Tensor], epsilon: f32) -> Result<Tensor, String> {
+pub(super) fn instance_norm(inputs: &[&Tensor], epsilon: f32) -> Result<Tensor, OpError> {
     let [x, scale, bias] = inputs else {
-        return Err(format!("InstanceNorm takes 3 inputs, got {}", inputs.len()));
+        return Err(OpError::shape(format!(
+            "InstanceNorm takes 3 inputs, got {}",
+            inputs.len()
+        )));
     };
     float_only(x, "InstanceNorm")?;
     let xs = x.shape();
     if xs.len() < 2 {
-        return Err(format!("InstanceNorm of rank {}", xs.len()));
+        return Err(OpError::shape(format!("InstanceNorm of rank {}", xs.len())));
     }
     let c = xs[1];
     let inner: usize = xs[2..].iter().product();
@@ -94,14 +101,19 @@ pub(super) fn group_norm(
     inputs: &[&Tensor],
     epsilon: f32,
     num_groups: usize,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     let [x, scale, bias] = inputs else {
-        return Err(format!("GroupNorm takes 3 inputs, got {}", inputs.len()));
+        return Err(OpError::attribute(format!(
+            "GroupNorm takes 3 inputs, got {}",
+            inputs.len()
+        )));
     };
     float_only(x, "GroupNorm")?;
     let xs = x.shape();
     if xs.len() < 2 || num_groups == 0 || xs[1] % num_groups != 0 {
-        return Err(format!("GroupNorm of {xs:?} into {num_groups} groups"));
+        return Err(OpError::attribute(format!(
+            "GroupNorm of {xs:?} into {num_groups} groups"
+        )));
     }
     let c = xs[1];
     let inner: usize = xs[2..].iter().product();
@@ -130,11 +142,11 @@ pub(super) fn lrn(
     alpha: f32,
     beta: f32,
     bias: f32,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     float_only(x, "LRN")?;
     let xs = x.shape();
     if xs.len() < 2 || size == 0 {
-        return Err(format!("LRN of {xs:?} with size {size}"));
+        return Err(OpError::shape(format!("LRN of {xs:?} with size {size}")));
     }
     let c = xs[1];
     let inner: usize = xs[2..].iter().product();
@@ -183,13 +195,13 @@ fn groups(shape: &[usize], axes: &[usize]) -> (Vec<usize>, usize) {
 }
 
 /// x / ‖x‖ₚ along `axis` (p = 1 or 2).
-pub(super) fn lp_normalization(x: &Tensor, axis: usize, p: i64) -> Result<Tensor, String> {
+pub(super) fn lp_normalization(x: &Tensor, axis: usize, p: i64) -> Result<Tensor, OpError> {
     float_only(x, "LpNormalization")?;
     if axis >= x.rank() || !(p == 1 || p == 2) {
-        return Err(format!(
+        return Err(OpError::attribute(format!(
             "LpNormalization with axis {axis}, p {p} of {:?}",
             x.shape()
-        ));
+        )));
     }
     let (gid, ng) = groups(x.shape(), &[axis]);
     let xv = x.to_f64_vec();
@@ -205,10 +217,13 @@ pub(super) fn lp_normalization(x: &Tensor, axis: usize, p: i64) -> Result<Tensor
 }
 
 /// (x − mean) / (std + 1e-9) over `axes`, std from E[x²] − E[x]².
-pub(super) fn mean_variance(x: &Tensor, axes: &[usize]) -> Result<Tensor, String> {
+pub(super) fn mean_variance(x: &Tensor, axes: &[usize]) -> Result<Tensor, OpError> {
     float_only(x, "MeanVarianceNormalization")?;
     if let Some(a) = axes.iter().find(|&&a| a >= x.rank()) {
-        return Err(format!("axis {a} out of range for {:?}", x.shape()));
+        return Err(OpError::attribute(format!(
+            "axis {a} out of range for {:?}",
+            x.shape()
+        )));
     }
     let (gid, ng) = groups(x.shape(), axes);
     let xv = x.to_f64_vec();

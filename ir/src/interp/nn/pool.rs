@@ -1,5 +1,6 @@
 //! Max, average and Lp pooling over N-d windows.
 
+use crate::error::OpError;
 use rayon::prelude::*;
 
 use super::super::strides::row_major_strides;
@@ -25,20 +26,28 @@ pub(super) enum PoolKind {
 }
 
 /// Pools `x` `[N, C, d...]`; returns the output and, for max pooling, the indices.
-pub(super) fn pool(x: &Tensor, win: &Window, kind: PoolKind) -> Result<Vec<Tensor>, String> {
+pub(super) fn pool(x: &Tensor, win: &Window, kind: PoolKind) -> Result<Vec<Tensor>, OpError> {
     let xs = x.shape();
     if xs.len() < 3 {
-        return Err(format!("pooling needs rank ≥ 3, got {xs:?}"));
+        return Err(OpError::shape(format!(
+            "pooling needs rank ≥ 3, got {xs:?}"
+        )));
     }
     if x.dtype() == DType::Bool {
-        return Err("pooling of bool".into());
+        return Err(OpError::value("pooling of bool"));
     }
     if !matches!(kind, PoolKind::Max { .. }) && !x.dtype().is_float() {
-        return Err(format!("average/Lp pooling of {}", x.dtype()));
+        return Err(OpError::dtype(format!(
+            "average/Lp pooling of {}",
+            x.dtype()
+        )));
     }
     let nd = xs.len() - 2;
     if win.kernel.len() != nd {
-        return Err(format!("kernel {:?} for {nd} spatial axes", win.kernel));
+        return Err(OpError::attribute(format!(
+            "kernel {:?} for {nd} spatial axes",
+            win.kernel
+        )));
     }
     let in_sp = &xs[2..];
     let geometry = win.output(in_sp)?;

@@ -1,6 +1,7 @@
 //! ONNX `Resize`: separable nearest / linear / cubic interpolation along each
 //! resized axis, every coordinate transformation, antialiasing, crop-and-resize.
 
+use crate::error::OpError;
 use crate::op::{ResizeAttrs, ResizeCoord, ResizeMode, ResizeNearest};
 use crate::Tensor;
 
@@ -193,9 +194,9 @@ pub(super) fn resize(
     param: &Tensor,
     roi: Option<&Tensor>,
     a: &ResizeAttrs,
-) -> Result<Tensor, String> {
+) -> Result<Tensor, OpError> {
     if x.dtype() == crate::DType::Bool {
-        return Err("Resize of bool".into());
+        return Err(OpError::shape("Resize of bool"));
     }
     let r = x.rank();
     let values = param.to_f64_vec();
@@ -210,11 +211,11 @@ pub(super) fn resize(
         };
         let v = t.to_f64_vec();
         if v.len() != 2 * listed.len() {
-            return Err(format!(
+            return Err(OpError::attribute(format!(
                 "roi of {} values for {} axes",
                 v.len(),
                 listed.len()
-            ));
+            )));
         }
         for (i, &ax) in listed.iter().enumerate() {
             full_roi[ax] = (v[i], v[listed.len() + i]);
