@@ -298,7 +298,7 @@ fn wrong_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.kiln");
     let valid = small_artifact_bytes(dir.path());
-    for v in [0u32, 2, 7, u32::MAX] {
+    for v in [0u32, 1, 7, u32::MAX] {
         let mut bytes = valid.clone();
         bytes[8..12].copy_from_slice(&v.to_le_bytes());
         let e = open_bytes(&path, &bytes).unwrap_err();
@@ -309,7 +309,7 @@ fn wrong_version() {
         assert_eq!(
             e.to_string(),
             format!(
-                "`{}` was compiled by an incompatible kiln (format {v}, this kiln reads 1): \
+                "`{}` was compiled by an incompatible kiln (format {v}, this kiln reads 2): \
                  recompile it with `kiln compile`",
                 path.display()
             )
@@ -642,7 +642,7 @@ fn crafted_manifests() {
         ),
         (
             "header cut",
-            MAGIC.iter().copied().chain([1, 0, 0, 0, 5]).collect(),
+            MAGIC.iter().copied().chain([2, 0, 0, 0, 5]).collect(),
             |e| matches!(e, ArtifactError::Truncated { what: "header", .. }),
         ),
     ];
