@@ -317,7 +317,7 @@ fn wrong_version() {
     }
     // The version alone, without the rest of the header.
     let mut bytes = MAGIC.to_vec();
-    bytes.extend_from_slice(&2u32.to_le_bytes());
+    bytes.extend_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
     let e = open_bytes(&path, &bytes).unwrap_err();
     assert!(
         matches!(e, ArtifactError::IncompatibleVersion { .. }),
@@ -325,7 +325,7 @@ fn wrong_version() {
     );
     // The manifest disagreeing with the header.
     let mut m = manifest_of(&valid);
-    m["format_version"] = json!(2);
+    m["format_version"] = json!(FORMAT_VERSION + 1);
     m["sections"] = json!([]);
     let e = open_bytes(&path, &craft(&m, &[])).unwrap_err();
     assert!(matches!(e, ArtifactError::ManifestInvalid { .. }), "{e:?}");
