@@ -149,10 +149,10 @@ fn copy(
 ) -> Lowered {
     let dt = s.graph.value(x).ty.dtype;
     if s.graph.value(out).ty.dtype != dt {
-        return host(HostReason::UnsupportedDtype {
-            what: format!("the output (a copy of {dt})"),
-            dtype: s.graph.value(out).ty.dtype,
-        });
+        return host(HostReason::UnsupportedAttributes(format!(
+            "a copy from {dt} to {}",
+            s.graph.value(out).ty.dtype
+        )));
     }
     let out_shape = s.shape(out);
     let (dst_base, dst_strides, extents): (i64, Vec<i64>, Vec<usize>) = match dst {

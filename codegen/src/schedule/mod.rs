@@ -306,7 +306,7 @@ impl<'g> Scheduler<'g> {
         }
         let lowered = match &node.op {
             Op::Nn(kiln_ir::op::NnOp::MatMul) => matmul::lower(self, node),
-            Op::Nn(kiln_ir::op::NnOp::Conv { .. }) => region::lower_conv(self, node),
+            Op::Nn(kiln_ir::op::NnOp::Conv { .. }) => region::lower_node(self, node),
             Op::Nn(kiln_ir::op::NnOp::MaxPool { .. } | kiln_ir::op::NnOp::AveragePool { .. }) => {
                 pool::lower(self, node)
             }
@@ -317,7 +317,7 @@ impl<'g> Scheduler<'g> {
             Op::Composite(kiln_ir::op::CompositeOp::RotaryEmbedding { .. }) => {
                 rotary::lower(self, node)
             }
-            op if elementwise::is_elementwise(op) => region::lower_elementwise(self, node),
+            op if elementwise::is_elementwise(op) => region::lower_node(self, node),
             Op::Reduce(_) | Op::Composite(_) => region::lower_row_op(self, node),
             Op::Layout(_) => layout::lower(self, node),
             op => host(HostReason::OpNotLowered {

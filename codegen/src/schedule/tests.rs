@@ -1,7 +1,7 @@
 //! The scheduler's decisions about what runs where: each host fallback records
 //! why, and an invalid kernel is a bug naming its node.
 
-use kiln_ir::op::{BinaryOp, LayoutOp, UnaryOp};
+use kiln_ir::op::{BinaryOp, CompositeOp, LayoutOp, UnaryOp};
 use kiln_ir::{DType, Graph, Op, Shape, Tensor, TensorType, ValueId};
 
 use super::*;
@@ -32,18 +32,16 @@ fn host_fallbacks_record_their_reason() {
     let mut g = Graph::new("fallbacks");
     let x = input(&mut g, "x", DType::I64, &[2, 3]);
     let f = input(&mut g, "f", DType::F32, &[2, 3]);
-    let starts = input(&mut g, "starts", DType::I64, &[1]);
     let d = g.add_const("d", Tensor::from_vec(vec![3], vec![2i64, 3, 4]));
     let reps = g.add_const("reps", Tensor::from_vec(vec![2], vec![2i64, 1]));
-    let ends = g.add_const("ends", Tensor::from_vec(vec![1], vec![2i64]));
+    let scale = g.add_const("scale", Tensor::from_vec(vec![2, 3], vec![1.0f32; 6]));
     node(&mut g, "div", Op::Binary(BinaryOp::Div), &[x, d]);
     node(&mut g, "tile", Op::Layout(LayoutOp::Tile), &[f, reps]);
-    node(
-        &mut g,
-        "slice",
-        Op::Layout(LayoutOp::Slice),
-        &[f, starts, ends],
-    );
+    let norm = Op::Composite(CompositeOp::LayerNorm {
+        axis: 1,
+        epsilon: 1e-5,
+    });
+    node(&mut g, "norm", norm, &[f, scale]);
     // Generated code: no fallback.
     node(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[f]);
     assert_eq!(
@@ -51,7 +49,7 @@ fn host_fallbacks_record_their_reason() {
         [
             "div: `Div` has no kernel expression for i64",
             "tile: no kernel lowering for `Tile` yet",
-            "slice: starts (input 1) is not a constant (known only at run time)",
+            "norm: shape not covered by one kernel: `scale` of shape [2, 3] varies across rows",
         ]
     );
 }

@@ -35,14 +35,9 @@ use crate::kernel::{Access, BinOp, Expr, Kernel, Scalar, Stmt, UnOp};
 use crate::program::{BufferId, HostReason};
 use eval::{Reader, StepEval};
 
-/// Lowers a single elementwise node as a one-step region.
-pub fn lower_elementwise(s: &mut Scheduler, node: &Node) -> Lowered {
-    lower_fused(s, node, &single_step(node))
-}
-
-/// Lowers a convolution node as a one-step region (its bias, if any, is the
-/// epilogue).
-pub fn lower_conv(s: &mut Scheduler, node: &Node) -> Lowered {
+/// Lowers a plain elementwise or convolution node as a one-step region (a
+/// convolution's bias, if any, is the epilogue).
+pub fn lower_node(s: &mut Scheduler, node: &Node) -> Lowered {
     lower_fused(s, node, &single_step(node))
 }
 
