@@ -4,8 +4,8 @@
 //! that states, for each variant, all of its properties at once (like Cranelift's
 //! instruction table). Passes ask these methods instead of comparing op names, so
 //! adding an op fails to compile until its row is written, and a wrong decision is
-//! one line to fix. Variants are matched with `{ .. }` so that attribute changes
-//! do not touch this file.
+//! one line to fix. Variants with attributes are matched with `{ .. }` so that
+//! attribute changes do not touch this file.
 //!
 //! A family-wide arm (`Op::Unary(u)`) dispatches to the family's own exhaustive
 //! table; no arm is a catch-all over variants.
@@ -279,7 +279,7 @@ fn nn_traits(op: &NnOp) -> Traits {
     use NnOp as N;
     match op {
         // Re-read their operands per output tile: an epilogue only.
-        N::MatMul { .. } | N::Conv { .. } => anchor(false),
+        N::MatMul | N::Conv { .. } => anchor(false),
         // Inference batch norm is a per-channel affine map: (0 − 0)/√ε·0 + 0 = 0.
         N::BatchNorm { .. } => zero_elementwise(),
         N::ConvTranspose { .. }
@@ -324,13 +324,13 @@ fn misc_traits(op: &MiscOp) -> Traits {
     match op {
         M::QuantizeLinear { .. }
         | M::DequantizeLinear { .. }
-        | M::DynamicQuantizeLinear { .. }
-        | M::MatMulInteger { .. }
+        | M::DynamicQuantizeLinear
+        | M::MatMulInteger
         | M::ConvInteger { .. }
-        | M::QLinearMatMul { .. }
+        | M::QLinearMatMul
         | M::QLinearConv { .. }
         | M::GridSample { .. }
-        | M::Det { .. } => opaque(),
+        | M::Det => opaque(),
         M::Rnn { optional, .. } => controlled(if optional.sequence_lens {
             vec![3 + optional.bias as usize]
         } else {

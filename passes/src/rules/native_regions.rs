@@ -19,7 +19,7 @@
 use std::hash::{Hash, Hasher};
 
 use egg::{Id, Language, Rewrite};
-use kiln_ir::op::{FusedArg, FusedOp, FusedRole, FusedStep, InferInputs, MAX_FUSED_STEPS};
+use kiln_ir::op::{FusedArg, FusedOp, FusedStep, InferInputs, MAX_FUSED_STEPS};
 use kiln_ir::{DType, Graph, Op, Shape, TensorType};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -52,7 +52,7 @@ impl Region {
                 inputs,
             }),
             op => {
-                FusedRole::of(op)?;
+                op.fused_role()?;
                 // A one-step region reads each operand e-class once.
                 let mut uniq: Vec<Id> = vec![];
                 let args = inputs
@@ -293,7 +293,7 @@ impl ClassRule for FuseRegion {
     fn matches(&self, egraph: &KilnEGraph, eclass: Id) -> bool {
         !egraph[eclass].data.constant
             && egraph[eclass].iter().any(|n| match n {
-                KilnLang::Op(k, ch) => !ch.is_empty() && FusedRole::of(k.op()).is_some(),
+                KilnLang::Op(k, ch) => !ch.is_empty() && k.op().fused_role().is_some(),
                 _ => false,
             })
     }
