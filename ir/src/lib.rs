@@ -13,6 +13,7 @@ mod brick;
 mod dtype;
 mod graph;
 pub mod interp;
+pub mod limits;
 pub mod op;
 mod shape;
 mod tensor;
