@@ -74,6 +74,19 @@ pub struct Graph {
     /// Bricks; a parent always comes before its children.
     pub bricks: Vec<Brick>,
     names: HashMap<String, ValueId>,
+    suffixes: SuffixHints,
+}
+
+/// The next numeric suffix worth trying per base name in [`Graph::fresh_name`], so
+/// that many values asking for one name (inlined calls of an unnamed node) take
+/// linear, not quadratic, time. A cache: it takes no part in equality.
+#[derive(Clone, Debug, Default)]
+struct SuffixHints(HashMap<String, usize>);
+
+impl PartialEq for SuffixHints {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Why a node could not be added.
@@ -135,7 +148,8 @@ impl Graph {
         if !self.names.contains_key(base) {
             return base.to_string();
         }
-        (1..)
+        let start = self.suffixes.0.get(base).copied().unwrap_or(1);
+        (start..)
             .map(|i| format!("{base}.{i}"))
             .find(|n| !self.names.contains_key(n))
             .expect("unbounded")
@@ -143,7 +157,12 @@ impl Graph {
 
     fn push_value(&mut self, name: String, ty: TensorType, def: ValueDef) -> ValueId {
         let id = ValueId(self.values.len() as u32);
-        let name = self.fresh_name(&name);
+        let fresh = self.fresh_name(&name);
+        if fresh != name {
+            let next = fresh[name.len() + 1..].parse::<usize>().map_or(1, |i| i + 1);
+            self.suffixes.0.insert(name, next);
+        }
+        let name = fresh;
         self.names.insert(name.clone(), id);
         self.values.push(Value { name, ty, def });
         id
