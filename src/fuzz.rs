@@ -50,7 +50,10 @@ pub const TARGETS: &[(&str, Harness)] = &[
 /// A fresh folder holding `files` (name, bytes); `None` when the scratch space
 /// cannot be written (not the input's fault).
 fn folder(files: &[(&str, &[u8])]) -> Option<tempfile::TempDir> {
-    let dir = tempfile::Builder::new().prefix("kiln-fuzz").tempdir().ok()?;
+    let dir = tempfile::Builder::new()
+        .prefix("kiln-fuzz")
+        .tempdir()
+        .ok()?;
     for (name, bytes) in files {
         std::fs::write(dir.path().join(name), bytes).ok()?;
     }
@@ -81,19 +84,18 @@ pub fn exercise(graph: &Graph) {
     let mut inputs = Vec::with_capacity(graph.inputs.len());
     for &id in &graph.inputs {
         let v = graph.value(id);
-        let shape: Vec<usize> = v
-            .ty
-            .shape
-            .0
-            .iter()
-            .map(|d| match d {
-                Dim::Known(n) => *n,
-                Dim::Sym(_) | Dim::Any => SYMBOLIC_DIM,
-            })
-            .collect();
-        let bytes = shape
-            .iter()
-            .try_fold(v.ty.dtype.size() as u64, |acc, &n| acc.checked_mul(n as u64));
+        let shape: Vec<usize> =
+            v.ty.shape
+                .0
+                .iter()
+                .map(|d| match d {
+                    Dim::Known(n) => *n,
+                    Dim::Sym(_) | Dim::Any => SYMBOLIC_DIM,
+                })
+                .collect();
+        let bytes = shape.iter().try_fold(v.ty.dtype.size() as u64, |acc, &n| {
+            acc.checked_mul(n as u64)
+        });
         if bytes.is_none_or(|b| b > HARNESS_TENSOR_BYTES) {
             return;
         }
@@ -149,7 +151,12 @@ pub fn safetensors_sharded(data: &[u8]) {
         .map(|i| format!("model-{i:05}-of-{n:05}.safetensors"))
         .collect();
     let mut files = vec![("model.safetensors.index.json", parts[0])];
-    files.extend(names.iter().map(String::as_str).zip(parts[1..].iter().copied()));
+    files.extend(
+        names
+            .iter()
+            .map(String::as_str)
+            .zip(parts[1..].iter().copied()),
+    );
     let Some(dir) = folder(&files) else {
         return;
     };

@@ -62,7 +62,7 @@ fn max_tensor_bytes_bounds_every_interpreted_tensor() {
 
 #[test]
 fn fold_max_elements_bounds_import_folding() {
-    let nodes = |n: usize| {
+    let computed = |n: usize| {
         let m = model(
             vec![node("ConstantOfShape", "c", &["shape"], &["y"])],
             vec![],
@@ -71,17 +71,22 @@ fn fold_max_elements_bounds_import_folding() {
         );
         let dir = tempfile::tempdir().unwrap();
         let path = write_model(dir.path(), "m.onnx", &m);
-        kiln::Model::load(&path).unwrap().graph().nodes().len()
+        let model = kiln::Model::load(&path).unwrap();
+        let graph = model.graph();
+        graph
+            .nodes()
+            .iter()
+            .any(|n| n.op.name() == "ConstantOfShape")
     };
-    // One more element and the ConstantOfShape stays a node.
-    assert_eq!(
-        nodes(limits::FOLD_MAX_ELEMENTS + 1),
-        nodes(limits::FOLD_MAX_ELEMENTS) + 1
-    );
+    assert!(!computed(limits::FOLD_MAX_ELEMENTS));
+    assert!(computed(limits::FOLD_MAX_ELEMENTS + 1));
 }
 
 /// A model calling model-local function `f`, whose body is `body`.
-fn function_model(body: Vec<NodeProto>, extra: Vec<FunctionProto>) -> kiln_frontends::onnx::proto::ModelProto {
+fn function_model(
+    body: Vec<NodeProto>,
+    extra: Vec<FunctionProto>,
+) -> kiln_frontends::onnx::proto::ModelProto {
     let mut m = model(
         vec![NodeProto {
             domain: "local".into(),
@@ -122,7 +127,7 @@ fn max_inline_depth_stops_a_function_calling_itself() {
 #[test]
 fn max_graph_nodes_stops_exponential_inlining() {
     // f calls g twice, g calls h twice, ...: 2^levels nodes from a tiny file.
-    let levels = 24;
+    let levels = 21;
     let name = |i: usize| format!("f{i}");
     let call = |callee: &str, input: &str, output: &str| NodeProto {
         domain: "local".into(),
@@ -133,10 +138,7 @@ fn max_graph_nodes_stops_exponential_inlining() {
         let body = if i + 1 == levels {
             vec![node("Relu", "", &["a"], &["b"])]
         } else {
-            vec![
-                call(&name(i + 1), "a", "t"),
-                call(&name(i + 1), "t", "b"),
-            ]
+            vec![call(&name(i + 1), "a", "t"), call(&name(i + 1), "t", "b")]
         };
         functions.push(FunctionProto {
             name: name(i),
@@ -194,10 +196,14 @@ fn sparse(dir: &Path, name: &str, len: u64) -> PathBuf {
 fn safetensors_max_header_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.safetensors");
-    let mut bytes = (limits::SAFETENSORS_MAX_HEADER_BYTES + 1).to_le_bytes().to_vec();
+    let mut bytes = (limits::SAFETENSORS_MAX_HEADER_BYTES + 1)
+        .to_le_bytes()
+        .to_vec();
     bytes.extend_from_slice(b"{}");
     std::fs::write(&path, bytes).unwrap();
-    let err = kiln_frontends::safetensors::load(&path).unwrap_err().to_string();
+    let err = kiln_frontends::safetensors::load(&path)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains(&limits::SAFETENSORS_MAX_HEADER_BYTES.to_string()),
         "{err}"
@@ -297,15 +303,23 @@ fn tokenizer_err(dir: &Path) -> String {
 #[test]
 fn tokenizer_max_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    sparse(dir.path(), "tokenizer.json", limits::TOKENIZER_MAX_BYTES + 1);
+    sparse(
+        dir.path(),
+        "tokenizer.json",
+        limits::TOKENIZER_MAX_BYTES + 1,
+    );
     let err = tokenizer_err(dir.path());
-    assert!(err.contains(&limits::TOKENIZER_MAX_BYTES.to_string()), "{err}");
+    assert!(
+        err.contains(&limits::TOKENIZER_MAX_BYTES.to_string()),
+        "{err}"
+    );
 }
 
 #[test]
 fn tokenizer_max_config_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/bert/tokenizer.json");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/bert/tokenizer.json");
     std::fs::copy(fixture, dir.path().join("tokenizer.json")).unwrap();
     sparse(
         dir.path(),
@@ -325,7 +339,10 @@ fn artifact_max_sections() {
     for i in 0..limits::ARTIFACT_MAX_SECTIONS {
         w.add_section(&format!("s{i}"), Vec::new()).unwrap();
     }
-    let err = w.add_section("one-more", Vec::new()).unwrap_err().to_string();
+    let err = w
+        .add_section("one-more", Vec::new())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains(&limits::ARTIFACT_MAX_SECTIONS.to_string()),
         "{err}"

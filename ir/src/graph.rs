@@ -159,7 +159,9 @@ impl Graph {
         let id = ValueId(self.values.len() as u32);
         let fresh = self.fresh_name(&name);
         if fresh != name {
-            let next = fresh[name.len() + 1..].parse::<usize>().map_or(1, |i| i + 1);
+            let next = fresh[name.len() + 1..]
+                .parse::<usize>()
+                .map_or(1, |i| i + 1);
             self.suffixes.0.insert(name, next);
         }
         let name = fresh;
