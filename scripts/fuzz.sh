@@ -13,7 +13,8 @@
 # (fuzz/regressions/TARGET); new inputs go to fuzz/corpus-work/TARGET (ignored),
 # crashes to fuzz/artifacts/TARGET/. Copy each crash into fuzz/regressions/TARGET/
 # once fixed: tests/fuzz_regressions.rs replays them. Exits non-zero on a crash,
-# a hang (-timeout), or an allocation over the limits below.
+# a hang (-timeout), or an allocation over the limits below. KILN_FUZZ_PREBUILT=1
+# skips the build (fuzz the binaries already in fuzz/target).
 set -euo pipefail
 repo_root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
@@ -29,6 +30,7 @@ malloc_limit_mb=1024
 targets() { sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^kiln-fuzz$'; }
 
 build() {
+    [[ -n "${KILN_FUZZ_PREBUILT:-}" ]] && return
     bash scripts/setup-fuzz.sh >/dev/null
     # Sanitizer coverage as cargo-fuzz sets it up, with stable flags only; the
     # explicit --target keeps the flags off build scripts.

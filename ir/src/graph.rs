@@ -79,9 +79,11 @@ pub struct Graph {
 
 /// The next numeric suffix worth trying per base name in [`Graph::fresh_name`], so
 /// that many values asking for one name (inlined calls of an unnamed node) take
-/// linear, not quadratic, time. A cache: it takes no part in equality.
+/// linear, not quadratic, time. A cache: it takes no part in equality. Boxed and
+/// allocated on first use, so a graph stays small.
 #[derive(Clone, Debug, Default)]
-struct SuffixHints(HashMap<String, usize>);
+#[allow(clippy::box_collection)] // boxed to keep `Graph` (and enums holding one) small
+struct SuffixHints(Option<Box<HashMap<String, usize>>>);
 
 impl PartialEq for SuffixHints {
     fn eq(&self, _: &Self) -> bool {
@@ -148,7 +150,8 @@ impl Graph {
         if !self.names.contains_key(base) {
             return base.to_string();
         }
-        let start = self.suffixes.0.get(base).copied().unwrap_or(1);
+        let hint = self.suffixes.0.as_ref().and_then(|h| h.get(base));
+        let start = hint.copied().unwrap_or(1);
         (start..)
             .map(|i| format!("{base}.{i}"))
             .find(|n| !self.names.contains_key(n))
@@ -162,7 +165,7 @@ impl Graph {
             let next = fresh[name.len() + 1..]
                 .parse::<usize>()
                 .map_or(1, |i| i + 1);
-            self.suffixes.0.insert(name, next);
+            self.suffixes.0.get_or_insert_default().insert(name, next);
         }
         let name = fresh;
         self.names.insert(name.clone(), id);
