@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up and runs every check of the project: formatting, lints, and all tests
-# (unit, snapshot, CLI errors, model fixtures, the ONNX conformance suites).
+# (unit, snapshot, CLI errors, model fixtures, a fuzz smoke per file format, the
+# ONNX conformance suites).
 # Exits non-zero when anything fails.
 set -euo pipefail
 repo_root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,5 +17,7 @@ cargo test --release --workspace --no-fail-fast -- --skip onnx_backend_suites
 echo "test: ILP extraction (kiln-passes feature ilp, CBC)"
 cargo clippy --release -p kiln-passes --features ilp --all-targets --quiet -- -D warnings
 cargo test --release -p kiln-passes --features ilp --test extract_ilp
+echo "test: fuzz smoke (libFuzzer, every target; the corpus replay runs in cargo test: tests/fuzz_regressions.rs)"
+bash scripts/fuzz.sh smoke "${KILN_FUZZ_SMOKE_SECONDS:-15}"
 echo "test: ONNX conformance suites (reference interpreter)"
 cargo test --release --test onnx_conformance -- --nocapture

@@ -206,8 +206,42 @@ fn host_runs(cpu: &str) -> Result<(), String> {
     ))
 }
 
+/// An artifact opened and checked (version, CPU, manifest, program structure,
+/// constants' ranges) but not yet linked: everything a file can get wrong short
+/// of its object code, which is native code the user chose to run.
+pub struct Checked {
+    art: Artifact,
+    program: Program,
+    constants: Vec<Tensor>,
+    threads: usize,
+    signature: Signature,
+}
+
+impl Checked {
+    /// The program's constants, viewing the artifact's mapping.
+    pub fn constants(&self) -> &[Tensor] {
+        &self.constants
+    }
+}
+
 /// Opens, checks and links an artifact.
 pub fn load(path: &Path, threads: Option<usize>) -> Result<(CpuExecutable, Signature), Error> {
+    let checked = check(path)?;
+    let object = checked
+        .art
+        .section("object")
+        .map_err(|e| Error::Input(e.to_string()))?;
+    let exe = CpuExecutable::new(
+        checked.program,
+        object,
+        checked.constants,
+        threads.unwrap_or(checked.threads),
+    )?;
+    Ok((exe, checked.signature))
+}
+
+/// Opens an artifact and checks everything but its object code ([`Checked`]).
+pub fn check(path: &Path) -> Result<Checked, Error> {
     let art = Artifact::open(path).map_err(|e| Error::Input(e.to_string()))?;
     let stale = |why: String| Error::Input(format!("`{}` cannot be used: {why}", path.display()));
     if art.kiln_version() != env!("CARGO_PKG_VERSION") {
@@ -225,8 +259,7 @@ pub fn load(path: &Path, threads: Option<usize>) -> Result<(CpuExecutable, Signa
             .map_err(|e| Error::Input(e.to_string()))?,
     )
     .map_err(|e| stale(format!("its program is malformed ({e})")))?;
-    let object = art
-        .section("object")
+    art.section("object")
         .map_err(|e| Error::Input(e.to_string()))?;
     let blob = art
         .section_bytes("constants")
@@ -247,7 +280,6 @@ pub fn load(path: &Path, threads: Option<usize>) -> Result<(CpuExecutable, Signa
         })
         .collect::<Result<Vec<_>, _>>()?;
     validate(&program).map_err(stale)?;
-    let exe = CpuExecutable::new(program, object, constants, threads.unwrap_or(meta.threads))?;
     let signature = Signature {
         inputs: meta
             .inputs
@@ -256,7 +288,13 @@ pub fn load(path: &Path, threads: Option<usize>) -> Result<(CpuExecutable, Signa
             .collect(),
         outputs: meta.outputs,
     };
-    Ok((exe, signature))
+    Ok(Checked {
+        art,
+        program,
+        constants,
+        threads: meta.threads,
+        signature,
+    })
 }
 
 /// Structural checks a deserialized program must pass before it runs (ids in

@@ -50,6 +50,7 @@ pub mod cli;
 pub mod cpu;
 pub mod embed;
 mod error;
+pub mod fuzz;
 pub mod generate;
 mod gguf;
 pub mod inspect;

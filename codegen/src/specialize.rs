@@ -16,9 +16,7 @@
 use kiln_ir::op::{InferInputs, LayoutOp};
 use kiln_ir::{Dim, Graph, Op, OpError, Shape, Tensor, TensorType, ValueDef, ValueId};
 
-/// Most elements a node's outputs may have to be folded into constants at
-/// specialization (bigger results stay computations).
-pub const FOLD_MAX_ELEMENTS: usize = 1 << 16;
+pub use kiln_ir::limits::FOLD_MAX_ELEMENTS;
 
 /// Most elements a node computing only from constants (weights) may produce to
 /// be folded at specialization: such weight transforms are done once at build

@@ -20,11 +20,9 @@ use kiln_ir::{map_file, DType, Tensor};
 /// Bytes of the little-endian `u64` header length that starts every safetensors file.
 pub const HEADER_LEN_BYTES: usize = 8;
 
-/// Largest JSON header accepted, in bytes (the `safetensors` crate's own limit).
-pub const MAX_HEADER_BYTES: u64 = 100_000_000;
+pub use kiln_ir::limits::SAFETENSORS_MAX_HEADER_BYTES as MAX_HEADER_BYTES;
 
-/// Largest shard index file accepted, in bytes (real ones are a few hundred KiB).
-pub const MAX_INDEX_BYTES: u64 = 64 * 1024 * 1024;
+pub use kiln_ir::limits::SAFETENSORS_MAX_INDEX_BYTES as MAX_INDEX_BYTES;
 
 /// Why a safetensors file or shard index could not be loaded.
 #[derive(Debug, thiserror::Error)]

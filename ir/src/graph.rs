@@ -74,6 +74,21 @@ pub struct Graph {
     /// Bricks; a parent always comes before its children.
     pub bricks: Vec<Brick>,
     names: HashMap<String, ValueId>,
+    suffixes: SuffixHints,
+}
+
+/// The next numeric suffix worth trying per base name in [`Graph::fresh_name`], so
+/// that many values asking for one name (inlined calls of an unnamed node) take
+/// linear, not quadratic, time. A cache: it takes no part in equality. Boxed and
+/// allocated on first use, so a graph stays small.
+#[derive(Clone, Debug, Default)]
+#[allow(clippy::box_collection)] // boxed to keep `Graph` (and enums holding one) small
+struct SuffixHints(Option<Box<HashMap<String, usize>>>);
+
+impl PartialEq for SuffixHints {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Why a node could not be added.
@@ -138,7 +153,9 @@ impl Graph {
         if !self.names.contains_key(base) {
             return base.to_string();
         }
-        (1..)
+        let hint = self.suffixes.0.as_ref().and_then(|h| h.get(base));
+        let start = hint.copied().unwrap_or(1);
+        (start..)
             .map(|i| format!("{base}.{i}"))
             .find(|n| !self.names.contains_key(n))
             .expect("unbounded")
@@ -146,7 +163,14 @@ impl Graph {
 
     fn push_value(&mut self, name: String, ty: TensorType, def: ValueDef) -> ValueId {
         let id = ValueId(self.values.len() as u32);
-        let name = self.fresh_name(&name);
+        let fresh = self.fresh_name(&name);
+        if fresh != name {
+            let next = fresh[name.len() + 1..]
+                .parse::<usize>()
+                .map_or(1, |i| i + 1);
+            self.suffixes.0.get_or_insert_default().insert(name, next);
+        }
+        let name = fresh;
         self.names.insert(name.clone(), id);
         self.values.push(Value { name, ty, def });
         id

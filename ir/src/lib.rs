@@ -14,6 +14,7 @@ mod dtype;
 mod error;
 mod graph;
 pub mod interp;
+pub mod limits;
 pub mod op;
 mod shape;
 mod tensor;

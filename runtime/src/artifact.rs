@@ -78,15 +78,11 @@ pub const HEADER_LEN: usize = 24;
 /// a memory map): a cache line, enough for any vector load.
 pub const SECTION_ALIGN: usize = 64;
 
-/// Largest manifest accepted, in bytes (16 MiB). Bulk data belongs in sections; the
-/// limit keeps a corrupt length field from making the reader parse gigabytes.
-pub const MAX_MANIFEST_BYTES: usize = 16 << 20;
+pub use kiln_ir::limits::ARTIFACT_MAX_MANIFEST_BYTES as MAX_MANIFEST_BYTES;
 
-/// Largest number of sections in one artifact.
-pub const MAX_SECTIONS: usize = 65_536;
+pub use kiln_ir::limits::ARTIFACT_MAX_SECTIONS as MAX_SECTIONS;
 
-/// Longest section name, in bytes of UTF-8.
-pub const MAX_SECTION_NAME_BYTES: usize = 256;
+pub use kiln_ir::limits::ARTIFACT_MAX_SECTION_NAME_BYTES as MAX_SECTION_NAME_BYTES;
 
 /// Largest number of section names listed in a [`ArtifactError::MissingSection`]
 /// message (the rest are counted).

@@ -31,7 +31,7 @@ fn dtype_of_descr(s: &str) -> Option<DType> {
     let s = s.replace('=', "<");
     DType::ALL
         .into_iter()
-        .find(|&d| descr(d).is_some_and(|x| x == s || (x.starts_with('|') && x[1..] == s[1..])))
+        .find(|&d| descr(d).is_some_and(|x| x == s || (x.starts_with('|') && x.get(1..) == s.get(1..))))
 }
 
 /// Parses the Python dict literal of a `.npy` header into (descr, fortran_order, shape).
@@ -80,8 +80,10 @@ pub fn read(path: &Path) -> Result<Tensor, Error> {
     let (d, fortran, shape) =
         parse_header(header).ok_or_else(|| bad(&format!("malformed header {header:?}")))?;
     let dtype = dtype_of_descr(&d).ok_or_else(|| bad(&format!("unsupported dtype `{d}` (kiln reads f32, f16, f64, i64, i32, i16, i8, u8, u16, u32, u64, bool)")))?;
-    let numel: usize = shape.iter().product();
-    let need = numel * dtype.size();
+    let need = shape
+        .iter()
+        .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| bad(&format!("shape {shape:?} is too large")))?;
     if bytes.len() - end != need {
         return Err(bad(&format!(
             "holds {} data bytes, {d}{shape:?} needs {need} (truncated?)",

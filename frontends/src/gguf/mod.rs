@@ -50,33 +50,23 @@ pub const ALIGNMENT_KEY: &str = "general.alignment";
 /// set [`ALIGNMENT_KEY`].
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 
-/// Largest `general.alignment` accepted (real files use 32 or 64).
-pub const MAX_ALIGNMENT: u64 = 1 << 16;
+pub use kiln_ir::limits::GGUF_MAX_ALIGNMENT as MAX_ALIGNMENT;
 
-/// Most tensors a file may declare (a 405B-parameter Llama has about 1,100).
-pub const MAX_TENSORS: u64 = 1 << 16;
+pub use kiln_ir::limits::GGUF_MAX_TENSORS as MAX_TENSORS;
 
-/// Most metadata entries a file may declare (real files have a few dozen).
-pub const MAX_METADATA_ENTRIES: u64 = 1 << 16;
+pub use kiln_ir::limits::GGUF_MAX_METADATA_ENTRIES as MAX_METADATA_ENTRIES;
 
-/// Most array elements in all the metadata together (a 256k-token vocabulary
-/// with scores, types and merges is about a million).
-pub const MAX_METADATA_VALUES: u64 = 1 << 22;
+pub use kiln_ir::limits::GGUF_MAX_METADATA_VALUES as MAX_METADATA_VALUES;
 
-/// Deepest nesting of metadata arrays (real files nest at most once).
-pub const MAX_ARRAY_DEPTH: u32 = 8;
+pub use kiln_ir::limits::GGUF_MAX_ARRAY_DEPTH as MAX_ARRAY_DEPTH;
 
-/// Longest metadata string value, in bytes (chat templates reach tens of KiB).
-pub const MAX_STRING_LEN: u64 = 1 << 24;
+pub use kiln_ir::limits::GGUF_MAX_STRING_LEN as MAX_STRING_LEN;
 
-/// Longest metadata key, in bytes (the GGUF specification's limit).
-pub const MAX_KEY_LEN: u64 = (1 << 16) - 1;
+pub use kiln_ir::limits::GGUF_MAX_KEY_LEN as MAX_KEY_LEN;
 
-/// Longest tensor name, in bytes (ggml itself keeps 63).
-pub const MAX_TENSOR_NAME_LEN: u64 = 1 << 10;
+pub use kiln_ir::limits::GGUF_MAX_TENSOR_NAME_LEN as MAX_TENSOR_NAME_LEN;
 
-/// Most dimensions of a tensor (ggml's `GGML_MAX_DIMS`).
-pub const MAX_DIMS: usize = 4;
+pub use kiln_ir::limits::GGUF_MAX_DIMS as MAX_DIMS;
 
 /// One tensor's entry in a GGUF file: its name, shape, type and where its data is.
 #[derive(Clone, Debug, PartialEq)]

@@ -12,9 +12,8 @@ use super::symbolic::ShapeValues;
 use super::tensor::{dtype_of, onnx_type_name, tensor_from_proto, DataDir};
 use super::OnnxError;
 
-/// Outputs of at most this many elements are computed at import time when every
-/// input of a node is a constant (shape computations, small literal arithmetic).
-pub const FOLD_MAX_ELEMENTS: usize = 1 << 16;
+pub use kiln_ir::limits::FOLD_MAX_ELEMENTS;
+use kiln_ir::limits::{MAX_GRAPH_NODES, MAX_INLINE_DEPTH};
 
 /// Opset assumed when a model does not import the default domain.
 const DEFAULT_OPSET: i64 = 21;
@@ -28,6 +27,8 @@ pub(crate) struct Importer<'m> {
     functions: &'m [FunctionProto],
     bricks: BrickNamer,
     shapes: ShapeValues,
+    /// How many `If` branches and function calls enclose the node being converted.
+    inline_depth: usize,
 }
 
 impl ImportScope for Importer<'_> {
@@ -56,15 +57,35 @@ impl ImportScope for Importer<'_> {
     }
 
     fn inline_subgraph(&mut self, g: &GraphProto, node: &str) -> Result<Vec<ValueId>, OnnxError> {
+        self.enter_inlined(node)?;
         self.add_initializers(g)?;
         for n in &g.node {
             self.convert_node(n)?;
         }
+        self.inline_depth -= 1;
         g.output.iter().map(|o| self.find(&o.name, node)).collect()
     }
 }
 
 impl<'m> Importer<'m> {
+    /// Enters an inlined `If` branch or function body, refusing nesting deeper than
+    /// [`MAX_INLINE_DEPTH`] (a function calling itself) and graphs over
+    /// [`MAX_GRAPH_NODES`] nodes (calls nested to blow up exponentially).
+    fn enter_inlined(&mut self, node: &str) -> Result<(), OnnxError> {
+        if self.inline_depth >= MAX_INLINE_DEPTH {
+            return Err(OnnxError::Malformed(format!(
+                "node `{node}`: `If` branches and function calls nest deeper than {MAX_INLINE_DEPTH} (MAX_INLINE_DEPTH; a function calling itself?)"
+            )));
+        }
+        if self.graph.nodes().len() > MAX_GRAPH_NODES {
+            return Err(OnnxError::Malformed(format!(
+                "node `{node}`: the model has more than {MAX_GRAPH_NODES} nodes once inlined (MAX_GRAPH_NODES)"
+            )));
+        }
+        self.inline_depth += 1;
+        Ok(())
+    }
+
     fn find(&self, name: &str, node: &str) -> Result<ValueId, OnnxError> {
         self.names
             .get(name)
@@ -119,6 +140,7 @@ impl<'m> Importer<'m> {
     /// replaced by the call's attributes.
     fn inline_function(&mut self, call: &NodeProto, f: &FunctionProto) -> Result<(), OnnxError> {
         let prefix = node_name(call);
+        self.enter_inlined(&prefix)?;
         let scoped = |n: &str| {
             if n.is_empty() {
                 String::new()
@@ -172,6 +194,7 @@ impl<'m> Importer<'m> {
             n.attribute = attrs;
             self.convert_node(&n)?;
         }
+        self.inline_depth -= 1;
         for (d, v) in previous {
             match v {
                 Some(v) => self.opsets.insert(d, v),
@@ -322,6 +345,7 @@ pub(crate) fn import_model(model: &ModelProto, dir: DataDir) -> Result<Graph, On
         functions: &model.functions,
         bricks: BrickNamer::new(model),
         shapes: ShapeValues::default(),
+        inline_depth: 0,
     };
     imp.add_initializers(g)?;
     let mut unnamed = 0;

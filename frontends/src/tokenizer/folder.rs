@@ -21,11 +21,8 @@ pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
 /// `config.json`: the model's configuration (BOS/EOS ids).
 pub const MODEL_CONFIG_FILE: &str = "config.json";
 
-/// Largest `tokenizer.json` accepted, in bytes (the largest real ones hold
-/// 250k-token vocabularies in about 35 MB).
-pub const MAX_TOKENIZER_BYTES: u64 = 1 << 30;
-/// Largest configuration or template file accepted, in bytes.
-pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
+pub use kiln_ir::limits::TOKENIZER_MAX_BYTES as MAX_TOKENIZER_BYTES;
+pub use kiln_ir::limits::TOKENIZER_MAX_CONFIG_BYTES as MAX_CONFIG_BYTES;
 
 /// The name of the default template in a list of named chat templates.
 const DEFAULT_TEMPLATE_NAME: &str = "default";

@@ -176,13 +176,11 @@ fn check_input(
     Ok(())
 }
 
-/// The largest tensor the interpreter will create. A model (or input) asking for more
-/// gets an error instead of an allocation failure that would abort the process.
-pub const MAX_TENSOR_BYTES: u64 = 1 << 33;
+pub use crate::limits::MAX_TENSOR_BYTES;
 
 /// Refuses a node whose outputs, inferred from the actual inputs, exceed
-/// [`MAX_TENSOR_BYTES`].
-fn check_output_sizes(op: &Op, args: &[&Tensor]) -> Result<(), OpError> {
+/// `max_bytes` each.
+fn check_output_sizes(op: &Op, args: &[&Tensor], max_bytes: u64) -> Result<(), OpError> {
     let types: Vec<crate::TensorType> = args
         .iter()
         .map(|t| crate::TensorType::new(t.dtype(), t.ir_shape()))
@@ -199,9 +197,9 @@ fn check_output_sizes(op: &Op, args: &[&Tensor]) -> Result<(), OpError> {
             d.known().map_or(Some(acc), |n| acc.checked_mul(n as u64))
         });
         let bytes = numel.and_then(|n| n.checked_mul(t.dtype.size() as u64));
-        if bytes.is_none_or(|b| b > MAX_TENSOR_BYTES) {
+        if bytes.is_none_or(|b| b > max_bytes) {
             return Err(OpError::too_large(format!(
-                "would create a tensor {t} of {} bytes, over the limit of {MAX_TENSOR_BYTES}",
+                "would create a tensor {t} of {} bytes, over the limit of {max_bytes} (MAX_TENSOR_BYTES)",
                 bytes.map_or("more than 2^64".to_string(), |b| b.to_string())
             )));
         }
@@ -211,6 +209,18 @@ fn check_output_sizes(op: &Op, args: &[&Tensor]) -> Result<(), OpError> {
 
 /// Runs a graph on named inputs and returns its outputs in order.
 pub fn run(graph: &Graph, inputs: &[(String, Tensor)]) -> Result<Vec<Tensor>, EvalError> {
+    run_limited(graph, inputs, MAX_TENSOR_BYTES)
+}
+
+/// [`run`] refusing any node whose output would exceed `max_tensor_bytes` (at most
+/// [`MAX_TENSOR_BYTES`]): what the fuzz harnesses use to run hostile models within
+/// a small memory budget.
+pub fn run_limited(
+    graph: &Graph,
+    inputs: &[(String, Tensor)],
+    max_tensor_bytes: u64,
+) -> Result<Vec<Tensor>, EvalError> {
+    let max_tensor_bytes = max_tensor_bytes.min(MAX_TENSOR_BYTES);
     let mut env: Vec<Option<Tensor>> = vec![None; graph.values().len()];
     let mut bound = HashMap::new();
     for (name, t) in inputs {
@@ -266,7 +276,7 @@ pub fn run(graph: &Graph, inputs: &[(String, Tensor)]) -> Result<Vec<Tensor>, Ev
                     "an input is used before it is defined (unverified graph)",
                 ))
             })?;
-        check_output_sizes(&node.op, &args).map_err(node_err)?;
+        check_output_sizes(&node.op, &args, max_tensor_bytes).map_err(node_err)?;
         let outs = eval_op(&node.op, &args, node.outputs.len()).map_err(node_err)?;
         for (o, t) in node.outputs.iter().zip(outs) {
             env[o.0 as usize] = Some(t);
