@@ -29,9 +29,9 @@ fn descr(d: DType) -> Option<&'static str> {
 
 fn dtype_of_descr(s: &str) -> Option<DType> {
     let s = s.replace('=', "<");
-    DType::ALL
-        .into_iter()
-        .find(|&d| descr(d).is_some_and(|x| x == s || (x.starts_with('|') && x.get(1..) == s.get(1..))))
+    DType::ALL.into_iter().find(|&d| {
+        descr(d).is_some_and(|x| x == s || (x.starts_with('|') && x.get(1..) == s.get(1..)))
+    })
 }
 
 /// Parses the Python dict literal of a `.npy` header into (descr, fortran_order, shape).

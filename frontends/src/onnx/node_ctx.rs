@@ -251,7 +251,12 @@ impl<'a> NodeCtx<'a> {
                     let (s, e) = kiln_ir::op::shape_range(dims.len(), *start, *end);
                     Tensor::from_vec(vec![e - s], dims[s..e].iter().map(|&d| d as i64).collect())
                 }
-                _ => Tensor::scalar(dims.iter().product::<usize>() as i64),
+                // An element count past i64 (a hostile shape) is not folded;
+                // inference reports it.
+                _ => Tensor::scalar(
+                    dims.iter()
+                        .try_fold(1i64, |n, &d| n.checked_mul(i64::try_from(d).ok()?))?,
+                ),
             };
             return Some(vec![self.konst(t)]);
         }

@@ -102,6 +102,15 @@ impl TextTokenizer {
                 what: "the serialized tokenizer every Hugging Face tokenizer folder has",
             }
         })?;
+        // The whole file must be JSON before the `tokenizers` library reads it: it
+        // panics (instead of failing) on some syntax errors inside the `decoder`
+        // object (found by fuzzing).
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| {
+            TokenizerError::Json {
+                path: path.clone(),
+                message: e.to_string(),
+            }
+        })?;
         let mut tokenizer = Tokenizer::from_bytes(&bytes).map_err(|e| {
             match e.downcast_ref::<serde_json::Error>() {
                 Some(json) if json.is_syntax() || json.is_eof() => TokenizerError::Json {

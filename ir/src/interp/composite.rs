@@ -10,7 +10,7 @@ use crate::{DType, Tensor};
 
 /// Evaluates a composite op.
 pub(super) fn eval(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
-    let x = *inputs.first().ok_or("missing input")?;
+    let x = *inputs.first().ok_or(OpError::value("missing input"))?;
     match op {
         CompositeOp::Softmax { axis } => along_axis(x, *axis, Line::Softmax),
         CompositeOp::LogSoftmax { axis } => along_axis(x, *axis, Line::LogSoftmax),
@@ -267,7 +267,7 @@ fn norm(
             "axis {axis} out of range for shape {shape:?}"
         )));
     }
-    let scale = inputs.get(1).ok_or("missing scale input")?;
+    let scale = inputs.get(1).ok_or(OpError::value("missing scale input"))?;
     let scale = broadcast_to(scale, shape, "scale")?;
     let bias = match inputs.get(2) {
         Some(b) if !rms => Some(broadcast_to(b, shape, "bias")?),

@@ -174,7 +174,7 @@ fn unary_f64(op: &UnaryOp, x: f64) -> f64 {
 
 /// Evaluates a unary op.
 pub(super) fn eval_unary(op: &UnaryOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
-    let x = inputs.first().ok_or("missing input")?;
+    let x = inputs.first().ok_or(OpError::value("missing input"))?;
     let shape = x.shape().to_vec();
     let dt = x.dtype();
     let out = match op {

@@ -18,7 +18,7 @@ pub(super) fn eval(
     inputs: &[&Tensor],
     _n_outputs: usize,
 ) -> Result<Vec<Tensor>, OpError> {
-    let x = *inputs.first().ok_or("missing input 0")?;
+    let x = *inputs.first().ok_or(OpError::value("missing input 0"))?;
     let arg = |i: usize| -> Result<&Tensor, OpError> {
         inputs
             .get(i)
@@ -597,7 +597,9 @@ fn qlinear_conv(inputs: &[&Tensor], attrs: &ConvAttrs) -> Result<Tensor, OpError
         qparam(w_s, m, "w_scale")?,
         qparam(y_s, 1, "y_scale")?,
     );
-    let yz = y_zp.scalar_i64().ok_or("y_zero_point must be a scalar")?;
+    let yz = y_zp
+        .scalar_i64()
+        .ok_or(OpError::value("y_zero_point must be a scalar"))?;
     let mult = |i: usize| {
         let ch = (i / osz.max(1)) % m.max(1);
         round_to(sdt, round_to(sdt, xsv[0] * pick(&wsv, ch)) / ysv[0])

@@ -10,7 +10,7 @@ use crate::{DType, Tensor};
 
 /// Evaluates a reduction-family op.
 pub(super) fn eval(op: &ReduceOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
-    let x = *inputs.first().ok_or("missing input")?;
+    let x = *inputs.first().ok_or(OpError::value("missing input"))?;
     match op {
         ReduceOp::Reduce {
             kind,
@@ -22,7 +22,10 @@ pub(super) fn eval(op: &ReduceOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpE
             keepdims,
             noop_with_empty_axes,
         } => {
-            let listed = inputs.get(1).ok_or("missing axes input")?.to_i64_vec();
+            let listed = inputs
+                .get(1)
+                .ok_or(OpError::attribute("missing axes input"))?
+                .to_i64_vec();
             let rank = x.rank();
             let mut axes = Vec::with_capacity(listed.len());
             for a in listed {
@@ -39,9 +42,11 @@ pub(super) fn eval(op: &ReduceOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpE
         | ReduceOp::CumProdDynamic { exclusive, reverse } => {
             let a = inputs
                 .get(1)
-                .ok_or("missing axis input")?
+                .ok_or(OpError::attribute("missing axis input"))?
                 .scalar_i64()
-                .ok_or("cumulative op: axis must have exactly one element")?;
+                .ok_or(OpError::attribute(
+                    "cumulative op: axis must have exactly one element",
+                ))?;
             let prod = matches!(op, ReduceOp::CumProdDynamic { .. });
             scan(x, wrap_axis(a, x.rank())?, *exclusive, *reverse, prod).map(|t| vec![t])
         }
@@ -72,9 +77,9 @@ pub(super) fn eval(op: &ReduceOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpE
         } => {
             let k = inputs
                 .get(1)
-                .ok_or("TopK needs the k input")?
+                .ok_or(OpError::value("TopK needs the k input"))?
                 .scalar_i64()
-                .ok_or("TopK: k must have exactly one element")?;
+                .ok_or(OpError::value("TopK: k must have exactly one element"))?;
             top_k(x, *axis, k, *largest)
         }
     }

@@ -301,7 +301,7 @@ impl OpFamily for LayoutOp {
                         .0
                         .first()
                         .and_then(Dim::known)
-                        .ok_or("reshape target of unknown length")?;
+                        .ok_or(OpError::shape("reshape target of unknown length"))?;
                     same_dtype(any_shape(n))
                 }
             },
@@ -316,7 +316,8 @@ impl OpFamily for LayoutOp {
             LayoutOp::Squeeze { .. } if inputs.len() > 1 => {
                 let n = runtime_len(inputs, 1)?;
                 same_dtype(any_shape(
-                    rank.checked_sub(n).ok_or("too many squeeze axes")?,
+                    rank.checked_sub(n)
+                        .ok_or(OpError::attribute("too many squeeze axes"))?,
                 ))
             }
             LayoutOp::Unsqueeze { .. } if inputs.len() > 1 => {
@@ -367,7 +368,11 @@ impl OpFamily for LayoutOp {
                     if axes.contains(&i) {
                         out.push(Dim::Known(1));
                     } else {
-                        out.push(src.next().ok_or("unsqueeze axes out of range")?.clone());
+                        out.push(
+                            src.next()
+                                .ok_or(OpError::attribute("unsqueeze axes out of range"))?
+                                .clone(),
+                        );
                     }
                 }
                 if axes.iter().any(|&a| a >= out_rank) {
@@ -407,7 +412,7 @@ impl OpFamily for LayoutOp {
                             .0
                             .first()
                             .and_then(Dim::known)
-                            .ok_or("expand target of unknown length")?,
+                            .ok_or(OpError::shape("expand target of unknown length"))?,
                     ),
                 };
                 let s = Shape::broadcast(&x.shape, &target).ok_or_else(|| {
@@ -560,7 +565,7 @@ impl OpFamily for LayoutOp {
                             .0
                             .first()
                             .and_then(Dim::known)
-                            .ok_or("ConstantOfShape of unknown rank")?,
+                            .ok_or(OpError::shape("ConstantOfShape of unknown rank"))?,
                     ),
                 };
                 Ok(vec![TensorType::new(*dtype, shape)])

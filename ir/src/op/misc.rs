@@ -492,7 +492,7 @@ impl OpFamily for MiscOp {
                     .0
                     .first()
                     .cloned()
-                    .ok_or("Col2Im needs an input of rank 3")?;
+                    .ok_or(OpError::shape("Col2Im needs an input of rank 3"))?;
                 let mut s = vec![batch, Dim::Any];
                 match (known_ints(inputs, 1), known_ints(inputs, 2)) {
                     (Some(img), Some(block)) => {

@@ -30,9 +30,15 @@ pub(super) fn range(inputs: &[&Tensor]) -> Result<Tensor, OpError> {
     if l.dtype() != dtype || d.dtype() != dtype {
         return Err(OpError::dtype("Range inputs differ in dtype"));
     }
-    let scalar = |t: &Tensor| t.scalar_f64().ok_or("Range inputs must be scalars");
+    let scalar = |t: &Tensor| {
+        t.scalar_f64()
+            .ok_or(OpError::shape("Range inputs must be scalars"))
+    };
     if dtype.is_int() {
-        let ints = |t: &Tensor| t.scalar_i64().ok_or("Range inputs must be scalars");
+        let ints = |t: &Tensor| {
+            t.scalar_i64()
+                .ok_or(OpError::shape("Range inputs must be scalars"))
+        };
         let (s, l, d) = (ints(s)?, ints(l)?, ints(d)?);
         if d == 0 {
             return Err(OpError::value("Range delta is 0"));
@@ -60,7 +66,9 @@ pub(super) fn one_hot(inputs: &[&Tensor], axis: i64) -> Result<Tensor, OpError> 
         input(inputs, 1, "OneHot")?,
         input(inputs, 2, "OneHot")?,
     );
-    let depth = depth.scalar_f64().ok_or("OneHot depth must be a scalar")?;
+    let depth = depth
+        .scalar_f64()
+        .ok_or(OpError::value("OneHot depth must be a scalar"))?;
     if depth < 1.0 || !depth.is_finite() {
         return Err(OpError::value(format!("OneHot depth {depth} is invalid")));
     }

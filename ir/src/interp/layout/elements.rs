@@ -42,7 +42,7 @@ pub(super) fn gather_with(
     for_each_index(&shape, |idx| {
         match index(idx)? {
             Some(i) => out.extend_from_slice(&data[i * es..(i + 1) * es]),
-            None => out.extend_from_slice(fill.ok_or("internal: no fill value")?),
+            None => out.extend_from_slice(fill.ok_or(OpError::value("internal: no fill value"))?),
         }
         Ok(())
     })?;

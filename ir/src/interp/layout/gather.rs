@@ -71,7 +71,7 @@ pub(super) fn nd_offsets(
     let k = *indices
         .shape()
         .last()
-        .ok_or("ND indices must have rank >= 1")?;
+        .ok_or(OpError::shape("ND indices must have rank >= 1"))?;
     if batch_dims >= q || batch_dims + k > data_shape.len() {
         return Err(OpError::shape(format!(
             "ND indices {:?} (batch_dims {batch_dims}) do not fit data {:?}",

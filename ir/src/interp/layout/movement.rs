@@ -68,7 +68,9 @@ pub(super) fn tile(x: &Tensor, inputs: &[&Tensor], name: &str) -> Result<Tensor,
 /// [`crate::op::LayoutOp::Trilu`]: the upper or lower triangle from diagonal k (operand 1), zeros elsewhere.
 pub(super) fn trilu(x: &Tensor, inputs: &[&Tensor], upper: bool) -> Result<Tensor, OpError> {
     let k = match inputs.get(1) {
-        Some(k) => k.scalar_i64().ok_or("Trilu k must be a scalar")?,
+        Some(k) => k
+            .scalar_i64()
+            .ok_or(OpError::value("Trilu k must be a scalar"))?,
         None => 0,
     };
     if x.rank() < 2 {

@@ -10,7 +10,10 @@ use crate::Tensor;
 pub(super) fn pad(inputs: &[&Tensor], mode: PadMode) -> Result<Tensor, OpError> {
     let x = inputs[0];
     let r = x.rank();
-    let mut pads = index_values(inputs.get(1).ok_or("Pad needs pads")?, "pads")?;
+    let mut pads = index_values(
+        inputs.get(1).ok_or(OpError::value("Pad needs pads"))?,
+        "pads",
+    )?;
     if let Some(axes) = inputs.get(3) {
         let axes = index_values(axes, "pad axes")?;
         if pads.len() != 2 * axes.len() {

@@ -8,7 +8,9 @@ use crate::Tensor;
 
 /// [`crate::op::LayoutOp::Concat`] along `axis`.
 pub(super) fn concat(inputs: &[&Tensor], axis: usize) -> Result<Tensor, OpError> {
-    let first = inputs.first().ok_or("Concat of no inputs")?;
+    let first = inputs
+        .first()
+        .ok_or(OpError::shape("Concat of no inputs"))?;
     let r = first.rank();
     if axis >= r {
         return Err(OpError::attribute(format!(
@@ -104,8 +106,8 @@ pub(super) fn slice(inputs: &[&Tensor]) -> Result<Tensor, OpError> {
     let ints = |i: usize, what: &str| -> Result<Option<Vec<i64>>, OpError> {
         inputs.get(i).map(|t| index_values(t, what)).transpose()
     };
-    let starts = ints(1, "slice starts")?.ok_or("Slice needs starts")?;
-    let ends = ints(2, "slice ends")?.ok_or("Slice needs ends")?;
+    let starts = ints(1, "slice starts")?.ok_or(OpError::value("Slice needs starts"))?;
+    let ends = ints(2, "slice ends")?.ok_or(OpError::value("Slice needs ends"))?;
     let axes = ints(3, "slice axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
     let steps = ints(4, "slice steps")?.unwrap_or_else(|| vec![1; starts.len()]);
     if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {

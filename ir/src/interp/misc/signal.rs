@@ -9,7 +9,7 @@ use crate::{DType, Tensor};
 
 /// Evaluates a signal op.
 pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
-    let x = *inputs.first().ok_or("missing input 0")?;
+    let x = *inputs.first().ok_or(OpError::value("missing input 0"))?;
     let scalar_i = |i: usize, what: &str| -> Result<Option<i64>, OpError> {
         match inputs.get(i) {
             None => Ok(None),
@@ -34,7 +34,8 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpErr
             let axis = match axis {
                 Some(a) => *a,
                 None => {
-                    let a = scalar_i(1 + *has_length as usize, "axis")?.ok_or("missing axis")?;
+                    let a = scalar_i(1 + *has_length as usize, "axis")?
+                        .ok_or(OpError::attribute("missing axis"))?;
                     let r = x.rank() as i64;
                     let a = if a < 0 { a + r } else { a };
                     if a < 0 || a >= r {
@@ -51,7 +52,7 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpErr
             onesided,
             has_window,
         } => {
-            let step = scalar_i(1, "frame_step")?.ok_or("missing frame_step")?;
+            let step = scalar_i(1, "frame_step")?.ok_or(OpError::value("missing frame_step"))?;
             let window = if *has_window {
                 inputs.get(2).copied()
             } else {
@@ -67,7 +68,7 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpErr
             )?
         }
         MiscOp::Window { kind, periodic, to } => {
-            let n = scalar_i(0, "size")?.ok_or("missing size")?;
+            let n = scalar_i(0, "size")?.ok_or(OpError::shape("missing size"))?;
             window(*kind, *periodic, *to, n)?
         }
         MiscOp::MelWeightMatrix { to } => mel(inputs, *to)?,

@@ -9,7 +9,9 @@ use crate::Tensor;
 
 /// Evaluates `equation` on `inputs`.
 pub(super) fn einsum(equation: &str, inputs: &[&Tensor]) -> Result<Tensor, OpError> {
-    let first = inputs.first().ok_or("Einsum without operands")?;
+    let first = inputs
+        .first()
+        .ok_or(OpError::shape("Einsum without operands"))?;
     let dtype = first.dtype();
     if inputs.iter().any(|t| t.dtype() != dtype) || dtype == crate::DType::Bool {
         return Err(OpError::dtype(
