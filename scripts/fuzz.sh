@@ -6,7 +6,10 @@
 #   scripts/fuzz.sh build                   build every target, instrumented
 #   scripts/fuzz.sh run TARGET SECONDS [ARG...]
 #                                           fuzz one target (extra libFuzzer args)
-#   scripts/fuzz.sh smoke SECONDS           fuzz every target for SECONDS each
+#   scripts/fuzz.sh smoke RUNS              fuzz every target for RUNS inputs each,
+#                                           from a fixed seed (KILN_FUZZ_SEED, 1):
+#                                           the same code gives the same inputs,
+#                                           so a smoke that passes here passes in CI
 #   scripts/fuzz.sh targets                 list the targets
 #
 # A run starts from the committed seeds (fuzz/corpus/TARGET) and regressions
@@ -62,12 +65,13 @@ run)
     run "${@:2}"
     ;;
 smoke)
-    [[ $# -eq 2 ]] || { echo "usage: $0 smoke SECONDS" >&2; exit 2; }
+    [[ $# -eq 2 ]] || { echo "usage: $0 smoke RUNS" >&2; exit 2; }
     build
     mkdir -p fuzz/logs
     for t in $(targets); do
-        echo "fuzz: $t for $2 s"
-        if ! run "$t" "$2" >"fuzz/logs/$t.log" 2>&1; then
+        echo "fuzz: $t for $2 inputs (seed ${KILN_FUZZ_SEED:-1})"
+        # A time bound only as a safety net: the run count decides the inputs.
+        if ! run "$t" 600 -runs="$2" -seed="${KILN_FUZZ_SEED:-1}" >"fuzz/logs/$t.log" 2>&1; then
             tail -40 "fuzz/logs/$t.log" >&2
             echo "fuzz: $t failed; the input is in fuzz/artifacts/$t/" >&2
             exit 1

@@ -18,6 +18,6 @@ echo "test: ILP extraction (kiln-passes feature ilp, CBC)"
 cargo clippy --release -p kiln-passes --features ilp --all-targets --quiet -- -D warnings
 cargo test --release -p kiln-passes --features ilp --test extract_ilp
 echo "test: fuzz smoke (libFuzzer, every target; the corpus replay runs in cargo test: tests/fuzz_regressions.rs)"
-bash scripts/fuzz.sh smoke "${KILN_FUZZ_SMOKE_SECONDS:-15}"
+bash scripts/fuzz.sh smoke "${KILN_FUZZ_SMOKE_RUNS:-4000}"
 echo "test: ONNX conformance suites (reference interpreter)"
 cargo test --release --test onnx_conformance -- --nocapture

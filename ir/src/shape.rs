@@ -68,9 +68,17 @@ impl Shape {
         self.0.iter().map(Dim::known).collect()
     }
 
-    /// Number of elements if every dim is known.
+    /// Number of elements if every dim is known and their product fits a `usize`
+    /// (a shape from a hostile file may not: [`Shape::overflows`] tells).
     pub fn numel(&self) -> Option<usize> {
-        self.as_known().map(|d| d.iter().product())
+        self.as_known()?
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+    }
+
+    /// Whether every dim is known and their product does not fit a `usize`.
+    pub fn overflows(&self) -> bool {
+        self.as_known().is_some() && self.numel().is_none()
     }
 
     /// The shape numpy broadcasting gives for two operands, or `None` when known dims clash.

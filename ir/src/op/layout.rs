@@ -254,8 +254,7 @@ pub(crate) fn reshape_target(
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != at)
-            .map(|(_, d)| d.known())
-            .product();
+            .try_fold(1usize, |n, (_, d)| n.checked_mul(d.known()?));
         if let (Some(total), Some(part)) = (input.numel(), known_out) {
             if part == 0 || total % part != 0 {
                 return Err(OpError::shape(format!(
@@ -272,6 +271,10 @@ pub(crate) fn reshape_target(
                 out[at] = input.0[at].clone();
             }
         }
+    } else if Shape(out.clone()).overflows() {
+        return Err(OpError::too_large(format!(
+            "reshape target {target:?} has more elements than fit in memory"
+        )));
     } else if let (Some(a), Some(b)) = (input.numel(), Shape(out.clone()).numel()) {
         if a != b {
             return Err(OpError::shape(format!(
