@@ -102,10 +102,11 @@ impl TextTokenizer {
                 what: "the serialized tokenizer every Hugging Face tokenizer folder has",
             }
         })?;
-        // The whole file must be JSON before the `tokenizers` library reads it: it
-        // panics (instead of failing) on some syntax errors inside the `decoder`
-        // object (found by fuzzing).
-        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| {
+        // The whole file must be valid JSON (UTF-8 and escapes included, so it is
+        // parsed into a value, not skipped over) before the `tokenizers` library
+        // reads it: it panics instead of failing on syntax errors and invalid
+        // strings inside the `decoder` object (found by fuzzing).
+        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
             TokenizerError::Json {
                 path: path.clone(),
                 message: e.to_string(),
