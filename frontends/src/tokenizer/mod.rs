@@ -106,11 +106,9 @@ impl TextTokenizer {
         // parsed into a value, not skipped over) before the `tokenizers` library
         // reads it: it panics instead of failing on syntax errors and invalid
         // strings inside the `decoder` object (found by fuzzing).
-        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
-            TokenizerError::Json {
-                path: path.clone(),
-                message: e.to_string(),
-            }
+        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| TokenizerError::Json {
+            path: path.clone(),
+            message: e.to_string(),
         })?;
         let mut tokenizer = Tokenizer::from_bytes(&bytes).map_err(|e| {
             match e.downcast_ref::<serde_json::Error>() {
