@@ -17,13 +17,14 @@
 # crashes to fuzz/artifacts/TARGET/. Copy each crash into fuzz/regressions/TARGET/
 # once fixed: tests/fuzz_regressions.rs replays them. Exits non-zero on a crash,
 # a hang (-timeout), or an allocation over the limits below. KILN_FUZZ_PREBUILT=1
-# skips the build (fuzz the binaries already in fuzz/target).
+# skips the build (fuzz the binaries already in fuzz/target); KILN_FUZZ_BIN_DIR
+# fuzzes binaries copied elsewhere (long runs go on while the crate is rebuilt).
 set -euo pipefail
 repo_root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
 triple="$(rustc -vV | sed -n 's/^host: //p')"
-bin_dir="fuzz/target/$triple/release"
+bin_dir="${KILN_FUZZ_BIN_DIR:-fuzz/target/$triple/release}"
 # Seconds one input may take before it counts as a hang.
 timeout_s=10
 # Memory limits of the fuzzing process (MB): resident set, and any one allocation.
@@ -33,7 +34,7 @@ malloc_limit_mb=1024
 targets() { sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^kiln-fuzz$'; }
 
 build() {
-    [[ -n "${KILN_FUZZ_PREBUILT:-}" ]] && return
+    [[ -n "${KILN_FUZZ_PREBUILT:-}${KILN_FUZZ_BIN_DIR:-}" ]] && return
     bash scripts/setup-fuzz.sh >/dev/null
     # Sanitizer coverage as cargo-fuzz sets it up, with stable flags only; the
     # explicit --target keeps the flags off build scripts.

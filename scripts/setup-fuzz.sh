@@ -8,15 +8,7 @@
 set -euo pipefail
 repo_root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
-if ! command -v c++ >/dev/null 2>&1; then
-    if [[ $(id -u) -ne 0 ]]; then
-        echo "setup-fuzz: no C++ compiler; run as root or install g++" >&2
-        exit 1
-    fi
-    echo "setup-fuzz: installing g++"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq g++ >/dev/null
-fi
+# The C++ compiler is one of the Debian packages scripts/setup.sh installs.
+command -v c++ >/dev/null 2>&1 || bash scripts/setup.sh
 cargo fetch --quiet --manifest-path fuzz/Cargo.toml
 echo "setup-fuzz: ready (libFuzzer through libfuzzer-sys, $(c++ --version | head -1))"

@@ -8,11 +8,12 @@ set -euo pipefail
 repo_root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Debian packages: python3-venv (venv creation on Debian's own Python),
-# pkg-config / a C compiler for crates that build C code, the CBC solver and
-# LLVM 19.
+# pkg-config / a C compiler for crates that build C code, a C++ compiler for
+# libFuzzer (scripts/fuzz.sh), the CBC solver and LLVM 19.
 need=()
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need+=(python3-venv); fi
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v c++ >/dev/null 2>&1 || need+=(g++)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # libCbc for ILP extraction (kiln-passes feature `ilp`, built and tested by
 # scripts/test.sh).

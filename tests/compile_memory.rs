@@ -5,11 +5,17 @@
 //! Each model is a different random graph (shapes, op chains, attributes and value
 //! names all drawn from its seed): recompiling one model would not show a table
 //! that grows with every new name.
+//!
+//! Two measures: the bytes live on Rust's heap, counted exactly by a wrapping
+//! global allocator (a table that keeps a few bytes per compile shows up here),
+//! and the resident set, which also sees what LLVM allocates in C++.
 
 use kiln::{Model, Target};
 use kiln_ir::{DType, Graph, Op, Shape, Tensor, TensorType, ValueId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
 
 /// Models compiled in all.
 const MODELS: usize = 200;
@@ -17,6 +23,56 @@ const MODELS: usize = 200;
 const WARM_UP: usize = 20;
 /// Most the resident set may grow from the baseline to the end, as a fraction.
 const MAX_GROWTH: f64 = 0.10;
+
+/// Most the live Rust heap may grow per compile after the warm-up, in bytes. The
+/// interned op texts and value names this test was written against kept about
+/// 5 KiB per compile; nothing should stay.
+const MAX_HEAP_GROWTH_PER_COMPILE: isize = 256;
+
+/// The system allocator, counting the bytes currently allocated through it.
+struct CountingAllocator;
+
+/// Bytes allocated and not yet freed, over all threads.
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to `System`; the counter is only
+// arithmetic on the sizes the caller passes.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// Resident bytes of this process (`/proc/self/statm`, second field, in pages).
 fn rss_bytes() -> usize {
@@ -123,6 +179,7 @@ fn random_model(seed: usize) -> Graph {
 #[test]
 fn compiling_many_different_models_keeps_memory_flat() {
     let mut baseline = 0;
+    let mut heap_baseline = 0;
     for seed in 0..MODELS {
         let model = Model::from_graph(random_model(seed));
         let exe = model
@@ -132,15 +189,28 @@ fn compiling_many_different_models_keeps_memory_flat() {
         drop(model);
         if seed + 1 == WARM_UP {
             baseline = rss_bytes();
+            heap_baseline = LIVE_BYTES.load(Ordering::Relaxed);
         }
     }
+    let heap_end = LIVE_BYTES.load(Ordering::Relaxed);
     let end = rss_bytes();
+    let measured = (MODELS - WARM_UP) as isize;
+    let heap_per_compile = (heap_end - heap_baseline) / measured;
+    eprintln!(
+        "live Rust heap after {WARM_UP} compiles: {heap_baseline} B, after {MODELS}: \
+         {heap_end} B ({heap_per_compile} B per compile)"
+    );
     let growth = end as f64 / baseline as f64 - 1.0;
     eprintln!(
         "RSS after {WARM_UP} compiles: {} KiB, after {MODELS}: {} KiB ({:+.1}%)",
         baseline / 1024,
         end / 1024,
         growth * 100.0
+    );
+    assert!(
+        heap_per_compile <= MAX_HEAP_GROWTH_PER_COMPILE,
+        "the live Rust heap grew {heap_per_compile} B per compile from compile {WARM_UP} \
+         to {MODELS} ({heap_baseline} → {heap_end} B): something outlives a compile"
     );
     assert!(
         growth <= MAX_GROWTH,

@@ -293,6 +293,36 @@ fn gguf_max_tensor_name_len() {
     assert!(err.contains("MAX_TENSOR_NAME_LEN"), "{err}");
 }
 
+#[test]
+fn rope_table_max_elements_caps_a_declared_context() {
+    // The llama fixture (head_dim 16) declaring a context no table could hold: the
+    // GGUF fuzz target once spent seconds and 512 MiB on a 2.4 KB file saying
+    // `context_length = 67108880`.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/llama");
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(&fixture).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    let config = dir.path().join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    v["max_position_embeddings"] = (1u64 << 40).into();
+    std::fs::write(&config, v.to_string()).unwrap();
+    let model = kiln::Model::load(dir.path()).unwrap();
+    let half = 16 / 2;
+    let Some(kiln_frontends::hf::ModelKind::Decoder(info)) = model.kind() else {
+        panic!("not a decoder");
+    };
+    assert_eq!(info.max_positions, limits::ROPE_TABLE_MAX_ELEMENTS / half);
+    let g = model.graph();
+    let cos = g.value_by_name("rope.cos").expect("rope.cos");
+    assert_eq!(
+        g.value(cos).ty.shape.to_string(),
+        format!("[{}, {half}]", limits::ROPE_TABLE_MAX_ELEMENTS / half)
+    );
+}
+
 fn tokenizer_err(dir: &Path) -> String {
     match kiln_frontends::tokenizer::TextTokenizer::from_folder(dir) {
         Ok(_) => panic!("the tokenizer loaded"),

@@ -14,6 +14,7 @@
 //! | [`MAX_GRAPH_NODES`] | 1,000,000 | nodes of one model after inlining | ONNX import |
 //! | [`MAX_INLINE_DEPTH`] | 64 | nesting of `If` branches and model-local functions | ONNX import |
 //! | [`MAX_PROTOBUF_DEPTH`] | 100 | nesting of protobuf messages | `prost`'s decoder |
+//! | [`ROPE_TABLE_MAX_ELEMENTS`] | 8,388,608 | one rotary cos/sin table a decoder builds (positions × rotary dim / 2) | `frontends::hf` |
 //! | [`SAFETENSORS_MAX_HEADER_BYTES`] | 100 MB | a safetensors JSON header | `frontends::safetensors` |
 //! | [`SAFETENSORS_MAX_INDEX_BYTES`] | 64 MiB | a shard index (`model.safetensors.index.json`) | `frontends::safetensors` |
 //! | [`GGUF_MAX_ALIGNMENT`] | 65,536 | `general.alignment` | `frontends::gguf` |
@@ -55,6 +56,13 @@ pub const MAX_INLINE_DEPTH: usize = 64;
 /// Deepest nesting of protobuf messages (`prost`'s default recursion limit, kept
 /// by not enabling its `no-recursion-limit` feature).
 pub const MAX_PROTOBUF_DEPTH: usize = 100;
+
+/// Most elements of one rotary-embedding cos (or sin) table a decoder computes at
+/// load, positions × rotary dim / 2: 131,072 positions of a 128-wide head (32 MiB
+/// each). A model declaring a longer context (the GGUF `context_length` or
+/// `max_position_embeddings`, which cost the file nothing to state) gets its
+/// positions capped here, with a warning, and generation past them is refused.
+pub const ROPE_TABLE_MAX_ELEMENTS: usize = 1 << 23;
 
 /// Largest safetensors JSON header accepted, in bytes (the `safetensors` crate's
 /// own limit).

@@ -42,7 +42,9 @@ fn parse_header(h: &str) -> Option<(String, bool, Vec<usize>)> {
         Some(rest)
     };
     let d = field("descr")?;
-    let q = d.chars().next()?;
+    // A Python string literal: quoted by ' or " (ASCII, so the slice below is on a
+    // character boundary).
+    let q = d.chars().next().filter(|&c| c == '\'' || c == '"')?;
     let descr = d[1..].split(q).next()?.to_string();
     let fortran = field("fortran_order")?.starts_with("True");
     let s = field("shape")?.strip_prefix('(')?;

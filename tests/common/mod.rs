@@ -17,6 +17,8 @@ use prost::Message;
 
 /// ONNX data type codes.
 pub const FLOAT: i32 = 1;
+/// ONNX UINT8.
+pub const UINT8: i32 = 2;
 /// ONNX INT64.
 pub const INT64: i32 = 7;
 
@@ -64,6 +66,26 @@ pub fn attr_int(name: &str, v: i64) -> AttributeProto {
         name: name.into(),
         i: Some(v),
         r#type: 2,
+        ..Default::default()
+    }
+}
+
+/// An ints attribute.
+pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        ints: v.to_vec(),
+        r#type: 7,
+        ..Default::default()
+    }
+}
+
+/// A string attribute.
+pub fn attr_string(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        s: Some(v.as_bytes().to_vec().into()),
+        r#type: 3,
         ..Default::default()
     }
 }

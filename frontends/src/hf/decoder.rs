@@ -15,6 +15,7 @@
 //! the caller, a prefill (cache empty, causal mask) and a decode step (one token,
 //! the filled cache slots visible) are the same graph at different shapes.
 
+use kiln_ir::limits::ROPE_TABLE_MAX_ELEMENTS;
 use kiln_ir::op::{
     BinaryOp, CompositeOp, LayoutOp, QkOutput, ReduceKind, ReduceOp, ScatterReduction, UnaryOp,
 };
@@ -25,6 +26,9 @@ use super::config::Config;
 use super::lora::AdapterSet;
 use super::rope::Rope;
 use super::HfError;
+
+/// Positions a Llama-family config without `max_position_embeddings` covers.
+const DEFAULT_MAX_POSITIONS: usize = 2048;
 
 /// The decoder families kiln builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -669,6 +673,7 @@ impl LlamaParams {
             (Some(_), Family::Mixtral) => 0,
             _ => cfg.usize("intermediate_size")?,
         };
+        let rope = Rope::from_config(cfg, head_dim)?;
         Ok(LlamaParams {
             family,
             hidden,
@@ -678,9 +683,9 @@ impl LlamaParams {
             head_dim,
             intermediate,
             vocab: cfg.usize("vocab_size")?,
-            max_pos: cfg.opt_usize("max_position_embeddings")?.unwrap_or(2048),
+            max_pos: rope_positions(cfg, &rope)?,
             eps: cfg.opt_f64("rms_norm_eps")?.unwrap_or(1e-6) as f32,
-            rope: Rope::from_config(cfg, head_dim)?,
+            rope,
             tie: cfg.opt_bool("tie_word_embeddings")?.unwrap_or(false),
             qkv_bias,
             o_bias,
@@ -689,6 +694,34 @@ impl LlamaParams {
             moe,
         })
     }
+}
+
+/// The positions a decoder's rotary tables cover: the declared context
+/// (`max_position_embeddings`, 2048 when absent), capped so that one table holds
+/// at most [`ROPE_TABLE_MAX_ELEMENTS`] values. The tables are computed at load,
+/// and a file states its context length for free.
+fn rope_positions(cfg: &Config, rope: &Rope) -> Result<usize, HfError> {
+    let declared = cfg
+        .opt_usize("max_position_embeddings")?
+        .unwrap_or(DEFAULT_MAX_POSITIONS);
+    let half = (rope.dim / 2).max(1);
+    let fits = ROPE_TABLE_MAX_ELEMENTS / half;
+    cfg.check(
+        fits > 0,
+        format!(
+            "a rotary dim of {} is over the {ROPE_TABLE_MAX_ELEMENTS} values one \
+             rotary table may hold (ROPE_TABLE_MAX_ELEMENTS)",
+            rope.dim
+        ),
+    )?;
+    if declared > fits {
+        tracing::warn!(
+            "the model declares {declared} positions; kiln builds rotary tables for \
+             {fits} (ROPE_TABLE_MAX_ELEMENTS = {ROPE_TABLE_MAX_ELEMENTS} values per table) \
+             and refuses to generate past them"
+        );
+    }
+    Ok(declared.min(fits))
 }
 
 /// GPT-2: learned positions, pre-norm blocks with a fused QKV `Conv1D`, a GELU MLP,

@@ -20,6 +20,7 @@ mod error;
 mod folder;
 mod gguf;
 mod stream;
+mod validate;
 
 use std::fmt;
 use std::path::Path;
@@ -106,10 +107,17 @@ impl TextTokenizer {
         // parsed into a value, not skipped over) before the `tokenizers` library
         // reads it: it panics instead of failing on syntax errors and invalid
         // strings inside the `decoder` object (found by fuzzing).
-        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| TokenizerError::Json {
-            path: path.clone(),
-            message: e.to_string(),
+        let value = serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
+            TokenizerError::Json {
+                path: path.clone(),
+                message: e.to_string(),
+            }
         })?;
+        validate::post_processor(&value).map_err(|message| TokenizerError::BadTokenizer {
+            path: path.clone(),
+            message,
+        })?;
+        drop(value);
         let mut tokenizer = Tokenizer::from_bytes(&bytes).map_err(|e| {
             match e.downcast_ref::<serde_json::Error>() {
                 Some(json) if json.is_syntax() || json.is_eof() => TokenizerError::Json {

@@ -378,7 +378,7 @@ fn attention(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpErro
         )));
     }
     if hkv == 0 || hq % hkv != 0 {
-        return Err(OpError::value(format!(
+        return Err(OpError::shape(format!(
             "{hq} query heads are not a multiple of {hkv} key/value heads"
         )));
     }

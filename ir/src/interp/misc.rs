@@ -301,7 +301,7 @@ fn matmul_i64(
     bshape: &[usize],
 ) -> Result<(Vec<i64>, Vec<usize>), OpError> {
     if ashape.is_empty() || bshape.is_empty() {
-        return Err(OpError::value("matmul of a scalar"));
+        return Err(OpError::shape("matmul of a scalar"));
     }
     let a2: Vec<usize> = if ashape.len() == 1 {
         vec![1, ashape[0]]
@@ -365,7 +365,7 @@ fn int_matmul(
 ) -> Result<(Vec<i64>, Vec<usize>), OpError> {
     let (ar, br) = (a.rank(), b.rank());
     if ar == 0 || br == 0 {
-        return Err(OpError::value("matmul of a scalar"));
+        return Err(OpError::shape("matmul of a scalar"));
     }
     let k = a.shape()[ar - 1];
     let m = if ar > 1 { a.shape()[ar - 2] } else { 1 };
@@ -385,7 +385,7 @@ fn conv_i64(
 ) -> Result<(Vec<i64>, Vec<usize>), OpError> {
     let rank = xs.len();
     if rank < 3 || ws.len() != rank {
-        return Err(OpError::value(format!(
+        return Err(OpError::shape(format!(
             "conv of input {xs:?} with weight {ws:?}"
         )));
     }
@@ -547,7 +547,7 @@ fn qlinear_matmul(inputs: &[&Tensor]) -> Result<Tensor, OpError> {
     );
     let yz = y_zp.to_i64_vec();
     if yz.len() != 1 && yz.len() != m {
-        return Err(OpError::value(format!(
+        return Err(OpError::shape(format!(
             "y_zero_point has {} elements, expected 1 or {m}",
             yz.len()
         )));
@@ -582,7 +582,7 @@ fn qlinear_conv(inputs: &[&Tensor], attrs: &ConvAttrs) -> Result<Tensor, OpError
     if let Some(bias) = inputs.get(8) {
         let bv = bias.to_i64_vec();
         if bv.len() != m {
-            return Err(OpError::value(format!(
+            return Err(OpError::shape(format!(
                 "bias has {} elements, expected {m}",
                 bv.len()
             )));

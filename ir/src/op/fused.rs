@@ -64,14 +64,6 @@ pub enum FusedRole {
     },
 }
 
-impl FusedRole {
-    /// The role `op` can play in a region, or `None` when it is not fusible
-    /// ([`Op::fused_role`], the op property table).
-    pub fn of(op: &Op) -> Option<FusedRole> {
-        op.fused_role()
-    }
-}
-
 impl FusedOp {
     /// The region's anchor step, if it has one.
     pub fn anchor(&self) -> Option<usize> {
@@ -113,7 +105,7 @@ impl FusedOp {
         let mut anchor = None;
         let mut types: Vec<TensorType> = Vec::with_capacity(self.steps.len());
         for (j, step) in self.steps.iter().enumerate() {
-            let role = FusedRole::of(&step.op).ok_or_else(|| {
+            let role = step.op.fused_role().ok_or_else(|| {
                 OpError::value(format!("step {j}: {} cannot be fused", step.op.name()))
             })?;
             let mut arg_types = Vec::with_capacity(step.args.len());

@@ -222,7 +222,7 @@ fn runtime_len(inputs: &InferInputs, i: usize) -> Result<usize, OpError> {
         [d] => d
             .known()
             .ok_or_else(|| OpError::shape(format!("input {i} has unknown length"))),
-        _ => Err(OpError::value(format!("input {i} must be 1-D, got {t}"))),
+        _ => Err(OpError::shape(format!("input {i} must be 1-D, got {t}"))),
     }
 }
 
@@ -433,7 +433,7 @@ impl OpFamily for LayoutOp {
                 let mut total = Some(0usize);
                 for t in inputs.types {
                     if t.shape.rank() != rank || t.dtype != x.dtype {
-                        return Err(OpError::value(format!("concat of {x} and {t}")));
+                        return Err(OpError::shape(format!("concat of {x} and {t}")));
                     }
                     total = total.zip(t.shape.0[*axis].known()).map(|(a, b)| a + b);
                 }

@@ -215,7 +215,7 @@ impl OpFamily for NnOp {
 /// The output shape of numpy `matmul`.
 pub fn matmul_shape(a: &Shape, b: &Shape) -> Result<Shape, OpError> {
     if a.rank() == 0 || b.rank() == 0 {
-        return Err(OpError::value("matmul of a scalar"));
+        return Err(OpError::shape("matmul of a scalar"));
     }
     let a2 = if a.rank() == 1 {
         Shape(vec![Dim::Known(1), a.0[0].clone()])

@@ -227,7 +227,7 @@ impl ConvAttrs {
     pub fn output_shape(&self, x: &Shape, w: &Shape) -> Result<Shape, OpError> {
         let rank = x.rank();
         if rank < 3 || w.rank() != rank {
-            return Err(OpError::value(format!("conv of input {x} with weight {w}")));
+            return Err(OpError::shape(format!("conv of input {x} with weight {w}")));
         }
         let mut out = vec![x.0[0].clone(), w.0[0].clone()];
         let kernel: Option<Vec<usize>> = w.0[2..].iter().map(Dim::known).collect();
@@ -269,7 +269,7 @@ impl ConvAttrs {
             if list.is_empty() || list.len() == nd {
                 Ok(())
             } else {
-                Err(OpError::value(format!(
+                Err(OpError::attribute(format!(
                     "{name} {list:?}: expected {nd} values"
                 )))
             }

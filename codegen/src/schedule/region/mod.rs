@@ -23,9 +23,7 @@ mod rms_norm;
 mod row;
 mod softmax;
 
-use kiln_ir::op::{
-    CompositeOp, FusedArg, FusedOp, FusedRole, FusedStep, InferInputs, NnOp, ReduceOp,
-};
+use kiln_ir::op::{CompositeOp, FusedArg, FusedOp, FusedStep, InferInputs, NnOp, ReduceOp};
 use kiln_ir::{DType, Node, Op, TensorType, ValueId};
 
 use super::elementwise::to_storage;
@@ -102,10 +100,7 @@ pub fn lower_fused(s: &mut Scheduler, node: &Node, f: &FusedOp) -> Lowered {
             "a step's shape is known only at run time".into(),
         ));
     };
-    let anchor = f
-        .steps
-        .iter()
-        .position(|st| matches!(FusedRole::of(&st.op), Some(FusedRole::Anchor { .. })));
+    let anchor = f.steps.iter().position(|st| st.op.is_anchor());
     let ctx = Region {
         node,
         steps: &f.steps,

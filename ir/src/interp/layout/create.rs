@@ -98,7 +98,7 @@ pub(super) fn one_hot(inputs: &[&Tensor], axis: i64) -> Result<Tensor, OpError> 
 /// [`crate::op::LayoutOp::EyeLike`]: ones on diagonal `k` of `x`'s 2-D shape.
 pub(super) fn eye_like(x: &Tensor, k: i64, dtype: DType) -> Result<Tensor, OpError> {
     if x.rank() != 2 {
-        return Err(OpError::value("EyeLike needs a 2-D input"));
+        return Err(OpError::shape("EyeLike needs a 2-D input"));
     }
     let (r, c) = (x.shape()[0], x.shape()[1]);
     let mut v = vec![0.0f64; r * c];

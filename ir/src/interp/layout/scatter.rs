@@ -50,7 +50,7 @@ fn scatter_apply(
         )));
     }
     if targets.len() != updates.numel() {
-        return Err(OpError::value("scatter updates do not match the indices"));
+        return Err(OpError::shape("scatter updates do not match the indices"));
     }
     with_dtype!(data.dtype(), T => {
         let mut d = data.to_vec::<T>();

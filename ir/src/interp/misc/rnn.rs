@@ -115,7 +115,7 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpErr
         RnnCell::Lstm => 3,
     };
     if activations.len() != n_act * dirs {
-        return Err(OpError::value(format!(
+        return Err(OpError::attribute(format!(
             "{} activations given, expected {}",
             activations.len(),
             n_act * dirs
@@ -158,7 +158,7 @@ pub(super) fn eval(op: &MiscOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpErr
         Some(t) => {
             let v = t.to_i64_vec();
             if v.len() != batch {
-                return Err(OpError::value(format!(
+                return Err(OpError::shape(format!(
                     "sequence_lens has {} elements, batch is {batch}",
                     v.len()
                 )));

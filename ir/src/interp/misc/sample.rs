@@ -3,6 +3,7 @@
 
 use super::super::strides::row_major_strides;
 use crate::error::OpError;
+use crate::limits::MAX_TENSOR_BYTES;
 use crate::op::{GridMode, GridPadding, MiscOp, Window};
 use crate::Tensor;
 
@@ -87,7 +88,7 @@ fn grid_sample(
     let gs = grid.shape();
     let r = xs.len();
     if r < 3 || gs.len() != r || gs[0] != xs[0] || gs[r - 1] != r - 2 {
-        return Err(OpError::value(format!(
+        return Err(OpError::shape(format!(
             "GridSample of input {xs:?} with grid {gs:?}"
         )));
     }
@@ -279,7 +280,7 @@ fn roi_align(op: &MiscOp, x: &Tensor, rois: &Tensor, batch: &Tensor) -> Result<T
     };
     let xs = x.shape();
     if xs.len() != 4 {
-        return Err(OpError::value(format!(
+        return Err(OpError::shape(format!(
             "RoiAlign input must be 4-D, got {xs:?}"
         )));
     }
@@ -399,7 +400,7 @@ fn nms(inputs: &[&Tensor], center: bool) -> Result<Tensor, OpError> {
     let bs = boxes.shape();
     let ss = scores.shape();
     if bs.len() != 3 || bs[2] != 4 || ss.len() != 3 || ss[0] != bs[0] || ss[2] != bs[1] {
-        return Err(OpError::value(format!(
+        return Err(OpError::shape(format!(
             "boxes {bs:?} must be [batch, boxes, 4] and scores {ss:?} [batch, classes, boxes]"
         )));
     }
@@ -556,15 +557,38 @@ fn col2im(
             "Col2Im input {xs:?}, image_shape {img:?}, block_shape {blk:?}"
         )));
     }
+    for (name, list, len) in [
+        ("dilations", dilations, nd),
+        ("strides", strides, nd),
+        ("pads", pads, 2 * nd),
+    ] {
+        if !list.is_empty() && list.len() != len {
+            return Err(OpError::attribute(format!(
+                "Col2Im {name} {list:?}: expected {len} values for {nd} spatial dims"
+            )));
+        }
+    }
     let (n, c, l) = (xs[0], xs[1] / bp, xs[2]);
     let dil = |d: usize| dilations.get(d).copied().unwrap_or(1).max(1);
     let st = |d: usize| strides.get(d).copied().unwrap_or(1).max(1);
     let pb = |d: usize| pads.get(d).copied().unwrap_or(0);
     let pe = |d: usize| pads.get(d + nd).copied().unwrap_or(0);
+    let too_large = || {
+        OpError::too_large(format!(
+            "Col2Im image {img:?}, block {blk:?}, pads {pads:?}, dilations {dilations:?}: \
+             sizes overflow"
+        ))
+    };
     let mut nblocks = Vec::with_capacity(nd);
     for d in 0..nd {
-        let span = img[d] + pb(d) + pe(d);
-        let k = dil(d) * (blk[d] - 1) + 1;
+        let span = img[d]
+            .checked_add(pb(d))
+            .and_then(|s| s.checked_add(pe(d)))
+            .ok_or_else(too_large)?;
+        let k = dil(d)
+            .checked_mul(blk[d] - 1)
+            .and_then(|k| k.checked_add(1))
+            .ok_or_else(too_large)?;
         if span < k {
             return Err(OpError::value(format!(
                 "block {k} larger than padded image {span}"
@@ -572,15 +596,27 @@ fn col2im(
         }
         nblocks.push((span - k) / st(d) + 1);
     }
-    if nblocks.iter().product::<usize>() != l {
+    let blocks = nblocks
+        .iter()
+        .try_fold(1usize, |acc, &b| acc.checked_mul(b))
+        .ok_or_else(too_large)?;
+    if blocks != l {
         return Err(OpError::value(format!(
             "input has {l} blocks, the image fits {nblocks:?}"
         )));
     }
-    let isz: usize = img.iter().product();
+    let isz = img
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(too_large)?;
+    let numel = n
+        .checked_mul(c)
+        .and_then(|nc| nc.checked_mul(isz))
+        .filter(|&e| (e as u64).saturating_mul(x.dtype().size() as u64) <= MAX_TENSOR_BYTES)
+        .ok_or_else(too_large)?;
     let istr = row_major_strides(&img);
     let xv = x.to_f64_vec();
-    let mut out = vec![0.0; n * c * isz];
+    let mut out = vec![0.0; numel];
     for ni in 0..n {
         for ci in 0..c {
             for kf in 0..bp {

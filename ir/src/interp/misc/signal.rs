@@ -82,7 +82,7 @@ fn det(x: &Tensor) -> Result<Tensor, OpError> {
     let s = x.shape();
     let r = s.len();
     if r < 2 || s[r - 1] != s[r - 2] {
-        return Err(OpError::value(format!(
+        return Err(OpError::shape(format!(
             "Det needs square matrices, got {s:?}"
         )));
     }

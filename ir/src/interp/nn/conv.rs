@@ -60,7 +60,7 @@ pub(super) fn conv(
     float_check(x, w, "conv")?;
     let (xs, ws) = (x.shape(), w.shape());
     if xs.len() < 3 || ws.len() != xs.len() {
-        return Err(OpError::value(format!(
+        return Err(OpError::shape(format!(
             "conv of input {xs:?} with weight {ws:?}"
         )));
     }
@@ -167,7 +167,7 @@ pub(super) fn conv_transpose(
     float_check(x, w, "transposed convolution")?;
     let (xs, ws) = (x.shape(), w.shape());
     if xs.len() < 3 || ws.len() != xs.len() || ws[0] != xs[1] {
-        return Err(OpError::value(format!(
+        return Err(OpError::shape(format!(
             "transposed convolution of input {xs:?} with weight {ws:?}"
         )));
     }

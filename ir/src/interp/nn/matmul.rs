@@ -20,7 +20,7 @@ struct Plan {
 
 fn plan(a: &[usize], b: &[usize]) -> Result<Plan, OpError> {
     if a.is_empty() || b.is_empty() {
-        return Err(OpError::value("matmul of a scalar"));
+        return Err(OpError::shape("matmul of a scalar"));
     }
     let a2: Vec<usize> = if a.len() == 1 {
         vec![1, a[0]]

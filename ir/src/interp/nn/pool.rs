@@ -34,7 +34,7 @@ pub(super) fn pool(x: &Tensor, win: &Window, kind: PoolKind) -> Result<Vec<Tenso
         )));
     }
     if x.dtype() == DType::Bool {
-        return Err(OpError::value("pooling of bool"));
+        return Err(OpError::dtype("pooling of bool"));
     }
     if !matches!(kind, PoolKind::Max { .. }) && !x.dtype().is_float() {
         return Err(OpError::dtype(format!(
