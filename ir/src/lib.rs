@@ -28,7 +28,7 @@ pub use graph::{
     is_parameter, BrickInterface, Graph, Node, NodeError, NodeId, Value, ValueDef, ValueId,
 };
 pub use op::Op;
-pub use shape::{Dim, Shape, TensorType};
+pub use shape::{checked_product, Dim, Shape, TensorType};
 pub use tensor::{map_file, Element, SizeMismatch, Tensor};
 pub use verify::{verify, VerifyError};
 

@@ -71,9 +71,7 @@ impl Shape {
     /// Number of elements if every dim is known and their product fits a `usize`
     /// (a shape from a hostile file may not: [`Shape::overflows`] tells).
     pub fn numel(&self) -> Option<usize> {
-        self.as_known()?
-            .iter()
-            .try_fold(1usize, |n, &d| n.checked_mul(d))
+        checked_product(&self.as_known()?)
     }
 
     /// Whether every dim is known and their product does not fit a `usize`.
@@ -154,9 +152,28 @@ impl fmt::Display for TensorType {
     }
 }
 
+/// The product of `dims`, or `None` when it does not fit a `usize`. A zero dim
+/// makes it zero whatever the others are (multiplying in order could overflow
+/// before reaching it).
+pub fn checked_product(dims: &[usize]) -> Option<usize> {
+    if dims.contains(&0) {
+        return Some(0);
+    }
+    dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_dim_empties_a_shape_whatever_the_others_are() {
+        let huge = usize::MAX / 2;
+        assert_eq!(checked_product(&[huge, huge, 0]), Some(0));
+        assert_eq!(checked_product(&[huge, 3]), None);
+        assert_eq!(checked_product(&[]), Some(1));
+        assert_eq!(Shape::known(&[huge, huge, 0]).numel(), Some(0));
+    }
 
     #[test]
     fn broadcasting_follows_numpy() {

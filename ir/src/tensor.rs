@@ -208,7 +208,10 @@ impl Tensor {
         shape: Vec<usize>,
         data: Bytes,
     ) -> Result<Tensor, SizeMismatch> {
-        let expected = shape.iter().product::<usize>() * dtype.size();
+        // usize::MAX stands for a size that does not fit (no data is that long).
+        let expected = crate::shape::checked_product(&shape)
+            .and_then(|n| n.checked_mul(dtype.size()))
+            .unwrap_or(usize::MAX);
         if expected != data.len() {
             return Err(SizeMismatch {
                 dtype,
@@ -226,8 +229,8 @@ impl Tensor {
     /// If `values.len()` is not the product of `shape` (a bug in the caller).
     pub fn from_vec<T: Element>(shape: Vec<usize>, values: Vec<T>) -> Tensor {
         assert_eq!(
-            shape.iter().product::<usize>(),
-            values.len(),
+            crate::shape::checked_product(&shape),
+            Some(values.len()),
             "tensor element count"
         );
         let mut out = Vec::with_capacity(values.len() * T::DTYPE.size());
@@ -258,7 +261,9 @@ impl Tensor {
 
     /// A tensor of zeros.
     pub fn zeros(dtype: DType, shape: Vec<usize>) -> Tensor {
-        let n = shape.iter().product::<usize>() * dtype.size();
+        let n = crate::shape::checked_product(&shape)
+            .and_then(|n| n.checked_mul(dtype.size()))
+            .expect("the caller checked the tensor's size");
         Tensor {
             dtype,
             shape,

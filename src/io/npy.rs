@@ -82,9 +82,8 @@ pub fn read(path: &Path) -> Result<Tensor, Error> {
     let (d, fortran, shape) =
         parse_header(header).ok_or_else(|| bad(&format!("malformed header {header:?}")))?;
     let dtype = dtype_of_descr(&d).ok_or_else(|| bad(&format!("unsupported dtype `{d}` (kiln reads f32, f16, f64, i64, i32, i16, i8, u8, u16, u32, u64, bool)")))?;
-    let need = shape
-        .iter()
-        .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
+    let need = kiln_ir::checked_product(&shape)
+        .and_then(|n| n.checked_mul(dtype.size()))
         .ok_or_else(|| bad(&format!("shape {shape:?} is too large")))?;
     if bytes.len() - end != need {
         return Err(bad(&format!(

@@ -8,7 +8,8 @@ use serde_json::Value;
 /// nest one level).
 const MAX_PROCESSOR_DEPTH: usize = 16;
 
-/// Checks `post_processor`: every `TemplateProcessing` (also inside a `Sequence`)
+/// Checks `post_processor`: every `TemplateProcessing` (also inside a `Sequence`,
+/// and whatever its `type` field says)
 /// names only special tokens it defines, each with as many ids as tokens, and its
 /// `single` template uses no second sequence (`$B`): the library indexes its
 /// special-token map and its encodings without checking either.
@@ -25,16 +26,18 @@ fn processor(p: &Value, depth: usize) -> Result<(), String> {
             "post_processor: `Sequence` processors nest deeper than {MAX_PROCESSOR_DEPTH}"
         ));
     }
-    match p.get("type").and_then(Value::as_str) {
-        Some("Sequence") => p
-            .get("processors")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .try_for_each(|inner| processor(inner, depth + 1)),
-        Some("TemplateProcessing") => template_processing(p),
-        _ => Ok(()),
+    // Judged by the fields, not by `type`: the library also reads objects
+    // without a valid `type` tag by their fields (found by fuzzing).
+    if let Some(inner) = p.get("processors").and_then(Value::as_array) {
+        inner.iter().try_for_each(|q| processor(q, depth + 1))?;
     }
+    if ["single", "pair", "special_tokens"]
+        .iter()
+        .any(|k| p.get(k).is_some())
+    {
+        template_processing(p)?;
+    }
+    Ok(())
 }
 
 fn template_processing(p: &Value) -> Result<(), String> {
@@ -127,5 +130,8 @@ mod tests {
             .contains("2 ids for 1 tokens"));
         let second = template(json!([{"Sequence": {"id": "B", "type_id": 0}}]), json!({}));
         assert!(post_processor(&second).unwrap_err().contains("$B"));
+        let untagged = json!({"post_processor": {"t~pe": "x", "single": [
+            {"SpecialToken": {"id": "[CLS]", "type_id": 0}}], "pair": [], "special_tokens": {}}});
+        assert!(post_processor(&untagged).unwrap_err().contains("`[CLS]`"));
     }
 }

@@ -523,18 +523,34 @@ impl OpFamily for LayoutOp {
                 same_dtype(x.shape.clone())
             }
             LayoutOp::Tile => match const_ints(inputs, 1) {
-                Some(reps) => same_dtype(Shape(
-                    x.shape
+                Some(reps) => {
+                    if reps.len() != rank {
+                        return Err(OpError::shape(format!(
+                            "Tile repeats {reps:?} for an input of rank {rank}"
+                        )));
+                    }
+                    let dims = x
+                        .shape
                         .0
                         .iter()
                         .zip(&reps)
                         .map(|(d, &r)| {
-                            d.known()
-                                .map(|n| Dim::Known(n * r as usize))
-                                .unwrap_or(Dim::Any)
+                            let r = usize::try_from(r).map_err(|_| {
+                                OpError::value(format!("Tile repeats {reps:?}: negative"))
+                            })?;
+                            Ok(match d.known() {
+                                Some(n) => Dim::Known(n.checked_mul(r).ok_or_else(|| {
+                                    OpError::too_large(format!(
+                                        "Tile of {} by {reps:?} overflows",
+                                        x.shape
+                                    ))
+                                })?),
+                                None => Dim::Any,
+                            })
                         })
-                        .collect(),
-                )),
+                        .collect::<Result<Vec<_>, OpError>>()?;
+                    same_dtype(Shape(dims))
+                }
                 None => same_dtype(any_shape(rank)),
             },
             LayoutOp::Pad { .. } => match const_ints(inputs, 1) {

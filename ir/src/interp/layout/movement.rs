@@ -46,12 +46,16 @@ pub(super) fn tile(x: &Tensor, inputs: &[&Tensor], name: &str) -> Result<Tensor,
             x.shape()
         )));
     }
-    let shape: Vec<usize> = x
+    let shape = x
         .shape()
         .iter()
         .zip(&reps)
-        .map(|(&d, &r)| d * r as usize)
-        .collect();
+        .map(|(&d, &r)| d.checked_mul(r as usize))
+        .collect::<Option<Vec<usize>>>()
+        .filter(|s| crate::shape::checked_product(s).is_some())
+        .ok_or_else(|| {
+            OpError::too_large(format!("Tile of {:?} by {reps:?} overflows", x.shape()))
+        })?;
     let st = row_major_strides(x.shape());
     let dims = x.shape().to_vec();
     gather_with(x, x.dtype(), shape, None, |idx| {
