@@ -6,9 +6,13 @@
 //! and index checks; [`kernel`] is the printable, checked loop-nest kernel IR;
 //! [`llvm`] lowers kernels to LLVM IR, optimizes them (O3 for the host or a named
 //! CPU) and emits the ELF object that the CPU runtime links with ORC or stores in
-//! an artifact. The CUDA backend (kernel IR → CUDA C → NVRTC) is not built yet.
+//! an artifact. [`gpu`] is the GPU kernel IR of the CUDA backend (launch shapes,
+//! shared memory, barriers, shuffles) with its checker and a SIMT interpreter that
+//! runs GPU kernels on the CPU; the CUDA C printer, NVRTC and the GPU scheduler are
+//! not built yet.
 #![warn(missing_docs)]
 
+pub mod gpu;
 pub mod host_reason;
 pub mod kernel;
 pub mod llvm;

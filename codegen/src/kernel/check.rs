@@ -146,45 +146,16 @@ impl Checker<'_> {
             }
             Expr::Unary(op, x) => {
                 let t = self.expr(x)?;
-                let ok = match op {
-                    UnOp::Neg | UnOp::Abs => t.is_float() || t.is_signed_int(),
-                    UnOp::Not => t.is_int() || t == Scalar::Bool,
-                    _ => t.is_float(),
-                };
-                if !ok {
-                    return Err(format!("{op:?} of a {t}"));
-                }
-                Ok(if *op == UnOp::IsNan { Scalar::Bool } else { t })
+                unary_type(*op, t)
             }
             Expr::Binary(op, a, b) => {
                 let (ta, tb) = (self.expr(a)?, self.expr(b)?);
-                if ta != tb {
-                    return Err(format!("{op:?} of a {ta} and a {tb}"));
-                }
-                if ta.is_half() {
-                    return Err(format!("{op:?} of {ta} (storage-only type)"));
-                }
-                let ok = match op {
-                    BinOp::Pow => ta.is_float(),
-                    BinOp::And | BinOp::Or | BinOp::Xor => ta.is_int() || ta == Scalar::Bool,
-                    BinOp::Shl | BinOp::Shr => ta.is_int(),
-                    BinOp::Eq | BinOp::Ne => true,
-                    _ => ta != Scalar::Bool,
-                };
-                if !ok {
-                    return Err(format!("{op:?} of a {ta}"));
-                }
-                Ok(if op.is_comparison() { Scalar::Bool } else { ta })
+                binary_type(*op, ta, tb)
             }
             Expr::Select(c, a, b) => {
-                if self.expr(c)? != Scalar::Bool {
-                    return Err("select condition is not bool".into());
-                }
+                let tc = self.expr(c)?;
                 let (ta, tb) = (self.expr(a)?, self.expr(b)?);
-                if ta != tb {
-                    return Err(format!("select of a {ta} and a {tb}"));
-                }
-                Ok(ta)
+                select_type(tc, ta, tb)
             }
             Expr::Cast(s, x) => {
                 self.expr(x)?;
@@ -192,4 +163,51 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// The type of `op(x)` for an operand of type `t`, or why it is ill typed (the
+/// rules every kernel IR shares: the CPU's and the GPU's).
+pub(crate) fn unary_type(op: UnOp, t: Scalar) -> Result<Scalar, String> {
+    let ok = match op {
+        UnOp::Neg | UnOp::Abs => t.is_float() || t.is_signed_int(),
+        UnOp::Not => t.is_int() || t == Scalar::Bool,
+        _ => t.is_float(),
+    };
+    if !ok {
+        return Err(format!("{op:?} of a {t}"));
+    }
+    Ok(if op == UnOp::IsNan { Scalar::Bool } else { t })
+}
+
+/// The type of `op(a, b)` for operands of types `ta` and `tb`, or why it is ill
+/// typed.
+pub(crate) fn binary_type(op: BinOp, ta: Scalar, tb: Scalar) -> Result<Scalar, String> {
+    if ta != tb {
+        return Err(format!("{op:?} of a {ta} and a {tb}"));
+    }
+    if ta.is_half() {
+        return Err(format!("{op:?} of {ta} (storage-only type)"));
+    }
+    let ok = match op {
+        BinOp::Pow => ta.is_float(),
+        BinOp::And | BinOp::Or | BinOp::Xor => ta.is_int() || ta == Scalar::Bool,
+        BinOp::Shl | BinOp::Shr => ta.is_int(),
+        BinOp::Eq | BinOp::Ne => true,
+        _ => ta != Scalar::Bool,
+    };
+    if !ok {
+        return Err(format!("{op:?} of a {ta}"));
+    }
+    Ok(if op.is_comparison() { Scalar::Bool } else { ta })
+}
+
+/// The type of `cond ? a : b`, or why it is ill typed.
+pub(crate) fn select_type(cond: Scalar, ta: Scalar, tb: Scalar) -> Result<Scalar, String> {
+    if cond != Scalar::Bool {
+        return Err("select condition is not bool".into());
+    }
+    if ta != tb {
+        return Err(format!("select of a {ta} and a {tb}"));
+    }
+    Ok(ta)
 }

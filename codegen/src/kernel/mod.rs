@@ -19,8 +19,8 @@
 //! `f32` to compute). [`Kernel::check`] verifies all of it, so a backend may
 //! assume a well-typed kernel.
 
-mod check;
-mod print;
+pub(crate) mod check;
+pub(crate) mod print;
 
 pub use check::KernelError;
 

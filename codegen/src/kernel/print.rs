@@ -10,7 +10,7 @@
 
 use std::fmt::{self, Write};
 
-use super::{Access, Expr, Kernel, Literal, LoopKind, Stmt, UnOp};
+use super::{Access, BinOp, Expr, Kernel, Literal, LoopKind, Stmt, UnOp};
 
 /// Writes `kernel` in its text form.
 pub(super) fn print(kernel: &Kernel, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -75,15 +75,7 @@ pub(crate) fn expr(e: &Expr) -> String {
 
 fn write_expr(e: &Expr, out: &mut String) {
     match e {
-        Expr::Lit(Literal::Float(x, s)) => {
-            let _ = write!(out, "{x:?}{s}");
-        }
-        Expr::Lit(Literal::Int(n, s)) => {
-            let _ = write!(out, "{n}");
-            if *s != super::Scalar::I64 {
-                out.push_str(s.name());
-            }
-        }
+        Expr::Lit(l) => out.push_str(&literal(l)),
         Expr::Var(v) => {
             let _ = write!(out, "v{v}");
         }
@@ -99,7 +91,8 @@ fn write_expr(e: &Expr, out: &mut String) {
             out.push(')');
         }
         Expr::Binary(op, a, b) => {
-            let _ = write!(out, "{}(", format!("{op:?}").to_lowercase());
+            out.push_str(&binary_name(*op));
+            out.push('(');
             write_expr(a, out);
             out.push_str(", ");
             write_expr(b, out);
@@ -122,7 +115,22 @@ fn write_expr(e: &Expr, out: &mut String) {
     }
 }
 
-fn unary_name(op: UnOp) -> &'static str {
+/// The text of a literal: `2.0f32`, `7` (an `i64`), `7i32`.
+pub(crate) fn literal(l: &Literal) -> String {
+    match l {
+        Literal::Float(x, s) => format!("{x:?}{s}"),
+        Literal::Int(n, s) if *s == super::Scalar::I64 => n.to_string(),
+        Literal::Int(n, s) => format!("{n}{s}"),
+    }
+}
+
+/// The name a binary operation prints as (`add`, `max`, `lt`).
+pub(crate) fn binary_name(op: BinOp) -> String {
+    format!("{op:?}").to_lowercase()
+}
+
+/// The name a unary operation prints as (`neg`, `exp`, `isnan`).
+pub(crate) fn unary_name(op: UnOp) -> &'static str {
     match op {
         UnOp::Neg => "neg",
         UnOp::Abs => "abs",
