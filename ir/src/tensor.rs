@@ -291,9 +291,10 @@ impl Tensor {
         self.shape.len()
     }
 
-    /// Number of elements.
+    /// Number of elements (zero when any dim is, whatever the others are: the
+    /// data's length bounds every other product).
     pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+        crate::shape::checked_product(&self.shape).expect("a tensor's element count fits its bytes")
     }
 
     /// The raw little-endian bytes.

@@ -108,7 +108,8 @@ fn transpose(t: &Tensor, perm: &[usize]) -> Tensor {
     let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let mut strides = vec![1usize; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {
-        strides[i] = strides[i + 1] * shape[i + 1];
+        // Saturating: only an empty tensor's dims multiply past a usize.
+        strides[i] = strides[i + 1].saturating_mul(shape[i + 1]);
     }
     let size = t.dtype().size();
     let src = t.bytes();

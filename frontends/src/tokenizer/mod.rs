@@ -113,7 +113,7 @@ impl TextTokenizer {
                 message: e.to_string(),
             }
         })?;
-        validate::post_processor(&value).map_err(|message| TokenizerError::BadTokenizer {
+        validate::tokenizer(&value).map_err(|message| TokenizerError::BadTokenizer {
             path: path.clone(),
             message,
         })?;

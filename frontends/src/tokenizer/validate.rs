@@ -1,12 +1,49 @@
 //! Checks on the parts of `tokenizer.json` that the `tokenizers` library accepts
-//! when it reads the file but panics on when it encodes (found by fuzzing): run on
-//! the file's JSON value before the library builds the tokenizer.
+//! when it reads the file but panics on when it encodes or decodes (found by
+//! fuzzing): run on the file's JSON value before the library builds the tokenizer.
+//! Objects are judged by their fields, not their `type` tag: the library also
+//! reads objects whose tag is missing or wrong by their fields.
 
 use serde_json::Value;
 
-/// Nesting of `Sequence` post-processors followed before giving up (real files
-/// nest one level).
+/// Nesting of `Sequence` post-processors and decoders followed before giving up
+/// (real files nest one level).
 const MAX_PROCESSOR_DEPTH: usize = 16;
+
+/// Checks every part [`post_processor`] and [`decoder`] check.
+pub fn tokenizer(value: &Value) -> Result<(), String> {
+    post_processor(value)?;
+    decoder(value)
+}
+
+/// Checks `decoder`: no `Strip` decoder (also inside a `Sequence`) strips from the
+/// end (`stop` > 0): the library indexes past the start of a token shorter than
+/// `stop` whose characters are all the stripped one (an empty token is enough).
+pub fn decoder(tokenizer: &Value) -> Result<(), String> {
+    match tokenizer.get("decoder") {
+        None | Some(Value::Null) => Ok(()),
+        Some(d) => decoder_part(d, 0),
+    }
+}
+
+fn decoder_part(d: &Value, depth: usize) -> Result<(), String> {
+    if depth > MAX_PROCESSOR_DEPTH {
+        return Err(format!(
+            "decoder: `Sequence` decoders nest deeper than {MAX_PROCESSOR_DEPTH}"
+        ));
+    }
+    if let Some(inner) = d.get("decoders").and_then(Value::as_array) {
+        inner.iter().try_for_each(|e| decoder_part(e, depth + 1))?;
+    }
+    let stop = d.get("stop").and_then(Value::as_u64).unwrap_or(0);
+    if d.get("content").is_some() && stop > 0 {
+        return Err(format!(
+            "decoder: a `Strip` decoder with stop = {stop} is not supported (the tokenizers \
+             library fails on tokens shorter than that)"
+        ));
+    }
+    Ok(())
+}
 
 /// Checks `post_processor`: every `TemplateProcessing` (also inside a `Sequence`,
 /// and whatever its `type` field says)
@@ -133,5 +170,17 @@ mod tests {
         let untagged = json!({"post_processor": {"t~pe": "x", "single": [
             {"SpecialToken": {"id": "[CLS]", "type_id": 0}}], "pair": [], "special_tokens": {}}});
         assert!(post_processor(&untagged).unwrap_err().contains("`[CLS]`"));
+    }
+
+    #[test]
+    fn strip_decoders_may_only_strip_the_start() {
+        let strip = |start: u64, stop: u64| {
+            json!({"decoder": {"type": "Sequence", "decoders": [
+                {"type": "Strip", "content": " ", "start": start, "stop": stop}]}})
+        };
+        super::decoder(&strip(1, 0)).unwrap();
+        assert!(super::decoder(&strip(0, 2))
+            .unwrap_err()
+            .contains("stop = 2"));
     }
 }

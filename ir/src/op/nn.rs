@@ -251,6 +251,9 @@ pub fn matmul_shape(a: &Shape, b: &Shape) -> Result<Shape, OpError> {
     Ok(Shape(out))
 }
 
+/// Most dims one einsum ellipsis may stand for (they are named '0'..'9').
+const MAX_EINSUM_ELLIPSIS_DIMS: usize = 10;
+
 /// Parses an einsum equation into input subscripts and the output subscript
 /// (implicit output: the letters used once, sorted). `...` becomes `*`.
 pub fn parse_einsum(
@@ -270,13 +273,39 @@ pub fn parse_einsum(
             ranks.len()
         )));
     }
-    // Ellipsis dims are named by upper-case-free private chars '0'..'9'.
+    // Ellipsis dims are named by the private chars '0'..'9'.
     let mut ell_rank = 0;
+    if let Some(t) = terms
+        .iter()
+        .copied()
+        .chain(rhs.as_deref())
+        .find(|t| t.matches("...").count() > 1)
+    {
+        return Err(OpError::attribute(format!(
+            "einsum `{equation}`: term `{t}` has more than one ellipsis"
+        )));
+    }
     for (t, &r) in terms.iter().zip(ranks) {
-        if t.contains("...") {
-            let letters = t.replace("...", "").chars().count();
-            ell_rank = ell_rank.max(r.saturating_sub(letters));
+        let letters = t.replace("...", "").chars().count();
+        let fits = if t.contains("...") {
+            letters <= r
+        } else {
+            letters == r
+        };
+        if !fits {
+            return Err(OpError::shape(format!(
+                "einsum `{equation}`: term `{t}` for an operand of rank {r}"
+            )));
         }
+        if t.contains("...") {
+            ell_rank = ell_rank.max(r - letters);
+        }
+    }
+    if ell_rank > MAX_EINSUM_ELLIPSIS_DIMS {
+        return Err(OpError::unsupported(format!(
+            "einsum `{equation}`: an ellipsis of {ell_rank} dims (at most \
+             {MAX_EINSUM_ELLIPSIS_DIMS})"
+        )));
     }
     let expand = |t: &str, rank: Option<usize>| -> Vec<char> {
         let mut out = Vec::new();
