@@ -28,12 +28,23 @@ pub enum Build {
     },
 }
 
+/// What runs a program's kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// Machine code for this CPU (LLVM).
+    Native,
+    /// GPU kernels on the SIMT interpreter (`--target cuda-sim`).
+    CudaSim,
+}
+
 /// A model prepared for this CPU.
 pub struct CpuModel {
     /// The optimized graph every build starts from.
     pub graph: Graph,
     /// Threads each run uses.
     pub threads: usize,
+    /// What runs the kernels.
+    pub device: Device,
     builds: Mutex<HashMap<Vec<Vec<usize>>, Arc<Build>>>,
 }
 
@@ -43,8 +54,15 @@ impl CpuModel {
         CpuModel {
             graph,
             threads,
+            device: Device::Native,
             builds: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same model with its kernels run by `device`.
+    pub fn on(mut self, device: Device) -> CpuModel {
+        self.device = device;
+        self
     }
 
     /// The build for these input shapes (compiled on first use).
@@ -56,7 +74,10 @@ impl CpuModel {
         if let Some(b) = builds.get(shapes) {
             return Ok(b.clone());
         }
-        let b = Arc::new(build(&self.graph, shapes, self.threads)?);
+        let b = Arc::new(match self.device {
+            Device::Native => build(&self.graph, shapes, self.threads)?,
+            Device::CudaSim => build_simulated(&self.graph, shapes, self.threads)?,
+        });
         builds.insert(shapes.to_vec(), b.clone());
         Ok(b)
     }
@@ -97,6 +118,22 @@ pub fn build(graph: &Graph, shapes: &[Vec<usize>], threads: usize) -> Result<Bui
     }
     let constants = constants_of(&program, &specialized);
     let exe = CpuExecutable::new(program, &object.object, constants, threads)?;
+    Ok(Build::Native(exe))
+}
+
+/// Specializes and schedules `graph` for `shapes`, with every kernel lowered to a
+/// GPU kernel for the SIMT interpreter (no machine code is generated).
+pub fn build_simulated(
+    graph: &Graph,
+    shapes: &[Vec<usize>],
+    threads: usize,
+) -> Result<Build, Error> {
+    let (program, specialized) = match program_for(graph, shapes)? {
+        Ok(p) => p,
+        Err((graph, reason)) => return Ok(Build::Interpreted { graph, reason }),
+    };
+    let constants = constants_of(&program, &specialized);
+    let exe = CpuExecutable::simulated(program, constants, threads)?;
     Ok(Build::Native(exe))
 }
 

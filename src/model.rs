@@ -17,6 +17,10 @@ pub enum Target {
     Cpu,
     /// NVIDIA GPUs (CUDA). Not built yet.
     Cuda,
+    /// The GPU program on a simulated device: every kernel lowered to a GPU
+    /// kernel and run by the SIMT interpreter on this CPU (library GEMMs and host
+    /// steps as on the CPU). Slow; how the GPU path is tested without a GPU.
+    CudaSim,
 }
 
 impl Target {
@@ -30,12 +34,19 @@ impl Target {
         Target::Cpu
     }
 
-    /// Parses a target name as the command line spells it (`ref`, `cpu`, `cuda`).
+    /// The GPU program on the SIMT interpreter ([`Target::CudaSim`]).
+    pub fn cuda_sim() -> Target {
+        Target::CudaSim
+    }
+
+    /// Parses a target name as the command line spells it (`ref`, `cpu`, `cuda`,
+    /// `cuda-sim`).
     pub fn from_name(s: &str) -> Option<Target> {
         match s {
             "ref" | "reference" => Some(Target::Reference),
             "cpu" => Some(Target::Cpu),
             "cuda" => Some(Target::Cuda),
+            "cuda-sim" => Some(Target::CudaSim),
             _ => None,
         }
     }
@@ -47,6 +58,7 @@ impl fmt::Display for Target {
             Target::Reference => "ref",
             Target::Cpu => "cpu",
             Target::Cuda => "cuda",
+            Target::CudaSim => "cuda-sim",
         })
     }
 }
@@ -216,13 +228,19 @@ impl Model {
                 Engine::Reference(self.graph.clone()),
                 Signature::of(&self.graph),
             )),
-            Target::Cpu => {
+            Target::Cpu | Target::CudaSim => {
                 let graph = if options.optimize {
                     optimize_for_cpu(&self.graph)?
                 } else {
                     self.graph.clone()
                 };
-                let cpu = crate::cpu::CpuModel::new(graph.clone(), options.resolved_threads());
+                let device = if *target == Target::CudaSim {
+                    crate::cpu::Device::CudaSim
+                } else {
+                    crate::cpu::Device::Native
+                };
+                let cpu =
+                    crate::cpu::CpuModel::new(graph.clone(), options.resolved_threads()).on(device);
                 let known: Option<Vec<Vec<usize>>> = graph
                     .inputs
                     .iter()

@@ -43,6 +43,8 @@ struct Outcome {
     plain: Result<(), String>,
     optimized: Option<Result<(), String>>,
     cpu: Option<Result<CpuRun, String>>,
+    /// The same through the GPU lowering on the SIMT interpreter.
+    cuda_sim: Option<Result<CpuRun, String>>,
 }
 
 /// How the CPU backend ran a case: natively (with how many host steps), or on
@@ -59,6 +61,7 @@ impl Outcome {
             plain: Err(e),
             optimized: None,
             cpu: None,
+            cuda_sim: None,
         }
     }
 }
@@ -112,8 +115,13 @@ fn check_sets(graph: &Graph, sets: &[DataSet]) -> Result<(), String> {
 }
 
 /// Runs the optimized `graph` through the CPU backend (code generated for each
-/// set's shapes, one thread) and compares.
-fn check_cpu(graph: &Graph, sets: &[DataSet]) -> Result<CpuRun, String> {
+/// set's shapes, one thread), or with `device` = `CudaSim` through the GPU
+/// lowering of every kernel on the SIMT interpreter, and compares.
+fn check_backend(
+    graph: &Graph,
+    sets: &[DataSet],
+    device: kiln::cpu::Device,
+) -> Result<CpuRun, String> {
     let mut run = CpuRun {
         native: true,
         host_steps: 0,
@@ -132,29 +140,32 @@ fn check_cpu(graph: &Graph, sets: &[DataSet]) -> Result<CpuRun, String> {
             })
             .collect::<Result<_, _>>()?;
         let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape().to_vec()).collect();
-        let outs =
-            match kiln::cpu::build(graph, &shapes, 1).map_err(|e| format!("cpu build: {e}"))? {
-                kiln::cpu::Build::Native(exe) => {
-                    run.host_steps = exe.program().host_ops().len();
-                    exe.run(&ordered).map_err(|e| format!("cpu run: {e}"))?
-                }
-                kiln::cpu::Build::Interpreted { graph, .. } => {
-                    run.native = false;
-                    interp::run(
-                        &graph,
-                        &named
-                            .iter()
-                            .filter(|(n, _)| {
-                                graph
-                                    .value_by_name(n)
-                                    .is_some_and(|id| graph.inputs.contains(&id))
-                            })
-                            .cloned()
-                            .collect::<Vec<_>>(),
-                    )
-                    .map_err(|e| format!("run: {e}"))?
-                }
-            };
+        let build = match device {
+            kiln::cpu::Device::Native => kiln::cpu::build(graph, &shapes, 1),
+            kiln::cpu::Device::CudaSim => kiln::cpu::build_simulated(graph, &shapes, 1),
+        };
+        let outs = match build.map_err(|e| format!("build: {e}"))? {
+            kiln::cpu::Build::Native(exe) => {
+                run.host_steps = exe.program().host_ops().len();
+                exe.run(&ordered).map_err(|e| format!("run: {e}"))?
+            }
+            kiln::cpu::Build::Interpreted { graph, .. } => {
+                run.native = false;
+                interp::run(
+                    &graph,
+                    &named
+                        .iter()
+                        .filter(|(n, _)| {
+                            graph
+                                .value_by_name(n)
+                                .is_some_and(|id| graph.inputs.contains(&id))
+                        })
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                )
+                .map_err(|e| format!("run: {e}"))?
+            }
+        };
         if outs.len() != expected.len() {
             return Err(format!(
                 "{} outputs, expected {}",
@@ -178,15 +189,22 @@ fn check_both(graph: &Graph, sets: &[DataSet]) -> Outcome {
             plain,
             optimized: None,
             cpu: None,
+            cuda_sim: None,
         };
     }
     let opt = catch(|| optimize(graph));
     let optimized = Some(opt.clone().and_then(|g| catch(|| check_sets(&g, sets))));
-    let cpu = Some(opt.and_then(|g| catch(|| check_cpu(&g, sets))));
+    let cpu = Some(
+        opt.clone()
+            .and_then(|g| catch(|| check_backend(&g, sets, kiln::cpu::Device::Native))),
+    );
+    let cuda_sim =
+        Some(opt.and_then(|g| catch(|| check_backend(&g, sets, kiln::cpu::Device::CudaSim))));
     Outcome {
         plain,
         optimized,
         cpu,
+        cuda_sim,
     }
 }
 
@@ -423,6 +441,18 @@ fn onnx_backend_suites() {
         .filter_map(|(_, o)| o.cpu.as_ref().and_then(|r| r.as_ref().ok().copied()))
         .collect();
     let cpu_run = cpu_runs.len() + cpu_failures.len();
+    let sim_failures: Vec<(String, String)> = outcomes
+        .iter()
+        .filter(|(n, _)| manifest.contains(n))
+        .filter_map(|(n, o)| match &o.cuda_sim {
+            Some(Err(e)) => Some((n.clone(), e.clone())),
+            _ => None,
+        })
+        .collect();
+    let sim_run = outcomes
+        .iter()
+        .filter(|(n, o)| manifest.contains(n) && o.cuda_sim.is_some())
+        .count();
     let cpu_native = cpu_runs.iter().filter(|r| r.native).count();
     let cpu_all_compiled = cpu_runs
         .iter()
@@ -492,10 +522,18 @@ fn onnx_backend_suites() {
         "cpu backend: {cpu_native} cases native ({cpu_all_compiled} with every step compiled, the rest with host steps), {} on the interpreter (data-dependent shapes)",
         cpu_runs.len() - cpu_native
     );
+    for (n, e) in &sim_failures {
+        println!("FAILED CUDA-SIM {n}: {e}");
+    }
     println!(
         "cpu: {} passed, {} failed",
         cpu_run - cpu_failures.len(),
         cpu_failures.len()
+    );
+    println!(
+        "cuda-sim: {} passed, {} failed (every kernel lowered to a GPU kernel and run on the SIMT interpreter)",
+        sim_run - sim_failures.len(),
+        sim_failures.len()
     );
     println!(
         "conformance: {} passed, {} failed; optimized: {} passed, {} failed",
@@ -505,10 +543,14 @@ fn onnx_backend_suites() {
         optimized_failures.len()
     );
     assert!(
-        listed_failures.is_empty() && optimized_failures.is_empty() && cpu_failures.is_empty(),
-        "{} manifest cases failed, {} after optimization, {} on the CPU backend",
+        listed_failures.is_empty()
+            && optimized_failures.is_empty()
+            && cpu_failures.is_empty()
+            && sim_failures.is_empty(),
+        "{} manifest cases failed, {} after optimization, {} on the CPU backend, {} on cuda-sim",
         listed_failures.len(),
         optimized_failures.len(),
-        cpu_failures.len()
+        cpu_failures.len(),
+        sim_failures.len()
     );
 }

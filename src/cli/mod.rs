@@ -211,7 +211,7 @@ fn run(
     let target_name = target.unwrap_or(if artifact { "cpu" } else { "ref" });
     let target = Target::from_name(target_name).ok_or_else(|| {
         Error::Input(format!(
-            "unknown target `{target_name}` (choose ref, cpu or cuda)"
+            "unknown target `{target_name}` (choose ref, cpu, cuda or cuda-sim)"
         ))
     })?;
     // Refuse an unavailable target before any work.

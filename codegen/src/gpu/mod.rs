@@ -30,6 +30,7 @@
 //! accesses, divergent barriers and races.
 
 mod check;
+pub mod from_cpu;
 mod print;
 pub mod sim;
 

@@ -397,11 +397,17 @@ fn attention(op: &CompositeOp, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpErro
     if *past {
         let (pk, pv) = (inputs[at], inputs[at + 1]);
         at += 2;
+        if pk.rank() != rank || pv.rank() != rank {
+            return Err(OpError::shape(format!(
+                "past key {:?} / value {:?} must have the rank of q {:?}",
+                pk.shape(),
+                pv.shape(),
+                q.shape()
+            )));
+        }
         let (pkb, pkh, pks, pkd) = dims(pk);
         let (pvb, pvh, pvs, pvd) = dims(pv);
-        if pk.rank() != rank
-            || pv.rank() != rank
-            || pkb != batch
+        if pkb != batch
             || pvb != batch
             || pkh != hkv
             || pvh != hkv

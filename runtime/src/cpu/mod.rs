@@ -5,12 +5,18 @@
 //! [`CpuExecutable`] is `Send + Sync`: concurrent [`CpuExecutable::run`] calls
 //! each take an arena of their own (from a pool, so repeated runs allocate
 //! nothing) and share the code, the constants and the threads.
+//!
+//! [`CpuExecutable::simulated`] runs the same program with every kernel lowered
+//! to a GPU kernel and executed by the SIMT interpreter (`--target cuda-sim`):
+//! slow, but how the GPU path is run and debugged on a machine without a GPU.
 
 mod gemm;
 mod host;
 
 use std::sync::{Arc, Mutex};
 
+use kiln_codegen::gpu::sim::{self, SimBuffer};
+use kiln_codegen::gpu::{from_cpu, Access, GpuKernel};
 use kiln_codegen::llvm::lower::KernelFn;
 use kiln_codegen::llvm::object::LoadedObject;
 use kiln_codegen::program::{BufferId, Program, Step};
@@ -162,17 +168,36 @@ impl Constant {
 /// The CPU device: runs one program's steps.
 pub struct CpuBackend {
     program: Arc<Program>,
-    kernels: Vec<KernelFn>,
+    kernels: KernelCode,
     constants: Vec<Constant>,
     pool: rayon::ThreadPool,
     threads: usize,
-    /// Keeps the machine code of `kernels` alive.
-    _object: LoadedObject,
+}
+
+/// How a backend runs the program's kernels.
+enum KernelCode {
+    /// Machine code for this CPU, one function per kernel.
+    Native {
+        /// The entry points.
+        fns: Vec<KernelFn>,
+        /// Keeps the machine code of `fns` alive.
+        _object: LoadedObject,
+    },
+    /// One GPU kernel per kernel, run by the SIMT interpreter.
+    Simulated(Vec<GpuKernel>),
 }
 
 impl CpuBackend {
-    fn launch_kernel(&self, kernel: usize, args: &[BufferId], ptrs: &[*mut u8]) {
-        let f = self.kernels[kernel];
+    fn launch_kernel(
+        &self,
+        kernel: usize,
+        args: &[BufferId],
+        ptrs: &[*mut u8],
+    ) -> Result<(), RunError> {
+        let f = match &self.kernels {
+            KernelCode::Native { fns, .. } => fns[kernel],
+            KernelCode::Simulated(gpu) => return simulate(&gpu[kernel], args, ptrs),
+        };
         let k = &self.program.kernels[kernel];
         let table: Vec<*mut u8> = args.iter().map(|&b| ptrs[b]).collect();
         let extent = k.parallel_extent();
@@ -186,7 +211,7 @@ impl CpuBackend {
             // SAFETY: `table` has one pointer per kernel buffer, each to memory of
             // the buffer's length (the plan sizes them from the same program).
             unsafe { f(table.as_ptr(), 0, extent) };
-            return;
+            return Ok(());
         }
         let t = Ptrs(&table);
         (0..chunks).into_par_iter().for_each(|c| {
@@ -195,7 +220,33 @@ impl CpuBackend {
             // SAFETY: as above; chunks of the parallel loop write disjoint elements.
             unsafe { f(t.get().as_ptr(), lo, hi) };
         });
+        Ok(())
     }
+}
+
+/// Runs `kernel` on the SIMT interpreter over the buffers `args` point to: reads
+/// each into the simulated device, launches, and writes back what the kernel
+/// writes. An interpreter error (a race, an out-of-bounds access) is a bug in
+/// kiln's GPU lowering.
+fn simulate(kernel: &GpuKernel, args: &[BufferId], ptrs: &[*mut u8]) -> Result<(), RunError> {
+    let bytes = |i: usize| kernel.buffers[i].len * kernel.buffers[i].scalar.size();
+    let mut buffers: Vec<SimBuffer> = (0..kernel.buffers.len())
+        .map(|i| {
+            // SAFETY: the plan gives every kernel argument memory of the buffer's
+            // length and type.
+            let src = unsafe { std::slice::from_raw_parts(ptrs[args[i]], bytes(i)) };
+            SimBuffer::from_le_bytes(kernel.buffers[i].scalar, src)
+        })
+        .collect();
+    sim::launch(kernel, &mut buffers).map_err(|e| RunError::Internal(format!("cuda-sim: {e}")))?;
+    for (i, b) in buffers.iter().enumerate() {
+        if kernel.buffers[i].access != Access::Read {
+            // SAFETY: as above; written buffers are temporaries or outputs.
+            let dst = unsafe { std::slice::from_raw_parts_mut(ptrs[args[i]], bytes(i)) };
+            b.write_le_bytes(dst);
+        }
+    }
+    Ok(())
 }
 
 impl Backend for CpuBackend {
@@ -246,10 +297,7 @@ impl Backend for CpuBackend {
 
     fn launch(&self, index: usize, ptrs: &[*mut u8]) -> Result<(), RunError> {
         match &self.program.steps[index] {
-            Step::Kernel { kernel, args } => {
-                self.launch_kernel(*kernel, args, ptrs);
-                Ok(())
-            }
+            Step::Kernel { kernel, args } => self.launch_kernel(*kernel, args, ptrs),
             Step::Gemm(g) => {
                 gemm::run(g, ptrs, self.threads);
                 Ok(())
@@ -341,15 +389,8 @@ impl CpuExecutable {
         constants: Vec<Tensor>,
         threads: usize,
     ) -> Result<CpuExecutable, RunError> {
-        if constants.len() != program.constants.len() {
-            return Err(RunError::Internal(format!(
-                "{} constants given, the program has {}",
-                constants.len(),
-                program.constants.len()
-            )));
-        }
         let loaded = LoadedObject::load(object).map_err(|e| RunError::Load(e.to_string()))?;
-        let kernels = program
+        let fns = program
             .kernels
             .iter()
             .map(|k| {
@@ -358,6 +399,51 @@ impl CpuExecutable {
                     .map_err(|e| RunError::Load(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let code = KernelCode::Native {
+            fns,
+            _object: loaded,
+        };
+        CpuExecutable::with_code(program, code, constants, threads)
+    }
+
+    /// Prepares to run `program` with every kernel lowered to a GPU kernel
+    /// ([`from_cpu::from_cpu_kernel`]) and executed by the SIMT interpreter; GEMMs
+    /// and host steps run as on the CPU (the reference for library steps).
+    pub fn simulated(
+        program: Program,
+        constants: Vec<Tensor>,
+        threads: usize,
+    ) -> Result<CpuExecutable, RunError> {
+        let gpu: Vec<GpuKernel> = program
+            .kernels
+            .iter()
+            .map(from_cpu::from_cpu_kernel)
+            .collect();
+        for k in &gpu {
+            k.check()
+                .map_err(|e| RunError::Internal(format!("cuda-sim: {e}")))?;
+        }
+        CpuExecutable::with_code(program, KernelCode::Simulated(gpu), constants, threads)
+    }
+
+    /// Whether kernels run on the SIMT interpreter.
+    pub fn is_simulated(&self) -> bool {
+        matches!(self.backend.kernels, KernelCode::Simulated(_))
+    }
+
+    fn with_code(
+        program: Program,
+        kernels: KernelCode,
+        constants: Vec<Tensor>,
+        threads: usize,
+    ) -> Result<CpuExecutable, RunError> {
+        if constants.len() != program.constants.len() {
+            return Err(RunError::Internal(format!(
+                "{} constants given, the program has {}",
+                constants.len(),
+                program.constants.len()
+            )));
+        }
         let constants = constants
             .into_iter()
             .map(|t| {
@@ -385,7 +471,6 @@ impl CpuExecutable {
                 constants,
                 pool,
                 threads,
-                _object: loaded,
             },
             plan,
             arenas: Mutex::new(Vec::new()),

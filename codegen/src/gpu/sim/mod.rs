@@ -53,6 +53,49 @@ impl SimBuffer {
     pub fn to_f64_vec(&self) -> Vec<f64> {
         self.data.iter().map(|v| v.as_f64()).collect()
     }
+
+    /// Elements of type `scalar` read from their little-endian bytes (the layout
+    /// of kiln's tensors and of device memory).
+    pub fn from_le_bytes(scalar: Scalar, bytes: &[u8]) -> SimBuffer {
+        let data = bytes
+            .chunks_exact(scalar.size())
+            .map(|b| {
+                let mut w = [0u8; 8];
+                w[..b.len()].copy_from_slice(b);
+                let bits = u64::from_le_bytes(w);
+                match scalar {
+                    Scalar::F32 => Value::Float(f32::from_bits(bits as u32) as f64),
+                    Scalar::F64 => Value::Float(f64::from_bits(bits)),
+                    Scalar::F16 => Value::Float(half::f16::from_bits(bits as u16).to_f64()),
+                    Scalar::BF16 => Value::Float(half::bf16::from_bits(bits as u16).to_f64()),
+                    Scalar::I8 => Value::Int(bits as u8 as i8 as i64),
+                    Scalar::I16 => Value::Int(bits as u16 as i16 as i64),
+                    Scalar::I32 => Value::Int(bits as u32 as i32 as i64),
+                    Scalar::I64 => Value::Int(bits as i64),
+                    Scalar::U8 | Scalar::U16 | Scalar::U32 | Scalar::U64 => Value::Uint(bits),
+                    Scalar::Bool => Value::Bool(bits != 0),
+                }
+            })
+            .collect();
+        SimBuffer { scalar, data }
+    }
+
+    /// Writes the elements as little-endian bytes into `out` (`len × size` bytes).
+    pub fn write_le_bytes(&self, out: &mut [u8]) {
+        let size = self.scalar.size();
+        for (v, b) in self.data.iter().zip(out.chunks_exact_mut(size)) {
+            let bits: u64 = match (self.scalar, *v) {
+                (Scalar::F32, x) => (x.as_f64() as f32).to_bits() as u64,
+                (Scalar::F64, x) => x.as_f64().to_bits(),
+                (Scalar::F16, x) => half::f16::from_f64(x.as_f64()).to_bits() as u64,
+                (Scalar::BF16, x) => half::bf16::from_f64(x.as_f64()).to_bits() as u64,
+                (Scalar::Bool, x) => x.as_bool() as u64,
+                (_, Value::Uint(n)) => n,
+                (_, x) => x.as_i64() as u64,
+            };
+            b.copy_from_slice(&bits.to_le_bytes()[..size]);
+        }
+    }
 }
 
 /// What went wrong in a simulated launch.
@@ -136,12 +179,10 @@ pub fn launch(kernel: &GpuKernel, buffers: &mut [SimBuffer]) -> Result<(), SimEr
     }
     let mut global = Global {
         buffers,
-        races: (0..kernel.buffers.len())
-            .map(|_| Tracker::default())
-            .collect(),
+        races: kernel.buffers.iter().map(|b| Tracker::new(b.len)).collect(),
     };
     let [gx, gy, gz] = kernel.launch.grid;
-    let mut linear = 0u64;
+    let mut linear = 0u32;
     for z in 0..gz {
         for y in 0..gy {
             for x in 0..gx {
@@ -165,7 +206,7 @@ struct Global<'b> {
 struct BlockRun<'k> {
     k: &'k GpuKernel,
     block: [u32; 3],
-    linear: u64,
+    linear: u32,
     threads: usize,
     /// Registers, `threads × vars`, thread-major.
     regs: Vec<Value>,
@@ -173,11 +214,11 @@ struct BlockRun<'k> {
     shared: Vec<Vec<Option<Value>>>,
     shared_races: Vec<Tracker>,
     /// Barriers passed.
-    interval: u64,
+    interval: u32,
 }
 
 impl<'k> BlockRun<'k> {
-    fn new(k: &'k GpuKernel, block: [u32; 3], linear: u64) -> BlockRun<'k> {
+    fn new(k: &'k GpuKernel, block: [u32; 3], linear: u32) -> BlockRun<'k> {
         let threads = k.launch.block as usize;
         BlockRun {
             k,
@@ -186,7 +227,7 @@ impl<'k> BlockRun<'k> {
             threads,
             regs: vec![Value::Int(0); threads * k.vars.len()],
             shared: k.shared.iter().map(|s| vec![None; s.len]).collect(),
-            shared_races: k.shared.iter().map(|_| Tracker::default()).collect(),
+            shared_races: k.shared.iter().map(|s| Tracker::new(s.len)).collect(),
             interval: 0,
         }
     }

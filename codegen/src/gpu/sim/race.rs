@@ -6,19 +6,24 @@
 //! unordered: by different threads of one block within one barrier interval, or
 //! by different blocks of the launch (blocks never synchronize). Atomic adds do
 //! not conflict with each other.
-
-use std::collections::HashMap;
+//!
+//! The history is dense (one small record per element, allocated on the first
+//! access) and keeps the last store, the last atomic update and a summary of the
+//! loads since the store: the last reader, whether other threads of its block read
+//! in the same interval, and another block that read. The summary is exact for
+//! the patterns kernels use (one thread per element, reads shared by a block or by
+//! every block) and errs toward reporting a race otherwise.
 
 /// Who accessed an address: the block (its linear index), the thread in it and
 /// the barrier interval the block was in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Accessor {
     /// Linear block index in the grid.
-    pub block: u64,
+    pub block: u32,
     /// Thread index in the block.
     pub thread: u32,
     /// Barriers the block had passed.
-    pub interval: u64,
+    pub interval: u32,
 }
 
 impl Accessor {
@@ -40,26 +45,26 @@ pub enum Kind {
     Atomic,
 }
 
-/// Readers of one address remembered exactly before they are summarized.
-const MAX_TRACKED_READERS: usize = 8;
-
-/// What is known about the accesses to one address.
-#[derive(Clone, Debug, Default)]
+/// What is known about the accesses to one element.
+#[derive(Clone, Copy, Debug, Default)]
 struct History {
     /// The last plain store.
     write: Option<Accessor>,
     /// The last atomic update.
     atomic: Option<Accessor>,
-    /// Loads since the last store (at most [`MAX_TRACKED_READERS`]).
-    readers: Vec<Accessor>,
-    /// More loads than tracked: any other writer conflicts.
-    many_readers: bool,
+    /// The last load since the store.
+    reader: Option<Accessor>,
+    /// Other threads of `reader`'s block loaded it in `reader`'s interval.
+    readers_in_block: bool,
+    /// A block other than `reader`'s loaded it since the store.
+    other_block: Option<u32>,
 }
 
 /// The access history of one memory (a global buffer, or one block's shared array).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tracker {
-    history: HashMap<usize, History>,
+    len: usize,
+    history: Vec<History>,
 }
 
 /// Two conflicting accesses to one element.
@@ -72,14 +77,27 @@ pub struct Race {
 }
 
 impl Tracker {
-    /// Forgets everything (a new launch, or shared memory of a new block).
+    /// A tracker for a memory of `len` elements (nothing is allocated before the
+    /// first access).
+    pub fn new(len: usize) -> Tracker {
+        Tracker {
+            len,
+            history: Vec::new(),
+        }
+    }
+
+    /// Forgets everything (shared memory at a barrier, or of a new block).
     pub fn clear(&mut self) {
         self.history.clear();
     }
 
-    /// Records an access to element `index`, or returns the race it makes.
+    /// Records an access to element `index` (< the memory's length), or returns
+    /// the race it makes.
     pub fn record(&mut self, index: usize, who: Accessor, kind: Kind) -> Result<(), Race> {
-        let h = self.history.entry(index).or_default();
+        if self.history.is_empty() {
+            self.history = vec![History::default(); self.len];
+        }
+        let h = &mut self.history[index];
         let race = |first: Accessor, first_kind: Kind| Race {
             first: (first, first_kind),
             second: (who, kind),
@@ -97,27 +115,44 @@ impl Tracker {
             }
         }
         if kind != Kind::Read {
-            if let Some(r) = h.readers.iter().find(|r| r.unordered_with(&who)) {
-                return Err(race(*r, Kind::Read));
+            if let Some(r) = h.reader {
+                let same_interval = r.block == who.block && r.interval == who.interval;
+                let conflict = r.unordered_with(&who) || (same_interval && h.readers_in_block);
+                if conflict {
+                    return Err(race(r, Kind::Read));
+                }
             }
-            if h.many_readers {
-                return Err(race(h.readers[0], Kind::Read));
+            if let Some(b) = h.other_block.filter(|&b| b != who.block) {
+                let reader = Accessor {
+                    block: b,
+                    thread: 0,
+                    interval: 0,
+                };
+                return Err(race(reader, Kind::Read));
             }
         }
         match kind {
-            Kind::Read => {
-                if !h.readers.contains(&who) {
-                    if h.readers.len() < MAX_TRACKED_READERS {
-                        h.readers.push(who);
-                    } else {
-                        h.many_readers = true;
+            Kind::Read => match h.reader {
+                Some(r) if r.block == who.block && r.interval == who.interval => {
+                    if r.thread != who.thread {
+                        h.readers_in_block = true;
                     }
                 }
-            }
+                Some(r) => {
+                    if r.block != who.block {
+                        h.other_block = Some(r.block);
+                    }
+                    h.reader = Some(who);
+                    h.readers_in_block = false;
+                }
+                None => h.reader = Some(who),
+            },
             Kind::Write => {
-                h.write = Some(who);
-                h.readers.clear();
-                h.many_readers = false;
+                *h = History {
+                    write: Some(who),
+                    atomic: h.atomic,
+                    ..History::default()
+                };
             }
             Kind::Atomic => h.atomic = Some(who),
         }
@@ -129,7 +164,7 @@ impl Tracker {
 mod tests {
     use super::*;
 
-    fn at(block: u64, thread: u32, interval: u64) -> Accessor {
+    fn at(block: u32, thread: u32, interval: u32) -> Accessor {
         Accessor {
             block,
             thread,
@@ -139,12 +174,15 @@ mod tests {
 
     #[test]
     fn unordered_writes_race_and_barriers_order_them() {
-        let mut t = Tracker::default();
+        let mut t = Tracker::new(4);
         t.record(0, at(0, 0, 0), Kind::Write).unwrap();
         assert!(t.record(0, at(0, 1, 0), Kind::Read).is_err());
         t.record(0, at(0, 1, 1), Kind::Read).unwrap();
         t.record(0, at(0, 2, 1), Kind::Read).unwrap();
-        assert!(t.record(0, at(0, 0, 1), Kind::Write).is_err());
+        assert!(
+            t.record(0, at(0, 1, 1), Kind::Write).is_err(),
+            "thread 2 read"
+        );
         t.record(0, at(0, 0, 2), Kind::Write).unwrap();
         assert!(
             t.record(0, at(1, 0, 0), Kind::Read).is_err(),
@@ -153,8 +191,25 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_may_read_then_write_its_own_element() {
+        let mut t = Tracker::new(2);
+        t.record(1, at(3, 7, 0), Kind::Read).unwrap();
+        t.record(1, at(3, 7, 0), Kind::Write).unwrap();
+        t.record(1, at(3, 7, 0), Kind::Read).unwrap();
+    }
+
+    #[test]
+    fn reads_by_every_block_conflict_only_with_a_write() {
+        let mut t = Tracker::new(1);
+        for b in 0..4 {
+            t.record(0, at(b, 0, 0), Kind::Read).unwrap();
+        }
+        assert!(t.record(0, at(3, 0, 1), Kind::Write).is_err());
+    }
+
+    #[test]
     fn atomics_commute_but_not_with_plain_accesses() {
-        let mut t = Tracker::default();
+        let mut t = Tracker::new(4);
         t.record(3, at(0, 0, 0), Kind::Atomic).unwrap();
         t.record(3, at(1, 5, 0), Kind::Atomic).unwrap();
         assert!(t.record(3, at(2, 0, 0), Kind::Read).is_err());
