@@ -1,5 +1,5 @@
-//! The CUDA C printer: [`GpuKernel`]s → one CUDA C translation unit, for NVRTC
-//! to compile at run time.
+//! The CUDA C printer: [`GpuKernel`]s → one CUDA C translation unit, which
+//! [`nvrtc`] compiles to cubin or PTX at run time.
 //!
 //! The C keeps the kernel IR's semantics exactly (those of the SIMT interpreter,
 //! [`crate::gpu::sim`], and of the CPU backend); where plain C differs, it calls a
@@ -41,6 +41,8 @@
 mod ctype;
 mod emit;
 mod helpers;
+pub mod nvrtc;
+pub mod ptxas;
 
 use super::{GpuKernel, GpuKernelError, Scalar};
 use emit::Support;
