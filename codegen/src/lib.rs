@@ -8,8 +8,8 @@
 //! CPU) and emits the ELF object that the CPU runtime links with ORC or stores in
 //! an artifact. [`gpu`] is the GPU kernel IR of the CUDA backend (launch shapes,
 //! shared memory, barriers, shuffles) with its checker and a SIMT interpreter that
-//! runs GPU kernels on the CPU; the CUDA C printer, NVRTC and the GPU scheduler are
-//! not built yet.
+//! runs GPU kernels on the CPU, and its CUDA C printer with NVRTC compilation
+//! ([`gpu::cuda`]); the GPU scheduler and runtime are not built yet.
 #![warn(missing_docs)]
 
 pub mod gpu;

@@ -3,15 +3,19 @@
 //! accesses, warp and block reductions, one block per row) run on random inputs
 //! and match a plain CPU computation; the mistakes a GPU would make silently
 //! (races, divergent barriers and shuffles, out-of-bounds, misaligned and
-//! uninitialized accesses) are errors; the text form is pinned.
+//! uninitialized accesses) are errors; the text form is pinned. The example
+//! kernels live in `gpu_examples/`, shared with the CUDA C tests.
 
-use kiln_codegen::gpu::build::{
-    add, bin, block, block_reduce, block_stride, cast, fc, global_thread, grid_stride, idx, lane,
-    load, mul, thread, un, var,
+mod gpu_examples;
+
+use gpu_examples::{
+    atomic_sum, count_positive, elementwise, every_scalar_op, scale_bf16x8, softmax,
+    vectorized_add, warp_shuffles, SCALARS,
 };
+use kiln_codegen::gpu::build::{add, bin, block, cast, fc, idx, lane, load, mul, thread, var};
 use kiln_codegen::gpu::sim::{launch, SimBuffer, SimErrorKind};
 use kiln_codegen::gpu::{
-    Access, Axis, BinOp, GExpr, GStmt, GpuKernel, Launch, Literal, Mem, Scalar, ShuffleMode, UnOp,
+    Access, Axis, BinOp, GExpr, GStmt, GpuKernel, Launch, Mem, Scalar, ShuffleMode,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -47,32 +51,6 @@ fn close(got: &[f64], want: &[f64], tol: f64) {
     }
 }
 
-/// `y = tanh(x) · 2 + 1` over `n` f32 by a grid-stride loop.
-fn elementwise(n: usize, launch: Launch) -> GpuKernel {
-    let mut k = GpuKernel::new("tanh_affine", launch);
-    let x = k.buffer("x", Scalar::F32, n, Access::Read);
-    let y = k.buffer("y", Scalar::F32, n, Access::Write);
-    let i = k.var(Scalar::I64);
-    let value = bin(
-        BinOp::Add,
-        mul(
-            un(UnOp::Tanh, load(Mem::Global(x), var(i))),
-            fc(2.0, Scalar::F32),
-        ),
-        fc(1.0, Scalar::F32),
-    );
-    k.body = vec![grid_stride(
-        i,
-        idx(n as i64),
-        vec![GStmt::Store {
-            mem: Mem::Global(y),
-            index: var(i),
-            value,
-        }],
-    )];
-    k
-}
-
 #[test]
 fn a_grid_stride_loop_covers_every_element_once() {
     let mut rng = StdRng::seed_from_u64(seed());
@@ -97,74 +75,6 @@ fn a_grid_stride_loop_covers_every_element_once() {
     }
 }
 
-/// `y = x + b` over f16 storage, computed in f32, four elements per access.
-fn vectorized_add(n: usize) -> GpuKernel {
-    const WIDTH: usize = 4;
-    let mut k = GpuKernel::new("add_f16x4", Launch::linear(2, 64));
-    let x = k.buffer("x", Scalar::F16, n, Access::Read);
-    let b = k.buffer("b", Scalar::F16, n, Access::Read);
-    let y = k.buffer("y", Scalar::F16, n, Access::Write);
-    let chunk = k.var(Scalar::I64);
-    let xs: Vec<_> = (0..WIDTH).map(|_| k.var(Scalar::F16)).collect();
-    let bs: Vec<_> = (0..WIDTH).map(|_| k.var(Scalar::F16)).collect();
-    let sum = |j: usize| {
-        cast(
-            Scalar::F16,
-            bin(
-                BinOp::Add,
-                cast(Scalar::F32, var(xs[j])),
-                cast(Scalar::F32, var(bs[j])),
-            ),
-        )
-    };
-    let base = mul(var(chunk), idx(WIDTH as i64));
-    let mut body = vec![
-        GStmt::LoadVec {
-            dsts: xs.clone(),
-            mem: Mem::Global(x),
-            index: base.clone(),
-        },
-        GStmt::LoadVec {
-            dsts: bs.clone(),
-            mem: Mem::Global(b),
-            index: base.clone(),
-        },
-    ];
-    body.push(GStmt::StoreVec {
-        mem: Mem::Global(y),
-        index: base,
-        values: (0..WIDTH).map(sum).collect(),
-    });
-    // Whole vectors by a grid-stride loop, then the tail element by element.
-    let tail = k.var(Scalar::I64);
-    let full = (n / WIDTH) as i64;
-    k.body = vec![
-        grid_stride(chunk, idx(full), body),
-        GStmt::For {
-            var: tail,
-            start: add(idx(full * WIDTH as i64), global_thread()),
-            end: idx(n as i64),
-            step: mul(
-                GExpr::Special(kiln_codegen::gpu::Special::GridDim(Axis::X)),
-                GExpr::Special(kiln_codegen::gpu::Special::BlockDim),
-            ),
-            body: vec![GStmt::Store {
-                mem: Mem::Global(y),
-                index: var(tail),
-                value: cast(
-                    Scalar::F16,
-                    bin(
-                        BinOp::Add,
-                        cast(Scalar::F32, load(Mem::Global(x), var(tail))),
-                        cast(Scalar::F32, load(Mem::Global(b), var(tail))),
-                    ),
-                ),
-            }],
-        },
-    ];
-    k
-}
-
 #[test]
 fn vector_accesses_over_half_storage_match_scalar_code() {
     let mut rng = StdRng::seed_from_u64(seed());
@@ -184,93 +94,6 @@ fn vector_accesses_over_half_storage_match_scalar_code() {
         .collect();
     launch(&k, &mut bufs).unwrap();
     assert_eq!(bufs[2].to_f64_vec(), want);
-}
-
-/// Softmax over the rows of `[rows, cols]` f32: one block per row, a block-wide
-/// max, then a block-wide sum of exponentials.
-fn softmax(rows: usize, cols: usize, threads: u32) -> GpuKernel {
-    let mut k = GpuKernel::new("softmax_rows", Launch::linear(rows as u32, threads));
-    let x = k.buffer("x", Scalar::F32, rows * cols, Access::Read);
-    let y = k.buffer("y", Scalar::F32, rows * cols, Access::Write);
-    let row = k.var(Scalar::I64);
-    let base = k.var(Scalar::I64);
-    let mut body = vec![
-        GStmt::Let {
-            var: row,
-            value: block(Axis::X),
-        },
-        GStmt::Let {
-            var: base,
-            value: mul(var(row), idx(cols as i64)),
-        },
-    ];
-    let at = |i: usize| load(Mem::Global(x), add(var(base), var(i)));
-    // Running max of this thread's columns.
-    let m = k.var(Scalar::F32);
-    let i = k.var(Scalar::I64);
-    body.push(GStmt::Decl {
-        var: m,
-        init: fc(f64::NEG_INFINITY, Scalar::F32),
-    });
-    body.push(block_stride(
-        i,
-        idx(cols as i64),
-        vec![GStmt::Assign {
-            var: m,
-            value: bin(BinOp::Max, var(m), at(i)),
-        }],
-    ));
-    let m_in = k.var(Scalar::F32);
-    body.push(GStmt::Let {
-        var: m_in,
-        value: var(m),
-    });
-    let row_max = block_reduce(
-        &mut k,
-        &mut body,
-        BinOp::Max,
-        Literal::Float(f64::NEG_INFINITY, Scalar::F32),
-        m_in,
-    );
-    let s = k.var(Scalar::F32);
-    let j = k.var(Scalar::I64);
-    body.push(GStmt::Decl {
-        var: s,
-        init: fc(0.0, Scalar::F32),
-    });
-    let e = |v: usize| un(UnOp::Exp, bin(BinOp::Sub, at(v), var(row_max)));
-    body.push(block_stride(
-        j,
-        idx(cols as i64),
-        vec![GStmt::Assign {
-            var: s,
-            value: bin(BinOp::Add, var(s), e(j)),
-        }],
-    ));
-    let s_in = k.var(Scalar::F32);
-    body.push(GStmt::Let {
-        var: s_in,
-        value: var(s),
-    });
-    let total = block_reduce(
-        &mut k,
-        &mut body,
-        BinOp::Add,
-        Literal::Float(0.0, Scalar::F32),
-        s_in,
-    );
-    let c = k.var(Scalar::I64);
-    body.push(block_stride(
-        c,
-        idx(cols as i64),
-        vec![GStmt::Store {
-            mem: Mem::Global(y),
-            index: add(var(base), var(c)),
-            value: bin(BinOp::Div, e(c), var(total)),
-        }],
-    ));
-    k.body = body;
-    k
 }
 
 fn softmax_reference(xs: &[f64], cols: usize) -> Vec<f64> {
@@ -311,19 +134,7 @@ fn the_text_form_is_pinned() {
 #[test]
 fn atomic_adds_from_every_block_do_not_race() {
     let n = 512;
-    let mut k = GpuKernel::new("sum_atomic", Launch::linear(4, 64));
-    let x = k.buffer("x", Scalar::F32, n, Access::Read);
-    let total = k.buffer("total", Scalar::F32, 1, Access::ReadWrite);
-    let i = k.var(Scalar::I64);
-    k.body = vec![grid_stride(
-        i,
-        idx(n as i64),
-        vec![GStmt::AtomicAdd {
-            mem: Mem::Global(total),
-            index: idx(0),
-            value: load(Mem::Global(x), var(i)),
-        }],
-    )];
+    let k = atomic_sum(n);
     let xs: Vec<f64> = (0..n).map(|i| (i % 7) as f64).collect();
     let mut bufs = [
         SimBuffer::from_f64(Scalar::F32, &xs),
@@ -582,4 +393,132 @@ fn the_checker_refuses_malformed_kernels() {
     };
     assert!(check(&looped(thread())).contains("loop"));
     looped(cast(Scalar::I64, load(X, idx(3)))).check().unwrap();
+}
+
+#[test]
+fn bool_stores_and_i64_atomics_count() {
+    let mut rng = StdRng::seed_from_u64(seed());
+    let n = 1000;
+    let xs = random(&mut rng, n);
+    let mut bufs = [
+        SimBuffer::from_f64(Scalar::F32, &xs),
+        SimBuffer::zeros(Scalar::Bool, n),
+        SimBuffer::zeros(Scalar::I64, 1),
+    ];
+    launch(&count_positive(n), &mut bufs).unwrap();
+    let want: Vec<f64> = xs.iter().map(|&x| (x > 0.0) as u8 as f64).collect();
+    assert_eq!(bufs[1].to_f64_vec(), want);
+    assert_eq!(bufs[2].to_f64_vec(), vec![want.iter().sum::<f64>()]);
+}
+
+#[test]
+fn sixteen_byte_bf16_vectors_scale() {
+    let mut rng = StdRng::seed_from_u64(seed());
+    let n = 4096;
+    let xs = random(&mut rng, n);
+    let mut bufs = [
+        SimBuffer::from_f64(Scalar::BF16, &xs),
+        SimBuffer::from_f64(Scalar::F32, &[0.75]),
+        SimBuffer::zeros(Scalar::BF16, n),
+    ];
+    let want: Vec<f64> = (bufs[0].to_f64_vec().iter())
+        .map(|&x| half::bf16::from_f32(x as f32 * 0.75).to_f64())
+        .collect();
+    launch(&scale_bf16x8(n), &mut bufs).unwrap();
+    assert_eq!(bufs[2].to_f64_vec(), want);
+}
+
+#[test]
+fn shuffles_at_computed_offsets_keep_lanes_outside_the_warp() {
+    let xs: Vec<f64> = (0..64).map(|i| i as f64).collect();
+    let mut bufs = [
+        SimBuffer::from_f64(Scalar::F32, &xs),
+        SimBuffer::zeros(Scalar::F32, 64 * 8),
+    ];
+    launch(&warp_shuffles(), &mut bufs).unwrap();
+    let y = bufs[1].to_f64_vec();
+    // The source lane of each mode (see `warp_shuffles`), own lane when outside.
+    let sources: [fn(i64) -> i64; 8] = [
+        |l| l ^ 1,
+        |l| l + 3,
+        |l| l - 2,
+        |_| 5,
+        |l| l ^ (l * 2),
+        |l| l + l % 5,
+        |l| l - (3 - l),
+        |l| (l - 7).rem_euclid(32),
+    ];
+    for (slot, source) in sources.iter().enumerate() {
+        for t in 0..64i64 {
+            let (warp, l) = (t / 32, t % 32);
+            let from = source(l);
+            let from = if (0..32).contains(&from) { from } else { l };
+            assert_eq!(
+                y[slot * 64 + t as usize],
+                (warp * 32 + from) as f64,
+                "slot {slot} thread {t}"
+            );
+        }
+    }
+}
+
+/// The kernel the CUDA tests compile for every operation is valid: it runs to the
+/// end on edge values (no division by zero, every access in bounds).
+#[test]
+fn every_scalar_op_runs_on_edge_values() {
+    // NaN, infinities, −0, extremes, shift counts past the width, MIN / −1.
+    let floats = [
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -0.0,
+        0.5,
+        2.5,
+        -2.5,
+        1e10,
+        -1e10,
+        3.0,
+        -7.25,
+        65504.0,
+        1e-40,
+        0.1,
+    ];
+    let ints = [
+        i64::MIN,
+        -1,
+        0,
+        1,
+        7,
+        63,
+        64,
+        -3,
+        200,
+        i64::MAX,
+        31,
+        32,
+        8,
+        16,
+    ];
+    let k = every_scalar_op();
+    let mut bufs: Vec<SimBuffer> = SCALARS
+        .iter()
+        .map(|&t| {
+            let data = (0..64)
+                .map(|i| {
+                    if t.is_float() || t.is_half() {
+                        kiln_codegen::gpu::sim::Value::from_f64(t, floats[i % floats.len()])
+                    } else {
+                        kiln_codegen::gpu::sim::Value::from_i64(t, ints[(i * 5) % ints.len()])
+                    }
+                })
+                .collect();
+            SimBuffer { scalar: t, data }
+        })
+        .collect();
+    bufs.extend(
+        k.buffers[SCALARS.len()..]
+            .iter()
+            .map(|b| SimBuffer::zeros(b.scalar, b.len)),
+    );
+    launch(&k, &mut bufs).unwrap();
 }

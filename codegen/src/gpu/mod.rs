@@ -24,12 +24,14 @@
 //!   [`MAX_VECTOR_BYTES`] (128 bits) in one access, aligned to its size.
 //! - **Atomic adds** to global memory (split-K partial sums).
 //!
-//! Three things consume a kernel: the checker ([`GpuKernel::check`]), the text form
-//! (`Display`, for snapshots), and the SIMT interpreter ([`sim`]), which runs it on
+//! Four things consume a kernel: the checker ([`GpuKernel::check`]), the text form
+//! (`Display`, for snapshots), the SIMT interpreter ([`sim`]), which runs it on
 //! the CPU with every thread of a block in lockstep and reports out-of-bounds
-//! accesses, divergent barriers and races.
+//! accesses, divergent barriers and races, and the CUDA C printer ([`cuda`]),
+//! whose output NVRTC compiles.
 
 mod check;
+pub mod cuda;
 pub mod from_cpu;
 mod print;
 pub mod sim;
@@ -404,6 +406,74 @@ impl GpuKernel {
             GExpr::Select(_, a, _) => self.type_of(a),
             GExpr::Cast(s, _) => *s,
         }
+    }
+
+    /// Every scalar type the kernel names (buffers, shared arrays, registers,
+    /// literals and cast targets), each once (those of buffers, shared arrays and
+    /// registers first, in their order). A backend
+    /// reads it to know what support code a kernel needs (CUDA's `cuda_fp16.h`).
+    pub fn scalars(&self) -> Vec<Scalar> {
+        let mut seen = Vec::new();
+        let mut note = |s: Scalar| {
+            if !seen.contains(&s) {
+                seen.push(s);
+            }
+        };
+        self.buffers.iter().for_each(|b| note(b.scalar));
+        self.shared.iter().for_each(|s| note(s.scalar));
+        self.vars.iter().for_each(|&s| note(s));
+        let mut exprs: Vec<&GExpr> = Vec::new();
+        let mut stmts: Vec<&GStmt> = self.body.iter().collect();
+        while let Some(s) = stmts.pop() {
+            match s {
+                GStmt::Let { value: e, .. }
+                | GStmt::Decl { init: e, .. }
+                | GStmt::Assign { value: e, .. } => exprs.push(e),
+                GStmt::Store { index, value, .. } | GStmt::AtomicAdd { index, value, .. } => {
+                    exprs.extend([index, value])
+                }
+                GStmt::For {
+                    start,
+                    end,
+                    step,
+                    body,
+                    ..
+                } => {
+                    exprs.extend([start, end, step]);
+                    stmts.extend(body);
+                }
+                GStmt::If {
+                    cond,
+                    then,
+                    otherwise,
+                } => {
+                    exprs.push(cond);
+                    stmts.extend(then.iter().chain(otherwise));
+                }
+                GStmt::Shuffle { arg, .. } => exprs.push(arg),
+                GStmt::LoadVec { index, .. } => exprs.push(index),
+                GStmt::StoreVec { index, values, .. } => {
+                    exprs.push(index);
+                    exprs.extend(values);
+                }
+                GStmt::Barrier => {}
+            }
+        }
+        while let Some(e) = exprs.pop() {
+            match e {
+                GExpr::Lit(l) => note(l.scalar()),
+                GExpr::Var(_) | GExpr::Special(_) => {}
+                GExpr::Load { index, .. } => exprs.push(index),
+                GExpr::Unary(_, x) => exprs.push(x),
+                GExpr::Binary(_, a, b) => exprs.extend([&**a, &**b]),
+                GExpr::Select(c, a, b) => exprs.extend([&**c, &**a, &**b]),
+                GExpr::Cast(s, x) => {
+                    note(*s);
+                    exprs.push(x);
+                }
+            }
+        }
+        seen
     }
 
     /// Checks the kernel is well formed, well typed, within the launch and

