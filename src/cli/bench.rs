@@ -53,7 +53,12 @@ pub struct BenchArgs {
 pub fn bench(args: &BenchArgs) -> Result<i32, Error> {
     let target = Target::from_name(&args.target)
         .filter(|t| *t != Target::Cuda)
-        .ok_or_else(|| Error::Input(format!("--target `{}`: choose cpu or ref", args.target)))?;
+        .ok_or_else(|| {
+            Error::Input(format!(
+                "--target `{}`: choose cpu, cuda-sim or ref",
+                args.target
+            ))
+        })?;
     if args.iters == 0 {
         return Err(Error::Input("--iters must be at least 1".into()));
     }

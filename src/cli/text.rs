@@ -81,10 +81,10 @@ pub struct EmbedArgs {
 
 fn target_of(name: &str) -> Result<Target, Error> {
     match Target::from_name(name) {
-        Some(t @ (Target::Cpu | Target::Reference)) => Ok(t),
+        Some(t @ (Target::Cpu | Target::CudaSim | Target::Reference)) => Ok(t),
         Some(other) => Err(Error::TargetUnavailable(other.to_string())),
         None => Err(Error::Input(format!(
-            "unknown target `{name}` (choose cpu or ref)"
+            "unknown target `{name}` (choose cpu, cuda-sim or ref)"
         ))),
     }
 }

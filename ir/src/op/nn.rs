@@ -275,15 +275,27 @@ pub fn parse_einsum(
     }
     // Ellipsis dims are named by the private chars '0'..'9'.
     let mut ell_rank = 0;
-    if let Some(t) = terms
-        .iter()
-        .copied()
-        .chain(rhs.as_deref())
-        .find(|t| t.matches("...").count() > 1)
-    {
+    if let Some(t) = terms.iter().copied().chain(rhs.as_deref()).find(|t| {
+        t.matches("...").count() > 1
+            || !t
+                .replacen("...", "", 1)
+                .chars()
+                .all(|c| c.is_ascii_alphabetic())
+    }) {
         return Err(OpError::attribute(format!(
-            "einsum `{equation}`: term `{t}` has more than one ellipsis"
+            "einsum `{equation}`: term `{t}` is not letters with at most one `...`"
         )));
+    }
+    if let Some(r) = &rhs {
+        let letters: Vec<char> = r.chars().filter(char::is_ascii_alphabetic).collect();
+        if let Some(c) = letters
+            .iter()
+            .find(|c| letters.iter().filter(|d| d == c).count() > 1)
+        {
+            return Err(OpError::attribute(format!(
+                "einsum `{equation}`: output letter `{c}` appears twice"
+            )));
+        }
     }
     for (t, &r) in terms.iter().zip(ranks) {
         let letters = t.replace("...", "").chars().count();
