@@ -70,12 +70,13 @@ pub(super) fn pool(x: &Tensor, win: &Window, kind: PoolKind) -> Result<Vec<Tenso
     };
     let st = |i: usize| win.stride(i) as i64;
     let dl = |i: usize| win.dilation(i) as i64;
-    // Per (output position, tap): (data offset, index offset) inside the input, or
-    // None in padding; plus whether the tap lies in the padded extent.
-    let geo: Vec<(Option<(usize, usize)>, bool)> = outs
-        .iter()
-        .flat_map(|o| {
-            taps.iter().map(|t| {
+    // Per tap of one output position: (data offset, index offset) inside the
+    // input, or None in padding; plus whether the tap lies in the padded extent.
+    // Computed per output position (a table over all of them would hold
+    // outputs × taps entries: gigabytes for a long 1-D window).
+    let geometry = |o: &[usize]| -> Vec<(Option<(usize, usize)>, bool)> {
+        taps.iter()
+            .map(|t| {
                 let (mut off, mut ioff, mut inside, mut padded) = (0, 0, true, true);
                 for ax in 0..nd {
                     let pos = o[ax] as i64 * st(ax) + t[ax] as i64 * dl(ax) - pads[ax] as i64;
@@ -92,57 +93,33 @@ pub(super) fn pool(x: &Tensor, win: &Window, kind: PoolKind) -> Result<Vec<Tenso
                 }
                 (inside.then_some((off, ioff)), padded)
             })
+            .collect()
+    };
+    let xv = x.to_f64_vec();
+    // One output position at a time (in parallel), every plane of it.
+    let per_output: Vec<(Vec<f64>, Vec<i64>)> = outs
+        .par_iter()
+        .map(|o| {
+            let g = geometry(o);
+            let mut ys = Vec::with_capacity(planes);
+            let mut is = Vec::with_capacity(planes);
+            for pl in 0..planes {
+                let plane = &xv[pl * p_in..(pl + 1) * p_in];
+                let (v, i) = pool_window(plane, &g, kind);
+                ys.push(v);
+                is.push((pl * p_in + i) as i64);
+            }
+            (ys, is)
         })
         .collect();
-    let kvol = taps.len();
-    let xv = x.to_f64_vec();
     let mut y = vec![0.0; planes * p_out];
     let mut idx = vec![0i64; planes * p_out];
-    y.par_chunks_mut(p_out.max(1))
-        .zip(idx.par_chunks_mut(p_out.max(1)))
-        .enumerate()
-        .for_each(|(pl, (yp, ip))| {
-            let plane = &xv[pl * p_in..(pl + 1) * p_in];
-            for o in 0..p_out {
-                let g = &geo[o * kvol..(o + 1) * kvol];
-                match kind {
-                    PoolKind::Max { .. } => {
-                        let mut best: Option<(f64, usize)> = None;
-                        for &(t, _) in g {
-                            if let Some((off, ioff)) = t {
-                                let v = plane[off];
-                                if best.is_none_or(|(b, _)| v > b) {
-                                    best = Some((v, ioff));
-                                }
-                            }
-                        }
-                        let (v, i) = best.unwrap_or((f64::NEG_INFINITY, 0));
-                        yp[o] = v;
-                        ip[o] = (pl * p_in + i) as i64;
-                    }
-                    PoolKind::Avg { count_include_pad } => {
-                        let (mut s, mut n) = (0.0, 0usize);
-                        for &(t, padded) in g {
-                            if let Some((off, _)) = t {
-                                s += plane[off];
-                                n += 1;
-                            } else if count_include_pad && padded {
-                                n += 1;
-                            }
-                        }
-                        yp[o] = if n == 0 { f64::NAN } else { s / n as f64 };
-                    }
-                    PoolKind::Lp(p) => {
-                        let s: f64 = g
-                            .iter()
-                            .filter_map(|&(t, _)| t)
-                            .map(|(off, _)| plane[off].abs().powi(p as i32))
-                            .sum();
-                        yp[o] = s.powf(1.0 / p as f64);
-                    }
-                }
-            }
-        });
+    for (o, (ys, is)) in per_output.into_iter().enumerate() {
+        for pl in 0..planes {
+            y[pl * p_out + o] = ys[pl];
+            idx[pl * p_out + o] = is[pl];
+        }
+    }
     let mut shape = vec![xs[0], xs[1]];
     shape.extend(&out_sp);
     let mut out = vec![Tensor::from_f64(x.dtype(), shape.clone(), &y)];
@@ -150,6 +127,49 @@ pub(super) fn pool(x: &Tensor, win: &Window, kind: PoolKind) -> Result<Vec<Tenso
         out.push(Tensor::from_vec(shape, idx));
     }
     Ok(out)
+}
+
+/// The pooled value of one window of `plane` (taps as [`pool`] computes them),
+/// with the offset of the maximum for max pooling.
+fn pool_window(
+    plane: &[f64],
+    g: &[(Option<(usize, usize)>, bool)],
+    kind: PoolKind,
+) -> (f64, usize) {
+    match kind {
+        PoolKind::Max { .. } => {
+            let mut best: Option<(f64, usize)> = None;
+            for &(t, _) in g {
+                if let Some((off, ioff)) = t {
+                    let v = plane[off];
+                    if best.is_none_or(|(b, _)| v > b) {
+                        best = Some((v, ioff));
+                    }
+                }
+            }
+            best.unwrap_or((f64::NEG_INFINITY, 0))
+        }
+        PoolKind::Avg { count_include_pad } => {
+            let (mut s, mut n) = (0.0, 0usize);
+            for &(t, padded) in g {
+                if let Some((off, _)) = t {
+                    s += plane[off];
+                    n += 1;
+                } else if count_include_pad && padded {
+                    n += 1;
+                }
+            }
+            (if n == 0 { f64::NAN } else { s / n as f64 }, 0)
+        }
+        PoolKind::Lp(p) => {
+            let s: f64 = g
+                .iter()
+                .filter_map(|&(t, _)| t)
+                .map(|(off, _)| plane[off].abs().powi(p as i32))
+                .sum();
+            (s.powf(1.0 / p as f64), 0)
+        }
+    }
 }
 
 #[cfg(test)]
