@@ -521,3 +521,70 @@ fn bench_profile_names_each_host_fallback_and_why() {
     );
     assert!(out.contains(INT_DIV_FALLBACK), "{out}");
 }
+
+/// The GPU path on the SIMT interpreter answers as the CPU does: the same greedy
+/// text from a decoder (prefill and decode steps, KV cache), the same outputs from
+/// the demo BERT.
+#[test]
+fn cuda_sim_matches_the_cpu_on_a_decoder_and_an_encoder() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let llama = root.join("tests/fixtures/hf/llama");
+    let generate = |target: &str| {
+        let out = common::kiln(&[
+            "generate",
+            s(&llama),
+            "-p",
+            "hello world",
+            "--max-tokens",
+            "6",
+            "--raw",
+            "--target",
+            target,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().next().unwrap_or_default().to_string()
+    };
+    assert_eq!(generate("cuda-sim"), generate("cpu"));
+
+    let demo = root.join("models/demo");
+    let run = |target: &str| {
+        let input = |name: &str| format!("{name}={}", demo.join(format!("{name}.npy")).display());
+        let (ids, mask, types) = (
+            input("input_ids"),
+            input("attention_mask"),
+            input("token_type_ids"),
+        );
+        let model = demo.join("tiny-bert.onnx");
+        let out = common::kiln(&[
+            "run",
+            s(&model),
+            "--target",
+            target,
+            "--input",
+            &ids,
+            "--input",
+            &mask,
+            "--input",
+            &types,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The outputs' summaries (shape, first values, min, mean, max to 5 digits).
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("f32["))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let sim = run("cuda-sim");
+    assert!(!sim.is_empty());
+    assert_eq!(sim, run("cpu"));
+}

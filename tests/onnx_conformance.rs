@@ -415,44 +415,28 @@ fn onnx_backend_suites() {
     });
     let mut outcomes = results.into_inner().unwrap();
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));
-    let optimized_failures: Vec<(String, String)> = outcomes
-        .iter()
-        .filter(|(n, _)| manifest.contains(n))
-        .filter_map(|(n, o)| match &o.optimized {
-            Some(Err(e)) => Some((n.clone(), e.clone())),
-            _ => None,
-        })
-        .collect();
-    let optimized_run = outcomes
-        .iter()
-        .filter(|(n, o)| manifest.contains(n) && o.optimized.is_some())
-        .count();
-    let cpu_failures: Vec<(String, String)> = outcomes
-        .iter()
-        .filter(|(n, _)| manifest.contains(n))
-        .filter_map(|(n, o)| match &o.cpu {
-            Some(Err(e)) => Some((n.clone(), e.clone())),
-            _ => None,
-        })
-        .collect();
+    // (cases run, failures) of one stage over the manifest's cases.
+    let stage = |pick: &dyn Fn(&Outcome) -> Option<Result<(), String>>| {
+        let picked: Vec<(String, Result<(), String>)> = outcomes
+            .iter()
+            .filter(|(n, _)| manifest.contains(n))
+            .filter_map(|(n, o)| pick(o).map(|r| (n.clone(), r)))
+            .collect();
+        let failures: Vec<(String, String)> = picked
+            .iter()
+            .filter_map(|(n, r)| r.as_ref().err().map(|e| (n.clone(), e.clone())))
+            .collect();
+        (picked.len(), failures)
+    };
+    let (optimized_run, optimized_failures) = stage(&|o| o.optimized.clone());
+    let (_, cpu_failures) = stage(&|o| o.cpu.clone().map(|r| r.map(|_| ())));
+    let (sim_run, sim_failures) = stage(&|o| o.cuda_sim.clone().map(|r| r.map(|_| ())));
     let cpu_runs: Vec<CpuRun> = outcomes
         .iter()
         .filter(|(n, _)| manifest.contains(n))
         .filter_map(|(_, o)| o.cpu.as_ref().and_then(|r| r.as_ref().ok().copied()))
         .collect();
     let cpu_run = cpu_runs.len() + cpu_failures.len();
-    let sim_failures: Vec<(String, String)> = outcomes
-        .iter()
-        .filter(|(n, _)| manifest.contains(n))
-        .filter_map(|(n, o)| match &o.cuda_sim {
-            Some(Err(e)) => Some((n.clone(), e.clone())),
-            _ => None,
-        })
-        .collect();
-    let sim_run = outcomes
-        .iter()
-        .filter(|(n, o)| manifest.contains(n) && o.cuda_sim.is_some())
-        .count();
     let cpu_native = cpu_runs.iter().filter(|r| r.native).count();
     let cpu_all_compiled = cpu_runs
         .iter()

@@ -21,7 +21,7 @@ pub struct BenchArgs {
     /// Size of a symbolic dim for generated inputs, NAME=SIZE (repeatable).
     #[arg(long = "dim", value_name = "NAME=SIZE")]
     pub dims: Vec<String>,
-    /// Where to run: cpu or ref.
+    /// Where to run: cpu, cuda-sim (GPU kernels on the SIMT interpreter: slow) or ref.
     #[arg(long, default_value = "cpu")]
     pub target: String,
     /// Threads [default: all available].

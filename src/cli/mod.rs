@@ -37,7 +37,7 @@ pub enum Command {
         /// Where to write every output, under its model output name.
         #[arg(long, short = 'o', value_name = "OUT.safetensors")]
         output: Option<PathBuf>,
-        /// Where to run: ref (reference interpreter), cpu, cuda [default: ref; cpu for an artifact].
+        /// Where to run: ref (reference interpreter), cpu, cuda-sim (GPU kernels on the SIMT interpreter), cuda [default: ref; cpu for an artifact].
         #[arg(long)]
         target: Option<String>,
         /// Threads for the cpu target [default: all available].
