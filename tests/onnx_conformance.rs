@@ -10,7 +10,9 @@
 //! - `KILN_CONFORMANCE_FILTER=substr` runs only matching cases;
 //! - `KILN_CONFORMANCE_REPORT=path` writes every failure with its reason.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use kiln_codegen::gpu::GpuKernel;
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 
@@ -147,6 +149,9 @@ fn check_backend(
         let outs = match build.map_err(|e| format!("build: {e}"))? {
             kiln::cpu::Build::Native(exe) => {
                 run.host_steps = exe.program().host_ops().len();
+                if device == kiln::cpu::Device::CudaSim {
+                    record_gpu_kernels(&exe.program().kernels);
+                }
                 exe.run(&ordered).map_err(|e| format!("run: {e}"))?
             }
             kiln::cpu::Build::Interpreted { graph, .. } => {
@@ -178,6 +183,65 @@ fn check_backend(
         }
     }
     Ok(run)
+}
+
+/// Every distinct GPU kernel the cuda-sim runs lowered (by CUDA C source, with
+/// the kernel's name left out), for NVRTC after the suite.
+static GPU_KERNELS: Mutex<BTreeMap<String, GpuKernel>> = Mutex::new(BTreeMap::new());
+
+/// Kernels per NVRTC program when the suite's kernels are compiled.
+const NVRTC_BATCH: usize = 64;
+
+/// Records the GPU lowering of `kernels` (deduplicated by source).
+fn record_gpu_kernels(kernels: &[kiln_codegen::kernel::Kernel]) {
+    for k in kernels {
+        let mut g = kiln_codegen::gpu::from_cpu::from_cpu_kernel(k);
+        g.name = "k".into();
+        let Ok(source) = kiln_codegen::gpu::cuda::kernel_source(&g) else {
+            continue; // a printer error is reported when the batch is compiled
+        };
+        GPU_KERNELS.lock().unwrap().entry(source).or_insert(g);
+    }
+}
+
+/// Compiles every recorded kernel to cubin for sm_90a and sm_80 in batches;
+/// returns (kernels, failures), or `None` (after a skip line) without NVRTC.
+fn compile_gpu_kernels() -> Option<(usize, Vec<String>)> {
+    use kiln_codegen::gpu::cuda::nvrtc::{Arch, Form, Nvrtc};
+    use kiln_test_support::{require, Resource};
+    let test = "onnx_backend_suites (NVRTC)";
+    let lib = require(Resource::Nvrtc, test)?;
+    let include = require(Resource::CudaHeaders, test)?;
+    let nvrtc = Nvrtc::load_from(&[lib])
+        .unwrap_or_else(|e| panic!("{test}: {e}"))
+        .with_include_dir(include);
+    let kernels: Vec<GpuKernel> = GPU_KERNELS
+        .lock()
+        .unwrap()
+        .values()
+        .enumerate()
+        .map(|(i, k)| {
+            let mut k = k.clone();
+            k.name = format!("k{i}");
+            k
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for batch in kernels.chunks(NVRTC_BATCH) {
+        let source = match kiln_codegen::gpu::cuda::module_source(batch) {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(format!("CUDA C: {e}"));
+                continue;
+            }
+        };
+        for arch in [Arch::SM_90A, Arch::SM_80] {
+            if let Err(e) = nvrtc.compile(&source, arch, Form::Cubin) {
+                failures.push(format!("{}: {e}", arch.sm()));
+            }
+        }
+    }
+    Some((kernels.len(), failures))
 }
 
 /// Checks `graph` on `sets`, then (if that passed) its optimized form, on the
@@ -519,6 +583,16 @@ fn onnx_backend_suites() {
         sim_run - sim_failures.len(),
         sim_failures.len()
     );
+    let nvrtc = compile_gpu_kernels();
+    if let Some((n, failures)) = &nvrtc {
+        for f in failures.iter().take(5) {
+            println!("FAILED NVRTC: {f}");
+        }
+        println!(
+            "nvrtc: {n} distinct GPU kernels of the cuda-sim runs compiled to cubin for sm_90a and sm_80 ({} failed)",
+            failures.len()
+        );
+    }
     println!(
         "conformance: {} passed, {} failed; optimized: {} passed, {} failed",
         listed_run - listed_failures.len(),
@@ -530,7 +604,8 @@ fn onnx_backend_suites() {
         listed_failures.is_empty()
             && optimized_failures.is_empty()
             && cpu_failures.is_empty()
-            && sim_failures.is_empty(),
+            && sim_failures.is_empty()
+            && nvrtc.as_ref().is_none_or(|(_, f)| f.is_empty()),
         "{} manifest cases failed, {} after optimization, {} on the CPU backend, {} on cuda-sim",
         listed_failures.len(),
         optimized_failures.len(),
