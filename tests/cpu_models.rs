@@ -2,7 +2,9 @@
 //! `tests/onnx_models.rs`) run through the CPU target — optimized and not — and
 //! compared with onnxruntime's outputs under the same tolerance as the
 //! reference interpreter's test. Each build must be native code; host
-//! fallbacks are printed (and listed in the test output) but allowed.
+//! fallbacks are printed (and listed in the test output) but allowed. The
+//! optimized builds also run on `cuda-sim` (every kernel lowered to a GPU kernel
+//! and run on the SIMT interpreter).
 
 use kiln::cpu::Build;
 use kiln::{CompileOptions, Model, Target};
@@ -11,12 +13,12 @@ mod common;
 
 use common::exported::{check_close, fixtures, read_dir_npys};
 
-fn run_fixture(name: &str, optimize: bool) {
+fn run_fixture(name: &str, optimize: bool, target: Target) {
     let dir = fixtures().join(name);
     let model = Model::load(dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}"));
     let exe = model
         .compile_with(
-            &Target::Cpu,
+            &target,
             &CompileOptions {
                 threads: Some(4),
                 optimize,
@@ -27,7 +29,7 @@ fn run_fixture(name: &str, optimize: bool) {
         if !dir.join(inputs).exists() {
             continue;
         }
-        let what = format!("{name}/{inputs} [optimize {optimize}]");
+        let what = format!("{name}/{inputs} [{target}, optimize {optimize}]");
         let feed = read_dir_npys(&dir.join(inputs));
         let outs = exe.run(&feed).unwrap_or_else(|e| panic!("{what}: {e}"));
         // The build these inputs ran on must be native code.
@@ -75,10 +77,13 @@ fn run_fixture(name: &str, optimize: bool) {
 macro_rules! fixture_tests {
     ($($test:ident => $name:literal),* $(,)?) => {
         mod optimized {
-            $(#[test] fn $test() { super::run_fixture($name, true); })*
+            $(#[test] fn $test() { super::run_fixture($name, true, kiln::Target::Cpu); })*
         }
         mod unoptimized {
-            $(#[test] fn $test() { super::run_fixture($name, false); })*
+            $(#[test] fn $test() { super::run_fixture($name, false, kiln::Target::Cpu); })*
+        }
+        mod cuda_sim {
+            $(#[test] fn $test() { super::run_fixture($name, true, kiln::Target::CudaSim); })*
         }
     };
 }

@@ -65,7 +65,7 @@ fn bert_hidden_states_and_pooler_match_transformers() {
         threads: Some(2),
         ..CompileOptions::default()
     };
-    for target in [Target::reference(), Target::cpu()] {
+    for target in [Target::reference(), Target::cpu(), Target::cuda_sim()] {
         let exe = model.compile_with(&target, &options).unwrap();
         let out = exe.run(&inputs).unwrap();
         for name in ["last_hidden_state", "pooler_output"] {
@@ -103,7 +103,7 @@ fn minilm_embeddings_match_sentence_transformers() {
         threads: Some(2),
         ..CompileOptions::default()
     };
-    for target in [Target::cpu(), Target::reference()] {
+    for target in [Target::cpu(), Target::reference(), Target::cuda_sim()] {
         let e = Embedder::new(&model, &target, &options).unwrap();
         assert_eq!(e.dim(), 384);
         for (s, t) in sentences.iter().zip(&texts) {

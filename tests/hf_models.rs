@@ -113,9 +113,11 @@ fn check(model_dir: &Path, adapters: &[PathBuf], reference_file: &Path, target: 
     );
 }
 
+/// The fixture on the interpreter, the CPU, and the GPU path on the SIMT
+/// interpreter (prefill and decode steps through every lowered GPU kernel).
 fn both(name: &str) {
     let dir = fixture_dir().join(name);
-    for target in [Target::reference(), Target::cpu()] {
+    for target in [Target::reference(), Target::cpu(), Target::cuda_sim()] {
         check(&dir, &[], &dir.join("reference.json"), target);
     }
 }
