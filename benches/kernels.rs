@@ -72,6 +72,7 @@ fn node(g: &mut Graph, name: &str, op: Op, inputs: Vec<ValueId>) -> ValueId {
 fn native(g: &Graph, shapes: &[Vec<usize>], threads: usize) -> CpuExecutable {
     match kiln::cpu::build(g, shapes, threads).expect("cpu build") {
         Build::Native(exe) => exe,
+        Build::Gpu(_) => unreachable!("kiln::cpu::build builds native code"),
         Build::Interpreted { reason, .. } => panic!("{}: not compiled: {reason}", g.name),
     }
 }

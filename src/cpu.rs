@@ -1,6 +1,7 @@
-//! The CPU target: optimize once, then per set of input shapes specialize,
-//! schedule, generate code and link it (cached, so later runs with the same
-//! shapes only run).
+//! The compiled targets: optimize once, then per set of input shapes
+//! specialize, schedule, generate code (LLVM for the CPU; GPU kernels for CUDA
+//! and its simulation) and load it (cached, so later runs with the same shapes
+//! only run).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use kiln_codegen::schedule::{schedule, ScheduleError};
 use kiln_codegen::specialize::specialize;
 use kiln_ir::{Graph, Tensor, ValueId};
 use kiln_runtime::cpu::CpuExecutable;
+use kiln_runtime::cuda::GpuExecutable;
 
 use crate::Error;
 
@@ -18,6 +20,8 @@ use crate::Error;
 pub enum Build {
     /// Native code.
     Native(CpuExecutable),
+    /// GPU kernels on a GPU or the simulated one.
+    Gpu(Box<GpuExecutable>),
     /// A graph with data-dependent shapes, run by the reference interpreter (the
     /// reason says which value).
     Interpreted {
@@ -28,13 +32,79 @@ pub enum Build {
     },
 }
 
+impl Build {
+    /// The scheduled program (none for an interpreted build).
+    pub fn program(&self) -> Option<&Program> {
+        match self {
+            Build::Native(e) => Some(e.program()),
+            Build::Gpu(e) => Some(e.program()),
+            Build::Interpreted { .. } => None,
+        }
+    }
+
+    /// The memory plan (none for an interpreted build).
+    pub fn plan(&self) -> Option<&kiln_runtime::plan::Plan> {
+        match self {
+            Build::Native(e) => Some(e.plan()),
+            Build::Gpu(e) => Some(e.plan()),
+            Build::Interpreted { .. } => None,
+        }
+    }
+
+    /// Runs a compiled build on `inputs` (in the program's input order); `None`
+    /// for an interpreted one.
+    pub fn run(&self, inputs: &[Tensor]) -> Option<Result<Vec<Tensor>, kiln_runtime::RunError>> {
+        match self {
+            Build::Native(e) => Some(e.run(inputs)),
+            Build::Gpu(e) => Some(e.run(inputs)),
+            Build::Interpreted { .. } => None,
+        }
+    }
+
+    /// [`Build::run`] with each step's time added to `times`.
+    pub fn run_profiled(
+        &self,
+        inputs: &[Tensor],
+        times: &mut Vec<std::time::Duration>,
+    ) -> Option<Result<Vec<Tensor>, kiln_runtime::RunError>> {
+        match self {
+            Build::Native(e) => Some(e.run_profiled(inputs, times)),
+            Build::Gpu(e) => Some(e.run_profiled(inputs, times)),
+            Build::Interpreted { .. } => None,
+        }
+    }
+}
+
 /// What runs a program's kernels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Device {
     /// Machine code for this CPU (LLVM).
     Native,
     /// GPU kernels on the SIMT interpreter (`--target cuda-sim`).
     CudaSim,
+    /// GPU kernels on this GPU (`--target cuda`).
+    Cuda(Arc<kiln_runtime::cuda::CudaGpu>),
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Device) -> bool {
+        matches!(
+            (self, other),
+            (Device::Native, Device::Native)
+                | (Device::CudaSim, Device::CudaSim)
+                | (Device::Cuda(_), Device::Cuda(_))
+        )
+    }
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Native => f.write_str("Native"),
+            Device::CudaSim => f.write_str("CudaSim"),
+            Device::Cuda(g) => write!(f, "Cuda({})", g.name()),
+        }
+    }
 }
 
 /// A model prepared for this CPU.
@@ -74,9 +144,10 @@ impl CpuModel {
         if let Some(b) = builds.get(shapes) {
             return Ok(b.clone());
         }
-        let b = Arc::new(match self.device {
+        let b = Arc::new(match &self.device {
             Device::Native => build(&self.graph, shapes, self.threads)?,
             Device::CudaSim => build_simulated(&self.graph, shapes, self.threads)?,
+            Device::Cuda(gpu) => crate::gpu::build_cuda(&self.graph, shapes, self.threads, gpu)?,
         });
         builds.insert(shapes.to_vec(), b.clone());
         Ok(b)
@@ -121,8 +192,9 @@ pub fn build(graph: &Graph, shapes: &[Vec<usize>], threads: usize) -> Result<Bui
     Ok(Build::Native(exe))
 }
 
-/// Specializes and schedules `graph` for `shapes`, with every kernel lowered to a
-/// GPU kernel for the SIMT interpreter (no machine code is generated).
+/// Specializes and schedules `graph` for `shapes`, lowers the program for the
+/// GPU and runs it on the simulated GPU (the SIMT interpreter; no machine code
+/// is generated).
 pub fn build_simulated(
     graph: &Graph,
     shapes: &[Vec<usize>],
@@ -133,8 +205,10 @@ pub fn build_simulated(
         Err((graph, reason)) => return Ok(Build::Interpreted { graph, reason }),
     };
     let constants = constants_of(&program, &specialized);
-    let exe = CpuExecutable::simulated(program, constants, threads)?;
-    Ok(Build::Native(exe))
+    let gpu = kiln_codegen::gpu::program::GpuProgram::lower(program);
+    let device = kiln_runtime::cuda::SimDevice::new(gpu.kernels.clone())?;
+    let exe = GpuExecutable::new(gpu, Box::new(device), constants, threads)?;
+    Ok(Build::Gpu(Box::new(exe)))
 }
 
 /// The scheduled program for `shapes`, with the specialized graph it came from;

@@ -43,6 +43,10 @@ pub enum Error {
     /// Running compiled code failed.
     #[error(transparent)]
     Run(#[from] kiln_runtime::RunError),
+    /// The GPU toolchain or device is unusable (no NVRTC, no driver); the
+    /// message says what is missing and how to get it.
+    #[error("{0}")]
+    Gpu(String),
     /// An inconsistency inside kiln.
     #[error("internal error: {0}")]
     Internal(String),

@@ -53,6 +53,7 @@ mod error;
 pub mod fuzz;
 pub mod generate;
 mod gguf;
+pub mod gpu;
 pub mod inspect;
 pub mod io;
 mod model;

@@ -15,11 +15,13 @@ pub enum Target {
     Reference,
     /// Native code for this CPU (LLVM), multi-threaded.
     Cpu,
-    /// NVIDIA GPUs (CUDA). Not built yet.
+    /// NVIDIA GPUs (CUDA): GPU kernels compiled by NVRTC, run by the CUDA
+    /// driver (the GPU `KILN_CUDA_DEVICE`, default the first).
     Cuda,
     /// The GPU program on a simulated device: every kernel lowered to a GPU
-    /// kernel and run by the SIMT interpreter on this CPU (library GEMMs and host
-    /// steps as on the CPU). Slow; how the GPU path is tested without a GPU.
+    /// kernel and run by the SIMT interpreter on this CPU, through the same GPU
+    /// runtime as [`Target::Cuda`] (library GEMMs and host steps on the host).
+    /// Slow; how the GPU path is tested without a GPU.
     CudaSim,
 }
 
@@ -32,6 +34,11 @@ impl Target {
     /// This machine's CPU.
     pub fn cpu() -> Target {
         Target::Cpu
+    }
+
+    /// The first NVIDIA GPU ([`Target::Cuda`]).
+    pub fn cuda() -> Target {
+        Target::Cuda
     }
 
     /// The GPU program on the SIMT interpreter ([`Target::CudaSim`]).
@@ -228,16 +235,18 @@ impl Model {
                 Engine::Reference(self.graph.clone()),
                 Signature::of(&self.graph),
             )),
-            Target::Cpu | Target::CudaSim => {
+            Target::Cpu | Target::CudaSim | Target::Cuda => {
+                // The GPU first: a machine without one fails before the
+                // optimizer's work.
+                let device = match target {
+                    Target::Cuda => crate::cpu::Device::Cuda(crate::gpu::open_gpu()?),
+                    Target::CudaSim => crate::cpu::Device::CudaSim,
+                    _ => crate::cpu::Device::Native,
+                };
                 let graph = if options.optimize {
                     optimize_for_cpu(&self.graph)?
                 } else {
                     self.graph.clone()
-                };
-                let device = if *target == Target::CudaSim {
-                    crate::cpu::Device::CudaSim
-                } else {
-                    crate::cpu::Device::Native
                 };
                 let cpu =
                     crate::cpu::CpuModel::new(graph.clone(), options.resolved_threads()).on(device);
@@ -256,7 +265,6 @@ impl Model {
                     Signature::of(&self.graph),
                 ))
             }
-            other => Err(Error::TargetUnavailable(other.to_string())),
         }
     }
 
@@ -293,9 +301,13 @@ enum Engine {
 
 impl fmt::Debug for Executable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let target = match self.engine {
+        let target = match &self.engine {
             Engine::Reference(_) => "ref",
-            Engine::Cpu(_) => "cpu",
+            Engine::Cpu(m) => match m.device {
+                crate::cpu::Device::Native => "cpu",
+                crate::cpu::Device::CudaSim => "cuda-sim",
+                crate::cpu::Device::Cuda(_) => "cuda",
+            },
             Engine::Artifact(_) => "cpu (artifact)",
         };
         f.debug_struct("Executable")
@@ -401,6 +413,7 @@ impl Executable {
                 let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape().to_vec()).collect();
                 match &*cpu.build(&shapes)? {
                     crate::cpu::Build::Native(exe) => exe.run(&ordered)?,
+                    crate::cpu::Build::Gpu(exe) => exe.run(&ordered)?,
                     crate::cpu::Build::Interpreted { .. } => {
                         let named: Vec<(String, Tensor)> = cpu
                             .graph

@@ -423,11 +423,20 @@ fn check(case: &str, b: &G, tol: Tol, host_ok: &[&str]) -> Vec<Program> {
         .filter(|x| x.is_finite())
         .fold(0f64, |m, x| m.max(x.abs()));
     let mut programs = Vec::new();
-    for (optimize, threads) in [(false, 3), (true, 4)] {
-        let what = format!("{case} [optimize {optimize}] ({})", shape_list(inputs));
+    // The CPU without and with the optimizer, then the optimized GPU program
+    // on the simulated GPU (every kernel on the SIMT interpreter).
+    for (target, optimize, threads) in [
+        (Target::Cpu, false, 3),
+        (Target::Cpu, true, 4),
+        (Target::CudaSim, true, 2),
+    ] {
+        let what = format!(
+            "{case} [{target}, optimize {optimize}] ({})",
+            shape_list(inputs)
+        );
         let exe = Model::from_graph(g.clone())
             .compile_with(
-                &Target::Cpu,
+                &target,
                 &CompileOptions {
                     threads: Some(threads),
                     optimize,
@@ -442,7 +451,7 @@ fn check(case: &str, b: &G, tol: Tol, host_ok: &[&str]) -> Vec<Program> {
             .unwrap_or_else(|e| panic!("{what}: build: {e}"))
             .expect("a CPU executable has CPU builds");
         let program = match &*build {
-            Build::Native(e) => e.program().clone(),
+            Build::Native(_) | Build::Gpu(_) => build.program().expect("compiled").clone(),
             Build::Interpreted { reason, .. } => panic!("{what}: not compiled: {reason}"),
         };
         let host: Vec<String> = program
@@ -476,7 +485,9 @@ fn check(case: &str, b: &G, tol: Tol, host_ok: &[&str]) -> Vec<Program> {
             }
         }
         assert!(failures.is_empty(), "{what}:\n  {}", failures.join("\n  "));
-        programs.push(program);
+        if target == Target::Cpu {
+            programs.push(program);
+        }
     }
     programs
 }

@@ -49,8 +49,8 @@ fn run_fixture(name: &str, optimize: bool, target: Target) {
             .collect();
         let build = exe.cpu_build(&shapes).unwrap().expect("CPU builds");
         match &*build {
-            Build::Native(e) => {
-                let p = e.program();
+            Build::Native(_) | Build::Gpu(_) => {
+                let p = build.program().expect("compiled");
                 println!(
                     "{what}: {} steps, {} kernels, {:.1} MFLOP in GEMMs, host ops {:?}",
                     p.steps.len(),

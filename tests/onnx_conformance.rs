@@ -142,16 +142,19 @@ fn check_backend(
             })
             .collect::<Result<_, _>>()?;
         let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape().to_vec()).collect();
-        let build = match device {
+        let build = match &device {
             kiln::cpu::Device::Native => kiln::cpu::build(graph, &shapes, 1),
             kiln::cpu::Device::CudaSim => kiln::cpu::build_simulated(graph, &shapes, 1),
+            kiln::cpu::Device::Cuda(gpu) => kiln::gpu::build_cuda(graph, &shapes, 1, gpu),
         };
         let outs = match build.map_err(|e| format!("build: {e}"))? {
             kiln::cpu::Build::Native(exe) => {
                 run.host_steps = exe.program().host_ops().len();
-                if device == kiln::cpu::Device::CudaSim {
-                    record_gpu_kernels(&exe.program().kernels);
-                }
+                exe.run(&ordered).map_err(|e| format!("run: {e}"))?
+            }
+            kiln::cpu::Build::Gpu(exe) => {
+                run.host_steps = exe.program().host_ops().len();
+                record_gpu_kernels(&exe.gpu_program().kernels);
                 exe.run(&ordered).map_err(|e| format!("run: {e}"))?
             }
             kiln::cpu::Build::Interpreted { graph, .. } => {
@@ -192,10 +195,10 @@ static GPU_KERNELS: Mutex<BTreeMap<String, GpuKernel>> = Mutex::new(BTreeMap::ne
 /// Kernels per NVRTC program when the suite's kernels are compiled.
 const NVRTC_BATCH: usize = 64;
 
-/// Records the GPU lowering of `kernels` (deduplicated by source).
-fn record_gpu_kernels(kernels: &[kiln_codegen::kernel::Kernel]) {
+/// Records the GPU kernels of a cuda-sim build (deduplicated by source).
+fn record_gpu_kernels(kernels: &[GpuKernel]) {
     for k in kernels {
-        let mut g = kiln_codegen::gpu::from_cpu::from_cpu_kernel(k);
+        let mut g = k.clone();
         g.name = "k".into();
         let Ok(source) = kiln_codegen::gpu::cuda::kernel_source(&g) else {
             continue; // a printer error is reported when the batch is compiled

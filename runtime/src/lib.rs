@@ -4,12 +4,15 @@
 //! - [`plan`]: where every buffer of a scheduled program lives;
 //! - [`backend`]: the trait devices implement (allocate, copy, launch, synchronize);
 //! - [`cpu`]: the CPU executor (JIT-linked kernels, GEMM library calls, host steps);
+//! - [`cuda`]: the GPU executor, on the CUDA driver or the simulated GPU;
 //! - [`artifact`]: the on-disk container of ahead-of-time compiled models.
 #![warn(missing_docs)]
 
 pub mod artifact;
 pub mod backend;
 pub mod cpu;
+pub mod cuda;
+mod inputs;
 pub mod memory;
 pub mod plan;
 
@@ -36,6 +39,12 @@ pub enum RunError {
     /// Memory could not be allocated.
     #[error("out of memory allocating {0} bytes")]
     OutOfMemory(usize),
+    /// No GPU can be used (no driver, no device); the message says why.
+    #[error("{0}")]
+    NoDevice(String),
+    /// A GPU call failed.
+    #[error("CUDA: {0}")]
+    Device(String),
     /// A bug in kiln (an inconsistent program).
     #[error("internal error: {0}")]
     Internal(String),

@@ -21,7 +21,7 @@ pub struct BenchArgs {
     /// Size of a symbolic dim for generated inputs, NAME=SIZE (repeatable).
     #[arg(long = "dim", value_name = "NAME=SIZE")]
     pub dims: Vec<String>,
-    /// Where to run: cpu, cuda-sim (GPU kernels on the SIMT interpreter: slow) or ref.
+    /// Where to run: cpu, cuda (an NVIDIA GPU), cuda-sim (the GPU program on the SIMT interpreter: slow) or ref.
     #[arg(long, default_value = "cpu")]
     pub target: String,
     /// Threads [default: all available].
@@ -51,14 +51,12 @@ pub struct BenchArgs {
 
 /// Runs `kiln bench`.
 pub fn bench(args: &BenchArgs) -> Result<i32, Error> {
-    let target = Target::from_name(&args.target)
-        .filter(|t| *t != Target::Cuda)
-        .ok_or_else(|| {
-            Error::Input(format!(
-                "--target `{}`: choose cpu, cuda-sim or ref",
-                args.target
-            ))
-        })?;
+    let target = Target::from_name(&args.target).ok_or_else(|| {
+        Error::Input(format!(
+            "--target `{}`: choose cpu, cuda, cuda-sim or ref",
+            args.target
+        ))
+    })?;
     if args.iters == 0 {
         return Err(Error::Input("--iters must be at least 1".into()));
     }
@@ -192,7 +190,7 @@ fn profile(exe: &Executable, named: &[(String, Tensor)], iters: usize) -> Result
         eprintln!("--profile: only for models compiled from ONNX on the cpu target");
         return Ok(());
     };
-    let crate::cpu::Build::Native(native) = &*build else {
+    let Some(prog) = build.program() else {
         eprintln!("--profile: this model runs on the interpreter (data-dependent shapes)");
         return Ok(());
     };
@@ -210,10 +208,11 @@ fn profile(exe: &Executable, named: &[(String, Tensor)], iters: usize) -> Result
         .collect();
     let mut times = Vec::new();
     for _ in 0..iters {
-        native.run_profiled(&ordered, &mut times)?;
+        build
+            .run_profiled(&ordered, &mut times)
+            .expect("a compiled build")?;
     }
-    let prog = native.program();
-    let plan = native.plan();
+    let plan = build.plan().expect("a compiled build");
     println!(
         "memory: arena {:.2} MiB for intermediates (liveness lower bound {:.2} MiB, {:.2} MiB without reuse); {} kernels, {} GEMM steps, {} host steps{}",
         plan.arena_bytes as f64 / 1048576.0,

@@ -214,10 +214,6 @@ fn run(
             "unknown target `{target_name}` (choose ref, cpu, cuda or cuda-sim)"
         ))
     })?;
-    // Refuse an unavailable target before any work.
-    if target == Target::Cuda {
-        return Err(Error::TargetUnavailable(target.to_string()));
-    }
     if artifact && target != Target::Cpu {
         return Err(Error::Input(format!(
             "`{}` is a compiled artifact: it runs on the cpu target only",

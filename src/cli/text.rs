@@ -48,7 +48,7 @@ pub struct GenerateArgs {
     /// KV cache capacity in tokens [default: prompt + max tokens, at most the model's positions].
     #[arg(long, value_name = "TOKENS")]
     pub context: Option<usize>,
-    /// Where to run: cpu, cuda-sim (GPU kernels on the SIMT interpreter: slow) or ref.
+    /// Where to run: cpu, cuda (an NVIDIA GPU), cuda-sim (the GPU program on the SIMT interpreter: slow) or ref.
     #[arg(long, default_value = "cpu")]
     pub target: String,
     /// Threads for the cpu target [default: all available].
@@ -71,7 +71,7 @@ pub struct EmbedArgs {
     /// Print JSON: {"model", "dim", "embeddings": [{"text", "tokens", "embedding"}]}.
     #[arg(long)]
     pub json: bool,
-    /// Where to run: cpu, cuda-sim (GPU kernels on the SIMT interpreter: slow) or ref.
+    /// Where to run: cpu, cuda (an NVIDIA GPU), cuda-sim (the GPU program on the SIMT interpreter: slow) or ref.
     #[arg(long, default_value = "cpu")]
     pub target: String,
     /// Threads for the cpu target [default: all available].
@@ -81,10 +81,9 @@ pub struct EmbedArgs {
 
 fn target_of(name: &str) -> Result<Target, Error> {
     match Target::from_name(name) {
-        Some(t @ (Target::Cpu | Target::CudaSim | Target::Reference)) => Ok(t),
-        Some(other) => Err(Error::TargetUnavailable(other.to_string())),
+        Some(t) => Ok(t),
         None => Err(Error::Input(format!(
-            "unknown target `{name}` (choose cpu, cuda-sim or ref)"
+            "unknown target `{name}` (choose cpu, cuda, cuda-sim or ref)"
         ))),
     }
 }

@@ -34,6 +34,7 @@ mod check;
 pub mod cuda;
 pub mod from_cpu;
 mod print;
+pub mod program;
 pub mod sim;
 
 pub use check::GpuKernelError;

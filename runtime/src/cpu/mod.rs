@@ -5,18 +5,12 @@
 //! [`CpuExecutable`] is `Send + Sync`: concurrent [`CpuExecutable::run`] calls
 //! each take an arena of their own (from a pool, so repeated runs allocate
 //! nothing) and share the code, the constants and the threads.
-//!
-//! [`CpuExecutable::simulated`] runs the same program with every kernel lowered
-//! to a GPU kernel and executed by the SIMT interpreter (`--target cuda-sim`):
-//! slow, but how the GPU path is run and debugged on a machine without a GPU.
 
-mod gemm;
-mod host;
+pub(crate) mod gemm;
+pub(crate) mod host;
 
 use std::sync::{Arc, Mutex};
 
-use kiln_codegen::gpu::sim::{self, SimBuffer};
-use kiln_codegen::gpu::{from_cpu, Access, GpuKernel};
 use kiln_codegen::llvm::lower::KernelFn;
 use kiln_codegen::llvm::object::LoadedObject;
 use kiln_codegen::program::{BufferId, Program, Step};
@@ -183,8 +177,6 @@ enum KernelCode {
         /// Keeps the machine code of `fns` alive.
         _object: LoadedObject,
     },
-    /// One GPU kernel per kernel, run by the SIMT interpreter.
-    Simulated(Vec<GpuKernel>),
 }
 
 impl CpuBackend {
@@ -194,10 +186,8 @@ impl CpuBackend {
         args: &[BufferId],
         ptrs: &[*mut u8],
     ) -> Result<(), RunError> {
-        let f = match &self.kernels {
-            KernelCode::Native { fns, .. } => fns[kernel],
-            KernelCode::Simulated(gpu) => return simulate(&gpu[kernel], args, ptrs),
-        };
+        let KernelCode::Native { fns, .. } = &self.kernels;
+        let f = fns[kernel];
         let k = &self.program.kernels[kernel];
         let table: Vec<*mut u8> = args.iter().map(|&b| ptrs[b]).collect();
         let extent = k.parallel_extent();
@@ -222,31 +212,6 @@ impl CpuBackend {
         });
         Ok(())
     }
-}
-
-/// Runs `kernel` on the SIMT interpreter over the buffers `args` point to: reads
-/// each into the simulated device, launches, and writes back what the kernel
-/// writes. An interpreter error (a race, an out-of-bounds access) is a bug in
-/// kiln's GPU lowering.
-fn simulate(kernel: &GpuKernel, args: &[BufferId], ptrs: &[*mut u8]) -> Result<(), RunError> {
-    let bytes = |i: usize| kernel.buffers[i].len * kernel.buffers[i].scalar.size();
-    let mut buffers: Vec<SimBuffer> = (0..kernel.buffers.len())
-        .map(|i| {
-            // SAFETY: the plan gives every kernel argument memory of the buffer's
-            // length and type.
-            let src = unsafe { std::slice::from_raw_parts(ptrs[args[i]], bytes(i)) };
-            SimBuffer::from_le_bytes(kernel.buffers[i].scalar, src)
-        })
-        .collect();
-    sim::launch(kernel, &mut buffers).map_err(|e| RunError::Internal(format!("cuda-sim: {e}")))?;
-    for (i, b) in buffers.iter().enumerate() {
-        if kernel.buffers[i].access != Access::Read {
-            // SAFETY: as above; written buffers are temporaries or outputs.
-            let dst = unsafe { std::slice::from_raw_parts_mut(ptrs[args[i]], bytes(i)) };
-            b.write_le_bytes(dst);
-        }
-    }
-    Ok(())
 }
 
 impl Backend for CpuBackend {
@@ -325,7 +290,9 @@ impl Backend for CpuBackend {
     }
 }
 
-fn check_indices(
+/// Fails with the node's message when an index in `indices` (read through
+/// `ptrs`) is out of range for its axis.
+pub(crate) fn check_indices(
     program: &Program,
     node: &str,
     indices: BufferId,
@@ -404,31 +371,6 @@ impl CpuExecutable {
             _object: loaded,
         };
         CpuExecutable::with_code(program, code, constants, threads)
-    }
-
-    /// Prepares to run `program` with every kernel lowered to a GPU kernel
-    /// ([`from_cpu::from_cpu_kernel`]) and executed by the SIMT interpreter; GEMMs
-    /// and host steps run as on the CPU (the reference for library steps).
-    pub fn simulated(
-        program: Program,
-        constants: Vec<Tensor>,
-        threads: usize,
-    ) -> Result<CpuExecutable, RunError> {
-        let gpu: Vec<GpuKernel> = program
-            .kernels
-            .iter()
-            .map(from_cpu::from_cpu_kernel)
-            .collect();
-        for k in &gpu {
-            k.check()
-                .map_err(|e| RunError::Internal(format!("cuda-sim: {e}")))?;
-        }
-        CpuExecutable::with_code(program, KernelCode::Simulated(gpu), constants, threads)
-    }
-
-    /// Whether kernels run on the SIMT interpreter.
-    pub fn is_simulated(&self) -> bool {
-        matches!(self.backend.kernels, KernelCode::Simulated(_))
     }
 
     fn with_code(
@@ -516,25 +458,7 @@ impl CpuExecutable {
         mut times: Option<&mut Vec<std::time::Duration>>,
     ) -> Result<Vec<Tensor>, RunError> {
         let prog = &self.backend.program;
-        if inputs.len() != prog.inputs.len() {
-            return Err(RunError::Input(format!(
-                "{} inputs given, the model takes {}",
-                inputs.len(),
-                prog.inputs.len()
-            )));
-        }
-        for ((name, b), t) in prog.inputs.iter().zip(inputs) {
-            let buf = &prog.buffers[*b];
-            if t.dtype() != buf.dtype || t.shape() != buf.shape.as_slice() {
-                return Err(RunError::Input(format!(
-                    "input `{name}`: expected {}{:?}, got {}{:?}",
-                    buf.dtype,
-                    buf.shape,
-                    t.dtype(),
-                    t.shape()
-                )));
-            }
-        }
+        crate::inputs::check(prog, inputs)?;
         let mut arena = match self.arenas.lock().map(|mut a| a.pop()) {
             Ok(Some(a)) => a,
             _ => self.backend.allocate(self.plan.arena_bytes)?,

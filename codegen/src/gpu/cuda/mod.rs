@@ -38,6 +38,7 @@
 //! positions; the prefix `kiln_` belongs to the helpers, so kernel names may not
 //! use it.
 
+pub mod cache;
 mod ctype;
 mod emit;
 mod helpers;

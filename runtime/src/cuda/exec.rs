@@ -1,0 +1,414 @@
+//! A GPU program ready to run on one device: constants uploaded once at load,
+//! device memory for the arena, inputs and outputs allocated at the first run
+//! and kept, steps launched in order, and — for programs whose every step is a
+//! kernel — a graph captured at the second run and replayed from then on.
+//!
+//! Runs of one executable are serialized (the device's stream orders its work
+//! anyway, and a capture must see only its own run's launches), so one set of
+//! device buffers serves every run and a captured graph's pointers stay valid.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use kiln_codegen::gpu::program::{GpuProgram, GpuStep};
+use kiln_codegen::program::{BufferId, Program, Step};
+use kiln_ir::Tensor;
+
+use super::device::{DevicePtr, GpuDevice, GraphId};
+use crate::cpu::AlignedBuf;
+use crate::plan::{Location, Plan};
+use crate::RunError;
+
+/// Environment variable that turns graph capture off (`0`).
+pub const GRAPHS_ENV: &str = "KILN_CUDA_GRAPHS";
+
+/// Device memory of the runs: the arena, one allocation per input and per
+/// output memory, and the address of every program buffer.
+struct Resident {
+    allocations: Vec<DevicePtr>,
+    inputs: Vec<DevicePtr>,
+    ptrs: Vec<DevicePtr>,
+}
+
+/// What persists between runs.
+struct RunState {
+    resident: Option<Resident>,
+    runs: usize,
+    graph: Option<GraphId>,
+}
+
+/// A compiled GPU program on its device. `Send + Sync`; runs are serialized.
+pub struct GpuExecutable {
+    device: Box<dyn GpuDevice>,
+    program: GpuProgram,
+    plan: Plan,
+    /// Host copies of the constants (host steps read them).
+    constants: Vec<Tensor>,
+    constant_ptrs: Vec<DevicePtr>,
+    threads: usize,
+    graphs: bool,
+    state: Mutex<RunState>,
+}
+
+impl GpuExecutable {
+    /// Prepares `program` on `device` (whose loaded kernels are the program's,
+    /// in order), uploading `constants` (one per program constant); host steps
+    /// use `threads` threads.
+    pub fn new(
+        program: GpuProgram,
+        device: Box<dyn GpuDevice>,
+        constants: Vec<Tensor>,
+        threads: usize,
+    ) -> Result<GpuExecutable, RunError> {
+        if constants.len() != program.program.constants.len() {
+            return Err(RunError::Internal(format!(
+                "{} constants given, the program has {}",
+                constants.len(),
+                program.program.constants.len()
+            )));
+        }
+        if program.steps.len() != program.program.steps.len() {
+            return Err(RunError::Internal(
+                "the GPU program's steps do not match the program's".into(),
+            ));
+        }
+        let mut constant_ptrs = Vec::with_capacity(constants.len());
+        for t in &constants {
+            let p = device.alloc(t.bytes().len())?;
+            constant_ptrs.push(p);
+            if let Err(e) = device.upload(p, t.bytes()) {
+                for &q in &constant_ptrs {
+                    device.free(q);
+                }
+                return Err(e);
+            }
+        }
+        let plan = Plan::new(&program.program);
+        let graphs = std::env::var(GRAPHS_ENV).map_or(true, |v| v != "0");
+        Ok(GpuExecutable {
+            device,
+            program,
+            plan,
+            constants,
+            constant_ptrs,
+            threads: threads.max(1),
+            graphs,
+            state: Mutex::new(RunState {
+                resident: None,
+                runs: 0,
+                graph: None,
+            }),
+        })
+    }
+
+    /// The scheduled program.
+    pub fn program(&self) -> &Program {
+        &self.program.program
+    }
+
+    /// The GPU program (kernels and steps).
+    pub fn gpu_program(&self) -> &GpuProgram {
+        &self.program
+    }
+
+    /// The memory plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The device, in words.
+    pub fn device(&self) -> &dyn GpuDevice {
+        &*self.device
+    }
+
+    /// Whether a captured graph now runs the program.
+    pub fn uses_graph(&self) -> bool {
+        self.lock().graph.is_some()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RunState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs on `inputs` (one per program input, in order, with exactly the
+    /// shapes and dtypes the program was specialized for); returns the outputs.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
+        self.run_timed(inputs, None)
+    }
+
+    /// [`GpuExecutable::run`] with the device synchronized after every step and
+    /// each step's wall time added to `times` (indexed like the steps); never
+    /// through a graph.
+    pub fn run_profiled(
+        &self,
+        inputs: &[Tensor],
+        times: &mut Vec<Duration>,
+    ) -> Result<Vec<Tensor>, RunError> {
+        times.resize(self.program.steps.len(), Duration::ZERO);
+        self.run_timed(inputs, Some(times))
+    }
+
+    fn run_timed(
+        &self,
+        inputs: &[Tensor],
+        times: Option<&mut Vec<Duration>>,
+    ) -> Result<Vec<Tensor>, RunError> {
+        crate::inputs::check(&self.program.program, inputs)?;
+        let mut state = self.lock();
+        if state.resident.is_none() {
+            state.resident = Some(self.allocate(inputs)?);
+        }
+        let resident = state.resident.as_ref().expect("allocated above");
+        for (t, &p) in inputs.iter().zip(&resident.inputs) {
+            self.device.upload(p, t.bytes())?;
+        }
+        let ptrs = resident.ptrs.clone();
+        let capturable = self.graphs
+            && times.is_none()
+            && self
+                .program
+                .steps
+                .iter()
+                .all(|s| matches!(s, GpuStep::Launch { .. }));
+        if let (true, Some(g)) = (capturable, state.graph) {
+            self.device.replay(g)?;
+        } else if capturable && state.runs >= 1 && self.device.begin_capture()? {
+            let launched = self.launch_all(&ptrs);
+            let graph = self.device.end_capture();
+            launched?;
+            let g = graph?;
+            state.graph = Some(g);
+            self.device.replay(g)?;
+        } else {
+            self.run_steps(&ptrs, times)?;
+        }
+        state.runs += 1;
+        self.device.synchronize()?;
+        let prog = &self.program.program;
+        prog.outputs
+            .iter()
+            .map(|&(_, b)| {
+                let buf = &prog.buffers[b];
+                let mut bytes = vec![0u8; buf.bytes()];
+                self.device.download(ptrs[b], &mut bytes)?;
+                Tensor::from_bytes(buf.dtype, buf.shape.clone(), bytes.into())
+                    .map_err(|e| RunError::Internal(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Device memory for the arena, the inputs and the outputs, and the address
+    /// of every buffer.
+    fn allocate(&self, inputs: &[Tensor]) -> Result<Resident, RunError> {
+        let prog = &self.program.program;
+        let mut r = Resident {
+            allocations: Vec::new(),
+            inputs: Vec::new(),
+            ptrs: Vec::new(),
+        };
+        let result = (|| {
+            let arena = self.device.alloc(self.plan.arena_bytes)?;
+            r.allocations.push(arena);
+            for t in inputs {
+                let p = self.device.alloc(t.bytes().len())?;
+                r.allocations.push(p);
+                r.inputs.push(p);
+            }
+            let mut outputs = Vec::with_capacity(self.plan.outputs.len());
+            for &b in &self.plan.outputs {
+                let p = self.device.alloc(prog.buffers[b].bytes())?;
+                r.allocations.push(p);
+                outputs.push(p);
+            }
+            r.ptrs = self
+                .plan
+                .locations
+                .iter()
+                .map(|l| match *l {
+                    Location::Arena(off) if arena != 0 => arena + off as DevicePtr,
+                    Location::Arena(_) => 0,
+                    Location::Input(i) => r.inputs[i],
+                    Location::Const(c) => self.constant_ptrs[c],
+                    Location::Output(k) => outputs[k],
+                })
+                .collect();
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(r),
+            Err(e) => {
+                for &p in &r.allocations {
+                    self.device.free(p);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Launches every step (all kernels: the capturable case).
+    fn launch_all(&self, ptrs: &[DevicePtr]) -> Result<(), RunError> {
+        for step in &self.program.steps {
+            if let GpuStep::Launch { kernel, args } = step {
+                let a: Vec<DevicePtr> = args.iter().map(|&b| ptrs[b]).collect();
+                self.device.launch(*kernel, &a)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run_steps(
+        &self,
+        ptrs: &[DevicePtr],
+        mut times: Option<&mut Vec<Duration>>,
+    ) -> Result<(), RunError> {
+        for (i, step) in self.program.steps.iter().enumerate() {
+            let t = times.is_some().then(Instant::now);
+            match step {
+                GpuStep::Launch { kernel, args } => {
+                    let a: Vec<DevicePtr> = args.iter().map(|&b| ptrs[b]).collect();
+                    self.device.launch(*kernel, &a)?;
+                }
+                GpuStep::Library => self.library_step(i, ptrs)?,
+                GpuStep::Host => self.host_step(i, ptrs)?,
+            }
+            if let (Some(times), Some(t)) = (times.as_deref_mut(), t) {
+                self.device.synchronize()?;
+                times[i] += t.elapsed();
+            }
+        }
+        Ok(())
+    }
+
+    /// A GEMM through the device's library, or on the host when it has none.
+    fn library_step(&self, index: usize, ptrs: &[DevicePtr]) -> Result<(), RunError> {
+        let Step::Gemm(g) = &self.program.program.steps[index] else {
+            return Err(RunError::Internal(format!(
+                "GPU step {index} is a library step but not a GEMM"
+            )));
+        };
+        if self
+            .device
+            .library_gemm(g, ptrs[g.a], ptrs[g.b], ptrs[g.c])?
+        {
+            return Ok(());
+        }
+        let staged = self.stage(&[g.a, g.b], &[g.c], ptrs)?;
+        crate::cpu::gemm::run(g, &staged.table, self.threads);
+        staged.upload(&*self.device, &self.program.program, &[g.c], ptrs)
+    }
+
+    /// An index check or host op, on host copies of its buffers.
+    fn host_step(&self, index: usize, ptrs: &[DevicePtr]) -> Result<(), RunError> {
+        let prog = &self.program.program;
+        match &prog.steps[index] {
+            Step::CheckIndices {
+                node,
+                indices,
+                bounds,
+                wrap_negative,
+            } => {
+                let staged = self.stage(&[*indices], &[], ptrs)?;
+                crate::cpu::check_indices(
+                    prog,
+                    node,
+                    *indices,
+                    bounds,
+                    *wrap_negative,
+                    &staged.table,
+                )
+            }
+            Step::Host {
+                node,
+                op,
+                inputs,
+                outputs,
+                ..
+            } => {
+                let staged = self.stage(inputs, outputs, ptrs)?;
+                crate::cpu::host::run(prog, node, op, inputs, outputs, &staged.table, |c| {
+                    &self.constants[c]
+                })?;
+                staged.upload(&*self.device, prog, outputs, ptrs)
+            }
+            _ => Err(RunError::Internal(format!(
+                "GPU step {index} runs on the host but is a kernel or GEMM"
+            ))),
+        }
+    }
+
+    /// Host memory for `reads` (downloaded) and `writes`, and a pointer table
+    /// over the program's buffers addressing it (null elsewhere).
+    fn stage(
+        &self,
+        reads: &[BufferId],
+        writes: &[BufferId],
+        ptrs: &[DevicePtr],
+    ) -> Result<Staged, RunError> {
+        let prog = &self.program.program;
+        let mut s = Staged {
+            memory: Vec::new(),
+            table: vec![std::ptr::null_mut(); prog.buffers.len()],
+        };
+        for (&b, read) in reads
+            .iter()
+            .map(|b| (b, true))
+            .chain(writes.iter().map(|b| (b, false)))
+        {
+            if !s.table[b].is_null() {
+                continue;
+            }
+            let m = AlignedBuf::zeroed(prog.buffers[b].bytes())?;
+            if read && !m.is_empty() {
+                // SAFETY: `m` owns `m.len()` bytes.
+                let out = unsafe { std::slice::from_raw_parts_mut(m.as_ptr(), m.len()) };
+                self.device.download(ptrs[b], out)?;
+            }
+            s.table[b] = m.as_ptr();
+            s.memory.push(m);
+        }
+        Ok(s)
+    }
+}
+
+/// Host copies of some buffers for a host step.
+struct Staged {
+    /// The memory the table addresses (kept alive with it).
+    #[allow(dead_code)]
+    memory: Vec<AlignedBuf>,
+    table: Vec<*mut u8>,
+}
+
+impl Staged {
+    /// Uploads the staged `buffers` to their device addresses.
+    fn upload(
+        &self,
+        device: &dyn GpuDevice,
+        program: &Program,
+        buffers: &[BufferId],
+        ptrs: &[DevicePtr],
+    ) -> Result<(), RunError> {
+        for &b in buffers {
+            let len = program.buffers[b].bytes();
+            if len > 0 {
+                // SAFETY: `table[b]` addresses one of `memory`'s buffers, staged
+                // for `b` with its `len` bytes.
+                let bytes = unsafe { std::slice::from_raw_parts(self.table[b], len) };
+                device.upload(ptrs[b], bytes)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for GpuExecutable {
+    fn drop(&mut self) {
+        if let Some(r) = self.lock().resident.take() {
+            for &p in &r.allocations {
+                self.device.free(p);
+            }
+        }
+        for &p in &self.constant_ptrs {
+            self.device.free(p);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The CUDA target: a scheduled program lowered to GPU kernels, printed as one
+//! CUDA C module, compiled by NVRTC for the GPU's architecture (through the
+//! on-disk kernel cache) and run by the CUDA driver.
+
+use std::sync::Arc;
+
+use kiln_codegen::gpu::cuda::cache::{CachedModule, KernelCache};
+use kiln_codegen::gpu::cuda::module_source;
+use kiln_codegen::gpu::cuda::nvrtc::{Arch, Nvrtc};
+use kiln_codegen::gpu::program::GpuProgram;
+use kiln_codegen::gpu::GpuKernel;
+use kiln_ir::Graph;
+use kiln_runtime::cuda::{CudaDevice, CudaGpu, GpuExecutable};
+
+use crate::cpu::{constants_of, program_for, Build};
+use crate::Error;
+
+/// Environment variable choosing the GPU (its ordinal; default 0).
+pub const DEVICE_ENV: &str = "KILN_CUDA_DEVICE";
+
+/// Opens the GPU kiln runs on (`KILN_CUDA_DEVICE`, default the first); a
+/// machine without a driver or device gets a one-line error.
+pub fn open_gpu() -> Result<Arc<CudaGpu>, Error> {
+    let ordinal = match std::env::var(DEVICE_ENV) {
+        Ok(v) => v.trim().parse::<usize>().map_err(|_| {
+            Error::Input(format!("{DEVICE_ENV}=`{v}` is not a GPU number (0, 1, …)"))
+        })?,
+        Err(_) => 0,
+    };
+    Ok(CudaGpu::open(ordinal)?)
+}
+
+/// `kernels` as one CUDA C module compiled for `arch`: a cubin when NVRTC
+/// knows the architecture, PTX otherwise; from the kernel cache when it holds
+/// the module.
+pub fn compile_kernels(kernels: &[GpuKernel], arch: Arch) -> Result<CachedModule, Error> {
+    let source = module_source(kernels).map_err(|e| Error::Codegen(e.to_string()))?;
+    let nvrtc = Nvrtc::load().map_err(|e| Error::Gpu(e.to_string()))?;
+    KernelCache::default_location()
+        .compile_for(&nvrtc, &source, arch)
+        .map_err(|e| Error::Codegen(e.to_string()))
+}
+
+/// Specializes and schedules `graph` for `shapes`, compiles its GPU kernels for
+/// `gpu` and loads them.
+pub fn build_cuda(
+    graph: &Graph,
+    shapes: &[Vec<usize>],
+    threads: usize,
+    gpu: &Arc<CudaGpu>,
+) -> Result<Build, Error> {
+    let (program, specialized) = match program_for(graph, shapes)? {
+        Ok(p) => p,
+        Err((graph, reason)) => return Ok(Build::Interpreted { graph, reason }),
+    };
+    let constants = constants_of(&program, &specialized);
+    let gpu_program = GpuProgram::lower(program);
+    let module = compile_kernels(&gpu_program.kernels, gpu.arch())?;
+    let device = CudaDevice::new(gpu.clone(), &module.image, &gpu_program.kernels)?;
+    let exe = GpuExecutable::new(gpu_program, Box::new(device), constants, threads)?;
+    Ok(Build::Gpu(Box::new(exe)))
+}
