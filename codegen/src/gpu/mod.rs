@@ -32,11 +32,16 @@
 
 mod check;
 pub mod cuda;
+pub mod elementwise;
 pub mod from_cpu;
+pub mod lower;
 mod print;
+mod rewrite;
+pub mod rows;
 pub mod sim;
 
 pub use check::GpuKernelError;
+pub use lower::lower_kernel;
 
 use std::fmt;
 
