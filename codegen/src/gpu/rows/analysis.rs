@@ -348,3 +348,100 @@ impl Linearizer<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::distributable;
+    use crate::kernel::build::{add, bin, f32c, idx, load, mul, var};
+    use crate::kernel::{Access, BinOp, Expr, Kernel, LoopKind, Scalar, Stmt};
+
+    /// A kernel with `x`, `y` (f32, 64 elements), an i64 `idx` buffer, an f32
+    /// accumulator `acc` (v0), an index `i` (v1), the loop variable `j` (v2) and a
+    /// nested one `k` (v3).
+    fn kernel() -> Kernel {
+        let mut k = Kernel::new("t");
+        k.buffer("x", Scalar::F32, 64, Access::Read);
+        k.buffer("y", Scalar::F32, 64, Access::ReadWrite);
+        k.buffer("idx", Scalar::I64, 64, Access::Read);
+        k.var(Scalar::F32);
+        k.var(Scalar::I64);
+        k.var(Scalar::I64);
+        k.var(Scalar::I64);
+        k
+    }
+    const ACC: usize = 0;
+    const J: usize = 2;
+    const K: usize = 3;
+
+    fn store(index: Expr, value: Expr) -> Stmt {
+        Stmt::Store {
+            buf: 1,
+            index,
+            value,
+        }
+    }
+
+    fn assign(value: Expr) -> Stmt {
+        Stmt::Assign { var: ACC, value }
+    }
+
+    fn split(body: Vec<Stmt>) -> bool {
+        distributable(&kernel(), J, 8, &body).is_some()
+    }
+
+    #[test]
+    fn sums_and_maxima_are_reductions_running_sums_are_not() {
+        let x = || load(0, var(J));
+        assert!(split(vec![assign(bin(BinOp::Add, var(ACC), x()))]));
+        assert!(split(vec![assign(bin(BinOp::Max, x(), var(ACC)))]));
+        // Stored after each step: every prefix is observed.
+        assert!(!split(vec![
+            assign(bin(BinOp::Add, var(ACC), x())),
+            store(var(J), var(ACC)),
+        ]));
+        // Not associative, or reads itself twice.
+        assert!(!split(vec![assign(bin(BinOp::Sub, var(ACC), x()))]));
+        assert!(!split(vec![assign(bin(BinOp::Mul, var(ACC), x()))]));
+        assert!(!split(vec![assign(bin(BinOp::Add, var(ACC), var(ACC)))]));
+        // Two operations on one register.
+        assert!(!split(vec![
+            assign(bin(BinOp::Add, var(ACC), x())),
+            assign(bin(BinOp::Max, var(ACC), x())),
+        ]));
+        // A plain overwrite keeps the last iteration's value.
+        assert!(!split(vec![assign(x())]));
+    }
+
+    #[test]
+    fn stores_must_be_at_an_index_no_two_iterations_share() {
+        let one = || f32c(1.0);
+        assert!(split(vec![store(add(mul(var(J), idx(2)), idx(1)), one())]));
+        // Every iteration writes one element.
+        assert!(!split(vec![store(idx(3), one())]));
+        // Scatter through loaded indices.
+        assert!(!split(vec![store(load(2, var(J)), one())]));
+        // Reads a neighbour another iteration writes.
+        assert!(!split(vec![store(var(J), load(1, add(var(J), idx(1))))]));
+        // Reads and writes its own element: fine.
+        assert!(split(vec![store(var(J), load(1, var(J)))]));
+        // j·c + k over k < n: disjoint iff c ≥ n.
+        let nested = |c: i64, n: i64| {
+            vec![Stmt::For {
+                var: K,
+                extent: n,
+                kind: LoopKind::Serial,
+                body: vec![store(add(mul(var(J), idx(c)), var(K)), one())],
+            }]
+        };
+        assert!(split(nested(4, 4)));
+        assert!(!split(nested(4, 5)));
+        // A let of the index is read through.
+        assert!(split(vec![
+            Stmt::Let {
+                var: 1,
+                value: mul(var(J), idx(3)),
+            },
+            store(var(1), one()),
+        ]));
+    }
+}
