@@ -51,11 +51,14 @@ fn launch_for(extent: u64) -> (u32, u32) {
     (threads as u32, blocks as u32)
 }
 
-fn stmts(body: &[Stmt]) -> Vec<GStmt> {
+/// The GPU statements running `body` in one thread (shared with the
+/// specialized lowerings, which translate the statements they leave per thread).
+pub(super) fn stmts(body: &[Stmt]) -> Vec<GStmt> {
     body.iter().map(stmt).collect()
 }
 
-fn stmt(s: &Stmt) -> GStmt {
+/// One statement run in one thread.
+pub(super) fn stmt(s: &Stmt) -> GStmt {
     match s {
         Stmt::For {
             var, extent, body, ..
@@ -86,7 +89,8 @@ fn stmt(s: &Stmt) -> GStmt {
     }
 }
 
-fn expr(e: &Expr) -> GExpr {
+/// One expression evaluated by one thread.
+pub(super) fn expr(e: &Expr) -> GExpr {
     match e {
         Expr::Lit(l) => GExpr::Lit(*l),
         Expr::Var(v) => GExpr::Var(*v),

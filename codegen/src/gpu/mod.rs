@@ -32,12 +32,17 @@
 
 mod check;
 pub mod cuda;
+pub mod elementwise;
 pub mod from_cpu;
+pub mod lower;
 mod print;
 pub mod program;
+mod rewrite;
+pub mod rows;
 pub mod sim;
 
 pub use check::GpuKernelError;
+pub use lower::lower_kernel;
 
 use std::fmt;
 

@@ -2,7 +2,9 @@
 //! scheduler's [`Program`], so the runtime's memory plan (made from the program's
 //! steps) holds unchanged.
 //!
-//! - a kernel step becomes a launch of its GPU kernel ([`lower_kernel`]);
+//! - a kernel step becomes a launch of its GPU kernel ([`lower_kernel`]: a
+//!   block per row for reductions and norms, vectorized elementwise regions,
+//!   the generic grid-stride translation otherwise);
 //! - a GEMM step stays a library step, run by the device's GEMM (the reference
 //!   GEMM on the simulated device);
 //! - index checks and host steps (ops kiln generates no code for) run on the
@@ -14,9 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::from_cpu::from_cpu_kernel;
-use super::GpuKernel;
-use crate::kernel::Kernel;
+use super::{lower_kernel, GpuKernel};
 use crate::program::{BufferId, Program, Step};
 
 /// One step of a GPU program.
@@ -47,12 +47,6 @@ pub struct GpuProgram {
     pub kernels: Vec<GpuKernel>,
     /// One step per step of `program`.
     pub steps: Vec<GpuStep>,
-}
-
-/// The GPU kernel for a CPU kernel: the generic grid-stride translation, until
-/// specialized lowerings take over families of kernels.
-pub fn lower_kernel(k: &Kernel) -> GpuKernel {
-    from_cpu_kernel(k)
 }
 
 impl GpuProgram {
