@@ -19,5 +19,10 @@ cargo clippy --release -p kiln-passes --features ilp --all-targets --quiet -- -D
 cargo test --release -p kiln-passes --features ilp --test extract_ilp
 echo "test: fuzz smoke (libFuzzer, every target; the corpus replay runs in cargo test: tests/fuzz_regressions.rs)"
 bash scripts/fuzz.sh smoke "${KILN_FUZZ_SMOKE_RUNS:-4000}"
+echo "test: scripts/gpu-check.sh (the GPU machine's check, run here on the simulated GPU)"
+bash scripts/gpu-check.sh prepare
+OUT=target/gpu-check/out-sim KILN_GPU_CHECK_TARGET=cuda-sim KILN_GPU_CHECK_N=4096 \
+    bash scripts/gpu-check.sh run
+python3 -c "import json,sys; s=json.load(open('target/gpu-check/out-sim/summary.json')); sys.exit(1 if s['failed'] or s['passed'] < 30 else 0)"
 echo "test: ONNX conformance suites (reference interpreter)"
 cargo test --release --test onnx_conformance -- --nocapture

@@ -600,3 +600,31 @@ fn cuda_sim_matches_the_cpu_on_a_decoder_and_an_encoder() {
     assert!(!sim.is_empty());
     assert_eq!(sim, run("cpu"));
 }
+
+/// `kiln run --compare` runs a second target and compares every output: the
+/// GPU program on the simulated GPU agrees with the reference interpreter; an
+/// unknown comparison target is named.
+#[test]
+fn run_compare_checks_one_target_against_another() {
+    let (_dir, m, x) = setup();
+    let x_arg = format!("x={}", s(&x));
+    let out = common::kiln(&[
+        "run",
+        s(&m),
+        "--input",
+        &x_arg,
+        "--target",
+        "cuda-sim",
+        "--compare",
+        "ref",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("with ref: ok"), "{text}");
+    let err = kiln_fails(&["run", s(&m), "--input", &x_arg, "--compare", "tpu"]);
+    assert!(err.contains("--compare: unknown target `tpu`"), "{err}");
+}

@@ -116,9 +116,11 @@ pub fn bench(args: &BenchArgs) -> Result<i32, Error> {
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(|a, b| a.total_cmp(b));
-    if args.profile {
-        profile(&exe, &named, args.iters)?;
-    }
+    let steps_ms = if args.profile {
+        profile(&exe, &named, args.iters, !args.json)?
+    } else {
+        None
+    };
     let median = times[times.len() / 2];
     let threads = options.resolved_threads();
     if args.json {
@@ -133,6 +135,7 @@ pub fn bench(args: &BenchArgs) -> Result<i32, Error> {
                 "min_ms": times[0],
                 "max_ms": times[times.len() - 1],
                 "compile_s": compile_s,
+                "steps_ms": steps_ms,
             })
         );
     } else {
@@ -166,9 +169,17 @@ fn generated_input(dtype: kiln_ir::DType, shape: Vec<usize>) -> Tensor {
     Tensor::from_f64(dtype, shape, &v)
 }
 
-/// Times each step of the native build over `iters` runs and prints the steps
-/// grouped by kind (GEMM, generated kernel by name prefix, host op), costliest first.
-fn profile(exe: &Executable, named: &[(String, Tensor)], iters: usize) -> Result<(), Error> {
+/// Times each step of the compiled build over `iters` runs (on a GPU, the
+/// device is synchronized after each step) and, when `print`, prints the steps
+/// grouped by kind (GEMM, generated kernel by name prefix, host op), costliest
+/// first. Returns the steps' total time per run in milliseconds (`None` when
+/// the model is not compiled).
+fn profile(
+    exe: &Executable,
+    named: &[(String, Tensor)],
+    iters: usize,
+    print: bool,
+) -> Result<Option<f64>, Error> {
     use kiln_codegen::program::Step;
     let shapes: Vec<Vec<usize>> = exe
         .graph()
@@ -187,12 +198,12 @@ fn profile(exe: &Executable, named: &[(String, Tensor)], iters: usize) -> Result
         })
         .unwrap_or_default();
     let Some(build) = exe.cpu_build(&shapes)? else {
-        eprintln!("--profile: only for models compiled from ONNX on the cpu target");
-        return Ok(());
+        eprintln!("--profile: only for models compiled from ONNX on a compiled target");
+        return Ok(None);
     };
     let Some(prog) = build.program() else {
         eprintln!("--profile: this model runs on the interpreter (data-dependent shapes)");
-        return Ok(());
+        return Ok(None);
     };
     let g = exe.graph().expect("cpu builds have graphs");
     let ordered: Vec<Tensor> = g
@@ -213,6 +224,10 @@ fn profile(exe: &Executable, named: &[(String, Tensor)], iters: usize) -> Result
             .expect("a compiled build")?;
     }
     let plan = build.plan().expect("a compiled build");
+    if !print {
+        let total: f64 = times.iter().map(|t| t.as_secs_f64() * 1e3).sum::<f64>() / iters as f64;
+        return Ok(Some(total));
+    }
     println!(
         "memory: arena {:.2} MiB for intermediates (liveness lower bound {:.2} MiB, {:.2} MiB without reuse); {} kernels, {} GEMM steps, {} host steps{}",
         plan.arena_bytes as f64 / 1048576.0,
@@ -258,7 +273,7 @@ fn profile(exe: &Executable, named: &[(String, Tensor)], iters: usize) -> Result
         println!("on the reference interpreter (why each host step is slow):");
         print!("{}", super::fallbacks::render_lines(&host));
     }
-    Ok(())
+    Ok(Some(total))
 }
 
 /// `kiln bench` on a decoder: prefill `--prompt-len` tokens, then time `--iters`
@@ -305,9 +320,14 @@ fn bench_decode(
     let gbps = bytes as f64 / (median * 1e-3) / 1e9;
     if args.profile {
         println!("prefill of {prompt_len} tokens:");
-        profile(g.executable(), &g.run_inputs(&prompt)?, 3)?;
+        profile(g.executable(), &g.run_inputs(&prompt)?, 3, true)?;
         println!("decode step:");
-        profile(g.executable(), &g.run_inputs(&[token(0)])?, args.iters)?;
+        profile(
+            g.executable(),
+            &g.run_inputs(&[token(0)])?,
+            args.iters,
+            true,
+        )?;
     }
     let threads = options.resolved_threads();
     if args.json {

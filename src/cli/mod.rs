@@ -43,6 +43,15 @@ pub enum Command {
         /// Threads for the cpu target [default: all available].
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
+        /// Also run on this target (ref, cpu, cuda-sim, cuda) and compare every
+        /// output: prints each one's largest error and fails (exit 1) when one
+        /// exceeds the tolerance.
+        #[arg(long, value_name = "TARGET")]
+        compare: Option<String>,
+        /// Tolerance of --compare: an element passes when |a − b| ≤ TOL · (1 +
+        /// |b|), b the compared target's value.
+        #[arg(long, value_name = "TOL", default_value_t = 1e-3)]
+        tolerance: f64,
     },
     /// Generate text with a decoder (Hugging Face folder or GGUF file), streaming
     /// it, with a KV cache; prints prefill and decode speed at the end.
@@ -150,12 +159,15 @@ pub fn execute(command: Command) -> Result<i32, Error> {
             output,
             target,
             threads,
+            compare,
+            tolerance,
         } => run(
             &model,
             &inputs,
             output.as_deref(),
             target.as_deref(),
             threads,
+            compare.as_deref().map(|c| (c, tolerance)),
         ),
         Command::Bench(args) => bench::bench(&args),
         Command::Generate(args) => text::generate(&args),
@@ -206,8 +218,30 @@ fn run(
     output: Option<&Path>,
     target: Option<&str>,
     threads: Option<usize>,
+    compare: Option<(&str, f64)>,
 ) -> Result<i32, Error> {
     let artifact = crate::aot::is_artifact(model);
+    let compare_target = match compare {
+        Some((name, tol)) => {
+            let t = Target::from_name(name).ok_or_else(|| {
+                Error::Input(format!(
+                    "--compare: unknown target `{name}` (choose ref, cpu, cuda or cuda-sim)"
+                ))
+            })?;
+            if artifact {
+                return Err(Error::Input(
+                    "--compare needs a model, not a compiled artifact".into(),
+                ));
+            }
+            if !(tol >= 0.0 && tol.is_finite()) {
+                return Err(Error::Input(format!(
+                    "--tolerance {tol}: give a finite number ≥ 0"
+                )));
+            }
+            Some((t, tol))
+        }
+        None => None,
+    };
     let target_name = target.unwrap_or(if artifact { "cpu" } else { "ref" });
     let target = Target::from_name(target_name).ok_or_else(|| {
         Error::Input(format!(
@@ -265,7 +299,62 @@ fn run(
         load.as_secs_f64() * 1e3,
         run.as_secs_f64() * 1e3
     );
+    let Some((other, tol)) = compare_target else {
+        return Ok(0);
+    };
+    let options = crate::CompileOptions {
+        threads,
+        ..crate::CompileOptions::default()
+    };
+    let expected = Model::load(model)?
+        .compile_with(&other, &options)?
+        .run(&named)?;
+    let mut failed = 0;
+    for ((name, got), (_, want)) in outputs.iter().zip(&expected) {
+        let (err, ok) = compare_outputs(got, want, tol);
+        if !ok {
+            failed += 1;
+        }
+        println!(
+            "compare {name:width$} with {other}: {} (largest |a - b| / (1 + |b|) {err:.2e})",
+            if ok { "ok" } else { "MISMATCH" }
+        );
+    }
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} of {} outputs differ from target {other} beyond {tol:e}",
+            outputs.len()
+        );
+        return Ok(1);
+    }
     Ok(0)
+}
+
+/// The largest `|a − b| / (1 + |b|)` over two tensors' elements, and whether
+/// every element is within `tol` of it (shapes and dtypes must match; NaNs
+/// must be NaN in both).
+fn compare_outputs(got: &Tensor, want: &Tensor, tol: f64) -> (f64, bool) {
+    if got.dtype() != want.dtype() || got.shape() != want.shape() {
+        return (f64::INFINITY, false);
+    }
+    let mut worst = 0f64;
+    let mut ok = true;
+    for (a, b) in got.to_f64_vec().into_iter().zip(want.to_f64_vec()) {
+        let e = if a.is_nan() || b.is_nan() {
+            if a.is_nan() && b.is_nan() {
+                0.0
+            } else {
+                f64::INFINITY
+            }
+        } else if a == b {
+            0.0
+        } else {
+            (a - b).abs() / (1.0 + b.abs())
+        };
+        worst = worst.max(e);
+        ok &= e <= tol;
+    }
+    (worst, ok)
 }
 
 /// A short description of a tensor's values: a few of them, and min/mean/max.
