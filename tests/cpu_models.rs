@@ -4,7 +4,8 @@
 //! reference interpreter's test. Each build must be native code; host
 //! fallbacks are printed (and listed in the test output) but allowed. The
 //! optimized builds also run on `cuda-sim` (every kernel lowered to a GPU kernel
-//! and run on the SIMT interpreter).
+//! and run on the SIMT interpreter), and their GPU kernels compile with NVRTC,
+//! as the one module per model `--target cuda` loads, for sm_90a and sm_80.
 
 use kiln::cpu::Build;
 use kiln::{CompileOptions, Model, Target};
@@ -48,6 +49,9 @@ fn run_fixture(name: &str, optimize: bool, target: Target) {
             })
             .collect();
         let build = exe.cpu_build(&shapes).unwrap().expect("CPU builds");
+        if let Build::Gpu(gpu) = &*build {
+            compile_with_nvrtc(&what, &gpu.gpu_program().kernels);
+        }
         match &*build {
             Build::Native(_) | Build::Gpu(_) => {
                 let p = build.program().expect("compiled");
@@ -71,6 +75,56 @@ fn run_fixture(name: &str, optimize: bool, target: Target) {
             let err = check_close(&format!("{what}/{oname}"), g, w);
             println!("{what}/{oname}: max relative error {err:.2e}");
         }
+    }
+}
+
+/// Compiles a cuda-sim build's GPU kernels as one NVRTC program (the module
+/// `--target cuda` would load) to cubin for sm_90a and sm_80, and checks with
+/// `ptxas -v` that no kernel spills registers or uses more than the 48 KiB of
+/// shared memory a block gets by default; skips with a line where the venv
+/// lacks the tools (fails under CI).
+fn compile_with_nvrtc(what: &str, kernels: &[kiln_codegen::gpu::GpuKernel]) {
+    use kiln_codegen::gpu::cuda::nvrtc::{Arch, Form, Nvrtc};
+    use kiln_codegen::gpu::cuda::{module_source, ptxas};
+    use kiln_codegen::gpu::MAX_SHARED_BYTES;
+    use kiln_test_support::{require, Resource};
+    let (Some(lib), Some(include), Some(ptxas_path)) = (
+        require(Resource::Nvrtc, what),
+        require(Resource::CudaHeaders, what),
+        require(Resource::Ptxas, what),
+    ) else {
+        return;
+    };
+    let nvrtc = Nvrtc::load_from(&[lib])
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+        .with_include_dir(include);
+    let source = module_source(kernels).unwrap_or_else(|e| panic!("{what}: CUDA C: {e}"));
+    for arch in [Arch::SM_90A, Arch::SM_80] {
+        let c = nvrtc
+            .compile(&source, arch, Form::Cubin)
+            .unwrap_or_else(|e| panic!("{what}: NVRTC: {e}"));
+        let report = ptxas::resources(&ptxas_path, &c.ptx, arch)
+            .unwrap_or_else(|e| panic!("{what}: ptxas: {e}"));
+        assert_eq!(report.len(), kernels.len(), "{what}: ptxas report");
+        for k in &report {
+            assert!(
+                k.spill_stores == 0 && k.spill_loads == 0,
+                "{what}: {} spills on {arch}: {k:?}",
+                k.name
+            );
+            assert!(
+                k.shared_bytes <= MAX_SHARED_BYTES as u64,
+                "{what}: {} uses {} bytes of shared memory",
+                k.name,
+                k.shared_bytes
+            );
+        }
+        let most = report.iter().map(|k| k.registers).max().unwrap_or(0);
+        println!(
+            "{what}: {} GPU kernels compiled for {arch} in {:.2} s; no spills, at most {most} registers",
+            kernels.len(),
+            c.elapsed.as_secs_f64()
+        );
     }
 }
 
