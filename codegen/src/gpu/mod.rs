@@ -33,6 +33,7 @@
 mod check;
 pub mod cuda;
 pub mod from_cpu;
+pub mod gemm;
 mod print;
 pub mod sim;
 

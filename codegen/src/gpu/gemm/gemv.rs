@@ -1,0 +1,483 @@
+//! The matrix-vector kernel: products with at most [`GEMV_MAX_ROWS`] output rows
+//! (decode at batch 1, `x·Wᵀ`).
+//!
+//! Such a product reads each element of the column operand (the weight) once
+//! and does two flops per element read: it runs at the speed of memory, so the
+//! kernel is built around reading the weight well. Each output column (`j` of
+//! every batch entry) is one *column task*; a block of [`GEMV_WARPS`] warps
+//! takes several tasks at a time by one of two layouts ([`Lanes`]):
+//!
+//! - **Lanes along k** (the usual case, and the only one when the weight is
+//!   contiguous along k, `Wᵀ`): a column's k elements are split over the 32
+//!   lanes of a warp, each lane reading 128 bits at a time (4 f32, 8 f16, 2 f64)
+//!   where layout and alignment allow, and a butterfly of shuffles sums the
+//!   lanes. When there are too few columns to give the GPU
+//!   [`SPLIT_K_MIN_WARPS`] warps, the k range is also split over up to
+//!   [`GEMV_WARPS`] warps of the block (**split-K**), whose sums meet in shared
+//!   memory and are added in a fixed order: the result does not depend on
+//!   timing, unlike atomic adds (which f16 outputs would not allow either).
+//! - **Lanes along n** (the weight contiguous along n, not along k: a row-major
+//!   `[k, n]` `W`): lane `l` takes column `l` of the block's 32, so a warp's loads
+//!   are coalesced, and the warps split k; their sums meet in shared memory.
+//!
+//! Every thread holds one accumulator per output row, in f32 (f64 for f64),
+//! scaled by alpha and rounded to the storage type once at the end.
+
+use super::super::build::{add, bin, fc, idx, lane, load, mul, thread, var, warp, warp_reduce};
+use super::super::{
+    Axis, BinOp, GExpr, GStmt, GpuKernel, Launch, Mem, Scalar, VarId, MAX_GRID_X, MAX_VECTOR_BYTES,
+    WARP_SIZE,
+};
+use super::{div_rem, times, Problem};
+
+/// Most output rows the matrix-vector kernel takes (each thread keeps one
+/// accumulator per row and re-reads the rows' k elements, cached, per column).
+pub const GEMV_MAX_ROWS: usize = 4;
+/// Warps per block: 256 threads, enough to hide memory latency with a few
+/// blocks per multiprocessor.
+pub const GEMV_WARPS: u32 = 8;
+/// Split-K below this many warps' worth of column tasks: twice the 132
+/// multiprocessors of an H100 SXM, the fewest warps that keep every one of them
+/// streaming.
+pub const SPLIT_K_MIN_WARPS: i64 = 2 * 132;
+
+/// How a block's threads share out column tasks and the k range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lanes {
+    /// A column's k range over the lanes of `split` warps, `width` consecutive
+    /// elements per lane and step; a vector load where `vector_a`/`vector_b`.
+    AlongK {
+        split: i64,
+        width: i64,
+        vector_a: bool,
+        vector_b: bool,
+    },
+    /// One column per lane, the k range over the block's warps.
+    AlongN,
+}
+
+/// The launch plan of one product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub(crate) lanes: Lanes,
+    /// Column tasks one block takes at a time.
+    pub(crate) columns: i64,
+    /// Partial sums per column that meet in shared memory (1: none).
+    pub(crate) parts: i64,
+}
+
+/// The plan for `p` (at most [`GEMV_MAX_ROWS`] rows).
+pub(crate) fn plan(p: &Problem) -> Plan {
+    let warps = GEMV_WARPS as i64;
+    let lanes = WARP_SIZE as i64;
+    // The column operand steps by 1 along n and not along k: lanes along n.
+    if p.n > 1 && p.b[0] == 1 && p.b[1] != 1 {
+        return Plan {
+            lanes: Lanes::AlongN,
+            columns: lanes,
+            parts: warps,
+        };
+    }
+    // A 128-bit vector of an operand is aligned for every row, column, batch
+    // entry and k step when k and every stride it is offset by are multiples of
+    // the width.
+    let w = (MAX_VECTOR_BYTES / p.storage.size()) as i64;
+    let aligned =
+        |k_stride: i64, outer: i64, outer_stride: i64, batch: &dyn Fn(&super::BatchDim) -> i64| {
+            w > 1
+                && p.k % w == 0
+                && k_stride == 1
+                && (outer == 1 || outer_stride % w == 0)
+                && p.batch.iter().all(|d| batch(d) % w == 0)
+        };
+    let vector_a = aligned(p.a[1], p.m, p.a[0], &|d| d.a);
+    let vector_b = aligned(p.b[1], p.n, p.b[0], &|d| d.b);
+    let width = if vector_a || vector_b { w } else { 1 };
+    let tasks = p.n * p.count;
+    let mut split = 1;
+    // Split while there are too few warps and each warp of the split still
+    // gets a whole step of k.
+    while split < warps && tasks * split < SPLIT_K_MIN_WARPS && p.k >= 2 * split * lanes * width {
+        split *= 2;
+    }
+    Plan {
+        lanes: Lanes::AlongK {
+            split,
+            width,
+            vector_a,
+            vector_b,
+        },
+        columns: warps / split,
+        parts: split,
+    }
+}
+
+/// The matrix-vector kernel for `p` (`p.m` ≤ [`GEMV_MAX_ROWS`]).
+pub(crate) fn kernel(name: &str, p: &Problem, lens: [usize; 3]) -> GpuKernel {
+    let plan = plan(p);
+    let rows = p.m as usize;
+    let tasks = p.n * p.count;
+    let groups = super::ceil_div(tasks, plan.columns);
+    let blocks = groups.clamp(1, MAX_GRID_X as i64) as u32;
+    let mut k = p.kernel(name, Launch::linear(blocks, GEMV_WARPS * WARP_SIZE), lens);
+    let partials = (plan.parts > 1).then(|| {
+        k.shared(
+            "partials",
+            p.acc,
+            (plan.parts * plan.columns) as usize * rows,
+        )
+    });
+
+    // Which column task of the group a thread works on, which part of the sum
+    // it computes (`part` of `parts`, in shared memory) and which k offset of a
+    // step it starts at (`k_lane` of `k_lanes`).
+    let lanes = WARP_SIZE as i64;
+    let (task, part, k_lane, k_lanes, width) = match plan.lanes {
+        Lanes::AlongK {
+            split: 1, width, ..
+        } => (warp(), idx(0), lane(), lanes, width),
+        Lanes::AlongK { split, width, .. } => {
+            let part = bin(BinOp::Rem, warp(), idx(split));
+            (
+                bin(BinOp::Div, warp(), idx(split)),
+                part.clone(),
+                add(mul(part, idx(lanes)), lane()),
+                split * lanes,
+                width,
+            )
+        }
+        Lanes::AlongN => (lane(), warp(), warp(), GEMV_WARPS as i64, 1),
+    };
+
+    let group = k.var(Scalar::I64);
+    let column = k.var(Scalar::I64);
+    let mut body = vec![GStmt::Let {
+        var: column,
+        value: add(mul(var(group), idx(plan.columns)), task.clone()),
+    }];
+
+    // The thread's share of its column: Σ over its k steps.
+    let mut work = Vec::new();
+    let (bi, j) = split_column(p, &mut k, &mut work, var(column));
+    let (oa, ob, oc) = p.batch_offsets(&mut k, &mut work, bi);
+    let col_base = k.var(Scalar::I64);
+    work.push(GStmt::Let {
+        var: col_base,
+        value: add(var(ob), times(j.clone(), p.b[0])),
+    });
+    let accs: Vec<VarId> = (0..rows).map(|_| k.var(p.acc)).collect();
+    for &a in &accs {
+        work.push(GStmt::Decl {
+            var: a,
+            init: fc(0.0, p.acc),
+        });
+    }
+    let kk = k.var(Scalar::I64);
+    let (vector_a, vector_b) = match plan.lanes {
+        Lanes::AlongK {
+            vector_a, vector_b, ..
+        } => (vector_a, vector_b),
+        Lanes::AlongN => (false, false),
+    };
+    let mut step = Vec::new();
+    let b_vals = operand(
+        &mut k,
+        &mut step,
+        p.b_buf,
+        var(col_base),
+        var(kk),
+        p.b[1],
+        width,
+        vector_b,
+    );
+    for (r, &acc) in accs.iter().enumerate() {
+        let row_base = add(var(oa), idx(r as i64 * p.a[0]));
+        let a_vals = operand(
+            &mut k,
+            &mut step,
+            p.a_buf,
+            row_base,
+            var(kk),
+            p.a[1],
+            width,
+            vector_a,
+        );
+        let mut sum = var(acc);
+        for (&x, &y) in a_vals.iter().zip(&b_vals) {
+            let product = mul(cast_acc(p, x), cast_acc(p, y));
+            sum = add(sum, product);
+        }
+        step.push(GStmt::Assign {
+            var: acc,
+            value: sum,
+        });
+    }
+    work.push(GStmt::For {
+        var: kk,
+        start: times(k_lane, width),
+        end: idx(p.k),
+        step: idx(k_lanes * width),
+        body: step,
+    });
+
+    // Lanes along k: the warp's lanes hold parts of one column; sum them.
+    let sums: Vec<VarId> = match plan.lanes {
+        Lanes::AlongK { .. } => accs
+            .iter()
+            .map(|&a| warp_reduce(&mut k, &mut work, BinOp::Add, a))
+            .collect(),
+        Lanes::AlongN => accs.clone(),
+    };
+    let c_at = |oc: GExpr, r: GExpr, j: GExpr| add(add(oc, times(r, p.c[0])), times(j, p.c[1]));
+    match partials {
+        None => {
+            let stores = (sums.iter().enumerate())
+                .map(|(r, &s)| GStmt::Store {
+                    mem: Mem::Global(super::C),
+                    index: c_at(oc.clone(), idx(r as i64), j.clone()),
+                    value: p.result(var(s)),
+                })
+                .collect();
+            work.push(first_lane(stores));
+        }
+        Some(sh) => {
+            let stores: Vec<GStmt> = (sums.iter().enumerate())
+                .map(|(r, &s)| GStmt::Store {
+                    mem: Mem::Shared(sh),
+                    index: add(
+                        mul(
+                            add(mul(part.clone(), idx(plan.columns)), task.clone()),
+                            idx(p.m),
+                        ),
+                        idx(r as i64),
+                    ),
+                    value: var(s),
+                })
+                .collect();
+            match plan.lanes {
+                Lanes::AlongK { .. } => work.push(first_lane(stores)),
+                Lanes::AlongN => work.extend(stores),
+            }
+        }
+    }
+    body.push(GStmt::If {
+        cond: bin(BinOp::Lt, var(column), idx(tasks)),
+        then: work,
+        otherwise: vec![],
+    });
+    if let Some(sh) = partials {
+        body.push(GStmt::Barrier);
+        body.push(combine(p, &mut k, &plan, sh, group));
+        // The next group's partial sums overwrite these only after every
+        // thread has read them.
+        body.push(GStmt::Barrier);
+    }
+    k.body = vec![GStmt::For {
+        var: group,
+        start: super::super::build::block(Axis::X),
+        end: idx(groups),
+        step: super::super::build::grid_dim(Axis::X),
+        body,
+    }];
+    k
+}
+
+fn cast_acc(p: &Problem, x: VarId) -> GExpr {
+    super::convert(p.storage, p.acc, var(x))
+}
+
+/// Statements by which thread `t < columns·m` adds the partial sums of row
+/// `t % m` of the group's column task `t / m`, in part order (deterministic),
+/// and stores the result.
+fn combine(p: &Problem, k: &mut GpuKernel, plan: &Plan, sh: usize, group: VarId) -> GStmt {
+    let [task, row, column] = [(); 3].map(|_| k.var(Scalar::I64));
+    let mut store = Vec::new();
+    let (bi, j) = split_column(p, k, &mut store, var(column));
+    let partial = |s: i64| {
+        load(
+            Mem::Shared(sh),
+            add(
+                mul(add(idx(s * plan.columns), var(task)), idx(p.m)),
+                var(row),
+            ),
+        )
+    };
+    let sum = (1..plan.parts).fold(partial(0), |sum, s| add(sum, partial(s)));
+    store.push(GStmt::Store {
+        mem: Mem::Global(super::C),
+        index: add(
+            add(times(bi, p.m * p.n), times(var(row), p.c[0])),
+            times(j, p.c[1]),
+        ),
+        value: p.result(sum),
+    });
+    GStmt::If {
+        cond: bin(BinOp::Lt, thread(), idx(plan.columns * p.m)),
+        then: vec![
+            GStmt::Let {
+                var: task,
+                value: div_rem(BinOp::Div, thread(), p.m),
+            },
+            GStmt::Let {
+                var: row,
+                value: div_rem(BinOp::Rem, thread(), p.m),
+            },
+            GStmt::Let {
+                var: column,
+                value: add(mul(var(group), idx(plan.columns)), var(task)),
+            },
+            GStmt::If {
+                cond: bin(BinOp::Lt, var(column), idx(p.n * p.count)),
+                then: store,
+                otherwise: vec![],
+            },
+        ],
+        otherwise: vec![],
+    }
+}
+
+/// `stmts` run by lane 0 only.
+fn first_lane(stmts: Vec<GStmt>) -> GStmt {
+    GStmt::If {
+        cond: bin(BinOp::Eq, lane(), idx(0)),
+        then: stmts,
+        otherwise: vec![],
+    }
+}
+
+/// Statements binding the batch entry and column of column task `column`.
+fn split_column(
+    p: &Problem,
+    k: &mut GpuKernel,
+    out: &mut Vec<GStmt>,
+    column: GExpr,
+) -> (GExpr, GExpr) {
+    if p.count == 1 {
+        return (idx(0), column);
+    }
+    let [bi, j] = [BinOp::Div, BinOp::Rem].map(|op| {
+        let v = k.var(Scalar::I64);
+        out.push(GStmt::Let {
+            var: v,
+            value: div_rem(op, column.clone(), p.n),
+        });
+        var(v)
+    });
+    (bi, j)
+}
+
+/// Statements loading `width` consecutive k elements `kk..` of one row or column
+/// of an operand (`base` its element 0, `k_stride` apart), in one vector access
+/// when `vector`; returns their registers.
+#[allow(clippy::too_many_arguments)]
+fn operand(
+    k: &mut GpuKernel,
+    out: &mut Vec<GStmt>,
+    buf: usize,
+    base: GExpr,
+    kk: GExpr,
+    k_stride: i64,
+    width: i64,
+    vector: bool,
+) -> Vec<VarId> {
+    let storage = k.buffers[buf].scalar;
+    let dsts: Vec<VarId> = (0..width).map(|_| k.var(storage)).collect();
+    if vector {
+        out.push(GStmt::LoadVec {
+            dsts: dsts.clone(),
+            mem: Mem::Global(buf),
+            index: add(base, kk),
+        });
+    } else {
+        for (e, &d) in dsts.iter().enumerate() {
+            out.push(GStmt::Let {
+                var: d,
+                value: load(
+                    Mem::Global(buf),
+                    add(
+                        base.clone(),
+                        times(add(kk.clone(), idx(e as i64)), k_stride),
+                    ),
+                ),
+            });
+        }
+    }
+    dsts
+}
+
+#[cfg(test)]
+mod tests {
+    use kiln_ir::DType;
+
+    use super::super::tests::step;
+    use super::*;
+
+    /// `x·Wᵀ`: `[m, k]` activations, a weight stored `[n, k]`.
+    fn decode(dtype: DType, m: usize, n: usize, k: usize) -> Plan {
+        let g = step(dtype, m, n, k, [k as isize, 1], [1, k as isize]);
+        plan(&Problem::new(&g))
+    }
+
+    fn along_k(split: i64, width: i64, vector_a: bool, vector_b: bool) -> Lanes {
+        Lanes::AlongK {
+            split,
+            width,
+            vector_a,
+            vector_b,
+        }
+    }
+
+    #[test]
+    fn decode_reads_vectors_and_splits_k_only_when_columns_are_few() {
+        // A 2048→5632 projection: a warp per column, 8 halves per load.
+        let p = decode(DType::F16, 1, 5632, 2048);
+        assert_eq!(p.lanes, along_k(1, 8, true, true));
+        assert_eq!((p.columns, p.parts), (8, 1));
+        // 128 columns: 128·4 warps reach SPLIT_K_MIN_WARPS; 64·4 do not.
+        assert_eq!(
+            decode(DType::F16, 1, 128, 2048).lanes,
+            along_k(4, 8, true, true)
+        );
+        assert_eq!(
+            decode(DType::F16, 1, 64, 2048).lanes,
+            along_k(8, 8, true, true)
+        );
+        // 8 columns: every warp of the block, if k is long enough for them all.
+        assert_eq!(
+            decode(DType::F32, 1, 8, 8192).lanes,
+            along_k(8, 4, true, true)
+        );
+        assert_eq!(
+            decode(DType::F32, 1, 8, 256).lanes,
+            along_k(2, 4, true, true)
+        );
+        assert_eq!(
+            decode(DType::F64, 2, 8, 64).lanes,
+            along_k(1, 2, true, true)
+        );
+    }
+
+    #[test]
+    fn misaligned_operands_load_scalars() {
+        // k not a multiple of the width: no vector for either operand.
+        assert_eq!(
+            decode(DType::F16, 1, 512, 2052).lanes,
+            along_k(1, 1, false, false)
+        );
+        // Two rows of a padded a (row stride 2049 + 3): b alone in vectors.
+        let g = step(DType::F16, 2, 512, 2048, [2051, 1], [1, 2048]);
+        assert_eq!(plan(&Problem::new(&g)).lanes, along_k(1, 8, false, true));
+        // A single row needs no row stride.
+        let g = step(DType::F16, 1, 512, 2048, [2051, 1], [1, 2048]);
+        assert_eq!(plan(&Problem::new(&g)).lanes, along_k(1, 8, true, true));
+    }
+
+    #[test]
+    fn a_weight_contiguous_along_n_puts_lanes_along_n() {
+        // `x·W` with W stored `[k, n]`.
+        let g = step(DType::F16, 1, 512, 2048, [2048, 1], [512, 1]);
+        let p = plan(&Problem::new(&g));
+        assert_eq!(p.lanes, Lanes::AlongN);
+        assert_eq!((p.columns, p.parts), (32, GEMV_WARPS as i64));
+    }
+}
