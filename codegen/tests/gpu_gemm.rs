@@ -1,0 +1,327 @@
+//! The GPU GEMM kernels (`gpu::gemm`): on the SIMT interpreter they match a plain
+//! f64 GEMM, written here with `GemmStep`'s semantics (those of the CPU
+//! runtime's `cpu/gemm.rs`), on random products — shapes with edges that no tile
+//! divides, transposed operands, padded rows, broadcast batch dims, f32, f16 and
+//! f64, alpha ≠ 1 — of every kernel variant.
+
+use kiln_codegen::gpu::gemm::{gemm_kernel, variant, Variant, GEMV_MAX_ROWS};
+use kiln_codegen::gpu::sim::{launch, SimBuffer};
+use kiln_codegen::gpu::{GpuKernel, Scalar};
+use kiln_codegen::program::GemmStep;
+use kiln_ir::DType;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Sizes of m, n and k the random products draw from: 1, tiny, around a warp,
+/// around a tile and past two tiles.
+const SIZES: [usize; 9] = [1, 2, 3, 7, 31, 33, 64, 65, 130];
+/// Most multiply-adds of one random product (130³ fits): the interpreter is
+/// slow, and the whole file runs in seconds in release.
+const MAX_WORK: usize = 2_500_000;
+
+fn seed() -> u64 {
+    // Fresh inputs every run, reproducible from the printed seed.
+    let s = std::env::var("KILN_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("seed {s} (KILN_TEST_SEED)");
+    s
+}
+
+/// How one operand is laid out in its buffer.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    /// Stored as the transpose (`[cols, rows]`).
+    transposed: bool,
+    /// Extra elements after each stored row (a view of a wider matrix).
+    pad: usize,
+}
+
+/// A product of `rows × cols` operands laid out as `layout`, with one batch
+/// dim per entry of `batch` (`true`: broadcast, stride 0): returns the
+/// element strides of rows and columns, the batch strides and the buffer length.
+fn strides(
+    rows: usize,
+    cols: usize,
+    layout: Layout,
+    batch: &[(usize, bool)],
+) -> ([isize; 2], Vec<isize>, usize) {
+    let (outer, inner) = if layout.transposed {
+        (cols, rows)
+    } else {
+        (rows, cols)
+    };
+    let ld = inner + layout.pad;
+    let matrix = [ld as isize, 1];
+    let s = if layout.transposed {
+        [matrix[1], matrix[0]]
+    } else {
+        matrix
+    };
+    let mut size = outer * ld;
+    let mut batch_strides = vec![0; batch.len()];
+    for (d, &(len, broadcast)) in batch.iter().enumerate().rev() {
+        if !broadcast {
+            batch_strides[d] = size as isize;
+            size *= len;
+        }
+    }
+    (s, batch_strides, size)
+}
+
+/// A step over dense `c` and operands laid out as given.
+#[allow(clippy::too_many_arguments)]
+fn step(
+    dtype: DType,
+    [m, n, k]: [usize; 3],
+    batch: &[(usize, bool, bool)],
+    a: Layout,
+    b: Layout,
+    alpha: f64,
+) -> (GemmStep, [usize; 3]) {
+    let a_batch: Vec<_> = batch.iter().map(|&(l, ba, _)| (l, ba)).collect();
+    let b_batch: Vec<_> = batch.iter().map(|&(l, _, bb)| (l, bb)).collect();
+    let (a_strides, a_batch_strides, a_len) = strides(m, k, a, &a_batch);
+    let (b_strides, b_batch_strides, b_len) = strides(k, n, b, &b_batch);
+    let batch: Vec<usize> = batch.iter().map(|d| d.0).collect();
+    let c_len = batch.iter().product::<usize>() * m * n;
+    let g = GemmStep {
+        a: 0,
+        b: 1,
+        c: 2,
+        dtype,
+        m,
+        n,
+        k,
+        batch,
+        a_batch_strides,
+        b_batch_strides,
+        a_strides,
+        b_strides,
+        alpha,
+    };
+    (g, [a_len, b_len, c_len])
+}
+
+/// `GemmStep`'s semantics in f64: the product and, per element, Σ|a·b|·|alpha|
+/// (the scale of its rounding error).
+fn reference(g: &GemmStep, a: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let count = g.batch_count();
+    let mut c = vec![0.0; count * g.m * g.n];
+    let mut scale = c.clone();
+    for bi in 0..count {
+        let (mut oa, mut ob, mut rest) = (0isize, 0isize, bi);
+        for d in (0..g.batch.len()).rev() {
+            let i = (rest % g.batch[d]) as isize;
+            rest /= g.batch[d];
+            oa += i * g.a_batch_strides[d];
+            ob += i * g.b_batch_strides[d];
+        }
+        for i in 0..g.m {
+            for j in 0..g.n {
+                let (mut sum, mut abs) = (0.0, 0.0);
+                for kk in 0..g.k {
+                    let x = a[(oa + i as isize * g.a_strides[0] + kk as isize * g.a_strides[1])
+                        as usize];
+                    let y = b[(ob + kk as isize * g.b_strides[0] + j as isize * g.b_strides[1])
+                        as usize];
+                    sum += x * y;
+                    abs += (x * y).abs();
+                }
+                c[(bi * g.m + i) * g.n + j] = g.alpha * sum;
+                scale[(bi * g.m + i) * g.n + j] = g.alpha.abs() * abs;
+            }
+        }
+    }
+    (c, scale)
+}
+
+fn scalar(dtype: DType) -> Scalar {
+    match dtype {
+        DType::F32 => Scalar::F32,
+        DType::F64 => Scalar::F64,
+        DType::F16 => Scalar::F16,
+        other => unreachable!("{other}"),
+    }
+}
+
+/// Runs `g`'s kernel on the interpreter over random inputs and compares it with
+/// [`reference`]; returns the kernel.
+fn check(rng: &mut StdRng, g: &GemmStep, lens: [usize; 3]) -> GpuKernel {
+    let s = scalar(g.dtype);
+    let kernel = gemm_kernel("gemm", g, lens);
+    let random = |rng: &mut StdRng, n: usize| -> Vec<f64> {
+        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+    };
+    // Inputs rounded to the storage type, so the reference sees what the kernel does.
+    let a = SimBuffer::from_f64(s, &random(rng, lens[0]));
+    let b = SimBuffer::from_f64(s, &random(rng, lens[1]));
+    let (want, scale) = reference(g, &a.to_f64_vec(), &b.to_f64_vec());
+    // A c full of NaN: every element must be written.
+    let c = SimBuffer::from_f64(s, &vec![f64::NAN; lens[2]]);
+    let mut bufs = vec![a, b, c];
+    launch(&kernel, &mut bufs).unwrap_or_else(|e| panic!("{g:?}: {e}\n{kernel}"));
+    // Unit roundoff of the accumulator (every product and sum) and of the stored
+    // result (once).
+    // f16 rounds results below 2^-14 to multiples of 2^-24.
+    let (acc_u, store_u, store_abs) = match g.dtype {
+        DType::F64 => (f64::EPSILON, f64::EPSILON, 0.0),
+        DType::F32 => (f32::EPSILON as f64, f32::EPSILON as f64, 0.0),
+        _ => (f32::EPSILON as f64, 2f64.powi(-10), 2f64.powi(-24)),
+    };
+    for (i, ((got, w), sc)) in bufs[2]
+        .to_f64_vec()
+        .iter()
+        .zip(&want)
+        .zip(&scale)
+        .enumerate()
+    {
+        let tol = acc_u * (g.k as f64 + 2.0) * sc + store_u * w.abs() + store_abs;
+        assert!(
+            (got - w).abs() <= tol,
+            "{:?} element {i}: {got} vs {w} (tolerance {tol})\n{g:?}",
+            g.dtype
+        );
+    }
+    kernel
+}
+
+/// A random product with sizes from `ms`, `ns` and `ks` (within [`MAX_WORK`]).
+fn random_step(
+    rng: &mut StdRng,
+    ms: &[usize],
+    ns: &[usize],
+    ks: &[usize],
+) -> (GemmStep, [usize; 3]) {
+    loop {
+        let pick = |rng: &mut StdRng, s: &[usize]| s[rng.random_range(0..s.len())];
+        let (m, n, k) = (pick(rng, ms), pick(rng, ns), pick(rng, ks));
+        let dims = rng.random_range(0..=2);
+        let batch: Vec<(usize, bool, bool)> = (0..dims)
+            .map(|_| {
+                let len = rng.random_range(1..=3);
+                // Broadcast of a, of b, or neither (never both: a stride-0 c is not
+                // a GEMM the scheduler makes, though the kernels would not mind).
+                match rng.random_range(0..4) {
+                    0 => (len, true, false),
+                    1 => (len, false, true),
+                    _ => (len, false, false),
+                }
+            })
+            .collect();
+        let count: usize = batch.iter().map(|d| d.0).product();
+        if m * n * k * count > MAX_WORK {
+            continue;
+        }
+        let layout = |rng: &mut StdRng| Layout {
+            transposed: rng.random_bool(0.5),
+            pad: [0, 0, 0, 1, 8][rng.random_range(0..5)],
+        };
+        let dtype = [DType::F32, DType::F16, DType::F64][rng.random_range(0..3)];
+        let alpha = [1.0, 0.125, -1.5][rng.random_range(0..3)];
+        let (a, b) = (layout(rng), layout(rng));
+        return step(dtype, [m, n, k], &batch, a, b, alpha);
+    }
+}
+
+fn random_products(ms: &[usize], ns: &[usize], ks: &[usize], count: usize, want: &[Variant]) {
+    let mut rng = StdRng::seed_from_u64(seed());
+    let mut seen = Vec::new();
+    for _ in 0..count {
+        let (g, lens) = random_step(&mut rng, ms, ns, ks);
+        let v = variant(&g);
+        assert!(want.contains(&v), "{v:?} for {g:?}");
+        seen.push(v);
+        check(&mut rng, &g, lens);
+    }
+    for v in want {
+        assert!(seen.contains(v), "no product took {v:?}");
+    }
+}
+
+#[test]
+fn the_matrix_vector_kernel_matches_a_plain_gemm() {
+    let small = &SIZES[..GEMV_MAX_ROWS - 1];
+    random_products(small, &SIZES, &SIZES, 60, &[Variant::Gemv]);
+}
+
+#[test]
+fn thin_products_take_the_transposed_matrix_vector_kernel() {
+    let small = &SIZES[..GEMV_MAX_ROWS - 1];
+    random_products(&SIZES[4..], small, &SIZES, 30, &[Variant::GemvTransposed]);
+}
+
+#[test]
+fn the_tiled_kernel_matches_a_plain_gemm() {
+    random_products(&SIZES[3..], &SIZES[3..], &SIZES, 30, &[Variant::Tiled]);
+}
+
+/// `x·Wᵀ` at decode: one to three rows of activations against a weight stored
+/// `[n, k]` (contiguous along k).
+fn decode(
+    dtype: DType,
+    m: usize,
+    n: usize,
+    k: usize,
+    batch: &[(usize, bool, bool)],
+) -> (GemmStep, [usize; 3]) {
+    let dense = Layout {
+        transposed: false,
+        pad: 0,
+    };
+    let weight = Layout {
+        transposed: true,
+        pad: 0,
+    };
+    step(dtype, [m, n, k], batch, dense, weight, 0.5)
+}
+
+#[test]
+fn decode_products_read_the_weight_in_vectors_and_split_k() {
+    let mut rng = StdRng::seed_from_u64(seed());
+    for (dtype, width) in [(DType::F16, 8), (DType::F32, 4), (DType::F64, 2)] {
+        for m in [1, 3] {
+            // Few columns: split-K over the block's warps; many: one warp each.
+            for (n, split) in [(5, true), (300, false)] {
+                let k = 4096 / width;
+                let (g, lens) = decode(dtype, m, n, k, &[]);
+                let kernel = check(&mut rng, &g, lens);
+                let text = kernel.to_string();
+                assert!(text.contains(&format!("..+{width}]")), "{text}");
+                assert_eq!(text.contains("partials"), split, "{text}");
+            }
+        }
+        // A k no vector divides: scalar loads, still correct.
+        let (g, lens) = decode(dtype, 2, 9, 2048 / width + 1, &[]);
+        let kernel = check(&mut rng, &g, lens);
+        assert!(!kernel.to_string().contains("..+"), "{kernel}");
+    }
+    // Batched, the weight broadcast (a stride-0 batch dim of b): vector loads
+    // still aligned.
+    let (g, lens) = decode(DType::F16, 1, 12, 512, &[(3, false, true)]);
+    assert!(check(&mut rng, &g, lens).to_string().contains("..+8]"));
+}
+
+#[test]
+fn empty_reductions_write_zeros_and_empty_outputs_nothing() {
+    let mut rng = StdRng::seed_from_u64(seed());
+    let dense = Layout {
+        transposed: false,
+        pad: 0,
+    };
+    for mnk in [[3, 5, 0], [70, 70, 0], [70, 2, 0], [1, 1, 1]] {
+        let (g, lens) = step(DType::F32, mnk, &[(2, false, false)], dense, dense, 2.0);
+        check(&mut rng, &g, lens);
+    }
+    for mnk in [[0, 5, 3], [5, 0, 3]] {
+        let (g, lens) = step(DType::F16, mnk, &[], dense, dense, 1.0);
+        assert_eq!(variant(&g), Variant::Empty);
+        check(&mut rng, &g, lens);
+    }
+}
