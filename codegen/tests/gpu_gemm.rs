@@ -2,13 +2,18 @@
 //! f64 GEMM, written here with `GemmStep`'s semantics (those of the CPU
 //! runtime's `cpu/gemm.rs`), on random products — shapes with edges that no tile
 //! divides, transposed operands, padded rows, broadcast batch dims, f32, f16 and
-//! f64, alpha ≠ 1 — of every kernel variant.
+//! f64, alpha ≠ 1 — of every kernel variant; their text form is pinned; every
+//! variant compiles with NVRTC for `sm_90a` and `sm_80`, and `ptxas` finds no
+//! spills in a decode GEMV and the tiled kernel.
 
+use kiln_codegen::gpu::cuda::nvrtc::{Arch, Form, Nvrtc};
+use kiln_codegen::gpu::cuda::{kernel_source, module_source, ptxas};
 use kiln_codegen::gpu::gemm::{gemm_kernel, variant, Variant, GEMV_MAX_ROWS};
 use kiln_codegen::gpu::sim::{launch, SimBuffer};
-use kiln_codegen::gpu::{GpuKernel, Scalar};
+use kiln_codegen::gpu::{GpuKernel, Scalar, MAX_SHARED_BYTES};
 use kiln_codegen::program::GemmStep;
 use kiln_ir::DType;
+use kiln_test_support::{require, Resource};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -323,5 +328,171 @@ fn empty_reductions_write_zeros_and_empty_outputs_nothing() {
         let (g, lens) = step(DType::F16, mnk, &[], dense, dense, 1.0);
         assert_eq!(variant(&g), Variant::Empty);
         check(&mut rng, &g, lens);
+    }
+}
+
+/// One product of each kernel variant and layout, at sizes a model has: the
+/// decode GEMV of a 2048→5632 f16 projection (one warp per column), the same
+/// with few columns (split-K), f32 and f64 GEMVs, a GEMV over a row-major
+/// weight (lanes along n), a thin product (transposed GEMV), tiled f32, f16 and
+/// f64 products with a transposed operand and a broadcast batch.
+fn variants() -> Vec<GpuKernel> {
+    let dense = Layout {
+        transposed: false,
+        pad: 0,
+    };
+    let t = Layout {
+        transposed: true,
+        pad: 0,
+    };
+    let cases = [
+        ("gemv_f16_decode", decode(DType::F16, 1, 5632, 2048, &[])),
+        ("gemv_f16_split_k", decode(DType::F16, 1, 64, 2048, &[])),
+        ("gemv_f32_rows4", decode(DType::F32, 4, 1024, 1024, &[])),
+        ("gemv_f64", decode(DType::F64, 1, 512, 512, &[])),
+        (
+            "gemv_f16_along_n",
+            step(DType::F16, [1, 2048, 512], &[], dense, dense, 1.0),
+        ),
+        (
+            "gemv_f32_transposed",
+            step(
+                DType::F32,
+                [512, 1, 768],
+                &[(4, false, false)],
+                dense,
+                dense,
+                1.0,
+            ),
+        ),
+        (
+            "tiled_f32",
+            step(DType::F32, [512, 512, 512], &[], dense, t, 1.0),
+        ),
+        (
+            "tiled_f16",
+            step(
+                DType::F16,
+                [128, 2048, 512],
+                &[(2, false, true)],
+                dense,
+                t,
+                0.5,
+            ),
+        ),
+        (
+            "tiled_f64_transposed_a",
+            step(
+                DType::F64,
+                [300, 200, 100],
+                &[(3, false, false)],
+                t,
+                dense,
+                2.0,
+            ),
+        ),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, (g, lens))| gemm_kernel(name, &g, lens))
+        .collect()
+}
+
+#[test]
+fn the_text_of_each_kernel_is_pinned() {
+    let dense = Layout {
+        transposed: false,
+        pad: 0,
+    };
+    // Decode at a small shape: f16 vector loads, split-K over four warps.
+    let (g, lens) = decode(DType::F16, 2, 3, 1024, &[]);
+    insta::assert_snapshot!("gemv_split_k", gemm_kernel("gemv", &g, lens).to_string());
+    // A row-major weight: lanes along n; batch dims, b broadcast.
+    let (g, lens) = step(
+        DType::F32,
+        [1, 40, 24],
+        &[(2, false, true)],
+        dense,
+        dense,
+        1.0,
+    );
+    insta::assert_snapshot!("gemv_along_n", gemm_kernel("gemv", &g, lens).to_string());
+    // Edges in m, n and k; a transposed b; alpha.
+    let t = Layout {
+        transposed: true,
+        pad: 0,
+    };
+    let (g, lens) = step(DType::F16, [70, 65, 33], &[], dense, t, 0.5);
+    insta::assert_snapshot!("tiled", gemm_kernel("tiled", &g, lens).to_string());
+}
+
+/// NVRTC with the venv's headers, or `None` (after a skip line) when the venv
+/// lacks them; under CI a missing tool fails the test.
+fn nvrtc(test: &str) -> Option<Nvrtc> {
+    let lib = require(Resource::Nvrtc, test)?;
+    let include = require(Resource::CudaHeaders, test)?;
+    let nvrtc = Nvrtc::load_from(&[lib]).unwrap_or_else(|e| panic!("{test}: {e}"));
+    Some(nvrtc.with_include_dir(include))
+}
+
+#[test]
+fn every_variant_compiles_and_assembles_without_spills() {
+    let test = "every_variant_compiles_and_assembles_without_spills";
+    let Some(nvrtc) = nvrtc(test) else {
+        return;
+    };
+    let Some(ptxas_path) = require(Resource::Ptxas, test) else {
+        return;
+    };
+    let kernels = variants();
+    let source = module_source(&kernels).unwrap();
+    for arch in [Arch::SM_90A, Arch::SM_80] {
+        let c = nvrtc
+            .compile(&source, arch, Form::Cubin)
+            .unwrap_or_else(|e| panic!("{e}\n--- source ---\n{source}"));
+        assert_eq!(&c.cubin.as_deref().unwrap()[..4], b"\x7fELF");
+        assert!(c.log.is_empty(), "{arch}: {}", c.log);
+        let report = ptxas::resources(&ptxas_path, &c.ptx, arch).unwrap();
+        for k in &kernels {
+            let r = report.iter().find(|r| r.name == k.name).unwrap();
+            eprintln!(
+                "{arch} {}: {} registers, {} B spill stores, {} B spill loads, {} B stack, {} B shared",
+                r.name, r.registers, r.spill_stores, r.spill_loads, r.stack_frame, r.shared_bytes
+            );
+            assert_eq!((r.spill_stores, r.spill_loads), (0, 0), "{arch}: {r:?}");
+            assert_eq!(r.stack_frame, 0, "{arch}: {r:?}");
+            assert_eq!(r.shared_bytes, k.shared_bytes() as u64, "{arch}: {r:?}");
+            assert!(r.shared_bytes <= MAX_SHARED_BYTES as u64, "{arch}: {r:?}");
+            assert!(r.registers <= 65536 / k.launch.block, "{arch}: {r:?}");
+        }
+    }
+    // The decode GEMV reads the weight 128 bits at a time and sums lanes by
+    // butterfly shuffles.
+    let decode = &kernels[0];
+    let c = nvrtc
+        .compile(&kernel_source(decode).unwrap(), Arch::SM_90A, Form::Cubin)
+        .unwrap();
+    for want in ["ld.global.nc.v4.u32", "shfl.sync.bfly"] {
+        assert!(
+            c.ptx.contains(want),
+            "{}: no {want}\n{}",
+            decode.name,
+            c.ptx
+        );
+    }
+}
+
+#[test]
+fn the_variants_are_the_kernels_their_names_say() {
+    for k in variants() {
+        let text = k.to_string();
+        let tiled = k.name.starts_with("tiled");
+        assert_eq!(text.contains("a_tile"), tiled, "{}", k.name);
+        let vector = ["decode", "split_k", "rows4", "f64", "transposed"]
+            .iter()
+            .any(|s| k.name.ends_with(s));
+        assert_eq!(text.contains("..+"), vector, "{text}");
+        let split = k.name.contains("split_k") || k.name.contains("along_n");
+        assert_eq!(text.contains("partials"), split, "{}", k.name);
     }
 }
