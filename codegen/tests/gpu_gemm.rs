@@ -333,7 +333,8 @@ fn empty_reductions_write_zeros_and_empty_outputs_nothing() {
 
 /// One product of each kernel variant and layout, at sizes a model has: the
 /// decode GEMV of a 2048→5632 f16 projection (one warp per column), the same
-/// with few columns (split-K), f32 and f64 GEMVs, a GEMV over a row-major
+/// with few columns (split-K), f32 and f64 GEMVs, attention scores over a
+/// 64-wide head (eight lanes per column), a GEMV over a row-major
 /// weight (lanes along n), a thin product (transposed GEMV), tiled f32, f16 and
 /// f64 products with a transposed operand and a broadcast batch.
 fn variants() -> Vec<GpuKernel> {
@@ -350,6 +351,10 @@ fn variants() -> Vec<GpuKernel> {
         ("gemv_f16_split_k", decode(DType::F16, 1, 64, 2048, &[])),
         ("gemv_f32_rows4", decode(DType::F32, 4, 1024, 1024, &[])),
         ("gemv_f64", decode(DType::F64, 1, 512, 512, &[])),
+        (
+            "gemv_f16_short_k",
+            decode(DType::F16, 1, 333, 64, &[(8, false, false)]),
+        ),
         (
             "gemv_f16_along_n",
             step(DType::F16, [1, 2048, 512], &[], dense, dense, 1.0),
@@ -407,6 +412,9 @@ fn the_text_of_each_kernel_is_pinned() {
     // Decode at a small shape: f16 vector loads, split-K over four warps.
     let (g, lens) = decode(DType::F16, 2, 3, 1024, &[]);
     insta::assert_snapshot!("gemv_split_k", gemm_kernel("gemv", &g, lens).to_string());
+    // A short k: four lanes per column, eight columns per warp.
+    let (g, lens) = decode(DType::F32, 1, 5, 16, &[(2, false, false)]);
+    insta::assert_snapshot!("gemv_short_k", gemm_kernel("gemv", &g, lens).to_string());
     // A row-major weight: lanes along n; batch dims, b broadcast.
     let (g, lens) = step(
         DType::F32,
@@ -488,7 +496,7 @@ fn the_variants_are_the_kernels_their_names_say() {
         let text = k.to_string();
         let tiled = k.name.starts_with("tiled");
         assert_eq!(text.contains("a_tile"), tiled, "{}", k.name);
-        let vector = ["decode", "split_k", "rows4", "f64", "transposed"]
+        let vector = ["decode", "split_k", "rows4", "f64", "transposed", "short_k"]
             .iter()
             .any(|s| k.name.ends_with(s));
         assert_eq!(text.contains("..+"), vector, "{text}");

@@ -9,9 +9,10 @@
 //!
 //! - **Lanes along k** (the usual case, and the only one when the weight is
 //!   contiguous along k, `Wᵀ`): a column's k elements are split over the 32
-//!   lanes of a warp, each lane reading 128 bits at a time (4 f32, 8 f16, 2 f64)
-//!   where layout and alignment allow, and a butterfly of shuffles sums the
-//!   lanes. When there are too few columns to give the GPU
+//!   lanes of a warp (over fewer when k is short, e.g. attention scores over a
+//!   64-wide head: a warp then takes several columns), each lane reading 128
+//!   bits at a time (4 f32, 8 f16, 2 f64) where layout and alignment allow, and
+//!   a butterfly of shuffles sums the lanes. When there are too few columns to give the GPU
 //!   [`SPLIT_K_MIN_WARPS`] warps, the k range is also split over up to
 //!   [`GEMV_WARPS`] warps of the block (**split-K**), whose sums meet in shared
 //!   memory and are added in a fixed order: the result does not depend on
@@ -25,8 +26,8 @@
 
 use super::super::build::{add, bin, fc, idx, lane, load, mul, thread, var, warp, warp_reduce};
 use super::super::{
-    Axis, BinOp, GExpr, GStmt, GpuKernel, Launch, Mem, Scalar, VarId, MAX_GRID_X, MAX_VECTOR_BYTES,
-    WARP_SIZE,
+    Axis, BinOp, GExpr, GStmt, GpuKernel, Launch, Mem, Scalar, ShuffleMode, VarId, MAX_GRID_X,
+    MAX_VECTOR_BYTES, WARP_SIZE,
 };
 use super::{div_rem, times, Problem};
 
@@ -44,9 +45,12 @@ pub const SPLIT_K_MIN_WARPS: i64 = 2 * 132;
 /// How a block's threads share out column tasks and the k range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lanes {
-    /// A column's k range over the lanes of `split` warps, `width` consecutive
-    /// elements per lane and step; a vector load where `vector_a`/`vector_b`.
+    /// A column's k range over `lanes` lanes of a warp (fewer than 32 when k
+    /// is short: a warp then takes several columns), or over all lanes of
+    /// `split` warps; `width` consecutive elements per lane and step, in one
+    /// vector load where `vector_a`/`vector_b`.
     AlongK {
+        lanes: i64,
         split: i64,
         width: i64,
         vector_a: bool,
@@ -93,6 +97,12 @@ pub(crate) fn plan(p: &Problem) -> Plan {
     let vector_a = aligned(p.a[1], p.m, p.a[0], &|d| d.a);
     let vector_b = aligned(p.b[1], p.n, p.b[0], &|d| d.b);
     let width = if vector_a || vector_b { w } else { 1 };
+    // Lanes per column: half as many while they still cover k in one step
+    // (k = 64 f32: 16 lanes of 4), so short reductions leave no lane idle.
+    let mut group = lanes;
+    while group > 1 && (group / 2) * width >= p.k {
+        group /= 2;
+    }
     let tasks = p.n * p.count;
     let mut split = 1;
     // Split while there are too few warps and each warp of the split still
@@ -102,12 +112,13 @@ pub(crate) fn plan(p: &Problem) -> Plan {
     }
     Plan {
         lanes: Lanes::AlongK {
+            lanes: group,
             split,
             width,
             vector_a,
             vector_b,
         },
-        columns: warps / split,
+        columns: warps / split * (lanes / group),
         parts: split,
     }
 }
@@ -131,18 +142,37 @@ pub(crate) fn kernel(name: &str, p: &Problem, lens: [usize; 3]) -> GpuKernel {
     // Which column task of the group a thread works on, which part of the sum
     // it computes (`part` of `parts`, in shared memory) and which k offset of a
     // step it starts at (`k_lane` of `k_lanes`).
-    let lanes = WARP_SIZE as i64;
+    let warp_lanes = WARP_SIZE as i64;
     let (task, part, k_lane, k_lanes, width) = match plan.lanes {
         Lanes::AlongK {
-            split: 1, width, ..
-        } => (warp(), idx(0), lane(), lanes, width),
+            split: 1,
+            lanes,
+            width,
+            ..
+        } if lanes == warp_lanes => (warp(), idx(0), lane(), lanes, width),
+        Lanes::AlongK {
+            split: 1,
+            lanes,
+            width,
+            ..
+        } => (
+            add(
+                times(warp(), warp_lanes / lanes),
+                div_rem(BinOp::Div, lane(), lanes),
+            ),
+            idx(0),
+            div_rem(BinOp::Rem, lane(), lanes),
+            lanes,
+            width,
+        ),
+        // Split-K only where k fills every lane of each warp (`plan`).
         Lanes::AlongK { split, width, .. } => {
             let part = bin(BinOp::Rem, warp(), idx(split));
             (
                 bin(BinOp::Div, warp(), idx(split)),
                 part.clone(),
-                add(mul(part, idx(lanes)), lane()),
-                split * lanes,
+                add(times(part, warp_lanes), lane()),
+                split * warp_lanes,
                 width,
             )
         }
@@ -150,14 +180,29 @@ pub(crate) fn kernel(name: &str, p: &Problem, lens: [usize; 3]) -> GpuKernel {
     };
 
     let group = k.var(Scalar::I64);
-    let column = k.var(Scalar::I64);
+    let unclamped = k.var(Scalar::I64);
     let mut body = vec![GStmt::Let {
-        var: column,
-        value: add(mul(var(group), idx(plan.columns)), task.clone()),
+        var: unclamped,
+        value: add(times(var(group), plan.columns), task.clone()),
     }];
+    let valid = bin(BinOp::Lt, var(unclamped), idx(tasks));
+    // Where a warp's lanes share one column, a warp past the last column task
+    // skips the work. Where they do not, threads past it compute the last one
+    // again, unstored, so that every lane reaches the shuffles.
+    let uniform = !matches!(plan.lanes, Lanes::AlongK { lanes, .. } if lanes < warp_lanes);
+    let mut work = Vec::new();
+    let column = if uniform {
+        unclamped
+    } else {
+        let column = k.var(Scalar::I64);
+        work.push(GStmt::Let {
+            var: column,
+            value: bin(BinOp::Min, var(unclamped), idx(tasks - 1)),
+        });
+        column
+    };
 
     // The thread's share of its column: Σ over its k steps.
-    let mut work = Vec::new();
     let (bi, j) = split_column(p, &mut k, &mut work, var(column));
     let (oa, ob, oc) = p.batch_offsets(&mut k, &mut work, bi);
     let col_base = k.var(Scalar::I64);
@@ -220,51 +265,74 @@ pub(crate) fn kernel(name: &str, p: &Problem, lens: [usize; 3]) -> GpuKernel {
         body: step,
     });
 
-    // Lanes along k: the warp's lanes hold parts of one column; sum them.
-    let sums: Vec<VarId> = match plan.lanes {
-        Lanes::AlongK { .. } => accs
-            .iter()
-            .map(|&a| warp_reduce(&mut k, &mut work, BinOp::Add, a))
-            .collect(),
-        Lanes::AlongN => accs.clone(),
+    // Lanes along k: the lanes of a column hold parts of its sum; add them.
+    let (sums, first) = match plan.lanes {
+        Lanes::AlongK { lanes, .. } => {
+            let sums = (accs.iter())
+                .map(|&a| lane_reduce(&mut k, &mut work, a, lanes))
+                .collect();
+            let in_group = if lanes == warp_lanes {
+                lane()
+            } else {
+                bin(BinOp::Rem, lane(), idx(lanes))
+            };
+            let first = bin(BinOp::Eq, in_group, idx(0));
+            (sums, Some(first))
+        }
+        Lanes::AlongN => (accs.clone(), None),
     };
     let c_at = |oc: GExpr, r: GExpr, j: GExpr| add(add(oc, times(r, p.c[0])), times(j, p.c[1]));
-    match partials {
-        None => {
-            let stores = (sums.iter().enumerate())
+    let (cond, stores): (Option<GExpr>, Vec<GStmt>) = match partials {
+        // The first lane of a column stores it.
+        None => (
+            first.map(|f| {
+                if uniform {
+                    f
+                } else {
+                    bin(BinOp::And, f, valid.clone())
+                }
+            }),
+            (sums.iter().enumerate())
                 .map(|(r, &s)| GStmt::Store {
                     mem: Mem::Global(super::C),
                     index: c_at(oc.clone(), idx(r as i64), j.clone()),
                     value: p.result(var(s)),
                 })
-                .collect();
-            work.push(first_lane(stores));
-        }
-        Some(sh) => {
-            let stores: Vec<GStmt> = (sums.iter().enumerate())
+                .collect(),
+        ),
+        // Each part of a column goes to its own slot (a clamped thread's too:
+        // its slot belongs to no valid column, and `combine` skips it).
+        Some(sh) => (
+            first,
+            (sums.iter().enumerate())
                 .map(|(r, &s)| GStmt::Store {
                     mem: Mem::Shared(sh),
                     index: add(
-                        mul(
-                            add(mul(part.clone(), idx(plan.columns)), task.clone()),
-                            idx(p.m),
-                        ),
+                        times(add(times(part.clone(), plan.columns), task.clone()), p.m),
                         idx(r as i64),
                     ),
                     value: var(s),
                 })
-                .collect();
-            match plan.lanes {
-                Lanes::AlongK { .. } => work.push(first_lane(stores)),
-                Lanes::AlongN => work.extend(stores),
-            }
-        }
+                .collect(),
+        ),
+    };
+    match cond {
+        None => work.extend(stores),
+        Some(cond) => work.push(GStmt::If {
+            cond,
+            then: stores,
+            otherwise: vec![],
+        }),
     }
-    body.push(GStmt::If {
-        cond: bin(BinOp::Lt, var(column), idx(tasks)),
-        then: work,
-        otherwise: vec![],
-    });
+    if uniform {
+        body.push(GStmt::If {
+            cond: valid,
+            then: work,
+            otherwise: vec![],
+        });
+    } else {
+        body.extend(work);
+    }
     if let Some(sh) = partials {
         body.push(GStmt::Barrier);
         body.push(combine(p, &mut k, &plan, sh, group));
@@ -280,6 +348,36 @@ pub(crate) fn kernel(name: &str, p: &Problem, lens: [usize; 3]) -> GpuKernel {
         body,
     }];
     k
+}
+
+/// Statements adding `value` over each aligned group of `lanes` lanes (a power
+/// of two ≤ 32) by a butterfly of xor shuffles, which stays inside the group;
+/// every lane of the warp takes part. Returns the register holding the group's
+/// sum in each of its lanes.
+fn lane_reduce(k: &mut GpuKernel, out: &mut Vec<GStmt>, value: VarId, lanes: i64) -> VarId {
+    if lanes == WARP_SIZE as i64 {
+        return warp_reduce(k, out, BinOp::Add, value);
+    }
+    let ty = k.vars[value];
+    let mut acc = value;
+    let mut offset = lanes / 2;
+    while offset > 0 {
+        let other = k.var(ty);
+        out.push(GStmt::Shuffle {
+            dst: other,
+            src: acc,
+            mode: ShuffleMode::Xor,
+            arg: idx(offset),
+        });
+        let next = k.var(ty);
+        out.push(GStmt::Let {
+            var: next,
+            value: add(var(acc), var(other)),
+        });
+        acc = next;
+        offset /= 2;
+    }
+    acc
 }
 
 fn cast_acc(p: &Problem, x: VarId) -> GExpr {
@@ -332,15 +430,6 @@ fn combine(p: &Problem, k: &mut GpuKernel, plan: &Plan, sh: usize, group: VarId)
                 otherwise: vec![],
             },
         ],
-        otherwise: vec![],
-    }
-}
-
-/// `stmts` run by lane 0 only.
-fn first_lane(stmts: Vec<GStmt>) -> GStmt {
-    GStmt::If {
-        cond: bin(BinOp::Eq, lane(), idx(0)),
-        then: stmts,
         otherwise: vec![],
     }
 }
@@ -420,6 +509,7 @@ mod tests {
 
     fn along_k(split: i64, width: i64, vector_a: bool, vector_b: bool) -> Lanes {
         Lanes::AlongK {
+            lanes: WARP_SIZE as i64,
             split,
             width,
             vector_a,
@@ -455,6 +545,21 @@ mod tests {
             decode(DType::F64, 2, 8, 64).lanes,
             along_k(1, 2, true, true)
         );
+    }
+
+    #[test]
+    fn short_reductions_share_a_warp_between_columns() {
+        let lanes = |p: Plan| match p.lanes {
+            Lanes::AlongK { lanes, split, .. } => (lanes, split, p.columns),
+            Lanes::AlongN => unreachable!(),
+        };
+        // Attention scores over a 64-wide head: 16 lanes of 4 f32, 8 of 8 f16.
+        assert_eq!(lanes(decode(DType::F32, 1, 100, 64)), (16, 1, 16));
+        assert_eq!(lanes(decode(DType::F16, 1, 100, 64)), (8, 1, 32));
+        // k = 1: a lane per column.
+        assert_eq!(lanes(decode(DType::F32, 1, 100, 1)), (1, 1, 256));
+        // Long enough for every lane: a warp per column.
+        assert_eq!(lanes(decode(DType::F32, 1, 1000, 128)), (32, 1, 8));
     }
 
     #[test]
