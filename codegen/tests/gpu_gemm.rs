@@ -159,8 +159,12 @@ fn scalar(dtype: DType) -> Scalar {
 /// Runs `g`'s kernel on the interpreter over random inputs and compares it with
 /// [`reference`]; returns the kernel.
 fn check(rng: &mut StdRng, g: &GemmStep, lens: [usize; 3]) -> GpuKernel {
+    check_kernel(rng, g, lens, gemm_kernel("gemm", g, lens))
+}
+
+/// [`check`] of `kernel`, the kernel of `g` (perhaps with its launch changed).
+fn check_kernel(rng: &mut StdRng, g: &GemmStep, lens: [usize; 3], kernel: GpuKernel) -> GpuKernel {
     let s = scalar(g.dtype);
-    let kernel = gemm_kernel("gemm", g, lens);
     let random = |rng: &mut StdRng, n: usize| -> Vec<f64> {
         (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
     };
@@ -311,6 +315,30 @@ fn decode_products_read_the_weight_in_vectors_and_split_k() {
     // still aligned.
     let (g, lens) = decode(DType::F16, 1, 12, 512, &[(3, false, true)]);
     assert!(check(&mut rng, &g, lens).to_string().contains("..+8]"));
+}
+
+#[test]
+fn a_grid_smaller_than_the_product_is_covered_by_block_loops() {
+    // What happens past the grid limits (65,535 batch entries or tile rows,
+    // 2³¹ − 1 column groups): each block takes every grid-size-th task.
+    let mut rng = StdRng::seed_from_u64(seed());
+    let dense = Layout {
+        transposed: false,
+        pad: 0,
+    };
+    let batch = [(3, false, false)];
+    for (mnk, grid) in [
+        ([70, 130, 20], [1, 1, 1]),
+        ([130, 70, 20], [2, 1, 2]),
+        ([2, 700, 64], [3, 1, 1]),
+        ([1, 40, 300], [1, 1, 1]),
+    ] {
+        let (g, lens) = step(DType::F32, mnk, &batch, dense, dense, 1.0);
+        let mut kernel = gemm_kernel("gemm", &g, lens);
+        assert!(kernel.launch.blocks() > 1, "{mnk:?}");
+        kernel.launch.grid = grid;
+        check_kernel(&mut rng, &g, lens, kernel);
+    }
 }
 
 #[test]

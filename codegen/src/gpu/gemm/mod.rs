@@ -329,6 +329,26 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn launches_stay_within_the_grid_limits() {
+        // 100,000 batch entries of 5×5 products: grid z stops at its limit (the
+        // kernel loops over the rest; tests/gpu_gemm.rs runs such loops).
+        let mut g = step(DType::F32, 5, 5, 1, [1, 1], [5, 1]);
+        g.batch = vec![100_000];
+        g.a_batch_strides = vec![5];
+        g.b_batch_strides = vec![5];
+        let lens = [500_000, 500_000, 2_500_000];
+        let k = gemm_kernel("many", &g, lens);
+        assert_eq!(k.launch.grid, [1, 1, super::super::MAX_GRID_YZ]);
+        k.check().unwrap();
+        // The same as matrix-vector products (lanes along n): a block per 32
+        // of the 500,000 columns.
+        g.m = 1;
+        let k = gemm_kernel("many_gemv", &g, [100_000, 500_000, 500_000]);
+        assert_eq!(k.launch.grid, [15_625, 1, 1]);
+        k.check().unwrap();
+    }
+
+    #[test]
     fn the_transposed_problem_swaps_operands_and_c_strides() {
         let mut g = step(DType::F16, 100, 3, 8, [8, 1], [3, 1]);
         g.batch = vec![2];
