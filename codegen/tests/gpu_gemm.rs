@@ -311,6 +311,24 @@ fn decode_products_read_the_weight_in_vectors_and_split_k() {
         let kernel = check(&mut rng, &g, lens);
         assert!(!kernel.to_string().contains("..+"), "{kernel}");
     }
+    // A weight stored `[k, n]` (`x·W`, as ONNX exports keep it): lanes along
+    // n, a vector of columns each, four rows of f16 filling 32 KiB of partial
+    // sums.
+    let dense = Layout {
+        transposed: false,
+        pad: 0,
+    };
+    for (dtype, width) in [(DType::F16, 8), (DType::F32, 4), (DType::F64, 2)] {
+        for m in [1, 4] {
+            let (g, lens) = step(dtype, [m, 1024 / width, 77], &[], dense, dense, 1.0);
+            let kernel = check(&mut rng, &g, lens);
+            assert!(
+                kernel.to_string().contains(&format!("..+{width}]")),
+                "{kernel}"
+            );
+            assert!(kernel.shared_bytes() <= 32 * 1024, "{kernel}");
+        }
+    }
     // Batched, the weight broadcast (a stride-0 batch dim of b): vector loads
     // still aligned.
     let (g, lens) = decode(DType::F16, 1, 12, 512, &[(3, false, true)]);
@@ -331,7 +349,7 @@ fn a_grid_smaller_than_the_product_is_covered_by_block_loops() {
         ([70, 130, 20], [1, 1, 1]),
         ([130, 70, 20], [2, 1, 2]),
         ([2, 700, 64], [3, 1, 1]),
-        ([1, 40, 300], [1, 1, 1]),
+        ([1, 400, 300], [1, 1, 1]),
     ] {
         let (g, lens) = step(DType::F32, mnk, &batch, dense, dense, 1.0);
         let mut kernel = gemm_kernel("gemm", &g, lens);
@@ -362,8 +380,8 @@ fn empty_reductions_write_zeros_and_empty_outputs_nothing() {
 /// One product of each kernel variant and layout, at sizes a model has: the
 /// decode GEMV of a 2048→5632 f16 projection (one warp per column), the same
 /// with few columns (split-K), f32 and f64 GEMVs, attention scores over a
-/// 64-wide head (eight lanes per column), a GEMV over a row-major
-/// weight (lanes along n), a thin product (transposed GEMV), tiled f32, f16 and
+/// 64-wide head (eight lanes per column), GEMVs over a row-major weight
+/// (lanes along n) of one and four rows, a thin product (transposed GEMV), tiled f32, f16 and
 /// f64 products with a transposed operand and a broadcast batch.
 fn variants() -> Vec<GpuKernel> {
     let dense = Layout {
@@ -386,6 +404,10 @@ fn variants() -> Vec<GpuKernel> {
         (
             "gemv_f16_along_n",
             step(DType::F16, [1, 2048, 512], &[], dense, dense, 1.0),
+        ),
+        (
+            "gemv_f16_rows4_along_n",
+            step(DType::F16, [4, 2048, 512], &[], dense, dense, 1.0),
         ),
         (
             "gemv_f32_transposed",
@@ -524,9 +546,17 @@ fn the_variants_are_the_kernels_their_names_say() {
         let text = k.to_string();
         let tiled = k.name.starts_with("tiled");
         assert_eq!(text.contains("a_tile"), tiled, "{}", k.name);
-        let vector = ["decode", "split_k", "rows4", "f64", "transposed", "short_k"]
-            .iter()
-            .any(|s| k.name.ends_with(s));
+        let vector = [
+            "decode",
+            "split_k",
+            "rows4",
+            "f64",
+            "transposed",
+            "short_k",
+            "along_n",
+        ]
+        .iter()
+        .any(|s| k.name.ends_with(s));
         assert_eq!(text.contains("..+"), vector, "{text}");
         let split = k.name.contains("split_k") || k.name.contains("along_n");
         assert_eq!(text.contains("partials"), split, "{}", k.name);

@@ -18,8 +18,10 @@
 //!   memory and are added in a fixed order: the result does not depend on
 //!   timing, unlike atomic adds (which f16 outputs would not allow either).
 //! - **Lanes along n** (the weight contiguous along n, not along k: a row-major
-//!   `[k, n]` `W`): lane `l` takes column `l` of the block's 32, so a warp's loads
-//!   are coalesced, and the warps split k; their sums meet in shared memory.
+//!   `[k, n]` `W`, as ONNX exports keep it): lane `l` takes the `l`-th 128-bit
+//!   vector of columns of the block's 32 (one column where alignment does not
+//!   allow vectors), so a warp's loads are coalesced, and the warps split k;
+//!   their sums meet in shared memory.
 //!
 //! Every thread holds one accumulator per output row, in f32 (f64 for f64),
 //! scaled by alpha and rounded to the storage type once at the end.
@@ -56,15 +58,16 @@ pub(crate) enum Lanes {
         vector_a: bool,
         vector_b: bool,
     },
-    /// One column per lane, the k range over the block's warps.
-    AlongN,
+    /// `span` consecutive columns per lane (one vector load of a weight row
+    /// where `span` > 1), the k range over the block's warps.
+    AlongN { span: i64 },
 }
 
 /// The launch plan of one product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Plan {
     pub(crate) lanes: Lanes,
-    /// Column tasks one block takes at a time.
+    /// Column tasks one block takes at a time (a task is `span` columns).
     pub(crate) columns: i64,
     /// Partial sums per column that meet in shared memory (1: none).
     pub(crate) parts: i64,
@@ -74,10 +77,17 @@ pub(crate) struct Plan {
 pub(crate) fn plan(p: &Problem) -> Plan {
     let warps = GEMV_WARPS as i64;
     let lanes = WARP_SIZE as i64;
-    // The column operand steps by 1 along n and not along k: lanes along n.
+    let w = (MAX_VECTOR_BYTES / p.storage.size()) as i64;
+    // The column operand steps by 1 along n and not along k: lanes along n,
+    // each over a vector of columns where n, the row stride and the batch
+    // strides keep every vector aligned (and inside one batch entry).
     if p.n > 1 && p.b[0] == 1 && p.b[1] != 1 {
+        let vector =
+            p.n % w == 0 && (p.k == 1 || p.b[1] % w == 0) && p.batch.iter().all(|d| d.b % w == 0);
         return Plan {
-            lanes: Lanes::AlongN,
+            lanes: Lanes::AlongN {
+                span: if vector { w } else { 1 },
+            },
             columns: lanes,
             parts: warps,
         };
@@ -85,7 +95,6 @@ pub(crate) fn plan(p: &Problem) -> Plan {
     // A 128-bit vector of an operand is aligned for every row, column, batch
     // entry and k step when k and every stride it is offset by are multiples of
     // the width.
-    let w = (MAX_VECTOR_BYTES / p.storage.size()) as i64;
     let aligned =
         |k_stride: i64, outer: i64, outer_stride: i64, batch: &dyn Fn(&super::BatchDim) -> i64| {
             w > 1
@@ -127,17 +136,19 @@ pub(crate) fn plan(p: &Problem) -> Plan {
 pub(crate) fn kernel(name: &str, p: &Problem, lens: [usize; 3]) -> GpuKernel {
     let plan = plan(p);
     let rows = p.m as usize;
-    let tasks = p.n * p.count;
+    let span = match plan.lanes {
+        Lanes::AlongN { span } => span,
+        Lanes::AlongK { .. } => 1,
+    };
+    let tasks = p.n * p.count / span;
     let groups = super::ceil_div(tasks, plan.columns);
     let blocks = groups.clamp(1, MAX_GRID_X as i64) as u32;
     let mut k = p.kernel(name, Launch::linear(blocks, GEMV_WARPS * WARP_SIZE), lens);
-    let partials = (plan.parts > 1).then(|| {
-        k.shared(
-            "partials",
-            p.acc,
-            (plan.parts * plan.columns) as usize * rows,
-        )
-    });
+    // A thread's partial sums lie together, in (row, column) order: the parts
+    // of one output element are `part_stride` apart.
+    let part_stride = plan.columns * p.m * span;
+    let partials =
+        (plan.parts > 1).then(|| k.shared("partials", p.acc, (plan.parts * part_stride) as usize));
 
     // Which column task of the group a thread works on, which part of the sum
     // it computes (`part` of `parts`, in shared memory) and which k offset of a
@@ -176,7 +187,7 @@ pub(crate) fn kernel(name: &str, p: &Problem, lens: [usize; 3]) -> GpuKernel {
                 width,
             )
         }
-        Lanes::AlongN => (lane(), warp(), warp(), GEMV_WARPS as i64, 1),
+        Lanes::AlongN { .. } => (lane(), warp(), warp(), GEMV_WARPS as i64, 1),
     };
 
     let group = k.var(Scalar::I64);
@@ -202,60 +213,85 @@ pub(crate) fn kernel(name: &str, p: &Problem, lens: [usize; 3]) -> GpuKernel {
         column
     };
 
-    // The thread's share of its column: Σ over its k steps.
-    let (bi, j) = split_column(p, &mut k, &mut work, var(column));
+    // The thread's share of its columns: Σ over its k steps.
+    let (bi, j) = split_column(p, &mut k, &mut work, times(var(column), span));
     let (oa, ob, oc) = p.batch_offsets(&mut k, &mut work, bi);
     let col_base = k.var(Scalar::I64);
     work.push(GStmt::Let {
         var: col_base,
         value: add(var(ob), times(j.clone(), p.b[0])),
     });
-    let accs: Vec<VarId> = (0..rows).map(|_| k.var(p.acc)).collect();
-    for &a in &accs {
+    // One accumulator per output row and column of the task.
+    let accs: Vec<Vec<VarId>> = (0..rows)
+        .map(|_| (0..span).map(|_| k.var(p.acc)).collect())
+        .collect();
+    for &a in accs.iter().flatten() {
         work.push(GStmt::Decl {
             var: a,
             init: fc(0.0, p.acc),
         });
     }
     let kk = k.var(Scalar::I64);
-    let (vector_a, vector_b) = match plan.lanes {
+    let mut step = Vec::new();
+    match plan.lanes {
         Lanes::AlongK {
             vector_a, vector_b, ..
-        } => (vector_a, vector_b),
-        Lanes::AlongN => (false, false),
-    };
-    let mut step = Vec::new();
-    let b_vals = operand(
-        &mut k,
-        &mut step,
-        p.b_buf,
-        var(col_base),
-        var(kk),
-        p.b[1],
-        width,
-        vector_b,
-    );
-    for (r, &acc) in accs.iter().enumerate() {
-        let row_base = add(var(oa), idx(r as i64 * p.a[0]));
-        let a_vals = operand(
-            &mut k,
-            &mut step,
-            p.a_buf,
-            row_base,
-            var(kk),
-            p.a[1],
-            width,
-            vector_a,
-        );
-        let mut sum = var(acc);
-        for (&x, &y) in a_vals.iter().zip(&b_vals) {
-            let product = mul(cast_acc(p, x), cast_acc(p, y));
-            sum = add(sum, product);
+        } => {
+            let b_vals = operand(
+                &mut k,
+                &mut step,
+                p.b_buf,
+                var(col_base),
+                var(kk),
+                p.b[1],
+                width,
+                vector_b,
+            );
+            for (r, row) in accs.iter().enumerate() {
+                let row_base = add(var(oa), idx(r as i64 * p.a[0]));
+                let a_vals = operand(
+                    &mut k,
+                    &mut step,
+                    p.a_buf,
+                    row_base,
+                    var(kk),
+                    p.a[1],
+                    width,
+                    vector_a,
+                );
+                let products = a_vals.iter().zip(&b_vals).map(|(&x, &y)| (x, y));
+                step.push(accumulate(p, row[0], products));
+            }
         }
-        step.push(GStmt::Assign {
-            var: acc,
-            value: sum,
-        });
+        Lanes::AlongN { .. } => {
+            // `span` columns of weight row kk, then each row's one element.
+            let b_vals = operand(
+                &mut k,
+                &mut step,
+                p.b_buf,
+                add(var(col_base), times(var(kk), p.b[1])),
+                idx(0),
+                1,
+                span,
+                span > 1,
+            );
+            for (r, row) in accs.iter().enumerate() {
+                let row_base = add(var(oa), idx(r as i64 * p.a[0]));
+                let x = operand(
+                    &mut k,
+                    &mut step,
+                    p.a_buf,
+                    row_base,
+                    var(kk),
+                    p.a[1],
+                    1,
+                    false,
+                );
+                for (&acc, &y) in row.iter().zip(&b_vals) {
+                    step.push(accumulate(p, acc, [(x[0], y)].into_iter()));
+                }
+            }
+        }
     }
     work.push(GStmt::For {
         var: kk,
@@ -266,10 +302,10 @@ pub(crate) fn kernel(name: &str, p: &Problem, lens: [usize; 3]) -> GpuKernel {
     });
 
     // Lanes along k: the lanes of a column hold parts of its sum; add them.
-    let (sums, first) = match plan.lanes {
+    let (sums, first): (Vec<Vec<VarId>>, _) = match plan.lanes {
         Lanes::AlongK { lanes, .. } => {
             let sums = (accs.iter())
-                .map(|&a| lane_reduce(&mut k, &mut work, a, lanes))
+                .map(|row| vec![lane_reduce(&mut k, &mut work, row[0], lanes)])
                 .collect();
             let in_group = if lanes == warp_lanes {
                 lane()
@@ -279,11 +315,12 @@ pub(crate) fn kernel(name: &str, p: &Problem, lens: [usize; 3]) -> GpuKernel {
             let first = bin(BinOp::Eq, in_group, idx(0));
             (sums, Some(first))
         }
-        Lanes::AlongN => (accs.clone(), None),
+        Lanes::AlongN { .. } => (accs.clone(), None),
     };
     let c_at = |oc: GExpr, r: GExpr, j: GExpr| add(add(oc, times(r, p.c[0])), times(j, p.c[1]));
     let (cond, stores): (Option<GExpr>, Vec<GStmt>) = match partials {
-        // The first lane of a column stores it.
+        // The first lane of a column stores it (no partials: lanes along k,
+        // one column per task).
         None => (
             first.map(|f| {
                 if uniform {
@@ -293,28 +330,31 @@ pub(crate) fn kernel(name: &str, p: &Problem, lens: [usize; 3]) -> GpuKernel {
                 }
             }),
             (sums.iter().enumerate())
-                .map(|(r, &s)| GStmt::Store {
+                .map(|(r, row)| GStmt::Store {
                     mem: Mem::Global(super::C),
                     index: c_at(oc.clone(), idx(r as i64), j.clone()),
-                    value: p.result(var(s)),
+                    value: p.result(var(row[0])),
                 })
                 .collect(),
         ),
-        // Each part of a column goes to its own slot (a clamped thread's too:
-        // its slot belongs to no valid column, and `combine` skips it).
-        Some(sh) => (
-            first,
-            (sums.iter().enumerate())
-                .map(|(r, &s)| GStmt::Store {
+        // Each part of an output element goes to its own slot (a clamped
+        // thread's too: its slots belong to no valid column, and `combine`
+        // skips them).
+        Some(sh) => {
+            let first_slot = add(
+                times(part.clone(), part_stride),
+                times(task.clone(), p.m * span),
+            );
+            let stores = (sums.iter().enumerate())
+                .flat_map(|(r, row)| row.iter().enumerate().map(move |(w, &s)| (r, w, s)))
+                .map(|(r, w, s)| GStmt::Store {
                     mem: Mem::Shared(sh),
-                    index: add(
-                        times(add(times(part.clone(), plan.columns), task.clone()), p.m),
-                        idx(r as i64),
-                    ),
+                    index: add(first_slot.clone(), idx(r as i64 * span + w as i64)),
                     value: var(s),
                 })
-                .collect(),
-        ),
+                .collect();
+            (first, stores)
+        }
     };
     match cond {
         None => work.extend(stores),
@@ -335,7 +375,7 @@ pub(crate) fn kernel(name: &str, p: &Problem, lens: [usize; 3]) -> GpuKernel {
     }
     if let Some(sh) = partials {
         body.push(GStmt::Barrier);
-        body.push(combine(p, &mut k, &plan, sh, group));
+        body.push(combine(p, &mut k, &plan, (sh, part_stride, span), group));
         // The next group's partial sums overwrite these only after every
         // thread has read them.
         body.push(GStmt::Barrier);
@@ -384,22 +424,30 @@ fn cast_acc(p: &Problem, x: VarId) -> GExpr {
     super::convert(p.storage, p.acc, var(x))
 }
 
-/// Statements by which thread `t < columns·m` adds the partial sums of row
-/// `t % m` of the group's column task `t / m`, in part order (deterministic),
-/// and stores the result.
-fn combine(p: &Problem, k: &mut GpuKernel, plan: &Plan, sh: usize, group: VarId) -> GStmt {
-    let [task, row, column] = [(); 3].map(|_| k.var(Scalar::I64));
+/// Statements by which the block's threads add the partial sums of the group's
+/// output elements, each in part order (deterministic), and store them:
+/// thread `t` takes slot `t` (and `t` + the block size, …) of each part, which
+/// holds row `(t / span) % m`, column `t % span` of the group's task
+/// `t / (m·span)`.
+fn combine(
+    p: &Problem,
+    k: &mut GpuKernel,
+    plan: &Plan,
+    (sh, part_stride, span): (usize, i64, i64),
+    group: VarId,
+) -> GStmt {
+    let [slot, task, row, column] = [(); 4].map(|_| k.var(Scalar::I64));
     let mut store = Vec::new();
-    let (bi, j) = split_column(p, k, &mut store, var(column));
-    let partial = |s: i64| {
-        load(
-            Mem::Shared(sh),
-            add(
-                mul(add(idx(s * plan.columns), var(task)), idx(p.m)),
-                var(row),
-            ),
-        )
-    };
+    let (bi, j) = split_column(
+        p,
+        k,
+        &mut store,
+        add(
+            times(var(column), span),
+            div_rem(BinOp::Rem, var(slot), span),
+        ),
+    );
+    let partial = |s: i64| load(Mem::Shared(sh), add(idx(s * part_stride), var(slot)));
     let sum = (1..plan.parts).fold(partial(0), |sum, s| add(sum, partial(s)));
     store.push(GStmt::Store {
         mem: Mem::Global(super::C),
@@ -409,28 +457,41 @@ fn combine(p: &Problem, k: &mut GpuKernel, plan: &Plan, sh: usize, group: VarId)
         ),
         value: p.result(sum),
     });
-    GStmt::If {
-        cond: bin(BinOp::Lt, thread(), idx(plan.columns * p.m)),
-        then: vec![
+    GStmt::For {
+        var: slot,
+        start: thread(),
+        end: idx(part_stride),
+        step: idx((GEMV_WARPS * WARP_SIZE) as i64),
+        body: vec![
             GStmt::Let {
                 var: task,
-                value: div_rem(BinOp::Div, thread(), p.m),
+                value: div_rem(BinOp::Div, var(slot), p.m * span),
             },
             GStmt::Let {
                 var: row,
-                value: div_rem(BinOp::Rem, thread(), p.m),
+                value: div_rem(BinOp::Rem, div_rem(BinOp::Div, var(slot), span), p.m),
             },
             GStmt::Let {
                 var: column,
-                value: add(mul(var(group), idx(plan.columns)), var(task)),
+                value: add(times(var(group), plan.columns), var(task)),
             },
             GStmt::If {
-                cond: bin(BinOp::Lt, var(column), idx(p.n * p.count)),
+                cond: bin(BinOp::Lt, var(column), idx(p.n * p.count / span)),
                 then: store,
                 otherwise: vec![],
             },
         ],
-        otherwise: vec![],
+    }
+}
+
+/// `acc += Σ x·y` over `products`, in the accumulator type.
+fn accumulate(p: &Problem, acc: VarId, products: impl Iterator<Item = (VarId, VarId)>) -> GStmt {
+    let sum = products.fold(var(acc), |sum, (x, y)| {
+        add(sum, mul(cast_acc(p, x), cast_acc(p, y)))
+    });
+    GStmt::Assign {
+        var: acc,
+        value: sum,
     }
 }
 
@@ -551,7 +612,7 @@ mod tests {
     fn short_reductions_share_a_warp_between_columns() {
         let lanes = |p: Plan| match p.lanes {
             Lanes::AlongK { lanes, split, .. } => (lanes, split, p.columns),
-            Lanes::AlongN => unreachable!(),
+            Lanes::AlongN { .. } => unreachable!(),
         };
         // Attention scores over a 64-wide head: 16 lanes of 4 f32, 8 of 8 f16.
         assert_eq!(lanes(decode(DType::F32, 1, 100, 64)), (16, 1, 16));
@@ -579,10 +640,13 @@ mod tests {
 
     #[test]
     fn a_weight_contiguous_along_n_puts_lanes_along_n() {
-        // `x·W` with W stored `[k, n]`.
+        // `x·W` with W stored `[k, n]`: 8 halves of a weight row per load.
         let g = step(DType::F16, 1, 512, 2048, [2048, 1], [512, 1]);
         let p = plan(&Problem::new(&g));
-        assert_eq!(p.lanes, Lanes::AlongN);
+        assert_eq!(p.lanes, Lanes::AlongN { span: 8 });
         assert_eq!((p.columns, p.parts), (32, GEMV_WARPS as i64));
+        // Rows of 510 halves: vectors would straddle rows; one column a lane.
+        let g = step(DType::F16, 1, 510, 2048, [2048, 1], [510, 1]);
+        assert_eq!(plan(&Problem::new(&g)).lanes, Lanes::AlongN { span: 1 });
     }
 }
