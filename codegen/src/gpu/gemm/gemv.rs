@@ -132,6 +132,74 @@ pub(crate) fn plan(p: &Problem) -> Plan {
     }
 }
 
+/// What a thread of the block works on, as expressions of its lane and warp.
+struct Threads {
+    /// Its column task in the block's group.
+    task: GExpr,
+    /// Which of the task's partial sums it computes (0 without split-K).
+    part: GExpr,
+    /// Its offset in each k step, in units of `width`, of `k_lanes`.
+    k_lane: GExpr,
+    k_lanes: i64,
+    /// k elements per thread and step.
+    width: i64,
+}
+
+impl Plan {
+    fn threads(&self) -> Threads {
+        let warp_lanes = WARP_SIZE as i64;
+        match self.lanes {
+            Lanes::AlongK {
+                split: 1,
+                lanes,
+                width,
+                ..
+            } if lanes == warp_lanes => Threads {
+                task: warp(),
+                part: idx(0),
+                k_lane: lane(),
+                k_lanes: lanes,
+                width,
+            },
+            // Several columns per warp, `lanes` lanes each.
+            Lanes::AlongK {
+                split: 1,
+                lanes,
+                width,
+                ..
+            } => Threads {
+                task: add(
+                    times(warp(), warp_lanes / lanes),
+                    div_rem(BinOp::Div, lane(), lanes),
+                ),
+                part: idx(0),
+                k_lane: div_rem(BinOp::Rem, lane(), lanes),
+                k_lanes: lanes,
+                width,
+            },
+            // Split-K, only where k fills every lane of each warp (`plan`):
+            // `split` consecutive warps per column.
+            Lanes::AlongK { split, width, .. } => {
+                let part = bin(BinOp::Rem, warp(), idx(split));
+                Threads {
+                    task: bin(BinOp::Div, warp(), idx(split)),
+                    part: part.clone(),
+                    k_lane: add(times(part, warp_lanes), lane()),
+                    k_lanes: split * warp_lanes,
+                    width,
+                }
+            }
+            Lanes::AlongN { .. } => Threads {
+                task: lane(),
+                part: warp(),
+                k_lane: warp(),
+                k_lanes: GEMV_WARPS as i64,
+                width: 1,
+            },
+        }
+    }
+}
+
 /// The matrix-vector kernel for `p` (`p.m` ≤ [`GEMV_MAX_ROWS`]).
 pub(crate) fn kernel(name: &str, p: &Problem, lens: [usize; 3]) -> GpuKernel {
     let plan = plan(p);
@@ -150,45 +218,14 @@ pub(crate) fn kernel(name: &str, p: &Problem, lens: [usize; 3]) -> GpuKernel {
     let partials =
         (plan.parts > 1).then(|| k.shared("partials", p.acc, (plan.parts * part_stride) as usize));
 
-    // Which column task of the group a thread works on, which part of the sum
-    // it computes (`part` of `parts`, in shared memory) and which k offset of a
-    // step it starts at (`k_lane` of `k_lanes`).
     let warp_lanes = WARP_SIZE as i64;
-    let (task, part, k_lane, k_lanes, width) = match plan.lanes {
-        Lanes::AlongK {
-            split: 1,
-            lanes,
-            width,
-            ..
-        } if lanes == warp_lanes => (warp(), idx(0), lane(), lanes, width),
-        Lanes::AlongK {
-            split: 1,
-            lanes,
-            width,
-            ..
-        } => (
-            add(
-                times(warp(), warp_lanes / lanes),
-                div_rem(BinOp::Div, lane(), lanes),
-            ),
-            idx(0),
-            div_rem(BinOp::Rem, lane(), lanes),
-            lanes,
-            width,
-        ),
-        // Split-K only where k fills every lane of each warp (`plan`).
-        Lanes::AlongK { split, width, .. } => {
-            let part = bin(BinOp::Rem, warp(), idx(split));
-            (
-                bin(BinOp::Div, warp(), idx(split)),
-                part.clone(),
-                add(times(part, warp_lanes), lane()),
-                split * warp_lanes,
-                width,
-            )
-        }
-        Lanes::AlongN { .. } => (lane(), warp(), warp(), GEMV_WARPS as i64, 1),
-    };
+    let Threads {
+        task,
+        part,
+        k_lane,
+        k_lanes,
+        width,
+    } = plan.threads();
 
     let group = k.var(Scalar::I64);
     let unclamped = k.var(Scalar::I64);

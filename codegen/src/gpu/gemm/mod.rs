@@ -92,23 +92,28 @@ pub(crate) struct BatchDim {
 /// transposed problem swaps both).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Problem {
-    /// Output rows, output columns, reduction length.
+    /// Output rows.
     m: i64,
+    /// Output columns.
     n: i64,
+    /// Reduction length.
     k: i64,
     /// Products in the batch.
     count: i64,
     /// Batch dims, outermost first, merged where both operands allow, without
     /// dims of length 1.
     batch: Vec<BatchDim>,
-    /// Buffer of the row operand and its strides along m and k.
+    /// Buffer of the row operand.
     a_buf: BufId,
+    /// Strides of the row operand along m and k.
     a: [i64; 2],
-    /// Buffer of the column operand and its strides along n and k.
+    /// Buffer of the column operand.
     b_buf: BufId,
+    /// Strides of the column operand along n and k.
     b: [i64; 2],
     /// Strides of c along m and n; products are `m·n` apart.
     c: [i64; 2],
+    /// Scale of the product.
     alpha: f64,
     /// The element type in memory.
     storage: Scalar,
