@@ -215,11 +215,11 @@ fn random_step(
         let batch: Vec<(usize, bool, bool)> = (0..dims)
             .map(|_| {
                 let len = rng.random_range(1..=3);
-                // Broadcast of a, of b, or neither (never both: a stride-0 c is not
-                // a GEMM the scheduler makes, though the kernels would not mind).
-                match rng.random_range(0..4) {
+                // Broadcast of a, of b, of both (each product the same), or neither.
+                match rng.random_range(0..6) {
                     0 => (len, true, false),
                     1 => (len, false, true),
+                    2 => (len, true, true),
                     _ => (len, false, false),
                 }
             })
