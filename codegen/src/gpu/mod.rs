@@ -34,6 +34,7 @@ mod check;
 pub mod cuda;
 pub mod elementwise;
 pub mod from_cpu;
+pub mod gemm;
 pub mod lower;
 mod print;
 pub mod program;
