@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use kiln_codegen::gpu::program::{GpuProgram, LowerOptions, SIM_LIBRARY_GEMM_MIN_MACS};
 use kiln_codegen::llvm::object::{compile, CpuTarget};
 use kiln_codegen::program::Program;
 use kiln_codegen::schedule::{schedule, ScheduleError};
@@ -194,18 +195,32 @@ pub fn build(graph: &Graph, shapes: &[Vec<usize>], threads: usize) -> Result<Bui
 
 /// Specializes and schedules `graph` for `shapes`, lowers the program for the
 /// GPU and runs it on the simulated GPU (the SIMT interpreter; no machine code
-/// is generated).
+/// is generated). GEMMs of [`SIM_LIBRARY_GEMM_MIN_MACS`] multiply-adds or more
+/// run on the host's reference GEMM.
 pub fn build_simulated(
     graph: &Graph,
     shapes: &[Vec<usize>],
     threads: usize,
+) -> Result<Build, Error> {
+    let options = LowerOptions {
+        library_gemm_min_macs: Some(SIM_LIBRARY_GEMM_MIN_MACS),
+    };
+    build_simulated_with(graph, shapes, threads, options)
+}
+
+/// [`build_simulated`] with the GPU lowering's `options`.
+pub fn build_simulated_with(
+    graph: &Graph,
+    shapes: &[Vec<usize>],
+    threads: usize,
+    options: LowerOptions,
 ) -> Result<Build, Error> {
     let (program, specialized) = match program_for(graph, shapes)? {
         Ok(p) => p,
         Err((graph, reason)) => return Ok(Build::Interpreted { graph, reason }),
     };
     let constants = constants_of(&program, &specialized);
-    let gpu = kiln_codegen::gpu::program::GpuProgram::lower(program);
+    let gpu = GpuProgram::lower_with(program, options);
     let device = kiln_runtime::cuda::SimDevice::new(gpu.kernels.clone())?;
     let exe = GpuExecutable::new(gpu, Box::new(device), constants, threads)?;
     Ok(Build::Gpu(Box::new(exe)))

@@ -6,6 +6,7 @@
 use kiln::cpu::Build;
 use kiln::ir::op::{BinaryOp, CompositeOp, NnOp, UnaryOp};
 use kiln::ir::{interp, DType, Graph, Op, Shape, Tensor, TensorType};
+use kiln_codegen::gpu::program::LowerOptions;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -81,22 +82,24 @@ fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
     }
 }
 
-/// Runs `graph` three times on the simulated GPU with fresh inputs; returns
-/// whether the executable ended up replaying a captured graph.
-fn three_runs(matmul: bool) -> bool {
+/// Runs `graph` three times on the simulated GPU with fresh inputs (GEMMs as
+/// library steps when `library`); returns whether the executable ended up
+/// replaying a captured graph.
+fn three_runs(matmul: bool, library: bool) -> bool {
     let seed: u64 = rand::random();
     println!("seed {seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     let g = graph(matmul);
-    let build = kiln::cpu::build_simulated(
-        &g,
-        &[vec![6, 40], if matmul { vec![40, 24] } else { vec![6, 40] }],
-        2,
-    )
-    .unwrap();
+    let shapes = [vec![6, 40], if matmul { vec![40, 24] } else { vec![6, 40] }];
+    let options = LowerOptions {
+        library_gemm_min_macs: library.then_some(0),
+    };
+    let build = kiln::cpu::build_simulated_with(&g, &shapes, 2, options).unwrap();
     let Build::Gpu(exe) = &build else {
         panic!("not a GPU build")
     };
+    let (_, library_steps, _) = exe.gpu_program().step_counts();
+    assert_eq!(library_steps, usize::from(matmul && library));
     let mut graphs = Vec::new();
     for run in 0..3 {
         let named = inputs(&mut rng, matmul);
@@ -113,10 +116,11 @@ fn three_runs(matmul: bool) -> bool {
 
 #[test]
 fn a_kernel_only_program_is_captured_at_the_second_run_and_replayed_with_new_inputs() {
-    assert!(three_runs(false));
+    assert!(three_runs(false, false));
+    assert!(three_runs(true, false), "a GEMM kernel is captured too");
 }
 
 #[test]
 fn a_program_with_a_library_step_runs_step_by_step() {
-    three_runs(true);
+    assert!(!three_runs(true, true));
 }

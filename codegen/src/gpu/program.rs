@@ -5,8 +5,11 @@
 //! - a kernel step becomes a launch of its GPU kernel ([`lower_kernel`]: a
 //!   block per row for reductions and norms, vectorized elementwise regions,
 //!   the generic grid-stride translation otherwise);
-//! - a GEMM step stays a library step, run by the device's GEMM (the reference
-//!   GEMM on the simulated device);
+//! - a GEMM step becomes a launch of a GEMM kernel ([`gemm_kernel`]: matrix-vector
+//!   for decode, tiled otherwise), or — above a size the caller chooses — a
+//!   library step, run by the device's GEMM library (on the simulated device,
+//!   the reference GEMM on the host: the SIMT interpreter does a few million
+//!   multiply-adds a second);
 //! - index checks and host steps (ops kiln generates no code for) run on the
 //!   host between copies: the runtime downloads what they read and uploads what
 //!   they write.
@@ -16,8 +19,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::gemm::gemm_kernel;
 use super::{lower_kernel, GpuKernel};
-use crate::program::{BufferId, Program, Step};
+use crate::program::{BufferId, GemmStep, Program, Step};
+use kiln_ir::DType;
 
 /// One step of a GPU program.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,6 +42,15 @@ pub enum GpuStep {
     Host,
 }
 
+/// Whether `g` becomes a kiln GEMM kernel (not a library call) under `options`:
+/// kiln's kernels take f32, f64 and f16.
+fn gemm_is_kernel(g: &GemmStep, options: LowerOptions) -> bool {
+    matches!(g.dtype, DType::F32 | DType::F64 | DType::F16)
+        && options
+            .library_gemm_min_macs
+            .is_none_or(|min| gemm_macs(g) < min)
+}
+
 /// A program with its kernels lowered for the GPU.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GpuProgram {
@@ -49,22 +63,63 @@ pub struct GpuProgram {
     pub steps: Vec<GpuStep>,
 }
 
+/// Choices of [`GpuProgram::lower_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LowerOptions {
+    /// GEMM steps of at least this many multiply-adds go to the device's GEMM
+    /// library instead of a kiln kernel (`None`: every GEMM is a kernel).
+    pub library_gemm_min_macs: Option<u64>,
+}
+
+/// On the simulated GPU, GEMMs of at least this many multiply-adds run on the
+/// host's reference GEMM instead of the SIMT interpreter (about 6 million
+/// multiply-adds a second there: this keeps one product under a second, while
+/// every GEMM of the test fixtures still runs as a kernel).
+pub const SIM_LIBRARY_GEMM_MIN_MACS: u64 = 1 << 22;
+
+/// Multiply-adds of a GEMM step.
+pub fn gemm_macs(g: &GemmStep) -> u64 {
+    (g.batch_count() as u64)
+        .saturating_mul(g.m as u64)
+        .saturating_mul(g.n as u64)
+        .saturating_mul(g.k as u64)
+}
+
 impl GpuProgram {
-    /// Lowers every kernel of `program` and maps its steps.
+    /// Lowers every kernel and every GEMM of `program` to GPU kernels.
     pub fn lower(program: Program) -> GpuProgram {
-        let kernels: Vec<GpuKernel> = program.kernels.iter().map(lower_kernel).collect();
-        let steps = program
-            .steps
-            .iter()
-            .map(|s| match s {
+        GpuProgram::lower_with(program, LowerOptions::default())
+    }
+
+    /// Lowers `program` with `options`.
+    pub fn lower_with(program: Program, options: LowerOptions) -> GpuProgram {
+        let mut kernels: Vec<GpuKernel> = program.kernels.iter().map(lower_kernel).collect();
+        let mut names: std::collections::HashSet<String> =
+            kernels.iter().map(|k| k.name.clone()).collect();
+        let mut steps = Vec::with_capacity(program.steps.len());
+        for (i, s) in program.steps.iter().enumerate() {
+            steps.push(match s {
                 Step::Kernel { kernel, args } => GpuStep::Launch {
                     kernel: *kernel,
                     args: args.clone(),
                 },
+                Step::Gemm(g) if gemm_is_kernel(g, options) => {
+                    let mut name = format!("gemm{i}");
+                    while names.contains(&name) {
+                        name.push('_');
+                    }
+                    names.insert(name.clone());
+                    let lens = [g.a, g.b, g.c].map(|b| program.buffers[b].numel());
+                    kernels.push(gemm_kernel(&name, g, lens));
+                    GpuStep::Launch {
+                        kernel: kernels.len() - 1,
+                        args: vec![g.a, g.b, g.c],
+                    }
+                }
                 Step::Gemm(_) => GpuStep::Library,
                 Step::CheckIndices { .. } | Step::Host { .. } => GpuStep::Host,
-            })
-            .collect();
+            });
+        }
         GpuProgram {
             program,
             kernels,
