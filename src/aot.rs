@@ -26,29 +26,83 @@ const CONSTANT_ALIGN: usize = 64;
 
 /// What `meta` holds.
 #[derive(Debug, Serialize, Deserialize)]
-struct Meta {
+pub(crate) struct Meta {
     /// Model name.
-    model: String,
-    /// CPU the object code is for (an LLVM CPU name).
-    cpu: String,
-    /// Target triple.
-    triple: String,
+    pub(crate) model: String,
+    /// What runs the code: `cpu` (absent in older artifacts) or `cuda`.
+    #[serde(default = "cpu_device")]
+    pub(crate) device: String,
+    /// CPU the object code is for (an LLVM CPU name; empty for `cuda`).
+    pub(crate) cpu: String,
+    /// Target triple (empty for `cuda`).
+    pub(crate) triple: String,
+    /// `cuda`: the architectures of the `cubin <arch>` sections (`sm_90a`).
+    #[serde(default)]
+    pub(crate) gpu_archs: Vec<String>,
+    /// `cuda`: the virtual architecture of the `ptx` section, if any.
+    #[serde(default)]
+    pub(crate) ptx_arch: Option<String>,
     /// Threads to run with unless the loader says otherwise.
-    threads: usize,
+    pub(crate) threads: usize,
     /// Inputs: name, dtype, shape.
-    inputs: Vec<(String, DType, Vec<usize>)>,
+    pub(crate) inputs: Vec<(String, DType, Vec<usize>)>,
     /// Output names.
-    outputs: Vec<String>,
+    pub(crate) outputs: Vec<String>,
     /// Each constant's dtype, shape and byte range in the `constants` section.
-    constants: Vec<ConstEntry>,
+    pub(crate) constants: Vec<ConstEntry>,
+}
+
+fn cpu_device() -> String {
+    "cpu".into()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct ConstEntry {
+pub(crate) struct ConstEntry {
     dtype: DType,
     shape: Vec<usize>,
     offset: usize,
     len: usize,
+}
+
+/// The constants' section and table: each tensor's bytes at a
+/// [`CONSTANT_ALIGN`]-aligned offset.
+pub(crate) fn pack_constants(constants: &[Tensor]) -> (Vec<u8>, Vec<ConstEntry>) {
+    let mut blob: Vec<u8> = Vec::new();
+    let mut table = Vec::new();
+    for t in constants {
+        let offset = blob.len().div_ceil(CONSTANT_ALIGN) * CONSTANT_ALIGN;
+        blob.resize(offset, 0);
+        blob.extend_from_slice(t.bytes());
+        table.push(ConstEntry {
+            dtype: t.dtype(),
+            shape: t.shape().to_vec(),
+            offset,
+            len: t.bytes().len(),
+        });
+    }
+    (blob, table)
+}
+
+/// The constants of an artifact, viewing its `constants` section.
+pub(crate) fn unpack_constants(
+    art: &Artifact,
+    table: &[ConstEntry],
+    stale: &impl Fn(String) -> Error,
+) -> Result<Vec<Tensor>, Error> {
+    let blob = art
+        .section_bytes("constants")
+        .map_err(|e| Error::Input(e.to_string()))?;
+    table
+        .iter()
+        .map(|c| {
+            let end = c.offset.checked_add(c.len).filter(|&e| e <= blob.len());
+            let Some(end) = end else {
+                return Err(stale("a constant lies outside its section".into()));
+            };
+            Tensor::from_bytes(c.dtype, c.shape.clone(), blob.slice(c.offset..end))
+                .map_err(|e| stale(e.to_string()))
+        })
+        .collect()
 }
 
 /// Whether `path` looks like a kiln artifact (by its first bytes).
@@ -109,23 +163,14 @@ pub fn write(
         compile(&program.kernels, cpu, false).map_err(|e| Error::Codegen(e.to_string()))?;
     progress(STAGES[2]);
     let constants = crate::cpu::constants_of(&program, &specialized);
-    let mut blob: Vec<u8> = Vec::new();
-    let mut table = Vec::new();
-    for t in &constants {
-        let offset = blob.len().div_ceil(CONSTANT_ALIGN) * CONSTANT_ALIGN;
-        blob.resize(offset, 0);
-        blob.extend_from_slice(t.bytes());
-        table.push(ConstEntry {
-            dtype: t.dtype(),
-            shape: t.shape().to_vec(),
-            offset,
-            len: t.bytes().len(),
-        });
-    }
+    let (blob, table) = pack_constants(&constants);
     let meta = Meta {
         model: graph.name.clone(),
+        device: cpu_device(),
         cpu: object.cpu.clone(),
         triple: object.triple.clone(),
+        gpu_archs: Vec::new(),
+        ptx_arch: None,
         threads,
         inputs: program
             .inputs
@@ -224,8 +269,29 @@ impl Checked {
     }
 }
 
-/// Opens, checks and links an artifact.
-pub fn load(path: &Path, threads: Option<usize>) -> Result<(CpuExecutable, Signature), Error> {
+/// Opens, checks and loads an artifact: a CPU artifact is linked; a CUDA one
+/// is loaded on the GPU (or, with `device` = [`crate::cpu::Device::CudaSim`], its
+/// GPU program runs on the simulated GPU).
+pub fn load(
+    path: &Path,
+    threads: Option<usize>,
+    device: Option<crate::cpu::Device>,
+) -> Result<(crate::cpu::Build, Signature), Error> {
+    if crate::aot_cuda::is_cuda_artifact(path)? {
+        return crate::aot_cuda::load(path, threads, device);
+    }
+    if let Some(d) = device.filter(|d| *d != crate::cpu::Device::Native) {
+        return Err(Error::Input(format!(
+            "`{}` holds native CPU code: it runs on the cpu target, not {d:?}",
+            path.display()
+        )));
+    }
+    let (exe, signature) = load_cpu(path, threads)?;
+    Ok((crate::cpu::Build::Native(exe), signature))
+}
+
+/// Opens, checks and links a CPU artifact.
+pub fn load_cpu(path: &Path, threads: Option<usize>) -> Result<(CpuExecutable, Signature), Error> {
     let checked = check(path)?;
     let object = checked
         .art
@@ -240,8 +306,9 @@ pub fn load(path: &Path, threads: Option<usize>) -> Result<(CpuExecutable, Signa
     Ok((exe, checked.signature))
 }
 
-/// Opens an artifact and checks everything but its object code ([`Checked`]).
-pub fn check(path: &Path) -> Result<Checked, Error> {
+/// Opens an artifact and reads its manifest, refusing one from another kiln
+/// version.
+pub(crate) fn open_checked(path: &Path) -> Result<(Artifact, Meta), Error> {
     let art = Artifact::open(path).map_err(|e| Error::Input(e.to_string()))?;
     let stale = |why: String| Error::Input(format!("`{}` cannot be used: {why}", path.display()));
     if art.kiln_version() != env!("CARGO_PKG_VERSION") {
@@ -253,6 +320,19 @@ pub fn check(path: &Path) -> Result<Checked, Error> {
     }
     let meta: Meta = serde_json::from_value(art.meta().clone())
         .map_err(|e| stale(format!("its manifest is malformed ({e})")))?;
+    Ok((art, meta))
+}
+
+/// Opens a CPU artifact and checks everything but its object code ([`Checked`]).
+pub fn check(path: &Path) -> Result<Checked, Error> {
+    let (art, meta) = open_checked(path)?;
+    let stale = |why: String| Error::Input(format!("`{}` cannot be used: {why}", path.display()));
+    if meta.device != "cpu" {
+        return Err(stale(format!(
+            "it holds code for `{}`, not the CPU",
+            meta.device
+        )));
+    }
     host_runs(&meta.cpu).map_err(stale)?;
     let program: Program = serde_json::from_slice(
         art.section("program")
@@ -261,24 +341,10 @@ pub fn check(path: &Path) -> Result<Checked, Error> {
     .map_err(|e| stale(format!("its program is malformed ({e})")))?;
     art.section("object")
         .map_err(|e| Error::Input(e.to_string()))?;
-    let blob = art
-        .section_bytes("constants")
-        .map_err(|e| Error::Input(e.to_string()))?;
     if meta.constants.len() != program.constants.len() {
         return Err(stale("its constants do not match its program".into()));
     }
-    let constants = meta
-        .constants
-        .iter()
-        .map(|c| {
-            let end = c.offset.checked_add(c.len).filter(|&e| e <= blob.len());
-            let Some(end) = end else {
-                return Err(stale("a constant lies outside its section".into()));
-            };
-            Tensor::from_bytes(c.dtype, c.shape.clone(), blob.slice(c.offset..end))
-                .map_err(|e| stale(e.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let constants = unpack_constants(&art, &meta.constants, &stale)?;
     validate(&program).map_err(stale)?;
     let signature = Signature {
         inputs: meta
@@ -299,7 +365,7 @@ pub fn check(path: &Path) -> Result<Checked, Error> {
 
 /// Structural checks a deserialized program must pass before it runs (ids in
 /// range, kernels well formed): a hand-edited or damaged program is refused.
-fn validate(p: &Program) -> Result<(), String> {
+pub(crate) fn validate(p: &Program) -> Result<(), String> {
     let nb = p.buffers.len();
     let bad = |what: &str| Err(format!("its program is inconsistent ({what})"));
     for k in &p.kernels {

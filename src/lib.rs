@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 pub mod aot;
+pub mod aot_cuda;
 pub mod cli;
 pub mod cpu;
 pub mod embed;

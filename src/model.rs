@@ -296,7 +296,7 @@ pub struct Executable {
 enum Engine {
     Reference(Graph),
     Cpu(std::sync::Arc<crate::cpu::CpuModel>),
-    Artifact(std::sync::Arc<kiln_runtime::cpu::CpuExecutable>),
+    Artifact(std::sync::Arc<crate::cpu::Build>),
 }
 
 impl fmt::Debug for Executable {
@@ -308,7 +308,10 @@ impl fmt::Debug for Executable {
                 crate::cpu::Device::CudaSim => "cuda-sim",
                 crate::cpu::Device::Cuda(_) => "cuda",
             },
-            Engine::Artifact(_) => "cpu (artifact)",
+            Engine::Artifact(b) => match **b {
+                crate::cpu::Build::Gpu(_) => "cuda (artifact)",
+                _ => "cpu (artifact)",
+            },
         };
         f.debug_struct("Executable")
             .field("inputs", &self.signature.inputs.len())
@@ -329,9 +332,31 @@ impl Executable {
         path: impl AsRef<Path>,
         threads: Option<usize>,
     ) -> Result<Executable, Error> {
-        let (exe, signature) = crate::aot::load(path.as_ref(), threads)?;
+        Executable::load_artifact_on(path, threads, None)
+    }
+
+    /// [`Executable::load_artifact`] on a chosen target: `None` runs it where
+    /// its code is for (the CPU, or the GPU for `--target cuda` artifacts);
+    /// [`Target::CudaSim`] runs a GPU artifact's program on the simulated GPU.
+    pub fn load_artifact_on(
+        path: impl AsRef<Path>,
+        threads: Option<usize>,
+        target: Option<Target>,
+    ) -> Result<Executable, Error> {
+        let device = match target {
+            None => None,
+            Some(Target::Cpu) => Some(crate::cpu::Device::Native),
+            Some(Target::CudaSim) => Some(crate::cpu::Device::CudaSim),
+            Some(Target::Cuda) => Some(crate::cpu::Device::Cuda(crate::gpu::open_gpu()?)),
+            Some(Target::Reference) => {
+                return Err(Error::Input(
+                    "a compiled artifact holds no graph for the reference interpreter".into(),
+                ))
+            }
+        };
+        let (build, signature) = crate::aot::load(path.as_ref(), threads, device)?;
         Ok(Executable::new(
-            Engine::Artifact(std::sync::Arc::new(exe)),
+            Engine::Artifact(std::sync::Arc::new(build)),
             signature,
         ))
     }
@@ -426,9 +451,11 @@ impl Executable {
                     }
                 }
             }
-            Engine::Artifact(exe) => {
+            Engine::Artifact(build) => {
                 let ordered = order_inputs(&self.signature, inputs)?;
-                exe.run(&ordered)?
+                build
+                    .run(&ordered)
+                    .ok_or_else(|| Error::Internal("an artifact is always compiled".into()))??
             }
         };
         Ok(self.signature.outputs.iter().cloned().zip(outs).collect())

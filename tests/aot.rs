@@ -194,3 +194,103 @@ fn compile_to_an_artifact_needs_the_cpu_target_and_known_dims() {
     ]);
     assert!(err.contains("expected NAME=SIZE"), "{err}");
 }
+
+/// `kiln compile --target cuda -o` writes GPU code with NVRTC alone (no GPU):
+/// its GPU program, run on the simulated GPU, gives the interpreter's answers;
+/// without a driver, running it on the GPU is one clean error; on the CPU it is
+/// refused by name.
+#[test]
+fn cuda_artifacts_are_compiled_without_a_gpu() {
+    use kiln_test_support::{require, Resource};
+    let test = "cuda_artifacts_are_compiled_without_a_gpu";
+    let (Some(lib), Some(include)) = (
+        require(Resource::Nvrtc, test),
+        require(Resource::CudaHeaders, test),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let art = dir.path().join("tiny-bert-cuda.kiln");
+    let r = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "compile",
+            DEMO,
+            "--target",
+            "cuda",
+            "--arch",
+            "sm_90a,sm_80",
+            "--dim",
+            "batch=2",
+            "--dim",
+            "sequence=16",
+            "-o",
+            art.to_str().unwrap(),
+        ])
+        .env("KILN_NVRTC_LIB", &lib)
+        .env("KILN_CUDA_INCLUDE", &include)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{err}");
+    assert!(err.contains("GPU code for sm_90a, sm_80"), "{err}");
+    let a = kiln_runtime::artifact::Artifact::open(&art).unwrap();
+    for section in [
+        "gpu_program",
+        "cubin sm_90a",
+        "cubin sm_80",
+        "ptx",
+        "constants",
+    ] {
+        assert!(a.has_section(section), "no section `{section}`");
+    }
+    assert!(a.section("cubin sm_90a").unwrap().starts_with(b"\x7fELF"));
+    assert!(std::str::from_utf8(a.section("ptx").unwrap())
+        .unwrap()
+        .contains(".target sm_80"));
+
+    let exe = kiln::Executable::load_artifact_on(&art, None, Some(kiln::Target::CudaSim)).unwrap();
+    let ids: Vec<i64> = (0..32).map(|i| (i * 37 % 1000) as i64).collect();
+    let inputs = vec![
+        ("input_ids".to_string(), Tensor::from_vec(vec![2, 16], ids)),
+        (
+            "attention_mask".to_string(),
+            Tensor::from_vec(vec![2, 16], vec![1i64; 32]),
+        ),
+        (
+            "token_type_ids".to_string(),
+            Tensor::from_vec(vec![2, 16], vec![0i64; 32]),
+        ),
+    ];
+    let got = exe.run(&inputs).unwrap();
+    let want = kiln::Model::load(DEMO).unwrap().run(&inputs).unwrap();
+    for ((n, g), (m, w)) in got.iter().zip(&want) {
+        assert_eq!(n, m);
+        let worst = g
+            .to_f32_vec()
+            .iter()
+            .zip(w.to_f32_vec())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{n}: {worst}");
+    }
+
+    let art_s = art.to_str().unwrap();
+    let mut args = vec!["run".to_string(), art_s.to_string()];
+    args.extend(demo_inputs());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if !kiln_runtime::cuda::driver_present() {
+        let err = kiln_fails(&args);
+        assert!(err.contains("no CUDA driver found (libcuda.so.1)"), "{err}");
+    }
+    let mut on_cpu = args.clone();
+    on_cpu.extend(["--target", "cpu"]);
+    let err = kiln_fails(&on_cpu);
+    assert!(err.contains("compiled artifact for cuda"), "{err}");
+    let err = kiln_fails(&[
+        "compile", DEMO, "--target", "cuda", "--arch", "sm_9x", "-o", art_s,
+    ]);
+    assert!(
+        err.contains("--arch: `sm_9x` is not a GPU architecture"),
+        "{err}"
+    );
+}

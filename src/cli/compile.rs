@@ -22,9 +22,20 @@ pub struct CompileArgs {
     /// The model (.onnx).
     pub model: PathBuf,
     /// The target the cost model prices for: h200, cpu (= cpu-default) or a
-    /// profile file PATH.toml.
-    #[arg(long, default_value = DEFAULT_TARGET, value_name = "h200|cpu|PATH.toml")]
+    /// profile file PATH.toml; `cuda` prices for the h200 and, with `-o`,
+    /// writes GPU code.
+    #[arg(long, default_value = DEFAULT_TARGET, value_name = "h200|cpu|cuda|PATH.toml")]
     pub target: String,
+    /// With `--target cuda -o`: the GPU architectures to compile for (a cubin
+    /// each, plus PTX for the oldest, which newer GPUs compile at load), by
+    /// NVRTC alone: no GPU is needed.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "sm_90a,sm_80",
+        value_name = "ARCH,..."
+    )]
+    pub arch: Vec<String>,
     /// Write the optimized graph in kiln's IR text form to PATH, atomically (a file
     /// is never left half-written); `-` or no PATH writes it to stdout. Weights of
     /// more than 16 elements are written as references by name.
@@ -41,7 +52,8 @@ pub struct CompileArgs {
     #[arg(long, value_name = "PHASE")]
     pub dump_after: Vec<String>,
     /// Compile to native code and write an ahead-of-time artifact here (with
-    /// `--target cpu`), atomically; run it with `kiln run MODEL.kiln`.
+    /// `--target cpu`, or GPU code with `--target cuda`), atomically; run it
+    /// with `kiln run MODEL.kiln`.
     #[arg(long, short = 'o', value_name = "MODEL.kiln")]
     pub output: Option<PathBuf>,
     /// Size of a symbolic input dim, NAME=SIZE (repeatable): artifacts are
@@ -119,17 +131,26 @@ pub fn optimize(
 
 /// Runs `kiln compile`.
 pub fn compile(args: &CompileArgs) -> Result<i32, Error> {
-    if args.output.is_some() && !matches!(args.target.as_str(), "cpu" | "cpu-default") {
+    let cuda = args.target == "cuda";
+    if args.output.is_some() && !cuda && !matches!(args.target.as_str(), "cpu" | "cpu-default") {
         return Err(Error::Input(format!(
-            "-o writes native CPU code: use --target cpu (not `{}`)",
+            "-o writes compiled code: use --target cpu or --target cuda (not `{}`)",
             args.target
         )));
     }
+    let archs = args
+        .arch
+        .iter()
+        .map(|a| {
+            kiln_codegen::gpu::cuda::nvrtc::Arch::parse(a.trim())
+                .map_err(|e| Error::Input(format!("--arch: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let progress = super::spinner("importing and optimizing");
     if args.output.is_none() {
         progress.finish_and_clear();
     }
-    let profile = target_profile(&args.target)?;
+    let profile = target_profile(if cuda { DEFAULT_TARGET } else { &args.target })?;
     let pipeline = pipeline(&args.dump_after)?;
     let c = optimize(&args.model, &pipeline, &profile)?;
     for phase in &c.report.phases {
@@ -157,6 +178,34 @@ pub fn compile(args: &CompileArgs) -> Result<i32, Error> {
         }
         .resolved_threads();
         let t = std::time::Instant::now();
+        if cuda {
+            let summary =
+                crate::aot_cuda::write(&c.optimized, &signature, &shapes, &archs, out, |stage| {
+                    progress.set_message(stage.to_string())
+                });
+            progress.finish_and_clear();
+            let summary = summary?;
+            eprintln!(
+                "wrote {} ({} GPU kernels, {} steps{}, {} KiB of GPU code for {}) in {:.2} s",
+                out.display(),
+                summary.kernels,
+                summary.steps,
+                if summary.host_steps > 0 {
+                    format!(", {} on the host", summary.host_steps)
+                } else {
+                    String::new()
+                },
+                summary.code_bytes / 1024,
+                summary
+                    .archs
+                    .iter()
+                    .map(|a| a.sm())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                t.elapsed().as_secs_f64()
+            );
+            return Ok(0);
+        }
         let summary = crate::aot::write(
             &c.optimized,
             &signature,

@@ -29,7 +29,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a model on input tensors and write its outputs to a .safetensors file.
     Run {
-        /// The model (.onnx), or an artifact from `kiln compile --target cpu -o MODEL.kiln`.
+        /// The model (.onnx), or an artifact from `kiln compile --target cpu|cuda -o MODEL.kiln`.
         model: PathBuf,
         /// An input as NAME=FILE, FILE a .npy or an ONNX TensorProto .pb (repeat per input).
         #[arg(long = "input", short = 'i', value_name = "NAME=FILE")]
@@ -37,7 +37,7 @@ pub enum Command {
         /// Where to write every output, under its model output name.
         #[arg(long, short = 'o', value_name = "OUT.safetensors")]
         output: Option<PathBuf>,
-        /// Where to run: ref (reference interpreter), cpu, cuda-sim (GPU kernels on the SIMT interpreter), cuda [default: ref; cpu for an artifact].
+        /// Where to run: ref (reference interpreter), cpu, cuda (an NVIDIA GPU), cuda-sim (the GPU program on the SIMT interpreter) [default: ref; an artifact's own device].
         #[arg(long)]
         target: Option<String>,
         /// Threads for the cpu target [default: all available].
@@ -242,16 +242,36 @@ fn run(
         }
         None => None,
     };
-    let target_name = target.unwrap_or(if artifact { "cpu" } else { "ref" });
+    let artifact_device = if artifact {
+        Some(if crate::aot_cuda::is_cuda_artifact(model)? {
+            "cuda"
+        } else {
+            "cpu"
+        })
+    } else {
+        None
+    };
+    let target_name = target.unwrap_or(artifact_device.unwrap_or("ref"));
     let target = Target::from_name(target_name).ok_or_else(|| {
         Error::Input(format!(
             "unknown target `{target_name}` (choose ref, cpu, cuda or cuda-sim)"
         ))
     })?;
-    if artifact && target != Target::Cpu {
+    let fits = match artifact_device {
+        None => true,
+        Some("cpu") => target == Target::Cpu,
+        Some(_) => matches!(target, Target::Cuda | Target::CudaSim),
+    };
+    if !fits {
         return Err(Error::Input(format!(
-            "`{}` is a compiled artifact: it runs on the cpu target only",
-            model.display()
+            "`{}` is a compiled artifact for {}: it runs on {} only",
+            model.display(),
+            artifact_device.unwrap_or_default(),
+            if artifact_device == Some("cpu") {
+                "the cpu target"
+            } else {
+                "the cuda target (or cuda-sim)"
+            }
         )));
     }
     let mut named = Vec::new();
@@ -264,7 +284,7 @@ fn run(
     }
     let t0 = Instant::now();
     let exe = if artifact {
-        crate::Executable::load_artifact(model, threads)?
+        crate::Executable::load_artifact_on(model, threads, Some(target))?
     } else {
         let options = crate::CompileOptions {
             threads,
