@@ -244,7 +244,12 @@ impl Model {
                     _ => crate::cpu::Device::Native,
                 };
                 let graph = if options.optimize {
-                    optimize_for_cpu(&self.graph)?
+                    let profile = if *target == Target::Cpu {
+                        "cpu"
+                    } else {
+                        "cuda"
+                    };
+                    optimize_for(&self.graph, profile)?
                 } else {
                     self.graph.clone()
                 };
@@ -274,9 +279,10 @@ impl Model {
     }
 }
 
-/// The standard optimizer pipeline with this CPU's profile.
-pub(crate) fn optimize_for_cpu(graph: &Graph) -> Result<Graph, Error> {
-    let profile = kiln_passes::cost::TargetProfile::resolve("cpu").map_err(Error::Optimize)?;
+/// The standard optimizer pipeline with the cost model profile `profile`
+/// (`cpu`, `cuda`: the calibrated ones, else the defaults).
+pub(crate) fn optimize_for(graph: &Graph, profile: &str) -> Result<Graph, Error> {
+    let profile = kiln_passes::cost::TargetProfile::resolve(profile).map_err(Error::Optimize)?;
     let (optimized, _report) = kiln_passes::pipeline::Pipeline::standard()
         .run(graph, &profile)
         .map_err(|e| Error::Optimize(e.to_string()))?;

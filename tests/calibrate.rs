@@ -137,3 +137,46 @@ fn an_unwritable_out_path_is_one_clean_error() {
     let e = kiln_fails(&["calibrate", "--quick", "--out", out.to_str().unwrap()]);
     assert!(e.contains("p.toml") || e.contains("file"), "{e}");
 }
+
+/// `--target cuda-sim` runs the GPU calibration on the simulated GPU (every
+/// measurement through the GPU runtime) and writes a profile that `cuda`
+/// resolves to; `--target cuda` without a driver is one clean line.
+#[test]
+fn gpu_calibration_writes_the_profile_cuda_resolves_to() {
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join("kiln").join("targets").join("cuda.toml");
+    let out = calibrate(
+        &["--target", "cuda-sim", "--out", path.to_str().unwrap()],
+        home.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = TargetProfile::resolve_in("cuda", Some(&home.path().join("kiln"))).unwrap();
+    assert_eq!(p.name, "cuda-sim-calibrated");
+    for x in [
+        p.peak_flops_f32,
+        p.peak_flops_f16,
+        p.mem_bandwidth,
+        p.launch_overhead,
+    ] {
+        assert!(x.is_finite() && x > 0.0, "{p:?}");
+    }
+    // Without a calibration, `cuda` prices for the h200.
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(
+        TargetProfile::resolve_in("cuda", Some(empty.path()))
+            .unwrap()
+            .name,
+        "h200"
+    );
+    if !kiln_runtime::cuda::driver_present() {
+        let out = calibrate(&["--target", "cuda"], home.path());
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error: no CUDA driver found"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}

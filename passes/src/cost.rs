@@ -66,6 +66,9 @@ pub const BUILTIN_TARGETS: &[(&str, &str)] = &[
 
 /// The calibrated CPU profile's path under kiln's configuration directory.
 pub const CALIBRATED_CPU_FILE: &str = "targets/cpu.toml";
+/// The calibrated GPU profile's path under kiln's configuration directory
+/// (`kiln calibrate --target cuda`).
+pub const CALIBRATED_CUDA_FILE: &str = "targets/cuda.toml";
 
 impl TargetProfile {
     /// Parses a profile from TOML text.
@@ -166,6 +169,11 @@ impl TargetProfile {
         config_dir.join(CALIBRATED_CPU_FILE)
     }
 
+    /// The calibrated GPU profile's path under kiln's configuration directory.
+    pub fn calibrated_cuda_path(config_dir: &Path) -> PathBuf {
+        config_dir.join(CALIBRATED_CUDA_FILE)
+    }
+
     /// The profile `--target` names, with kiln's configuration directory
     /// ([`TargetProfile::config_dir`]): see [`TargetProfile::resolve_in`].
     pub fn resolve(name_or_path: &str) -> Result<TargetProfile, String> {
@@ -174,12 +182,24 @@ impl TargetProfile {
 
     /// The profile `name_or_path` names: `cpu` is the calibrated profile under
     /// `config_dir` ([`TargetProfile::calibrated_cpu_path`]) when there is one, else
-    /// `cpu-default`; any other built-in name ([`BUILTIN_TARGETS`]) is that
-    /// profile; anything else is read as the path of a TOML profile.
+    /// `cpu-default`; `cuda` likewise the calibrated GPU profile, else `h200`;
+    /// any other built-in name ([`BUILTIN_TARGETS`]) is that profile; anything
+    /// else is read as the path of a TOML profile.
     pub fn resolve_in(
         name_or_path: &str,
         config_dir: Option<&Path>,
     ) -> Result<TargetProfile, String> {
+        if name_or_path == "cuda" {
+            if let Some(path) = config_dir
+                .map(Self::calibrated_cuda_path)
+                .filter(|p| p.is_file())
+            {
+                return Self::load(&path).map_err(|e| {
+                    format!("calibrated profile {e} (re-run `kiln calibrate --target cuda`)")
+                });
+            }
+            return Self::builtin("h200").ok_or_else(|| "no built-in h200 profile".into());
+        }
         if name_or_path == "cpu" {
             if let Some(path) = config_dir
                 .map(Self::calibrated_cpu_path)

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod calibrate;
+pub mod calibrate_gpu;
 pub mod compile;
 pub mod explain;
 pub mod fallbacks;
@@ -96,6 +97,10 @@ pub enum Command {
         /// Small sizes and few repetitions: fast, rough.
         #[arg(long)]
         quick: bool,
+        /// What to measure: cpu (this CPU), cuda (the GPU; its profile is what
+        /// the optimizer prices `--target cuda` with) or cuda-sim.
+        #[arg(long, default_value = "cpu")]
+        target: String,
     },
 }
 
@@ -176,7 +181,16 @@ pub fn execute(command: Command) -> Result<i32, Error> {
             out,
             threads,
             quick,
-        } => calibrate::run(out.as_deref(), threads, quick),
+            target,
+        } => match Target::from_name(&target) {
+            Some(Target::Cpu) => calibrate::run(out.as_deref(), threads, quick),
+            Some(t @ (Target::Cuda | Target::CudaSim)) => {
+                calibrate_gpu::run(out.as_deref(), t, quick)
+            }
+            _ => Err(Error::Input(format!(
+                "--target `{target}`: calibrate cpu, cuda or cuda-sim"
+            ))),
+        },
         Command::Inspect {
             model, ir: true, ..
         } => {
