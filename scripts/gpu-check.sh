@@ -23,13 +23,18 @@
 #      `kiln bench --profile`, the device synchronized after the step) against
 #      the device copy bandwidth and PyTorch eager / torch.compile, all measured
 #      in this run (scripts/gpu_check_torch.py);
-#   4. models: the demo BERT's median run on cuda and cpu.
+#   4. models: the demo BERT's median run on cuda and cpu; a TinyLlama-1.1B-shaped
+#      bf16 decoder with random weights (scripts/make_llama_random.py, numpy
+#      only): prefill of 512 tokens, then the median decode step, whose weight
+#      bytes per second are set against the copy bandwidth of stage 3.
 #
 # Environment: OUT (results folder; default target/gpu-check/out),
 # KILN_GPU_CHECK_TARGET (default cuda; cuda-sim runs every stage on the
 # simulated GPU here, to check this script without a GPU),
 # KILN_GPU_CHECK_N (elements of the chain; default 67108864),
-# KILN_GPU_CHECK_SECONDS (budget; stages past it are skipped; default 450).
+# KILN_GPU_CHECK_SECONDS (budget; stages past it are skipped; default 450),
+# KILN_GPU_CHECK_PROMPT (TinyLlama prefill tokens; default 512),
+# KILN_GPU_CHECK_PYTHON (a Python with numpy for the model writer; default python3).
 set -uo pipefail
 repo_root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
@@ -190,6 +195,23 @@ run() {
             --iters 20 --json 2>/dev/null | tail -n 1)
         record models "demo-bert-$t" "$([ -n "$json" ] && echo 1 || echo 0)" "$(elapsed "$t0")" "${json:-null}"
     done
+    if ! over_budget; then
+        local llama="$work/tinyllama" t0 json
+        local shape=()
+        if [ "$target" = cuda-sim ]; then
+            # The simulated GPU runs a tiny decoder of the same architecture.
+            shape=(--layers 2 --hidden 64 --intermediate 128 --heads 4 --kv-heads 2 --vocab 512)
+        fi
+        t0=$(now)
+        if "${KILN_GPU_CHECK_PYTHON:-python3}" scripts/make_llama_random.py "$llama" "${shape[@]}" >/dev/null; then
+            json=$(timeout 240 "$kiln" bench "$llama" --target "$target" --prompt-len "${KILN_GPU_CHECK_PROMPT:-512}" \
+                --context 640 --iters 16 --warmup 2 --json 2>/dev/null | tail -n 1)
+            record models tinyllama-decode "$([ -n "$json" ] && echo 1 || echo 0)" "$(elapsed "$t0")" "${json:-null}"
+        else
+            record models tinyllama-decode 0 "$(elapsed "$t0")" '"could not write the model (numpy?)"'
+        fi
+        rm -rf "$llama"
+    fi
 
     summarize
     rm -rf "$work"
@@ -214,6 +236,11 @@ if isinstance(tc, dict):
     summary["torch"] = tc
     if "kiln_chain_gb_per_s" in summary and tc.get("copy_gb_per_s"):
         summary["kiln_chain_fraction_of_copy"] = summary["kiln_chain_gb_per_s"] / tc["copy_gb_per_s"]
+ll = by.get("tinyllama-decode", {}).get("detail")
+if isinstance(ll, dict):
+    summary["tinyllama"] = {k: ll.get(k) for k in ("decode_median_ms", "prefill_ms", "prompt_tokens", "weight_bytes", "weight_gb_per_s", "compile_s")}
+    if isinstance(tc, dict) and tc.get("copy_gb_per_s") and ll.get("weight_gb_per_s"):
+        summary["tinyllama"]["fraction_of_copy"] = ll["weight_gb_per_s"] / tc["copy_gb_per_s"]
 for t in (target, "cpu"):
     d = by.get(f"demo-bert-{t}", {}).get("detail")
     if isinstance(d, dict):
@@ -238,6 +265,13 @@ if isinstance(tc, dict):
 for t in (target, "cpu"):
     if summary.get(f"demo_bert_{t}_median_ms") is not None:
         print(f"| demo BERT 2x16 on {t} (median run, copies included) | {summary[f'demo_bert_{t}_median_ms']:.3f} ms |")
+if "tinyllama" in summary:
+    t = summary["tinyllama"]
+    line = f"decode {t['decode_median_ms']:.3f} ms/token, {t['weight_gb_per_s']:.0f} GB/s of weights"
+    if "fraction_of_copy" in t:
+        line += f" = {100 * t['fraction_of_copy']:.0f}% of copy"
+    line += f"; prefill of {t['prompt_tokens']} tokens {t['prefill_ms']:.1f} ms; compile {t['compile_s']:.1f} s"
+    print(f"| TinyLlama-shaped bf16 (random weights) | {line} |")
 print(f"\nwrote {out / 'summary.json'} and {out / 'results.jsonl'}")
 EOF
 }
