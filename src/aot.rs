@@ -64,6 +64,34 @@ pub(crate) struct ConstEntry {
     len: usize,
 }
 
+/// The program's inputs as the manifest lists them: name, dtype, shape.
+pub(crate) fn input_table(program: &Program) -> Vec<(String, DType, Vec<usize>)> {
+    program
+        .inputs
+        .iter()
+        .map(|(n, b)| {
+            let buf = &program.buffers[*b];
+            (n.clone(), buf.dtype, buf.shape.clone())
+        })
+        .collect()
+}
+
+/// `value` as JSON, refused when it would not read back identically (JSON
+/// cannot spell every float an op attribute may hold: ±∞, NaN).
+pub(crate) fn to_exact_json<T>(value: &T, what: &str) -> Result<Vec<u8>, Error>
+where
+    T: Serialize + serde::de::DeserializeOwned + PartialEq,
+{
+    let json = serde_json::to_vec(value).map_err(|e| Error::Output(e.to_string()))?;
+    let reread: Result<T, _> = serde_json::from_slice(&json);
+    if reread.ok().as_ref() != Some(value) {
+        return Err(Error::Codegen(format!(
+            "the {what} does not survive serialization (a non-finite op attribute?)"
+        )));
+    }
+    Ok(json)
+}
+
 /// The constants' section and table: each tensor's bytes at a
 /// [`CONSTANT_ALIGN`]-aligned offset.
 pub(crate) fn pack_constants(constants: &[Tensor]) -> (Vec<u8>, Vec<ConstEntry>) {
@@ -172,26 +200,11 @@ pub fn write(
         gpu_archs: Vec::new(),
         ptx_arch: None,
         threads,
-        inputs: program
-            .inputs
-            .iter()
-            .map(|(n, b)| {
-                let buf = &program.buffers[*b];
-                (n.clone(), buf.dtype, buf.shape.clone())
-            })
-            .collect(),
+        inputs: input_table(&program),
         outputs: signature.outputs.clone(),
         constants: table,
     };
-    let program_json = serde_json::to_vec(&program).map_err(|e| Error::Output(e.to_string()))?;
-    // JSON cannot spell every float an op attribute may hold (±∞, NaN): refuse
-    // to write what would not read back identically.
-    let reread: Result<Program, _> = serde_json::from_slice(&program_json);
-    if reread.ok().as_ref() != Some(&program) {
-        return Err(Error::Codegen(
-            "the program does not survive serialization (a non-finite op attribute?)".into(),
-        ));
-    }
+    let program_json = to_exact_json(&program, "program")?;
     let mut w =
         ArtifactWriter::new(serde_json::to_value(&meta).map_err(|e| Error::Output(e.to_string()))?);
     let err = |e: kiln_runtime::artifact::ArtifactError| Error::Output(e.to_string());

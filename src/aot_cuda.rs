@@ -22,7 +22,9 @@ use kiln_ir::{Graph, Shape};
 use kiln_runtime::artifact::{Artifact, ArtifactWriter};
 use kiln_runtime::cuda::{CudaDevice, GpuExecutable, SimDevice};
 
-use crate::aot::{open_checked, pack_constants, unpack_constants, validate, Meta};
+use crate::aot::{
+    input_table, open_checked, pack_constants, to_exact_json, unpack_constants, validate, Meta,
+};
 use crate::cpu::{Build, Device};
 use crate::signature::Signature;
 use crate::Error;
@@ -119,25 +121,11 @@ pub fn write(
         gpu_archs: archs.iter().map(Arch::sm).collect(),
         ptx_arch: Some(ptx_arch.compute()),
         threads: 1,
-        inputs: gpu
-            .program
-            .inputs
-            .iter()
-            .map(|(n, b)| {
-                let buf = &gpu.program.buffers[*b];
-                (n.clone(), buf.dtype, buf.shape.clone())
-            })
-            .collect(),
+        inputs: input_table(&gpu.program),
         outputs: signature.outputs.clone(),
         constants: table,
     };
-    let json = serde_json::to_vec(&gpu).map_err(|e| Error::Output(e.to_string()))?;
-    let reread: Result<GpuProgram, _> = serde_json::from_slice(&json);
-    if reread.ok().as_ref() != Some(&gpu) {
-        return Err(Error::Codegen(
-            "the GPU program does not survive serialization (a non-finite op attribute?)".into(),
-        ));
-    }
+    let json = to_exact_json(&gpu, "GPU program")?;
     let mut w =
         ArtifactWriter::new(serde_json::to_value(&meta).map_err(|e| Error::Output(e.to_string()))?);
     let err = |e: kiln_runtime::artifact::ArtifactError| Error::Output(e.to_string());

@@ -54,6 +54,35 @@ fn read_outputs(path: &std::path::Path) -> Vec<(String, Vec<f32>)> {
     v
 }
 
+/// Runs `exe` (the demo BERT compiled for [2, 16]) on fixed inputs and
+/// compares with the reference interpreter.
+fn assert_answers_as_the_reference(exe: &kiln::Executable) {
+    let ids: Vec<i64> = (0..32).map(|i| (i * 37 % 1000) as i64).collect();
+    let inputs = vec![
+        ("input_ids".to_string(), Tensor::from_vec(vec![2, 16], ids)),
+        (
+            "attention_mask".to_string(),
+            Tensor::from_vec(vec![2, 16], vec![1i64; 32]),
+        ),
+        (
+            "token_type_ids".to_string(),
+            Tensor::from_vec(vec![2, 16], vec![0i64; 32]),
+        ),
+    ];
+    let got = exe.run(&inputs).unwrap();
+    let want = kiln::Model::load(DEMO).unwrap().run(&inputs).unwrap();
+    for ((n, g), (m, w)) in got.iter().zip(&want) {
+        assert_eq!(n, m);
+        let worst = g
+            .to_f32_vec()
+            .iter()
+            .zip(w.to_f32_vec())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{n}: {worst}");
+    }
+}
+
 #[test]
 fn artifact_runs_and_matches_the_interpreter() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,30 +119,7 @@ fn library_loads_artifacts() {
     let dir = tempfile::tempdir().unwrap();
     let art = compile_demo(dir.path());
     let exe = kiln::Executable::load_artifact(&art, Some(1)).unwrap();
-    let ids: Vec<i64> = (0..32).map(|i| (i * 37 % 1000) as i64).collect();
-    let inputs = vec![
-        ("input_ids".to_string(), Tensor::from_vec(vec![2, 16], ids)),
-        (
-            "attention_mask".to_string(),
-            Tensor::from_vec(vec![2, 16], vec![1i64; 32]),
-        ),
-        (
-            "token_type_ids".to_string(),
-            Tensor::from_vec(vec![2, 16], vec![0i64; 32]),
-        ),
-    ];
-    let got = exe.run(&inputs).unwrap();
-    let want = kiln::Model::load(DEMO).unwrap().run(&inputs).unwrap();
-    for ((n, g), (m, w)) in got.iter().zip(&want) {
-        assert_eq!(n, m);
-        let worst = g
-            .to_f32_vec()
-            .iter()
-            .zip(w.to_f32_vec())
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
-        assert!(worst < 1e-4, "{n}: {worst}");
-    }
+    assert_answers_as_the_reference(&exe);
     // The artifact is compiled for [2, 16]: other shapes are refused by name.
     let err = exe
         .run(&[
@@ -249,30 +255,7 @@ fn cuda_artifacts_are_compiled_without_a_gpu() {
         .contains(".target sm_80"));
 
     let exe = kiln::Executable::load_artifact_on(&art, None, Some(kiln::Target::CudaSim)).unwrap();
-    let ids: Vec<i64> = (0..32).map(|i| (i * 37 % 1000) as i64).collect();
-    let inputs = vec![
-        ("input_ids".to_string(), Tensor::from_vec(vec![2, 16], ids)),
-        (
-            "attention_mask".to_string(),
-            Tensor::from_vec(vec![2, 16], vec![1i64; 32]),
-        ),
-        (
-            "token_type_ids".to_string(),
-            Tensor::from_vec(vec![2, 16], vec![0i64; 32]),
-        ),
-    ];
-    let got = exe.run(&inputs).unwrap();
-    let want = kiln::Model::load(DEMO).unwrap().run(&inputs).unwrap();
-    for ((n, g), (m, w)) in got.iter().zip(&want) {
-        assert_eq!(n, m);
-        let worst = g
-            .to_f32_vec()
-            .iter()
-            .zip(w.to_f32_vec())
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
-        assert!(worst < 1e-4, "{n}: {worst}");
-    }
+    assert_answers_as_the_reference(&exe);
 
     let art_s = art.to_str().unwrap();
     let mut args = vec!["run".to_string(), art_s.to_string()];

@@ -21,8 +21,7 @@ fn calibrate(args: &[&str], config_home: &Path) -> Output {
         .unwrap()
 }
 
-fn assert_measured(p: &TargetProfile) {
-    assert_eq!(p.name, "cpu-calibrated");
+fn assert_positive(p: &TargetProfile) {
     for x in [
         p.peak_flops_f32,
         p.peak_flops_f16,
@@ -31,6 +30,11 @@ fn assert_measured(p: &TargetProfile) {
     ] {
         assert!(x.is_finite() && x > 0.0, "{p:?}");
     }
+}
+
+fn assert_measured(p: &TargetProfile) {
+    assert_eq!(p.name, "cpu-calibrated");
+    assert_positive(p);
     // Loose sanity bounds: any CPU this runs on is within them.
     assert!(p.peak_flops_f32 > 1e7 && p.peak_flops_f32 < 1e15, "{p:?}");
     assert!(p.mem_bandwidth > 1e7 && p.mem_bandwidth < 1e13, "{p:?}");
@@ -156,14 +160,7 @@ fn gpu_calibration_writes_the_profile_cuda_resolves_to() {
     );
     let p = TargetProfile::resolve_in("cuda", Some(&home.path().join("kiln"))).unwrap();
     assert_eq!(p.name, "cuda-sim-calibrated");
-    for x in [
-        p.peak_flops_f32,
-        p.peak_flops_f16,
-        p.mem_bandwidth,
-        p.launch_overhead,
-    ] {
-        assert!(x.is_finite() && x > 0.0, "{p:?}");
-    }
+    assert_positive(&p);
     // Without a calibration, `cuda` prices for the h200.
     let empty = tempfile::tempdir().unwrap();
     assert_eq!(

@@ -271,18 +271,17 @@ fn cpu_name() -> Option<String> {
         .map(|(_, v)| v.trim().to_string())
 }
 
-/// `kiln calibrate`: measures, writes the profile to `out` (or the default place),
-/// prints where it went and what it holds.
-pub fn run(out: Option<&Path>, threads: Option<usize>, quick: bool) -> Result<i32, Error> {
-    let threads = match threads {
-        Some(0) => return Err(Error::Input("--threads must be at least 1".into())),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+/// Where a calibration writes its profile: `out`, else `default` under kiln's
+/// configuration directory; its folder is created and a folder at the path
+/// refused, before anything is measured.
+pub fn profile_path(
+    out: Option<&Path>,
+    default: impl Fn(&Path) -> PathBuf,
+) -> Result<PathBuf, Error> {
     let path: PathBuf = match out {
         Some(p) => p.to_path_buf(),
         None => TargetProfile::config_dir()
-            .map(|d| TargetProfile::calibrated_cpu_path(&d))
+            .map(|d| default(&d))
             .ok_or_else(|| {
                 Error::Output(
                     "no configuration directory (neither XDG_CONFIG_HOME nor HOME is set); \
@@ -291,7 +290,6 @@ pub fn run(out: Option<&Path>, threads: Option<usize>, quick: bool) -> Result<i3
                 )
             })?,
     };
-    // Fail on an unusable path before measuring, not after.
     if path.is_dir() {
         return Err(Error::Output(format!("{}: is a directory", path.display())));
     }
@@ -299,6 +297,18 @@ pub fn run(out: Option<&Path>, threads: Option<usize>, quick: bool) -> Result<i3
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Output(format!("{}: {e}", dir.display())))?;
     }
+    Ok(path)
+}
+
+/// `kiln calibrate`: measures, writes the profile to `out` (or the default place),
+/// prints where it went and what it holds.
+pub fn run(out: Option<&Path>, threads: Option<usize>, quick: bool) -> Result<i32, Error> {
+    let threads = match threads {
+        Some(0) => return Err(Error::Input("--threads must be at least 1".into())),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let path = profile_path(out, TargetProfile::calibrated_cpu_path)?;
     let plan = if quick { Plan::quick() } else { Plan::full() };
     let t = Instant::now();
     let measured = measure(threads, &plan)?;

@@ -12,7 +12,7 @@
 //! `--target cuda-sim` measures the simulated GPU the same way (a meaningless
 //! profile, but it exercises every step here, where no GPU is).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kiln_ir::op::{BinaryOp, NnOp};
@@ -122,25 +122,7 @@ fn step_seconds(
 /// `kiln calibrate --target cuda|cuda-sim`: measures and writes the profile to
 /// `out` (or the calibrated CUDA profile's place).
 pub fn run(out: Option<&Path>, target: Target, quick: bool) -> Result<i32, Error> {
-    let path: PathBuf = match out {
-        Some(p) => p.to_path_buf(),
-        None => TargetProfile::config_dir()
-            .map(|d| TargetProfile::calibrated_cuda_path(&d))
-            .ok_or_else(|| {
-                Error::Output(
-                    "no configuration directory (neither XDG_CONFIG_HOME nor HOME is set); \
-                     pass --out PATH"
-                        .into(),
-                )
-            })?,
-    };
-    if path.is_dir() {
-        return Err(Error::Output(format!("{}: is a directory", path.display())));
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Output(format!("{}: {e}", dir.display())))?;
-    }
+    let path = super::calibrate::profile_path(out, TargetProfile::calibrated_cuda_path)?;
     // The GPU first: no driver is one line before any work.
     let device = match target {
         Target::Cuda => Some(crate::gpu::open_gpu()?),
