@@ -8,6 +8,7 @@
 //!   steps between copies, a graph captured and replayed — the same code on
 //!   both devices, so `--target cuda-sim` tests the runtime with the kernels.
 
+pub mod cublas_plan;
 pub mod device;
 pub mod driver;
 mod exec;
