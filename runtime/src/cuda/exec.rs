@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use kiln_codegen::gpu::program::{GpuProgram, GpuStep};
 use kiln_codegen::program::{BufferId, Program, Step};
-use kiln_ir::Tensor;
+use kiln_ir::{DType, Tensor};
 
 use super::device::{DevicePtr, GpuDevice, GraphId};
 use crate::cpu::AlignedBuf;
@@ -327,6 +327,15 @@ impl GpuExecutable {
             .library_gemm(g, ptrs[g.a], ptrs[g.b], ptrs[g.c])?
         {
             return Ok(());
+        }
+        // The host's GEMM has f32 and f64 only (an f16 step that the library
+        // declines would otherwise reach its `unreachable!`).
+        if !matches!(g.dtype, DType::F32 | DType::F64) {
+            return Err(RunError::Internal(format!(
+                "GPU step {index}: a GEMM over {} that neither the device's library \
+                 nor the host computes",
+                g.dtype
+            )));
         }
         let staged = self.stage(&[g.a, g.b], &[g.c], ptrs)?;
         crate::cpu::gemm::run(g, &staged.table, self.threads);
