@@ -136,9 +136,12 @@ unsafe impl Sync for Cublas {}
 
 impl Cublas {
     /// A handle whose calls run on `stream`, with a workspace of its own.
-    /// The stream's context must be current on this thread. Without the
-    /// library: [`RunError::NoDevice`], never a panic.
-    pub fn new(stream: driver_sys::CUstream) -> Result<Cublas, RunError> {
+    /// Without the library: [`RunError::NoDevice`], never a panic.
+    ///
+    /// # Safety
+    /// `stream` is a live stream whose context is current on this thread, and
+    /// it outlives the handle.
+    pub unsafe fn new(stream: driver_sys::CUstream) -> Result<Cublas, RunError> {
         if !cublas_present() {
             return Err(RunError::NoDevice(format!(
                 "no cuBLAS library found ({CUBLAS_LIB})"
@@ -328,8 +331,9 @@ mod tests {
             eprintln!("skip: {CUBLAS_LIB} loads here; this test is for machines without it");
             return;
         }
-        // No CUDA call is reached, so no stream or context is needed.
-        let e = Cublas::new(std::ptr::null_mut())
+        // SAFETY: without the library no CUDA call is reached, so the null
+        // stream is never used.
+        let e = unsafe { Cublas::new(std::ptr::null_mut()) }
             .err()
             .expect("no library, no handle");
         assert!(matches!(e, RunError::NoDevice(_)), "{e}");

@@ -229,7 +229,9 @@ impl CudaDevice {
         // Created last: on failure, dropping `device` releases the stream and
         // the module.
         if cublas_present() {
-            device.blas = Some(Cublas::new(device.stream)?);
+            // SAFETY: the stream was created above in the current context and
+            // is destroyed only after the handle (`Drop`).
+            device.blas = Some(unsafe { Cublas::new(device.stream) }?);
         }
         Ok(device)
     }
