@@ -55,6 +55,15 @@ pub trait GpuDevice: Send + Sync {
         Ok(false)
     }
 
+    /// Whether [`GpuDevice::library_gemm`] runs `step` on the device's stream
+    /// in a way a graph capture records (so a program with library steps can
+    /// still be captured). `false` (the default) when the library might leave
+    /// it to the host, which copies: copies are not allowed while capturing.
+    fn library_captures(&self, step: &GemmStep) -> bool {
+        let _ = step;
+        false
+    }
+
     /// Waits until all submitted work has finished.
     fn synchronize(&self) -> Result<(), RunError>;
 

@@ -6,6 +6,10 @@
 //! the context current on the calling thread first, so executables may be used
 //! from any thread.
 //!
+//! Large GEMM steps go through cuBLAS ([`super::cublas`]) when the library
+//! loads: one handle per [`CudaDevice`], on its stream, so its calls are ordered
+//! with the kernels and captured into graphs with them.
+//!
 //! **No driver, no panic.** `cudarc` panics when a library it needs is missing,
 //! so nothing here reaches it before [`driver_present`] has said the driver
 //! library loads; without one, [`CudaGpu::open`] returns
@@ -17,7 +21,10 @@ use std::sync::{Arc, Mutex};
 use cudarc::driver::{result, sys};
 use kiln_codegen::gpu::cuda::nvrtc::Arch;
 use kiln_codegen::gpu::{GpuKernel, Launch};
+use kiln_codegen::program::GemmStep;
 
+use super::cublas::{cublas_present, Cublas};
+use super::cublas_plan;
 use super::device::{DevicePtr, GpuDevice, GraphId};
 use crate::RunError;
 
@@ -162,6 +169,8 @@ pub struct CudaDevice {
     stream: sys::CUstream,
     functions: Vec<(sys::CUfunction, Launch)>,
     graphs: Mutex<Vec<sys::CUgraphExec>>,
+    /// cuBLAS on `stream`, when the library loads.
+    blas: Option<Cublas>,
 }
 
 // SAFETY: the handles belong to a context made current before every use; the
@@ -172,7 +181,9 @@ unsafe impl Sync for CudaDevice {}
 
 impl CudaDevice {
     /// Loads `image` (a cubin, or PTX text) holding `kernels` (by name) onto
-    /// `gpu`, with a new stream.
+    /// `gpu`, with a new stream, and a cuBLAS handle on it when
+    /// [`cublas_present`] (a library that loads but fails to start is an
+    /// error: the program was lowered expecting it).
     pub fn new(
         gpu: Arc<CudaGpu>,
         image: &[u8],
@@ -207,13 +218,27 @@ impl CudaDevice {
         }
         let stream = result::stream::create(result::stream::StreamKind::NonBlocking)
             .map_err(|e| driver_error("cuStreamCreate", e))?;
-        Ok(CudaDevice {
+        let mut device = CudaDevice {
             gpu,
             module,
             stream,
             functions,
             graphs: Mutex::new(Vec::new()),
-        })
+            blas: None,
+        };
+        // Created last: on failure, dropping `device` releases the stream and
+        // the module.
+        if cublas_present() {
+            // SAFETY: the stream was created above in the current context and
+            // is destroyed only after the handle (`Drop`).
+            device.blas = Some(unsafe { Cublas::new(device.stream) }?);
+        }
+        Ok(device)
+    }
+
+    /// Whether GEMM library steps run through cuBLAS.
+    pub fn uses_cublas(&self) -> bool {
+        self.blas.is_some()
     }
 }
 
@@ -305,6 +330,33 @@ impl GpuDevice for CudaDevice {
         .map_err(|e| driver_error("cuLaunchKernel", e))
     }
 
+    fn library_gemm(
+        &self,
+        step: &GemmStep,
+        a: DevicePtr,
+        b: DevicePtr,
+        c: DevicePtr,
+    ) -> Result<bool, RunError> {
+        let Some(blas) = &self.blas else {
+            return Ok(false);
+        };
+        let Some(plan) = cublas_plan::plan(step) else {
+            return Ok(false);
+        };
+        self.gpu.bind()?;
+        // SAFETY: `a`, `b` and `c` are the step's buffers (the executable's
+        // pointer table over the program the step belongs to), and
+        // `self.stream` is the handle's stream.
+        unsafe { blas.gemm(&plan, step.dtype, [a, b, c], self.stream) }?;
+        Ok(true)
+    }
+
+    fn library_captures(&self, step: &GemmStep) -> bool {
+        // Exactly when `library_gemm` takes the step: then it only submits
+        // cuBLAS calls or a memset to the stream.
+        self.blas.is_some() && cublas_plan::plan(step).is_some()
+    }
+
     fn synchronize(&self) -> Result<(), RunError> {
         self.gpu.bind()?;
         // SAFETY: the stream is alive until `self` drops.
@@ -364,9 +416,11 @@ impl Drop for CudaDevice {
             return;
         }
         // SAFETY: the handles were created in `new`/`end_capture` and are
-        // destroyed once, after the stream's work has finished.
+        // destroyed once, after the stream's work has finished; the cuBLAS
+        // handle goes before the stream it is bound to.
         unsafe {
             let _ = result::stream::synchronize(self.stream);
+            drop(self.blas.take());
             for &g in self.graphs.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 let _ = result::graph::exec_destroy(g);
             }

@@ -1,7 +1,8 @@
 //! A GPU program ready to run on one device: constants uploaded once at load,
 //! device memory for the arena, inputs and outputs allocated at the first run
-//! and kept, steps launched in order, and — for programs whose every step is a
-//! kernel — a graph captured at the second run and replayed from then on.
+//! and kept, steps launched in order, and — for programs whose every step runs
+//! on the device's stream (kernels, and library GEMMs the device says it
+//! captures) — a graph captured at the second run and replayed from then on.
 //!
 //! Runs of one executable are serialized (the device's stream orders its work
 //! anyway, and a capture must see only its own run's launches), so one set of
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use kiln_codegen::gpu::program::{GpuProgram, GpuStep};
 use kiln_codegen::program::{BufferId, Program, Step};
-use kiln_ir::Tensor;
+use kiln_ir::{DType, Tensor};
 
 use super::device::{DevicePtr, GpuDevice, GraphId};
 use crate::cpu::AlignedBuf;
@@ -163,13 +164,7 @@ impl GpuExecutable {
             self.device.upload(p, t.bytes())?;
         }
         let ptrs = resident.ptrs.clone();
-        let capturable = self.graphs
-            && times.is_none()
-            && self
-                .program
-                .steps
-                .iter()
-                .all(|s| matches!(s, GpuStep::Launch { .. }));
+        let capturable = self.graphs && times.is_none() && self.capturable();
         if let (true, Some(g)) = (capturable, state.graph) {
             self.device.replay(g)?;
         } else if capturable && state.runs >= 1 && self.device.begin_capture()? {
@@ -245,12 +240,53 @@ impl GpuExecutable {
         }
     }
 
-    /// Launches every step (all kernels: the capturable case).
+    /// Whether every step runs on the device's stream: a kernel, or a GEMM
+    /// the device's library takes in a way a capture records (on the simulated
+    /// device library steps run on the host, so never).
+    fn capturable(&self) -> bool {
+        let prog = &self.program.program;
+        self.program
+            .steps
+            .iter()
+            .zip(&prog.steps)
+            .all(|(s, step)| match (s, step) {
+                (GpuStep::Launch { .. }, _) => true,
+                (GpuStep::Library, Step::Gemm(g)) => self.device.library_captures(g),
+                _ => false,
+            })
+    }
+
+    /// Submits every step (the capturable case: kernels and library GEMMs
+    /// that stay on the device).
     fn launch_all(&self, ptrs: &[DevicePtr]) -> Result<(), RunError> {
-        for step in &self.program.steps {
-            if let GpuStep::Launch { kernel, args } = step {
-                let a: Vec<DevicePtr> = args.iter().map(|&b| ptrs[b]).collect();
-                self.device.launch(*kernel, &a)?;
+        for (i, step) in self.program.steps.iter().enumerate() {
+            match step {
+                GpuStep::Launch { kernel, args } => {
+                    let a: Vec<DevicePtr> = args.iter().map(|&b| ptrs[b]).collect();
+                    self.device.launch(*kernel, &a)?;
+                }
+                GpuStep::Library => {
+                    let Step::Gemm(g) = &self.program.program.steps[i] else {
+                        return Err(RunError::Internal(format!(
+                            "GPU step {i} is a library step but not a GEMM"
+                        )));
+                    };
+                    // Never the host fallback here: it would copy, and copies
+                    // are not allowed while capturing.
+                    if !self
+                        .device
+                        .library_gemm(g, ptrs[g.a], ptrs[g.b], ptrs[g.c])?
+                    {
+                        return Err(RunError::Internal(format!(
+                            "GPU step {i}: the device said it captures this GEMM, then declined it"
+                        )));
+                    }
+                }
+                GpuStep::Host => {
+                    return Err(RunError::Internal(format!(
+                        "GPU step {i} runs on the host inside a capture"
+                    )))
+                }
             }
         }
         Ok(())
@@ -291,6 +327,15 @@ impl GpuExecutable {
             .library_gemm(g, ptrs[g.a], ptrs[g.b], ptrs[g.c])?
         {
             return Ok(());
+        }
+        // The host's GEMM has f32 and f64 only (an f16 step that the library
+        // declines would otherwise reach its `unreachable!`).
+        if !matches!(g.dtype, DType::F32 | DType::F64) {
+            return Err(RunError::Internal(format!(
+                "GPU step {index}: a GEMM over {} that neither the device's library \
+                 nor the host computes",
+                g.dtype
+            )));
         }
         let staged = self.stage(&[g.a, g.b], &[g.c], ptrs)?;
         crate::cpu::gemm::run(g, &staged.table, self.threads);
