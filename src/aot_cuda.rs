@@ -308,6 +308,19 @@ fn validate_gpu(g: &GpuProgram) -> Result<(), String> {
     }
     let nb = g.program.buffers.len();
     for s in &g.steps {
+        if let GpuStep::Check {
+            kernel, indices, ..
+        } = s
+        {
+            let ok = g.kernels.get(*kernel).is_some_and(|k| {
+                k.buffers.len() == 2
+                    && *indices < nb
+                    && k.buffers[0].len == g.program.buffers[*indices].numel()
+            });
+            if !ok {
+                return bad("an index check does not match its kernel");
+            }
+        }
         if let GpuStep::Launch { kernel, args } = s {
             let Some(k) = g.kernels.get(*kernel) else {
                 return bad("a launch names a missing kernel");

@@ -31,6 +31,7 @@
 //! whose output NVRTC compiles.
 
 mod check;
+pub mod check_indices;
 pub mod cuda;
 pub mod elementwise;
 pub mod from_cpu;

@@ -10,15 +10,18 @@
 //!   library step, run by the device's GEMM library (on the simulated device,
 //!   the reference GEMM on the host: the SIMT interpreter does a few million
 //!   multiply-adds a second);
-//! - index checks and host steps (ops kiln generates no code for) run on the
-//!   host between copies: the runtime downloads what they read and uploads what
-//!   they write.
+//! - an index check becomes a device check ([`check_indices_kernel`]: counts
+//!   and neutralizes bad indices; the runtime fails the run after it);
+//! - host steps (ops kiln generates no code for, and index checks of forms the
+//!   device check does not take) run on the host between copies: the runtime
+//!   downloads what they read and uploads what they write.
 //!
 //! The invariant the runtime relies on: `steps[i]` computes exactly what
 //! `program.steps[i]` computes, reading and writing the same buffers.
 
 use serde::{Deserialize, Serialize};
 
+use super::check_indices::check_indices_kernel;
 use super::gemm::gemm_kernel;
 use super::{lower_kernel, GpuKernel};
 use crate::program::{BufferId, GemmStep, Program, Step};
@@ -40,6 +43,27 @@ pub enum GpuStep {
     /// The program's step (an index check or a host op) on the host, between a
     /// download of what it reads and an upload of what it writes.
     Host,
+    /// The program's index check on the device
+    /// ([`check_indices_kernel`]): launch `kernel` over the index buffer and
+    /// status word `slot` (i64) of the run's status buffer; the runtime fails
+    /// the run when the word is non-zero after it.
+    Check {
+        /// The check kernel.
+        kernel: usize,
+        /// The index buffer.
+        indices: BufferId,
+        /// Its status word.
+        slot: usize,
+    },
+}
+
+/// `name`, or `name` with `_`s appended until no kernel has it; recorded.
+fn unique(names: &mut std::collections::HashSet<String>, mut name: String) -> String {
+    while names.contains(&name) {
+        name.push('_');
+    }
+    names.insert(name.clone());
+    name
 }
 
 /// Whether `g` becomes a kiln GEMM kernel (not a library call) under `options`:
@@ -97,6 +121,7 @@ impl GpuProgram {
         let mut names: std::collections::HashSet<String> =
             kernels.iter().map(|k| k.name.clone()).collect();
         let mut steps = Vec::with_capacity(program.steps.len());
+        let mut slots = 0;
         for (i, s) in program.steps.iter().enumerate() {
             steps.push(match s {
                 Step::Kernel { kernel, args } => GpuStep::Launch {
@@ -104,11 +129,7 @@ impl GpuProgram {
                     args: args.clone(),
                 },
                 Step::Gemm(g) if gemm_is_kernel(g, options) => {
-                    let mut name = format!("gemm{i}");
-                    while names.contains(&name) {
-                        name.push('_');
-                    }
-                    names.insert(name.clone());
+                    let name = unique(&mut names, format!("gemm{i}"));
                     let lens = [g.a, g.b, g.c].map(|b| program.buffers[b].numel());
                     kernels.push(gemm_kernel(&name, g, lens));
                     GpuStep::Launch {
@@ -117,7 +138,29 @@ impl GpuProgram {
                     }
                 }
                 Step::Gemm(_) => GpuStep::Library,
-                Step::CheckIndices { .. } | Step::Host { .. } => GpuStep::Host,
+                Step::CheckIndices {
+                    indices,
+                    bounds,
+                    wrap_negative,
+                    ..
+                } => {
+                    let buf = &program.buffers[*indices];
+                    let name = unique(&mut names, format!("check{i}"));
+                    let scalar = crate::kernel::Scalar::of(buf.dtype);
+                    match check_indices_kernel(&name, scalar, buf.numel(), bounds, *wrap_negative) {
+                        Some(k) => {
+                            kernels.push(k);
+                            slots += 1;
+                            GpuStep::Check {
+                                kernel: kernels.len() - 1,
+                                indices: *indices,
+                                slot: slots - 1,
+                            }
+                        }
+                        None => GpuStep::Host,
+                    }
+                }
+                Step::Host { .. } => GpuStep::Host,
             });
         }
         GpuProgram {
@@ -133,12 +176,21 @@ impl GpuProgram {
         !self.steps.iter().any(|s| matches!(s, GpuStep::Host))
     }
 
-    /// Kernel launches, library steps and host steps.
+    /// Status words the device index checks need (one per [`GpuStep::Check`]).
+    pub fn check_slots(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, GpuStep::Check { .. }))
+            .count()
+    }
+
+    /// Kernel launches (device index checks included), library steps and host
+    /// steps.
     pub fn step_counts(&self) -> (usize, usize, usize) {
         let mut counts = (0, 0, 0);
         for s in &self.steps {
             match s {
-                GpuStep::Launch { .. } => counts.0 += 1,
+                GpuStep::Launch { .. } | GpuStep::Check { .. } => counts.0 += 1,
                 GpuStep::Library => counts.1 += 1,
                 GpuStep::Host => counts.2 += 1,
             }

@@ -29,7 +29,12 @@ struct Resident {
     allocations: Vec<DevicePtr>,
     inputs: Vec<DevicePtr>,
     ptrs: Vec<DevicePtr>,
+    /// One i64 word per device index check (zeroed before each run).
+    status: DevicePtr,
 }
+
+/// Bytes of one status word of a device index check.
+const STATUS_WORD: usize = 8;
 
 /// What persists between runs.
 struct RunState {
@@ -163,22 +168,31 @@ impl GpuExecutable {
         for (t, &p) in inputs.iter().zip(&resident.inputs) {
             self.device.upload(p, t.bytes())?;
         }
+        let slots = self.program.check_slots();
+        let status = resident.status;
+        if slots > 0 {
+            self.device
+                .upload(status, &vec![0u8; slots * STATUS_WORD])?;
+        }
         let ptrs = resident.ptrs.clone();
         let capturable = self.graphs && times.is_none() && self.capturable();
         if let (true, Some(g)) = (capturable, state.graph) {
             self.device.replay(g)?;
         } else if capturable && state.runs >= 1 && self.device.begin_capture()? {
-            let launched = self.launch_all(&ptrs);
+            let launched = self.launch_all(&ptrs, status);
             let graph = self.device.end_capture();
             launched?;
             let g = graph?;
             state.graph = Some(g);
             self.device.replay(g)?;
         } else {
-            self.run_steps(&ptrs, times)?;
+            self.run_steps(&ptrs, status, times)?;
         }
         state.runs += 1;
         self.device.synchronize()?;
+        if slots > 0 {
+            self.check_status(status, slots)?;
+        }
         let prog = &self.program.program;
         prog.outputs
             .iter()
@@ -200,8 +214,13 @@ impl GpuExecutable {
             allocations: Vec::new(),
             inputs: Vec::new(),
             ptrs: Vec::new(),
+            status: 0,
         };
         let result = (|| {
+            r.status = self
+                .device
+                .alloc(self.program.check_slots() * STATUS_WORD)?;
+            r.allocations.push(r.status);
             let arena = self.device.alloc(self.plan.arena_bytes)?;
             r.allocations.push(arena);
             for t in inputs {
@@ -250,7 +269,7 @@ impl GpuExecutable {
             .iter()
             .zip(&prog.steps)
             .all(|(s, step)| match (s, step) {
-                (GpuStep::Launch { .. }, _) => true,
+                (GpuStep::Launch { .. } | GpuStep::Check { .. }, _) => true,
                 (GpuStep::Library, Step::Gemm(g)) => self.device.library_captures(g),
                 _ => false,
             })
@@ -258,13 +277,18 @@ impl GpuExecutable {
 
     /// Submits every step (the capturable case: kernels and library GEMMs
     /// that stay on the device).
-    fn launch_all(&self, ptrs: &[DevicePtr]) -> Result<(), RunError> {
+    fn launch_all(&self, ptrs: &[DevicePtr], status: DevicePtr) -> Result<(), RunError> {
         for (i, step) in self.program.steps.iter().enumerate() {
             match step {
                 GpuStep::Launch { kernel, args } => {
                     let a: Vec<DevicePtr> = args.iter().map(|&b| ptrs[b]).collect();
                     self.device.launch(*kernel, &a)?;
                 }
+                GpuStep::Check {
+                    kernel,
+                    indices,
+                    slot,
+                } => self.launch_check(*kernel, ptrs[*indices], status, *slot)?,
                 GpuStep::Library => {
                     let Step::Gemm(g) = &self.program.program.steps[i] else {
                         return Err(RunError::Internal(format!(
@@ -295,6 +319,7 @@ impl GpuExecutable {
     fn run_steps(
         &self,
         ptrs: &[DevicePtr],
+        status: DevicePtr,
         mut times: Option<&mut Vec<Duration>>,
     ) -> Result<(), RunError> {
         for (i, step) in self.program.steps.iter().enumerate() {
@@ -304,6 +329,11 @@ impl GpuExecutable {
                     let a: Vec<DevicePtr> = args.iter().map(|&b| ptrs[b]).collect();
                     self.device.launch(*kernel, &a)?;
                 }
+                GpuStep::Check {
+                    kernel,
+                    indices,
+                    slot,
+                } => self.launch_check(*kernel, ptrs[*indices], status, *slot)?,
                 GpuStep::Library => self.library_step(i, ptrs)?,
                 GpuStep::Host => self.host_step(i, ptrs)?,
             }
@@ -311,6 +341,56 @@ impl GpuExecutable {
                 self.device.synchronize()?;
                 times[i] += t.elapsed();
             }
+        }
+        Ok(())
+    }
+
+    /// Launches device index check `kernel` over `indices` with status word
+    /// `slot`.
+    fn launch_check(
+        &self,
+        kernel: usize,
+        indices: DevicePtr,
+        status: DevicePtr,
+        slot: usize,
+    ) -> Result<(), RunError> {
+        let word = status + (slot * STATUS_WORD) as DevicePtr;
+        self.device.launch(kernel, &[indices, word])
+    }
+
+    /// Fails the run when a device index check counted indices out of range
+    /// (the first such check, in program order, with its node's name).
+    fn check_status(&self, status: DevicePtr, slots: usize) -> Result<(), RunError> {
+        let mut words = vec![0u8; slots * STATUS_WORD];
+        self.device.download(status, &mut words)?;
+        for (step, gpu_step) in self.program.steps.iter().enumerate() {
+            let GpuStep::Check { slot, .. } = gpu_step else {
+                continue;
+            };
+            let at = slot * STATUS_WORD;
+            let count =
+                i64::from_le_bytes(words[at..at + STATUS_WORD].try_into().expect("8 bytes"));
+            if count == 0 {
+                continue;
+            }
+            let Step::CheckIndices { node, bounds, .. } = &self.program.program.steps[step] else {
+                return Err(RunError::Internal(format!(
+                    "GPU step {step} is a device check but not an index check"
+                )));
+            };
+            let axes = if bounds.len() == 1 {
+                format!("an axis of size {}", bounds[0])
+            } else {
+                format!("axes of sizes {bounds:?}")
+            };
+            return Err(RunError::Node {
+                node: node.clone(),
+                kind: kiln_ir::ErrorKind::Value,
+                message: format!(
+                    "{count} ind{} out of range for {axes}",
+                    if count == 1 { "ex is" } else { "ices are" }
+                ),
+            });
         }
         Ok(())
     }
