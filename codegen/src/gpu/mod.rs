@@ -30,6 +30,7 @@
 //! accesses, divergent barriers and races, and the CUDA C printer ([`cuda`]),
 //! whose output NVRTC compiles.
 
+pub mod attention;
 mod check;
 pub mod cuda;
 pub mod elementwise;

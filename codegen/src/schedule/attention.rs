@@ -16,9 +16,7 @@ use super::nest::broadcast_strides;
 use super::{host, Lowered, Scheduler};
 use crate::kernel::build::{add, bin, fc, idx, load, mul, parallel, select, un, var};
 use crate::kernel::{Access, BinOp, Kernel, LoopKind, Scalar, Stmt, UnOp};
-use crate::program::{
-    AttentionMask, AttentionOperand, AttentionSteps, GemmStep, HostReason, Step,
-};
+use crate::program::{AttentionMask, AttentionOperand, AttentionSteps, GemmStep, HostReason, Step};
 
 /// Lowers an `Attention` node when its form is supported.
 pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
@@ -352,9 +350,18 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
         seq_kv: skv,
         head_dim: d,
         v_head_dim: dv,
-        q: AttentionOperand { buf: qb, strides: q_st },
-        k: AttentionOperand { buf: kb, strides: k_st },
-        v: AttentionOperand { buf: vb, strides: v_st },
+        q: AttentionOperand {
+            buf: qb,
+            strides: q_st,
+        },
+        k: AttentionOperand {
+            buf: kb,
+            strides: k_st,
+        },
+        v: AttentionOperand {
+            buf: vb,
+            strides: v_st,
+        },
         out: y,
         scores,
         scale,

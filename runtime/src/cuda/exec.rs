@@ -169,7 +169,7 @@ impl GpuExecutable {
                 .program
                 .steps
                 .iter()
-                .all(|s| matches!(s, GpuStep::Launch { .. }));
+                .all(|s| matches!(s, GpuStep::Launch { .. } | GpuStep::Skip));
         if let (true, Some(g)) = (capturable, state.graph) {
             self.device.replay(g)?;
         } else if capturable && state.runs >= 1 && self.device.begin_capture()? {
@@ -245,7 +245,7 @@ impl GpuExecutable {
         }
     }
 
-    /// Launches every step (all kernels: the capturable case).
+    /// Launches every step (all kernels or skipped: the capturable case).
     fn launch_all(&self, ptrs: &[DevicePtr]) -> Result<(), RunError> {
         for step in &self.program.steps {
             if let GpuStep::Launch { kernel, args } = step {
@@ -270,6 +270,8 @@ impl GpuExecutable {
                 }
                 GpuStep::Library => self.library_step(i, ptrs)?,
                 GpuStep::Host => self.host_step(i, ptrs)?,
+                // Another step's kernel computes it (a fused attention).
+                GpuStep::Skip => {}
             }
             if let (Some(times), Some(t)) = (times.as_deref_mut(), t) {
                 self.device.synchronize()?;
