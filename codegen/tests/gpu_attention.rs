@@ -468,18 +468,28 @@ fn the_fused_kernel_text_is_pinned() {
     insta::assert_snapshot!("attention_split_keys", small_kernel(true).to_string());
 }
 
-/// A large-head prefill and decode kernel (head dim 128, as in common models).
-fn large_kernels() -> Vec<GpuKernel> {
+/// Prefill and decode kernels of head dims 8 to 128 (small ones matter too:
+/// ptxas keeps a kernel that nearly fits in 32 registers there, spilling).
+fn sized_kernels() -> Vec<GpuKernel> {
     let mut out = Vec::new();
-    for (sq, skv, mask) in [(256, 256, false), (1, 512, true)] {
+    let shapes = [
+        (256, 256, false),
+        (1, 512, true),
+        (64, 64, true),
+        (1, 64, false),
+    ];
+    for (d, (sq, skv, mask)) in [8, 16, 32, 64, 128]
+        .into_iter()
+        .flat_map(|d| shapes.map(|s| (d, s)))
+    {
         let c = Case {
             batch: vec![1],
             hq: 8,
             hkv: if sq == 1 { 2 } else { 8 },
             sq,
             skv,
-            d: 128,
-            dv: 128,
+            d,
+            dv: d,
             causal: sq > 1,
             softcap: None,
             scale: None,
@@ -491,7 +501,7 @@ fn large_kernels() -> Vec<GpuKernel> {
         let graph = shapes_graph(&c);
         let gpu = GpuProgram::lower_with(program(&graph), LowerOptions::default());
         let mut k = fused_kernel(&gpu).clone();
-        k.name = format!("attention_{sq}x{skv}");
+        k.name = format!("attention_d{d}_{sq}x{skv}");
         out.push(k);
     }
     out
@@ -546,7 +556,7 @@ fn fused_kernels_compile_and_assemble_without_spills() {
     let Some(ptxas_path) = require(Resource::Ptxas, test) else {
         return;
     };
-    let mut kernels = large_kernels();
+    let mut kernels = sized_kernels();
     let mut small = small_kernel(false);
     small.name = "attention_small_rows".into();
     let mut split = small_kernel(true);

@@ -49,6 +49,11 @@ pub const ATTENTION_WARPS: u32 = 4;
 /// holds `ROWS_PER_WARP · ⌈v_head_dim / 32⌉` accumulators, and every K element
 /// read from shared memory feeds this many FMAs.
 pub const ROWS_PER_WARP: usize = 4;
+/// Blocks per multiprocessor the kernel asks ptxas to fit (at 128 threads,
+/// any register count up to 255): left to itself ptxas squeezes small-head
+/// kernels into 32 or 40 registers for occupancy, and spills; with 4 (128
+/// registers) a head dim of 128 at decode spills on `sm_80`.
+pub const ATTENTION_MIN_BLOCKS: u32 = 2;
 /// Keys per tile: one per lane.
 pub const KEY_TILE: i64 = WARP_SIZE as i64;
 
@@ -153,21 +158,25 @@ const Q: BufId = 0;
 const K: BufId = 1;
 const V: BufId = 2;
 
-/// The per-row registers of a warp: where the row is and its running state.
+/// The running state of one of a warp's rows, in registers through the key
+/// loop. Where the row is (query position, mask row) is recomputed per key
+/// tile from `slot`: a few integer operations, while keeping them live would
+/// push small kernels past 32 registers, where ptxas prefers to spill.
 struct Row {
-    /// The row's index among the kv head's rows (past the last row in a
-    /// partial tile).
-    index: VarId,
-    /// Query position.
-    query: VarId,
-    /// Offset of the row's mask row (batch, head and query), if masked.
-    mask_at: Option<VarId>,
+    /// The row's position among the warp's rows.
+    slot: usize,
     /// Running maximum of the scores.
     max: VarId,
     /// Running sum of `exp(score − max)`.
     sum: VarId,
     /// Accumulators of output columns `lane + 32·t`.
     acc: Vec<VarId>,
+}
+
+/// Where a row is: its query position and its mask row's offset.
+struct Position {
+    query: VarId,
+    mask_at: Option<VarId>,
 }
 
 /// Generates one fused kernel.
@@ -205,6 +214,7 @@ impl<'a> Builder<'a> {
             block: ATTENTION_WARPS * WARP_SIZE,
         };
         let mut k = GpuKernel::new(name, launch);
+        k.min_blocks = Some(ATTENTION_MIN_BLOCKS);
         let len = |b: BufferId| prog.buffers[b].numel();
         k.buffer("q", Scalar::F32, len(a.q.buf), Access::Read);
         k.buffer("k", Scalar::F32, len(a.k.buf), Access::Read);
@@ -402,9 +412,7 @@ impl<'a> Builder<'a> {
             AttentionShape::SplitKeys => idx(0),
         };
         let first = self.i64(&mut body, first);
-        let rows: Vec<Row> = (0..ROWS_PER_WARP)
-            .map(|r| self.row(&mut body, offs, r0, first, r))
-            .collect();
+        let rows: Vec<Row> = (0..ROWS_PER_WARP).map(|r| self.row(&mut body, r)).collect();
 
         match self.shape {
             AttentionShape::Rows => {
@@ -426,7 +434,7 @@ impl<'a> Builder<'a> {
                     v_sh,
                     k_stride,
                 };
-                self.key_tile(&mut step, &rows, q_sh, first, offs, k0, src);
+                self.key_tile(&mut step, &rows, q_sh, [r0, first], offs, k0, src);
                 // The next tile overwrites K and V once every warp used them.
                 step.push(GStmt::Barrier);
                 body.push(GStmt::For {
@@ -436,12 +444,20 @@ impl<'a> Builder<'a> {
                     step: idx(KEY_TILE),
                     body: step,
                 });
-                self.store_rows(&mut body, &rows, out_head);
+                self.store_rows(&mut body, &rows, out_head, [r0, first]);
             }
             AttentionShape::SplitKeys => {
                 let k0 = self.k.var(Scalar::I64);
                 let mut step = Vec::new();
-                self.key_tile(&mut step, &rows, q_sh, first, offs, k0, Source::Global);
+                self.key_tile(
+                    &mut step,
+                    &rows,
+                    q_sh,
+                    [r0, first],
+                    offs,
+                    k0,
+                    Source::Global,
+                );
                 // Warp w takes key tiles w, w + warps, ...: no barrier inside.
                 body.push(GStmt::For {
                     var: k0,
@@ -458,21 +474,36 @@ impl<'a> Builder<'a> {
         body
     }
 
-    /// Registers of row `r` of the warp (tile row `first + r`).
-    fn row(
+    /// The running state of row `r` of the warp.
+    fn row(&mut self, out: &mut Vec<GStmt>, r: usize) -> Row {
+        let max = self.decl(out, Scalar::F32, fc(f64::NEG_INFINITY, Scalar::F32));
+        let sum = self.decl(out, Scalar::F32, fc(0.0, Scalar::F32));
+        let acc = (0..self.slots)
+            .map(|_| self.decl(out, Scalar::F32, fc(0.0, Scalar::F32)))
+            .collect();
+        Row {
+            slot: r,
+            max,
+            sum,
+            acc,
+        }
+    }
+
+    /// Statements binding the position of row `r` of the warp (tile row
+    /// `first + r`).
+    fn position(
         &mut self,
         out: &mut Vec<GStmt>,
         offs: &[VarId],
-        r0: VarId,
-        first: VarId,
+        [r0, first]: [VarId; 2],
         r: usize,
-    ) -> Row {
+    ) -> Position {
         let a = self.a;
         let lead = a.batch.len();
         let sq = a.seq_q as i64;
-        let rg = self.i64(out, add(var(r0), add(var(first), idx(r as i64))));
+        let index = self.i64(out, add(var(r0), add(var(first), idx(r as i64))));
         // Rows past the end compute on the last row (in bounds) and store nothing.
-        let rc = self.i64(out, bin(BinOp::Min, var(rg), idx(self.rows - 1)));
+        let rc = self.i64(out, bin(BinOp::Min, var(index), idx(self.rows - 1)));
         let g = self.i64(out, bin(BinOp::Div, var(rc), idx(sq)));
         let query = self.i64(out, bin(BinOp::Rem, var(rc), idx(sq)));
         let mask_at = a.mask.as_ref().map(|m| {
@@ -485,19 +516,7 @@ impl<'a> Builder<'a> {
             );
             self.i64(out, at)
         });
-        let max = self.decl(out, Scalar::F32, fc(f64::NEG_INFINITY, Scalar::F32));
-        let sum = self.decl(out, Scalar::F32, fc(0.0, Scalar::F32));
-        let acc = (0..self.slots)
-            .map(|_| self.decl(out, Scalar::F32, fc(0.0, Scalar::F32)))
-            .collect();
-        Row {
-            index: rg,
-            query,
-            mask_at,
-            max,
-            sum,
-            acc,
-        }
+        Position { query, mask_at }
     }
 
     /// Copies keys `k0..k0 + KEY_TILE` (`dim` elements each, zeros past the
@@ -550,7 +569,7 @@ impl<'a> Builder<'a> {
         out: &mut Vec<GStmt>,
         rows: &[Row],
         q_sh: usize,
-        first: VarId,
+        [r0, first]: [VarId; 2],
         offs: &[VarId],
         k0: VarId,
         src: Source,
@@ -608,6 +627,7 @@ impl<'a> Builder<'a> {
         // Scores with the three steps' semantics, then the online softmax.
         let mut probs = Vec::new();
         for (row, &dot) in rows.iter().zip(&dots) {
+            let pos = self.position(out, offs, [r0, first], row.slot);
             let mut s = mul(var(dot), fc(a.scale, f32));
             if let Some(cap) = a.softcap {
                 s = mul(
@@ -615,7 +635,7 @@ impl<'a> Builder<'a> {
                     un(UnOp::Tanh, bin(BinOp::Div, s, fc(cap, f32))),
                 );
             }
-            if let (Some(m), Some(mbuf), Some(at)) = (&a.mask, self.mask, row.mask_at) {
+            if let (Some(m), Some(mbuf), Some(at)) = (&a.mask, self.mask, pos.mask_at) {
                 let inside = bin(BinOp::Lt, var(key), idx(m.width as i64));
                 let full = add(var(at), mul(var(key), idx(m.strides[lead + 2] as i64)));
                 let raw = load(Mem::Global(mbuf), select(inside.clone(), full, idx(0)));
@@ -628,7 +648,7 @@ impl<'a> Builder<'a> {
                 s = select(inside, bin(BinOp::Add, s, bias), neg_inf.clone());
             }
             if a.causal {
-                s = select(bin(BinOp::Gt, var(key), var(row.query)), neg_inf.clone(), s);
+                s = select(bin(BinOp::Gt, var(key), var(pos.query)), neg_inf.clone(), s);
             }
             // Lanes past the last key are no key at all.
             s = select(bin(BinOp::Lt, var(key), idx(skv)), s, neg_inf.clone());
@@ -764,10 +784,17 @@ impl<'a> Builder<'a> {
     }
 
     /// Stores each valid row's output columns (the rows shape).
-    fn store_rows(&mut self, out: &mut Vec<GStmt>, rows: &[Row], out_head: VarId) {
+    fn store_rows(
+        &mut self,
+        out: &mut Vec<GStmt>,
+        rows: &[Row],
+        out_head: VarId,
+        [r0, first]: [VarId; 2],
+    ) {
         let dv = self.a.v_head_dim as i64;
         for row in rows {
-            let (valid, out_at) = self.out_row(out, out_head, var(row.index));
+            let index = add(var(r0), add(var(first), idx(row.slot as i64)));
+            let (valid, out_at) = self.out_row(out, out_head, index);
             for (t, &acc) in row.acc.iter().enumerate() {
                 let col = add(lane(), idx(t as i64 * WARP_SIZE as i64));
                 let value = self.finish(var(row.max), var(acc), var(row.sum));

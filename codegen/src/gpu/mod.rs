@@ -323,6 +323,13 @@ pub struct GpuKernel {
     pub vars: Vec<Scalar>,
     /// The statements every thread runs.
     pub body: Vec<GStmt>,
+    /// Blocks that should fit on one multiprocessor at once (CUDA's second
+    /// `__launch_bounds__` argument), or `None` to leave it to the compiler.
+    /// Without it ptxas may squeeze a kernel into fewer registers for
+    /// occupancy and spill; with it, registers are capped at what that many
+    /// blocks leave each thread.
+    #[serde(default)]
+    pub min_blocks: Option<u32>,
 }
 
 impl GpuKernel {
@@ -335,6 +342,7 @@ impl GpuKernel {
             shared: Vec::new(),
             vars: Vec::new(),
             body: Vec::new(),
+            min_blocks: None,
         }
     }
 
