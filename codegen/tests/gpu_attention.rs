@@ -15,7 +15,7 @@ use kiln_codegen::gpu::program::{GpuProgram, GpuStep, LowerOptions};
 use kiln_codegen::gpu::sim::{launch, SimBuffer};
 use kiln_codegen::gpu::{GpuKernel, Scalar, MAX_SHARED_BYTES};
 use kiln_codegen::program::{BufferKind, Program};
-use kiln_codegen::schedule::schedule;
+use kiln_codegen::schedule::{schedule, step_io};
 use kiln_ir::op::{CompositeOp, LayoutOp, QkOutput};
 use kiln_ir::{interp, DType, Graph, Op, Shape, Tensor, TensorType, ValueId};
 use kiln_test_support::{require, Resource};
@@ -294,6 +294,27 @@ fn program(g: &Graph) -> Program {
     schedule(g).unwrap()
 }
 
+/// The softmax step (where the fused kernel runs) reads Q, K, V and the mask
+/// and writes Y in the program's own accounting, so the memory plan, made
+/// from the steps, never places Y over an operand it reads.
+fn plan_keeps_operands_live(prog: &Program) {
+    let a = &prog.attentions[0];
+    let (reads, writes) = step_io(prog, &prog.steps[a.steps[1]]);
+    for b in [a.q.buf, a.k.buf, a.v.buf]
+        .into_iter()
+        .chain(a.mask.as_ref().map(|m| m.buf))
+    {
+        assert!(
+            reads.contains(&b),
+            "buffer {b} not read at the softmax step"
+        );
+    }
+    assert!(
+        writes.contains(&a.out),
+        "output not written at the softmax step"
+    );
+}
+
 /// Compares fused with the three steps (NaN for NaN) and with the reference
 /// (where it is finite); errors relative to max |V| (outputs are convex
 /// combinations of V's rows).
@@ -327,6 +348,7 @@ fn check_case(rng: &mut StdRng, c: &Case) -> AttentionShape {
     let want = interp::run(&g, &inputs).unwrap_or_else(|e| panic!("{what}: reference: {e}"));
     let want = want[0].to_f64_vec();
     let prog = program(&g);
+    plan_keeps_operands_live(&prog);
     let fused_prog = GpuProgram::lower_with(prog.clone(), LowerOptions::default());
     let k = fused_kernel(&fused_prog);
     k.check().unwrap();
