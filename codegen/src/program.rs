@@ -158,6 +158,90 @@ pub struct Program {
     pub outputs: Vec<(String, BufferId)>,
     /// The IR value id each constant buffer came from (index = constant number).
     pub constants: Vec<u32>,
+    /// Each attention the scheduler lowered to three steps, described whole so
+    /// a GPU can run it as one fused kernel instead (the CPU runs the steps).
+    #[serde(default)]
+    pub attentions: Vec<AttentionSteps>,
+}
+
+/// One operand of an attention (Q, K or V) as it lies in its buffer: element
+/// strides along `[batch..., heads, seq, dim]` (Q, K and V read through a
+/// transpose have the source's strides).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttentionOperand {
+    /// The buffer.
+    pub buf: BufferId,
+    /// Element stride along each dim of `[batch..., heads, seq, dim]`.
+    pub strides: Vec<isize>,
+}
+
+/// The mask of an attention, broadcast over the scores `[batch..., h_q, s_q,
+/// s_kv]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttentionMask {
+    /// The buffer (f32: added to the scores; bool: keep where true).
+    pub buf: BufferId,
+    /// Its element type: [`DType::F32`] or [`DType::Bool`].
+    pub dtype: DType,
+    /// Element stride along each dim of the scores (0 where broadcast).
+    pub strides: Vec<isize>,
+    /// The mask's last dim: keys at or past it are masked out (≤ `s_kv`).
+    pub width: usize,
+}
+
+/// An attention `Y = softmax(mask(softcap(scale·Q·Kᵀ)))·V` that the scheduler
+/// lowered to `steps`: the scores GEMM, the in-place masked softmax kernel and
+/// the `P·V` GEMM. Query heads are `[h_kv, group]`: query head `h` reads key
+/// and value head `h / group`.
+///
+/// The softmax kernel also lists Q, K, V and Y as (unused) arguments, so the
+/// memory plan keeps them all live, and apart, at that step: a fused kernel may
+/// run there in place of all three steps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttentionSteps {
+    /// The IR node (for kernel names and messages).
+    pub node: String,
+    /// Indices in [`Program::steps`]: scores GEMM, softmax kernel, `P·V` GEMM.
+    pub steps: [usize; 3],
+    /// Leading batch dims (before the heads).
+    pub batch: Vec<usize>,
+    /// Query heads.
+    pub heads_q: usize,
+    /// Key and value heads (`heads_q` is a multiple).
+    pub heads_kv: usize,
+    /// Query positions.
+    pub seq_q: usize,
+    /// Key positions.
+    pub seq_kv: usize,
+    /// Q and K head dim.
+    pub head_dim: usize,
+    /// V head dim.
+    pub v_head_dim: usize,
+    /// Queries `[batch..., h_q, s_q, head_dim]`.
+    pub q: AttentionOperand,
+    /// Keys `[batch..., h_kv, s_kv, head_dim]`.
+    pub k: AttentionOperand,
+    /// Values `[batch..., h_kv, s_kv, v_head_dim]`.
+    pub v: AttentionOperand,
+    /// The output, dense `[batch..., h_q, s_q, v_head_dim]`.
+    pub out: BufferId,
+    /// The scratch scores buffer of the three steps.
+    pub scores: BufferId,
+    /// Factor of `Q·Kᵀ`.
+    pub scale: f64,
+    /// Key `j` masked out for query `i` when `j > i`.
+    pub causal: bool,
+    /// Scores become `c·tanh(s / c)` (before the masks).
+    pub softcap: Option<f64>,
+    /// The mask, if any.
+    pub mask: Option<AttentionMask>,
+}
+
+impl AttentionSteps {
+    /// Query heads per key head.
+    pub fn group(&self) -> usize {
+        self.heads_q / self.heads_kv.max(1)
+    }
 }
 
 impl Program {

@@ -30,6 +30,7 @@
 //! accesses, divergent barriers and races, and the CUDA C printer ([`cuda`]),
 //! whose output NVRTC compiles.
 
+pub mod attention;
 mod check;
 pub mod check_indices;
 pub mod cuda;
@@ -323,6 +324,13 @@ pub struct GpuKernel {
     pub vars: Vec<Scalar>,
     /// The statements every thread runs.
     pub body: Vec<GStmt>,
+    /// Blocks that should fit on one multiprocessor at once (CUDA's second
+    /// `__launch_bounds__` argument), or `None` to leave it to the compiler.
+    /// Without it ptxas may squeeze a kernel into fewer registers for
+    /// occupancy and spill; with it, registers are capped at what that many
+    /// blocks leave each thread.
+    #[serde(default)]
+    pub min_blocks: Option<u32>,
 }
 
 impl GpuKernel {
@@ -335,6 +343,7 @@ impl GpuKernel {
             shared: Vec::new(),
             vars: Vec::new(),
             body: Vec::new(),
+            min_blocks: None,
         }
     }
 

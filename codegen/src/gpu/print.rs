@@ -31,7 +31,11 @@ pub(super) fn print(k: &GpuKernel, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         };
         write!(f, "b{i} {}: {access} {}[{}]", b.name, b.scalar, b.len)?;
     }
-    f.write_str(") {\n")?;
+    f.write_str(")")?;
+    if let Some(n) = k.min_blocks {
+        write!(f, " min_blocks {n}")?;
+    }
+    f.write_str(" {\n")?;
     for (i, s) in k.shared.iter().enumerate() {
         writeln!(f, "  shared s{i} {}: {}[{}]", s.name, s.scalar, s.len)?;
     }

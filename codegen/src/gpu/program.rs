@@ -10,6 +10,9 @@
 //!   library step, run by the device's GEMM library (on the simulated device,
 //!   the reference GEMM on the host: the SIMT interpreter does a few million
 //!   multiply-adds a second);
+//! - an attention's three steps (scores GEMM, softmax kernel, `P·V` GEMM),
+//!   recorded in [`Program::attentions`], become one fused kernel
+//!   ([`attention`]) launched at the softmax step, and two [`GpuStep::Skip`]s;
 //! - an index check becomes a device check ([`check_indices_kernel`]: counts
 //!   and neutralizes bad indices; the runtime fails the run after it);
 //! - host steps (ops kiln generates no code for, and index checks of forms the
@@ -21,6 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::attention;
 use super::check_indices::check_indices_kernel;
 use super::gemm::gemm_kernel;
 use super::{lower_kernel, GpuKernel};
@@ -55,6 +59,9 @@ pub enum GpuStep {
         /// Its status word.
         slot: usize,
     },
+    /// Nothing: another step's kernel computes this step's result (a GEMM of
+    /// an attention fused into the launch at its softmax step).
+    Skip,
 }
 
 /// `name`, or `name` with `_`s appended until no kernel has it; recorded.
@@ -115,14 +122,37 @@ impl GpuProgram {
         GpuProgram::lower_with(program, LowerOptions::default())
     }
 
-    /// Lowers `program` with `options`.
+    /// Lowers `program` with `options`, each attention it records as one fused
+    /// kernel where the kernel takes its form.
     pub fn lower_with(program: Program, options: LowerOptions) -> GpuProgram {
+        GpuProgram::lower_steps(program, options, true)
+    }
+
+    /// Lowers `program` with `options`, attentions as their three steps (what
+    /// the fused kernel is compared with).
+    pub fn lower_three_step(program: Program, options: LowerOptions) -> GpuProgram {
+        GpuProgram::lower_steps(program, options, false)
+    }
+
+    fn lower_steps(program: Program, options: LowerOptions, fuse: bool) -> GpuProgram {
         let mut kernels: Vec<GpuKernel> = program.kernels.iter().map(lower_kernel).collect();
         let mut names: std::collections::HashSet<String> =
             kernels.iter().map(|k| k.name.clone()).collect();
         let mut steps = Vec::with_capacity(program.steps.len());
         let mut slots = 0;
+        let fused = if fuse {
+            fuse_attentions(&program, &mut kernels, &mut names)
+        } else {
+            Vec::new()
+        };
         for (i, s) in program.steps.iter().enumerate() {
+            if let Some(step) = fused[..]
+                .iter()
+                .find_map(|(at, step)| (*at == i).then_some(step))
+            {
+                steps.push(step.clone());
+                continue;
+            }
             steps.push(match s {
                 Step::Kernel { kernel, args } => GpuStep::Launch {
                     kernel: *kernel,
@@ -185,7 +215,8 @@ impl GpuProgram {
     }
 
     /// Kernel launches (device index checks included), library steps and host
-    /// steps.
+    /// steps (skipped steps are none).
+
     pub fn step_counts(&self) -> (usize, usize, usize) {
         let mut counts = (0, 0, 0);
         for s in &self.steps {
@@ -193,8 +224,47 @@ impl GpuProgram {
                 GpuStep::Launch { .. } | GpuStep::Check { .. } => counts.0 += 1,
                 GpuStep::Library => counts.1 += 1,
                 GpuStep::Host => counts.2 += 1,
+                GpuStep::Skip => {}
             }
         }
         counts
     }
+}
+
+/// The fused kernels of `program`'s attention records (see [`attention`]),
+/// appended to `kernels`, and the GPU step each of their program steps
+/// becomes: the kernel's launch at the softmax step, where the program keeps
+/// every operand live (see [`crate::program::AttentionSteps`]), and
+/// [`GpuStep::Skip`] at the two GEMMs. A record whose form the kernel does not
+/// take, or that claims a step another record claimed, keeps its three steps.
+fn fuse_attentions(
+    program: &Program,
+    kernels: &mut Vec<GpuKernel>,
+    names: &mut std::collections::HashSet<String>,
+) -> Vec<(usize, GpuStep)> {
+    let mut out: Vec<(usize, GpuStep)> = Vec::new();
+    for a in &program.attentions {
+        if a.steps.iter().any(|s| out.iter().any(|(at, _)| at == s)) {
+            continue;
+        }
+        let mut name = format!("attention{}", a.steps[1]);
+        while names.contains(&name) {
+            name.push('_');
+        }
+        let Some(kernel) = attention::attention_kernel(&name, a, program) else {
+            continue;
+        };
+        names.insert(name);
+        kernels.push(kernel);
+        let launch = GpuStep::Launch {
+            kernel: kernels.len() - 1,
+            args: attention::attention_args(a),
+        };
+        out.extend([
+            (a.steps[0], GpuStep::Skip),
+            (a.steps[1], launch),
+            (a.steps[2], GpuStep::Skip),
+        ]);
+    }
+    out
 }

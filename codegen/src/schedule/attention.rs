@@ -16,7 +16,7 @@ use super::nest::broadcast_strides;
 use super::{host, Lowered, Scheduler};
 use crate::kernel::build::{add, bin, fc, idx, load, mul, parallel, select, un, var};
 use crate::kernel::{Access, BinOp, Kernel, LoopKind, Scalar, Stmt, UnOp};
-use crate::program::{GemmStep, HostReason, Step};
+use crate::program::{AttentionMask, AttentionOperand, AttentionSteps, GemmStep, HostReason, Step};
 
 /// Lowers an `Attention` node when its form is supported.
 pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
@@ -106,6 +106,7 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
     let mut score_shape = batch.clone();
     score_shape.extend([hq, sq, skv]);
     let scores = s.scratch(&format!("{}.scores", node.name), dt, score_shape.clone());
+    let first_step = s.prog.steps.len();
     s.prog.steps.push(Step::Gemm(GemmStep {
         a: qb,
         b: kb,
@@ -158,6 +159,26 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
     } else {
         None
     };
+    // Q, K, V and Y as arguments the CPU kernel never touches: the memory plan
+    // then keeps them live, in distinct bytes, at this step, where a GPU runs
+    // the whole attention as one kernel (`AttentionSteps`).
+    let y = s.buf(node.outputs[0]);
+    for (name, b, access) in [
+        ("q", qb, Access::Read),
+        ("k", kb, Access::Read),
+        ("v", vb, Access::Read),
+        ("y", y, Access::Write),
+    ] {
+        let len = s.prog.buffers[b].numel();
+        k.buffer(format!("fused_{name}"), Scalar::F32, len, access);
+        args.push(b);
+    }
+    let mask_rec = mask_in.as_ref().map(|(_, mdt, mst, mw)| AttentionMask {
+        buf: args[1],
+        dtype: *mdt,
+        strides: mst.iter().map(|&x| x as isize).collect(),
+        width: (*mw).min(skv),
+    });
     let r = k.var(Scalar::I64);
     let mut body = Vec::new();
     // Position of the row in the score dims (for the mask) and its query index.
@@ -295,7 +316,6 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
     s.launch(k, args)?;
 
     // Y = P · V.
-    let y = s.buf(node.outputs[0]);
     let p_row = (skv) as isize;
     let mut p_batch: Vec<isize> = Vec::new();
     let mut acc = (sq * skv) as isize;
@@ -319,5 +339,35 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
         b_strides: [v_st[lead + 1], v_st[lead + 2]],
         alpha: 1.0,
     }));
+
+    s.prog.attentions.push(AttentionSteps {
+        node: node.name.clone(),
+        steps: [first_step, first_step + 1, first_step + 2],
+        batch,
+        heads_q: hq,
+        heads_kv: hkv,
+        seq_q: sq,
+        seq_kv: skv,
+        head_dim: d,
+        v_head_dim: dv,
+        q: AttentionOperand {
+            buf: qb,
+            strides: q_st,
+        },
+        k: AttentionOperand {
+            buf: kb,
+            strides: k_st,
+        },
+        v: AttentionOperand {
+            buf: vb,
+            strides: v_st,
+        },
+        out: y,
+        scores,
+        scale,
+        causal: *causal,
+        softcap: softcap.filter(|&c| c > 0.0).map(f64::from),
+        mask: mask_rec,
+    });
     Ok(())
 }

@@ -454,6 +454,26 @@ fn prune_dead_steps(prog: &mut Program) {
         i += 1;
         keep[i - 1]
     });
+    // Attention records follow their steps' new indices; one whose steps were
+    // dropped (its output unused) goes with them.
+    let mut new_step = vec![None; keep.len()];
+    let mut next = 0;
+    for (old, &kept) in keep.iter().enumerate() {
+        if kept {
+            new_step[old] = Some(next);
+            next += 1;
+        }
+    }
+    prog.attentions.retain_mut(|a| {
+        let steps = a.steps.map(|s| new_step[s]);
+        match steps {
+            [Some(x), Some(y), Some(z)] => {
+                a.steps = [x, y, z];
+                true
+            }
+            _ => false,
+        }
+    });
     // Kernels no step launches any more are dropped (and the rest renumbered),
     // so they are not compiled.
     let mut new_index = vec![None; prog.kernels.len()];

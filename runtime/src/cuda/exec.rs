@@ -269,7 +269,7 @@ impl GpuExecutable {
             .iter()
             .zip(&prog.steps)
             .all(|(s, step)| match (s, step) {
-                (GpuStep::Launch { .. } | GpuStep::Check { .. }, _) => true,
+                (GpuStep::Launch { .. } | GpuStep::Check { .. } | GpuStep::Skip, _) => true,
                 (GpuStep::Library, Step::Gemm(g)) => self.device.library_captures(g),
                 _ => false,
             })
@@ -306,6 +306,7 @@ impl GpuExecutable {
                         )));
                     }
                 }
+                GpuStep::Skip => {}
                 GpuStep::Host => {
                     return Err(RunError::Internal(format!(
                         "GPU step {i} runs on the host inside a capture"
@@ -336,6 +337,8 @@ impl GpuExecutable {
                 } => self.launch_check(*kernel, ptrs[*indices], status, *slot)?,
                 GpuStep::Library => self.library_step(i, ptrs)?,
                 GpuStep::Host => self.host_step(i, ptrs)?,
+                // Another step's kernel computes it (a fused attention).
+                GpuStep::Skip => {}
             }
             if let (Some(times), Some(t)) = (times.as_deref_mut(), t) {
                 self.device.synchronize()?;

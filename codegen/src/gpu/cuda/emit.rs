@@ -99,10 +99,14 @@ pub(super) fn kernel(k: &GpuKernel, support: &mut Support) -> String {
         l.block,
         k.shared_bytes()
     );
+    let bounds = match k.min_blocks {
+        Some(n) => format!("{}, {n}", l.block),
+        None => l.block.to_string(),
+    };
     let _ = write!(
         out,
-        "extern \"C\" __global__ void __launch_bounds__({}) {}(",
-        l.block, k.name
+        "extern \"C\" __global__ void __launch_bounds__({bounds}) {}(",
+        k.name
     );
     for (i, b) in k.buffers.iter().enumerate() {
         let konst = if b.access == Access::Read {
