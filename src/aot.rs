@@ -77,14 +77,18 @@ pub(crate) fn input_table(program: &Program) -> Vec<(String, DType, Vec<usize>)>
 }
 
 /// `value` as JSON, refused when it would not read back identically (JSON
-/// cannot spell every float an op attribute may hold: ±∞, NaN).
+/// cannot spell every float an op attribute may hold: ±∞, NaN). Identity is
+/// judged by writing the value read back again: kernel literals may be NaN
+/// (stored as bits), which no `==` would call equal to itself.
 pub(crate) fn to_exact_json<T>(value: &T, what: &str) -> Result<Vec<u8>, Error>
 where
-    T: Serialize + serde::de::DeserializeOwned + PartialEq,
+    T: Serialize + serde::de::DeserializeOwned,
 {
     let json = serde_json::to_vec(value).map_err(|e| Error::Output(e.to_string()))?;
-    let reread: Result<T, _> = serde_json::from_slice(&json);
-    if reread.ok().as_ref() != Some(value) {
+    let again = serde_json::from_slice::<T>(&json)
+        .ok()
+        .and_then(|reread| serde_json::to_vec(&reread).ok());
+    if again.as_deref() != Some(&json[..]) {
         return Err(Error::Codegen(format!(
             "the {what} does not survive serialization (a non-finite op attribute?)"
         )));
