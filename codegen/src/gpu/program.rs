@@ -216,7 +216,6 @@ impl GpuProgram {
 
     /// Kernel launches (device index checks included), library steps and host
     /// steps (skipped steps are none).
-
     pub fn step_counts(&self) -> (usize, usize, usize) {
         let mut counts = (0, 0, 0);
         for s in &self.steps {
