@@ -8,8 +8,11 @@
 //! cap, transposed operands, fully masked rows. The kernel's text form is
 //! pinned, and it compiles with NVRTC for `sm_90a` and `sm_80` without spills.
 
+mod common;
+
+use common::{nvrtc, seed};
 use kiln_codegen::gpu::attention::{shape, AttentionShape};
-use kiln_codegen::gpu::cuda::nvrtc::{Arch, Form, Nvrtc};
+use kiln_codegen::gpu::cuda::nvrtc::{Arch, Form};
 use kiln_codegen::gpu::cuda::{module_source, ptxas};
 use kiln_codegen::gpu::program::{GpuProgram, GpuStep, LowerOptions};
 use kiln_codegen::gpu::sim::{launch, SimBuffer};
@@ -30,15 +33,6 @@ const SEQS: [usize; 5] = [1, 7, 64, 65, 130];
 const MAX_WORK: usize = 250_000;
 /// Random cases per run.
 const CASES: usize = 24;
-
-fn seed() -> u64 {
-    let s = std::env::var("KILN_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("seed {s} (KILN_TEST_SEED)");
-    s
-}
 
 /// One attention problem.
 #[derive(Clone, Debug)]
@@ -560,13 +554,6 @@ fn shapes_graph(c: &Case) -> Graph {
         .unwrap()[0];
     g.outputs.push(y);
     g
-}
-
-fn nvrtc(test: &str) -> Option<Nvrtc> {
-    let lib = require(Resource::Nvrtc, test)?;
-    let include = require(Resource::CudaHeaders, test)?;
-    let nvrtc = Nvrtc::load_from(&[lib]).unwrap_or_else(|e| panic!("{test}: {e}"));
-    Some(nvrtc.with_include_dir(include))
 }
 
 #[test]

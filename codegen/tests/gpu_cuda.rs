@@ -9,8 +9,11 @@
 //! (`scripts/setup-python.sh`); without them these tests fail under CI and skip
 //! with one line otherwise.
 
+mod common;
+
 mod gpu_examples;
 
+use common::nvrtc;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -21,15 +24,6 @@ use kiln_test_support::{require, Resource};
 
 /// The architectures kiln compiles for: Hopper (with wgmma) and Ampere.
 const ARCHS: [Arch; 2] = [Arch::SM_90A, Arch::SM_80];
-
-/// NVRTC with the venv's headers, or `None` (after a skip line) when the venv
-/// lacks them; under CI a missing tool fails the test.
-fn nvrtc(test: &str) -> Option<Nvrtc> {
-    let lib = require(Resource::Nvrtc, test)?;
-    let include = require(Resource::CudaHeaders, test)?;
-    let nvrtc = Nvrtc::load_from(&[lib]).unwrap_or_else(|e| panic!("{test}: {e}"));
-    Some(nvrtc.with_include_dir(include))
-}
 
 fn compile(nvrtc: &Nvrtc, source: &str, arch: Arch) -> Compiled {
     nvrtc

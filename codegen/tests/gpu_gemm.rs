@@ -6,7 +6,10 @@
 //! variant compiles with NVRTC for `sm_90a` and `sm_80`, and `ptxas` finds no
 //! spills in a decode GEMV and the tiled kernel.
 
-use kiln_codegen::gpu::cuda::nvrtc::{Arch, Form, Nvrtc};
+mod common;
+
+use common::{nvrtc, seed};
+use kiln_codegen::gpu::cuda::nvrtc::{Arch, Form};
 use kiln_codegen::gpu::cuda::{kernel_source, module_source, ptxas};
 use kiln_codegen::gpu::gemm::{gemm_kernel, variant, Variant, GEMV_MAX_ROWS};
 use kiln_codegen::gpu::sim::{launch, SimBuffer};
@@ -23,21 +26,6 @@ const SIZES: [usize; 9] = [1, 2, 3, 7, 31, 33, 64, 65, 130];
 /// Most multiply-adds of one random product (130³ fits): the interpreter is
 /// slow, and the whole file runs in seconds in release.
 const MAX_WORK: usize = 2_500_000;
-
-fn seed() -> u64 {
-    // Fresh inputs every run, reproducible from the printed seed.
-    let s = std::env::var("KILN_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("seed {s} (KILN_TEST_SEED)");
-    s
-}
 
 /// How one operand is laid out in its buffer.
 #[derive(Clone, Copy, Debug)]
@@ -482,15 +470,6 @@ fn the_text_of_each_kernel_is_pinned() {
     };
     let (g, lens) = step(DType::F16, [70, 65, 33], &[], dense, t, 0.5);
     insta::assert_snapshot!("tiled", gemm_kernel("tiled", &g, lens).to_string());
-}
-
-/// NVRTC with the venv's headers, or `None` (after a skip line) when the venv
-/// lacks them; under CI a missing tool fails the test.
-fn nvrtc(test: &str) -> Option<Nvrtc> {
-    let lib = require(Resource::Nvrtc, test)?;
-    let include = require(Resource::CudaHeaders, test)?;
-    let nvrtc = Nvrtc::load_from(&[lib]).unwrap_or_else(|e| panic!("{test}: {e}"));
-    Some(nvrtc.with_include_dir(include))
 }
 
 #[test]

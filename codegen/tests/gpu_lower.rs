@@ -16,7 +16,10 @@
 //! (`ptxas -v`). The text form and CUDA C of a softmax and an elementwise
 //! kernel are pinned.
 
-use kiln_codegen::gpu::cuda::nvrtc::{Arch, Form, Nvrtc};
+mod common;
+
+use common::{nvrtc, seed};
+use kiln_codegen::gpu::cuda::nvrtc::{Arch, Form};
 use kiln_codegen::gpu::cuda::{kernel_source, module_source, ptxas};
 use kiln_codegen::gpu::elementwise::lower_elementwise;
 use kiln_codegen::gpu::from_cpu::from_cpu_kernel;
@@ -43,21 +46,6 @@ const ROW_LENGTHS: [usize; 7] = [1, 7, 31, 33, 130, 1000, 1027];
 const F32_TOL: f64 = 1e-4;
 /// Relative tolerance where a result is rounded to f16 (one ulp is 2⁻¹⁰).
 const F16_TOL: f64 = 2e-3;
-
-fn seed() -> u64 {
-    // Fresh inputs every run, reproducible from the printed seed.
-    let s = std::env::var("KILN_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("seed {s} (KILN_TEST_SEED)");
-    s
-}
 
 /// A row kernel, unless its rows are one element (the scheduler then emits no
 /// inner loop).
@@ -573,15 +561,6 @@ fn the_lowered_softmax_and_elementwise_kernels_are_pinned() {
     let e = lower_kernel(&chain_f16(1030));
     insta::assert_snapshot!("chain_f16_text", e.to_string());
     insta::assert_snapshot!("chain_f16_cuda", kernel_source(&e).unwrap());
-}
-
-/// NVRTC with the venv's headers, or `None` (after a skip line) when the venv
-/// lacks them; under CI a missing tool fails the test.
-fn nvrtc(test: &str) -> Option<Nvrtc> {
-    let lib = require(Resource::Nvrtc, test)?;
-    let include = require(Resource::CudaHeaders, test)?;
-    let nvrtc = Nvrtc::load_from(&[lib]).unwrap_or_else(|e| panic!("{test}: {e}"));
-    Some(nvrtc.with_include_dir(include))
 }
 
 #[test]

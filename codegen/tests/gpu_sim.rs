@@ -6,8 +6,11 @@
 //! uninitialized accesses) are errors; the text form is pinned. The example
 //! kernels live in `gpu_examples/`, shared with the CUDA C tests.
 
+mod common;
+
 mod gpu_examples;
 
+use common::seed;
 use gpu_examples::{
     atomic_sum, count_positive, elementwise, every_scalar_op, scale_bf16x8, softmax,
     vectorized_add, warp_shuffles, SCALARS,
@@ -24,21 +27,6 @@ fn random(rng: &mut StdRng, n: usize) -> Vec<f64> {
     (0..n)
         .map(|_| rng.random_range(-4.0f32..4.0) as f64)
         .collect()
-}
-
-fn seed() -> u64 {
-    // Fresh inputs every run, reproducible from the printed seed.
-    let s = std::env::var("KILN_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("seed {s} (KILN_TEST_SEED)");
-    s
 }
 
 fn close(got: &[f64], want: &[f64], tol: f64) {
