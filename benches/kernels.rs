@@ -471,6 +471,7 @@ fn chain(c: &mut Criterion, summary: &mut Summary) {
                     &CompileOptions {
                         threads: Some(t),
                         optimize: true,
+                        isa: None,
                     },
                 )
                 .expect("compile");

@@ -632,6 +632,8 @@ def bench_setting(name, batch, threads, folder, meta, torch_model, ort_ref_cache
                 "round_medians_ms": round_medians["kiln"],
                 "compile_s": [k.get("compile_s") for k in kiln_runs],
                 "runs": kiln_runs,
+                # The instruction sets kiln's code and GEMM library used (`kiln bench --json`).
+                "isa": kiln_runs[0].get("isa"),
             }
         if p in errors:
             row.setdefault("errors", {})[p] = errors[p]
@@ -652,9 +654,20 @@ def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
-def print_table(rows: list[dict]) -> None:
+def isa_label(isa) -> str:
+    """kiln's instruction sets in a row: generated code's x86-64 level and the GEMM library's kernels."""
+    if not isa:
+        return "-"
+    code = {"x86-64-v3": "avx2", "x86-64-v4": "avx512"}.get(isa.get("code"), isa.get("code", "?"))
+    return f"{code}/gemm:{isa.get('gemm', '?')}"
+
+
+def print_table(rows: list[dict], machine: dict | None = None) -> None:
+    if machine:
+        print(f"CPU: {machine.get('cpu', 'unknown')}, {machine.get('cpus')} logical CPUs; "
+              f"features: {' '.join(machine.get('cpu_features', [])) or '-'}")
     hdr = ["model", "batch", "thr", "GFLOP", "ort ms", "torch ms", "kiln ms", "kiln/ort", "kiln/torch",
-           "kiln err", "ort GF/s", "torch GF/s", "kiln GF/s"]
+           "kiln err", "ort GF/s", "torch GF/s", "kiln GF/s", "kiln isa"]
     lines = []
     for r in rows:
         g = lambda p, k: r.get(p, {}).get(k)  # noqa: E731
@@ -666,6 +679,7 @@ def print_table(rows: list[dict]) -> None:
             fmt(r.get("kiln_over_ort"), ".2f"), fmt(r.get("kiln_over_torch"), ".2f"),
             fmt(chk.get("max_rel_err"), ".1e"),
             fmt(g("ort", "gflops"), ".1f"), fmt(g("torch", "gflops"), ".1f"), fmt(g("kiln", "gflops"), ".1f"),
+            isa_label(g("kiln", "isa")),
         ])
     widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(hdr)]
     print("  ".join(h.rjust(w) for h, w in zip(hdr, widths)))
@@ -689,13 +703,20 @@ def print_table(rows: list[dict]) -> None:
           "err = max|kiln-ort|/max|ort|; GF/s = graph MatMul/Gemm/Conv FLOPs / median")
 
 
+# The vector features a row's figures depend on, as /proc/cpuinfo spells them.
+CPU_FEATURES_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+                            "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+
+
 def machine_info() -> dict:
     info = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and "cpu" not in info:
                 info["cpu"] = line.split(":", 1)[1].strip()
-                break
+            if line.startswith("flags") and "cpu_features" not in info:
+                flags = set(line.split(":", 1)[1].split())
+                info["cpu_features"] = [f for f in CPU_FEATURES_OF_INTEREST if f in flags]
     except OSError:
         pass
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -1043,7 +1064,7 @@ def main(argv=None) -> int:
     result["rows"] = rows
     result["models"] = models_meta
     if rows:
-        print_table(rows)
+        print_table(rows, result["machine"])
     write_json(args.out, result)
     return 0
 

@@ -3,15 +3,19 @@
 //! [`kiln_runtime::artifact`].
 //!
 //! Sections: `program` (the [`Program`] as JSON), `object` (the kernels' ELF
-//! object for the CPU named in the manifest) and `constants` (every constant's
-//! bytes, 64-byte aligned, used in place from the memory map). The manifest's
-//! `meta` holds the model's signature, the CPU and triple, the default thread
-//! count and the constants' table. Loading links the object and maps the
-//! constants: nothing is optimized, scheduled or compiled again.
+//! object for the CPU named in the manifest), `object <cpu>` (the same kernels
+//! for each further CPU the manifest lists: a portable artifact holds one
+//! object per x86-64 level, [`ARTIFACT_LEVELS`]) and `constants` (every
+//! constant's bytes, 64-byte aligned, used in place from the memory map). The
+//! manifest's `meta` holds the model's signature, the CPUs and triple, the
+//! default thread count and the constants' table. Loading picks the best object
+//! this CPU runs ([`choose_object`]), links it and maps the constants: nothing
+//! is optimized, scheduled or compiled again.
 
 use std::path::Path;
 
-use kiln_codegen::llvm::object::{compile, CpuTarget, GENERIC_X86_CPU};
+use kiln_codegen::llvm::isa::{self, IsaLevel, ARTIFACT_LEVELS};
+use kiln_codegen::llvm::object::{compile, CompiledObject, CpuTarget, GENERIC_X86_CPU};
 use kiln_codegen::program::Program;
 use kiln_ir::{DType, Graph, Shape, Tensor};
 use kiln_runtime::artifact::{Artifact, ArtifactWriter, MAGIC};
@@ -34,6 +38,14 @@ pub(crate) struct Meta {
     pub(crate) device: String,
     /// CPU the object code is for (an LLVM CPU name; empty for `cuda`).
     pub(crate) cpu: String,
+    /// LLVM features the `object` section was compiled with (`+a,-b,...`),
+    /// for an object compiled for the host CPU (`--cpu native`); empty otherwise.
+    #[serde(default)]
+    pub(crate) features: String,
+    /// Further CPUs with an object each, in section `object <cpu>` (a portable
+    /// artifact: x86-64-v4 beside the x86-64-v3 of `object`).
+    #[serde(default)]
+    pub(crate) extra_cpus: Vec<String>,
     /// Target triple (empty for `cuda`).
     pub(crate) triple: String,
     /// `cuda`: the architectures of the `cubin <arch>` sections (`sm_90a`).
@@ -191,8 +203,8 @@ pub fn write(
         ));
     }
     progress(STAGES[1]);
-    let object =
-        compile(&program.kernels, cpu, false).map_err(|e| Error::Codegen(e.to_string()))?;
+    let objects = compile_objects(&program, cpu)?;
+    let object = &objects[0];
     progress(STAGES[2]);
     let constants = crate::cpu::constants_of(&program, &specialized);
     let (blob, table) = pack_constants(&constants);
@@ -200,6 +212,11 @@ pub fn write(
         model: graph.name.clone(),
         device: cpu_device(),
         cpu: object.cpu.clone(),
+        features: match cpu {
+            CpuTarget::Host | CpuTarget::HostAt(_) => object.features.clone(),
+            CpuTarget::Named(_) => String::new(),
+        },
+        extra_cpus: objects[1..].iter().map(|o| o.cpu.clone()).collect(),
         triple: object.triple.clone(),
         gpu_archs: Vec::new(),
         ptx_arch: None,
@@ -215,6 +232,10 @@ pub fn write(
     w.add_section("program", program_json).map_err(err)?;
     w.add_section("object", object.object.clone())
         .map_err(err)?;
+    for o in &objects[1..] {
+        w.add_section(&object_section(&o.cpu), o.object.clone())
+            .map_err(err)?;
+    }
     w.add_section("constants", blob).map_err(err)?;
     w.write(path).map_err(err)?;
     progress(STAGES[3]);
@@ -222,9 +243,46 @@ pub fn write(
         kernels: program.kernels.len(),
         steps: program.steps.len(),
         host_steps: program.host_ops().len(),
-        object_bytes: object.object.len(),
-        cpu: object.cpu,
+        object_bytes: objects.iter().map(|o| o.object.len()).sum(),
+        cpu: objects
+            .iter()
+            .map(|o| o.cpu.as_str())
+            .collect::<Vec<_>>()
+            .join(" + "),
     })
+}
+
+/// The artifact section holding the object for `cpu` when it is not the
+/// manifest's first CPU.
+fn object_section(cpu: &str) -> String {
+    format!("object {cpu}")
+}
+
+/// Compiles the program's kernels for `cpu`: once for the host or a named CPU;
+/// for the portable default ([`GENERIC_X86_CPU`]) once per level of
+/// [`ARTIFACT_LEVELS`], in parallel, lowest level first.
+fn compile_objects(program: &Program, cpu: &CpuTarget) -> Result<Vec<CompiledObject>, Error> {
+    let targets: Vec<CpuTarget> = match cpu {
+        CpuTarget::Named(n) if n == GENERIC_X86_CPU => ARTIFACT_LEVELS
+            .iter()
+            .map(|l| CpuTarget::Named(l.llvm_cpu().to_string()))
+            .collect(),
+        other => vec![other.clone()],
+    };
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = targets
+            .iter()
+            .map(|t| s.spawn(move || compile(&program.kernels, t, false)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("LLVM compile thread panicked"))
+            .collect()
+    });
+    results
+        .into_iter()
+        .map(|r| r.map_err(|e| Error::Codegen(e.to_string())))
+        .collect()
 }
 
 /// What [`write`] put in an artifact.
@@ -242,30 +300,89 @@ pub struct ArtifactSummary {
     pub cpu: String,
 }
 
-/// Whether this machine can run code compiled for `cpu`.
-fn host_runs(cpu: &str) -> Result<(), String> {
-    let host = kiln_codegen::llvm::HostCpu::detect();
-    if cpu == host.cpu {
-        return Ok(());
+/// Whether this machine (within the user's instruction-set cap) runs code
+/// compiled for `cpu` with the LLVM `features` the manifest records; the
+/// reason, naming the missing features, when not.
+fn host_runs(cpu: &str, features: &str) -> Result<(), String> {
+    if let Some(level) = IsaLevel::from_llvm_cpu(cpu) {
+        let missing = level.missing_here();
+        if !missing.is_empty() {
+            return Err(format!(
+                "it needs {level}, and this CPU lacks {}",
+                missing.join(", ")
+            ));
+        }
+        return match isa::isa_cap()? {
+            Some(cap) if cap < level => Err(format!(
+                "it needs {level}, above the cap {}={}",
+                isa::ISA_ENV,
+                cap.short_name()
+            )),
+            _ => Ok(()),
+        };
     }
-    #[cfg(target_arch = "x86_64")]
-    if cpu == GENERIC_X86_CPU {
-        let ok = std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
-            && std::arch::is_x86_feature_detected!("bmi2");
-        return if ok {
+    let host = kiln_codegen::llvm::HostCpu::for_jit().map_err(|e| e.to_string())?;
+    if features.is_empty() {
+        // A CPU named at compile time without a feature list: only that CPU is known to run it.
+        return if cpu == host.cpu {
             Ok(())
         } else {
             Err(format!(
-                "it needs {GENERIC_X86_CPU} (AVX2, FMA, F16C, BMI2), which this CPU lacks"
+                "it was compiled for CPU `{cpu}` and this machine's is `{}`; recompile it here, or with `--cpu generic` to run on any x86-64-v3 CPU",
+                host.cpu
             ))
         };
     }
-    Err(format!(
-        "it was compiled for CPU `{cpu}` and this machine's is `{}`; recompile it here, or with `--cpu generic` to run on any x86-64-v3 CPU",
-        host.cpu
-    ))
+    let missing = missing_features(features, &host.features);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "it was compiled for CPU `{cpu}` (this machine's is `{}`) and uses CPU features this one lacks or {} turns off: {}; recompile it here, or with `--cpu generic` to run on any x86-64-v3 CPU",
+            host.cpu,
+            isa::ISA_ENV,
+            missing.join(", ")
+        ))
+    }
+}
+
+/// The features `needed` turns on (`+name`) that `have` does not.
+fn missing_features(needed: &str, have: &str) -> Vec<String> {
+    let on: std::collections::HashSet<&str> = have
+        .split(',')
+        .filter_map(|f| f.strip_prefix('+'))
+        .collect();
+    needed
+        .split(',')
+        .filter_map(|f| f.strip_prefix('+'))
+        .filter(|f| !on.contains(f))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The object section an artifact's code is loaded from: the highest of its
+/// CPUs that this machine runs (within the user's cap); the reason, naming
+/// the missing features, when it runs none.
+fn choose_object(meta: &Meta) -> Result<String, String> {
+    let mut best: Option<(Option<IsaLevel>, String)> = None;
+    let mut first_reason = None;
+    let candidates = std::iter::once((&meta.cpu, "object".to_string(), meta.features.as_str()))
+        .chain(meta.extra_cpus.iter().map(|c| (c, object_section(c), "")));
+    for (cpu, section, features) in candidates {
+        match host_runs(cpu, features) {
+            Ok(()) => {
+                let level = IsaLevel::from_llvm_cpu(cpu);
+                if best.as_ref().is_none_or(|(l, _)| level > *l) {
+                    best = Some((level, section));
+                }
+            }
+            Err(why) => {
+                first_reason.get_or_insert(why);
+            }
+        }
+    }
+    best.map(|(_, s)| s)
+        .ok_or_else(|| first_reason.unwrap_or_else(|| "it holds no object code".into()))
 }
 
 /// An artifact opened and checked (version, CPU, manifest, program structure,
@@ -273,6 +390,8 @@ fn host_runs(cpu: &str) -> Result<(), String> {
 /// of its object code, which is native code the user chose to run.
 pub struct Checked {
     art: Artifact,
+    object_section: String,
+    cpu: String,
     program: Program,
     constants: Vec<Tensor>,
     threads: usize,
@@ -283,6 +402,14 @@ impl Checked {
     /// The program's constants, viewing the artifact's mapping.
     pub fn constants(&self) -> &[Tensor] {
         &self.constants
+    }
+
+    /// The CPU of the object that loading links ([`choose_object`]'s pick),
+    /// e.g. `x86-64-v4`.
+    pub fn object_cpu(&self) -> &str {
+        self.object_section
+            .strip_prefix("object ")
+            .unwrap_or(&self.cpu)
     }
 }
 
@@ -312,7 +439,7 @@ pub fn load_cpu(path: &Path, threads: Option<usize>) -> Result<(CpuExecutable, S
     let checked = check(path)?;
     let object = checked
         .art
-        .section("object")
+        .section(&checked.object_section)
         .map_err(|e| Error::Input(e.to_string()))?;
     let exe = CpuExecutable::new(
         checked.program,
@@ -350,13 +477,13 @@ pub fn check(path: &Path) -> Result<Checked, Error> {
             meta.device
         )));
     }
-    host_runs(&meta.cpu).map_err(stale)?;
+    let object_section = choose_object(&meta).map_err(stale)?;
     let program: Program = serde_json::from_slice(
         art.section("program")
             .map_err(|e| Error::Input(e.to_string()))?,
     )
     .map_err(|e| stale(format!("its program is malformed ({e})")))?;
-    art.section("object")
+    art.section(&object_section)
         .map_err(|e| Error::Input(e.to_string()))?;
     if meta.constants.len() != program.constants.len() {
         return Err(stale("its constants do not match its program".into()));
@@ -373,6 +500,8 @@ pub fn check(path: &Path) -> Result<Checked, Error> {
     };
     Ok(Checked {
         art,
+        object_section,
+        cpu: meta.cpu.clone(),
         program,
         constants,
         threads: meta.threads,

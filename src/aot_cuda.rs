@@ -117,6 +117,8 @@ pub fn write(
         model: graph.name.clone(),
         device: "cuda".into(),
         cpu: String::new(),
+        features: String::new(),
+        extra_cpus: Vec::new(),
         triple: String::new(),
         gpu_archs: archs.iter().map(Arch::sm).collect(),
         ptx_arch: Some(ptx_arch.compute()),

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use kiln_codegen::gpu::program::{GpuProgram, LowerOptions, SIM_LIBRARY_GEMM_MIN_MACS};
+use kiln_codegen::llvm::isa::IsaLevel;
 use kiln_codegen::llvm::object::{compile, CpuTarget};
 use kiln_codegen::program::Program;
 use kiln_codegen::schedule::{schedule, ScheduleError};
@@ -116,6 +117,8 @@ pub struct CpuModel {
     pub threads: usize,
     /// What runs the kernels.
     pub device: Device,
+    /// The highest x86-64 level native code may use (`None`: the CPU's best).
+    pub isa: Option<IsaLevel>,
     builds: Mutex<HashMap<Vec<Vec<usize>>, Arc<Build>>>,
 }
 
@@ -126,8 +129,15 @@ impl CpuModel {
             graph,
             threads,
             device: Device::Native,
+            isa: None,
             builds: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same model with native code capped at `isa` (`None`: no cap).
+    pub fn at_isa(mut self, isa: Option<IsaLevel>) -> CpuModel {
+        self.isa = isa;
+        self
     }
 
     /// The same model with its kernels run by `device`.
@@ -146,7 +156,7 @@ impl CpuModel {
             return Ok(b.clone());
         }
         let b = Arc::new(match &self.device {
-            Device::Native => build(&self.graph, shapes, self.threads)?,
+            Device::Native => build_at(&self.graph, shapes, self.threads, self.isa)?,
             Device::CudaSim => build_simulated(&self.graph, shapes, self.threads)?,
             Device::Cuda(gpu) => crate::gpu::build_cuda(&self.graph, shapes, self.threads, gpu)?,
         });
@@ -155,8 +165,42 @@ impl CpuModel {
     }
 }
 
+/// What instruction sets native code uses on this machine, for reports
+/// (`kiln bench --json`): the CPU as LLVM names it, the x86-64 level of
+/// generated code (within `KILN_CPU_ISA`), the GEMM library's kernels and the
+/// CPU's vector features.
+pub fn isa_report() -> serde_json::Value {
+    use kiln_codegen::llvm::isa;
+    let level = isa::effective_level();
+    serde_json::json!({
+        "llvm_cpu": kiln_codegen::llvm::HostCpu::detect().cpu,
+        "code": match &level {
+            Ok(Some(l)) => l.llvm_cpu().to_string(),
+            Ok(None) => "below x86-64-v3".to_string(),
+            Err(e) => e.clone(),
+        },
+        "cap": std::env::var(isa::ISA_ENV).ok(),
+        "gemm": kiln_runtime::cpu::gemm_library_isa(),
+        "features": isa::REPORTED_FEATURES
+            .into_iter()
+            .filter(|f| isa::cpu_has(f))
+            .collect::<Vec<_>>(),
+    })
+}
+
 /// Specializes, schedules, compiles and links `graph` for `shapes`.
 pub fn build(graph: &Graph, shapes: &[Vec<usize>], threads: usize) -> Result<Build, Error> {
+    build_at(graph, shapes, threads, None)
+}
+
+/// [`build`] with the native code capped at x86-64 level `isa` (`None`: the
+/// CPU's best, within `KILN_CPU_ISA`).
+pub fn build_at(
+    graph: &Graph,
+    shapes: &[Vec<usize>],
+    threads: usize,
+    isa: Option<IsaLevel>,
+) -> Result<Build, Error> {
     let (program, specialized) = match program_for(graph, shapes)? {
         Ok(p) => p,
         Err((graph, reason)) => return Ok(Build::Interpreted { graph, reason }),
@@ -183,7 +227,8 @@ pub fn build(graph: &Graph, shapes: &[Vec<usize>], threads: usize) -> Result<Bui
     // KILN_DUMP_IR=PATH writes the optimized LLVM IR of the kernels (for people
     // tuning code generation).
     let dump = std::env::var_os("KILN_DUMP_IR");
-    let object = compile(&program.kernels, &CpuTarget::Host, dump.is_some())
+    let target = isa.map_or(CpuTarget::Host, CpuTarget::HostAt);
+    let object = compile(&program.kernels, &target, dump.is_some())
         .map_err(|e| Error::Codegen(e.to_string()))?;
     if let (Some(path), Some(ir)) = (dump, &object.ir) {
         std::fs::write(&path, ir).map_err(|e| Error::Output(format!("KILN_DUMP_IR: {e}")))?;

@@ -61,6 +61,7 @@ mod model;
 mod signature;
 
 pub use error::Error;
+pub use kiln_codegen::llvm::isa::IsaLevel;
 pub use kiln_ir as ir;
 pub use kiln_ir::{DType, Tensor};
 pub use model::{CompileOptions, Executable, LoadOptions, Model, Target};

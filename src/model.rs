@@ -77,6 +77,11 @@ pub struct CompileOptions {
     pub threads: Option<usize>,
     /// Run the equality-saturation optimizer first (default: yes).
     pub optimize: bool,
+    /// The highest x86-64 level the CPU target's code may use (default: all
+    /// the CPU has, within `KILN_CPU_ISA`): [`crate::IsaLevel::V3`] runs the
+    /// AVX2 code on an AVX-512 machine. Library GEMMs choose their own kernels
+    /// by the CPU's features.
+    pub isa: Option<crate::IsaLevel>,
 }
 
 impl Default for CompileOptions {
@@ -84,6 +89,7 @@ impl Default for CompileOptions {
         CompileOptions {
             threads: None,
             optimize: true,
+            isa: None,
         }
     }
 }
@@ -253,8 +259,9 @@ impl Model {
                 } else {
                     self.graph.clone()
                 };
-                let cpu =
-                    crate::cpu::CpuModel::new(graph.clone(), options.resolved_threads()).on(device);
+                let cpu = crate::cpu::CpuModel::new(graph.clone(), options.resolved_threads())
+                    .on(device)
+                    .at_isa(options.isa);
                 let known: Option<Vec<Vec<usize>>> = graph
                     .inputs
                     .iter()

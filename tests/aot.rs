@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::process::Output;
+
 use common::*;
 use kiln::ir::Tensor;
 
@@ -114,6 +116,107 @@ fn artifact_runs_and_matches_the_interpreter() {
     }
 }
 
+/// Runs the artifact `art` on the demo inputs under `env`, writing `out`.
+fn run_artifact(art: &std::path::Path, out: &std::path::Path, env: &[(&str, &str)]) -> Output {
+    let mut args: Vec<String> = vec!["run".into(), art.to_str().unwrap().into()];
+    args.extend(demo_inputs());
+    args.extend(["-o".into(), out.to_str().unwrap().into()]);
+    kiln_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), env)
+}
+
+/// A portable artifact holds an x86-64-v3 (AVX2) and an x86-64-v4 (AVX-512)
+/// object; the loader links the best one this CPU runs, the AVX2 one under
+/// `KILN_CPU_ISA=avx2`, and both answer as the interpreter.
+#[test]
+fn portable_artifacts_hold_one_object_per_isa_level() {
+    use kiln::IsaLevel;
+    let dir = tempfile::tempdir().unwrap();
+    let art = compile_demo(dir.path());
+    let raw = kiln_runtime::artifact::Artifact::open(&art).unwrap();
+    assert!(raw.section("object").is_ok());
+    assert!(raw.section("object x86-64-v4").is_ok());
+    let best = IsaLevel::detect().expect("CI machines run x86-64-v3");
+    let checked = kiln::aot::check(&art).unwrap();
+    assert_eq!(checked.object_cpu(), best.llvm_cpu());
+    if best < IsaLevel::V4 {
+        eprintln!(
+            "NOTE: this CPU lacks {:?}: the AVX-512 object was built but not run here",
+            IsaLevel::V4.missing_here()
+        );
+    }
+    let reference = dir.path().join("ref.safetensors");
+    let mut args: Vec<String> = vec!["run".into(), DEMO.into(), "--target".into(), "ref".into()];
+    args.extend(demo_inputs());
+    args.extend(["-o".into(), reference.to_str().unwrap().into()]);
+    let r = kiln(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let want = read_outputs(&reference);
+    for isa in ["native", "avx2"] {
+        let out = dir.path().join(format!("{isa}.safetensors"));
+        let r = run_artifact(&art, &out, &[("KILN_CPU_ISA", isa)]);
+        assert!(
+            r.status.success(),
+            "{isa}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        for ((n, g), (m, w)) in read_outputs(&out).iter().zip(&want) {
+            assert_eq!(n, m);
+            let worst = g
+                .iter()
+                .zip(w)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{isa}: {n}: max difference {worst}");
+        }
+    }
+    let out = dir.path().join("bad.safetensors");
+    let r = run_artifact(&art, &out, &[("KILN_CPU_ISA", "sse9")]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && err.contains("avx2"), "{err}");
+}
+
+/// An artifact compiled for this CPU (`--cpu native`) records its features;
+/// where it uses AVX-512, capping the loader at AVX2 refuses it with the
+/// missing features named.
+#[test]
+fn native_artifacts_name_the_features_a_cpu_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let art = dir.path().join("native.kiln");
+    let r = kiln(&[
+        "compile",
+        DEMO,
+        "--target",
+        "cpu",
+        "--cpu",
+        "native",
+        "--dim",
+        "batch=2",
+        "--dim",
+        "sequence=16",
+        "-o",
+        art.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let out = dir.path().join("out.safetensors");
+    let r = run_artifact(&art, &out, &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    if !kiln_codegen::llvm::isa::cpu_has("avx512f") {
+        eprintln!("NOTE: this CPU has no AVX-512: the refusal of an AVX-512 artifact under an AVX2 cap was not checked");
+        return;
+    }
+    let r = run_artifact(&art, &out, &[("KILN_CPU_ISA", "avx2")]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success(),
+        "an AVX-512 artifact ran under an AVX2 cap"
+    );
+    assert!(
+        err.contains("avx512f") && err.contains("recompile"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
 #[test]
 fn library_loads_artifacts() {
     let dir = tempfile::tempdir().unwrap();
@@ -172,6 +275,7 @@ fn damaged_artifacts_are_refused() {
     let a = kiln_runtime::artifact::Artifact::open(&art).unwrap();
     let mut meta = a.meta().clone();
     meta["cpu"] = "some-future-cpu".into();
+    meta["extra_cpus"] = serde_json::Value::Array(Vec::new());
     let mut w = kiln_runtime::artifact::ArtifactWriter::new(meta);
     for name in a.section_names() {
         w.add_section(name, a.section(name).unwrap().to_vec())

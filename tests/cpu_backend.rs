@@ -16,7 +16,7 @@ use kiln::ir::op::{
     ReduceOp, UnaryOp,
 };
 use kiln::ir::{interp, DType, Graph, Op, Shape, Tensor, TensorType, ValueId};
-use kiln::{CompileOptions, Model, Target};
+use kiln::{CompileOptions, IsaLevel, Model, Target};
 use kiln_codegen::program::{Program, Step};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -424,14 +424,18 @@ fn check(case: &str, b: &G, tol: Tol, host_ok: &[&str]) -> Vec<Program> {
         .fold(0f64, |m, x| m.max(x.abs()));
     let mut programs = Vec::new();
     // The CPU without and with the optimizer, then the optimized GPU program
-    // on the simulated GPU (every kernel on the SIMT interpreter).
-    for (target, optimize, threads) in [
-        (Target::Cpu, false, 3),
-        (Target::Cpu, true, 4),
-        (Target::CudaSim, true, 2),
+    // on the simulated GPU (every kernel on the SIMT interpreter). The
+    // unoptimized CPU code is capped at AVX2 (x86-64-v3) and the optimized
+    // code uses everything the CPU has, so an AVX-512 machine checks both
+    // instruction sets' code.
+    for (target, optimize, threads, isa) in [
+        (Target::Cpu, false, 3, Some(IsaLevel::V3)),
+        (Target::Cpu, true, 4, None),
+        (Target::CudaSim, true, 2, None),
     ] {
         let what = format!(
-            "{case} [{target}, optimize {optimize}] ({})",
+            "{case} [{target}{}, optimize {optimize}] ({})",
+            isa.map_or(String::new(), |l| format!(" {}", l.short_name())),
             shape_list(inputs)
         );
         let exe = Model::from_graph(g.clone())
@@ -440,6 +444,7 @@ fn check(case: &str, b: &G, tol: Tol, host_ok: &[&str]) -> Vec<Program> {
                 &CompileOptions {
                     threads: Some(threads),
                     optimize,
+                    isa,
                 },
             )
             .unwrap_or_else(|e| panic!("{what}: compile: {e}"));
@@ -2078,6 +2083,7 @@ fn gather_out_of_range_is_an_error() {
                     &CompileOptions {
                         threads: Some(2),
                         optimize,
+                        isa: None,
                     },
                 )
                 .unwrap();
@@ -2419,6 +2425,7 @@ fn rotary_position_out_of_range_is_an_error() {
             &CompileOptions {
                 threads: Some(1),
                 optimize: false,
+                isa: None,
             },
         )
         .unwrap();
@@ -2510,6 +2517,7 @@ fn widened_weights_are_live_only_while_needed() {
             &CompileOptions {
                 threads: Some(1),
                 optimize: false,
+                isa: None,
             },
         )
         .unwrap();

@@ -31,6 +31,7 @@ fn cpu(model: &Model, threads: usize) -> Executable {
             &CompileOptions {
                 threads: Some(threads),
                 optimize: true,
+                isa: None,
             },
         )
         .unwrap()

@@ -23,6 +23,7 @@ fn run_fixture(name: &str, optimize: bool, target: Target) {
             &CompileOptions {
                 threads: Some(4),
                 optimize,
+                isa: None,
             },
         )
         .unwrap_or_else(|e| panic!("{name}: compile: {e}"));

@@ -177,6 +177,7 @@ fn tiny_bert_step_list() {
             &kiln::CompileOptions {
                 threads: Some(1),
                 optimize: true,
+                isa: None,
             },
         )
         .unwrap();

@@ -81,3 +81,40 @@ fn sum_reduction_vectorizes() {
     let g = graph_with(op, None, &[8, 1024]);
     check_vectorized(&g, "row sum");
 }
+
+/// Code capped at AVX2 (`CpuTarget::HostAt(V3)`) is compiled without any
+/// 512-bit feature, whatever the CPU has; uncapped host code keeps AVX-512
+/// where the CPU has it. Both portable levels compile.
+#[test]
+fn isa_caps_reach_the_code_generator() {
+    use kiln_codegen::llvm::isa::{cpu_has, IsaLevel};
+    let g = graph_with(
+        Op::Unary(UnaryOp::Tanh),
+        Some(Op::Binary(BinaryOp::Mul)),
+        &[1031],
+    );
+    let program = schedule(&g).expect("schedules");
+    let capped = compile(&program.kernels, &CpuTarget::HostAt(IsaLevel::V3), true).unwrap();
+    assert!(
+        !capped.features.contains("+avx512") && !capped.features.contains("+amx"),
+        "{}",
+        capped.features
+    );
+    assert!(!capped.ir.unwrap().contains("+avx512f"));
+    let host = compile(&program.kernels, &CpuTarget::Host, false).unwrap();
+    if cpu_has("avx512f") {
+        assert!(host.features.contains("+avx512f"), "{}", host.features);
+    } else {
+        eprintln!("NOTE: this CPU has no AVX-512: uncapped code was not checked to use it");
+    }
+    for level in [IsaLevel::V3, IsaLevel::V4] {
+        let o = compile(
+            &program.kernels,
+            &CpuTarget::Named(level.llvm_cpu().into()),
+            false,
+        )
+        .unwrap();
+        assert_eq!(o.cpu, level.llvm_cpu());
+        assert!(!o.object.is_empty());
+    }
+}

@@ -136,6 +136,7 @@ pub fn bench(args: &BenchArgs) -> Result<i32, Error> {
                 "max_ms": times[times.len() - 1],
                 "compile_s": compile_s,
                 "steps_ms": steps_ms,
+                "isa": crate::cpu::isa_report(),
             })
         );
     } else {
@@ -348,6 +349,7 @@ fn bench_decode(
                 "weight_bytes": bytes,
                 "weight_gb_per_s": gbps,
                 "compile_s": compile_s,
+                "isa": crate::cpu::isa_report(),
             })
         );
     } else {

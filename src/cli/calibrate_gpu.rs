@@ -98,6 +98,7 @@ fn step_seconds(
     let options = CompileOptions {
         threads: Some(1),
         optimize: false,
+        isa: None,
     };
     let exe = Model::from_graph(graph).compile_with(&target, &options)?;
     let shapes: Vec<Vec<usize>> = inputs.iter().map(|(_, t)| t.shape().to_vec()).collect();

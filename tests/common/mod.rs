@@ -214,6 +214,15 @@ pub fn kiln(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs kiln with extra environment variables.
+pub fn kiln_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
 /// Runs kiln, expecting failure; returns stderr, checking it is one clean line.
 pub fn kiln_fails(args: &[&str]) -> String {
     let out = kiln(args);

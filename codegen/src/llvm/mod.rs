@@ -6,6 +6,7 @@
 //! width), emitted as an ELF object and linked into the process by ORC's LLJIT
 //! ([`object`]); the same object bytes go into `.kiln` artifacts.
 
+pub mod isa;
 pub mod lower;
 pub mod math;
 pub mod object;
@@ -66,13 +67,26 @@ impl HostCpu {
             features: TargetMachine::get_host_cpu_features().to_string(),
         }
     }
+
+    /// The host as the JIT compiles for it: [`HostCpu::detect`] with the
+    /// features above the user's cap ([`isa::ISA_ENV`]) turned off.
+    ///
+    /// # Errors
+    /// A malformed cap.
+    pub fn for_jit() -> Result<Self, LlvmError> {
+        let mut host = Self::detect();
+        if let Some(cap) = isa::isa_cap().map_err(LlvmError::Target)? {
+            host.features = isa::cap_features(&host.features, cap);
+        }
+        Ok(host)
+    }
 }
 
 /// Builds a target machine for the host CPU at O3 (initializing LLVM's native
-/// target first; safe to call repeatedly).
+/// target first; safe to call repeatedly), within the user's instruction-set cap.
 pub fn host_target_machine() -> Result<TargetMachine, LlvmError> {
     Target::initialize_native(&InitializationConfig::default()).map_err(LlvmError::Target)?;
-    let host = HostCpu::detect();
+    let host = HostCpu::for_jit()?;
     let triple = TargetTriple::create(&host.triple);
     let target = Target::from_triple(&triple).map_err(|e| LlvmError::Target(e.to_string()))?;
     target

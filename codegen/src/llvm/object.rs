@@ -32,8 +32,12 @@ pub const GENERIC_X86_CPU: &str = "x86-64-v3";
 /// Which CPU the machine code is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CpuTarget {
-    /// This machine's CPU with all its features (JIT).
+    /// This machine's CPU with all its features (JIT), within the user's cap
+    /// ([`super::isa::ISA_ENV`]).
     Host,
+    /// This machine's CPU with the features above a level turned off (the
+    /// AVX2 code on an AVX-512 machine; also within the user's cap).
+    HostAt(super::isa::IsaLevel),
     /// A named CPU (for artifacts that move between machines), e.g. [`GENERIC_X86_CPU`].
     Named(String),
 }
@@ -45,6 +49,10 @@ pub struct CompiledObject {
     pub object: Vec<u8>,
     /// CPU name it was compiled for.
     pub cpu: String,
+    /// LLVM features it was compiled with beyond the CPU's own (`+a,-b,...`;
+    /// the host's, within the user's cap, for [`CpuTarget::Host`]; empty for a
+    /// named CPU).
+    pub features: String,
     /// Target triple.
     pub triple: String,
     /// The optimized LLVM IR (only when asked for).
@@ -53,11 +61,15 @@ pub struct CompiledObject {
 
 fn machine_for(cpu: &CpuTarget) -> Result<(TargetMachine, String), LlvmError> {
     Target::initialize_native(&InitializationConfig::default()).map_err(LlvmError::Target)?;
-    let host = HostCpu::detect();
+    let host = HostCpu::for_jit()?;
     let triple = TargetTriple::create(&host.triple);
     let target = Target::from_triple(&triple).map_err(|e| LlvmError::Target(e.to_string()))?;
     let (name, features) = match cpu {
         CpuTarget::Host => (host.cpu.clone(), host.features.clone()),
+        CpuTarget::HostAt(level) => (
+            host.cpu.clone(),
+            super::isa::cap_features(&host.features, *level),
+        ),
         CpuTarget::Named(n) => (n.clone(), String::new()),
     };
     let machine = target
@@ -105,6 +117,7 @@ pub fn compile(
     Ok(CompiledObject {
         object: emit_object(&module, &machine)?,
         cpu: cpu_name,
+        features,
         triple: machine.get_triple().as_str().to_string_lossy().into_owned(),
         ir,
     })

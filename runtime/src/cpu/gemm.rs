@@ -12,6 +12,26 @@ use kiln_codegen::program::GemmStep;
 use kiln_ir::DType;
 use rayon::prelude::*;
 
+/// The instruction set the GEMM library's kernels use on this CPU: it picks
+/// them itself, by the CPU's features, once per process (`KILN_CPU_ISA` does
+/// not reach it).
+pub fn library_isa() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            "avx512f"
+        } else if std::arch::is_x86_feature_detected!("fma") {
+            "avx2+fma"
+        } else {
+            "scalar"
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "the library's choice"
+    }
+}
+
 /// Products with fewer multiply-adds than this run on one thread.
 pub const MIN_SPLIT_WORK: usize = 1 << 18;
 

@@ -9,6 +9,8 @@
 pub(crate) mod gemm;
 pub(crate) mod host;
 
+pub use gemm::library_isa as gemm_library_isa;
+
 use std::sync::{Arc, Mutex};
 
 use kiln_codegen::llvm::lower::KernelFn;
