@@ -550,6 +550,15 @@ pub(crate) fn validate(p: &Program) -> Result<(), String> {
         if reads.iter().chain(&writes).any(|&b| b >= nb) {
             return bad("a step names a missing buffer");
         }
+        if let kiln_codegen::program::Step::Gemm(g) = s {
+            let b_dtype = g.b_stored.unwrap_or(g.dtype);
+            if p.buffers[g.a].dtype != g.dtype
+                || p.buffers[g.c].dtype != g.dtype
+                || p.buffers[g.b].dtype != b_dtype
+            {
+                return bad("a GEMM's operands do not have its element types");
+            }
+        }
     }
     Ok(())
 }

@@ -76,7 +76,7 @@ pub fn write(
         ));
     }
     progress(STAGES[0]);
-    let (program, specialized) = match crate::cpu::program_for(graph, shapes)? {
+    let (program, specialized) = match crate::cpu::program_for_with(graph, shapes, kiln_codegen::schedule::ScheduleOptions::default())? {
         Ok(p) => p,
         Err((_, reason)) => {
             return Err(Error::Input(format!(

@@ -10,7 +10,7 @@ use kiln_codegen::gpu::program::{GpuProgram, LowerOptions, SIM_LIBRARY_GEMM_MIN_
 use kiln_codegen::llvm::isa::IsaLevel;
 use kiln_codegen::llvm::object::{compile, CpuTarget};
 use kiln_codegen::program::Program;
-use kiln_codegen::schedule::{schedule, ScheduleError};
+use kiln_codegen::schedule::{schedule_with, ScheduleError, ScheduleOptions};
 use kiln_codegen::specialize::specialize;
 use kiln_ir::{Graph, Tensor, ValueId};
 use kiln_runtime::cpu::CpuExecutable;
@@ -260,7 +260,8 @@ pub fn build_simulated_with(
     threads: usize,
     options: LowerOptions,
 ) -> Result<Build, Error> {
-    let (program, specialized) = match program_for(graph, shapes)? {
+    let (program, specialized) = match program_for_with(graph, shapes, ScheduleOptions::default())?
+    {
         Ok(p) => p,
         Err((graph, reason)) => return Ok(Build::Interpreted { graph, reason }),
     };
@@ -271,15 +272,27 @@ pub fn build_simulated_with(
     Ok(Build::Gpu(Box::new(exe)))
 }
 
-/// The scheduled program for `shapes`, with the specialized graph it came from;
-/// `Err((graph, reason))` when a shape is only known at run time.
+/// The scheduled program for `shapes` as the CPU runs it, with the specialized
+/// graph it came from; `Err((graph, reason))` when a shape is only known at run
+/// time.
 #[allow(clippy::type_complexity)]
 pub fn program_for(
     graph: &Graph,
     shapes: &[Vec<usize>],
 ) -> Result<Result<(Program, Graph), (Graph, String)>, Error> {
+    program_for_with(graph, shapes, ScheduleOptions::CPU)
+}
+
+/// [`program_for`] with the schedule's `options` (the GPU paths use the
+/// default, device-neutral ones).
+#[allow(clippy::type_complexity)]
+pub fn program_for_with(
+    graph: &Graph,
+    shapes: &[Vec<usize>],
+    options: ScheduleOptions,
+) -> Result<Result<(Program, Graph), (Graph, String)>, Error> {
     let specialized = specialize(graph, shapes).map_err(|e| Error::Input(e.to_string()))?;
-    match schedule(&specialized) {
+    match schedule_with(&specialized, options) {
         Ok(p) => Ok(Ok((p, specialized))),
         Err(e @ ScheduleError::DynamicShape { .. }) => Ok(Err((specialized, e.to_string()))),
         Err(e @ ScheduleError::TooLarge { .. }) => Err(Error::Input(e.to_string())),

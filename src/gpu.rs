@@ -12,7 +12,7 @@ use kiln_codegen::gpu::GpuKernel;
 use kiln_ir::Graph;
 use kiln_runtime::cuda::{cublas_present, CudaDevice, CudaGpu, GpuExecutable};
 
-use crate::cpu::{constants_of, program_for, Build};
+use crate::cpu::{constants_of, Build};
 use crate::Error;
 
 /// GEMM steps of at least this many multiply-adds go to cuBLAS when the
@@ -66,7 +66,11 @@ pub fn build_cuda(
     threads: usize,
     gpu: &Arc<CudaGpu>,
 ) -> Result<Build, Error> {
-    let (program, specialized) = match program_for(graph, shapes)? {
+    let (program, specialized) = match crate::cpu::program_for_with(
+        graph,
+        shapes,
+        kiln_codegen::schedule::ScheduleOptions::default(),
+    )? {
         Ok(p) => p,
         Err((graph, reason)) => return Ok(Build::Interpreted { graph, reason }),
     };

@@ -2484,6 +2484,58 @@ fn matvec_reads_half_precision_weights() {
     }
 }
 
+/// Products of several rows with half-precision weights (`X · Cast(W)ᵀ` and
+/// `X · Cast(W)`): the CPU GEMM reads the f16/bf16 weight itself and widens
+/// it block by block (more columns than one block, split across threads), so
+/// the cast never runs; the GPU program keeps the cast. f32 weights run the
+/// same packing when transposed and the rows are many enough (2..70 rows
+/// cover both sides of the threshold).
+#[test]
+fn gemm_reads_half_precision_weights() {
+    for seed in seeds() {
+        let mut rng = StdRng::seed_from_u64(seed);
+        for dt in [DType::BF16, DType::F16, DType::F32] {
+            for transposed in [true, false] {
+                let (m, n, k) = (rng.random_range(2..70), 600, 257);
+                let mut b = G::new("gemm_half");
+                let x = b.input("x", uniform(&mut rng, &[m, k], -1.0, 1.0));
+                let shape = if transposed { vec![n, k] } else { vec![k, n] };
+                let w = b.konst(uniform(&mut rng, &shape, -1.0, 1.0).cast(dt));
+                let wf = if dt == DType::F32 {
+                    w
+                } else {
+                    b.op("wf", Op::Layout(LayoutOp::Cast { to: DType::F32 }), &[w])
+                };
+                let wf = if transposed {
+                    b.transpose("wt", wf, &[1, 0])
+                } else {
+                    wf
+                };
+                let y = b.op("y", Op::Nn(NnOp::MatMul), &[x, wf]);
+                b.out(y);
+                let case = format!("gemm {m} rows, {dt} weights, transposed {transposed}");
+                let stored = (dt != DType::F32).then_some(dt);
+                // The weight is a constant (not made absolute by Cond::AbsInputs):
+                // allow f32 summation error over k products of magnitude ≤ 1.
+                let programs = check(&case, &b, F32.abs(1e-4), &[]);
+                for p in &programs {
+                    let half = p
+                        .steps
+                        .iter()
+                        .filter(|s| matches!(s, Step::Gemm(g) if g.b_stored == stored))
+                        .count();
+                    assert_eq!(half, 1, "{case}: no GEMM reads the {dt} weight");
+                    let names = kernel_names(p);
+                    assert!(
+                        names.is_empty(),
+                        "{case}: kernels ran besides the GEMM: {names:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Weight-only nodes run just before their first reader: a graph listing every
 /// half-precision weight's widening cast first (as an optimizer may) still never
 /// holds more than one widened weight at a time in its arena.

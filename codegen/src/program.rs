@@ -83,6 +83,13 @@ pub struct GemmStep {
     pub b_strides: [isize; 2],
     /// Scale of the product (`c = alpha · a·b`).
     pub alpha: f64,
+    /// The element type `b` is stored in when it is not [`GemmStep::dtype`]: a
+    /// half-precision (f16/bf16) weight of an f32 product, widened as the CPU
+    /// GEMM reads it, block by block, instead of by a separate pass over the
+    /// whole weight on every run. Only the CPU schedule emits it
+    /// ([`crate::schedule::ScheduleOptions::half_weight_gemm`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b_stored: Option<DType>,
 }
 
 impl GemmStep {
@@ -298,9 +305,10 @@ impl Program {
                 Step::Gemm(g) => {
                     let _ = writeln!(
                         out,
-                        "gemm buf{} = {}·buf{}·buf{} batch {:?} m {} n {} k {} a {:?}/{:?} b {:?}/{:?}",
+                        "gemm buf{} = {}·buf{}·buf{} batch {:?} m {} n {} k {} a {:?}/{:?} b {:?}/{:?}{}",
                         g.c, g.alpha, g.a, g.b, g.batch, g.m, g.n, g.k,
-                        g.a_batch_strides, g.a_strides, g.b_batch_strides, g.b_strides
+                        g.a_batch_strides, g.a_strides, g.b_batch_strides, g.b_strides,
+                        g.b_stored.map_or(String::new(), |d| format!(" (b stored {d})"))
                     );
                 }
                 Step::Host {

@@ -98,6 +98,7 @@ fn step(
         a_strides,
         b_strides,
         alpha,
+        b_stored: None,
     };
     (g, [a_len, b_len, c_len])
 }

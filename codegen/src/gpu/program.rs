@@ -135,6 +135,13 @@ impl GpuProgram {
     }
 
     fn lower_steps(program: Program, options: LowerOptions, fuse: bool) -> GpuProgram {
+        assert!(
+            program
+                .steps
+                .iter()
+                .all(|s| !matches!(s, Step::Gemm(g) if g.b_stored.is_some())),
+            "a CPU-only program (GEMMs reading half-precision weights) reached the GPU lowering: schedule it with the default options"
+        );
         let mut kernels: Vec<GpuKernel> = program.kernels.iter().map(lower_kernel).collect();
         let mut names: std::collections::HashSet<String> =
             kernels.iter().map(|k| k.name.clone()).collect();

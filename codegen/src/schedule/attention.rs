@@ -122,6 +122,7 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
         // Kᵀ: rows along d, columns along keys.
         b_strides: [k_st[lead + 2], k_st[lead + 1]],
         alpha: scale,
+        b_stored: None,
     }));
 
     // Soft cap, masks and softmax over each row of scores, in place.
@@ -338,6 +339,7 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
         a_strides: [p_row, 1],
         b_strides: [v_st[lead + 1], v_st[lead + 2]],
         alpha: 1.0,
+        b_stored: None,
     }));
 
     s.prog.attentions.push(AttentionSteps {

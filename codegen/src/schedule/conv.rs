@@ -267,6 +267,7 @@ pub fn emit_conv(
         a_strides: [kk as isize, 1],
         b_strides,
         alpha: 1.0,
+        b_stored: None,
     }));
     Ok(())
 }

@@ -90,6 +90,12 @@ pub fn emit_gemm(
     dt: DType,
     out_shape: &[usize],
 ) -> Lowered {
+    // An f16/bf16 weight widened by a cast is read as stored (CPU only; the
+    // matrix-vector kernels below look through the cast on their own).
+    let half_weight = (s.options.half_weight_gemm && dt == DType::F32 && s.shape(w).len() == 2)
+        .then(|| gemv_weight(s, w))
+        .filter(|(_, _, stored)| *stored != Scalar::F32)
+        .filter(|_| s.graph.value(x).ty.dtype == DType::F32);
     for (what, dtype) in [
         ("the product", dt),
         ("the left operand", s.graph.value(x).ty.dtype),
@@ -174,6 +180,19 @@ pub fn emit_gemm(
             return Ok(());
         }
     }
+    let (b, b_rs, b_cs, b_stored) = match half_weight {
+        Some((hb, h_st, stored)) => (
+            hb,
+            h_st[0],
+            h_st[1],
+            Some(if stored == Scalar::F16 {
+                DType::F16
+            } else {
+                DType::BF16
+            }),
+        ),
+        None => (b, b_rs, b_cs, None),
+    };
     s.prog.steps.push(Step::Gemm(GemmStep {
         a,
         b,
@@ -188,6 +207,7 @@ pub fn emit_gemm(
         a_strides: [a_rs, a_cs],
         b_strides: [b_rs, b_cs],
         alpha: 1.0,
+        b_stored,
     }));
     Ok(())
 }

@@ -101,9 +101,33 @@ pub(crate) fn host<T>(reason: HostReason) -> Result<T, NotLowered> {
     Err(NotLowered::Host(reason))
 }
 
-/// Schedules a graph whose values all have known shapes.
+/// Choices of the schedule that depend on what runs the program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScheduleOptions {
+    /// An f32 GEMM whose 2-D right operand is an f16/bf16 weight widened by a
+    /// `Cast` reads the half-precision weight itself
+    /// ([`crate::program::GemmStep::b_stored`]; the CPU runtime widens it block
+    /// by block) instead of the cast's per-run f32 copy. The CPU runtime
+    /// supports it; the GPU lowering does not (the default, off).
+    pub half_weight_gemm: bool,
+}
+
+impl ScheduleOptions {
+    /// What the CPU runtime executes.
+    pub const CPU: ScheduleOptions = ScheduleOptions {
+        half_weight_gemm: true,
+    };
+}
+
+/// Schedules a graph whose values all have known shapes, for any device
+/// ([`ScheduleOptions::default`]).
 pub fn schedule(graph: &Graph) -> Result<Program, ScheduleError> {
-    let mut s = Scheduler::new(graph)?;
+    schedule_with(graph, ScheduleOptions::default())
+}
+
+/// [`schedule`] with `options`.
+pub fn schedule_with(graph: &Graph, options: ScheduleOptions) -> Result<Program, ScheduleError> {
+    let mut s = Scheduler::new(graph, options)?;
     for i in lowering_order(graph) {
         s.lower(&graph.nodes()[i])?;
     }
@@ -180,10 +204,12 @@ pub(crate) struct Scheduler<'g> {
     pub def_node: Vec<Option<&'g Node>>,
     /// Whether a node or the graph's outputs read each value.
     used: Vec<bool>,
+    /// What the program's device supports.
+    pub options: ScheduleOptions,
 }
 
 impl<'g> Scheduler<'g> {
-    fn new(graph: &'g Graph) -> Result<Self, ScheduleError> {
+    fn new(graph: &'g Graph, options: ScheduleOptions) -> Result<Self, ScheduleError> {
         for v in graph.values() {
             let Some(dims) = v.ty.shape.as_known() else {
                 return Err(ScheduleError::DynamicShape {
@@ -224,6 +250,7 @@ impl<'g> Scheduler<'g> {
             buf_of: vec![None; graph.values().len()],
             def_node,
             used,
+            options,
         };
         for (i, &id) in graph.inputs.iter().enumerate() {
             let b = s.new_buffer(id, BufferKind::Input(i));

@@ -59,7 +59,7 @@ fn an_invalid_kernel_is_a_bug_naming_its_node() {
     let mut g = Graph::new("bug");
     let x = input(&mut g, "x", DType::F32, &[4]);
     node(&mut g, "relu", Op::Unary(UnaryOp::Relu), &[x]);
-    let mut s = Scheduler::new(&g).unwrap();
+    let mut s = Scheduler::new(&g, ScheduleOptions::default()).unwrap();
     // A kernel storing to a buffer it does not declare fails its check.
     let mut k = Kernel::new("bad");
     k.body = vec![crate::kernel::Stmt::Store {

@@ -310,6 +310,7 @@ mod tests {
             a_strides,
             b_strides,
             alpha: 1.0,
+            b_stored: None,
         }
     }
 

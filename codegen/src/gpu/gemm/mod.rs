@@ -320,6 +320,7 @@ pub(super) mod tests {
             a_strides,
             b_strides,
             alpha: 1.0,
+            b_stored: None,
         }
     }
 
