@@ -234,7 +234,7 @@ pub fn build_at(
         std::fs::write(&path, ir).map_err(|e| Error::Output(format!("KILN_DUMP_IR: {e}")))?;
     }
     let constants = constants_of(&program, &specialized);
-    let exe = CpuExecutable::new(program, &object.object, constants, threads)?;
+    let exe = CpuExecutable::new(program, &object.object, constants, threads)?.cap_isa(isa);
     Ok(Build::Native(exe))
 }
 

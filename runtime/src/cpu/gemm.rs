@@ -301,6 +301,42 @@ unsafe fn transpose_into<const KIND: u8>(
     }
 }
 
+/// [`product`] for an f32 GEMM with a bf16 `b` on a CPU with AVX-512 BF16:
+/// the bf16 dot-product kernel ([`super::bf16_dot`]).
+///
+/// # Safety
+/// As [`product_packed_b`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn product_bf16_dot(
+    g: &GemmStep,
+    a: *const f32,
+    b: *const u16,
+    c: *mut f32,
+    batch: usize,
+    (r0, r1): (usize, usize),
+    (c0, c1): (usize, usize),
+) {
+    if r0 >= r1 || c0 >= c1 {
+        return;
+    }
+    let (oa, ob) = batch_offsets(g, batch);
+    let oc = (batch * g.m * g.n + r0 * g.n + c0) as isize;
+    let oa = oa + r0 as isize * g.a_strides[0];
+    let ob = ob + c0 as isize * g.b_strides[1];
+    // SAFETY: offsets stay inside the buffers (caller's contract).
+    unsafe {
+        super::bf16_dot::gemm(&super::bf16_dot::Operands {
+            m: r1 - r0,
+            n: c1 - c0,
+            k: g.k,
+            a: (a.offset(oa), g.a_strides[0], g.a_strides[1]),
+            b: (b.offset(ob), g.b_strides[0], g.b_strides[1]),
+            c: (c.offset(oc), g.n as isize),
+            alpha: g.alpha as f32,
+        })
+    }
+}
+
 /// How [`run`] reads `g`'s `b`: packed (and how it is stored) or directly.
 fn packing(g: &GemmStep) -> Option<Stored> {
     match (g.dtype, g.b_stored) {
@@ -323,8 +359,9 @@ fn block(len: usize, parts: usize, i: usize) -> (usize, usize) {
     ((i * size).min(len), ((i + 1) * size).min(len))
 }
 
-/// Runs `g` over the step's pointers with `threads` threads.
-pub fn run(g: &GemmStep, ptrs: &[*mut u8], threads: usize) {
+/// Runs `g` over the step's pointers with `threads` threads; `avx512_kernels`
+/// allows the hand-written AVX-512 kernels (the bf16 dot-product GEMM).
+pub fn run(g: &GemmStep, ptrs: &[*mut u8], threads: usize, avx512_kernels: bool) {
     let count = g.batch_count();
     if count == 0 || g.m == 0 || g.n == 0 {
         return;
@@ -345,6 +382,8 @@ pub fn run(g: &GemmStep, ptrs: &[*mut u8], threads: usize) {
     };
     let split_cols = g.n >= g.m;
     let pack = packing(g);
+    let bf16_dot =
+        avx512_kernels && matches!(pack, Some(Stored::Bf16)) && super::bf16_dot::available();
     let range = |part: usize| {
         if parts == 1 {
             ((0, g.m), (0, g.n))
@@ -362,6 +401,15 @@ pub fn run(g: &GemmStep, ptrs: &[*mut u8], threads: usize) {
                 // SAFETY: the program sized the buffers for this product.
                 unsafe {
                     match pack {
+                        Some(Stored::Bf16) if bf16_dot => product_bf16_dot(
+                            g,
+                            a.0 as *const f32,
+                            b.0 as *const u16,
+                            c.0 as *mut f32,
+                            i,
+                            rows,
+                            cols,
+                        ),
                         Some(stored) => product_packed_b(
                             g,
                             stored,

@@ -6,6 +6,7 @@
 //! each take an arena of their own (from a pool, so repeated runs allocate
 //! nothing) and share the code, the constants and the threads.
 
+pub mod bf16_dot;
 pub(crate) mod gemm;
 pub(crate) mod host;
 
@@ -13,6 +14,7 @@ pub use gemm::library_isa as gemm_library_isa;
 
 use std::sync::{Arc, Mutex};
 
+use kiln_codegen::llvm::isa::IsaLevel;
 use kiln_codegen::llvm::lower::KernelFn;
 use kiln_codegen::llvm::object::LoadedObject;
 use kiln_codegen::program::{BufferId, Program, Step};
@@ -168,6 +170,9 @@ pub struct CpuBackend {
     constants: Vec<Constant>,
     pool: rayon::ThreadPool,
     threads: usize,
+    /// Whether hand-written AVX-512 kernels may run (the bf16 dot-product
+    /// GEMM); false when the build is capped at AVX2.
+    avx512_kernels: bool,
 }
 
 /// How a backend runs the program's kernels.
@@ -266,7 +271,7 @@ impl Backend for CpuBackend {
         match &self.program.steps[index] {
             Step::Kernel { kernel, args } => self.launch_kernel(*kernel, args, ptrs),
             Step::Gemm(g) => {
-                gemm::run(g, ptrs, self.threads);
+                gemm::run(g, ptrs, self.threads, self.avx512_kernels);
                 Ok(())
             }
             Step::Host {
@@ -415,11 +420,20 @@ impl CpuExecutable {
                 constants,
                 pool,
                 threads,
+                avx512_kernels: true,
             },
             plan,
             arenas: Mutex::new(Vec::new()),
             outputs: std::sync::Arc::new(Mutex::new(Vec::new())),
         })
+    }
+
+    /// The same executable with its hand-written kernels kept within x86-64
+    /// level `isa` (`None`: the CPU's best): [`IsaLevel::V3`] keeps the bf16
+    /// dot-product GEMM off, as the build's generated code is.
+    pub fn cap_isa(mut self, isa: Option<IsaLevel>) -> CpuExecutable {
+        self.backend.avx512_kernels = isa.is_none_or(|l| l >= IsaLevel::V4);
+        self
     }
 
     /// The program this runs.

@@ -421,7 +421,7 @@ impl GpuExecutable {
             )));
         }
         let staged = self.stage(&[g.a, g.b], &[g.c], ptrs)?;
-        crate::cpu::gemm::run(g, &staged.table, self.threads);
+        crate::cpu::gemm::run(g, &staged.table, self.threads, true);
         staged.upload(&*self.device, &self.program.program, &[g.c], ptrs)
     }
 
