@@ -3,7 +3,7 @@
 
     bash scripts/setup-bench.sh                       # once: .venv-bench
     .venv-bench/bin/python scripts/bench_compare.py \
-        [--models minilm,resnet18,llama] [--batch 1,8] [--threads 1,2] \
+        [--models minilm,resnet18,llama,mobilenet] [--batch 1,8] [--threads 1,2] \
         [--iters N] [--warmup W] [--rounds R] [--kiln PATH] [--out results.json]
     .venv-bench/bin/python scripts/bench_compare.py --micro   # numpy/torch baselines
 
@@ -23,6 +23,9 @@ as <input>.npy and meta.json):
             prefill of 128 tokens, no KV cache; inputs input_ids and
             attention_mask (all ones) int64 [batch,128]; output logits
             [batch,128,8000]
+  mobilenet torchvision MobileNetV2 (depthwise-separable convolutions),
+            seeded random weights; input "input" f32 [batch,3,224,224];
+            output "logits" [batch,1000]
 
 For every (model, batch, threads) it times ONNX Runtime, PyTorch eager and
 `kiln bench` interleaved (warmup, then --rounds rounds, each peer in turn with
@@ -77,7 +80,7 @@ LLAMA = dict(
     max_position_embeddings=2048,
 )
 
-MODEL_NAMES = ("minilm", "resnet18", "llama")
+MODEL_NAMES = ("minilm", "resnet18", "llama", "mobilenet")
 PEERS = ("ort", "torch", "kiln")
 KILN_MISSING = "kiln binary not found (pass --kiln PATH or build target/release/kiln)"
 
@@ -143,6 +146,11 @@ def build_torch_model(name: str):
 
         mod = torchvision.models.resnet18(weights=None)
         inputs, outputs = ["input"], ["logits"]
+    elif name == "mobilenet":
+        import torchvision
+
+        mod = torchvision.models.mobilenet_v2(weights=None)
+        inputs, outputs = ["input"], ["logits"]
     elif name == "llama":
         from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -179,7 +187,7 @@ def make_inputs(name: str, batch: int) -> dict:
             "attention_mask": mask,
             "token_type_ids": np.zeros((batch, SEQ), dtype=np.int64),
         }
-    if name == "resnet18":
+    if name in ("resnet18", "mobilenet"):
         return {"input": rng.standard_normal((batch, 3, 224, 224), dtype=np.float32)}
     if name == "llama":
         return {
@@ -364,6 +372,8 @@ def analytic_flops(name: str, batch: int) -> int:
         return 2 * batch * s * per_tok
     if name == "resnet18":
         return batch * 3_628_146_688  # 1.814 GMACs per 224x224 image (convs + fc)
+    if name == "mobilenet":
+        return batch * 601_555_000  # ~0.30 GMACs per 224x224 image (torchvision's figure)
     raise ValueError(name)
 
 
@@ -970,7 +980,7 @@ def print_micro(res: dict) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated: minilm,resnet18,llama")
+    ap.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated: minilm,resnet18,llama,mobilenet")
     ap.add_argument("--batch", type=int_list, default=[1, 8], help="comma-separated batch sizes (default 1,8)")
     ap.add_argument("--threads", type=int_list, default=[1, 2], help="comma-separated thread counts (default 1,2)")
     ap.add_argument("--iters", type=int, default=30, help="timed iterations per peer and setting (default 30), "

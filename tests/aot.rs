@@ -85,35 +85,15 @@ fn assert_answers_as_the_reference(exe: &kiln::Executable) {
     }
 }
 
-#[test]
-fn artifact_runs_and_matches_the_interpreter() {
-    let dir = tempfile::tempdir().unwrap();
-    let art = compile_demo(dir.path());
-    let (aot_out, ref_out) = (
-        dir.path().join("aot.safetensors"),
-        dir.path().join("ref.safetensors"),
-    );
-    let mut args: Vec<String> = vec!["run".into(), art.to_str().unwrap().into()];
-    args.extend(demo_inputs());
-    args.extend(["-o".into(), aot_out.to_str().unwrap().into()]);
-    let r = kiln(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+/// The reference interpreter's outputs on the demo inputs (written under `dir`).
+fn reference_outputs(dir: &std::path::Path) -> Vec<(String, Vec<f32>)> {
+    let out = dir.join("ref.safetensors");
     let mut args: Vec<String> = vec!["run".into(), DEMO.into(), "--target".into(), "ref".into()];
     args.extend(demo_inputs());
-    args.extend(["-o".into(), ref_out.to_str().unwrap().into()]);
+    args.extend(["-o".into(), out.to_str().unwrap().into()]);
     let r = kiln(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let (a, b) = (read_outputs(&aot_out), read_outputs(&ref_out));
-    assert_eq!(a.len(), b.len());
-    for ((na, va), (nb, vb)) in a.iter().zip(&b) {
-        assert_eq!(na, nb);
-        let worst = va
-            .iter()
-            .zip(vb)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
-        assert!(worst < 1e-4, "{na}: max difference {worst}");
-    }
+    read_outputs(&out)
 }
 
 /// Runs the artifact `art` on the demo inputs under `env`, writing `out`.
@@ -122,6 +102,40 @@ fn run_artifact(art: &std::path::Path, out: &std::path::Path, env: &[(&str, &str
     args.extend(demo_inputs());
     args.extend(["-o".into(), out.to_str().unwrap().into()]);
     kiln_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), env)
+}
+
+/// Runs `art` under `env` and checks its outputs against `want` (`what` names the run).
+fn assert_artifact_answers(
+    art: &std::path::Path,
+    env: &[(&str, &str)],
+    want: &[(String, Vec<f32>)],
+    what: &str,
+) {
+    let out = art.with_extension(format!("{what}.safetensors"));
+    let r = run_artifact(art, &out, env);
+    assert!(
+        r.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let got = read_outputs(&out);
+    assert_eq!(got.len(), want.len(), "{what}: output count");
+    for ((n, g), (m, w)) in got.iter().zip(want) {
+        assert_eq!(n, m);
+        let worst = g
+            .iter()
+            .zip(w)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{what}: {n}: max difference {worst}");
+    }
+}
+
+#[test]
+fn artifact_runs_and_matches_the_interpreter() {
+    let dir = tempfile::tempdir().unwrap();
+    let art = compile_demo(dir.path());
+    assert_artifact_answers(&art, &[], &reference_outputs(dir.path()), "aot");
 }
 
 /// A portable artifact holds an x86-64-v3 (AVX2) and an x86-64-v4 (AVX-512)
@@ -144,30 +158,9 @@ fn portable_artifacts_hold_one_object_per_isa_level() {
             IsaLevel::V4.missing_here()
         );
     }
-    let reference = dir.path().join("ref.safetensors");
-    let mut args: Vec<String> = vec!["run".into(), DEMO.into(), "--target".into(), "ref".into()];
-    args.extend(demo_inputs());
-    args.extend(["-o".into(), reference.to_str().unwrap().into()]);
-    let r = kiln(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let want = read_outputs(&reference);
+    let want = reference_outputs(dir.path());
     for isa in ["native", "avx2"] {
-        let out = dir.path().join(format!("{isa}.safetensors"));
-        let r = run_artifact(&art, &out, &[("KILN_CPU_ISA", isa)]);
-        assert!(
-            r.status.success(),
-            "{isa}: {}",
-            String::from_utf8_lossy(&r.stderr)
-        );
-        for ((n, g), (m, w)) in read_outputs(&out).iter().zip(&want) {
-            assert_eq!(n, m);
-            let worst = g
-                .iter()
-                .zip(w)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max);
-            assert!(worst < 1e-4, "{isa}: {n}: max difference {worst}");
-        }
+        assert_artifact_answers(&art, &[("KILN_CPU_ISA", isa)], &want, isa);
     }
     let out = dir.path().join("bad.safetensors");
     let r = run_artifact(&art, &out, &[("KILN_CPU_ISA", "sse9")]);

@@ -2596,3 +2596,147 @@ fn widened_weights_are_live_only_while_needed() {
         "arena {arena} B holds several widened weights ({one_weight} B each)"
     );
 }
+
+/// Convolutions on the CPU against the reference: dense, grouped and
+/// depthwise (a direct kernel, with channel multipliers), with strides,
+/// dilations, symmetric and asymmetric padding, and a bias.
+#[test]
+fn convolutions_match_the_reference() {
+    use kiln::ir::op::{ConvAttrs, Window};
+    // (batch, in channels, out channels, groups, H, W, kernel, strides, dilations, pads, bias)
+    type Case = (
+        usize,
+        usize,
+        usize,
+        usize,
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        [usize; 4],
+        bool,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            2,
+            3,
+            8,
+            1,
+            [9, 11],
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1, 1, 1],
+            true,
+        ),
+        (
+            1,
+            8,
+            8,
+            8,
+            [12, 13],
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1, 1, 1],
+            true,
+        ),
+        (
+            2,
+            8,
+            8,
+            8,
+            [15, 14],
+            [3, 3],
+            [2, 2],
+            [1, 1],
+            [0, 1, 1, 0],
+            false,
+        ),
+        (
+            1,
+            4,
+            8,
+            4,
+            [16, 9],
+            [5, 3],
+            [2, 1],
+            [2, 1],
+            [2, 1, 2, 1],
+            true,
+        ),
+        (
+            1,
+            6,
+            4,
+            2,
+            [10, 10],
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1, 1, 1],
+            false,
+        ),
+        (
+            1,
+            5,
+            5,
+            5,
+            [7, 33],
+            [3, 5],
+            [1, 1],
+            [1, 1],
+            [0, 0, 0, 0],
+            true,
+        ),
+        (
+            1,
+            16,
+            16,
+            16,
+            [1, 1],
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            [1, 1, 1, 1],
+            false,
+        ),
+    ];
+    for seed in seeds() {
+        let mut rng = StdRng::seed_from_u64(seed);
+        for &(n, cin, m, group, hw, k, strides, dil, pads, bias) in &cases {
+            let mut b = G::new("conv");
+            let x = b.input("x", uniform(&mut rng, &[n, cin, hw[0], hw[1]], -1.0, 1.0));
+            let w = b.konst(uniform(&mut rng, &[m, cin / group, k[0], k[1]], -1.0, 1.0));
+            let mut inputs = vec![x, w];
+            if bias {
+                inputs.push(b.konst(uniform(&mut rng, &[m], -1.0, 1.0)));
+            }
+            let attrs = ConvAttrs {
+                window: Window {
+                    kernel: Vec::new(),
+                    strides: strides.to_vec(),
+                    pads: pads.to_vec(),
+                    dilations: dil.to_vec(),
+                    ..Window::default()
+                },
+                group,
+            };
+            let y = b.op("y", Op::Nn(NnOp::Conv(attrs)), &inputs);
+            b.out(y);
+            let case = format!(
+                "conv {n}×{cin}×{hw:?} → {m} channels, {group} groups, kernel {k:?}, strides {strides:?}, dilations {dil:?}, pads {pads:?}, bias {bias}"
+            );
+            let programs = check(&case, &b, F32.abs(1e-4), &[]);
+            if group == cin && cin > 1 {
+                for p in &programs {
+                    assert!(
+                        kernel_names(p).iter().any(|n| n.contains("dwconv")) && gemm_count(p) == 0,
+                        "{case}: not a direct depthwise kernel: {:?}",
+                        kernel_names(p)
+                    );
+                }
+            }
+        }
+    }
+}

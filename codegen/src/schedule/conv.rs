@@ -168,6 +168,28 @@ pub fn emit_conv(
         } else {
             s.buf(x)
         };
+        if cg == 1 && r == 2 {
+            let wbuf = s.buf(w);
+            // Depthwise (each output channel reads one input channel): a
+            // direct kernel, no im2col and no GEMM of one row per group.
+            return emit_depthwise(
+                s,
+                src_buf,
+                &src_shape,
+                wbuf,
+                c,
+                sc,
+                Depthwise {
+                    n,
+                    cin,
+                    m,
+                    kernel: [kernel[0], kernel[1]],
+                    out: [out_sp[0], out_sp[1]],
+                    stride: [stride(0), stride(1)],
+                    dilation: [dil(0), dil(1)],
+                },
+            );
+        }
         let mut k = Kernel::new("im2col");
         let xb = k.buffer("input", sc, src_shape.iter().product(), Access::Read);
         let cb = k.buffer("col", sc, n * g * kk * ohw, Access::Write);
@@ -269,5 +291,155 @@ pub fn emit_conv(
         alpha: 1.0,
         b_stored: None,
     }));
+    Ok(())
+}
+
+/// The geometry of a depthwise convolution ([`emit_depthwise`]).
+struct Depthwise {
+    /// Batch.
+    n: usize,
+    /// Input channels (= groups).
+    cin: usize,
+    /// Output channels (a multiple of `cin`: output `o` reads input `o / (m / cin)`).
+    m: usize,
+    /// Window height and width.
+    kernel: [usize; 2],
+    /// Output height and width.
+    out: [usize; 2],
+    /// Strides.
+    stride: [usize; 2],
+    /// Dilations.
+    dilation: [usize; 2],
+}
+
+/// A 2-D depthwise convolution as one direct kernel over `src` (the input, or
+/// its zero-bordered copy, so every window is in bounds): one output plane per
+/// parallel iteration; each output row is zeroed, then accumulates one window
+/// tap at a time along the row (`y[i, ·] += w[a, b] · x[i·s + a·d, · ·s + b·d]`),
+/// an affine loop the vectorizer runs at full width.
+#[allow(clippy::too_many_arguments)]
+fn emit_depthwise(
+    s: &mut Scheduler,
+    src: BufferId,
+    src_shape: &[usize],
+    w: BufferId,
+    c: BufferId,
+    sc: Scalar,
+    d: Depthwise,
+) -> Lowered {
+    let [kh, kw] = d.kernel;
+    let [oh, ow] = d.out;
+    let (sh, sw) = (d.stride[0] as i64, d.stride[1] as i64);
+    let (dh, dw) = (d.dilation[0] as i64, d.dilation[1] as i64);
+    let (hp, wp) = (src_shape[2] as i64, src_shape[3] as i64);
+    let mult = (d.m / d.cin) as i64;
+    let mut k = Kernel::new("dwconv");
+    let xb = k.buffer("input", sc, src_shape.iter().product(), Access::Read);
+    let wb = k.buffer("weight", sc, d.m * kh * kw, Access::Read);
+    let yb = k.buffer("output", sc, d.n * d.m * oh * ow, Access::ReadWrite);
+    let plane = k.var(Scalar::I64);
+    let (xbase, ybase, wbase) = (k.var(Scalar::I64), k.var(Scalar::I64), k.var(Scalar::I64));
+    let (i, j, a, b) = (
+        k.var(Scalar::I64),
+        k.var(Scalar::I64),
+        k.var(Scalar::I64),
+        k.var(Scalar::I64),
+    );
+    let (yrow, xrow, wv) = (k.var(Scalar::I64), k.var(Scalar::I64), k.var(sc));
+    let m = d.m as i64;
+    // plane = batch·M + o; input plane = batch·C + o / mult.
+    let in_plane = add(
+        mul(bin(BinOp::Div, var(plane), idx(m)), idx(d.cin as i64)),
+        bin(BinOp::Div, bin(BinOp::Rem, var(plane), idx(m)), idx(mult)),
+    );
+    let y_at = add(var(yrow), var(j));
+    let zero_row = Stmt::For {
+        var: j,
+        extent: ow as i64,
+        kind: LoopKind::Serial,
+        body: vec![Stmt::Store {
+            buf: yb,
+            index: y_at.clone(),
+            value: fc(0.0, sc),
+        }],
+    };
+    let tap = Stmt::For {
+        var: j,
+        extent: ow as i64,
+        kind: LoopKind::Serial,
+        body: vec![Stmt::Store {
+            buf: yb,
+            index: y_at.clone(),
+            value: add(
+                load(yb, y_at),
+                mul(load(xb, add(var(xrow), mul(var(j), idx(sw)))), var(wv)),
+            ),
+        }],
+    };
+    let taps = Stmt::For {
+        var: a,
+        extent: kh as i64,
+        kind: LoopKind::Serial,
+        body: vec![Stmt::For {
+            var: b,
+            extent: kw as i64,
+            kind: LoopKind::Serial,
+            body: vec![
+                Stmt::Let {
+                    var: wv,
+                    value: load(
+                        wb,
+                        add(var(wbase), add(mul(var(a), idx(kw as i64)), var(b))),
+                    ),
+                },
+                // x row i·s + a·d, from column b·d.
+                Stmt::Let {
+                    var: xrow,
+                    value: add(
+                        var(xbase),
+                        add(
+                            mul(add(mul(var(i), idx(sh)), mul(var(a), idx(dh))), idx(wp)),
+                            mul(var(b), idx(dw)),
+                        ),
+                    ),
+                },
+                tap,
+            ],
+        }],
+    };
+    let rows = Stmt::For {
+        var: i,
+        extent: oh as i64,
+        kind: LoopKind::Serial,
+        body: vec![
+            Stmt::Let {
+                var: yrow,
+                value: add(var(ybase), mul(var(i), idx(ow as i64))),
+            },
+            zero_row,
+            taps,
+        ],
+    };
+    k.body = vec![Stmt::For {
+        var: plane,
+        extent: (d.n * d.m) as i64,
+        kind: LoopKind::Parallel,
+        body: vec![
+            Stmt::Let {
+                var: xbase,
+                value: mul(in_plane, idx(hp * wp)),
+            },
+            Stmt::Let {
+                var: ybase,
+                value: mul(var(plane), idx((oh * ow) as i64)),
+            },
+            Stmt::Let {
+                var: wbase,
+                value: mul(bin(BinOp::Rem, var(plane), idx(m)), idx((kh * kw) as i64)),
+            },
+            rows,
+        ],
+    }];
+    s.launch(k, vec![src, w, c])?;
     Ok(())
 }

@@ -51,6 +51,17 @@ fn batch_offsets(g: &GemmStep, mut b: usize) -> (isize, isize) {
     (oa, ob)
 }
 
+/// Element offsets in `a`, `b` and `c` of the block of product `batch` that
+/// starts at row `r0` and column `c0`.
+fn block_offsets(g: &GemmStep, batch: usize, r0: usize, c0: usize) -> (isize, isize, isize) {
+    let (oa, ob) = batch_offsets(g, batch);
+    (
+        oa + r0 as isize * g.a_strides[0],
+        ob + c0 as isize * g.b_strides[1],
+        (batch * g.m * g.n + r0 * g.n + c0) as isize,
+    )
+}
+
 #[derive(Clone, Copy)]
 struct SendPtr(*mut u8);
 // SAFETY: each block writes a disjoint part of the output.
@@ -77,10 +88,7 @@ unsafe fn product<T: 'static + Copy>(
     if r0 >= r1 || c0 >= c1 {
         return;
     }
-    let (oa, ob) = batch_offsets(g, batch);
-    let oc = (batch * g.m * g.n + r0 * g.n + c0) as isize;
-    let oa = oa + r0 as isize * g.a_strides[0];
-    let ob = ob + c0 as isize * g.b_strides[1];
+    let (oa, ob, oc) = block_offsets(g, batch, r0, c0);
     // SAFETY: offsets stay inside the buffers (strides come from their shapes).
     unsafe {
         gemm::gemm(
@@ -194,9 +202,8 @@ unsafe fn product_packed_b(
     if r0 >= r1 || c0 >= c1 {
         return;
     }
-    let (oa, ob) = batch_offsets(g, batch);
-    let oc = (batch * g.m * g.n + r0 * g.n) as isize;
-    let oa = oa + r0 as isize * g.a_strides[0];
+    // Offsets of the block's first row and of column 0 (blocks add j0 below).
+    let (oa, ob, oc) = block_offsets(g, batch, r0, 0);
     let [rs, cs] = g.b_strides;
     let k = g.k;
     let size = match stored {
@@ -319,10 +326,7 @@ unsafe fn product_bf16_dot(
     if r0 >= r1 || c0 >= c1 {
         return;
     }
-    let (oa, ob) = batch_offsets(g, batch);
-    let oc = (batch * g.m * g.n + r0 * g.n + c0) as isize;
-    let oa = oa + r0 as isize * g.a_strides[0];
-    let ob = ob + c0 as isize * g.b_strides[1];
+    let (oa, ob, oc) = block_offsets(g, batch, r0, c0);
     // SAFETY: offsets stay inside the buffers (caller's contract).
     unsafe {
         super::bf16_dot::gemm(&super::bf16_dot::Operands {
