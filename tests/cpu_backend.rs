@@ -2723,6 +2723,14 @@ fn convolutions_match_the_reference() {
                 group,
             };
             let y = b.op("y", Op::Nn(NnOp::Conv(attrs)), &inputs);
+            // With a bias, an activation follows (the optimizer fuses both
+            // into the convolution's epilogue).
+            let y = if bias {
+                let r = b.op("relu", Op::Unary(UnaryOp::Relu), &[y]);
+                b.op("twice", Op::Binary(BinaryOp::Add), &[r, r])
+            } else {
+                y
+            };
             b.out(y);
             let case = format!(
                 "conv {n}×{cin}×{hw:?} → {m} channels, {group} groups, kernel {k:?}, strides {strides:?}, dilations {dil:?}, pads {pads:?}, bias {bias}"
@@ -2736,6 +2744,12 @@ fn convolutions_match_the_reference() {
                         kernel_names(p)
                     );
                 }
+                // Optimized, the epilogue runs inside the convolution kernel.
+                let names = kernel_names(&programs[1]);
+                assert!(
+                    !names.iter().any(|n| n.starts_with("epi")),
+                    "{case}: a separate epilogue kernel: {names:?}"
+                );
             }
         }
     }

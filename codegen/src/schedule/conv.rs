@@ -2,19 +2,28 @@
 //! every output position, the input patch it sees (im2col, zeros where the
 //! window hangs over the padding). A 1×1 convolution with unit strides and no
 //! padding reads its input directly as the GEMM operand (no copy). Any number
-//! of spatial dims; groups (depthwise included) are a GEMM batch dim.
+//! of spatial dims; groups are a GEMM batch dim, except a 2-D depthwise
+//! convolution (one input channel per output channel), which is one direct
+//! kernel that also applies the region's epilogue ([`ElementEpilogue`]). With
+//! padding, the input is first copied into a zero-bordered buffer (2-D: whole
+//! rows copied between zero borders, every loop affine).
 
 use kiln_ir::op::{NnOp, WindowGeometry};
 use kiln_ir::{DType, Op, ValueId};
 
 use super::nest::{dense_strides, nest, offset};
-use super::{host, Lowered, Scheduler};
+use super::{host, NotLowered, Scheduler};
 use crate::kernel::build::{add, bin, fc, idx, load, mul, select, var};
 use crate::kernel::{Access, BinOp, Expr, Kernel, LoopKind, Scalar, Stmt};
 use crate::program::{BufferId, GemmStep, HostReason, Step};
 
 /// Adds the steps computing `conv(x, w)` (no bias) into `c`, a dense buffer of
 /// `out_shape`, or why the form is not supported.
+///
+/// A direct kernel (depthwise) also applies `epilogue` to each element before
+/// storing it, and the result says so: `Ok(true)` when the epilogue is done,
+/// `Ok(false)` when the caller still has to apply it to `c`.
+#[allow(clippy::too_many_arguments)]
 pub fn emit_conv(
     s: &mut Scheduler,
     op: &Op,
@@ -23,7 +32,8 @@ pub fn emit_conv(
     c: BufferId,
     dt: DType,
     out_shape: &[usize],
-) -> Lowered {
+    epilogue: Option<&mut dyn ElementEpilogue>,
+) -> Result<bool, NotLowered> {
     let Op::Nn(NnOp::Conv(attrs)) = op else {
         return host(HostReason::OpNotLowered {
             op: op.name().to_string(),
@@ -122,46 +132,50 @@ pub fn emit_conv(
             let pb = pk.buffer("padded", sc, src_shape.iter().product(), Access::Write);
             let in_strides = dense_strides(&xs);
             let pad_strides = dense_strides(&src_shape);
-            pk.body = nest(&mut pk, &src_shape, true, |k, p| {
-                let mut st = Vec::new();
-                let mut valid: Option<Expr> = None;
-                let mut at = add(
-                    mul(p[0].clone(), idx(in_strides[0])),
-                    mul(p[1].clone(), idx(in_strides[1])),
-                );
-                for i in 0..r {
-                    let v = k.var(Scalar::I64);
-                    st.push(Stmt::Let {
-                        var: v,
-                        value: bin(BinOp::Sub, p[2 + i].clone(), idx(eff[i] as i64)),
-                    });
-                    let ok = bin(
-                        BinOp::And,
-                        bin(BinOp::Ge, var(v), idx(0)),
-                        bin(BinOp::Lt, var(v), idx(xs[2 + i] as i64)),
+            pk.body = if r == 2 {
+                pad_planes_2d(&mut pk, (xb, pb), [xs[2], xs[3]], &eff, xs[0] * xs[1])
+            } else {
+                nest(&mut pk, &src_shape, true, |k, p| {
+                    let mut st = Vec::new();
+                    let mut valid: Option<Expr> = None;
+                    let mut at = add(
+                        mul(p[0].clone(), idx(in_strides[0])),
+                        mul(p[1].clone(), idx(in_strides[1])),
                     );
-                    valid = Some(match valid {
-                        None => ok,
-                        Some(q) => bin(BinOp::And, q, ok),
+                    for i in 0..r {
+                        let v = k.var(Scalar::I64);
+                        st.push(Stmt::Let {
+                            var: v,
+                            value: bin(BinOp::Sub, p[2 + i].clone(), idx(eff[i] as i64)),
+                        });
+                        let ok = bin(
+                            BinOp::And,
+                            bin(BinOp::Ge, var(v), idx(0)),
+                            bin(BinOp::Lt, var(v), idx(xs[2 + i] as i64)),
+                        );
+                        valid = Some(match valid {
+                            None => ok,
+                            Some(q) => bin(BinOp::And, q, ok),
+                        });
+                        at = add(at, mul(var(v), idx(in_strides[2 + i])));
+                    }
+                    let okv = k.var(Scalar::Bool);
+                    st.push(Stmt::Let {
+                        var: okv,
+                        value: valid.expect("spatial dims"),
                     });
-                    at = add(at, mul(var(v), idx(in_strides[2 + i])));
-                }
-                let okv = k.var(Scalar::Bool);
-                st.push(Stmt::Let {
-                    var: okv,
-                    value: valid.expect("spatial dims"),
-                });
-                st.push(Stmt::Store {
-                    buf: pb,
-                    index: offset(p, &pad_strides, idx(0)),
-                    value: select(
-                        var(okv),
-                        load(xb, select(var(okv), at, idx(0))),
-                        fc(0.0, sc),
-                    ),
-                });
-                st
-            });
+                    st.push(Stmt::Store {
+                        buf: pb,
+                        index: offset(p, &pad_strides, idx(0)),
+                        value: select(
+                            var(okv),
+                            load(xb, select(var(okv), at, idx(0))),
+                            fc(0.0, sc),
+                        ),
+                    });
+                    st
+                })
+            };
             let args = vec![s.buf(x), xp];
             s.launch(pk, args)?;
             xp
@@ -179,6 +193,7 @@ pub fn emit_conv(
                 wbuf,
                 c,
                 sc,
+                epilogue,
                 Depthwise {
                     n,
                     cin,
@@ -275,6 +290,8 @@ pub fn emit_conv(
         )
     };
     let a = s.buf(w);
+    // A GEMM has no per-element hook: the caller applies the epilogue.
+    let _ = epilogue;
     s.prog.steps.push(Step::Gemm(GemmStep {
         a,
         b: b_buf,
@@ -291,7 +308,27 @@ pub fn emit_conv(
         alpha: 1.0,
         b_stored: None,
     }));
-    Ok(())
+    Ok(false)
+}
+
+/// An elementwise epilogue a convolution kernel applies to each output element
+/// before storing it (a fused region's steps after its convolution anchor).
+pub(crate) trait ElementEpilogue {
+    /// Declares the kernel buffers the epilogue reads; returns the program
+    /// buffers to launch the kernel with, in declaration order.
+    fn declare(&mut self, s: &mut Scheduler, k: &mut Kernel) -> Vec<BufferId>;
+
+    /// Statements that compute the epilogue of `product` (the convolution's
+    /// value at output position `pos`, dims `[batch, channel, spatial...]`) and
+    /// store it at `at` of kernel buffer `out`; why not when it cannot.
+    fn element(
+        &mut self,
+        k: &mut Kernel,
+        pos: &[Expr],
+        at: Expr,
+        product: Expr,
+        out: usize,
+    ) -> Result<Vec<Stmt>, HostReason>;
 }
 
 /// The geometry of a depthwise convolution ([`emit_depthwise`]).
@@ -314,9 +351,10 @@ struct Depthwise {
 
 /// A 2-D depthwise convolution as one direct kernel over `src` (the input, or
 /// its zero-bordered copy, so every window is in bounds): one output plane per
-/// parallel iteration; each output row is zeroed, then accumulates one window
-/// tap at a time along the row (`y[i, ·] += w[a, b] · x[i·s + a·d, · ·s + b·d]`),
-/// an affine loop the vectorizer runs at full width.
+/// parallel iteration; each output element sums its window in a register
+/// (`y[i, j] = Σ w[a, b] · x[i·s + a·d, j·s + b·d]`). The window loops have
+/// constant extents and unroll, leaving the loop along the row innermost for
+/// the vectorizer (and the weights loop-invariant).
 #[allow(clippy::too_many_arguments)]
 fn emit_depthwise(
     s: &mut Scheduler,
@@ -325,8 +363,9 @@ fn emit_depthwise(
     w: BufferId,
     c: BufferId,
     sc: Scalar,
+    mut epilogue: Option<&mut dyn ElementEpilogue>,
     d: Depthwise,
-) -> Lowered {
+) -> Result<bool, NotLowered> {
     let [kh, kw] = d.kernel;
     let [oh, ow] = d.out;
     let (sh, sw) = (d.stride[0] as i64, d.stride[1] as i64);
@@ -336,7 +375,7 @@ fn emit_depthwise(
     let mut k = Kernel::new("dwconv");
     let xb = k.buffer("input", sc, src_shape.iter().product(), Access::Read);
     let wb = k.buffer("weight", sc, d.m * kh * kw, Access::Read);
-    let yb = k.buffer("output", sc, d.n * d.m * oh * ow, Access::ReadWrite);
+    let yb = k.buffer("output", sc, d.n * d.m * oh * ow, Access::Write);
     let plane = k.var(Scalar::I64);
     let (xbase, ybase, wbase) = (k.var(Scalar::I64), k.var(Scalar::I64), k.var(Scalar::I64));
     let (i, j, a, b) = (
@@ -345,81 +384,73 @@ fn emit_depthwise(
         k.var(Scalar::I64),
         k.var(Scalar::I64),
     );
-    let (yrow, xrow, wv) = (k.var(Scalar::I64), k.var(Scalar::I64), k.var(sc));
+    let acc = k.var(sc);
     let m = d.m as i64;
+    let mut args = vec![src, w, c];
+    if let Some(e) = epilogue.as_deref_mut() {
+        args.extend(e.declare(s, &mut k));
+    }
+    let serial = |v, extent: usize, body: Vec<Stmt>| Stmt::For {
+        var: v,
+        extent: extent as i64,
+        kind: LoopKind::Serial,
+        body,
+    };
     // plane = batch·M + o; input plane = batch·C + o / mult.
     let in_plane = add(
         mul(bin(BinOp::Div, var(plane), idx(m)), idx(d.cin as i64)),
         bin(BinOp::Div, bin(BinOp::Rem, var(plane), idx(m)), idx(mult)),
     );
-    let y_at = add(var(yrow), var(j));
-    let zero_row = Stmt::For {
-        var: j,
-        extent: ow as i64,
-        kind: LoopKind::Serial,
-        body: vec![Stmt::Store {
+    // x[i·s + a·d, j·s + b·d] and w[a, b] of this plane.
+    let x_at = add(
+        var(xbase),
+        add(
+            mul(add(mul(var(i), idx(sh)), mul(var(a), idx(dh))), idx(wp)),
+            add(mul(var(j), idx(sw)), mul(var(b), idx(dw))),
+        ),
+    );
+    let w_at = add(var(wbase), add(mul(var(a), idx(kw as i64)), var(b)));
+    let window = serial(
+        a,
+        kh,
+        vec![serial(
+            b,
+            kw,
+            vec![Stmt::Assign {
+                var: acc,
+                value: add(var(acc), mul(load(xb, x_at), load(wb, w_at))),
+            }],
+        )],
+    );
+    let y_at = add(var(ybase), add(mul(var(i), idx(ow as i64)), var(j)));
+    let mut element_body = vec![
+        Stmt::Decl {
+            var: acc,
+            init: fc(0.0, sc),
+        },
+        window,
+    ];
+    match epilogue.as_deref_mut() {
+        Some(e) => {
+            // Output position [batch, channel, i, j].
+            let pos = [
+                bin(BinOp::Div, var(plane), idx(m)),
+                bin(BinOp::Rem, var(plane), idx(m)),
+                var(i),
+                var(j),
+            ];
+            let stmts = e
+                .element(&mut k, &pos, y_at, var(acc), yb)
+                .map_err(NotLowered::Host)?;
+            element_body.extend(stmts);
+        }
+        None => element_body.push(Stmt::Store {
             buf: yb,
-            index: y_at.clone(),
-            value: fc(0.0, sc),
-        }],
-    };
-    let tap = Stmt::For {
-        var: j,
-        extent: ow as i64,
-        kind: LoopKind::Serial,
-        body: vec![Stmt::Store {
-            buf: yb,
-            index: y_at.clone(),
-            value: add(
-                load(yb, y_at),
-                mul(load(xb, add(var(xrow), mul(var(j), idx(sw)))), var(wv)),
-            ),
-        }],
-    };
-    let taps = Stmt::For {
-        var: a,
-        extent: kh as i64,
-        kind: LoopKind::Serial,
-        body: vec![Stmt::For {
-            var: b,
-            extent: kw as i64,
-            kind: LoopKind::Serial,
-            body: vec![
-                Stmt::Let {
-                    var: wv,
-                    value: load(
-                        wb,
-                        add(var(wbase), add(mul(var(a), idx(kw as i64)), var(b))),
-                    ),
-                },
-                // x row i·s + a·d, from column b·d.
-                Stmt::Let {
-                    var: xrow,
-                    value: add(
-                        var(xbase),
-                        add(
-                            mul(add(mul(var(i), idx(sh)), mul(var(a), idx(dh))), idx(wp)),
-                            mul(var(b), idx(dw)),
-                        ),
-                    ),
-                },
-                tap,
-            ],
-        }],
-    };
-    let rows = Stmt::For {
-        var: i,
-        extent: oh as i64,
-        kind: LoopKind::Serial,
-        body: vec![
-            Stmt::Let {
-                var: yrow,
-                value: add(var(ybase), mul(var(i), idx(ow as i64))),
-            },
-            zero_row,
-            taps,
-        ],
-    };
+            index: y_at,
+            value: var(acc),
+        }),
+    }
+    let element = serial(j, ow, element_body);
     k.body = vec![Stmt::For {
         var: plane,
         extent: (d.n * d.m) as i64,
@@ -437,9 +468,96 @@ fn emit_depthwise(
                 var: wbase,
                 value: mul(bin(BinOp::Rem, var(plane), idx(m)), idx((kh * kw) as i64)),
             },
-            rows,
+            serial(i, oh, vec![element]),
         ],
     }];
-    s.launch(k, vec![src, w, c])?;
-    Ok(())
+    s.launch(k, args)?;
+    Ok(epilogue.is_some())
+}
+
+/// The body of a 2-D pad kernel: for each of `planes` planes of `hw`, the
+/// zero rows above and below, then each input row copied between its zero
+/// borders — every loop affine with a constant extent (so each vectorizes),
+/// instead of one select per padded element. `pads` are the begin pads of both
+/// axes, then the end pads.
+fn pad_planes_2d(
+    k: &mut Kernel,
+    (xb, pb): (usize, usize),
+    [h, w]: [usize; 2],
+    pads: &[usize],
+    planes: usize,
+) -> Vec<Stmt> {
+    let (ph, pw, pe, pwe) = (pads[0], pads[1], pads[2], pads[3]);
+    let (hp, wp) = (h + ph + pe, w + pw + pwe);
+    let sc = k.buffers[pb].scalar;
+    let (plane, rr, i, j) = (
+        k.var(Scalar::I64),
+        k.var(Scalar::I64),
+        k.var(Scalar::I64),
+        k.var(Scalar::I64),
+    );
+    let (ibase, pbase, prow) = (k.var(Scalar::I64), k.var(Scalar::I64), k.var(Scalar::I64));
+    let serial = |v, extent: usize, body: Vec<Stmt>| Stmt::For {
+        var: v,
+        extent: extent as i64,
+        kind: LoopKind::Serial,
+        body,
+    };
+    // Zeros at `base + j` for j < len.
+    let zeros = |base: Expr, len: usize| {
+        serial(
+            j,
+            len,
+            vec![Stmt::Store {
+                buf: pb,
+                index: add(base, var(j)),
+                value: fc(0.0, sc),
+            }],
+        )
+    };
+    let mut body = vec![
+        Stmt::Let {
+            var: ibase,
+            value: mul(var(plane), idx((h * w) as i64)),
+        },
+        Stmt::Let {
+            var: pbase,
+            value: mul(var(plane), idx((hp * wp) as i64)),
+        },
+    ];
+    for (first, rows) in [(0, ph), (ph + h, pe)] {
+        if rows > 0 {
+            let row = add(
+                var(pbase),
+                mul(add(var(rr), idx(first as i64)), idx(wp as i64)),
+            );
+            body.push(serial(rr, rows, vec![zeros(row, wp)]));
+        }
+    }
+    let mut row = vec![Stmt::Let {
+        var: prow,
+        value: add(var(pbase), mul(add(var(i), idx(ph as i64)), idx(wp as i64))),
+    }];
+    if pw > 0 {
+        row.push(zeros(var(prow), pw));
+    }
+    row.push(serial(
+        j,
+        w,
+        vec![Stmt::Store {
+            buf: pb,
+            index: add(var(prow), add(var(j), idx(pw as i64))),
+            value: load(xb, add(var(ibase), add(mul(var(i), idx(w as i64)), var(j)))),
+        }],
+    ));
+    if pwe > 0 {
+        row.push(zeros(add(var(prow), idx((pw + w) as i64)), pwe));
+    }
+    body.push(serial(i, h, row));
+    vec![Stmt::For {
+        var: plane,
+        extent: planes as i64,
+        kind: LoopKind::Parallel,
+        body,
+    }]
 }

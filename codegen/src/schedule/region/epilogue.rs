@@ -52,9 +52,36 @@ impl Region<'_> {
             }
             None => None,
         };
+        let mut used = vec![false; self.inputs.len()];
+        for st in &self.steps[a + 1..] {
+            for arg in &st.args {
+                if let FusedArg::Input(i) = arg {
+                    used[*i] = true;
+                }
+            }
+        }
+        if let Some(b) = bias {
+            used[b] = true;
+        }
+        let has_epilogue = !(a + 1 == self.steps.len() && bias.is_none());
         match &anchor.op {
             Op::Nn(NnOp::Conv { .. }) => {
-                super::super::conv::emit_conv(s, &anchor.op, xv, wv, product, mm_dt, &mm_shape)?
+                // A direct convolution kernel applies the epilogue itself.
+                let mut fused = FusedEpilogue {
+                    region: self,
+                    anchor: a,
+                    bias,
+                    used: used.clone(),
+                    out_shape: out_shape.clone(),
+                    in_bufs: Vec::new(),
+                };
+                let epilogue = (has_epilogue && product == out)
+                    .then_some(&mut fused as &mut dyn super::super::conv::ElementEpilogue);
+                if super::super::conv::emit_conv(
+                    s, &anchor.op, xv, wv, product, mm_dt, &mm_shape, epilogue,
+                )? {
+                    return Ok(());
+                }
             }
             _ if bias.is_some() => {
                 return host(HostReason::UnsupportedAttributes(
@@ -67,17 +94,6 @@ impl Region<'_> {
             return Ok(());
         }
         let mut k = Kernel::new(format!("epi_{}", self.node.name));
-        let mut used = vec![false; self.inputs.len()];
-        for st in &self.steps[a + 1..] {
-            for arg in &st.args {
-                if let FusedArg::Input(i) = arg {
-                    used[*i] = true;
-                }
-            }
-        }
-        if let Some(b) = bias {
-            used[b] = true;
-        }
         let (in_bufs, mut args) = self.used_input_buffers(s, &mut k, &used);
         let numel: usize = out_shape.iter().product();
         let (prod_buf, out_buf) = if product == out {
@@ -119,5 +135,63 @@ impl Region<'_> {
             stmts
         });
         finish(s, k, body, failed, args)
+    }
+}
+
+/// A region's epilogue applied by a convolution kernel to each element
+/// ([`super::super::conv::ElementEpilogue`]): the bias, then the steps after
+/// the anchor, stored in the output's dtype.
+struct FusedEpilogue<'r, 'a> {
+    region: &'r Region<'a>,
+    /// The anchor's step.
+    anchor: usize,
+    /// The region input holding the bias, if any.
+    bias: Option<usize>,
+    /// Which region inputs the epilogue reads.
+    used: Vec<bool>,
+    /// The output's shape.
+    out_shape: Vec<usize>,
+    /// Kernel buffer of each region input (after `declare`).
+    in_bufs: Vec<usize>,
+}
+
+impl super::super::conv::ElementEpilogue for FusedEpilogue<'_, '_> {
+    fn declare(&mut self, s: &mut Scheduler, k: &mut Kernel) -> Vec<crate::program::BufferId> {
+        let (in_bufs, args) = self.region.used_input_buffers(s, k, &self.used);
+        self.in_bufs = in_bufs;
+        args
+    }
+
+    fn element(
+        &mut self,
+        k: &mut Kernel,
+        pos: &[crate::kernel::Expr],
+        at: crate::kernel::Expr,
+        product: crate::kernel::Expr,
+        out: usize,
+    ) -> Result<Vec<Stmt>, HostReason> {
+        let region = self.region;
+        let a = self.anchor;
+        let mm_dt = region.step_types[a].0;
+        let (out_dt, _) = region.out_type().clone();
+        let reader = region.reader(self.in_bufs.clone(), &self.out_shape);
+        let mut stmts = Vec::new();
+        let mut eval = StepEval::new(region);
+        let pv = k.var(compute(mm_dt));
+        let mut value = product;
+        if let Some(b) = self.bias {
+            // A convolution's bias is per output channel (dim 1).
+            value = bin(
+                BinOp::Add,
+                value,
+                load_compute(reader.bufs[b], pos[1].clone(), mm_dt),
+            );
+        }
+        stmts.push(Stmt::Let { var: pv, value });
+        eval.vals[a] = Some(var(pv));
+        let load = |i: usize, c: bool| reader.load(i, c, pos);
+        eval.eval(k, &mut stmts, a + 1..region.steps.len(), &load)?;
+        store_result(&eval, &mut stmts, out, at, out_dt);
+        Ok(stmts)
     }
 }
