@@ -24,7 +24,9 @@ In one run it measures, for each dtype:
   (`past_key_values`), median ms per token;
 interleaved over --rounds rounds (the order rotates each round), and prints per
 dtype the medians, kiln/torch speed ratio, the floor (weight bytes / B) and
-the bandwidth reached (weight bytes per token / time per token, over B).
+the bandwidth reached (weight bytes per token / time per token, over B), then
+the prefill of --prompt-len tokens for both (each the median of three warm
+prefills after a cold one; `--prompt-len 128` compares the prefill GEMMs).
 """
 
 from __future__ import annotations
@@ -124,9 +126,13 @@ vocab = model.config.vocab_size
 tok = lambda i: (i * 2654435761) % vocab
 ids = torch.tensor([[tok(i) for i in range(prompt_len)]])
 with torch.inference_mode():
-    t = time.perf_counter()
-    out = model(input_ids=ids, use_cache=True)
-    prefill_ms = (time.perf_counter() - t) * 1e3
+    # As `kiln bench`: the first prefill cold, the median of three more warm.
+    prefills = []
+    for _ in range(4):
+        t = time.perf_counter()
+        out = model(input_ids=ids, use_cache=True)
+        prefills.append((time.perf_counter() - t) * 1e3)
+    prefill_first_ms, prefill_ms = prefills[0], statistics.median(prefills[1:])
     past = out.past_key_values
     times = []
     for i in range(steps + 2):
@@ -139,7 +145,7 @@ with torch.inference_mode():
             times.append(dt_ms)
 times.sort()
 print(json.dumps({"decode_median_ms": statistics.median(times), "decode_min_ms": times[0],
-                  "prefill_ms": prefill_ms, "load_s": load_s}))
+                  "prefill_ms": prefill_ms, "prefill_first_ms": prefill_first_ms, "load_s": load_s}))
 """
 
 
@@ -187,6 +193,9 @@ def main() -> int:
         k_ms = statistics.median(x["decode_median_ms"] for x in rows["kiln"])
         t_ms = statistics.median(x["decode_median_ms"] for x in rows["torch"])
         floor_ms = wbytes / bw * 1e3
+        # Warm prefill medians (both report the cold first prefill apart).
+        k_pre = statistics.median(x["prefill_ms"] for x in rows["kiln"])
+        t_pre = statistics.median(x["prefill_ms"] for x in rows["torch"])
         res = {
             "weight_bytes": wbytes,
             "copy_bandwidth_gb_s": bw / 1e9,
@@ -198,6 +207,8 @@ def main() -> int:
             "kiln_speedup_over_torch": t_ms / k_ms,
             "kiln_bandwidth_fraction": floor_ms / k_ms,
             "torch_bandwidth_fraction": floor_ms / t_ms,
+            "kiln_prefill_ms": k_pre,
+            "torch_prefill_ms": t_pre,
             "kiln_compile_s": statistics.median(x["compile_s"] for x in rows["kiln"]),
             "rounds": rows,
         }
@@ -210,7 +221,9 @@ def main() -> int:
             f"  torch {t_ms:7.1f} ms/token ({1e3 / t_ms:5.2f} tokens/s): "
             f"{100 * floor_ms / t_ms:5.1f}% of copy bandwidth\n"
             f"  kiln is {t_ms / k_ms:.2f}x torch eager (medians of {args.rounds} rounds x {args.steps} steps, "
-            f"{args.threads} threads)",
+            f"{args.threads} threads)\n"
+            f"  prefill of {args.prompt_len} tokens (warm medians): kiln {k_pre:.1f} ms, torch {t_pre:.1f} ms "
+            f"= {t_pre / k_pre:.2f}x",
             flush=True,
         )
     if args.out:
