@@ -8,21 +8,33 @@ repo_root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 bash scripts/setup.sh
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
-echo "test: cargo fmt --check"
+# Each stage is announced and, when the next begins, timed (wall seconds), so
+# the log shows where the suite's time goes.
+stage_name="" stage_start=$SECONDS
+stage() {
+    if [ -n "$stage_name" ]; then
+        echo "test: ${stage_name%% (*} took $((SECONDS - stage_start)) s"
+    fi
+    stage_name="$1" stage_start=$SECONDS
+    [ -z "$1" ] || echo "test: $1"
+}
+stage "cargo fmt --check"
 cargo fmt --all -- --check
-echo "test: cargo clippy"
+stage "cargo clippy"
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
-echo "test: cargo test (unit, snapshot, CLI, model fixtures, robustness, doc tests)"
+stage "cargo test (unit, snapshot, CLI, model fixtures, robustness, doc tests)"
 cargo test --release --workspace --no-fail-fast -- --skip onnx_backend_suites
-echo "test: ILP extraction (kiln-passes feature ilp, CBC)"
+stage "ILP extraction (kiln-passes feature ilp, CBC)"
 cargo clippy --release -p kiln-passes --features ilp --all-targets --quiet -- -D warnings
 cargo test --release -p kiln-passes --features ilp --test extract_ilp
-echo "test: fuzz smoke (libFuzzer, every target; the corpus replay runs in cargo test: tests/fuzz_regressions.rs)"
+stage "fuzz smoke (libFuzzer, every target; the corpus replay runs in cargo test: tests/fuzz_regressions.rs)"
 bash scripts/fuzz.sh smoke "${KILN_FUZZ_SMOKE_RUNS:-4000}"
-echo "test: scripts/gpu-check.sh (the GPU machine's check, run here on the simulated GPU)"
+stage "scripts/gpu-check.sh (the GPU machine's check, run here on the simulated GPU)"
 bash scripts/gpu-check.sh prepare
 OUT=target/gpu-check/out-sim KILN_GPU_CHECK_TARGET=cuda-sim KILN_GPU_CHECK_N=4096 KILN_GPU_CHECK_PROMPT=8 KILN_GPU_CHECK_PYTHON=.venv/bin/python \
     bash scripts/gpu-check.sh run
 python3 -c "import json,sys; s=json.load(open('target/gpu-check/out-sim/summary.json')); sys.exit(1 if s['failed'] or s['passed'] < 30 or 'tinyllama' not in s or 'kiln_chain_kernel_ms' not in s else 0)"
-echo "test: ONNX conformance suites (reference interpreter)"
+stage "ONNX conformance suites (reference interpreter)"
 cargo test --release --test onnx_conformance -- --nocapture
+stage ""
+echo "test: all stages passed in $SECONDS s"
