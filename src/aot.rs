@@ -17,6 +17,7 @@ use std::path::Path;
 use kiln_codegen::llvm::isa::{self, IsaLevel, ARTIFACT_LEVELS};
 use kiln_codegen::llvm::object::{compile, CompiledObject, CpuTarget, GENERIC_X86_CPU};
 use kiln_codegen::program::Program;
+use kiln_codegen::schedule::ScheduleOptions;
 use kiln_ir::{DType, Graph, Shape, Tensor};
 use kiln_runtime::artifact::{Artifact, ArtifactWriter, MAGIC};
 use kiln_runtime::cpu::CpuExecutable;
@@ -189,19 +190,8 @@ pub fn write(
     mut progress: impl FnMut(&str),
 ) -> Result<ArtifactSummary, Error> {
     progress(STAGES[0]);
-    let (program, specialized) = match crate::cpu::program_for(graph, shapes)? {
-        Ok(p) => p,
-        Err((_, reason)) => {
-            return Err(Error::Input(format!(
-                "cannot compile ahead of time: {reason}; run it with `kiln run MODEL.onnx --target cpu` instead"
-            )))
-        }
-    };
-    if program.inputs.len() != signature.inputs.len() {
-        return Err(Error::Input(
-            "the optimizer removed model inputs nothing reads; artifacts need every input (compile without them)".into(),
-        ));
-    }
+    let (program, specialized) =
+        artifact_program(graph, signature, shapes, ScheduleOptions::CPU, "cpu")?;
     progress(STAGES[1]);
     let objects = compile_objects(&program, cpu)?;
     let object = &objects[0];
@@ -250,6 +240,32 @@ pub fn write(
             .collect::<Vec<_>>()
             .join(" + "),
     })
+}
+
+/// The scheduled program an artifact stores, with the specialized graph its
+/// constants come from: every shape known and every model input still read.
+/// `target` names the `--target` to run the model with instead, in the error.
+pub(crate) fn artifact_program(
+    graph: &Graph,
+    signature: &Signature,
+    shapes: &[Vec<usize>],
+    options: ScheduleOptions,
+    target: &str,
+) -> Result<(Program, Graph), Error> {
+    let (program, specialized) = match crate::cpu::program_for_with(graph, shapes, options)? {
+        Ok(p) => p,
+        Err((_, reason)) => {
+            return Err(Error::Input(format!(
+                "cannot compile ahead of time: {reason}; run it with `kiln run MODEL.onnx --target {target}` instead"
+            )))
+        }
+    };
+    if program.inputs.len() != signature.inputs.len() {
+        return Err(Error::Input(
+            "the optimizer removed model inputs nothing reads; artifacts need every input (compile without them)".into(),
+        ));
+    }
+    Ok((program, specialized))
 }
 
 /// The artifact section holding the object for `cpu` when it is not the

@@ -76,19 +76,13 @@ pub fn write(
         ));
     }
     progress(STAGES[0]);
-    let (program, specialized) = match crate::cpu::program_for_with(graph, shapes, kiln_codegen::schedule::ScheduleOptions::default())? {
-        Ok(p) => p,
-        Err((_, reason)) => {
-            return Err(Error::Input(format!(
-                "cannot compile ahead of time: {reason}; run it with `kiln run MODEL.onnx --target cuda` instead"
-            )))
-        }
-    };
-    if program.inputs.len() != signature.inputs.len() {
-        return Err(Error::Input(
-            "the optimizer removed model inputs nothing reads; artifacts need every input (compile without them)".into(),
-        ));
-    }
+    let (program, specialized) = crate::aot::artifact_program(
+        graph,
+        signature,
+        shapes,
+        kiln_codegen::schedule::ScheduleOptions::default(),
+        "cuda",
+    )?;
     let constants = crate::cpu::constants_of(&program, &specialized);
     let gpu = GpuProgram::lower(program);
     progress(STAGES[1]);
