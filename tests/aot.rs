@@ -19,8 +19,13 @@ fn demo_inputs() -> Vec<String> {
 }
 
 fn compile_demo(dir: &std::path::Path) -> std::path::PathBuf {
-    let out = dir.join("tiny-bert.kiln");
-    let r = kiln(&[
+    compile_demo_as(dir, "tiny-bert.kiln", &[])
+}
+
+/// Compiles the demo for the CPU at [2, 16] into `dir/name`, with `extra` arguments.
+fn compile_demo_as(dir: &std::path::Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
+    let out = dir.join(name);
+    let mut args = vec![
         "compile",
         DEMO,
         "--target",
@@ -31,7 +36,9 @@ fn compile_demo(dir: &std::path::Path) -> std::path::PathBuf {
         "sequence=16",
         "-o",
         out.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let r = kiln(&args);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert!(String::from_utf8_lossy(&r.stderr).contains("kernels"));
     out
@@ -174,22 +181,7 @@ fn portable_artifacts_hold_one_object_per_isa_level() {
 #[test]
 fn native_artifacts_name_the_features_a_cpu_lacks() {
     let dir = tempfile::tempdir().unwrap();
-    let art = dir.path().join("native.kiln");
-    let r = kiln(&[
-        "compile",
-        DEMO,
-        "--target",
-        "cpu",
-        "--cpu",
-        "native",
-        "--dim",
-        "batch=2",
-        "--dim",
-        "sequence=16",
-        "-o",
-        art.to_str().unwrap(),
-    ]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let art = compile_demo_as(dir.path(), "native.kiln", &["--cpu", "native"]);
     let out = dir.path().join("out.safetensors");
     let r = run_artifact(&art, &out, &[]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
