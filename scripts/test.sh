@@ -28,10 +28,12 @@ stage "ILP extraction (kiln-passes feature ilp, CBC)"
 cargo clippy --release -p kiln-passes --features ilp --all-targets --quiet -- -D warnings
 cargo test --release -p kiln-passes --features ilp --test extract_ilp
 stage "fuzz smoke (libFuzzer, every target; the corpus replay runs in cargo test: tests/fuzz_regressions.rs)"
-bash scripts/fuzz.sh smoke "${KILN_FUZZ_SMOKE_RUNS:-4000}"
+# 1000 inputs a target: new code paths get a first shake here; long runs are
+# `scripts/fuzz.sh run`, and every crash found so far replays in cargo test.
+bash scripts/fuzz.sh smoke "${KILN_FUZZ_SMOKE_RUNS:-1000}"
 stage "scripts/gpu-check.sh (the GPU machine's check, run here on the simulated GPU)"
 bash scripts/gpu-check.sh prepare
-OUT=target/gpu-check/out-sim KILN_GPU_CHECK_TARGET=cuda-sim KILN_GPU_CHECK_N=4096 KILN_GPU_CHECK_PROMPT=8 KILN_GPU_CHECK_PYTHON=.venv/bin/python \
+OUT=target/gpu-check/out-sim KILN_GPU_CHECK_TARGET=cuda-sim KILN_GPU_CHECK_N=4096 KILN_GPU_CHECK_PROMPT=8 KILN_GPU_CHECK_ITERS=3 KILN_GPU_CHECK_PYTHON=.venv/bin/python \
     bash scripts/gpu-check.sh run
 python3 -c "import json,sys; s=json.load(open('target/gpu-check/out-sim/summary.json')); sys.exit(1 if s['failed'] or s['passed'] < 30 or 'tinyllama' not in s or 'kiln_chain_kernel_ms' not in s else 0)"
 stage "ONNX conformance suites (reference interpreter)"

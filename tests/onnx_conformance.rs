@@ -229,21 +229,25 @@ fn compile_gpu_kernels() -> Option<(usize, Vec<String>)> {
             k
         })
         .collect();
-    let mut failures = Vec::new();
-    for batch in kernels.chunks(NVRTC_BATCH) {
-        let source = match kiln_codegen::gpu::cuda::module_source(batch) {
-            Ok(s) => s,
-            Err(e) => {
-                failures.push(format!("CUDA C: {e}"));
-                continue;
-            }
-        };
-        for arch in [Arch::SM_90A, Arch::SM_80] {
-            if let Err(e) = nvrtc.compile(&source, arch, Form::Cubin) {
-                failures.push(format!("{}: {e}", arch.sm()));
-            }
-        }
-    }
+    // Batches compile in parallel: NVRTC programs are independent, and this
+    // phase otherwise runs on one core after the cases are done.
+    let jobs: Vec<(&[GpuKernel], Arch)> = kernels
+        .chunks(NVRTC_BATCH)
+        .flat_map(|batch| [Arch::SM_90A, Arch::SM_80].map(|arch| (batch, arch)))
+        .collect();
+    let failures: Vec<String> = jobs
+        .par_iter()
+        .filter_map(|(batch, arch)| {
+            let source = match kiln_codegen::gpu::cuda::module_source(batch) {
+                Ok(s) => s,
+                // Reported once, with the first architecture.
+                Err(e) if *arch == Arch::SM_90A => return Some(format!("CUDA C: {e}")),
+                Err(_) => return None,
+            };
+            let e = nvrtc.compile(&source, *arch, Form::Cubin).err()?;
+            Some(format!("{}: {e}", arch.sm()))
+        })
+        .collect();
     Some((kernels.len(), failures))
 }
 
@@ -468,6 +472,7 @@ fn onnx_backend_suites() {
         .stack_size(CASE_STACK_BYTES)
         .build()
         .expect("thread pool");
+    let cases_started = std::time::Instant::now();
     pool.install(|| {
         cases.par_iter().for_each(|(name, path)| {
             running.lock().unwrap().insert(name.clone());
@@ -480,6 +485,11 @@ fn onnx_backend_suites() {
             results.lock().unwrap().push((name.clone(), r));
         })
     });
+    println!(
+        "conformance: {} cases ran in {:.0} s",
+        cases.len(),
+        cases_started.elapsed().as_secs_f64()
+    );
     let mut outcomes = results.into_inner().unwrap();
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));
     // (cases run, failures) of one stage over the manifest's cases.
@@ -586,14 +596,16 @@ fn onnx_backend_suites() {
         sim_run - sim_failures.len(),
         sim_failures.len()
     );
+    let nvrtc_started = std::time::Instant::now();
     let nvrtc = compile_gpu_kernels();
     if let Some((n, failures)) = &nvrtc {
         for f in failures.iter().take(5) {
             println!("FAILED NVRTC: {f}");
         }
         println!(
-            "nvrtc: {n} distinct GPU kernels of the cuda-sim runs compiled to cubin for sm_90a and sm_80 ({} failed)",
-            failures.len()
+            "nvrtc: {n} distinct GPU kernels of the cuda-sim runs compiled to cubin for sm_90a and sm_80 ({} failed) in {:.0} s",
+            failures.len(),
+            nvrtc_started.elapsed().as_secs_f64()
         );
     }
     println!(
