@@ -177,6 +177,35 @@ pub const STAGES: [&str; 4] = [
     "done",
 ];
 
+/// Optimizes `model` for the CPU, compiles it for the input shapes that
+/// `dims` give its symbolic dims, for `cpu` (see [`cpu_target`]), and writes
+/// the artifact to `path` atomically: `kiln compile MODEL --target cpu -o
+/// PATH` as a library call.
+pub fn compile_model(
+    model: &crate::Model,
+    path: &Path,
+    dims: &std::collections::HashMap<String, usize>,
+    cpu: &str,
+    threads: Option<usize>,
+) -> Result<ArtifactSummary, Error> {
+    let optimized = crate::model::optimize_for(model.graph(), "cpu")?;
+    let shapes = crate::cli::compile::input_shapes(&optimized, dims)?;
+    let threads = crate::CompileOptions {
+        threads,
+        ..Default::default()
+    }
+    .resolved_threads();
+    write(
+        &optimized,
+        &Signature::of(model.graph()),
+        &shapes,
+        &cpu_target(cpu),
+        threads,
+        path,
+        |_| {},
+    )
+}
+
 /// Compiles the (optimized) `graph` for input `shapes` and `cpu`, and writes the
 /// artifact to `path` atomically. `signature` is the model's interface (the
 /// source graph's, which may have inputs the optimized graph no longer reads).

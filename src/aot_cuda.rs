@@ -60,6 +60,28 @@ fn section_name(arch: Arch) -> String {
     format!("cubin {}", arch.sm())
 }
 
+/// Optimizes `model` for the GPU, compiles it for the input shapes that `dims`
+/// give its symbolic dims, to GPU code for `archs`, and writes the artifact to
+/// `path` atomically: `kiln compile MODEL --target cuda -o PATH` as a library
+/// call. NVRTC is needed; a GPU is not.
+pub fn compile_model(
+    model: &crate::Model,
+    path: &Path,
+    dims: &std::collections::HashMap<String, usize>,
+    archs: &[Arch],
+) -> Result<CudaArtifactSummary, Error> {
+    let optimized = crate::model::optimize_for(model.graph(), "cuda")?;
+    let shapes = crate::cli::compile::input_shapes(&optimized, dims)?;
+    write(
+        &optimized,
+        &Signature::of(model.graph()),
+        &shapes,
+        archs,
+        path,
+        |_| {},
+    )
+}
+
 /// Compiles the (optimized) `graph` for input `shapes` to GPU code for `archs`
 /// and writes the artifact to `path` atomically.
 pub fn write(

@@ -227,6 +227,12 @@ fn fill_from_graph(report: &mut Report, graph: &kiln_ir::Graph) {
     for n in graph.nodes() {
         *report.kiln_ops.entry(n.op.name().to_string()).or_insert(0) += 1;
     }
+    report.bricks = bricks_of(graph);
+}
+
+/// The bricks of `graph`, outermost first, with their sizes.
+pub fn bricks_of(graph: &kiln_ir::Graph) -> Vec<BrickReport> {
+    let mut bricks = Vec::new();
     for (i, b) in graph.bricks.iter().enumerate() {
         let id = kiln_ir::BrickId(i as u32);
         let (parameters, bytes) = graph.brick_params(id);
@@ -236,7 +242,7 @@ fn fill_from_graph(report: &mut Report, graph: &kiln_ir::Graph) {
             depth += 1;
             p = graph.bricks[q.0 as usize].parent;
         }
-        report.bricks.push(BrickReport {
+        bricks.push(BrickReport {
             name: b.name.clone(),
             kind: b.kind.to_string(),
             depth,
@@ -246,6 +252,7 @@ fn fill_from_graph(report: &mut Report, graph: &kiln_ir::Graph) {
             nodes: graph.brick_nodes(id).len(),
         });
     }
+    bricks
 }
 
 /// A count with a metric suffix (`1.2M`).

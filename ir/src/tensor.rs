@@ -302,6 +302,11 @@ impl Tensor {
         &self.data
     }
 
+    /// Its bytes, taken out of the tensor (without a copy).
+    pub fn into_bytes(self) -> Bytes {
+        self.data
+    }
+
     /// The same data with another shape of equal element count.
     pub fn reshaped(&self, shape: Vec<usize>) -> Result<Tensor, SizeMismatch> {
         Tensor::from_bytes(self.dtype, shape, self.data.clone())

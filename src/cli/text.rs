@@ -4,13 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use kiln_frontends::tokenizer::ChatMessage;
 
-use crate::generate::{GenerateOptions, Generator, Sampling};
+use crate::generate::text::{TextJob, TextRequest};
 use crate::{CompileOptions, Error, LoadOptions, Model, Target};
-
-/// Longest KV cache `kiln generate` allocates unless `--context` says otherwise.
-const DEFAULT_MAX_CONTEXT: usize = 4096;
 
 /// `kiln generate`.
 #[derive(Debug, Args)]
@@ -99,21 +95,20 @@ fn with_spinner<T>(message: String, work: impl FnOnce() -> Result<T, Error>) -> 
 /// Runs `kiln generate`.
 pub fn generate(args: &GenerateArgs) -> Result<i32, Error> {
     let target = target_of(&args.target)?;
-    if !(args.temperature >= 0.0 && args.temperature.is_finite()) {
-        return Err(Error::Input(format!(
-            "--temperature {} must be ≥ 0",
-            args.temperature
-        )));
-    }
-    if !(args.top_p > 0.0 && args.top_p <= 1.0) {
-        return Err(Error::Input(format!(
-            "--top-p {} must be in (0, 1]",
-            args.top_p
-        )));
-    }
-    if args.max_tokens == 0 {
-        return Err(Error::Input("--max-tokens must be at least 1".into()));
-    }
+    let request = TextRequest {
+        prompt: args.prompt.clone(),
+        system: args.system.clone(),
+        raw: args.raw,
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        seed: args.seed,
+        ignore_eos: args.ignore_eos,
+        context: args.context,
+    };
+    request
+        .validate()
+        .map_err(|e| Error::Input(format!("--{}", e.to_string().replace('_', "-"))))?;
     let model = with_spinner(format!("loading {}", args.model.display()), || {
         Model::load_with(
             &args.model,
@@ -122,100 +117,25 @@ pub fn generate(args: &GenerateArgs) -> Result<i32, Error> {
             },
         )
     })?;
-    let tokenizer = model.tokenizer()?;
-    let chat = !args.raw && tokenizer.chat_template().is_some();
-    let prompt_ids = if chat {
-        let mut messages = Vec::new();
-        if let Some(system) = &args.system {
-            messages.push(ChatMessage::new("system", system.clone()));
-        }
-        messages.push(ChatMessage::new("user", args.prompt.clone()));
-        tokenizer.encode_chat(&messages)?
-    } else {
-        tokenizer.encode(&args.prompt, true)?
-    };
-    if prompt_ids.is_empty() {
-        return Err(Error::Input("the prompt encodes to no tokens".into()));
-    }
-    let Some(kiln_frontends::hf::ModelKind::Decoder(info)) = model.kind().cloned() else {
-        return Err(Error::Input(format!(
-            "`{}` is not a decoder (causal language model); `kiln embed` runs encoders",
-            args.model.display()
-        )));
-    };
-    let capacity = args
-        .context
-        .unwrap_or_else(|| (prompt_ids.len() + args.max_tokens).min(DEFAULT_MAX_CONTEXT))
-        .min(info.max_positions);
-    if prompt_ids.len() >= capacity {
-        return Err(Error::Input(format!(
-            "the prompt is {} tokens; the context holds {capacity} (the model's positions: {})",
-            prompt_ids.len(),
-            info.max_positions
-        )));
-    }
+    let job = TextJob::new(&model, &request)?;
     let options = CompileOptions {
         threads: args.threads,
         ..CompileOptions::default()
     };
     let mut generator = with_spinner(
         format!("compiling {} for {target}", args.model.display()),
-        || {
-            let g = Generator::new(&model, &target, &options, capacity)?;
-            g.prepare(prompt_ids.len())?;
-            g.prepare(1)?;
-            Ok(g)
-        },
+        || job.generator(&model, &target, &options),
     )?;
-    let sampling = if args.temperature == 0.0 {
-        Sampling::Greedy
-    } else {
-        Sampling::Sample {
-            temperature: args.temperature,
-            top_p: args.top_p,
-            seed: args.seed,
-        }
-    };
-    let mut stop_tokens: Vec<u32> = tokenizer.eos_ids().to_vec();
-    stop_tokens.extend(info.eos_token_ids.iter().copied());
-    if args.ignore_eos {
-        stop_tokens.clear();
-    }
-    let gen_options = GenerateOptions {
-        max_tokens: args.max_tokens,
-        sampling,
-        stop_tokens: stop_tokens.clone(),
-    };
-    let mut stream = tokenizer.stream_with(true);
     let stdout = std::io::stdout();
-    let mut failure: Option<Error> = None;
-    let out = generator.generate(&prompt_ids, &gen_options, |token| {
-        if stop_tokens.contains(&token) {
-            return false;
-        }
-        match stream.push(token) {
-            Ok(Some(piece)) => {
-                let mut lock = stdout.lock();
-                let _ = lock.write_all(piece.as_bytes());
-                let _ = lock.flush();
-                true
-            }
-            Ok(None) => true,
-            Err(e) => {
-                failure = Some(e.into());
-                false
-            }
-        }
+    let out = job.run(&mut generator, |piece| {
+        let mut lock = stdout.lock();
+        let _ = lock.write_all(piece.as_bytes());
+        let _ = lock.flush();
+        true
     })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    if let Some(rest) = stream.finish()? {
-        print!("{rest}");
-    }
     println!();
     if args.show_ids {
-        println!("prompt ids: {prompt_ids:?}");
+        println!("prompt ids: {:?}", job.prompt_ids());
         println!("generated ids: {:?}", out.tokens);
     }
     eprintln!(

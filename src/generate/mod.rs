@@ -22,6 +22,7 @@
 //! ```
 
 mod sampling;
+pub mod text;
 
 use std::time::{Duration, Instant};
 
