@@ -936,3 +936,29 @@ fn smollm2_gguf_matches_transformers() {
         "<|im_end|> is both EOS and the end of turn"
     );
 }
+
+/// Ids a random-weight Llama fixture generated: its byte-fallback tokens decode
+/// differently once the next ids follow, where the `tokenizers` library's own
+/// stream stops with "Invalid prefix encountered". kiln's stream goes on.
+#[test]
+fn stream_survives_a_window_that_decodes_differently_later() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hf/llama");
+    let tok = TextTokenizer::from_folder(&root).unwrap();
+    let ids = [120, 170, 37, 375, 376, 350, 94, 14];
+    let mut stream = tok.stream();
+    let mut text = String::new();
+    for id in ids {
+        if let Some(piece) = stream.push(id).unwrap() {
+            text.push_str(&piece);
+        }
+    }
+    if let Some(rest) = stream.finish().unwrap() {
+        text.push_str(&rest);
+    }
+    let whole = tok.decode(&ids, true).unwrap();
+    assert!(!text.is_empty());
+    // The streamed text ends as the whole decoding does.
+    let tail: String = whole.chars().rev().take(4).collect();
+    let streamed_tail: String = text.chars().rev().take(4).collect();
+    assert_eq!(streamed_tail, tail, "streamed {text:?}, whole {whole:?}");
+}

@@ -89,7 +89,8 @@ pub fn tensor_from_py(value: &Bound<'_, PyAny>, name: &str, dtype: DType) -> PyR
     };
     let have = array.dtype();
     let want = PyArrayDescr::new(py, carrier(dtype))?;
-    let bf16_given = dtype == DType::BF16 && have.itemsize() == 2 && dtype_name(&have)? == "bfloat16";
+    let bf16_given =
+        dtype == DType::BF16 && have.itemsize() == 2 && dtype_name(&have)? == "bfloat16";
     let array = if bf16_given {
         np.call_method1("ascontiguousarray", (&array,))?
             .cast_into::<PyUntypedArray>()?
@@ -165,15 +166,16 @@ fn check_cast(
             if array.len() == 0 {
                 return Ok(());
             }
-            let safe: bool = np
-                .call_method1("can_cast", (have, want))?
-                .extract()?;
+            let safe: bool = np.call_method1("can_cast", (have, want))?.extract()?;
             if safe {
                 return Ok(());
             }
             // Integers into a narrower integer type: only when every value fits.
             let info = np.call_method1("iinfo", (want,))?;
-            let (lo, hi): (i128, i128) = (info.getattr("min")?.extract()?, info.getattr("max")?.extract()?);
+            let (lo, hi): (i128, i128) = (
+                info.getattr("min")?.extract()?,
+                info.getattr("max")?.extract()?,
+            );
             let min: i128 = array.call_method0("min")?.extract()?;
             let max: i128 = array.call_method0("max")?.extract()?;
             if min < lo || max > hi {
@@ -207,7 +209,7 @@ pub fn tensor_to_py(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>
         Ok(unique) => unique,
         Err(shared) => BytesMut::from(&shared[..]),
     };
-    if (data.as_ptr() as usize) % item.max(1) != 0 {
+    if !(data.as_ptr() as usize).is_multiple_of(item.max(1)) {
         data = BytesMut::from(&data[..]);
     }
     let descr = PyArrayDescr::new(py, numpy_name(dtype))?;

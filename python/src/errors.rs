@@ -48,7 +48,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidModelError", py.get_type::<InvalidModelError>())?;
     m.add("UnsupportedOpError", py.get_type::<UnsupportedOpError>())?;
     m.add("InputError", py.get_type::<InputError>())?;
-    m.add("TargetUnavailableError", py.get_type::<TargetUnavailableError>())?;
+    m.add(
+        "TargetUnavailableError",
+        py.get_type::<TargetUnavailableError>(),
+    )?;
     Ok(())
 }
 
@@ -65,7 +68,15 @@ pub fn to_py(e: Error) -> PyErr {
             let err = UnsupportedOpError::new_err(message);
             let listed: PyResult<Bound<'_, PyList>> = ops
                 .iter()
-                .map(|(op, nodes)| PyTuple::new(py, [op.into_pyobject(py)?.into_any(), PyList::new(py, nodes)?.into_any()]))
+                .map(|(op, nodes)| {
+                    PyTuple::new(
+                        py,
+                        [
+                            op.into_pyobject(py)?.into_any(),
+                            PyList::new(py, nodes)?.into_any(),
+                        ],
+                    )
+                })
                 .collect::<PyResult<Vec<_>>>()
                 .and_then(|items| PyList::new(py, items));
             if let Ok(list) = listed {
@@ -73,10 +84,9 @@ pub fn to_py(e: Error) -> PyErr {
             }
             err
         }),
-        Error::Onnx(_)
-        | Error::HuggingFace(_)
-        | Error::IllFormed(_)
-        | Error::UnknownModel(_) => InvalidModelError::new_err(message),
+        Error::Onnx(_) | Error::HuggingFace(_) | Error::IllFormed(_) | Error::UnknownModel(_) => {
+            InvalidModelError::new_err(message)
+        }
         Error::Input(_)
         | Error::Eval(
             EvalError::MissingInput(_)

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use kiln::{CompileOptions, Executable, LoadOptions, Model, Target};
 use kiln_ir::{DType, Dim, Graph, Shape, Tensor};
 use pyo3::prelude::*;
-use pyo3::IntoPyObjectExt;
 use pyo3::types::{PyDict, PyList};
+use pyo3::IntoPyObjectExt;
 
 use crate::arrays::{numpy_name, tensor_from_py, tensor_to_py};
 use crate::errors::{input_error, IntoPyResult};
@@ -58,7 +58,8 @@ impl ValueInfo {
         format!(
             "ValueInfo(name={:?}, dtype={}, shape={})",
             self.name,
-            self.dtype.map_or("None".into(), |d| format!("{:?}", numpy_name(d))),
+            self.dtype
+                .map_or("None".into(), |d| format!("{:?}", numpy_name(d))),
             self.shape.as_ref().map_or("None".into(), |s| s.to_string())
         )
     }
@@ -129,6 +130,11 @@ impl Brick {
     }
 }
 
+/// What `kiln.generate` / `kiln.embed` compiled is kept under: the kind and
+/// target (`generate:cpu`), the threads, and the KV cache capacity (0 for
+/// embedders).
+pub type CompiledKey = (String, Option<usize>, usize);
+
 /// What a `kiln.Model` holds: a graph, or a compiled artifact.
 enum Source {
     Graph(Model),
@@ -145,7 +151,7 @@ pub struct PyModel {
     outputs: Vec<ValueInfo>,
     /// Generators and embedders compiled for `kiln.generate` / `kiln.embed`,
     /// by target, threads and (generators) cache capacity.
-    pub(crate) compiled: Mutex<HashMap<(String, Option<usize>, usize), Arc<Compiled>>>,
+    pub(crate) compiled: Mutex<HashMap<CompiledKey, Arc<Compiled>>>,
 }
 
 impl PyModel {
@@ -168,9 +174,7 @@ impl PyModel {
                     "adapters attach to Hugging Face folders and GGUF files, not compiled artifacts",
                 ));
             }
-            let exe = py
-                .detach(|| Executable::load_artifact(&path, None))
-                .py()?;
+            let exe = py.detach(|| Executable::load_artifact(&path, None)).py()?;
             let (inputs, outputs) = ValueInfo::of_signature(exe.signature());
             return Ok(PyModel {
                 source: Source::Artifact(exe),
@@ -208,7 +212,9 @@ pub fn target_named(name: &str) -> PyResult<Target> {
 /// Compile options from the Python arguments.
 pub fn compile_options(threads: Option<usize>, optimize: bool) -> PyResult<CompileOptions> {
     if threads == Some(0) {
-        return Err(input_error("threads must be at least 1 (or None: every core)"));
+        return Err(input_error(
+            "threads must be at least 1 (or None: every core)",
+        ));
     }
     Ok(CompileOptions {
         threads,
@@ -294,7 +300,7 @@ impl PyModel {
                 if threads.is_none() && target == Target::Cpu {
                     exe.clone()
                 } else {
-                    let on = (target != Target::Cpu).then_some(target.clone());
+                    let on = (target != Target::Cpu).then_some(target);
                     py.detach(|| Executable::load_artifact_on(&self.path, threads, on))
                         .py()?
                 }
@@ -310,11 +316,7 @@ impl PyModel {
 
     /// Runs the model on the reference interpreter (exact, slow): the same as
     /// `compile("ref").run(feed)`.
-    fn run<'py>(
-        &self,
-        py: Python<'py>,
-        feed: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    fn run<'py>(&self, py: Python<'py>, feed: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
         self.compile(py, "ref", None, false)?.run(py, feed, None)
     }
 
@@ -378,7 +380,7 @@ impl PyExecutable {
             .inputs
             .iter()
             .filter(|i| !given.contains_key(&i.name))
-            .map(|i| describe(i))
+            .map(describe)
             .collect();
         if !missing.is_empty() {
             return Err(input_error(format!(

@@ -30,7 +30,7 @@ pub enum Compiled {
     /// A decoder with its KV cache.
     Generator(Mutex<Generator>),
     /// A sentence encoder.
-    Embedder(Embedder),
+    Embedder(Box<Embedder>),
 }
 
 /// The model argument: a `kiln.Model`, or a path to load.
@@ -49,7 +49,10 @@ fn model_arg(
     let path: PathBuf = model.extract().map_err(|_| {
         input_error(format!(
             "model must be a kiln.Model or a path, not {}",
-            model.get_type().name().map_or("?".into(), |n| n.to_string())
+            model
+                .get_type()
+                .name()
+                .map_or("?".into(), |n| n.to_string())
         ))
     })?;
     Py::new(py, PyModel::load(py, path, adapters)?)
@@ -73,11 +76,7 @@ fn generator_for(
     let m = model.model()?;
     let generator = py.detach(|| job.generator(m, &t, &options)).py()?;
     let compiled = Arc::new(Compiled::Generator(Mutex::new(generator)));
-    model
-        .compiled
-        .lock()
-        .unwrap()
-        .insert(key, compiled.clone());
+    model.compiled.lock().unwrap().insert(key, compiled.clone());
     Ok(compiled)
 }
 
@@ -245,7 +244,7 @@ pub fn embed<'py>(
             let options = compile_options(threads, true)?;
             let m = model_ref.model()?;
             let e = py.detach(|| Embedder::new(m, &t, &options)).py()?;
-            let c = Arc::new(Compiled::Embedder(e));
+            let c = Arc::new(Compiled::Embedder(Box::new(e)));
             model_ref.compiled.lock().unwrap().insert(key, c.clone());
             c
         }
