@@ -28,7 +28,7 @@ const STREAM_AHEAD: usize = 16;
 /// Something `kiln.generate` / `kiln.embed` compiled for a model.
 pub enum Compiled {
     /// A decoder with its KV cache.
-    Generator(Mutex<Generator>),
+    Generator(Box<Mutex<Generator>>),
     /// A sentence encoder.
     Embedder(Box<Embedder>),
 }
@@ -75,7 +75,7 @@ fn generator_for(
     let options = compile_options(threads, true)?;
     let m = model.model()?;
     let generator = py.detach(|| job.generator(m, &t, &options)).py()?;
-    let compiled = Arc::new(Compiled::Generator(Mutex::new(generator)));
+    let compiled = Arc::new(Compiled::Generator(Box::new(Mutex::new(generator))));
     model.compiled.lock().unwrap().insert(key, compiled.clone());
     Ok(compiled)
 }
