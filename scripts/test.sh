@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and runs every check of the project: formatting, lints, and all tests
-# (unit, snapshot, CLI errors, model fixtures, a fuzz smoke per file format, the
-# ONNX conformance suites).
+# (unit, snapshot, CLI errors, model fixtures, the Python package, a fuzz smoke
+# per file format, the GPU check on the simulated GPU, the ONNX conformance
+# suites).
 # Exits non-zero when anything fails.
 set -euo pipefail
 repo_root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,6 +25,8 @@ stage "cargo clippy"
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 stage "cargo test (unit, snapshot, CLI, model fixtures, robustness, doc tests)"
 cargo test --release --workspace --no-fail-fast -- --skip onnx_backend_suites
+stage "Python package (maturin wheel in a fresh venv, pytest: scripts/test-python.sh)"
+bash scripts/test-python.sh
 stage "ILP extraction (kiln-passes feature ilp, CBC)"
 cargo clippy --release -p kiln-passes --features ilp --all-targets --quiet -- -D warnings
 cargo test --release -p kiln-passes --features ilp --test extract_ilp
