@@ -430,6 +430,33 @@ impl Executable {
 
     /// Runs on named inputs; returns every output with its name, in order.
     pub fn run(&self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, Error> {
+        let (outs, _) = self.run_flagged(inputs)?;
+        Ok(self.signature.outputs.iter().cloned().zip(outs).collect())
+    }
+
+    /// [`run`](Self::run), also saying of each output whether its buffer is
+    /// the caller's alone: kiln keeps no reference to it and no other output
+    /// shares it, so it may be handed on as writable memory (the Python
+    /// package's zero-copy arrays). `false` promises nothing: the buffer may
+    /// be a constant of the model, or shared.
+    pub fn run_exclusive(
+        &self,
+        inputs: &[(String, Tensor)],
+    ) -> Result<Vec<(String, Tensor, bool)>, Error> {
+        let (outs, exclusive) = self.run_flagged(inputs)?;
+        Ok(self
+            .signature
+            .outputs
+            .iter()
+            .cloned()
+            .zip(outs)
+            .zip(exclusive)
+            .map(|((n, t), e)| (n, t, e))
+            .collect())
+    }
+
+    fn run_flagged(&self, inputs: &[(String, Tensor)]) -> Result<(Vec<Tensor>, Vec<bool>), Error> {
+        let mut exclusive: Option<Vec<bool>> = None;
         let outs = match &self.engine {
             Engine::Reference(g) => kiln_ir::interp::run(g, inputs)?,
             Engine::Cpu(cpu) => {
@@ -450,7 +477,10 @@ impl Executable {
                     .collect::<Result<_, _>>()?;
                 let shapes: Vec<Vec<usize>> = ordered.iter().map(|t| t.shape().to_vec()).collect();
                 match &*cpu.build(&shapes)? {
-                    crate::cpu::Build::Native(exe) => exe.run(&ordered)?,
+                    crate::cpu::Build::Native(exe) => {
+                        exclusive = Some(exe.exclusive_outputs());
+                        exe.run(&ordered)?
+                    }
                     crate::cpu::Build::Gpu(exe) => exe.run(&ordered)?,
                     crate::cpu::Build::Interpreted { .. } => {
                         let named: Vec<(String, Tensor)> = cpu
@@ -466,12 +496,16 @@ impl Executable {
             }
             Engine::Artifact(build) => {
                 let ordered = order_inputs(&self.signature, inputs)?;
+                if let crate::cpu::Build::Native(exe) = &**build {
+                    exclusive = Some(exe.exclusive_outputs());
+                }
                 build
                     .run(&ordered)
                     .ok_or_else(|| Error::Internal("an artifact is always compiled".into()))??
             }
         };
-        Ok(self.signature.outputs.iter().cloned().zip(outs).collect())
+        let exclusive = exclusive.unwrap_or_else(|| vec![false; outs.len()]);
+        Ok((outs, exclusive))
     }
 }
 

@@ -7,10 +7,11 @@
 //! values beyond rounding (floats into integers, integers that do not fit) is
 //! refused with an [`InputError`](crate::errors::InputError) naming the input.
 //!
-//! Out: a tensor whose buffer nothing else holds becomes a numpy array owning
-//! that buffer, without a copy; a shared buffer (an output that is a model
-//! constant, say) is copied so that writing to the array never reaches kiln's
-//! memory. bfloat16 has no numpy dtype: such outputs come back as float32.
+//! Out: a tensor whose buffer nothing else holds (a native run's output
+//! buffer, which kiln hands over; see `Executable::run_exclusive`) becomes a
+//! numpy array owning that buffer, without a copy; a shared buffer (an output
+//! that is a model constant, say) is copied so that writing to the array
+//! never reaches kiln's memory. bfloat16 has no numpy dtype: such outputs come back as float32.
 
 use std::ffi::c_void;
 
@@ -192,33 +193,37 @@ fn check_cast(
 /// The buffer a returned numpy array owns.
 #[pyclass(frozen, module = "kiln")]
 struct KilnBuffer {
-    _data: BytesMut,
+    _data: Bytes,
 }
 
-/// `tensor` as a numpy array that owns its buffer (see the module docs).
-pub fn tensor_to_py(py: Python<'_>, tensor: Tensor) -> PyResult<Bound<'_, PyAny>> {
-    let tensor = if tensor.dtype() == DType::BF16 {
-        tensor.cast(DType::F32)
+/// `tensor` as a numpy array that owns its buffer (see the module docs);
+/// `exclusive`: nothing else holds the buffer, so the array may own it
+/// without a copy.
+pub fn tensor_to_py(py: Python<'_>, tensor: Tensor, exclusive: bool) -> PyResult<Bound<'_, PyAny>> {
+    let (tensor, exclusive) = if tensor.dtype() == DType::BF16 {
+        (tensor.cast(DType::F32), true)
     } else {
-        tensor
+        (tensor, exclusive)
     };
     let dtype = tensor.dtype();
     let shape: Vec<usize> = tensor.shape().to_vec();
     let item = dtype.size();
-    let mut data = match tensor.into_bytes().try_into_mut() {
-        Ok(unique) => unique,
-        Err(shared) => BytesMut::from(&shared[..]),
+    let bytes = tensor.into_bytes();
+    let aligned = (bytes.as_ptr() as usize).is_multiple_of(item.max(1));
+    let data = if (exclusive || bytes.is_unique()) && aligned {
+        bytes
+    } else {
+        BytesMut::from(&bytes[..]).freeze()
     };
-    if !(data.as_ptr() as usize).is_multiple_of(item.max(1)) {
-        data = BytesMut::from(&data[..]);
-    }
     let descr = PyArrayDescr::new(py, numpy_name(dtype))?;
     let mut dims: Vec<npyffi::npy_intp> = shape.iter().map(|&d| d as npyffi::npy_intp).collect();
-    let ptr = data.as_mut_ptr() as *mut c_void;
+    let ptr = data.as_ptr() as *mut c_void;
     let owner = Bound::new(py, KilnBuffer { _data: data })?;
     // SAFETY: `descr` is a new reference NewFromDescr steals; `ptr` points at
-    // `numel * item` bytes that `owner` keeps alive, and SetBaseObject steals
-    // the reference to `owner` so that the array releases it when freed.
+    // `numel * item` bytes that `owner` keeps alive and that nothing else
+    // reads or writes (an exclusive buffer, or a copy), so the array may
+    // write them; SetBaseObject steals the reference to `owner` so that the
+    // array releases it when freed.
     unsafe {
         let array = PY_ARRAY_API.PyArray_NewFromDescr(
             py,

@@ -471,18 +471,19 @@ impl PyExecutable {
             }
         }
         let inputs = self.tensors(feed)?;
-        let outputs = py.detach(|| self.exe.run(&inputs)).py()?;
-        let mut by_name: HashMap<String, Tensor> = outputs.into_iter().collect();
+        let outputs = py.detach(|| self.exe.run_exclusive(&inputs)).py()?;
+        let mut by_name: HashMap<String, (Tensor, bool)> =
+            outputs.into_iter().map(|(n, t, e)| (n, (t, e))).collect();
         let order: Vec<String> = match output_names {
             Some(names) => names,
             None => self.outputs.iter().map(|o| o.name.clone()).collect(),
         };
         let result = PyDict::new(py);
         for name in order {
-            let t = by_name.remove(&name).ok_or_else(|| {
+            let (t, exclusive) = by_name.remove(&name).ok_or_else(|| {
                 crate::errors::KilnError::new_err(format!("the model produced no output `{name}`"))
             })?;
-            result.set_item(&name, tensor_to_py(py, t)?)?;
+            result.set_item(&name, tensor_to_py(py, t, exclusive)?)?;
         }
         Ok(result)
     }

@@ -265,5 +265,5 @@ pub fn embed<'py>(
     let n = vectors.len();
     let flat: Vec<f32> = vectors.into_iter().flatten().collect();
     let shape = if single { vec![dim] } else { vec![n, dim] };
-    tensor_to_py(py, Tensor::from_vec(shape, flat))
+    tensor_to_py(py, Tensor::from_vec(shape, flat), true)
 }

@@ -170,6 +170,11 @@ pub struct CpuBackend {
     constants: Vec<Constant>,
     pool: rayon::ThreadPool,
     threads: usize,
+    /// Whether every step runs on one thread whatever the pool (one thread,
+    /// or kernels too small to split, and no GEMM or host step that could
+    /// split): runs then stay on the caller's thread, which saves waking the
+    /// pool (tens of microseconds, more than a small model's whole run).
+    inline: bool,
     /// Whether hand-written AVX-512 kernels may run (the bf16 dot-product
     /// GEMM); false when the build is capped at AVX2.
     avx512_kernels: bool,
@@ -187,6 +192,22 @@ enum KernelCode {
 }
 
 impl CpuBackend {
+    /// Whether `kernel` runs as one chunk (see [`launch_kernel`](Self::launch_kernel)).
+    fn serial(&self, kernel: &kiln_codegen::kernel::Kernel) -> bool {
+        let work: usize = kernel.buffers.iter().map(|b| b.len).sum();
+        self.threads <= 1 || work < MIN_PARALLEL_ELEMENTS || kernel.parallel_extent() < 2
+    }
+
+    /// Whether every step of the program runs on the calling thread.
+    fn all_serial(&self) -> bool {
+        self.program.steps.iter().all(|s| match s {
+            Step::Kernel { kernel, .. } => self.serial(&self.program.kernels[*kernel]),
+            Step::Gemm(_) => self.threads <= 1,
+            Step::CheckIndices { .. } => true,
+            Step::Host { .. } => false,
+        })
+    }
+
     fn launch_kernel(
         &self,
         kernel: usize,
@@ -198,8 +219,7 @@ impl CpuBackend {
         let k = &self.program.kernels[kernel];
         let table: Vec<*mut u8> = args.iter().map(|&b| ptrs[b]).collect();
         let extent = k.parallel_extent();
-        let work: usize = k.buffers.iter().map(|b| b.len).sum();
-        let chunks = if self.threads <= 1 || work < MIN_PARALLEL_ELEMENTS || extent < 2 {
+        let chunks = if self.serial(k) {
             1
         } else {
             extent.min(self.threads as i64 * CHUNKS_PER_THREAD)
@@ -413,15 +433,18 @@ impl CpuExecutable {
             .build()
             .map_err(|e| RunError::Internal(format!("thread pool: {e}")))?;
         let plan = Plan::new(&program);
+        let mut backend = CpuBackend {
+            program: Arc::new(program),
+            kernels,
+            constants,
+            pool,
+            threads,
+            inline: false,
+            avx512_kernels: true,
+        };
+        backend.inline = backend.all_serial();
         Ok(CpuExecutable {
-            backend: CpuBackend {
-                program: Arc::new(program),
-                kernels,
-                constants,
-                pool,
-                threads,
-                avx512_kernels: true,
-            },
+            backend,
             plan,
             arenas: Mutex::new(Vec::new()),
             outputs: std::sync::Arc::new(Mutex::new(Vec::new())),
@@ -466,6 +489,17 @@ impl CpuExecutable {
     ) -> Result<Vec<Tensor>, RunError> {
         times.resize(self.backend.program.steps.len(), std::time::Duration::ZERO);
         self.run_timed(inputs, Some(times))
+    }
+
+    /// For each output of [`run`](Self::run): whether its buffer is the
+    /// caller's alone (a buffer of its own, not shared with another output;
+    /// the executable keeps no reference to what it returns).
+    pub fn exclusive_outputs(&self) -> Vec<bool> {
+        let outputs = &self.backend.program.outputs;
+        outputs
+            .iter()
+            .map(|&(_, b)| outputs.iter().filter(|&&(_, c)| c == b).count() == 1)
+            .collect()
     }
 
     fn run_timed(
@@ -521,7 +555,7 @@ impl CpuExecutable {
             })
             .collect();
         let table = Ptrs(&ptrs);
-        let result = self.backend.pool.install(|| -> Result<(), RunError> {
+        let mut steps = || -> Result<(), RunError> {
             for i in 0..prog.steps.len() {
                 let t = times.is_some().then(std::time::Instant::now);
                 self.backend.launch(i, table.get())?;
@@ -530,7 +564,12 @@ impl CpuExecutable {
                 }
             }
             self.backend.synchronize()
-        });
+        };
+        let result = if self.backend.inline {
+            steps()
+        } else {
+            self.backend.pool.install(steps)
+        };
         // Output memory becomes the returned tensors' storage (shared by views
         // when one buffer is several outputs).
         let mut shared: Vec<Option<bytes::Bytes>> = out_mem
