@@ -36,9 +36,9 @@ stage "fuzz smoke (libFuzzer, every target; the corpus replay runs in cargo test
 bash scripts/fuzz.sh smoke "${KILN_FUZZ_SMOKE_RUNS:-1000}"
 stage "scripts/gpu-check.sh (the GPU machine's check, run here on the simulated GPU)"
 bash scripts/gpu-check.sh prepare
-OUT=target/gpu-check/out-sim KILN_GPU_CHECK_TARGET=cuda-sim KILN_GPU_CHECK_N=4096 KILN_GPU_CHECK_PROMPT=8 KILN_GPU_CHECK_ITERS=3 KILN_GPU_CHECK_PYTHON=.venv/bin/python \
+OUT=target/gpu-check/out-sim KILN_GPU_CHECK_TARGET=cuda-sim KILN_GPU_CHECK_N=4096 KILN_GPU_CHECK_PROMPT=8 KILN_GPU_CHECK_ITERS=3 KILN_GPU_CHECK_SAMPLE=4 KILN_GPU_CHECK_PYTHON=.venv/bin/python \
     bash scripts/gpu-check.sh run
-python3 -c "import json,sys; s=json.load(open('target/gpu-check/out-sim/summary.json')); sys.exit(1 if s['failed'] or s['passed'] < 30 or 'tinyllama' not in s or 'kiln_chain_kernel_ms' not in s else 0)"
+python3 -c "import json,sys; s=json.load(open('target/gpu-check/out-sim/summary.json')); sys.exit(1 if s['failed'] or s['passed'] < 8 or 'tinyllama' not in s or 'kiln_chain_kernel_ms' not in s else 0)"
 stage "ONNX conformance suites (reference interpreter)"
 cargo test --release --test onnx_conformance -- --nocapture
 stage ""

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kiln_codegen::gpu::GpuKernel;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 use kiln::ir::{interp, Graph, Tensor};
@@ -251,10 +252,32 @@ fn compile_gpu_kernels() -> Option<(usize, Vec<String>)> {
     Some((kernels.len(), failures))
 }
 
+/// Thread time spent in each phase of the cases (reference, optimizer,
+/// optimized reference, CPU build and run, cuda-sim build and run), in
+/// microseconds, printed after the suite to show where its time goes.
+static PHASE_MICROS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+/// The phases' names, in `PHASE_MICROS` order.
+const PHASES: [&str; 5] = [
+    "reference",
+    "optimizer",
+    "optimized reference",
+    "cpu",
+    "cuda-sim",
+];
+
+/// `f()`, its time added to phase `phase`.
+fn timed<T>(phase: usize, f: impl FnOnce() -> T) -> T {
+    let t = std::time::Instant::now();
+    let out = f();
+    PHASE_MICROS[phase].fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+    out
+}
+
 /// Checks `graph` on `sets`, then (if that passed) its optimized form, on the
 /// interpreter and through the CPU backend.
 fn check_both(graph: &Graph, sets: &[DataSet]) -> Outcome {
-    let plain = catch(|| check_sets(graph, sets));
+    let plain = timed(0, || catch(|| check_sets(graph, sets)));
     if plain.is_err() {
         return Outcome {
             plain,
@@ -263,14 +286,17 @@ fn check_both(graph: &Graph, sets: &[DataSet]) -> Outcome {
             cuda_sim: None,
         };
     }
-    let opt = catch(|| optimize(graph));
-    let optimized = Some(opt.clone().and_then(|g| catch(|| check_sets(&g, sets))));
-    let cpu = Some(
+    let opt = timed(1, || catch(|| optimize(graph)));
+    let optimized = Some(timed(2, || {
+        opt.clone().and_then(|g| catch(|| check_sets(&g, sets)))
+    }));
+    let cpu = Some(timed(3, || {
         opt.clone()
-            .and_then(|g| catch(|| check_backend(&g, sets, kiln::cpu::Device::Native))),
-    );
-    let cuda_sim =
-        Some(opt.and_then(|g| catch(|| check_backend(&g, sets, kiln::cpu::Device::CudaSim))));
+            .and_then(|g| catch(|| check_backend(&g, sets, kiln::cpu::Device::Native)))
+    }));
+    let cuda_sim = Some(timed(4, || {
+        opt.and_then(|g| catch(|| check_backend(&g, sets, kiln::cpu::Device::CudaSim)))
+    }));
     Outcome {
         plain,
         optimized,
@@ -485,10 +511,16 @@ fn onnx_backend_suites() {
             results.lock().unwrap().push((name.clone(), r));
         })
     });
+    let phases: Vec<String> = PHASES
+        .iter()
+        .zip(&PHASE_MICROS)
+        .map(|(name, t)| format!("{name} {:.0} s", t.load(Ordering::Relaxed) as f64 / 1e6))
+        .collect();
     println!(
-        "conformance: {} cases ran in {:.0} s",
+        "conformance: {} cases ran in {:.0} s (thread time: {})",
         cases.len(),
-        cases_started.elapsed().as_secs_f64()
+        cases_started.elapsed().as_secs_f64(),
+        phases.join(", ")
     );
     let mut outcomes = results.into_inner().unwrap();
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));

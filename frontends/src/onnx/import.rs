@@ -268,7 +268,7 @@ fn value_type(vi: &ValueInfoProto, sym_names: &mut usize) -> Result<TensorType, 
                         Dim::Known(*v as usize)
                     }
                     Some(proto::tensor_shape_proto::dimension::Value::DimParam(p))
-                        if !p.is_empty() =>
+                        if !is_placeholder_dim(p) =>
                     {
                         Dim::sym(p)
                     }
@@ -281,6 +281,18 @@ fn value_type(vi: &ValueInfoProto, sym_names: &mut usize) -> Result<TensorType, 
         ),
     };
     Ok(TensorType::new(dtype, shape))
+}
+
+/// Whether a `dim_param` is an exporter's "unknown" mark rather than a name
+/// shared on purpose: PaddlePaddle's `?`, `-1`, `None`, TensorFlow's `unk__N`,
+/// an empty string. Each such dim gets a symbol of its own, so two inputs
+/// marked `?` may differ at run time (ONNX Runtime runs such models).
+pub(crate) fn is_placeholder_dim(p: &str) -> bool {
+    let p = p.trim();
+    p.is_empty()
+        || matches!(p, "?" | "-1" | "None" | "none" | "null" | "unk" | "unknown")
+        || p.strip_prefix("unk__")
+            .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Op types a graph (and the functions it calls) uses that have no converter.

@@ -1,6 +1,7 @@
 //! ONNX op converters, one module per op family; each registers its ops.
 
 mod composite;
+mod contrib;
 mod control;
 mod elementwise;
 mod layout;
@@ -20,4 +21,5 @@ pub fn register_all(reg: &mut Registry) {
     composite::register(reg);
     control::register(reg);
     misc::register(reg);
+    contrib::register(reg);
 }

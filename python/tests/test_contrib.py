@@ -1,0 +1,231 @@
+"""ONNX Runtime's contrib ops (com.microsoft) and exporters' quirks, each
+against onnxruntime on random inputs."""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import kiln
+
+from conftest import FIXTURES
+
+MS = "com.microsoft"
+OPSETS = [helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)]
+
+
+def check(model: onnx.ModelProto, feed: dict[str, np.ndarray], tmp_path: pathlib.Path, atol: float = 1e-5) -> None:
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path)
+    want = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
+    for target in ["ref", "cpu"]:
+        exe = kiln.load(path).compile(target=target)
+        got = list(exe.run(feed).values())
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, atol=atol, rtol=1e-4, err_msg=target)
+
+
+def graph(nodes, inputs, outputs, initializers=()):
+    return helper.make_model(
+        helper.make_graph(nodes, "g", inputs, outputs, list(initializers)), opset_imports=OPSETS
+    )
+
+
+def vi(name: str, shape, dtype=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+RNG = np.random.default_rng(20261207)
+
+
+def rand(*shape) -> np.ndarray:
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("op", ["Gelu", "FastGelu", "BiasGelu", "QuickGelu"])
+def test_gelu_family(op: str, tmp_path) -> None:
+    inputs = ["x"] if op in ("Gelu", "QuickGelu") else ["x", "b"]
+    attrs = {"alpha": 1.5} if op == "QuickGelu" else {}
+    node = helper.make_node(op, inputs, ["y"], domain=MS, **attrs)
+    ins = [vi("x", [2, 5, 8])] + ([vi("b", [8])] if len(inputs) == 2 else [])
+    feed = {"x": rand(2, 5, 8) * 3, "b": rand(8)}
+    check(graph([node], ins, [vi("y", [2, 5, 8])]), {k: feed[k] for k in inputs}, tmp_path)
+
+
+def test_bias_add(tmp_path) -> None:
+    # ONNX Runtime implements BiasAdd on CUDA only: numpy is the reference.
+    node = helper.make_node("BiasAdd", ["x", "b", "s"], ["y"], domain=MS)
+    model = graph([node], [vi("x", [2, 3, 8]), vi("b", [8]), vi("s", [2, 3, 8])], [vi("y", [2, 3, 8])])
+    onnx.save(model, tmp_path / "m.onnx")
+    feed = {"x": rand(2, 3, 8), "b": rand(8), "s": rand(2, 3, 8)}
+    (got,) = kiln.load(tmp_path / "m.onnx").compile().run(feed).values()
+    np.testing.assert_allclose(got, feed["x"] + feed["b"] + feed["s"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("trans_a,trans_b,alpha", [(0, 0, 1.0), (1, 0, 0.5), (0, 1, 2.0), (1, 1, -1.0)])
+def test_fused_matmul(tmp_path, trans_a: int, trans_b: int, alpha: float) -> None:
+    a_shape = [2, 6, 4] if trans_a else [2, 4, 6]
+    b_shape = [5, 6] if trans_b else [6, 5]
+    node = helper.make_node("FusedMatMul", ["a", "b"], ["y"], domain=MS, alpha=alpha, transA=trans_a, transB=trans_b)
+    model = graph([node], [vi("a", a_shape), vi("b", b_shape)], [vi("y", [2, 4, 5])])
+    check(model, {"a": rand(*a_shape), "b": rand(*b_shape)}, tmp_path)
+
+
+@pytest.mark.parametrize("simplified", [False, True])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_skip_layer_norm(tmp_path, simplified: bool, with_bias: bool) -> None:
+    op = "SkipSimplifiedLayerNormalization" if simplified else "SkipLayerNormalization"
+    h = 16
+    names = ["x", "skip", "gamma"]
+    inits = [numpy_helper.from_array(rand(h) + 1, "gamma")]
+    if not simplified:
+        names.append("beta")
+        inits.append(numpy_helper.from_array(rand(h), "beta"))
+    if with_bias:
+        names.append("bias")
+        inits.append(numpy_helper.from_array(rand(h), "bias"))
+    node = helper.make_node(op, names, ["y", "", "", "sum"], domain=MS, epsilon=1e-6)
+    model = graph([node], [vi("x", [2, 3, h]), vi("skip", [2, 3, h])], [vi("y", [2, 3, h]), vi("sum", [2, 3, h])], inits)
+    check(model, {"x": rand(2, 3, h), "skip": rand(2, 3, h)}, tmp_path)
+
+
+def test_simplified_layer_norm(tmp_path) -> None:
+    # ONNX Runtime's own op of the default domain.
+    node = helper.make_node("SimplifiedLayerNormalization", ["x", "scale"], ["y"], axis=-1, epsilon=1e-6)
+    model = graph([node], [vi("x", [3, 10])], [vi("y", [3, 10])], [numpy_helper.from_array(rand(10), "scale")])
+    check(model, {"x": rand(3, 10)}, tmp_path)
+
+
+@pytest.mark.parametrize("bits,zero_points", [(4, None), (4, "packed"), (8, "packed"), (4, "float")])
+def test_matmul_nbits(tmp_path, bits: int, zero_points: str | None) -> None:
+    k, n, block = 72, 10, 32  # K not a multiple of the block: the last block is partial
+    blocks = -(-k // block)
+    blob = block * bits // 8
+    rng = np.random.default_rng(bits)
+    packed = rng.integers(0, 256, size=(n, blocks, blob), dtype=np.uint8)
+    scales = (rng.random(n * blocks).astype(np.float32) + 0.5) / 16
+    inits = [numpy_helper.from_array(packed, "B"), numpy_helper.from_array(scales, "scales")]
+    names = ["a", "B", "scales"]
+    if zero_points == "packed":
+        per_byte = 8 // bits
+        zp = rng.integers(0, 256, size=(n * -(-blocks // per_byte),), dtype=np.uint8)
+        inits.append(numpy_helper.from_array(zp, "zp"))
+        names.append("zp")
+    elif zero_points == "float":
+        inits.append(numpy_helper.from_array(rng.random(n * blocks).astype(np.float32) * 15, "zp"))
+        names.append("zp")
+    node = helper.make_node("MatMulNBits", names, ["y"], domain=MS, K=k, N=n, bits=bits, block_size=block)
+    model = graph([node], [vi("a", [3, k])], [vi("y", [3, n])], inits)
+    check(model, {"a": rand(3, k)}, tmp_path, atol=1e-4)
+
+
+@pytest.mark.parametrize("mask", [None, "end", "raw", "3d"])
+@pytest.mark.parametrize("unidirectional", [0, 1])
+def test_attention(tmp_path, mask: str | None, unidirectional: int) -> None:
+    b, s, hidden, heads = 2, 5, 16, 4
+    inits = [numpy_helper.from_array(rand(hidden, 3 * hidden) / 4, "w"), numpy_helper.from_array(rand(3 * hidden), "bias")]
+    names = ["x", "w", "bias"]
+    inputs = [vi("x", [b, s, hidden])]
+    feed = {"x": rand(b, s, hidden)}
+    if mask == "end":
+        inputs.append(vi("m", [b], TensorProto.INT32))
+        feed["m"] = np.array([s, 3], dtype=np.int32)
+    elif mask == "raw":
+        inputs.append(vi("m", [b, s], TensorProto.INT32))
+        feed["m"] = np.array([[1] * s, [1, 1, 1, 0, 0]], dtype=np.int32)
+    elif mask == "3d":
+        inputs.append(vi("m", [b, s, s], TensorProto.INT32))
+        feed["m"] = (np.random.default_rng(3).random((b, s, s)) > 0.3).astype(np.int32)
+        feed["m"][:, :, 0] = 1
+    if mask:
+        names.append("m")
+    node = helper.make_node("Attention", names, ["y"], domain=MS, num_heads=heads, unidirectional=unidirectional)
+    check(graph([node], inputs, [vi("y", [b, s, hidden])], inits), feed, tmp_path, atol=1e-4)
+
+
+def test_embed_layer_norm(tmp_path) -> None:
+    b, s, h, vocab = 2, 6, 8, 30
+    inits = [
+        numpy_helper.from_array(rand(vocab, h), "word"),
+        numpy_helper.from_array(rand(16, h), "pos"),
+        numpy_helper.from_array(rand(2, h), "seg"),
+        numpy_helper.from_array(rand(h) + 1, "gamma"),
+        numpy_helper.from_array(rand(h), "beta"),
+    ]
+    node = helper.make_node(
+        "EmbedLayerNormalization",
+        ["ids", "segs", "word", "pos", "seg", "gamma", "beta", "mask"],
+        ["y", "mask_index", "sum"],
+        domain=MS,
+        epsilon=1e-6,
+    )
+    inputs = [vi("ids", [b, s], TensorProto.INT32), vi("segs", [b, s], TensorProto.INT32), vi("mask", [b, s], TensorProto.INT32)]
+    outputs = [vi("y", [b, s, h]), vi("mask_index", [b], TensorProto.INT32), vi("sum", [b, s, h])]
+    rng = np.random.default_rng(9)
+    feed = {
+        "ids": rng.integers(0, vocab, (b, s)).astype(np.int32),
+        "segs": rng.integers(0, 2, (b, s)).astype(np.int32),
+        "mask": np.array([[1] * s, [1, 1, 1, 1, 0, 0]], dtype=np.int32),
+    }
+    check(graph([node], inputs, outputs, inits), feed, tmp_path)
+
+
+def test_unsupported_attribute_values_are_refused(tmp_path) -> None:
+    node = helper.make_node("FusedMatMul", ["a", "b"], ["y"], name="fm", domain=MS, transBatchA=1)
+    path = tmp_path / "m.onnx"
+    onnx.save(graph([node], [vi("a", [2, 3, 4]), vi("b", [4, 5])], [vi("y", None)]), path)
+    with pytest.raises(kiln.KilnError, match="transBatchA"):
+        kiln.load(path)
+
+
+def test_repeated_question_mark_dims_bind_apart(tmp_path) -> None:
+    """PaddlePaddle marks unknown dims `?` in every input, sizes that differ at run time."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["?", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["?", 4])
+    out = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["?", 4])
+    nodes = [helper.make_node("Concat", ["x", "y"], ["z"], axis=0)]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x, y], [out]), opset_imports=OPSETS[:1])
+    check(model, {"x": rand(192, 4), "y": rand(48, 4)}, tmp_path)
+    session = kiln.InferenceSession(str(tmp_path / "model.onnx"))
+    assert session.get_inputs()[0].shape[0] != session.get_inputs()[1].shape[0]
+
+
+def ort_optimized(name: str, model_type: str, tmp_path: pathlib.Path, attention: bool) -> pathlib.Path:
+    from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
+
+    options = FusionOptions(model_type)
+    options.enable_attention = attention
+    options.enable_embed_layer_norm = attention
+    logging.disable(logging.WARNING)
+    try:
+        m = optimizer.optimize_model(
+            str(FIXTURES / "onnx" / name / "model.onnx"), model_type=model_type, num_heads=4, hidden_size=64,
+            optimization_options=options, opt_level=0,
+        )
+    finally:
+        logging.disable(logging.NOTSET)
+    path = tmp_path / f"{name}-ort-optimized.onnx"
+    m.save_model_to_file(str(path))
+    return path
+
+
+@pytest.mark.parametrize("attention", [False, True], ids=["norms-gelu", "attention-embed"])
+@pytest.mark.parametrize("name", ["bert_torchscript_dynamic", "bert_dynamo_dynamic", "bert_torchscript_fixed"])
+def test_ort_optimized_bert(name: str, attention: bool, tmp_path) -> None:
+    path = ort_optimized(name, "bert", tmp_path, attention)
+    ops = {n.op_type for n in onnx.load(path).graph.node if n.domain == MS}
+    assert ops & {"SkipLayerNormalization", "BiasGelu", "FastGelu", "Gelu"}, ops
+    print(f"{name}: ORT's optimizer left com.microsoft {sorted(ops)}")
+    feed = {p.stem: np.load(p) for p in (FIXTURES / "onnx" / name / "inputs").glob("*.npy")}
+    want = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
+    got = kiln.InferenceSession(str(path)).run(None, feed)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4)
