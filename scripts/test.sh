@@ -31,9 +31,9 @@ stage "ILP extraction (kiln-passes feature ilp, CBC)"
 cargo clippy --release -p kiln-passes --features ilp --all-targets --quiet -- -D warnings
 cargo test --release -p kiln-passes --features ilp --test extract_ilp
 stage "fuzz smoke (libFuzzer, every target; the corpus replay runs in cargo test: tests/fuzz_regressions.rs)"
-# 1000 inputs a target: new code paths get a first shake here; long runs are
+# 500 inputs a target: new code paths get a first shake here; long runs are
 # `scripts/fuzz.sh run`, and every crash found so far replays in cargo test.
-bash scripts/fuzz.sh smoke "${KILN_FUZZ_SMOKE_RUNS:-1000}"
+bash scripts/fuzz.sh smoke "${KILN_FUZZ_SMOKE_RUNS:-500}"
 stage "scripts/gpu-check.sh (the GPU machine's check, run here on the simulated GPU)"
 bash scripts/gpu-check.sh prepare
 OUT=target/gpu-check/out-sim KILN_GPU_CHECK_TARGET=cuda-sim KILN_GPU_CHECK_N=4096 KILN_GPU_CHECK_PROMPT=8 KILN_GPU_CHECK_ITERS=3 KILN_GPU_CHECK_SAMPLE=4 KILN_GPU_CHECK_PYTHON=.venv/bin/python \
