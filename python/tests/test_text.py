@@ -11,9 +11,7 @@ import kiln
 
 from conftest import FIXTURES, minilm_dir, require, run_cli
 
-# One of each weight dtype and architecture family the text path branches on
-# (every decoder fixture generates in cargo test; this checks CLI parity).
-DECODERS = ["llama", "llama-bf16", "gpt2", "qwen2_moe"]
+DECODERS = ["llama", "llama-bf16", "llama-f16", "llama3", "mistral", "qwen2", "gpt2", "mixtral", "qwen2_moe"]
 PROMPT = "The keeper lit the lamp"
 MAX_TOKENS = 8
 
