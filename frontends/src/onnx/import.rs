@@ -401,3 +401,18 @@ pub(crate) fn import_model(model: &ModelProto, dir: DataDir) -> Result<Graph, On
     graph.prune();
     Ok(graph)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_placeholder_dim;
+
+    #[test]
+    fn exporters_unknown_marks_are_placeholders() {
+        for p in ["", " ", "?", "-1", "None", "unk__0", "unk__123"] {
+            assert!(is_placeholder_dim(p), "{p:?}");
+        }
+        for p in ["batch", "sequence", "N", "unk__x", "seq_len", "?batch"] {
+            assert!(!is_placeholder_dim(p), "{p:?}");
+        }
+    }
+}
