@@ -3,8 +3,10 @@
 //!
 //! A `kiln.Model` keeps what these compile (a generator per target, threads
 //! and context length; an embedder per target and threads), so that calling
-//! them again on the same model object costs no compile. A generator is one
-//! KV cache: calls that share it take turns.
+//! them again on the same model object costs no compile. Each generation
+//! forks the kept generator (its compiled code, a KV cache of its own), so
+//! generations run at once without waiting on each other, and a stream left
+//! unread never blocks another call.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -27,8 +29,8 @@ const STREAM_AHEAD: usize = 16;
 
 /// Something `kiln.generate` / `kiln.embed` compiled for a model.
 pub enum Compiled {
-    /// A decoder with its KV cache.
-    Generator(Box<Mutex<Generator>>),
+    /// A decoder, forked for each generation.
+    Generator(Box<Generator>),
     /// A sentence encoder.
     Embedder(Box<Embedder>),
 }
@@ -75,7 +77,7 @@ fn generator_for(
     let options = compile_options(threads, true)?;
     let m = model.model()?;
     let generator = py.detach(|| job.generator(m, &t, &options)).py()?;
-    let compiled = Arc::new(Compiled::Generator(Box::new(Mutex::new(generator))));
+    let compiled = Arc::new(Compiled::Generator(Box::new(generator)));
     model.compiled.lock().unwrap().insert(key, compiled.clone());
     Ok(compiled)
 }
@@ -136,7 +138,7 @@ pub fn generate<'py>(
             let Compiled::Generator(g) = &*compiled else {
                 unreachable!("generators are cached under generate keys")
             };
-            let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
+            let mut g = g.fork();
             let mut text = String::new();
             job.run(&mut g, |piece| {
                 text.push_str(piece);
@@ -169,7 +171,8 @@ impl TextStream {
             let Compiled::Generator(g) = &*compiled else {
                 unreachable!("generators are cached under generate keys")
             };
-            let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
+            let mut g = g.fork();
+            drop(compiled);
             let result = job.run(&mut g, |piece| {
                 sender.send(Message::Piece(piece.to_string())).is_ok()
             });

@@ -49,6 +49,24 @@ def test_streaming_reuse_sampling_and_adapters(kiln_bin) -> None:
     next(stream)
     del stream
     assert kiln.generate(model, PROMPT, max_tokens=MAX_TOKENS) == whole
+    # A stream left unread does not hold up other generations on the model,
+    # and generations from several threads at once agree.
+    held = kiln.generate(model, PROMPT, max_tokens=MAX_TOKENS, stream=True)
+    first = next(held)
+    assert kiln.generate(model, PROMPT, max_tokens=MAX_TOKENS) == whole
+    assert first + "".join(held) == whole
+    import threading
+
+    texts: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: texts.append(kiln.generate(model, PROMPT, max_tokens=MAX_TOKENS)))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert texts == [whole] * 4
     with pytest.raises(kiln.InputError, match="temperature"):
         kiln.generate(model, PROMPT, temperature=-1.0)
     with pytest.raises(kiln.InputError, match="max_tokens"):

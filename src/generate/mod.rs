@@ -150,6 +150,25 @@ impl Generator {
         })
     }
 
+    /// A generator sharing this one's compiled code, with a KV cache of its
+    /// own (empty): generations that run at once each take one.
+    pub fn fork(&self) -> Generator {
+        let slot = self.info.kv_heads * self.capacity * self.info.head_dim * DType::F32.size();
+        Generator {
+            exe: self.exe.clone(),
+            info: self.info.clone(),
+            capacity: self.capacity,
+            cache: (0..self.info.layers)
+                .map(|_| LayerCache {
+                    keys: BytesMut::zeroed(slot),
+                    values: BytesMut::zeroed(slot),
+                })
+                .collect(),
+            len: 0,
+            tokens: Vec::new(),
+        }
+    }
+
     /// The model's interface.
     pub fn info(&self) -> &DecoderInfo {
         &self.info
