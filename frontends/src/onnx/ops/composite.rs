@@ -141,7 +141,7 @@ fn convert_gelu(cx: &mut NodeCtx) -> Result<(), OnnxError> {
 }
 
 /// `[batch, seq, heads·dim]` → `[batch, heads, seq, dim]`.
-fn split_heads(cx: &mut NodeCtx, x: ValueId, heads: i64) -> Result<ValueId, OnnxError> {
+pub(super) fn split_heads(cx: &mut NodeCtx, x: ValueId, heads: i64) -> Result<ValueId, OnnxError> {
     let shape = cx.ints(&[0, 0, heads, -1]);
     let x = cx.op(
         Op::Layout(LayoutOp::Reshape { allowzero: false }),
@@ -152,6 +152,21 @@ fn split_heads(cx: &mut NodeCtx, x: ValueId, heads: i64) -> Result<ValueId, Onnx
             perm: vec![0, 2, 1, 3],
         }),
         &[x],
+    )
+}
+
+/// `[batch, heads, seq, dim]` → `[batch, seq, heads·dim]`.
+pub(super) fn merge_heads(cx: &mut NodeCtx, y: ValueId) -> Result<ValueId, OnnxError> {
+    let y = cx.op(
+        Op::Layout(LayoutOp::Transpose {
+            perm: vec![0, 2, 1, 3],
+        }),
+        &[y],
+    )?;
+    let shape = cx.ints(&[0, 0, -1]);
+    cx.op(
+        Op::Layout(LayoutOp::Reshape { allowzero: false }),
+        &[y, shape],
     )
 }
 
@@ -204,17 +219,7 @@ fn convert_attention(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let n = (0..4).rev().find(|&i| cx.has_output(i)).unwrap_or(0) + 1;
     let mut ys = cx.op_n(Op::Composite(op), &inputs, n)?;
     if packed {
-        let y = cx.op(
-            Op::Layout(LayoutOp::Transpose {
-                perm: vec![0, 2, 1, 3],
-            }),
-            &[ys[0]],
-        )?;
-        let shape = cx.ints(&[0, 0, -1]);
-        ys[0] = cx.op(
-            Op::Layout(LayoutOp::Reshape { allowzero: false }),
-            &[y, shape],
-        )?;
+        ys[0] = merge_heads(cx, ys[0])?;
     }
     cx.set_outputs(&ys);
     Ok(())

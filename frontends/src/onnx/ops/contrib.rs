@@ -25,6 +25,7 @@
 use kiln_ir::op::{BinaryOp, CompositeOp, LayoutOp, NnOp, QkOutput, UnaryOp};
 use kiln_ir::{DType, Op, Tensor, ValueId};
 
+use super::composite::{merge_heads, split_heads};
 use crate::onnx::{NodeCtx, OnnxError, Registry};
 
 /// ONNX Runtime's contrib-op domain.
@@ -63,21 +64,6 @@ pub fn register(reg: &mut Registry) {
 
 /// ONNX Runtime's default for masked scores: added, not −∞.
 const DEFAULT_MASK_FILTER: f64 = -10000.0;
-
-/// `[batch, seq, heads·dim]` → `[batch, heads, seq, dim]`.
-fn split_heads(cx: &mut NodeCtx, x: ValueId, heads: i64) -> Result<ValueId, OnnxError> {
-    let shape = cx.ints(&[0, 0, heads, -1]);
-    let x = cx.op(
-        Op::Layout(LayoutOp::Reshape { allowzero: false }),
-        &[x, shape],
-    )?;
-    cx.op(
-        Op::Layout(LayoutOp::Transpose {
-            perm: vec![0, 2, 1, 3],
-        }),
-        &[x],
-    )
-}
 
 /// `0, 1, …, n − 1` (i64) where n is dim `axis` of `x`.
 fn positions_along(cx: &mut NodeCtx, x: ValueId, axis: usize) -> Result<ValueId, OnnxError> {
@@ -219,17 +205,7 @@ fn convert_attention(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         qk_output: QkOutput::Raw,
     };
     let y = cx.op(Op::Composite(op), &inputs)?;
-    let y = cx.op(
-        Op::Layout(LayoutOp::Transpose {
-            perm: vec![0, 2, 1, 3],
-        }),
-        &[y],
-    )?;
-    let shape = cx.ints(&[0, 0, -1]);
-    let y = cx.op(
-        Op::Layout(LayoutOp::Reshape { allowzero: false }),
-        &[y, shape],
-    )?;
+    let y = merge_heads(cx, y)?;
     cx.set_output(0, y);
     Ok(())
 }
