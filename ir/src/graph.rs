@@ -148,6 +148,69 @@ impl Graph {
         }
     }
 
+    /// The types of the graph's outputs when its inputs have `input_types`
+    /// (in input order): every node's inference run again from them. What
+    /// control-flow ops type their subgraphs with; a failing node is named in
+    /// the error.
+    pub fn infer_with(&self, input_types: &[TensorType]) -> Result<Vec<TensorType>, OpError> {
+        if input_types.len() != self.inputs.len() {
+            return Err(OpError::shape(format!(
+                "subgraph `{}` takes {} inputs, {} given",
+                self.name,
+                self.inputs.len(),
+                input_types.len()
+            )));
+        }
+        let mut types: Vec<TensorType> = self.values.iter().map(|v| v.ty.clone()).collect();
+        for (&id, t) in self.inputs.iter().zip(input_types) {
+            types[id.0 as usize] = t.clone();
+        }
+        for node in &self.nodes {
+            let ins: Vec<TensorType> = node
+                .inputs
+                .iter()
+                .map(|&v| types[v.0 as usize].clone())
+                .collect();
+            let consts: Vec<Option<&Tensor>> =
+                node.inputs.iter().map(|&v| self.constant(v)).collect();
+            let outs = node
+                .op
+                .infer(&InferInputs {
+                    types: &ins,
+                    consts: &consts,
+                })
+                .map_err(|e| {
+                    OpError::new(
+                        e.kind,
+                        format!(
+                            "in subgraph `{}`, node `{}` ({}): {}",
+                            self.name,
+                            node.name,
+                            node.op.name(),
+                            e.message
+                        ),
+                    )
+                })?;
+            if outs.len() < node.outputs.len() {
+                return Err(OpError::shape(format!(
+                    "in subgraph `{}`, node `{}` produces {} outputs, {} used",
+                    self.name,
+                    node.name,
+                    outs.len(),
+                    node.outputs.len()
+                )));
+            }
+            for (&o, t) in node.outputs.iter().zip(outs) {
+                types[o.0 as usize] = t;
+            }
+        }
+        Ok(self
+            .outputs
+            .iter()
+            .map(|&o| types[o.0 as usize].clone())
+            .collect())
+    }
+
     /// A name not used yet, derived from `base`.
     pub fn fresh_name(&self, base: &str) -> String {
         if !self.names.contains_key(base) {

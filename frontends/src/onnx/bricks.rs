@@ -13,6 +13,7 @@ use super::proto::{ModelProto, NodeProto};
 const NAME_SCOPES_KEY: &str = "pkg.torch.onnx.name_scopes";
 
 /// Assigns nodes to bricks, creating bricks as new scopes appear.
+#[derive(Clone)]
 pub(crate) struct BrickNamer;
 
 impl BrickNamer {

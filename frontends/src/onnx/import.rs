@@ -56,6 +56,18 @@ impl ImportScope for Importer<'_> {
         self.shapes.after_node(&mut self.graph, op, inputs, outs);
     }
 
+    fn import_subgraph(
+        &mut self,
+        g: &GraphProto,
+        node: &str,
+        leading: &[TensorType],
+    ) -> Result<(Graph, Vec<ValueId>), OnnxError> {
+        self.enter_inlined(node)?;
+        let result = self.import_subgraph_at_depth(g, node, leading);
+        self.inline_depth -= 1;
+        result
+    }
+
     fn inline_subgraph(&mut self, g: &GraphProto, node: &str) -> Result<Vec<ValueId>, OnnxError> {
         self.enter_inlined(node)?;
         self.add_initializers(g)?;
@@ -68,6 +80,85 @@ impl ImportScope for Importer<'_> {
 }
 
 impl<'m> Importer<'m> {
+    /// [`ImportScope::import_subgraph`] once the depth is counted: a child
+    /// importer builds the closed subgraph; this scope supplies its captures.
+    fn import_subgraph_at_depth(
+        &mut self,
+        g: &GraphProto,
+        node: &str,
+        leading: &[TensorType],
+    ) -> Result<(Graph, Vec<ValueId>), OnnxError> {
+        if g.input.len() != leading.len() {
+            return Err(OnnxError::Malformed(format!(
+                "node `{node}`: subgraph `{}` declares {} inputs, the op gives it {}",
+                g.name,
+                g.input.len(),
+                leading.len()
+            )));
+        }
+        let name = if g.name.is_empty() {
+            format!("{node}/body")
+        } else {
+            g.name.clone()
+        };
+        let mut child = Importer {
+            graph: Graph::new(name),
+            names: HashMap::new(),
+            opsets: self.opsets.clone(),
+            dir: self.dir.clone(),
+            registry: Registry::standard(),
+            functions: self.functions,
+            bricks: self.bricks.clone(),
+            shapes: ShapeValues::default(),
+            inline_depth: self.inline_depth,
+        };
+        for (vi, ty) in g.input.iter().zip(leading) {
+            let v = child.graph.add_input(vi.name.clone(), ty.clone());
+            child.names.insert(vi.name.clone(), v);
+        }
+        let mut captures = Vec::new();
+        for init in &g.initializer {
+            let t = tensor_from_proto(init, &self.dir)?;
+            if t.numel() <= MAX_SUBGRAPH_CONST_ELEMENTS {
+                let v = child.graph.add_const(init.name.clone(), t);
+                child.names.insert(init.name.clone(), v);
+            } else {
+                // A weight of the body: a constant of this graph the body captures,
+                // so the subgraph's text stays small.
+                let outer = self.graph.fresh_name(&init.name);
+                let c = self.graph.add_const(outer, t);
+                let ty = self.graph.value(c).ty.clone();
+                let v = child.graph.add_input(init.name.clone(), ty);
+                child.names.insert(init.name.clone(), v);
+                captures.push(c);
+            }
+        }
+        for free in free_names(g) {
+            let outer = self.find(&free, node)?;
+            let value = self.graph.value(outer);
+            match &value.def {
+                ValueDef::Const(t) if t.numel() <= MAX_SUBGRAPH_CONST_ELEMENTS => {
+                    let v = child.graph.add_const(free.clone(), t.clone());
+                    child.names.insert(free, v);
+                }
+                _ => {
+                    let v = child.graph.add_input(free.clone(), value.ty.clone());
+                    child.names.insert(free, v);
+                    captures.push(outer);
+                }
+            }
+        }
+        for n in &g.node {
+            child.convert_node(n)?;
+        }
+        for o in &g.output {
+            let v = child.find(&o.name, node)?;
+            child.graph.outputs.push(v);
+        }
+        child.graph.prune();
+        Ok((child.graph, captures))
+    }
+
     /// Enters an inlined `If` branch or function body, refusing nesting deeper than
     /// [`MAX_INLINE_DEPTH`] (a function calling itself) and graphs over
     /// [`MAX_GRAPH_NODES`] nodes (calls nested to blow up exponentially).
@@ -212,6 +303,49 @@ impl<'m> Importer<'m> {
     }
 }
 
+/// Largest constant a subgraph holds itself (copied from the enclosing graph
+/// or its own initializer): shape operands stay constants the body's
+/// inference and folding see; bigger tensors (weights) are captured as inputs
+/// so a subgraph's text form stays small.
+pub const MAX_SUBGRAPH_CONST_ELEMENTS: usize = 1024;
+
+/// The names a subgraph reads from enclosing scopes, in first-use order: used
+/// by its nodes (or nested subgraphs) or returned, and defined by none of its
+/// inputs, initializers and nodes.
+pub(crate) fn free_names(g: &GraphProto) -> Vec<String> {
+    let mut defined: std::collections::HashSet<&str> = g
+        .input
+        .iter()
+        .map(|i| i.name.as_str())
+        .chain(g.initializer.iter().map(|i| i.name.as_str()))
+        .collect();
+    let mut free: Vec<String> = Vec::new();
+    let use_name = |n: &str, defined: &std::collections::HashSet<&str>, free: &mut Vec<String>| {
+        if !n.is_empty() && !defined.contains(n) && !free.iter().any(|f| f == n) {
+            free.push(n.to_string());
+        }
+    };
+    for n in &g.node {
+        for i in &n.input {
+            use_name(i, &defined, &mut free);
+        }
+        for a in &n.attribute {
+            for sub in a.g.iter().chain(&a.graphs) {
+                for f in free_names(sub) {
+                    use_name(&f, &defined, &mut free);
+                }
+            }
+        }
+        for o in &n.output {
+            defined.insert(o.as_str());
+        }
+    }
+    for o in &g.output {
+        use_name(&o.name, &defined, &mut free);
+    }
+    free
+}
+
 fn canonical_domain(d: &str) -> &str {
     if d == "ai.onnx" {
         ""
@@ -295,7 +429,10 @@ pub(crate) fn is_placeholder_dim(p: &str) -> bool {
             .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
 }
 
-/// Op types a graph (and the functions it calls) uses that have no converter.
+/// Op types without a converter, each with the nodes that use it.
+type Unsupported = Vec<(String, Vec<String>)>;
+
+/// Op types a graph (its subgraphs, and the functions it calls) uses that have no converter.
 pub(crate) fn collect_unsupported(
     reg: &Registry,
     g: &GraphProto,
@@ -319,9 +456,24 @@ pub(crate) fn collect_unsupported(
             }
         }
     };
-    for n in &g.node {
-        visit(n, &mut out);
+    fn walk(
+        g: &GraphProto,
+        visit: &dyn Fn(&NodeProto, &mut Unsupported),
+        out: &mut Unsupported,
+        depth: usize,
+    ) {
+        for n in &g.node {
+            visit(n, out);
+            if depth < MAX_INLINE_DEPTH {
+                for a in &n.attribute {
+                    for sub in a.g.iter().chain(&a.graphs) {
+                        walk(sub, visit, out, depth + 1);
+                    }
+                }
+            }
+        }
     }
+    walk(g, &visit, &mut out, 0);
     for f in functions {
         for n in &f.node {
             visit(n, &mut out);

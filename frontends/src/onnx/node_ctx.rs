@@ -32,6 +32,16 @@ pub(crate) trait ImportScope {
     /// Converts the nodes of subgraph `g` into this graph, seeing this scope's
     /// values; returns its outputs. `node` names the node that owns it, for errors.
     fn inline_subgraph(&mut self, g: &GraphProto, node: &str) -> Result<Vec<ValueId>, OnnxError>;
+    /// Imports subgraph `g` as a closed graph of its own: its declared inputs
+    /// get the types `leading`, then one input per value it reads from this
+    /// scope (small constants are copied in instead). Returns the graph and
+    /// the captured values of this scope, in its capture-input order.
+    fn import_subgraph(
+        &mut self,
+        g: &GraphProto,
+        node: &str,
+        leading: &[TensorType],
+    ) -> Result<(Graph, Vec<ValueId>), OnnxError>;
 }
 
 /// Everything a converter needs for one ONNX node: its attributes and inputs, and a
@@ -243,6 +253,10 @@ impl<'a> NodeCtx<'a> {
 
     fn try_fold(&mut self, op: &Op, inputs: &[ValueId], n: usize) -> Option<Vec<ValueId>> {
         use kiln_ir::op::LayoutOp;
+        // Control flow may loop for long: it runs when the model does.
+        if matches!(op, Op::Control(_)) {
+            return None;
+        }
         // Shape and Size of a value whose shape is known need no data.
         if let Op::Layout(l @ (LayoutOp::Shape { .. } | LayoutOp::Size)) = op {
             let dims = self.ty(inputs[0]).shape.as_known()?;
@@ -311,9 +325,25 @@ impl<'a> NodeCtx<'a> {
         }
     }
 
+    /// The name of value `v` of the graph being built.
+    pub fn graph_value_name(&self, v: ValueId) -> String {
+        self.scope.graph().value(v).name.clone()
+    }
+
     /// Converts the nodes of a subgraph (an `If` branch) into this graph, the
     /// subgraph seeing this scope's values; returns its outputs.
     pub fn inline_subgraph(&mut self, g: &GraphProto) -> Result<Vec<ValueId>, OnnxError> {
         self.scope.inline_subgraph(g, &self.name)
+    }
+
+    /// Imports subgraph `g` as a closed graph whose declared inputs have the
+    /// types `leading` (see [`ImportScope::import_subgraph`]); returns it and
+    /// the values it captures.
+    pub fn subgraph(
+        &mut self,
+        g: &GraphProto,
+        leading: &[TensorType],
+    ) -> Result<(Graph, Vec<ValueId>), OnnxError> {
+        self.scope.import_subgraph(g, &self.name, leading)
     }
 }

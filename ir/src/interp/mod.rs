@@ -8,6 +8,7 @@
 use crate::error::OpError;
 mod broadcast;
 mod composite;
+mod control;
 mod elementwise;
 mod layout;
 mod misc;
@@ -81,6 +82,7 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<Tens
         Op::Composite(o) => composite::eval(o, inputs),
         Op::Misc(o) => misc::eval(o, inputs, n_outputs),
         Op::Fused(o) => eval_fused(o, inputs),
+        Op::Control(o) => control::eval(o, inputs),
     }?;
     if out.len() < n_outputs {
         return Err(OpError::shape(format!(
@@ -244,6 +246,16 @@ pub fn run_limited(
             return Err(EvalError::MissingInput(graph.value(i).name.clone()));
         }
     }
+    execute(graph, env, max_tensor_bytes)
+}
+
+/// Runs `graph`'s nodes over `env` (the inputs bound, every other value `None`)
+/// and returns its outputs.
+pub(crate) fn execute(
+    graph: &Graph,
+    mut env: Vec<Option<Tensor>>,
+    max_tensor_bytes: u64,
+) -> Result<Vec<Tensor>, EvalError> {
     for (i, v) in graph.values().iter().enumerate() {
         if let ValueDef::Const(t) = &v.def {
             env[i] = Some(t.clone());

@@ -9,6 +9,7 @@
 
 use crate::error::OpError;
 mod composite;
+mod control;
 mod elementwise;
 mod fused;
 mod layout;
@@ -20,6 +21,7 @@ mod resize;
 mod window;
 
 pub use composite::{CompositeOp, LossReduction, QkOutput};
+pub use control::{ControlOp, Subgraph, MAX_LOOP_ITERATIONS};
 pub use elementwise::{BinaryOp, UnaryOp};
 pub use fused::{FusedArg, FusedOp, FusedRole, FusedStep, MAX_FUSED_STEPS};
 pub use layout::{shape_range, slice_bounds, slice_len, LayoutOp, PadMode, ScatterReduction};
@@ -93,6 +95,8 @@ pub enum Op {
     Misc(MiscOp),
     /// A fused region: several elementwise steps around at most one anchor, one kernel.
     Fused(FusedOp),
+    /// Control flow: `If`, `Loop` and `Scan`, which own subgraphs.
+    Control(ControlOp),
 }
 
 impl Op {
@@ -106,6 +110,7 @@ impl Op {
             Op::Composite(o) => o,
             Op::Misc(o) => o,
             Op::Fused(o) => o,
+            Op::Control(o) => o,
         }
     }
 
@@ -139,6 +144,7 @@ impl Op {
             Op::Nn(o) => ron::ser::to_string_pretty(o, cfg()),
             Op::Composite(o) => ron::ser::to_string_pretty(o, cfg()),
             Op::Misc(o) => ron::ser::to_string_pretty(o, cfg()),
+            Op::Control(o) => ron::ser::to_string_pretty(o, cfg()),
             // Struct names are omitted by the compact form: name the region.
             Op::Fused(o) => ron::ser::to_string_pretty(o, cfg()).map(|s| format!("Fused{s}")),
         };
@@ -158,6 +164,7 @@ impl Op {
             .or_else(|| try_parse(s).map(Op::Nn))
             .or_else(|| try_parse(s).map(Op::Composite))
             .or_else(|| try_parse(s).map(Op::Misc))
+            .or_else(|| try_parse(s).map(Op::Control))
             .or_else(|| {
                 s.trim_start()
                     .strip_prefix("Fused")

@@ -11,7 +11,8 @@
 //! table; no arm is a catch-all over variants.
 
 use super::{
-    BinaryOp, CompositeOp, FusedOp, FusedRole, LayoutOp, MiscOp, NnOp, Op, ReduceOp, UnaryOp,
+    BinaryOp, CompositeOp, ControlOp, FusedOp, FusedRole, LayoutOp, MiscOp, NnOp, Op, ReduceOp,
+    UnaryOp,
 };
 
 /// The properties of one op, decided together (see the methods of [`Op`] that read
@@ -135,7 +136,22 @@ impl Op {
             Op::Composite(c) => composite_traits(c),
             Op::Misc(m) => misc_traits(m),
             Op::Fused(f) => fused_traits(f),
+            Op::Control(c) => control_traits(c),
         }
+    }
+}
+
+/// Control flow is opaque to regions; the condition and trip count choose how
+/// often the subgraphs run.
+fn control_traits(op: &ControlOp) -> Traits {
+    match op {
+        ControlOp::If { .. } => controlled(vec![0]),
+        ControlOp::Loop {
+            has_trip_count,
+            has_cond,
+            ..
+        } => controlled((0..*has_trip_count as usize + *has_cond as usize).collect()),
+        ControlOp::Scan { .. } => opaque(),
     }
 }
 

@@ -1,27 +1,237 @@
-//! ONNX control flow: `If` with a condition known at import time is inlined.
+//! ONNX control flow: `If`, `Loop` and `Scan` become [`ControlOp`]s owning
+//! closed subgraphs (values read from enclosing scopes are captured as extra
+//! operands); an `If` whose condition is known at import time is inlined.
 
+use kiln_ir::op::{ControlOp, Subgraph};
+use kiln_ir::{DType, Dim, Graph, Op, Shape, TensorType, ValueId};
+
+use crate::onnx::proto::{self, GraphProto, ValueInfoProto};
 use crate::onnx::{NodeCtx, OnnxError, Registry};
 
 /// Registers this family's converters.
 pub fn register(reg: &mut Registry) {
     reg.insert("If", convert_if);
+    reg.insert("Loop", convert_loop);
+    reg.insert("Scan", convert_scan);
+}
+
+fn required_graph<'a>(cx: &NodeCtx<'a>, name: &str) -> Result<&'a GraphProto, OnnxError> {
+    cx.attrs
+        .graph(name)
+        .ok_or_else(|| cx.err(format!("missing attribute {name}")))
 }
 
 fn convert_if(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let cond = cx.req(0)?;
-    let Some(c) = cx.constant(cond).and_then(|t| t.scalar_f64()) else {
-        return Err(cx.err("the condition is not known at import time (data-dependent control flow is not supported)"));
-    };
-    let branch = if c != 0.0 {
-        "then_branch"
-    } else {
-        "else_branch"
-    };
-    let g = cx
+    if let Some(c) = cx.constant(cond).and_then(|t| t.scalar_f64()) {
+        let branch = if c != 0.0 {
+            "then_branch"
+        } else {
+            "else_branch"
+        };
+        let g = required_graph(cx, branch)?;
+        let outs = cx.inline_subgraph(g)?;
+        cx.set_outputs(&outs);
+        return Ok(());
+    }
+    let then_g = required_graph(cx, "then_branch")?;
+    let else_g = required_graph(cx, "else_branch")?;
+    let (mut then_b, then_caps) = cx.subgraph(then_g, &[])?;
+    let (mut else_b, else_caps) = cx.subgraph(else_g, &[])?;
+    // Both branches take the union of what either captures, in one order.
+    let mut captures: Vec<ValueId> = then_caps.clone();
+    for c in &else_caps {
+        if !captures.contains(c) {
+            captures.push(*c);
+        }
+    }
+    align_inputs(cx, &mut then_b, &then_caps, &captures);
+    align_inputs(cx, &mut else_b, &else_caps, &captures);
+    let n = cx.num_outputs();
+    if then_b.outputs.len() != else_b.outputs.len() {
+        return Err(cx.err(format!(
+            "the then branch returns {} values, the else branch {}",
+            then_b.outputs.len(),
+            else_b.outputs.len()
+        )));
+    }
+    let op = Op::Control(ControlOp::If {
+        then_branch: Subgraph::new(then_b),
+        else_branch: Subgraph::new(else_b),
+    });
+    let mut inputs = vec![cond];
+    inputs.extend(captures);
+    let outs = cx.op_n(op, &inputs, n.min(then_g.output.len()))?;
+    cx.set_outputs(&outs);
+    Ok(())
+}
+
+/// Makes `branch`'s capture inputs (now one per value of `own`, in that
+/// order) one per value of `all`, in that order: inputs for values it does
+/// not read are added unused.
+fn align_inputs(cx: &NodeCtx, branch: &mut Graph, own: &[ValueId], all: &[ValueId]) {
+    let lead = branch.inputs.len() - own.len();
+    let own_inputs: Vec<ValueId> = branch.inputs[lead..].to_vec();
+    let mut inputs: Vec<ValueId> = branch.inputs[..lead].to_vec();
+    for c in all {
+        match own.iter().position(|o| o == c) {
+            Some(k) => inputs.push(own_inputs[k]),
+            None => {
+                let name = branch.fresh_name(&format!("{}#unused", cx.graph_value_name(*c)));
+                let ty = cx.ty(*c).clone();
+                let v = branch.add_input(name, ty);
+                inputs.push(v);
+            }
+        }
+    }
+    branch.inputs = inputs;
+}
+
+/// The type of a loop body's iteration-number or condition input: its
+/// declared shape when that is one element (`[1]`), else a scalar.
+fn single_input_type(vi: Option<&ValueInfoProto>, dtype: DType) -> TensorType {
+    let dims = vi
+        .and_then(|vi| vi.r#type.as_ref())
+        .and_then(|t| t.value.as_ref())
+        .and_then(|v| match v {
+            proto::type_proto::Value::TensorType(tt) => tt.shape.as_ref(),
+            _ => None,
+        })
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match d.value {
+                    Some(proto::tensor_shape_proto::dimension::Value::DimValue(1)) => Some(1),
+                    _ => None,
+                })
+                .collect::<Option<Vec<usize>>>()
+        });
+    match dims {
+        Some(Some(d)) => TensorType::new(dtype, Shape::known(&d)),
+        _ => TensorType::new(dtype, Shape::default()),
+    }
+}
+
+fn convert_loop(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let body_g = required_graph(cx, "body")?;
+    let trip = cx.input(0)?;
+    let cond = cx.input(1)?;
+    let carried: Vec<ValueId> = (2..cx.num_inputs())
+        .map(|i| cx.req(i))
+        .collect::<Result<_, _>>()?;
+    if body_g.input.len() != 2 + carried.len() {
+        return Err(cx.err(format!(
+            "the body takes {} inputs; with {} loop-carried values it must take {}",
+            body_g.input.len(),
+            carried.len(),
+            2 + carried.len()
+        )));
+    }
+    let mut leading = vec![
+        single_input_type(body_g.input.first(), DType::I64),
+        single_input_type(body_g.input.get(1), DType::Bool),
+    ];
+    leading.extend(carried.iter().map(|&v| cx.ty(v).clone()));
+    let (body, captures) = cx.subgraph(body_g, &leading)?;
+    let mut inputs = Vec::new();
+    if let Some(m) = trip {
+        let m = if cx.dtype(m) == DType::I64 {
+            m
+        } else {
+            cx.op(
+                Op::Layout(kiln_ir::op::LayoutOp::Cast { to: DType::I64 }),
+                &[m],
+            )?
+        };
+        inputs.push(m);
+    }
+    if let Some(c) = cond {
+        let c = if cx.dtype(c) == DType::Bool {
+            c
+        } else {
+            cx.op(
+                Op::Layout(kiln_ir::op::LayoutOp::Cast { to: DType::Bool }),
+                &[c],
+            )?
+        };
+        inputs.push(c);
+    }
+    inputs.extend(&carried);
+    inputs.extend(captures);
+    let op = Op::Control(ControlOp::Loop {
+        body: Subgraph::new(body),
+        has_trip_count: trip.is_some(),
+        has_cond: cond.is_some(),
+        num_carried: carried.len(),
+    });
+    let outs = cx.op_n(op, &inputs, cx.num_outputs())?;
+    cx.set_outputs(&outs);
+    Ok(())
+}
+
+fn convert_scan(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    if cx.opset < 9 {
+        return Err(cx.err(
+            "Scan before opset 9 (with sequence_lens and a batch axis) is not supported; re-export with opset 9 or later",
+        ));
+    }
+    let body_g = required_graph(cx, "body")?;
+    let num_scan_inputs = cx
         .attrs
-        .graph(branch)
-        .ok_or_else(|| cx.err(format!("missing attribute {branch}")))?;
-    let outs = cx.inline_subgraph(g)?;
+        .int("num_scan_inputs")
+        .ok_or_else(|| cx.err("missing attribute num_scan_inputs"))?;
+    let operands: Vec<ValueId> = (0..cx.num_inputs())
+        .map(|i| cx.req(i))
+        .collect::<Result<_, _>>()?;
+    if num_scan_inputs < 1 || num_scan_inputs as usize > operands.len() {
+        return Err(cx.err(format!(
+            "num_scan_inputs is {num_scan_inputs} with {} operands",
+            operands.len()
+        )));
+    }
+    let m = num_scan_inputs as usize;
+    let num_state = operands.len() - m;
+    let num_scan_outputs = body_g.output.len().checked_sub(num_state).ok_or_else(|| {
+        cx.err(format!(
+            "the body returns {} values, fewer than the {num_state} states",
+            body_g.output.len()
+        ))
+    })?;
+    let list = |name: &str, n: usize| -> Result<Vec<i64>, OnnxError> {
+        let v = cx.attrs.ints(name).unwrap_or_else(|| vec![0; n]);
+        if v.len() != n {
+            return Err(cx.err(format!("{name} has {} entries, {n} expected", v.len())));
+        }
+        Ok(v)
+    };
+    let input_axes = list("scan_input_axes", m)?;
+    let input_dirs = list("scan_input_directions", m)?;
+    let output_axes = list("scan_output_axes", num_scan_outputs)?;
+    let output_dirs = list("scan_output_directions", num_scan_outputs)?;
+    let mut leading: Vec<TensorType> = operands[..num_state]
+        .iter()
+        .map(|&v| cx.ty(v).clone())
+        .collect();
+    for (j, &v) in operands[num_state..].iter().enumerate() {
+        let t = cx.ty(v).clone();
+        let a = cx.axis(input_axes[j], t.shape.rank())?;
+        let mut dims: Vec<Dim> = t.shape.0.clone();
+        dims.remove(a);
+        leading.push(TensorType::new(t.dtype, Shape(dims)));
+    }
+    let (body, captures) = cx.subgraph(body_g, &leading)?;
+    let mut inputs = operands;
+    inputs.extend(captures);
+    let op = Op::Control(ControlOp::Scan {
+        body: Subgraph::new(body),
+        num_state,
+        num_scan_inputs: m,
+        input_axes,
+        input_reverse: input_dirs.iter().map(|&d| d != 0).collect(),
+        output_axes,
+        output_reverse: output_dirs.iter().map(|&d| d != 0).collect(),
+    });
+    let outs = cx.op_n(op, &inputs, cx.num_outputs())?;
     cx.set_outputs(&outs);
     Ok(())
 }
