@@ -314,10 +314,12 @@ fn compile_objects(program: &Program, cpu: &CpuTarget) -> Result<Vec<CompiledObj
             .collect(),
         other => vec![other.clone()],
     };
+    let kernels: Vec<_> = program.all_kernels().into_iter().cloned().collect();
+    let kernels = &kernels;
     let results: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = targets
             .iter()
-            .map(|t| s.spawn(move || compile(&program.kernels, t, false)))
+            .map(|t| s.spawn(move || compile(kernels, t, false)))
             .collect();
         handles
             .into_iter()
@@ -554,6 +556,38 @@ pub fn check(path: &Path) -> Result<Checked, Error> {
     })
 }
 
+/// A control step's interface must match its op and bodies (the runtime
+/// indexes bodies' inputs and outputs by the op's counts), and each body must
+/// pass [`validate`] itself.
+fn validate_control(c: &kiln_codegen::program::ControlStep) -> Result<(), String> {
+    let bad = |what: &str| Err(format!("its program is inconsistent ({what})"));
+    let kiln_ir::Op::Control(op) = &c.op else {
+        return bad("a control step without a control op");
+    };
+    let subs = op.subgraphs();
+    if c.bodies.len() != subs.len() {
+        return bad("a control step's bodies do not match its subgraphs");
+    }
+    if c.inputs.len() != op.leading_operands() + op.num_captures() {
+        return bad("a control step's operands do not match its op");
+    }
+    for (b, g) in c.bodies.iter().zip(&subs) {
+        if b.inputs.len() != g.graph().inputs.len() || b.outputs.len() != g.graph().outputs.len() {
+            return bad("a control body's interface does not match its subgraph");
+        }
+        validate(b)?;
+    }
+    let expected_outputs = match op {
+        kiln_ir::op::ControlOp::If { then_branch, .. } => then_branch.graph().outputs.len(),
+        kiln_ir::op::ControlOp::Loop { num_carried, .. } => num_carried + op.num_scan_outputs(),
+        kiln_ir::op::ControlOp::Scan { num_state, .. } => num_state + op.num_scan_outputs(),
+    };
+    if c.outputs.len() != expected_outputs {
+        return bad("a control step's results do not match its op");
+    }
+    Ok(())
+}
+
 /// Structural checks a deserialized program must pass before it runs (ids in
 /// range, kernels well formed): a hand-edited or damaged program is refused.
 pub(crate) fn validate(p: &Program) -> Result<(), String> {
@@ -594,6 +628,9 @@ pub(crate) fn validate(p: &Program) -> Result<(), String> {
         let (reads, writes) = kiln_codegen::schedule::step_io(p, s);
         if reads.iter().chain(&writes).any(|&b| b >= nb) {
             return bad("a step names a missing buffer");
+        }
+        if let kiln_codegen::program::Step::Control(c) = s {
+            validate_control(c)?;
         }
         if let kiln_codegen::program::Step::Gemm(g) = s {
             let b_dtype = g.b_stored.unwrap_or(g.dtype);

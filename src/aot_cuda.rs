@@ -105,7 +105,7 @@ pub fn write(
         kiln_codegen::schedule::ScheduleOptions::default(),
         "cuda",
     )?;
-    let constants = crate::cpu::constants_of(&program, &specialized);
+    let constants = crate::cpu::own_constants_of(&program, &specialized);
     let gpu = GpuProgram::lower(program);
     progress(STAGES[1]);
     let source = module_source(&gpu.kernels).map_err(|e| Error::Codegen(e.to_string()))?;

@@ -12,7 +12,7 @@ use kiln_codegen::llvm::object::{compile, CpuTarget};
 use kiln_codegen::program::Program;
 use kiln_codegen::schedule::{schedule_with, ScheduleError, ScheduleOptions};
 use kiln_codegen::specialize::specialize;
-use kiln_ir::{Graph, Tensor, ValueId};
+use kiln_ir::{Graph, Tensor};
 use kiln_runtime::cpu::CpuExecutable;
 use kiln_runtime::cuda::GpuExecutable;
 
@@ -228,8 +228,9 @@ pub fn build_at(
     // tuning code generation).
     let dump = std::env::var_os("KILN_DUMP_IR");
     let target = isa.map_or(CpuTarget::Host, CpuTarget::HostAt);
-    let object = compile(&program.kernels, &target, dump.is_some())
-        .map_err(|e| Error::Codegen(e.to_string()))?;
+    let kernels: Vec<_> = program.all_kernels().into_iter().cloned().collect();
+    let object =
+        compile(&kernels, &target, dump.is_some()).map_err(|e| Error::Codegen(e.to_string()))?;
     if let (Some(path), Some(ir)) = (dump, &object.ir) {
         std::fs::write(&path, ir).map_err(|e| Error::Output(format!("KILN_DUMP_IR: {e}")))?;
     }
@@ -265,7 +266,7 @@ pub fn build_simulated_with(
         Ok(p) => p,
         Err((graph, reason)) => return Ok(Build::Interpreted { graph, reason }),
     };
-    let constants = constants_of(&program, &specialized);
+    let constants = own_constants_of(&program, &specialized);
     let gpu = GpuProgram::lower_with(program, options);
     let device = kiln_runtime::cuda::SimDevice::new(gpu.kernels.clone())?;
     let exe = GpuExecutable::new(gpu, Box::new(device), constants, threads)?;
@@ -300,16 +301,17 @@ pub fn program_for_with(
     }
 }
 
-/// The tensors of a program's constants, in order.
+/// The tensors of a program's constants, in order, followed by those of its
+/// control steps' compiled bodies ([`Program::all_constants`]): what the CPU
+/// executable takes.
 pub fn constants_of(program: &Program, graph: &Graph) -> Vec<Tensor> {
-    program
-        .constants
-        .iter()
-        .map(|&id| {
-            graph
-                .constant(ValueId(id))
-                .expect("program constants are graph constants")
-                .clone()
-        })
-        .collect()
+    program.all_constants(graph).into_iter().cloned().collect()
+}
+
+/// The tensors of a program's own constants (not its bodies'): what the GPU
+/// executable takes (it runs control flow on the interpreter).
+pub fn own_constants_of(program: &Program, graph: &Graph) -> Vec<Tensor> {
+    let mut all = constants_of(program, graph);
+    all.truncate(program.constants.len());
+    all
 }

@@ -12,7 +12,7 @@ use kiln_codegen::gpu::GpuKernel;
 use kiln_ir::Graph;
 use kiln_runtime::cuda::{cublas_present, CudaDevice, CudaGpu, GpuExecutable};
 
-use crate::cpu::{constants_of, Build};
+use crate::cpu::{own_constants_of, Build};
 use crate::Error;
 
 /// GEMM steps of at least this many multiply-adds go to cuBLAS when the
@@ -74,7 +74,7 @@ pub fn build_cuda(
         Ok(p) => p,
         Err((graph, reason)) => return Ok(Build::Interpreted { graph, reason }),
     };
-    let constants = constants_of(&program, &specialized);
+    let constants = own_constants_of(&program, &specialized);
     let options = LowerOptions {
         library_gemm_min_macs: cublas_present().then_some(CUDA_LIBRARY_GEMM_MIN_MACS),
     };

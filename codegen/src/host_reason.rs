@@ -51,6 +51,10 @@ pub enum HostReason {
     /// Type inference fails on the node's concrete shapes (the interpreter
     /// reports the error when the node runs).
     Inference(String),
+    /// A control-flow subgraph could not be compiled at these shapes (a value
+    /// whose shape is only known at run time, a loop-carried value whose shape
+    /// changes between iterations); the interpreter runs the whole op.
+    Subgraph(String),
 }
 
 impl std::fmt::Display for HostReason {
@@ -72,6 +76,7 @@ impl std::fmt::Display for HostReason {
                 write!(f, "`{op}` has no kernel expression for {dtype}")
             }
             HostReason::Inference(m) => write!(f, "type inference failed: {m}"),
+            HostReason::Subgraph(m) => write!(f, "subgraph not compiled: {m}"),
         }
     }
 }
@@ -100,6 +105,7 @@ mod tests {
                 dtype: DType::I32,
             },
             HostReason::Inference("rank mismatch".into()),
+            HostReason::Subgraph("value `y` has a data-dependent shape".into()),
         ];
         let text: Vec<String> = reasons.iter().map(|r| r.to_string()).collect();
         assert_eq!(
@@ -113,6 +119,7 @@ mod tests {
                 "shape not covered by one kernel: the anchor's shape differs from the output's",
                 "`Div` has no kernel expression for i32",
                 "type inference failed: rank mismatch",
+                "subgraph not compiled: value `y` has a data-dependent shape",
             ]
         );
     }

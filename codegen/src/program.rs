@@ -148,6 +148,30 @@ pub enum Step {
         /// Why the scheduler left it to the interpreter.
         reason: HostReason,
     },
+    /// Control flow over compiled subgraph programs.
+    Control(ControlStep),
+}
+
+/// A control-flow node (`If`, `Loop`, `Scan`) whose subgraphs were compiled:
+/// each subgraph is a program of its own (buffers, constants, steps; its
+/// kernels go into the same object as the enclosing program's), which the
+/// runtime runs once per branch taken or iteration, binding its inputs and
+/// outputs to the enclosing program's buffers (or slices of them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ControlStep {
+    /// The IR node's name.
+    pub node: String,
+    /// The op, its subgraphs specialized to this program's shapes: what a
+    /// backend without compiled bodies evaluates (the interpreter), and the
+    /// graphs the bodies' constants come from.
+    pub op: Op,
+    /// Operand buffers (in the op's operand order).
+    pub inputs: Vec<BufferId>,
+    /// Result buffers.
+    pub outputs: Vec<BufferId>,
+    /// One program per subgraph of `op`, in the order of
+    /// [`kiln_ir::op::ControlOp::subgraphs`].
+    pub bodies: Vec<Program>,
 }
 
 /// A shape-specialized program.
@@ -275,6 +299,62 @@ impl Program {
         })
     }
 
+    /// Every kernel of the program and of its control steps' bodies (depth
+    /// first, each program's own kernels before its bodies'): what one object
+    /// file holds. Kernel names are unique across all of them.
+    pub fn all_kernels(&self) -> Vec<&Kernel> {
+        let mut out: Vec<&Kernel> = self.kernels.iter().collect();
+        for s in &self.steps {
+            if let Step::Control(c) = s {
+                for b in &c.bodies {
+                    out.extend(b.all_kernels());
+                }
+            }
+        }
+        out
+    }
+
+    /// The graph value behind each constant of the program and of its control
+    /// steps' bodies, in the order the runtime numbers them (the program's own
+    /// constants, then each control step's bodies depth first): `graph` is the
+    /// specialized graph the program was scheduled from, bodies' constants are
+    /// values of the specialized subgraphs their steps carry.
+    pub fn all_constants<'g>(&'g self, graph: &'g kiln_ir::Graph) -> Vec<&'g kiln_ir::Tensor> {
+        let mut out: Vec<&kiln_ir::Tensor> = self
+            .constants
+            .iter()
+            .map(|&id| {
+                graph
+                    .constant(kiln_ir::ValueId(id))
+                    .expect("program constants are graph constants")
+            })
+            .collect();
+        for s in &self.steps {
+            if let Step::Control(c) = s {
+                let Op::Control(op) = &c.op else {
+                    unreachable!("control steps carry control ops")
+                };
+                for (b, g) in c.bodies.iter().zip(op.subgraphs()) {
+                    out.extend(b.all_constants(g.graph()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Number of constants of the program and of its bodies ([`Program::all_constants`]).
+    pub fn all_constants_len(&self) -> usize {
+        self.constants.len()
+            + self
+                .steps
+                .iter()
+                .map(|s| match s {
+                    Step::Control(c) => c.bodies.iter().map(Program::all_constants_len).sum(),
+                    _ => 0,
+                })
+                .sum::<usize>()
+    }
+
     /// Floating-point operations of the GEMM steps.
     pub fn gemm_flops(&self) -> f64 {
         self.steps
@@ -332,6 +412,22 @@ impl Program {
                 } => {
                     let from = if *wrap_negative { "" } else { "0.." };
                     let _ = writeln!(out, "check {node} buf{indices} within {from}{bounds:?}");
+                }
+                Step::Control(c) => {
+                    let _ = writeln!(
+                        out,
+                        "control {} {} {:?} -> {:?} {{",
+                        c.node,
+                        c.op.name(),
+                        c.inputs,
+                        c.outputs
+                    );
+                    for (i, b) in c.bodies.iter().enumerate() {
+                        let _ = writeln!(out, "body {i} {{");
+                        out.push_str(&b.to_text());
+                        out.push_str("}\n");
+                    }
+                    out.push_str("}\n");
                 }
             }
         }

@@ -258,6 +258,7 @@ fn profile(
             }
             Step::Host { op, .. } => format!("host {}", op.name()),
             Step::CheckIndices { .. } => "check indices".to_string(),
+            Step::Control(c) => format!("control {} (compiled bodies)", c.op.name()),
         };
         let e = groups.entry(key).or_default();
         e.0 += t.as_secs_f64() * 1e3 / iters as f64;

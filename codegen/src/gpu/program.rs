@@ -197,7 +197,7 @@ impl GpuProgram {
                         None => GpuStep::Host,
                     }
                 }
-                Step::Host { .. } => GpuStep::Host,
+                Step::Host { .. } | Step::Control(_) => GpuStep::Host,
             });
         }
         GpuProgram {

@@ -25,6 +25,7 @@
 //! are dropped at the end.
 
 mod attention;
+mod control;
 mod conv;
 pub mod elementwise;
 mod layout;
@@ -347,6 +348,7 @@ impl<'g> Scheduler<'g> {
             op if elementwise::is_elementwise(op) => region::lower_node(self, node),
             Op::Reduce(_) | Op::Composite(_) => region::lower_row_op(self, node),
             Op::Layout(_) => layout::lower(self, node),
+            Op::Control(c) => control::lower(self, node, c),
             op => host(HostReason::OpNotLowered {
                 op: op.name().to_string(),
             }),
@@ -456,6 +458,7 @@ pub fn step_io(prog: &Program, step: &Step) -> (Vec<BufferId>, Vec<BufferId>) {
             inputs, outputs, ..
         } => (inputs.clone(), outputs.clone()),
         Step::CheckIndices { indices, .. } => (vec![*indices], vec![]),
+        Step::Control(c) => (c.inputs.clone(), c.outputs.clone()),
     }
 }
 

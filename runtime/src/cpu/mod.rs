@@ -7,6 +7,7 @@
 //! nothing) and share the code, the constants and the threads.
 
 pub mod bf16_dot;
+mod control;
 pub(crate) mod gemm;
 pub(crate) mod host;
 
@@ -168,7 +169,10 @@ pub struct CpuBackend {
     program: Arc<Program>,
     kernels: KernelCode,
     constants: Vec<Constant>,
-    pool: rayon::ThreadPool,
+    /// The compiled subgraphs of each control step (indexed by step; empty
+    /// for other steps).
+    controls: Vec<Vec<control::Body>>,
+    pool: Arc<rayon::ThreadPool>,
     threads: usize,
     /// Whether every step runs on one thread whatever the pool (one thread,
     /// or kernels too small to split, and no GEMM or host step that could
@@ -186,16 +190,91 @@ enum KernelCode {
     Native {
         /// The entry points.
         fns: Vec<KernelFn>,
-        /// Keeps the machine code of `fns` alive.
-        _object: LoadedObject,
+        /// Keeps the machine code of `fns` alive (shared with the bodies of
+        /// control steps, whose kernels are in the same object).
+        _object: Arc<LoadedObject>,
     },
 }
 
 impl CpuBackend {
+    /// The backend of `program` (and, recursively, of its control steps'
+    /// bodies): kernels looked up in `object`, constants taken in
+    /// [`Program::all_constants`] order.
+    fn build(
+        program: Program,
+        object: &Arc<LoadedObject>,
+        constants: &mut impl Iterator<Item = Tensor>,
+        pool: &Arc<rayon::ThreadPool>,
+        threads: usize,
+    ) -> Result<CpuBackend, RunError> {
+        let fns = program
+            .kernels
+            .iter()
+            .map(|k| {
+                object
+                    .kernel(&k.name)
+                    .map_err(|e| RunError::Load(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let own = constants
+            .by_ref()
+            .take(program.constants.len())
+            .map(|t| {
+                let misaligned =
+                    !(t.bytes().as_ptr() as usize).is_multiple_of(t.dtype().size().max(1));
+                let aligned = if misaligned {
+                    Some(AlignedBuf::copy_of(t.bytes())?)
+                } else {
+                    None
+                };
+                Ok(Constant { tensor: t, aligned })
+            })
+            .collect::<Result<Vec<_>, RunError>>()?;
+        if own.len() != program.constants.len() {
+            return Err(RunError::Internal(
+                "fewer constants than the program has".into(),
+            ));
+        }
+        let mut controls = Vec::with_capacity(program.steps.len());
+        for step in &program.steps {
+            let mut bodies = Vec::new();
+            if let Step::Control(c) = step {
+                for b in &c.bodies {
+                    let backend = CpuBackend::build(b.clone(), object, constants, pool, threads)?;
+                    bodies.push(control::Body::new(backend));
+                }
+            }
+            controls.push(bodies);
+        }
+        let mut backend = CpuBackend {
+            program: Arc::new(program),
+            kernels: KernelCode::Native {
+                fns,
+                _object: object.clone(),
+            },
+            constants: own,
+            controls,
+            pool: pool.clone(),
+            threads,
+            inline: false,
+            avx512_kernels: true,
+        };
+        backend.inline = backend.all_serial();
+        Ok(backend)
+    }
+
     /// Whether `kernel` runs as one chunk (see [`launch_kernel`](Self::launch_kernel)).
     fn serial(&self, kernel: &kiln_codegen::kernel::Kernel) -> bool {
         let work: usize = kernel.buffers.iter().map(|b| b.len).sum();
         self.threads <= 1 || work < MIN_PARALLEL_ELEMENTS || kernel.parallel_extent() < 2
+    }
+
+    /// Allows (or not) the hand-written AVX-512 kernels, bodies included.
+    fn cap_isa(&mut self, avx512: bool) {
+        self.avx512_kernels = avx512;
+        for b in self.controls.iter_mut().flatten() {
+            b.backend.cap_isa(avx512);
+        }
     }
 
     /// Whether every step of the program runs on the calling thread.
@@ -205,7 +284,8 @@ impl CpuBackend {
             Step::Gemm(_) => self.threads <= 1,
             Step::CheckIndices { .. } => true,
             Step::Host { .. } => false,
-        })
+            Step::Control(_) => false,
+        }) && self.controls.iter().flatten().all(|b| b.backend.inline)
     }
 
     fn launch_kernel(
@@ -309,6 +389,7 @@ impl Backend for CpuBackend {
                 bounds,
                 wrap_negative,
             } => check_indices(&self.program, node, *indices, bounds, *wrap_negative, ptrs),
+            Step::Control(c) => control::run(&self.program, c, &self.controls[index], ptrs),
         }
     }
 
@@ -383,66 +464,26 @@ impl CpuExecutable {
         constants: Vec<Tensor>,
         threads: usize,
     ) -> Result<CpuExecutable, RunError> {
-        let loaded = LoadedObject::load(object).map_err(|e| RunError::Load(e.to_string()))?;
-        let fns = program
-            .kernels
-            .iter()
-            .map(|k| {
-                loaded
-                    .kernel(&k.name)
-                    .map_err(|e| RunError::Load(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let code = KernelCode::Native {
-            fns,
-            _object: loaded,
-        };
-        CpuExecutable::with_code(program, code, constants, threads)
-    }
-
-    fn with_code(
-        program: Program,
-        kernels: KernelCode,
-        constants: Vec<Tensor>,
-        threads: usize,
-    ) -> Result<CpuExecutable, RunError> {
-        if constants.len() != program.constants.len() {
+        let loaded =
+            Arc::new(LoadedObject::load(object).map_err(|e| RunError::Load(e.to_string()))?);
+        if constants.len() != program.all_constants_len() {
             return Err(RunError::Internal(format!(
                 "{} constants given, the program has {}",
                 constants.len(),
-                program.constants.len()
+                program.all_constants_len()
             )));
         }
-        let constants = constants
-            .into_iter()
-            .map(|t| {
-                let misaligned =
-                    !(t.bytes().as_ptr() as usize).is_multiple_of(t.dtype().size().max(1));
-                let aligned = if misaligned {
-                    Some(AlignedBuf::copy_of(t.bytes())?)
-                } else {
-                    None
-                };
-                Ok(Constant { tensor: t, aligned })
-            })
-            .collect::<Result<Vec<_>, RunError>>()?;
+        let mut constants = constants.into_iter();
         let threads = threads.max(1);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("kiln-cpu-{i}"))
-            .build()
-            .map_err(|e| RunError::Internal(format!("thread pool: {e}")))?;
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("kiln-cpu-{i}"))
+                .build()
+                .map_err(|e| RunError::Internal(format!("thread pool: {e}")))?,
+        );
         let plan = Plan::new(&program);
-        let mut backend = CpuBackend {
-            program: Arc::new(program),
-            kernels,
-            constants,
-            pool,
-            threads,
-            inline: false,
-            avx512_kernels: true,
-        };
-        backend.inline = backend.all_serial();
+        let backend = CpuBackend::build(program, &loaded, &mut constants, &pool, threads)?;
         Ok(CpuExecutable {
             backend,
             plan,
@@ -455,7 +496,7 @@ impl CpuExecutable {
     /// level `isa` (`None`: the CPU's best): [`IsaLevel::V3`] keeps the bf16
     /// dot-product GEMM off, as the build's generated code is.
     pub fn cap_isa(mut self, isa: Option<IsaLevel>) -> CpuExecutable {
-        self.backend.avx512_kernels = isa.is_none_or(|l| l >= IsaLevel::V4);
+        self.backend.cap_isa(isa.is_none_or(|l| l >= IsaLevel::V4));
         self
     }
 

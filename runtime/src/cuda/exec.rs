@@ -458,6 +458,21 @@ impl GpuExecutable {
                 })?;
                 staged.upload(&*self.device, prog, outputs, ptrs)
             }
+            Step::Control(c) => {
+                // The GPU runs no compiled subgraphs yet: the interpreter
+                // evaluates the whole op on host copies.
+                let staged = self.stage(&c.inputs, &c.outputs, ptrs)?;
+                crate::cpu::host::run(
+                    prog,
+                    &c.node,
+                    &c.op,
+                    &c.inputs,
+                    &c.outputs,
+                    &staged.table,
+                    |k| &self.constants[k],
+                )?;
+                staged.upload(&*self.device, prog, &c.outputs, ptrs)
+            }
             _ => Err(RunError::Internal(format!(
                 "GPU step {index} runs on the host but is a kernel or GEMM"
             ))),
