@@ -13,7 +13,7 @@
 //! result computed per run. Data movement over such casts (a QKV concatenation,
 //! a split, a reshape) is folded on the half-precision tensors and cast again.
 
-use kiln_ir::op::{InferInputs, LayoutOp};
+use kiln_ir::op::{ControlOp, InferInputs, LayoutOp};
 use kiln_ir::{Dim, Graph, Op, OpError, Shape, Tensor, TensorType, ValueDef, ValueId};
 
 pub use kiln_ir::limits::FOLD_MAX_ELEMENTS;
@@ -184,6 +184,34 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
                 continue;
             }
         }
+        // An `If` whose condition is now known is its branch, inlined.
+        if let (
+            Op::Control(ControlOp::If {
+                then_branch,
+                else_branch,
+            }),
+            Some(c),
+        ) = (
+            &node.op,
+            consts
+                .first()
+                .copied()
+                .flatten()
+                .and_then(Tensor::scalar_f64),
+        ) {
+            let branch = if c != 0.0 { then_branch } else { else_branch };
+            let shapes: Vec<Vec<usize>> = types[1..]
+                .iter()
+                .map(|t| t.shape.as_known().unwrap_or_default())
+                .collect();
+            let spec = specialize(branch.graph(), &shapes)?;
+            let results = inline_graph(&mut out, &spec, &inputs[1..], &node.name, node.brick)
+                .map_err(|e| err(OpError::new(e.kind, e.message)))?;
+            for (&o, r) in node.outputs.iter().zip(results) {
+                map[o.0 as usize] = Some(r);
+            }
+            continue;
+        }
         // Small casts (norm scales) fold; weights stay half precision.
         let keep_cast = is_widening_cast(&node.op, &types)
             && consts[0].is_some_and(|t| t.numel() > FOLD_MAX_ELEMENTS);
@@ -228,6 +256,56 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
         .collect();
     out.prune();
     Ok(out)
+}
+
+/// Copies the nodes of `sub` into `out`, its inputs bound to `args`; returns
+/// the values of its outputs. Names are made unique under `prefix`.
+fn inline_graph(
+    out: &mut Graph,
+    sub: &Graph,
+    args: &[ValueId],
+    prefix: &str,
+    brick: Option<kiln_ir::BrickId>,
+) -> Result<Vec<ValueId>, kiln_ir::NodeError> {
+    let mut map: Vec<Option<ValueId>> = vec![None; sub.values().len()];
+    for (&i, &a) in sub.inputs.iter().zip(args) {
+        map[i.0 as usize] = Some(a);
+    }
+    for (i, v) in sub.values().iter().enumerate() {
+        if let ValueDef::Const(t) = &v.def {
+            let name = out.fresh_name(&format!("{prefix}/{}", v.name));
+            map[i] = Some(out.add_const(name, t.clone()));
+        }
+    }
+    for n in sub.nodes() {
+        let inputs: Vec<ValueId> = n
+            .inputs
+            .iter()
+            .map(|i| map[i.0 as usize].expect("topological order"))
+            .collect();
+        let names: Vec<String> = n
+            .outputs
+            .iter()
+            .map(|&o| out.fresh_name(&format!("{prefix}/{}", sub.value(o).name)))
+            .collect();
+        let types: Vec<TensorType> = n.outputs.iter().map(|&o| sub.value(o).ty.clone()).collect();
+        let new = out.add_node_typed(
+            format!("{prefix}/{}", n.name),
+            n.op.clone(),
+            inputs,
+            &names,
+            types,
+            brick,
+        )?;
+        for (&o, v) in n.outputs.iter().zip(new) {
+            map[o.0 as usize] = Some(v);
+        }
+    }
+    Ok(sub
+        .outputs
+        .iter()
+        .map(|o| map[o.0 as usize].expect("defined"))
+        .collect())
 }
 
 /// Adds the half-precision constant `half` and a `Cast` of it to `to` whose
@@ -382,6 +460,10 @@ fn fold(
     out_types: &[TensorType],
     n_outputs: usize,
 ) -> Option<Vec<Tensor>> {
+    // Control flow may run for long: it runs when the model does.
+    if matches!(op, Op::Control(_)) {
+        return None;
+    }
     let all_const = !consts.is_empty() && consts.iter().all(|c| c.is_some());
     // Weight-only computations (a QKV concatenation, a merged LoRA delta) are
     // done once here instead of on every run, up to WEIGHT_FOLD_MAX_ELEMENTS;

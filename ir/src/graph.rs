@@ -527,6 +527,13 @@ impl Graph {
         self.nodes[id.0 as usize].brick = brick;
     }
 
+    /// Replaces a node's op by an equivalent one with the same operands and
+    /// result types (a control-flow op whose subgraphs were optimized); the
+    /// verifier checks the types still hold.
+    pub fn set_node_op(&mut self, id: NodeId, op: Op) {
+        self.nodes[id.0 as usize].op = op;
+    }
+
     /// Renames a value (the new name must be unused).
     pub fn rename_value(&mut self, id: ValueId, name: String) {
         let old = std::mem::replace(&mut self.values[id.0 as usize].name, name.clone());

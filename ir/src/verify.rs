@@ -122,6 +122,16 @@ pub fn verify(graph: &Graph) -> Result<(), VerifyError> {
         if n.brick.is_some_and(|b| b.0 as usize >= graph.bricks.len()) {
             return Err(at(&n.name, "belongs to a missing brick".into()));
         }
+        if let crate::Op::Control(c) = &n.op {
+            for sub in c.subgraphs() {
+                verify(sub.graph()).map_err(|e| {
+                    at(
+                        &n.name,
+                        format!("{}: in subgraph `{}`: {e}", n.op.name(), sub.graph().name),
+                    )
+                })?;
+            }
+        }
         let types: Vec<TensorType> = n
             .inputs
             .iter()

@@ -16,7 +16,7 @@ use egg::{
     Applier, Id, PatternAst, Rewrite, Runner, SearchMatches, Searcher, StopReason, Subst, Symbol,
     Var,
 };
-use kiln_ir::{BrickId, Graph, NodeError};
+use kiln_ir::{BrickId, Graph, NodeError, Op};
 
 use crate::cost::{CostModel, DimBindings, TargetProfile};
 use crate::extract_dag::extract_dag;
@@ -283,6 +283,26 @@ impl Pipeline {
             .map(|(g, report, _)| (g, report))
     }
 
+    /// The graph with every control-flow subgraph optimized as a graph of its
+    /// own (recursively; the enclosing graph sees the op as opaque), or `None`
+    /// when it has no control flow.
+    fn optimize_subgraphs(
+        &self,
+        graph: &Graph,
+        profile: &TargetProfile,
+    ) -> Result<Option<Graph>, PipelineError> {
+        let mut out: Option<Graph> = None;
+        for (i, node) in graph.nodes().iter().enumerate() {
+            let Op::Control(c) = &node.op else {
+                continue;
+            };
+            let optimized = c.map_subgraphs(|g| self.run(g, profile).map(|(g, _)| g))?;
+            out.get_or_insert_with(|| graph.clone())
+                .set_node_op(kiln_ir::NodeId(i as u32), Op::Control(optimized));
+        }
+        Ok(out)
+    }
+
     /// [`Pipeline::run`], also returning the saturated e-graph (for pass developers:
     /// Graphviz dumps, statistics).
     pub fn run_keeping_egraph(
@@ -290,6 +310,8 @@ impl Pipeline {
         graph: &Graph,
         profile: &TargetProfile,
     ) -> Result<(Graph, Report, EGraphModel), PipelineError> {
+        let with_bodies = self.optimize_subgraphs(graph, profile)?;
+        let graph = with_bodies.as_ref().unwrap_or(graph);
         let start = Instant::now();
         let cost = CostModel::new(profile.clone()).with_dims(self.dims.clone());
         let cost_before = cost.graph_cost(graph);
