@@ -1079,7 +1079,7 @@ fn casts_between_all_dtypes_are_exact() {
                     };
                     let v = b.op(
                         &format!("{from}_to_{to}"),
-                        Op::Layout(LayoutOp::Cast { to }),
+                        Op::Layout(LayoutOp::cast(to)),
                         &[src],
                     );
                     b.out(v);
@@ -1109,7 +1109,7 @@ fn cast_from_f64_to_half_types_at_half_way_points() {
     let mut b = G::new("double_rounding");
     let x = b.input("x", Tensor::from_vec(vec![3], v));
     for to in [DType::BF16, DType::F16] {
-        let y = b.op(&format!("to_{to}"), Op::Layout(LayoutOp::Cast { to }), &[x]);
+        let y = b.op(&format!("to_{to}"), Op::Layout(LayoutOp::cast(to)), &[x]);
         b.out(y);
     }
     check("f64 → half casts", &b, EXACT, &["Cast"]);
@@ -1129,7 +1129,7 @@ fn cast_from_int_to_bf16_rounds_once() {
     );
     let y = b.input("y", Tensor::from_vec(vec![1], vec![16_973_823i32]));
     for (name, v) in [("i64_to_bf16", x), ("i32_to_bf16", y)] {
-        let c = b.op(name, Op::Layout(LayoutOp::Cast { to: DType::BF16 }), &[v]);
+        let c = b.op(name, Op::Layout(LayoutOp::cast(DType::BF16)), &[v]);
         b.out(c);
     }
     check("integer → bf16 cast", &b, EXACT, &["Cast"]);
@@ -2456,7 +2456,7 @@ fn matvec_reads_half_precision_weights() {
                 let x = b.input("x", uniform(&mut rng, &[1, k], -1.0, 1.0));
                 let shape = if transposed { vec![n, k] } else { vec![k, n] };
                 let w = b.konst(uniform(&mut rng, &shape, -1.0, 1.0).cast(dt));
-                let wf = b.op("wf", Op::Layout(LayoutOp::Cast { to: DType::F32 }), &[w]);
+                let wf = b.op("wf", Op::Layout(LayoutOp::cast(DType::F32)), &[w]);
                 let wf = if transposed {
                     b.transpose("wt", wf, &[1, 0])
                 } else {
@@ -2514,7 +2514,7 @@ fn gemm_reads_half_precision_weights() {
                 let wf = if dt == DType::F32 {
                     w
                 } else {
-                    b.op("wf", Op::Layout(LayoutOp::Cast { to: DType::F32 }), &[w])
+                    b.op("wf", Op::Layout(LayoutOp::cast(DType::F32)), &[w])
                 };
                 let wf = if transposed {
                     b.transpose("wt", wf, &[1, 0])
@@ -2562,7 +2562,7 @@ fn widened_weights_are_live_only_while_needed() {
             let w = b.konst(uniform(&mut rng, &[d, d], -0.1, 0.1).cast(DType::F16));
             b.op(
                 &format!("w{i}"),
-                Op::Layout(LayoutOp::Cast { to: DType::F32 }),
+                Op::Layout(LayoutOp::cast(DType::F32)),
                 &[w],
             )
         })

@@ -321,7 +321,7 @@ fn widen(
     let ty = TensorType::new(to, out.value(c).ty.shape.clone());
     let cast = out.add_node_typed(
         format!("{}.widen", node.name),
-        Op::Layout(LayoutOp::Cast { to }),
+        Op::Layout(LayoutOp::cast(to)),
         vec![c],
         &[name.to_string()],
         vec![ty],
@@ -369,7 +369,8 @@ fn is_widening_cast(op: &Op, types: &[TensorType]) -> bool {
     matches!(
         op,
         Op::Layout(LayoutOp::Cast {
-            to: kiln_ir::DType::F32
+            to: kiln_ir::DType::F32,
+            ..
         })
     ) && matches!(
         types.first().map(|t| t.dtype),

@@ -172,6 +172,46 @@ macro_rules! with_dtype {
                 type $T = bool;
                 $body
             }
+            __D::F8E4M3FN => {
+                type $T = $crate::lowp::F8E4M3FN;
+                $body
+            }
+            __D::F8E4M3FNUZ => {
+                type $T = $crate::lowp::F8E4M3FNUZ;
+                $body
+            }
+            __D::F8E5M2 => {
+                type $T = $crate::lowp::F8E5M2;
+                $body
+            }
+            __D::F8E5M2FNUZ => {
+                type $T = $crate::lowp::F8E5M2FNUZ;
+                $body
+            }
+            __D::F8E8M0 => {
+                type $T = $crate::lowp::F8E8M0;
+                $body
+            }
+            __D::F4E2M1 => {
+                type $T = $crate::lowp::F4E2M1;
+                $body
+            }
+            __D::I4 => {
+                type $T = $crate::lowp::I4;
+                $body
+            }
+            __D::U4 => {
+                type $T = $crate::lowp::U4;
+                $body
+            }
+            __D::I2 => {
+                type $T = $crate::lowp::I2;
+                $body
+            }
+            __D::U2 => {
+                type $T = $crate::lowp::U2;
+                $body
+            }
         }
     }};
 }
@@ -347,19 +387,43 @@ impl Tensor {
         self.to_f64_vec().into_iter().map(|v| v != 0.0).collect()
     }
 
-    /// This tensor converted to `dtype` with ONNX `Cast` semantics.
+    /// This tensor converted to `dtype` with ONNX `Cast` semantics (float8
+    /// targets saturate, ONNX's default).
     pub fn cast(&self, dtype: DType) -> Tensor {
+        self.cast_saturating(dtype, true)
+    }
+
+    /// This tensor converted to `dtype` with ONNX `Cast` semantics and its
+    /// `saturate` attribute, which only changes conversions to the float8
+    /// formats (see [`crate::lowp`]).
+    pub fn cast_saturating(&self, dtype: DType, saturate: bool) -> Tensor {
+        if !saturate && dtype.is_low_precision() && dtype.is_float() && dtype != self.dtype {
+            let bytes: Vec<u8> = self
+                .to_cast_f64_vec()
+                .into_iter()
+                .map(|v| crate::lowp::encode(dtype, v, false).unwrap_or(0))
+                .collect();
+            return Tensor {
+                dtype,
+                shape: self.shape.clone(),
+                data: Bytes::from(bytes),
+            };
+        }
         if dtype == self.dtype {
             return self.clone();
         }
         if self.dtype.is_int() && dtype.is_int() || self.dtype == DType::Bool && dtype.is_int() {
             return Tensor::from_i64(dtype, self.shape.clone(), &self.to_i64_vec());
         }
-        if self.dtype == DType::U64 && dtype.is_float() {
-            let v: Vec<f64> = self.to_vec::<u64>().into_iter().map(|x| x as f64).collect();
-            return Tensor::from_f64(dtype, self.shape.clone(), &v);
+        Tensor::from_f64(dtype, self.shape.clone(), &self.to_cast_f64_vec())
+    }
+
+    /// Elements as f64 for a cast (u64 read as unsigned).
+    fn to_cast_f64_vec(&self) -> Vec<f64> {
+        if self.dtype == DType::U64 {
+            return self.to_vec::<u64>().into_iter().map(|x| x as f64).collect();
         }
-        Tensor::from_f64(dtype, self.shape.clone(), &self.to_f64_vec())
+        self.to_f64_vec()
     }
 
     /// The only element of a one-element tensor, as f64.

@@ -191,7 +191,7 @@ fn op_attributes_round_trip() {
             start: -2,
             end: None,
         }),
-        Op::Layout(LayoutOp::Cast { to: DType::BF16 }),
+        Op::Layout(LayoutOp::cast(DType::BF16)),
         Op::Layout(LayoutOp::ConstantOfShape {
             dtype: DType::I8,
             value: -0.0,

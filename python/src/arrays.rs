@@ -24,7 +24,8 @@ use pyo3::types::PyDict;
 
 use crate::errors::input_error;
 
-/// The numpy dtype name of a kiln dtype (`bfloat16` is ml_dtypes' name).
+/// The numpy dtype name of a kiln dtype (`bfloat16` and the low-precision
+/// names are ml_dtypes', whose one-byte-per-element layout is kiln's).
 pub fn numpy_name(dtype: DType) -> &'static str {
     match dtype {
         DType::F32 => "float32",
@@ -40,7 +41,31 @@ pub fn numpy_name(dtype: DType) -> &'static str {
         DType::U32 => "uint32",
         DType::U64 => "uint64",
         DType::Bool => "bool",
+        DType::F8E4M3FN => "float8_e4m3fn",
+        DType::F8E4M3FNUZ => "float8_e4m3fnuz",
+        DType::F8E5M2 => "float8_e5m2",
+        DType::F8E5M2FNUZ => "float8_e5m2fnuz",
+        DType::F8E8M0 => "float8_e8m0fnu",
+        DType::F4E2M1 => "float4_e2m1fn",
+        DType::I4 => "int4",
+        DType::U4 => "uint4",
+        DType::I2 => "int2",
+        DType::U2 => "uint2",
     }
+}
+
+/// Low-precision dtypes are numpy dtypes only once `ml_dtypes` is imported:
+/// imports it, or fails naming the value and its dtype.
+fn require_ml_dtypes(py: Python<'_>, what: &str, dtype: DType) -> PyResult<()> {
+    if dtype.is_low_precision() {
+        py.import("ml_dtypes").map_err(|e| {
+            input_error(format!(
+                "{what} is {dtype} ({}), which numpy holds only with the ml_dtypes package: {e}",
+                numpy_name(dtype)
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 /// The array a tensor of this dtype is read from: numpy's own dtype, or
@@ -89,6 +114,7 @@ pub fn tensor_from_py(value: &Bound<'_, PyAny>, name: &str, dtype: DType) -> PyR
             .map_err(|e| input_error(format!("input `{name}` is not an array: {e}")))?,
     };
     let have = array.dtype();
+    require_ml_dtypes(py, &format!("input `{name}`"), dtype)?;
     let want = PyArrayDescr::new(py, carrier(dtype))?;
     let bf16_given =
         dtype == DType::BF16 && have.itemsize() == 2 && dtype_name(&have)? == "bfloat16";
@@ -215,6 +241,7 @@ pub fn tensor_to_py(py: Python<'_>, tensor: Tensor, exclusive: bool) -> PyResult
     } else {
         BytesMut::from(&bytes[..]).freeze()
     };
+    require_ml_dtypes(py, "an output", dtype)?;
     let descr = PyArrayDescr::new(py, numpy_name(dtype))?;
     let mut dims: Vec<npyffi::npy_intp> = shape.iter().map(|&d| d as npyffi::npy_intp).collect();
     let ptr = data.as_ptr() as *mut c_void;

@@ -77,6 +77,19 @@ impl Scalar {
             DType::U32 => Scalar::U32,
             DType::U64 => Scalar::U64,
             DType::Bool => Scalar::Bool,
+            // Storage only, one opaque byte per element: the scheduler lowers no
+            // node that reads or writes these (`DType::is_low_precision`), so only
+            // host steps' buffers and aliases have them.
+            DType::F8E4M3FN
+            | DType::F8E4M3FNUZ
+            | DType::F8E5M2
+            | DType::F8E5M2FNUZ
+            | DType::F8E8M0
+            | DType::F4E2M1
+            | DType::I4
+            | DType::U4
+            | DType::I2
+            | DType::U2 => Scalar::U8,
         }
     }
 

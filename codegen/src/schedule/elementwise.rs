@@ -82,7 +82,7 @@ pub fn op_expr(op: &Op, args: Vec<Expr>, dtypes: &[DType], out: DType) -> Option
             let (c, a, b) = (next()?, next()?, next()?);
             Some(select(c, a, b))
         }
-        Op::Layout(LayoutOp::Cast { to }) => {
+        Op::Layout(LayoutOp::Cast { to, .. }) => {
             // To a half type from a source wider than f32's 24-bit significand
             // the f32 step would round twice: the host rounds once.
             let wide = matches!(

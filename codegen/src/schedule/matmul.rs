@@ -62,7 +62,7 @@ fn gemv_weight(s: &mut Scheduler, w: ValueId) -> (BufferId, Vec<isize>, Scalar) 
                 perm = perm.iter().map(|&a| p[a]).collect();
                 v = node.inputs[0];
             }
-            Op::Layout(LayoutOp::Cast { to: DType::F32 })
+            Op::Layout(LayoutOp::Cast { to: DType::F32, .. })
                 if stored == Scalar::F32
                     && matches!(
                         s.graph.value(node.inputs[0]).ty.dtype,

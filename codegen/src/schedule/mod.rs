@@ -332,6 +332,9 @@ impl<'g> Scheduler<'g> {
         if self.try_alias(node) {
             return Ok(());
         }
+        if let Some(reason) = self.low_precision_operand(node) {
+            return self.settle(node, host(reason));
+        }
         let lowered = match &node.op {
             Op::Nn(kiln_ir::op::NnOp::MatMul) => matmul::lower(self, node),
             Op::Nn(kiln_ir::op::NnOp::Conv { .. }) => region::lower_node(self, node),
@@ -370,6 +373,44 @@ impl<'g> Scheduler<'g> {
                 source,
             }),
         }
+    }
+
+    /// Why `node` must run on the host because it reads, writes or (inside a
+    /// fused region) casts to a low-precision dtype (float8, float4, 4- and
+    /// 2-bit integers), which kernels do not compute in.
+    fn low_precision_operand(&self, node: &Node) -> Option<HostReason> {
+        let values = node
+            .inputs
+            .iter()
+            .map(|&i| ("input", i))
+            .chain(node.outputs.iter().map(|&o| ("output", o)));
+        for (k, (what, id)) in values.enumerate() {
+            let dtype = self.graph.value(id).ty.dtype;
+            if dtype.is_low_precision() {
+                let index = if what == "input" {
+                    k
+                } else {
+                    k - node.inputs.len()
+                };
+                return Some(HostReason::UnsupportedDtype {
+                    what: format!("{what} {index}"),
+                    dtype,
+                });
+            }
+        }
+        if let Op::Fused(f) = &node.op {
+            for step in &f.steps {
+                if let Op::Layout(LayoutOp::Cast { to, .. }) = &step.op {
+                    if to.is_low_precision() {
+                        return Some(HostReason::UnsupportedDtype {
+                            what: "a fused cast's result".into(),
+                            dtype: *to,
+                        });
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// Same-bytes ops become aliases of their input.

@@ -28,6 +28,34 @@ fn host_reasons(g: &Graph) -> Vec<String> {
 }
 
 #[test]
+fn low_precision_dtypes_run_on_the_host_and_alias_freely() {
+    let mut g = Graph::new("float8");
+    let f = input(&mut g, "f", DType::F32, &[2, 3]);
+    let q = input(&mut g, "q", DType::I4, &[2, 3]);
+    node(
+        &mut g,
+        "to_f8",
+        Op::Layout(LayoutOp::cast(DType::F8E4M3FN)),
+        &[f],
+    );
+    node(
+        &mut g,
+        "from_i4",
+        Op::Layout(LayoutOp::cast(DType::F32)),
+        &[q],
+    );
+    // A view of the same bytes stays an alias.
+    node(&mut g, "same", Op::Layout(LayoutOp::Identity), &[q]);
+    assert_eq!(
+        host_reasons(&g),
+        [
+            "to_f8: output 0 is f8e4m3fn, which this kernel does not compute",
+            "from_i4: input 0 is i4, which this kernel does not compute",
+        ]
+    );
+}
+
+#[test]
 fn host_fallbacks_record_their_reason() {
     let mut g = Graph::new("fallbacks");
     let x = input(&mut g, "x", DType::I64, &[2, 3]);

@@ -175,7 +175,7 @@ pub fn build(
     b.leave(prev);
 
     // Keep-where-true mask [batch, 1, 1, seq].
-    let keep = b.op(Op::Layout(LayoutOp::Cast { to: DType::Bool }), &[mask])?;
+    let keep = b.op(Op::Layout(LayoutOp::cast(DType::Bool)), &[mask])?;
     let keep = b.op(
         Op::Layout(LayoutOp::Unsqueeze { axes: vec![1, 2] }),
         &[keep],
@@ -300,7 +300,7 @@ fn sentence_pool(
     pool: Pooling,
     normalize: bool,
 ) -> Result<ValueId, HfError> {
-    let m = b.op(Op::Layout(LayoutOp::Cast { to: DType::F32 }), &[mask])?;
+    let m = b.op(Op::Layout(LayoutOp::cast(DType::F32)), &[mask])?;
     let m = b.op(Op::Layout(LayoutOp::Unsqueeze { axes: vec![2] }), &[m])?;
     let sum_over = |b: &mut Builder, kind, v| {
         b.op(

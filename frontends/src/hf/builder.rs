@@ -163,7 +163,7 @@ impl<'w> Builder<'w> {
         if self.graph.value(v).ty.dtype == COMPUTE {
             return Ok(v);
         }
-        self.op(Op::Layout(LayoutOp::Cast { to: COMPUTE }), &[v])
+        self.op(Op::Layout(LayoutOp::cast(COMPUTE)), &[v])
     }
 
     /// An optional weight: present or absent, never mis-shaped.

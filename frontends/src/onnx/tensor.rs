@@ -25,6 +25,16 @@ pub fn dtype_of(code: i32) -> Option<DType> {
         12 => DType::U32,
         13 => DType::U64,
         16 => DType::BF16,
+        17 => DType::F8E4M3FN,
+        18 => DType::F8E4M3FNUZ,
+        19 => DType::F8E5M2,
+        20 => DType::F8E5M2FNUZ,
+        21 => DType::U4,
+        22 => DType::I4,
+        23 => DType::F4E2M1,
+        24 => DType::F8E8M0,
+        25 => DType::U2,
+        26 => DType::I2,
         _ => return None,
     })
 }
@@ -111,6 +121,22 @@ pub fn tensor_from_proto(t: &TensorProto, dir: &DataDir) -> Result<Tensor, OnnxE
     let nbytes = numel
         .checked_mul(dtype.size())
         .ok_or_else(|| bad("size overflows".into()))?;
+    // Sub-byte types are packed in the file (first element in the low bits) and
+    // unpacked, one per byte, in kiln.
+    let sub_byte = kiln_ir::lowp::sub_byte_bits(dtype);
+    let stored_bytes = match sub_byte {
+        Some(bits) => numel.div_ceil(8 / bits as usize),
+        None => nbytes,
+    };
+    let unpack = |packed: &[u8]| -> Result<Tensor, OnnxError> {
+        let bytes = kiln_ir::lowp::unpack_sub_byte(dtype, packed, numel).ok_or_else(|| {
+            bad(format!(
+                "{} packed bytes, {dtype}{shape:?} needs {stored_bytes}",
+                packed.len()
+            ))
+        })?;
+        Tensor::from_bytes(dtype, shape.clone(), Bytes::from(bytes)).map_err(|e| bad(e.to_string()))
+    };
     if t.data_location == 1 {
         let mut location = None;
         let (mut offset, mut length) = (0usize, None);
@@ -139,15 +165,15 @@ pub fn tensor_from_proto(t: &TensorProto, dir: &DataDir) -> Result<Tensor, OnnxE
             tensor: name.to_string(),
             message: format!("cannot map `{}`: {e}", path.display()),
         })?;
-        let len = length.unwrap_or(nbytes);
-        if len != nbytes || offset.checked_add(len).is_none_or(|end| end > file.len()) {
+        let len = length.unwrap_or(stored_bytes);
+        if len != stored_bytes || offset.checked_add(len).is_none_or(|end| end > file.len()) {
             return Err(OnnxError::ExternalData {
                 tensor: name.to_string(),
                 message: format!(
-                    "needs {nbytes} bytes at offset {offset} of `{}` ({} bytes long{})",
+                    "needs {stored_bytes} bytes at offset {offset} of `{}` ({} bytes long{})",
                     path.display(),
                     file.len(),
-                    if len != nbytes {
+                    if len != stored_bytes {
                         format!(", length field says {len}")
                     } else {
                         String::new()
@@ -155,12 +181,18 @@ pub fn tensor_from_proto(t: &TensorProto, dir: &DataDir) -> Result<Tensor, OnnxE
                 ),
             });
         }
+        if sub_byte.is_some() {
+            return unpack(&file[offset..offset + len]);
+        }
         return Tensor::from_bytes(dtype, shape, file.slice(offset..offset + len))
             .map_err(|e| bad(e.to_string()));
     }
     if !t.raw_data.is_empty() || numel == 0 {
-        if t.raw_data.len() != nbytes {
-            return Err(bad(format!("raw_data has {} bytes, {dtype}{shape:?} needs {nbytes} (truncated or corrupt file?)", t.raw_data.len())));
+        if t.raw_data.len() != stored_bytes {
+            return Err(bad(format!("raw_data has {} bytes, {dtype}{shape:?} needs {stored_bytes} (truncated or corrupt file?)", t.raw_data.len())));
+        }
+        if sub_byte.is_some() {
+            return unpack(&t.raw_data);
         }
         return Tensor::from_bytes(dtype, shape, t.raw_data.clone())
             .map_err(|e| bad(e.to_string()));
@@ -197,6 +229,23 @@ pub fn tensor_from_proto(t: &TensorProto, dir: &DataDir) -> Result<Tensor, OnnxE
             }
             Tensor::from_bytes(dtype, shape, Bytes::from(bytes)).map_err(|e| bad(e.to_string()))?
         }
+        // One element per int32 (its bits), as f16 above.
+        DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2 | DType::F8E5M2FNUZ | DType::F8E8M0 => {
+            check(t.int32_data.len(), numel).map_err(count_err)?;
+            let bytes: Vec<u8> = t.int32_data.iter().map(|&bits| bits as u8).collect();
+            Tensor::from_bytes(dtype, shape, Bytes::from(bytes)).map_err(|e| bad(e.to_string()))?
+        }
+        // One packed byte per int32.
+        DType::F4E2M1 | DType::I4 | DType::U4 | DType::I2 | DType::U2 => {
+            check(t.int32_data.len(), stored_bytes).map_err(|n| {
+                bad(format!(
+                    "holds {n} packed bytes, dims {:?} need {stored_bytes}",
+                    t.dims
+                ))
+            })?;
+            let packed: Vec<u8> = t.int32_data.iter().map(|&bits| bits as u8).collect();
+            unpack(&packed)?
+        }
         DType::I32 | DType::I16 | DType::I8 | DType::U8 | DType::U16 | DType::Bool => {
             check(t.int32_data.len(), numel).map_err(count_err)?;
             let v: Vec<i64> = t.int32_data.iter().map(|&x| x as i64).collect();
@@ -211,5 +260,60 @@ fn check(have: usize, want: usize) -> Result<(), usize> {
         Ok(())
     } else {
         Err(have)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proto(code: i32, dims: &[i64]) -> TensorProto {
+        TensorProto {
+            name: "t".into(),
+            data_type: code,
+            dims: dims.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    /// ONNX's codes of the types below.
+    const FLOAT8E4M3FN: i32 = 17;
+    const INT4: i32 = 22;
+    const UINT2: i32 = 25;
+
+    #[test]
+    fn packed_sub_byte_raw_data_unpacks_low_nibble_first() {
+        let mut t = proto(INT4, &[3]);
+        t.raw_data = Bytes::from_static(&[0xF1, 0x08]);
+        let x = tensor_from_proto(&t, &DataDir(None)).unwrap();
+        assert_eq!((x.dtype(), x.to_i64_vec()), (DType::I4, vec![1, -1, -8]));
+        let mut t = proto(UINT2, &[5]);
+        t.int32_data = vec![0b1110_0100, 0b01];
+        let x = tensor_from_proto(&t, &DataDir(None)).unwrap();
+        assert_eq!(x.to_i64_vec(), vec![0, 1, 2, 3, 1]);
+    }
+
+    #[test]
+    fn float8_int32_data_holds_one_element_each() {
+        let mut t = proto(FLOAT8E4M3FN, &[2]);
+        t.int32_data = vec![0x7E, 0xC0];
+        let x = tensor_from_proto(&t, &DataDir(None)).unwrap();
+        assert_eq!(x.to_f64_vec(), vec![448.0, -2.0]);
+    }
+
+    #[test]
+    fn a_short_packed_tensor_is_an_error_naming_it() {
+        let mut t = proto(INT4, &[5]);
+        t.raw_data = Bytes::from_static(&[0x11, 0x22]);
+        let e = tensor_from_proto(&t, &DataDir(None))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`t`") && e.contains("needs 3"), "{e}");
+        let mut t = proto(INT4, &[5]);
+        t.int32_data = vec![1, 2];
+        let e = tensor_from_proto(&t, &DataDir(None))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`t`") && e.contains("need 3"), "{e}");
     }
 }

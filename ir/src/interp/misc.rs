@@ -31,14 +31,18 @@ pub(super) fn eval(
             block_size,
             to,
             precision,
+            saturate,
         } => quantize(
             x,
             arg(1)?,
             inputs.get(2).copied(),
-            *axis,
-            *block_size,
-            *to,
-            *precision,
+            QuantParams {
+                axis: *axis,
+                block_size: *block_size,
+                to: *to,
+                precision: *precision,
+                saturate: *saturate,
+            },
         )
         .map(|t| vec![t]),
         MiscOp::DequantizeLinear {
@@ -101,6 +105,8 @@ fn int_range(dt: DType) -> Result<(i64, i64), OpError> {
         DType::I16 => (i16::MIN as i64, i16::MAX as i64),
         DType::I32 => (i32::MIN as i64, i32::MAX as i64),
         DType::U32 => (0, u32::MAX as i64),
+        DType::I4 | DType::U4 | DType::I2 | DType::U2 => crate::lowp::int_range(dt)
+            .ok_or_else(|| OpError::dtype(format!("{dt} has no range")))?,
         other => {
             return Err(OpError::dtype(format!(
                 "{other} is not a quantized integer type"
@@ -160,15 +166,32 @@ fn qparam_index(
         .collect())
 }
 
-fn quantize(
-    x: &Tensor,
-    scale: &Tensor,
-    zp: Option<&Tensor>,
+/// The attributes of a `QuantizeLinear`.
+#[derive(Clone, Copy)]
+struct QuantParams {
     axis: usize,
     block_size: usize,
     to: DType,
     precision: Option<DType>,
+    saturate: bool,
+}
+
+fn quantize(
+    x: &Tensor,
+    scale: &Tensor,
+    zp: Option<&Tensor>,
+    params: QuantParams,
 ) -> Result<Tensor, OpError> {
+    let QuantParams {
+        axis,
+        block_size,
+        to,
+        precision,
+        saturate: _,
+    } = params;
+    if to.is_float() {
+        return quantize_to_float(x, scale, zp, params);
+    }
     let (lo, hi) = int_range(to)?;
     if let Some(z) = zp {
         if z.dtype() != to {
@@ -206,6 +229,51 @@ fn quantize(
     Ok(Tensor::from_i64(to, x.shape().to_vec(), &v))
 }
 
+/// QuantizeLinear to float8 (x / scale cast with `saturate`; the zero point,
+/// zero by the spec, is ignored) or float4 (x / scale + zp, cast).
+fn quantize_to_float(
+    x: &Tensor,
+    scale: &Tensor,
+    zp: Option<&Tensor>,
+    params: QuantParams,
+) -> Result<Tensor, OpError> {
+    let QuantParams {
+        axis,
+        block_size,
+        to,
+        precision,
+        saturate,
+    } = params;
+    if !to.is_low_precision() {
+        return Err(OpError::dtype(format!("{to} is not a quantized type")));
+    }
+    let si = qparam_index(x.shape(), axis, block_size, scale.shape(), "scale")?;
+    let s = scale.to_f64_vec();
+    let prec = precision.unwrap_or(x.dtype());
+    let (zi, z) = match zp {
+        Some(z) if to == DType::F4E2M1 => (
+            qparam_index(x.shape(), axis, block_size, z.shape(), "zero point")?,
+            z.to_f64_vec(),
+        ),
+        _ => (vec![0; x.numel()], vec![0.0]),
+    };
+    let v: Vec<f64> = x
+        .to_f64_vec()
+        .iter()
+        .zip(si.iter().zip(&zi))
+        .map(|(&v, (&si, &zi))| {
+            let q = round_to(prec, v / s[si]);
+            if z[zi] == 0.0 {
+                q
+            } else {
+                round_to(prec, q + z[zi])
+            }
+        })
+        .collect();
+    let q = Tensor::from_f64(DType::F64, x.shape().to_vec(), &v);
+    Ok(q.cast_saturating(to, saturate))
+}
+
 fn dequantize(
     x: &Tensor,
     scale: &Tensor,
@@ -214,8 +282,27 @@ fn dequantize(
     block_size: usize,
     to: DType,
 ) -> Result<Tensor, OpError> {
-    if !x.dtype().is_int() {
+    let float_x = x.dtype().is_float() && x.dtype().is_low_precision();
+    if !x.dtype().is_int() && !float_x {
         return Err(OpError::dtype(format!("DequantizeLinear of {}", x.dtype())));
+    }
+    if float_x {
+        // Float8/float4 zero points are zero by the spec: refuse any other.
+        if zp.is_some_and(|z| z.to_f64_vec().iter().any(|&v| v != 0.0)) {
+            return Err(OpError::value(format!(
+                "the zero point of a {} DequantizeLinear must be zero",
+                x.dtype()
+            )));
+        }
+        let si = qparam_index(x.shape(), axis, block_size, scale.shape(), "scale")?;
+        let s = scale.to_f64_vec();
+        let v: Vec<f64> = x
+            .to_f64_vec()
+            .iter()
+            .zip(&si)
+            .map(|(&v, &si)| v * s[si])
+            .collect();
+        return Ok(Tensor::from_f64(to, x.shape().to_vec(), &v));
     }
     if let Some(z) = zp {
         if z.dtype() != x.dtype() {
@@ -612,15 +699,55 @@ fn qlinear_conv(inputs: &[&Tensor], attrs: &ConvAttrs) -> Result<Tensor, OpError
 mod tests {
     use super::*;
 
+    fn params(to: DType, saturate: bool) -> QuantParams {
+        QuantParams {
+            axis: 0,
+            block_size: 0,
+            to,
+            precision: None,
+            saturate,
+        }
+    }
+
     #[test]
     fn quantize_rounds_half_to_even_and_saturates() {
         let x = Tensor::from_vec(vec![6], vec![0.5f32, 1.5, 2.5, -0.5, 300.0, -300.0]);
         let s = Tensor::scalar(1f32);
-        let q = quantize(&x, &s, None, 0, 0, DType::U8, None).unwrap();
+        let q = quantize(&x, &s, None, params(DType::U8, true)).unwrap();
         assert_eq!(q.to_vec::<u8>(), vec![0, 2, 2, 0, 255, 0]);
         let z = Tensor::scalar(-1i8);
-        let q = quantize(&x, &s, Some(&z), 0, 0, DType::I8, None).unwrap();
+        let q = quantize(&x, &s, Some(&z), params(DType::I8, true)).unwrap();
         assert_eq!(q.to_vec::<i8>(), vec![-1, 1, 1, -1, 127, -128]);
+    }
+
+    #[test]
+    fn quantize_to_low_precision_types() {
+        let x = Tensor::from_vec(vec![4], vec![2.5f32, -20.0, 1000.0, 9.0]);
+        let s = Tensor::scalar(1f32);
+        let q = quantize(&x, &s, None, params(DType::I4, true)).unwrap();
+        assert_eq!(q.to_i64_vec(), vec![2, -8, 7, 7]);
+        let q = quantize(&x, &s, None, params(DType::U2, true)).unwrap();
+        assert_eq!(q.to_i64_vec(), vec![2, 0, 3, 3]);
+        let q = quantize(&x, &s, None, params(DType::F8E4M3FN, true)).unwrap();
+        assert_eq!(q.to_f64_vec(), vec![2.5, -20.0, 448.0, 9.0]);
+        let q = quantize(&x, &s, None, params(DType::F8E4M3FN, false)).unwrap();
+        assert!(q.to_f64_vec()[2].is_nan());
+        let q = quantize(&x, &s, None, params(DType::F4E2M1, true)).unwrap();
+        assert_eq!(q.to_f64_vec(), vec![2.0, -6.0, 6.0, 6.0]);
+    }
+
+    #[test]
+    fn dequantize_float8_and_int4() {
+        let x = Tensor::from_f64(DType::F8E5M2, vec![3], &[1.5, -0.25, 57344.0]);
+        let s = Tensor::scalar(2f32);
+        let y = dequantize(&x, &s, None, 0, 0, DType::F32).unwrap();
+        assert_eq!(y.to_vec::<f32>(), vec![3.0, -0.5, 114688.0]);
+        let z = Tensor::from_f64(DType::F8E5M2, vec![], &[1.0]);
+        assert!(dequantize(&x, &s, Some(&z), 0, 0, DType::F32).is_err());
+        let x = Tensor::from_i64(DType::I4, vec![3], &[-8, 7, 0]);
+        let z = Tensor::from_i64(DType::I4, vec![], &[1]);
+        let y = dequantize(&x, &s, Some(&z), 0, 0, DType::F32).unwrap();
+        assert_eq!(y.to_vec::<f32>(), vec![-18.0, 12.0, -2.0]);
     }
 
     #[test]

@@ -156,6 +156,11 @@ pub enum LayoutOp {
     Cast {
         /// Target dtype.
         to: DType,
+        /// ONNX's `saturate` (float8 targets only): out-of-range values clamp
+        /// to the largest finite value instead of becoming infinity or NaN.
+        /// Omitted from the text form when true (the default).
+        #[serde(default = "saturate_default", skip_serializing_if = "is_saturating")]
+        saturate: bool,
     },
     /// `[cond, x, y]`: x where cond else y, broadcasting all three.
     Where,
@@ -208,6 +213,23 @@ pub enum LayoutOp {
         /// Output dtype.
         dtype: DType,
     },
+}
+
+/// The default of [`LayoutOp::Cast`]'s `saturate` (ONNX's).
+pub(crate) fn saturate_default() -> bool {
+    true
+}
+
+/// True when `Cast` saturates, the default the text form leaves out.
+pub(crate) fn is_saturating(saturate: &bool) -> bool {
+    *saturate
+}
+
+impl LayoutOp {
+    /// A saturating `Cast` to `to` (ONNX's default).
+    pub fn cast(to: DType) -> LayoutOp {
+        LayoutOp::Cast { to, saturate: true }
+    }
 }
 
 /// Reads a 1-D i64 constant input as a Vec.
@@ -621,7 +643,7 @@ impl OpFamily for LayoutOp {
                 DType::I64,
                 Shape(vec![Dim::Known(rank), Dim::Any]),
             )]),
-            LayoutOp::Cast { to } => Ok(vec![TensorType::new(*to, x.shape.clone())]),
+            LayoutOp::Cast { to, .. } => Ok(vec![TensorType::new(*to, x.shape.clone())]),
             LayoutOp::Where => {
                 let (a, b) = (inputs.ty(1)?, inputs.ty(2)?);
                 if a.dtype != b.dtype {
@@ -704,7 +726,7 @@ impl OpFamily for LayoutOp {
                 ])
             }
             LayoutOp::BitCast { to } => {
-                if x.dtype.size() != to.size() {
+                if x.dtype.bits() != to.bits() {
                     return Err(OpError::dtype(format!(
                         "BitCast from {} to {to}: the element sizes differ",
                         x.dtype

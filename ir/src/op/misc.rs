@@ -181,7 +181,9 @@ pub enum WindowKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, IntoStaticStr)]
 pub enum MiscOp {
     /// `[x, scale]` or `[x, scale, zero_point]`: saturate(round_half_even(x / scale) + zp)
-    /// to the integer type `to`. Scale and zero point are per tensor (one element),
+    /// to the integer type `to` (2- and 4-bit ones included); for a float8 `to`,
+    /// x / scale cast to it (zero point ignored, `saturate` as `Cast`'s); for
+    /// float4, x / scale + zp cast to it. Scale and zero point are per tensor (one element),
     /// per axis (1-D of `x.shape[axis]`) or blocked (`x`'s shape with `axis` divided by
     /// `block_size`, rounded up).
     QuantizeLinear {
@@ -194,6 +196,13 @@ pub enum MiscOp {
         /// Float type the quotient x / scale is rounded to before rounding to an
         /// integer (the input type unless the model sets `precision`).
         precision: Option<DType>,
+        /// ONNX's `saturate` (float8 outputs only; see `Cast`). Omitted from
+        /// the text form when true (the default).
+        #[serde(
+            default = "crate::op::layout::saturate_default",
+            skip_serializing_if = "crate::op::layout::is_saturating"
+        )]
+        saturate: bool,
     },
     /// `[x, scale]` or `[x, scale, zero_point]`: (x − zp) · scale in the float type `to`.
     DequantizeLinear {

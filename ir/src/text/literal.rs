@@ -21,6 +21,9 @@ fn format_element(dtype: DType, b: &[u8]) -> String {
         a
     };
     let a = arr(dtype.size());
+    if dtype.is_low_precision() {
+        return fmt_low_precision(dtype, a[0]);
+    }
     match dtype {
         DType::F32 => fmt_f32(f32::from_le_bytes([a[0], a[1], a[2], a[3]])),
         DType::F64 => fmt_f64(f64::from_le_bytes(a)),
@@ -40,7 +43,56 @@ fn format_element(dtype: DType, b: &[u8]) -> String {
             // A byte other than 0/1 keeps its value so the tensor reads back equal.
             x => x.to_string(),
         },
+        // Handled above.
+        DType::F8E4M3FN
+        | DType::F8E4M3FNUZ
+        | DType::F8E5M2
+        | DType::F8E5M2FNUZ
+        | DType::F8E8M0
+        | DType::F4E2M1
+        | DType::I4
+        | DType::U4
+        | DType::I2
+        | DType::U2 => fmt_low_precision(dtype, a[0]),
     }
+}
+
+/// A low-precision element from its stored byte: integers as numbers, floats
+/// as their exact value (every one is an f64 whose shortest form reads back),
+/// NaN as `nan(0xNN)` with its bits (these formats have several).
+fn fmt_low_precision(dtype: DType, byte: u8) -> String {
+    let v = crate::lowp::decode(dtype, byte).unwrap_or(f64::NAN);
+    if dtype.is_int() {
+        return (v as i64).to_string();
+    }
+    if v.is_nan() {
+        return format!("nan(0x{byte:02x})");
+    }
+    fmt_f64(v)
+}
+
+/// Parses a low-precision element as [`fmt_low_precision`] prints it: values
+/// must be exact (a literal never rounds) and in range.
+fn parse_low_precision(dtype: DType, tok: &str) -> Option<u8> {
+    if dtype.is_int() {
+        let v: i64 = tok.parse().ok()?;
+        let (lo, hi) = crate::lowp::int_range(dtype)?;
+        return (lo..=hi)
+            .contains(&v)
+            .then(|| crate::lowp::encode(dtype, v as f64, true))?;
+    }
+    if let Some(h) = tok.strip_prefix("nan(0x").and_then(|t| t.strip_suffix(')')) {
+        let b = u8::from_str_radix(h, 16).ok()?;
+        return crate::lowp::decode(dtype, b)?.is_nan().then_some(b);
+    }
+    let v = parse_float::<f64>(tok)?;
+    // The pattern whose value this is exactly (inline literals are short, and
+    // a search needs no per-format inverse).
+    let width = crate::lowp::sub_byte_bits(dtype).unwrap_or(8);
+    (0..1u16 << width).map(|b| b as u8).find(|&b| {
+        crate::lowp::decode(dtype, b)
+            .is_some_and(|d| d == v && d.is_sign_negative() == v.is_sign_negative())
+    })
 }
 
 fn fmt_f32(x: f32) -> String {
@@ -109,6 +161,10 @@ fn half_bits(v: f64, brain: bool) -> u16 {
 /// prints it) to `out`, or says why `tok` is not an element of `dtype`.
 pub(super) fn parse_element(dtype: DType, tok: &str, out: &mut Vec<u8>) -> Result<(), String> {
     let bad = || format!("`{tok}` is not a valid {dtype} element");
+    if dtype.is_low_precision() {
+        out.push(parse_low_precision(dtype, tok).ok_or_else(bad)?);
+        return Ok(());
+    }
     if dtype.is_float() {
         let bits = |hex_digits: usize| -> Option<u64> {
             let h = tok.strip_prefix("nan(0x")?.strip_suffix(')')?;
@@ -261,6 +317,30 @@ mod tests {
                 assert_eq!(out, bits.to_le_bytes(), "{dt} {bits:#x} printed {s}");
             }
         }
+    }
+
+    #[test]
+    fn low_precision_elements_print_and_read_back_bit_exact() {
+        for dtype in DType::ALL.into_iter().filter(|d| d.is_low_precision()) {
+            let bytes: Vec<u8> = match crate::lowp::int_range(dtype) {
+                // Integers in kiln's stored form (sign-extended).
+                Some((lo, hi)) => (lo..=hi)
+                    .map(|v| crate::lowp::encode(dtype, v as f64, true).unwrap())
+                    .collect(),
+                None => {
+                    let width = crate::lowp::sub_byte_bits(dtype).unwrap_or(8);
+                    (0..1u16 << width).map(|b| b as u8).collect()
+                }
+            };
+            let t = Tensor::from_bytes(dtype, vec![bytes.len()], bytes.into()).unwrap();
+            assert_eq!(round_trip(&t), t, "{dtype}");
+        }
+        let mut out = Vec::new();
+        assert!(parse_element(DType::I4, "8", &mut out).is_err());
+        assert!(parse_element(DType::F8E4M3FN, "0.3", &mut out).is_err());
+        assert!(parse_element(DType::F8E4M3FNUZ, "-0.0", &mut out).is_err());
+        parse_element(DType::F8E5M2, "-inf", &mut out).unwrap();
+        assert_eq!(out, vec![0xFC]);
     }
 
     #[test]

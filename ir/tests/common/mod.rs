@@ -456,6 +456,14 @@ pub fn every_dtype() -> Graph {
             Tensor::from_vec(vec![16], (0..16).map(|i| i as f32 / 3.0).collect()),
         ),
     ];
+    // The low-precision formats: rounding, the largest value, -0, NaN, a subnormal.
+    let low = [0.1, -0.0, 1e9, f64::NAN, 2f64.powi(-16), -2.5];
+    let small = small.into_iter().chain(
+        DType::ALL
+            .into_iter()
+            .filter(|d| d.is_low_precision())
+            .map(|d| (d.name(), Tensor::from_f64(d, vec![6], &low))),
+    );
     for (name, t) in small {
         let c = g.add_const(format!("small_{name}"), t);
         g.outputs.push(c);

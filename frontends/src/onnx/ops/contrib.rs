@@ -105,7 +105,7 @@ fn additive_mask(
                 }
             }
             let positions = positions_along(cx, x, 1)?;
-            let end = cx.op(Op::Layout(LayoutOp::Cast { to: DType::I64 }), &[mask])?;
+            let end = cx.op(Op::Layout(LayoutOp::cast(DType::I64)), &[mask])?;
             let column = cx.ints(&[-1, 1]);
             let end = cx.op(
                 Op::Layout(LayoutOp::Reshape { allowzero: false }),
@@ -118,7 +118,7 @@ fn additive_mask(
         }
         r @ (2 | 3) => {
             // 1 = attend, 0 = masked: (1 − m) · filter.
-            let m = cx.op(Op::Layout(LayoutOp::Cast { to: dtype }), &[mask])?;
+            let m = cx.op(Op::Layout(LayoutOp::cast(dtype)), &[mask])?;
             let one = cx.scalar(dtype, 1.0);
             let off = cx.op(Op::Binary(BinaryOp::Sub), &[one, m])?;
             let f = cx.scalar(dtype, filter);
@@ -247,7 +247,7 @@ fn convert_embed_layer_norm(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         let Some(mask) = cx.input(7)? else {
             return Err(cx.err("mask_index without a mask input is not supported"));
         };
-        let m = cx.op(Op::Layout(LayoutOp::Cast { to: DType::I64 }), &[mask])?;
+        let m = cx.op(Op::Layout(LayoutOp::cast(DType::I64)), &[mask])?;
         let count = cx.op(
             Op::Reduce(kiln_ir::op::ReduceOp::Reduce {
                 kind: kiln_ir::op::ReduceKind::Sum,
@@ -256,7 +256,7 @@ fn convert_embed_layer_norm(cx: &mut NodeCtx) -> Result<(), OnnxError> {
             }),
             &[m],
         )?;
-        let count = cx.op(Op::Layout(LayoutOp::Cast { to: DType::I32 }), &[count])?;
+        let count = cx.op(Op::Layout(LayoutOp::cast(DType::I32)), &[count])?;
         cx.set_output(1, count);
     }
     if cx.has_output(2) {

@@ -201,7 +201,7 @@ fn convert_binary(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         }
     }
     if op == BinaryOp::Pow && cx.dtype(a) != cx.dtype(b) {
-        b = cx.op(Op::Layout(LayoutOp::Cast { to: cx.dtype(a) }), &[b])?;
+        b = cx.op(Op::Layout(LayoutOp::cast(cx.dtype(a))), &[b])?;
     }
     let y = cx.op(Op::Binary(op), &[a, b])?;
     cx.set_output(0, y);
@@ -274,15 +274,25 @@ fn convert_cast(cx: &mut NodeCtx) -> Result<(), OnnxError> {
             ))
         })?
     };
-    let y = cx.op(Op::Layout(LayoutOp::Cast { to }), &[x])?;
+    let saturate = cx.attrs.int_or("saturate", 1) != 0;
+    let round_mode = cx.attrs.string_or("round_mode", E8M0_ROUND_MODE);
+    if to == DType::F8E8M0 && round_mode != E8M0_ROUND_MODE {
+        return Err(cx.err(format!(
+            "round_mode `{round_mode}` to FLOAT8E8M0 is not supported (only `{E8M0_ROUND_MODE}`)"
+        )));
+    }
+    let y = cx.op(Op::Layout(LayoutOp::Cast { to, saturate }), &[x])?;
     cx.set_output(0, y);
     Ok(())
 }
 
+/// The one `round_mode` of casts to FLOAT8E8M0 kiln implements (ONNX's default).
+const E8M0_ROUND_MODE: &str = "up";
+
 fn convert_where(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let (c, a, b) = (cx.req(0)?, cx.req(1)?, cx.req(2)?);
     let c = if cx.dtype(c) != DType::Bool {
-        cx.op(Op::Layout(LayoutOp::Cast { to: DType::Bool }), &[c])?
+        cx.op(Op::Layout(LayoutOp::cast(DType::Bool)), &[c])?
     } else {
         c
     };

@@ -535,7 +535,7 @@ fn convert_bitcast(cx: &mut NodeCtx) -> Result<(), OnnxError> {
             onnx_type_name(code as i32)
         ))
     })?;
-    if cx.dtype(x).size() != to.size() {
+    if cx.dtype(x).bits() != to.bits() {
         return Err(cx.err(format!(
             "BitCast from {} to {to}: the element sizes differ",
             cx.dtype(x)

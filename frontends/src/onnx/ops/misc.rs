@@ -81,10 +81,20 @@ fn convert_quantize(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         (None, 0) => DType::U8,
         (None, code) => dtype_attr(cx, code, "output type")?,
     };
+    let low_precision_float = to.is_float() && to.is_low_precision() && to != DType::F8E8M0;
     if !matches!(
         to,
-        DType::U8 | DType::I8 | DType::U16 | DType::I16 | DType::I32
-    ) {
+        DType::U8
+            | DType::I8
+            | DType::U16
+            | DType::I16
+            | DType::I32
+            | DType::I4
+            | DType::U4
+            | DType::I2
+            | DType::U2
+    ) && !low_precision_float
+    {
         return Err(cx.err(format!("quantization to {to} is not supported")));
     }
     let precision = match cx.attrs.int_or("precision", 0) {
@@ -97,6 +107,7 @@ fn convert_quantize(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         block_size: cx.attrs.int_or("block_size", 0).max(0) as usize,
         to,
         precision,
+        saturate: cx.attrs.int_or("saturate", 1) != 0,
     };
     let mut ins = vec![x, scale];
     ins.extend(zp);

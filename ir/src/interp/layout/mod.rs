@@ -35,7 +35,7 @@ pub(super) fn eval(
     let operand = |i: usize| input(inputs, i, name);
     let t = match op {
         LayoutOp::Identity => x.clone(),
-        LayoutOp::Cast { to } => x.cast(*to),
+        LayoutOp::Cast { to, saturate } => x.cast_saturating(*to, *saturate),
         LayoutOp::Reshape { allowzero } => shape::reshape(x, inputs, name, *allowzero)?,
         LayoutOp::Transpose { perm } => movement::transpose(x, perm)?,
         LayoutOp::Squeeze { axes } => shape::squeeze(x, inputs, axes)?,

@@ -85,7 +85,7 @@ pub(super) fn shape_of(x: &Tensor, start: i64, end: Option<i64>) -> Result<Tenso
 
 /// [`crate::op::LayoutOp::BitCast`]: the same bytes as `to`.
 pub(super) fn bitcast(x: &Tensor, to: DType) -> Result<Tensor, OpError> {
-    if x.dtype().size() != to.size() {
+    if x.dtype().bits() != to.bits() {
         return Err(OpError::dtype(format!(
             "BitCast from {} to {to}: the element sizes differ",
             x.dtype()
