@@ -123,6 +123,15 @@ fn truth(p: *const u8, dtype: DType) -> bool {
             DType::F32 => *(p as *const f32) != 0.0,
             DType::I64 | DType::U64 => *(p as *const u64) != 0,
             DType::F64 => *(p as *const f64) != 0.0,
+            // Low-precision floats and sub-byte integers (one byte each):
+            // decoded as the interpreter decodes them.
+            _ => {
+                let byte = bytes::Bytes::copy_from_slice(std::slice::from_raw_parts(p, 1));
+                kiln_ir::Tensor::from_bytes(dtype, vec![], byte)
+                    .ok()
+                    .and_then(|t| t.scalar_f64())
+                    .is_some_and(|v| v != 0.0)
+            }
         }
     }
 }

@@ -139,7 +139,7 @@ fn convert_loop(cx: &mut NodeCtx) -> Result<(), OnnxError> {
             m
         } else {
             cx.op(
-                Op::Layout(kiln_ir::op::LayoutOp::Cast { to: DType::I64 }),
+                Op::Layout(kiln_ir::op::LayoutOp::cast(DType::I64)),
                 &[m],
             )?
         };
@@ -150,7 +150,7 @@ fn convert_loop(cx: &mut NodeCtx) -> Result<(), OnnxError> {
             c
         } else {
             cx.op(
-                Op::Layout(kiln_ir::op::LayoutOp::Cast { to: DType::Bool }),
+                Op::Layout(kiln_ir::op::LayoutOp::cast(DType::Bool)),
                 &[c],
             )?
         };
