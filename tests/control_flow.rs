@@ -431,3 +431,38 @@ fn control_flow_survives_the_text_form() {
         assert_eq!(back, g, "{}", g.name);
     }
 }
+
+#[test]
+fn exported_torch_loops_compile_to_body_programs() {
+    // PyTorch's TorchScript exports (scripts/make_control_fixtures.py): the
+    // trip count comes from the input's shape, so once specialized the loop
+    // has static shapes and runs as compiled bodies, no step on the host.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx/control");
+    for (name, shapes) in [
+        ("rnn_loop", vec![vec![6, 2, 8], vec![2, 8]]),
+        (
+            "lstm_cell_loop",
+            vec![vec![6, 2, 8], vec![2, 8], vec![2, 8]],
+        ),
+        ("cond_script", vec![vec![2, 8]]),
+    ] {
+        let model = Model::load(dir.join(format!("{name}.onnx"))).unwrap();
+        let exe = model
+            .compile_with(&Target::Cpu, &CompileOptions::default())
+            .unwrap();
+        let build = exe.cpu_build(&shapes).unwrap().expect("a CPU build");
+        let Build::Native(e) = &*build else {
+            panic!("{name}: not compiled")
+        };
+        let steps = &e.program().steps;
+        assert!(
+            steps.iter().any(|s| matches!(s, Step::Control(_))),
+            "{name}"
+        );
+        assert!(
+            !steps.iter().any(|s| matches!(s, Step::Host { .. })),
+            "{name}: {}",
+            e.program().to_text()
+        );
+    }
+}

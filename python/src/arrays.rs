@@ -2,7 +2,7 @@
 //!
 //! In: a C-contiguous, aligned array of the input's dtype becomes a tensor
 //! viewing the array's memory (the tensor keeps the array alive); anything
-//! else is converted once by numpy (`ascontiguousarray` with the input's
+//! else is converted once by numpy (`asarray(order="C")` with the input's
 //! dtype) and the copy is viewed the same way. A conversion that could change
 //! values beyond rounding (floats into integers, integers that do not fit) is
 //! refused with an [`InputError`](crate::errors::InputError) naming the input.
@@ -118,16 +118,19 @@ pub fn tensor_from_py(value: &Bound<'_, PyAny>, name: &str, dtype: DType) -> PyR
     let want = PyArrayDescr::new(py, carrier(dtype))?;
     let bf16_given =
         dtype == DType::BF16 && have.itemsize() == 2 && dtype_name(&have)? == "bfloat16";
+    // `asarray(order="C")`, not `ascontiguousarray`, which turns a 0-d array
+    // into a 1-d one.
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("order", "C")?;
     let array = if bf16_given {
-        np.call_method1("ascontiguousarray", (&array,))?
+        np.call_method("asarray", (&array,), Some(&kwargs))?
             .cast_into::<PyUntypedArray>()?
     } else {
         if !have.is_equiv_to(&want) {
             check_cast(&np, &array, &have, &want, name, dtype)?;
         }
-        let kwargs = PyDict::new(py);
         kwargs.set_item("dtype", &want)?;
-        np.call_method("ascontiguousarray", (&array,), Some(&kwargs))?
+        np.call_method("asarray", (&array,), Some(&kwargs))?
             .cast_into::<PyUntypedArray>()?
     };
     let array = if array.is_aligned() {

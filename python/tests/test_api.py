@@ -80,6 +80,28 @@ def test_inputs_are_converted_once_when_needed(demo: kiln.Model) -> None:
     np.testing.assert_array_equal(exe.run(strided)["pooler_output"], want)
 
 
+def test_scalar_inputs_stay_scalars(tmp_path) -> None:
+    # A 0-d array (and a Python float, and a 0-d array of another dtype) is
+    # a scalar input, not a one-element vector.
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Mul", ["x", "s"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3]), helper.make_tensor_value_info("s", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+    )
+    path = tmp_path / "scalar.onnx"
+    import onnx
+
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    exe = kiln.load(path).compile()
+    x = np.arange(3, dtype=np.float32)
+    for s in (np.array(2.0, dtype=np.float32), 2.0, np.array(2.0)):
+        np.testing.assert_array_equal(exe.run({"x": x, "s": s})["y"], x * 2)
+
+
 def test_output_names_select_and_order(demo: kiln.Model) -> None:
     exe = demo.compile()
     feed = bert_inputs(np.random.default_rng(3))
