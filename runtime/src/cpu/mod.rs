@@ -284,7 +284,8 @@ impl CpuBackend {
             Step::Gemm(_) => self.threads <= 1,
             Step::CheckIndices { .. } => true,
             Step::Host { .. } => false,
-            Step::Control(_) => false,
+            // Serial when its bodies are (checked below).
+            Step::Control(_) => true,
         }) && self.controls.iter().flatten().all(|b| b.backend.inline)
     }
 
