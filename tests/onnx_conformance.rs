@@ -336,8 +336,24 @@ fn read_manifest() -> BTreeSet<String> {
         .collect()
 }
 
-/// Compares one output with the expected tensor like numpy's `assert_allclose`.
+/// Compares one output with the expected tensor like numpy's `assert_allclose`
+/// (a sequence or optional element by element).
 fn compare(i: usize, got: &Tensor, want: &Tensor) -> Result<(), String> {
+    if got.dtype() == kiln::ir::DType::List && want.dtype() == kiln::ir::DType::List {
+        let (gk, gv) = kiln::ir::list::decode(got).map_err(|e| format!("output {i}: {e}"))?;
+        let (wk, wv) = kiln::ir::list::decode(want).map_err(|e| format!("output {i}: {e}"))?;
+        if gk != wk || gv.len() != wv.len() {
+            return Err(format!(
+                "output {i}: {gk:?} of {} elements, expected {wk:?} of {}",
+                gv.len(),
+                wv.len()
+            ));
+        }
+        for (g, w) in gv.iter().zip(&wv) {
+            compare(i, g, w)?;
+        }
+        return Ok(());
+    }
     if got.shape() != want.shape() {
         return Err(format!(
             "output {i}: shape {:?}, expected {:?}",
@@ -362,14 +378,24 @@ fn compare(i: usize, got: &Tensor, want: &Tensor) -> Result<(), String> {
     Ok(())
 }
 
-fn read_pbs(dir: &Path, prefix: &str) -> Result<Vec<Tensor>, String> {
+/// The `{prefix}_{k}.pb` files of a data set; `kinds[k]` says which hold a
+/// sequence or optional instead of a tensor.
+fn read_pbs(
+    dir: &Path,
+    prefix: &str,
+    kinds: &[Option<kiln::ir::list::ListKind>],
+) -> Result<Vec<Tensor>, String> {
     let mut out = Vec::new();
     for k in 0.. {
         let p = dir.join(format!("{prefix}_{k}.pb"));
         if !p.exists() {
             break;
         }
-        out.push(onnx::read_tensor_file(&p).map_err(|e| e.to_string())?);
+        let t = match kinds.get(k).copied().flatten() {
+            Some(kind) => onnx::read_list_file(&p, kind),
+            None => onnx::read_tensor_file(&p),
+        };
+        out.push(t.map_err(|e| e.to_string())?);
     }
     Ok(out)
 }
@@ -401,10 +427,12 @@ fn read_sets(dir: &Path, graph: &Graph) -> Result<Vec<DataSet>, String> {
         })
         .collect();
     sets.sort();
+    let model = onnx::read_model(&dir.join("model.onnx")).map_err(|e| e.to_string())?;
+    let (in_kinds, out_kinds) = onnx::io_list_kinds(&model);
     let mut out = Vec::with_capacity(sets.len());
     for set in sets {
-        let inputs = read_pbs(&set, "input")?;
-        let expected = read_pbs(&set, "output")?;
+        let inputs = read_pbs(&set, "input", &in_kinds)?;
+        let expected = read_pbs(&set, "output", &out_kinds)?;
         let named: Vec<(String, Tensor)> = graph
             .inputs
             .iter()

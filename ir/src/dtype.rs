@@ -55,11 +55,14 @@ pub enum DType {
     I2,
     /// Unsigned 2-bit integer; stored one per byte.
     U2,
+    /// An opaque list value, an ONNX sequence or optional, whose bytes encode
+    /// its elements (`crate::list`): a 1-D tensor only the list ops read.
+    List,
 }
 
 impl DType {
     /// Every dtype, in declaration order.
-    pub const ALL: [DType; 23] = [
+    pub const ALL: [DType; 24] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -83,6 +86,7 @@ impl DType {
         DType::U4,
         DType::I2,
         DType::U2,
+        DType::List,
     ];
 
     /// Size of one element in bytes, as kiln stores it: the sub-byte types
@@ -103,7 +107,8 @@ impl DType {
             | DType::I4
             | DType::U4
             | DType::I2
-            | DType::U2 => 1,
+            | DType::U2
+            | DType::List => 1,
         }
     }
 
@@ -136,7 +141,7 @@ impl DType {
 
     /// True for the signed and unsigned integer types (not bool).
     pub const fn is_int(self) -> bool {
-        !self.is_float() && !matches!(self, DType::Bool)
+        !self.is_float() && !matches!(self, DType::Bool | DType::List)
     }
 
     /// True for the unsigned integer types.
@@ -193,6 +198,7 @@ impl DType {
             DType::U4 => "u4",
             DType::I2 => "i2",
             DType::U2 => "u2",
+            DType::List => "list",
         }
     }
 

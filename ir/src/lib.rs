@@ -15,6 +15,7 @@ mod error;
 mod graph;
 pub mod interp;
 pub mod limits;
+pub mod list;
 pub mod lowp;
 pub mod op;
 mod shape;

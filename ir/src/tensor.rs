@@ -212,6 +212,11 @@ macro_rules! with_dtype {
                 type $T = $crate::lowp::U2;
                 $body
             }
+            // A list's encoding, moved as bytes (only list ops read it).
+            __D::List => {
+                type $T = u8;
+                $body
+            }
         }
     }};
 }

@@ -51,12 +51,19 @@ pub fn numpy_name(dtype: DType) -> &'static str {
         DType::U4 => "uint4",
         DType::I2 => "int2",
         DType::U2 => "uint2",
+        // A sequence or optional's encoding (refused at the boundary).
+        DType::List => "uint8",
     }
 }
 
 /// Low-precision dtypes are numpy dtypes only once `ml_dtypes` is imported:
 /// imports it, or fails naming the value and its dtype.
 fn require_ml_dtypes(py: Python<'_>, what: &str, dtype: DType) -> PyResult<()> {
+    if dtype == DType::List {
+        return Err(input_error(format!(
+            "{what} is an ONNX sequence or optional, which the Python package does not pass yet (the kiln command and the Rust library do)"
+        )));
+    }
     if dtype.is_low_precision() {
         py.import("ml_dtypes").map_err(|e| {
             input_error(format!(

@@ -34,7 +34,9 @@ fn descr(d: DType) -> Option<&'static str> {
         | DType::I4
         | DType::U4
         | DType::I2
-        | DType::U2 => return None,
+        | DType::U2
+        // A sequence or optional is no array.
+        | DType::List => return None,
     })
 }
 

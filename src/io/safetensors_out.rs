@@ -33,7 +33,8 @@ fn st_dtype(name: &str, d: DType) -> Result<Dtype, Error> {
         | DType::I4
         | DType::U4
         | DType::I2
-        | DType::U2 => {
+        | DType::U2
+        | DType::List => {
             return Err(Error::Output(format!(
                 "tensor `{name}`: safetensors has no {d} dtype kiln writes"
             )))

@@ -89,7 +89,8 @@ impl Scalar {
             | DType::I4
             | DType::U4
             | DType::I2
-            | DType::U2 => Scalar::U8,
+            | DType::U2
+            | DType::List => Scalar::U8,
         }
     }
 

@@ -386,7 +386,7 @@ impl<'g> Scheduler<'g> {
             .chain(node.outputs.iter().map(|&o| ("output", o)));
         for (k, (what, id)) in values.enumerate() {
             let dtype = self.graph.value(id).ty.dtype;
-            if dtype.is_low_precision() {
+            if dtype.is_low_precision() || dtype == kiln_ir::DType::List {
                 let index = if what == "input" {
                     k
                 } else {

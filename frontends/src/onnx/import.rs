@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use kiln_ir::{Dim, Graph, Op, Shape, TensorType, ValueDef, ValueId};
 
 use super::bricks::BrickNamer;
+use super::lists::{info_of_type, ListInfo};
+use super::node_ctx::ImportedSubgraph;
 use super::node_ctx::{ImportScope, NodeCtx};
 use super::proto::{self, FunctionProto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use super::registry::Registry;
@@ -29,6 +31,8 @@ pub(crate) struct Importer<'m> {
     shapes: ShapeValues,
     /// How many `If` branches and function calls enclose the node being converted.
     inline_depth: usize,
+    /// What each list value (sequence, optional) holds.
+    lists: HashMap<ValueId, ListInfo>,
 }
 
 impl ImportScope for Importer<'_> {
@@ -61,11 +65,20 @@ impl ImportScope for Importer<'_> {
         g: &GraphProto,
         node: &str,
         leading: &[TensorType],
-    ) -> Result<(Graph, Vec<ValueId>), OnnxError> {
+        leading_lists: &[Option<ListInfo>],
+    ) -> Result<ImportedSubgraph, OnnxError> {
         self.enter_inlined(node)?;
-        let result = self.import_subgraph_at_depth(g, node, leading);
+        let result = self.import_subgraph_at_depth(g, node, leading, leading_lists);
         self.inline_depth -= 1;
         result
+    }
+
+    fn list_info(&self, v: ValueId) -> Option<ListInfo> {
+        self.lists.get(&v).cloned()
+    }
+
+    fn set_list_info(&mut self, v: ValueId, info: ListInfo) {
+        self.lists.insert(v, info);
     }
 
     fn inline_subgraph(&mut self, g: &GraphProto, node: &str) -> Result<Vec<ValueId>, OnnxError> {
@@ -87,7 +100,8 @@ impl<'m> Importer<'m> {
         g: &GraphProto,
         node: &str,
         leading: &[TensorType],
-    ) -> Result<(Graph, Vec<ValueId>), OnnxError> {
+        leading_lists: &[Option<ListInfo>],
+    ) -> Result<ImportedSubgraph, OnnxError> {
         if g.input.len() != leading.len() {
             return Err(OnnxError::Malformed(format!(
                 "node `{node}`: subgraph `{}` declares {} inputs, the op gives it {}",
@@ -111,10 +125,15 @@ impl<'m> Importer<'m> {
             bricks: self.bricks.clone(),
             shapes: ShapeValues::default(),
             inline_depth: self.inline_depth,
+            lists: HashMap::new(),
         };
-        for (vi, ty) in g.input.iter().zip(leading) {
+        for (i, (vi, ty)) in g.input.iter().zip(leading).enumerate() {
             let v = child.graph.add_input(vi.name.clone(), ty.clone());
             child.names.insert(vi.name.clone(), v);
+            let declared = vi.r#type.as_ref().and_then(info_of_type);
+            if let Some(info) = leading_lists.get(i).cloned().flatten().or(declared) {
+                child.lists.insert(v, info);
+            }
         }
         let mut captures = Vec::new();
         for init in &g.initializer {
@@ -144,6 +163,9 @@ impl<'m> Importer<'m> {
                 _ => {
                     let v = child.graph.add_input(free.clone(), value.ty.clone());
                     child.names.insert(free, v);
+                    if let Some(info) = self.lists.get(&outer) {
+                        child.lists.insert(v, info.clone());
+                    }
                     captures.push(outer);
                 }
             }
@@ -151,12 +173,19 @@ impl<'m> Importer<'m> {
         for n in &g.node {
             child.convert_node(n)?;
         }
+        let mut output_lists = Vec::with_capacity(g.output.len());
         for o in &g.output {
             let v = child.find(&o.name, node)?;
             child.graph.outputs.push(v);
+            let declared = o.r#type.as_ref().and_then(info_of_type);
+            output_lists.push(child.lists.get(&v).cloned().or(declared));
         }
         child.graph.prune();
-        Ok((child.graph, captures))
+        Ok(ImportedSubgraph {
+            graph: child.graph,
+            captures,
+            output_lists,
+        })
     }
 
     /// Enters an inlined `If` branch or function body, refusing nesting deeper than
@@ -373,6 +402,9 @@ fn value_type(vi: &ValueInfoProto, sym_names: &mut usize) -> Result<TensorType, 
         .r#type
         .as_ref()
         .ok_or_else(|| OnnxError::Malformed(format!("`{}` has no type", vi.name)))?;
+    if info_of_type(tp).is_some() {
+        return Ok(kiln_ir::op::list_type());
+    }
     let proto::type_proto::Value::TensorType(tt) = tp
         .value
         .as_ref()
@@ -510,6 +542,7 @@ pub(crate) fn import_model(model: &ModelProto, dir: DataDir) -> Result<Graph, On
         bricks: BrickNamer::new(model),
         shapes: ShapeValues::default(),
         inline_depth: 0,
+        lists: HashMap::new(),
     };
     imp.add_initializers(g)?;
     let mut unnamed = 0;
@@ -520,6 +553,9 @@ pub(crate) fn import_model(model: &ModelProto, dir: DataDir) -> Result<Graph, On
         let ty = value_type(vi, &mut unnamed)?;
         let v = imp.graph.add_input(vi.name.clone(), ty);
         imp.names.insert(vi.name.clone(), v);
+        if let Some(info) = vi.r#type.as_ref().and_then(info_of_type) {
+            imp.lists.insert(v, info);
+        }
     }
     for n in &g.node {
         imp.convert_node(n)?;

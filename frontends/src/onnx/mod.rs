@@ -8,6 +8,7 @@
 mod attrs;
 mod bricks;
 mod import;
+mod lists;
 mod node_ctx;
 pub mod ops;
 pub mod proto;
@@ -146,6 +147,96 @@ pub fn read_tensor_file(path: &Path) -> Result<Tensor, OnnxError> {
     })?;
     let dir = path.parent().map(Path::to_path_buf);
     tensor::tensor_from_proto(&t, &tensor::DataDir(dir))
+}
+
+/// The kind of each graph input and output of a model: `None` for a tensor,
+/// the list kind for a sequence or optional (whose test data files hold a
+/// `SequenceProto` or `OptionalProto`, read by [`read_list_file`]).
+#[allow(clippy::type_complexity)]
+pub fn io_list_kinds(
+    model: &proto::ModelProto,
+) -> (
+    Vec<Option<kiln_ir::list::ListKind>>,
+    Vec<Option<kiln_ir::list::ListKind>>,
+) {
+    let Some(g) = &model.graph else {
+        return (vec![], vec![]);
+    };
+    let initializers: std::collections::HashSet<&str> =
+        g.initializer.iter().map(|i| i.name.as_str()).collect();
+    let kind = |vi: &proto::ValueInfoProto| {
+        vi.r#type
+            .as_ref()
+            .and_then(lists::info_of_type)
+            .map(|i| i.kind)
+    };
+    (
+        g.input
+            .iter()
+            .filter(|vi| !initializers.contains(vi.name.as_str()))
+            .map(kind)
+            .collect(),
+        g.output.iter().map(kind).collect(),
+    )
+}
+
+/// Reads a serialized `SequenceProto` (`kind` sequence) or `OptionalProto`
+/// file as a list value (`kiln_ir::list`).
+pub fn read_list_file(path: &Path, kind: kiln_ir::list::ListKind) -> Result<Tensor, OnnxError> {
+    use prost::Message;
+    let bytes = kiln_ir::map_file(path).map_err(|source| OnnxError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let dir = tensor::DataDir(path.parent().map(Path::to_path_buf));
+    let decode_err = |e: prost::DecodeError| OnnxError::Decode {
+        path: path.display().to_string(),
+        what: "sequence or optional",
+        message: e.to_string(),
+    };
+    match kind {
+        kiln_ir::list::ListKind::Sequence => list_of_sequence(
+            &proto::SequenceProto::decode(bytes).map_err(decode_err)?,
+            &dir,
+        ),
+        kiln_ir::list::ListKind::Optional => list_of_optional(
+            &proto::OptionalProto::decode(bytes).map_err(decode_err)?,
+            &dir,
+        ),
+    }
+}
+
+fn list_of_sequence(s: &proto::SequenceProto, dir: &tensor::DataDir) -> Result<Tensor, OnnxError> {
+    let mut items = Vec::new();
+    for t in &s.tensor_values {
+        items.push(tensor::tensor_from_proto(t, dir)?);
+    }
+    for q in &s.sequence_values {
+        items.push(list_of_sequence(q, dir)?);
+    }
+    for o in &s.optional_values {
+        items.push(list_of_optional(o, dir)?);
+    }
+    Ok(kiln_ir::list::encode(
+        kiln_ir::list::ListKind::Sequence,
+        &items,
+    ))
+}
+
+fn list_of_optional(o: &proto::OptionalProto, dir: &tensor::DataDir) -> Result<Tensor, OnnxError> {
+    let item = if let Some(t) = &o.tensor_value {
+        Some(tensor::tensor_from_proto(t, dir)?)
+    } else if let Some(s) = &o.sequence_value {
+        Some(list_of_sequence(s, dir)?)
+    } else if let Some(inner) = &o.optional_value {
+        Some(list_of_optional(inner, dir)?)
+    } else {
+        None
+    };
+    Ok(kiln_ir::list::encode(
+        kiln_ir::list::ListKind::Optional,
+        item.as_slice(),
+    ))
 }
 
 /// The op types (with node names) of a model that kiln cannot convert.

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use kiln_ir::{BrickId, DType, Graph, Op, Tensor, TensorType, ValueId};
 
 use super::attrs::Attrs;
+use super::lists::ListInfo;
 use super::proto::{GraphProto, NodeProto};
 use super::tensor::DataDir;
 use super::OnnxError;
@@ -41,7 +42,22 @@ pub(crate) trait ImportScope {
         g: &GraphProto,
         node: &str,
         leading: &[TensorType],
-    ) -> Result<(Graph, Vec<ValueId>), OnnxError>;
+        leading_lists: &[Option<ListInfo>],
+    ) -> Result<ImportedSubgraph, OnnxError>;
+    /// What list value `v` holds (`None` for a tensor).
+    fn list_info(&self, v: ValueId) -> Option<ListInfo>;
+    /// Records what list value `v` holds.
+    fn set_list_info(&mut self, v: ValueId, info: ListInfo);
+}
+
+/// A subgraph imported as a closed graph of its own.
+pub(crate) struct ImportedSubgraph {
+    /// The graph: its declared inputs, then one per capture.
+    pub graph: Graph,
+    /// The enclosing scope's values it captures, in capture-input order.
+    pub captures: Vec<ValueId>,
+    /// What each of its outputs holds when it is a list.
+    pub output_lists: Vec<Option<ListInfo>>,
 }
 
 /// Everything a converter needs for one ONNX node: its attributes and inputs, and a
@@ -339,11 +355,23 @@ impl<'a> NodeCtx<'a> {
     /// Imports subgraph `g` as a closed graph whose declared inputs have the
     /// types `leading` (see [`ImportScope::import_subgraph`]); returns it and
     /// the values it captures.
-    pub fn subgraph(
+    pub(crate) fn subgraph(
         &mut self,
         g: &GraphProto,
         leading: &[TensorType],
-    ) -> Result<(Graph, Vec<ValueId>), OnnxError> {
-        self.scope.import_subgraph(g, &self.name, leading)
+        leading_lists: &[Option<ListInfo>],
+    ) -> Result<ImportedSubgraph, OnnxError> {
+        self.scope
+            .import_subgraph(g, &self.name, leading, leading_lists)
+    }
+
+    /// What list value `v` holds (`None` for a tensor).
+    pub(crate) fn list_info(&self, v: ValueId) -> Option<ListInfo> {
+        self.scope.list_info(v)
+    }
+
+    /// Records what list value `v` holds.
+    pub(crate) fn set_list_info(&mut self, v: ValueId, info: ListInfo) {
+        self.scope.set_list_info(v, info);
     }
 }

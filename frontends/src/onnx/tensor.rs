@@ -251,6 +251,8 @@ pub fn tensor_from_proto(t: &TensorProto, dir: &DataDir) -> Result<Tensor, OnnxE
             let v: Vec<i64> = t.int32_data.iter().map(|&x| x as i64).collect();
             Tensor::from_i64(dtype, shape, &v)
         }
+        // No ONNX data type code maps to the IR's list dtype.
+        DType::List => return Err(bad("a list is not a tensor".into())),
     };
     Ok(out)
 }

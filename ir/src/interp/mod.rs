@@ -11,6 +11,7 @@ mod composite;
 mod control;
 mod elementwise;
 mod layout;
+mod list;
 mod misc;
 mod nn;
 mod reduce;
@@ -83,6 +84,7 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<Tens
         Op::Misc(o) => misc::eval(o, inputs, n_outputs),
         Op::Fused(o) => eval_fused(o, inputs),
         Op::Control(o) => control::eval(o, inputs),
+        Op::List(o) => list::eval(o, inputs),
     }?;
     if out.len() < n_outputs {
         return Err(OpError::shape(format!(

@@ -13,6 +13,7 @@ mod control;
 mod elementwise;
 mod fused;
 mod layout;
+mod list;
 mod misc;
 mod nn;
 mod props;
@@ -25,6 +26,7 @@ pub use control::{ControlOp, Subgraph, MAX_LOOP_ITERATIONS};
 pub use elementwise::{BinaryOp, UnaryOp};
 pub use fused::{FusedArg, FusedOp, FusedRole, FusedStep, MAX_FUSED_STEPS};
 pub use layout::{shape_range, slice_bounds, slice_len, LayoutOp, PadMode, ScatterReduction};
+pub use list::{list_type, ListOp};
 pub use misc::{GridMode, GridPadding, MiscOp, RnnActivation, RnnCell, RnnInputs, WindowKind};
 pub use nn::{matmul_shape, parse_einsum, NnOp, RnnDirection};
 pub use reduce::{ReduceKind, ReduceOp};
@@ -97,6 +99,8 @@ pub enum Op {
     Fused(FusedOp),
     /// Control flow: `If`, `Loop` and `Scan`, which own subgraphs.
     Control(ControlOp),
+    /// Sequences and optionals (list values).
+    List(ListOp),
 }
 
 impl Op {
@@ -111,6 +115,7 @@ impl Op {
             Op::Misc(o) => o,
             Op::Fused(o) => o,
             Op::Control(o) => o,
+            Op::List(o) => o,
         }
     }
 
@@ -121,6 +126,18 @@ impl Op {
 
     /// Output types for these inputs.
     pub fn infer(&self, inputs: &InferInputs) -> Result<Vec<TensorType>, OpError> {
+        // A list (sequence, optional) is opaque bytes: only list ops, control
+        // flow (which passes values through) and Identity may take one.
+        let takes_lists = matches!(
+            self,
+            Op::List(_) | Op::Control(_) | Op::Layout(LayoutOp::Identity)
+        );
+        if !takes_lists && inputs.types.iter().any(|t| t.dtype == crate::DType::List) {
+            return Err(OpError::dtype(format!(
+                "{} does not take a sequence or optional",
+                self.name()
+            )));
+        }
         self.family().infer(inputs)
     }
 
@@ -145,6 +162,7 @@ impl Op {
             Op::Composite(o) => ron::ser::to_string_pretty(o, cfg()),
             Op::Misc(o) => ron::ser::to_string_pretty(o, cfg()),
             Op::Control(o) => ron::ser::to_string_pretty(o, cfg()),
+            Op::List(o) => ron::ser::to_string_pretty(o, cfg()),
             // Struct names are omitted by the compact form: name the region.
             Op::Fused(o) => ron::ser::to_string_pretty(o, cfg()).map(|s| format!("Fused{s}")),
         };
@@ -165,6 +183,7 @@ impl Op {
             .or_else(|| try_parse(s).map(Op::Composite))
             .or_else(|| try_parse(s).map(Op::Misc))
             .or_else(|| try_parse(s).map(Op::Control))
+            .or_else(|| try_parse(s).map(Op::List))
             .or_else(|| {
                 s.trim_start()
                     .strip_prefix("Fused")

@@ -137,6 +137,7 @@ impl Op {
             Op::Misc(m) => misc_traits(m),
             Op::Fused(f) => fused_traits(f),
             Op::Control(c) => control_traits(c),
+            Op::List(_) => opaque(),
         }
     }
 }

@@ -36,7 +36,7 @@ fn format_element(dtype: DType, b: &[u8]) -> String {
         DType::I16 => i16::from_le_bytes([a[0], a[1]]).to_string(),
         DType::U16 => u16::from_le_bytes([a[0], a[1]]).to_string(),
         DType::I8 => (a[0] as i8).to_string(),
-        DType::U8 => a[0].to_string(),
+        DType::U8 | DType::List => a[0].to_string(),
         DType::Bool => match a[0] {
             0 => "false".into(),
             1 => "true".into(),
@@ -161,6 +161,10 @@ fn half_bits(v: f64, brain: bool) -> u16 {
 /// prints it) to `out`, or says why `tok` is not an element of `dtype`.
 pub(super) fn parse_element(dtype: DType, tok: &str, out: &mut Vec<u8>) -> Result<(), String> {
     let bad = || format!("`{tok}` is not a valid {dtype} element");
+    if dtype == DType::List {
+        // A list's encoding prints as its bytes.
+        return parse_element(DType::U8, tok, out);
+    }
     if dtype.is_low_precision() {
         out.push(parse_low_precision(dtype, tok).ok_or_else(bad)?);
         return Ok(());

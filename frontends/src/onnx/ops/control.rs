@@ -5,6 +5,7 @@
 use kiln_ir::op::{ControlOp, Subgraph};
 use kiln_ir::{DType, Dim, Graph, Op, Shape, TensorType, ValueId};
 
+use crate::onnx::lists::ListInfo;
 use crate::onnx::proto::{self, GraphProto, ValueInfoProto};
 use crate::onnx::{NodeCtx, OnnxError, Registry};
 
@@ -36,8 +37,10 @@ fn convert_if(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     }
     let then_g = required_graph(cx, "then_branch")?;
     let else_g = required_graph(cx, "else_branch")?;
-    let (mut then_b, then_caps) = cx.subgraph(then_g, &[])?;
-    let (mut else_b, else_caps) = cx.subgraph(else_g, &[])?;
+    let then_i = cx.subgraph(then_g, &[], &[])?;
+    let else_i = cx.subgraph(else_g, &[], &[])?;
+    let (mut then_b, then_caps) = (then_i.graph, then_i.captures);
+    let (mut else_b, else_caps) = (else_i.graph, else_i.captures);
     // Both branches take the union of what either captures, in one order.
     let mut captures: Vec<ValueId> = then_caps.clone();
     for c in &else_caps {
@@ -62,6 +65,18 @@ fn convert_if(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let mut inputs = vec![cond];
     inputs.extend(captures);
     let outs = cx.op_n(op, &inputs, n.min(then_g.output.len()))?;
+    for (k, &o) in outs.iter().enumerate() {
+        let info = match (&then_i.output_lists[k], &else_i.output_lists[k]) {
+            (Some(a), Some(b)) => Some(ListInfo {
+                kind: a.kind,
+                elem: a.elem.merge(&b.elem),
+            }),
+            (a, b) => a.clone().or(b.clone()),
+        };
+        if let Some(info) = info {
+            cx.set_list_info(o, info);
+        }
+    }
     cx.set_outputs(&outs);
     Ok(())
 }
@@ -132,7 +147,10 @@ fn convert_loop(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         single_input_type(body_g.input.get(1), DType::Bool),
     ];
     leading.extend(carried.iter().map(|&v| cx.ty(v).clone()));
-    let (body, captures) = cx.subgraph(body_g, &leading)?;
+    let mut leading_lists = vec![None, None];
+    leading_lists.extend(carried.iter().map(|&v| cx.list_info(v)));
+    let imported = cx.subgraph(body_g, &leading, &leading_lists)?;
+    let (body, captures) = (imported.graph, imported.captures);
     let mut inputs = Vec::new();
     if let Some(m) = trip {
         let m = if cx.dtype(m) == DType::I64 {
@@ -159,6 +177,19 @@ fn convert_loop(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         num_carried: carried.len(),
     });
     let outs = cx.op_n(op, &inputs, cx.num_outputs())?;
+    // A carried list holds what the body returns for it, as on entry.
+    for (k, &o) in outs.iter().enumerate().take(carried.len()) {
+        let info = match (cx.list_info(carried[k]), &imported.output_lists[1 + k]) {
+            (Some(a), Some(b)) => Some(ListInfo {
+                kind: a.kind,
+                elem: a.elem.merge(&b.elem),
+            }),
+            (a, b) => a.or(b.clone()),
+        };
+        if let Some(info) = info {
+            cx.set_list_info(o, info);
+        }
+    }
     cx.set_outputs(&outs);
     Ok(())
 }
@@ -213,7 +244,12 @@ fn convert_scan(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         dims.remove(a);
         leading.push(TensorType::new(t.dtype, Shape(dims)));
     }
-    let (body, captures) = cx.subgraph(body_g, &leading)?;
+    let leading_lists: Vec<Option<ListInfo>> = operands[..num_state]
+        .iter()
+        .map(|&v| cx.list_info(v))
+        .collect();
+    let imported = cx.subgraph(body_g, &leading, &leading_lists)?;
+    let (body, captures) = (imported.graph, imported.captures);
     let mut inputs = operands;
     inputs.extend(captures);
     let op = Op::Control(ControlOp::Scan {

@@ -5,6 +5,7 @@ mod contrib;
 mod control;
 mod elementwise;
 mod layout;
+mod list;
 mod misc;
 mod nn;
 mod reduce;
@@ -20,6 +21,7 @@ pub fn register_all(reg: &mut Registry) {
     nn::register(reg);
     composite::register(reg);
     control::register(reg);
+    list::register(reg);
     misc::register(reg);
     contrib::register(reg);
 }
