@@ -196,9 +196,7 @@ fn convert_loop(cx: &mut NodeCtx) -> Result<(), OnnxError> {
 
 fn convert_scan(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     if cx.opset < 9 {
-        return Err(cx.err(
-            "Scan before opset 9 (with sequence_lens and a batch axis) is not supported; re-export with opset 9 or later",
-        ));
+        return convert_scan8(cx);
     }
     let body_g = required_graph(cx, "body")?;
     let num_scan_inputs = cx
@@ -260,6 +258,142 @@ fn convert_scan(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         input_reverse: input_dirs.iter().map(|&d| d != 0).collect(),
         output_axes,
         output_reverse: output_dirs.iter().map(|&d| d != 0).collect(),
+    });
+    let outs = cx.op_n(op, &inputs, cx.num_outputs())?;
+    cx.set_outputs(&outs);
+    Ok(())
+}
+
+/// Scan as opset 8 defines it: operands `[sequence_lens?, states..., scan
+/// inputs...]` with a leading batch axis on all of them, the scan axis after
+/// it. It is the opset-9 Scan applied to each batch row: a `Loop` over the
+/// rows whose body takes row `i` of each operand (`Gather`), runs the
+/// opset-9 Scan along axis 0 and returns its results as the loop's scan
+/// outputs, which stack the rows back along the batch axis.
+fn convert_scan8(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    use kiln_ir::op::LayoutOp;
+    if cx.input(0)?.is_some() {
+        return Err(cx.err(
+            "Scan (opset 8) with sequence_lens is not supported (every row must use the whole sequence); re-export with opset 9 or later",
+        ));
+    }
+    let body_g = required_graph(cx, "body")?;
+    let m = cx
+        .attrs
+        .int("num_scan_inputs")
+        .ok_or_else(|| cx.err("missing attribute num_scan_inputs"))? as usize;
+    let operands: Vec<ValueId> = (1..cx.num_inputs())
+        .map(|i| cx.req(i))
+        .collect::<Result<_, _>>()?;
+    if m < 1 || m > operands.len() {
+        return Err(cx.err(format!(
+            "num_scan_inputs is {m} with {} operands",
+            operands.len()
+        )));
+    }
+    let num_state = operands.len() - m;
+    let num_scan_outputs = body_g
+        .output
+        .len()
+        .checked_sub(num_state)
+        .ok_or_else(|| cx.err("the body returns fewer values than there are states"))?;
+    let dirs = cx.attrs.ints("directions").unwrap_or_else(|| vec![0; m]);
+    if dirs.len() != m {
+        return Err(cx.err(format!(
+            "directions has {} entries, {m} expected",
+            dirs.len()
+        )));
+    }
+    let row_type = |cx: &NodeCtx, v: ValueId| -> Result<TensorType, OnnxError> {
+        let t = cx.ty(v);
+        if t.shape.rank() < 1 {
+            return Err(cx.err("opset-8 Scan operands need a batch axis"));
+        }
+        Ok(TensorType::new(t.dtype, Shape(t.shape.0[1..].to_vec())))
+    };
+    // The opset-9 Scan body: states, then scan slices (the row's axis 0 removed).
+    let mut leading = Vec::new();
+    for (k, &v) in operands.iter().enumerate() {
+        let row = row_type(cx, v)?;
+        leading.push(if k < num_state {
+            row
+        } else {
+            if row.shape.rank() < 1 {
+                return Err(cx.err("opset-8 Scan inputs need a scan axis after the batch axis"));
+            }
+            TensorType::new(row.dtype, Shape(row.shape.0[1..].to_vec()))
+        });
+    }
+    let imported = cx.subgraph(body_g, &leading, &vec![None; leading.len()])?;
+    let scan = ControlOp::Scan {
+        body: Subgraph::new(imported.graph),
+        num_state,
+        num_scan_inputs: m,
+        input_axes: vec![0; m],
+        input_reverse: dirs.iter().map(|&d| d != 0).collect(),
+        output_axes: vec![0; num_scan_outputs],
+        output_reverse: vec![false; num_scan_outputs],
+    };
+    // The loop body: row `i` of every operand, the Scan, its results out.
+    let scalar = |d: DType| TensorType::new(d, Shape::default());
+    let node_err = |e: kiln_ir::NodeError| OnnxError::Malformed(e.to_string());
+    let mut lb = Graph::new(format!("{}/rows", cx.name()));
+    let iter = lb.add_input("row", scalar(DType::I64));
+    let cond = lb.add_input("cond", scalar(DType::Bool));
+    let whole: Vec<ValueId> = operands
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| lb.add_input(format!("operand{k}"), cx.ty(v).clone()))
+        .collect();
+    let caps: Vec<ValueId> = imported
+        .captures
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| lb.add_input(format!("capture{k}"), cx.ty(v).clone()))
+        .collect();
+    let mut args = Vec::new();
+    for (k, &w) in whole.iter().enumerate() {
+        args.push(
+            lb.add_node(
+                format!("row{k}"),
+                Op::Layout(LayoutOp::Gather { axis: 0 }),
+                vec![w, iter],
+                &[format!("row{k}")],
+                None,
+            )
+            .map_err(node_err)?[0],
+        );
+    }
+    args.extend(&caps);
+    let names: Vec<String> = (0..num_state + num_scan_outputs)
+        .map(|k| format!("result{k}"))
+        .collect();
+    let results = lb
+        .add_node("scan", Op::Control(scan), args, &names, None)
+        .map_err(node_err)?;
+    let mut outs = vec![cond];
+    outs.extend(results);
+    lb.outputs = outs;
+    let x = operands[num_state];
+    let batch = cx.op(
+        Op::Layout(LayoutOp::Shape {
+            start: 0,
+            end: Some(1),
+        }),
+        &[x],
+    )?;
+    let zero = cx.ints(&[0]);
+    let batch = cx
+        .op(Op::Layout(LayoutOp::Squeeze { axes: vec![0] }), &[batch])
+        .or_else(|_| cx.op(Op::Layout(LayoutOp::Gather { axis: 0 }), &[batch, zero]))?;
+    let mut inputs = vec![batch];
+    inputs.extend(&operands);
+    inputs.extend(&imported.captures);
+    let op = Op::Control(ControlOp::Loop {
+        body: Subgraph::new(lb),
+        has_trip_count: true,
+        has_cond: false,
+        num_carried: 0,
     });
     let outs = cx.op_n(op, &inputs, cx.num_outputs())?;
     cx.set_outputs(&outs);
