@@ -231,6 +231,9 @@ fn the_forward_graph_has_transformers_inputs_and_the_cache_graph_stays() {
     assert_eq!(optional, ["attention_mask", "position_ids"]);
 }
 
+/// Named inputs of one bad run.
+type Inputs<'a> = Vec<(&'a str, Tensor)>;
+
 fn run_err(model: &Model, target: Target, inputs: &[(&str, Tensor)]) -> String {
     let named: Vec<(String, Tensor)> = inputs
         .iter()
@@ -250,7 +253,7 @@ fn bad_forward_inputs_name_the_input() {
     let ids = Tensor::from_vec(vec![2, 6], vec![5i64; 12]);
     let ones = Tensor::from_vec(vec![2, 6], vec![1i64; 12]);
     for target in [Target::reference(), Target::cpu()] {
-        let cases: Vec<(Vec<(&str, Tensor)>, &[&str])> = vec![
+        let cases: Vec<(Inputs, &[&str])> = vec![
             (
                 vec![("attention_mask", ones.clone())],
                 &["input_ids", "missing"],
