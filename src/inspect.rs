@@ -20,6 +20,10 @@ pub struct ValueReport {
     pub dtype: String,
     /// Shape with symbolic dims.
     pub shape: String,
+    /// For an input a caller may leave out (Hugging Face models): what kiln
+    /// fills it with, as transformers does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 /// One brick of the tree.
@@ -111,6 +115,7 @@ fn proto_values(vs: &[proto::ValueInfoProto], skip: &[String]) -> Vec<ValueRepor
                 name: v.name.clone(),
                 dtype,
                 shape,
+                default: None,
             }
         })
         .collect()
@@ -124,6 +129,7 @@ fn graph_values(g: &Graph, ids: &[kiln_ir::ValueId]) -> Vec<ValueReport> {
                 name: v.name.clone(),
                 dtype: v.ty.dtype.to_string(),
                 shape: v.ty.shape.to_string(),
+                default: None,
             }
         })
         .collect()
@@ -160,6 +166,14 @@ pub fn inspect(path: &Path) -> Result<Report, Error> {
             import_error: None,
         };
         fill_from_graph(&mut report, model.graph());
+        for v in &mut report.inputs {
+            v.default = model
+                .input_rules()
+                .iter()
+                .find(|r| r.name == v.name)
+                .and_then(|r| r.default)
+                .map(|d| d.describe().to_string());
+        }
         return Ok(report);
     }
     let model = onnx::read_model(path)?;
@@ -302,7 +316,11 @@ pub fn render(r: &Report) -> String {
         .unwrap_or(0);
     let _ = writeln!(s, "\ninputs");
     for v in &r.inputs {
-        let _ = writeln!(s, "  {:width$}  {}{}", v.name, v.dtype, v.shape);
+        let optional = match &v.default {
+            Some(d) => format!("  (optional: {d})"),
+            None => String::new(),
+        };
+        let _ = writeln!(s, "  {:width$}  {}{}{optional}", v.name, v.dtype, v.shape);
     }
     let _ = writeln!(s, "outputs");
     for v in &r.outputs {

@@ -3,6 +3,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use kiln_frontends::hf::InputRule;
 use kiln_ir::{Graph, Tensor};
 
 use crate::signature::Signature;
@@ -109,6 +113,10 @@ pub struct Model {
     graph: Graph,
     path: PathBuf,
     kind: Option<kiln_frontends::hf::ModelKind>,
+    /// Hugging Face inputs a caller may leave out, and their value ranges.
+    rules: Arc<[InputRule]>,
+    /// Decoders: the KV-cache graph the generator runs.
+    kv_cache: Option<Arc<Graph>>,
     /// A GGUF file's own vocabulary (folders read `tokenizer.json` instead).
     gguf_vocab: Option<std::sync::Arc<kiln_frontends::tokenizer::GgufVocab>>,
 }
@@ -140,24 +148,14 @@ impl Model {
                 )));
             }
             let hf = kiln_frontends::hf::load_folder(path, &options.adapters)?;
-            return Ok(Model {
-                graph: hf.graph,
-                path: path.to_path_buf(),
-                kind: Some(hf.kind),
-                gguf_vocab: None,
-            });
+            return Ok(Model::of_hf(hf, path, None));
         }
         if path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
         {
             let (hf, vocab) = crate::gguf::load(path, &options.adapters)?;
-            return Ok(Model {
-                graph: hf.graph,
-                path: path.to_path_buf(),
-                kind: Some(hf.kind),
-                gguf_vocab: Some(std::sync::Arc::new(vocab)),
-            });
+            return Ok(Model::of_hf(hf, path, Some(Arc::new(vocab))));
         }
         if !options.adapters.is_empty() {
             return Err(Error::Input(
@@ -176,8 +174,25 @@ impl Model {
             graph,
             path: path.to_path_buf(),
             kind: None,
+            rules: Arc::new([]),
+            kv_cache: None,
             gguf_vocab: None,
         })
+    }
+
+    fn of_hf(
+        hf: kiln_frontends::hf::HfModel,
+        path: &Path,
+        gguf_vocab: Option<Arc<kiln_frontends::tokenizer::GgufVocab>>,
+    ) -> Model {
+        Model {
+            graph: hf.graph,
+            path: path.to_path_buf(),
+            kind: Some(hf.kind),
+            rules: hf.inputs.into(),
+            kv_cache: hf.kv_cache.map(Arc::new),
+            gguf_vocab,
+        }
     }
 
     /// Wraps a graph built in process.
@@ -186,8 +201,34 @@ impl Model {
             graph,
             path: PathBuf::new(),
             kind: None,
+            rules: Arc::new([]),
+            kv_cache: None,
             gguf_vocab: None,
         }
+    }
+
+    /// For a decoder (Hugging Face folder or GGUF file): the same model with the
+    /// KV-cache interface (`past_key.l`, a bool `[batch, 1, seq, cache + seq]`
+    /// mask, `present_key.l` …; see `kiln_frontends::hf::decoder`), which
+    /// [`crate::generate::Generator`] runs. `None` for other models, whose one
+    /// graph is [`Model::graph`].
+    pub fn kv_cache(&self) -> Option<Model> {
+        let graph = self.kv_cache.as_ref()?;
+        Some(Model {
+            graph: (**graph).clone(),
+            path: self.path.clone(),
+            kind: self.kind.clone(),
+            rules: Arc::new([]),
+            kv_cache: None,
+            gguf_vocab: self.gguf_vocab.clone(),
+        })
+    }
+
+    /// The rules of a Hugging Face model's inputs: which ones a caller may leave
+    /// out (transformers' defaults, which [`Executable::run`] fills in) and the
+    /// ranges their values must lie in. Empty for other models.
+    pub fn input_rules(&self) -> &[InputRule] {
+        &self.rules
     }
 
     /// The model's tokenizer: a folder's `tokenizer.json` (with
@@ -207,13 +248,14 @@ impl Model {
         )))
     }
 
-    /// For Hugging Face folders and GGUF files: whether it is a decoder (with its
-    /// KV-cache interface) or an encoder. `None` for ONNX models.
+    /// For Hugging Face folders and GGUF files: whether it is a decoder (with what
+    /// drives its KV-cache interface) or an encoder. `None` for ONNX models.
     pub fn kind(&self) -> Option<&kiln_frontends::hf::ModelKind> {
         self.kind.as_ref()
     }
 
-    /// The model's graph.
+    /// The model's graph (for a Hugging Face folder or GGUF file, the one with
+    /// transformers' forward signature).
     pub fn graph(&self) -> &Graph {
         &self.graph
     }
@@ -240,7 +282,8 @@ impl Model {
             Target::Reference => Ok(Executable::new(
                 Engine::Reference(self.graph.clone()),
                 Signature::of(&self.graph),
-            )),
+            )
+            .with_rules(self.rules.clone())),
             Target::Cpu | Target::CudaSim | Target::Cuda => {
                 // The GPU first: a machine without one fails before the
                 // optimizer's work.
@@ -275,7 +318,8 @@ impl Model {
                 Ok(Executable::new(
                     Engine::Cpu(std::sync::Arc::new(cpu)),
                     Signature::of(&self.graph),
-                ))
+                )
+                .with_rules(self.rules.clone()))
             }
         }
     }
@@ -303,6 +347,8 @@ pub(crate) fn optimize_for(graph: &Graph, profile: &str) -> Result<Graph, Error>
 pub struct Executable {
     signature: Signature,
     engine: Engine,
+    /// Inputs that may be left out and value ranges (Hugging Face models).
+    rules: Arc<[InputRule]>,
 }
 
 #[derive(Clone)]
@@ -335,7 +381,58 @@ impl fmt::Debug for Executable {
 
 impl Executable {
     fn new(engine: Engine, signature: Signature) -> Executable {
-        Executable { signature, engine }
+        Executable {
+            signature,
+            engine,
+            rules: Arc::new([]),
+        }
+    }
+
+    fn with_rules(mut self, rules: Arc<[InputRule]>) -> Executable {
+        self.rules = rules;
+        self
+    }
+
+    /// The inputs [`Executable::run`] fills in when left out, with what it fills
+    /// them with (Hugging Face models: transformers' defaults).
+    pub fn optional_inputs(&self) -> Vec<(String, kiln_frontends::hf::InputDefault)> {
+        self.rules
+            .iter()
+            .filter_map(|r| r.default.map(|d| (r.name.clone(), d)))
+            .collect()
+    }
+
+    /// `inputs` with the left-out optional inputs filled in, every input's values
+    /// checked against its rule (a clear error naming the input, not an index
+    /// error deep in the graph).
+    fn complete<'a>(
+        &self,
+        inputs: &'a [(String, Tensor)],
+    ) -> Result<Cow<'a, [(String, Tensor)]>, Error> {
+        if self.rules.is_empty() {
+            return Ok(Cow::Borrowed(inputs));
+        }
+        let given = |name: &str| inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t);
+        let mut all = Cow::Borrowed(inputs);
+        for rule in self.rules.iter() {
+            let (Some(default), None) = (rule.default, given(&rule.name)) else {
+                continue;
+            };
+            let ids = given("input_ids")
+                .ok_or_else(|| kiln_ir::interp::EvalError::MissingInput("input_ids".into()))?;
+            let &[batch, seq] = ids.shape() else {
+                continue; // the input check names input_ids' shape
+            };
+            all.to_mut()
+                .push((rule.name.clone(), default.tensor(batch, seq)));
+        }
+        for rule in self.rules.iter() {
+            let Some((_, t)) = all.iter().find(|(n, _)| *n == rule.name) else {
+                continue;
+            };
+            check_rule(rule, t, given(&rule.name).is_none())?;
+        }
+        Ok(all)
     }
 
     /// Loads an ahead-of-time compiled artifact (`kiln compile MODEL --target cpu
@@ -412,6 +509,18 @@ impl Executable {
         let Engine::Cpu(cpu) = &self.engine else {
             return Ok(());
         };
+        // Inputs left out take input_ids' shape (see `complete`).
+        let ids_shape = shapes
+            .iter()
+            .find(|(n, _)| n == "input_ids")
+            .map(|(_, s)| s);
+        let defaulted = |name: &str| {
+            self.rules
+                .iter()
+                .any(|r| r.name == name && r.default.is_some())
+                .then_some(ids_shape)
+                .flatten()
+        };
         let ordered: Vec<Vec<usize>> = cpu
             .graph
             .inputs
@@ -421,7 +530,9 @@ impl Executable {
                 shapes
                     .iter()
                     .find(|(n, _)| n == name)
-                    .map(|(_, s)| s.clone())
+                    .map(|(_, s)| s)
+                    .or_else(|| defaulted(name))
+                    .cloned()
                     .ok_or_else(|| Error::Input(format!("prepare: no shape for input `{name}`")))
             })
             .collect::<Result<_, _>>()?;
@@ -456,6 +567,7 @@ impl Executable {
     }
 
     fn run_flagged(&self, inputs: &[(String, Tensor)]) -> Result<(Vec<Tensor>, Vec<bool>), Error> {
+        let inputs = &*self.complete(inputs)?;
         let mut exclusive: Option<Vec<bool>> = None;
         let outs = match &self.engine {
             Engine::Reference(g) => kiln_ir::interp::run(g, inputs)?,
@@ -509,11 +621,62 @@ impl Executable {
     }
 }
 
+/// Checks an input's values against its rule; `filled` says it was left out
+/// and filled in with its default.
+fn check_rule(rule: &InputRule, t: &Tensor, filled: bool) -> Result<(), Error> {
+    use kiln_ir::interp::EvalError;
+    if t.dtype() != kiln_ir::DType::I64 {
+        return Ok(()); // the input check names the dtype
+    }
+    let mismatch = |message: String| -> Error {
+        EvalError::InputMismatch {
+            name: rule.name.clone(),
+            message,
+        }
+        .into()
+    };
+    if let (Some(max), Some(&len)) = (rule.max_len, t.shape().last()) {
+        if len > max {
+            return Err(mismatch(format!(
+                "a sequence of {len} tokens is longer than the model's {max} positions"
+            )));
+        }
+    }
+    let Some(bound) = &rule.below else {
+        return Ok(());
+    };
+    let values = t.to_i64_vec();
+    let Some(at) = values
+        .iter()
+        .position(|&v| v < 0 || v as u64 >= bound.limit as u64)
+    else {
+        return Ok(());
+    };
+    let (row, col) = match t.shape() {
+        &[_, seq] if seq > 0 => (at / seq, at % seq),
+        _ => (0, at),
+    };
+    Err(mismatch(if filled {
+        format!(
+            "left out, it would be 0..{} ({}): give it explicitly",
+            t.shape().last().copied().unwrap_or(0),
+            bound.what
+        )
+    } else {
+        format!(
+            "value {} at [{row}, {col}] is out of range 0..{} ({})",
+            values[at], bound.limit, bound.what
+        )
+    }))
+}
+
 /// The inputs in the signature's order, with the interpreter's checks and
-/// messages (unknown, missing or repeated names, dtype, rank and known dims).
+/// messages (unknown, missing or repeated names, dtype, rank, known dims, and
+/// one size per symbolic dim).
 fn order_inputs(sig: &Signature, inputs: &[(String, Tensor)]) -> Result<Vec<Tensor>, Error> {
     use kiln_ir::interp::EvalError;
     let mut slots: Vec<Option<Tensor>> = vec![None; sig.inputs.len()];
+    let mut bound: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for (name, t) in inputs {
         let pos = sig
             .inputs
@@ -553,6 +716,16 @@ fn order_inputs(sig: &Signature, inputs: &[(String, Tensor)]) -> Result<Vec<Tens
                 "expected shape {shape}, got {:?}",
                 t.shape()
             )));
+        }
+        for (i, (d, &n)) in shape.0.iter().zip(t.shape()).enumerate() {
+            if let kiln_ir::Dim::Sym(s) = d {
+                let prev = *bound.entry(s.as_ref()).or_insert(n);
+                if prev != n {
+                    return Err(mismatch(format!(
+                        "dim {i} (`{s}`) is {n} but `{s}` is {prev} in another input"
+                    )));
+                }
+            }
         }
         if slots[pos].replace(t.clone()).is_some() {
             return Err(Error::Input(format!("input `{name}` given twice")));

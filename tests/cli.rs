@@ -625,3 +625,92 @@ fn run_compare_checks_one_target_against_another() {
     let err = kiln_fails(&["run", s(&m), "--input", &x_arg, "--compare", "tpu"]);
     assert!(err.contains("--compare: unknown target `tpu`"), "{err}");
 }
+
+fn i64_bytes(v: &[i64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// A Hugging Face decoder folder through transformers' signature: `kiln run
+/// FOLDER --input input_ids=… --input attention_mask=…` (int64 `[batch, seq]`,
+/// position ids left out) writes transformers' logits for a padded batch, and
+/// `kiln inspect FOLDER` shows that signature; a bad mask is named.
+#[test]
+fn run_and_inspect_a_folder_with_transformers_inputs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let llama = root.join("tests/fixtures/hf/llama");
+    let reference =
+        kiln_frontends::safetensors::load(&llama.join("forward-reference.safetensors")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = Vec::new();
+    for name in ["input_ids", "attention_mask"] {
+        let t = reference.get(name).unwrap();
+        let path = dir.path().join(format!("{name}.npy"));
+        write_npy(&path, "<i8", t.shape(), &i64_bytes(&t.to_i64_vec()));
+        args.push(format!("{name}={}", s(&path)));
+    }
+    let out = dir.path().join("out.safetensors");
+    for target in ["ref", "cpu"] {
+        let r = kiln(&[
+            "run",
+            s(&llama),
+            "--input",
+            &args[0],
+            "--input",
+            &args[1],
+            "--target",
+            target,
+            "-o",
+            s(&out),
+        ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        assert!(
+            String::from_utf8_lossy(&r.stdout).contains("logits  f32[2, 6, 512]"),
+            "{}",
+            String::from_utf8_lossy(&r.stdout)
+        );
+        let got = kiln_frontends::safetensors::load(&out).unwrap();
+        let (got, want) = (
+            got.get("logits").unwrap().to_f64_vec(),
+            reference.get("logits").unwrap().to_f64_vec(),
+        );
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            err / scale < 1e-4,
+            "{target}: relative error {}",
+            err / scale
+        );
+    }
+
+    let r = kiln(&["inspect", s(&llama)]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let text = String::from_utf8_lossy(&r.stdout);
+    for part in [
+        "input_ids       i64[batch, seq]\n",
+        "attention_mask  i64[batch, seq]  (optional: all ones)",
+        "position_ids    i64[batch, seq]  (optional: 0..seq in each row)",
+        "logits          f32[batch, seq, 512]",
+    ] {
+        assert!(text.contains(part), "`{part}` missing from:\n{text}");
+    }
+    assert!(!text.contains("past_key"), "{text}");
+
+    let bad = dir.path().join("mask.npy");
+    write_npy(&bad, "<f4", &[2, 6], &f32_bytes(&[1.0; 12]));
+    let err = kiln_fails(&[
+        "run",
+        s(&llama),
+        "--input",
+        &args[0],
+        "--input",
+        &format!("attention_mask={}", s(&bad)),
+    ]);
+    assert!(
+        err.contains("attention_mask") && err.contains("i64"),
+        "{err}"
+    );
+}

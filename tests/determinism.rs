@@ -69,8 +69,5 @@ fn an_onnx_model_compiles_byte_identically_under_load() {
 
 #[test]
 fn a_decoder_folder_compiles_byte_identically_under_load() {
-    assert_same_artifact(
-        "tests/fixtures/hf/llama",
-        &["batch=1", "seq=4", "cache=16", "total=20"],
-    );
+    assert_same_artifact("tests/fixtures/hf/llama", &["batch=1", "seq=4"]);
 }

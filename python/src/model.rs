@@ -376,10 +376,18 @@ impl PyExecutable {
             }
             given.insert(name, v);
         }
+        // Hugging Face models' optional inputs (transformers' defaults) are
+        // filled in by kiln when left out.
+        let optional: Vec<String> = self
+            .exe
+            .optional_inputs()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         let missing: Vec<String> = self
             .inputs
             .iter()
-            .filter(|i| !given.contains_key(&i.name))
+            .filter(|i| !given.contains_key(&i.name) && !optional.contains(&i.name))
             .map(describe)
             .collect();
         if !missing.is_empty() {
@@ -391,6 +399,7 @@ impl PyExecutable {
         }
         self.inputs
             .iter()
+            .filter(|info| given.contains_key(&info.name))
             .map(|info| {
                 let dtype = info.dtype.expect("inputs have dtypes");
                 let t = tensor_from_py(&given[&info.name], &info.name, dtype)?;

@@ -30,9 +30,12 @@ pub struct Cli {
 pub enum Command {
     /// Run a model on input tensors and write its outputs to a .safetensors file.
     Run {
-        /// The model (.onnx), or an artifact from `kiln compile --target cpu|cuda -o MODEL.kiln`.
+        /// The model (.onnx, a Hugging Face folder, .gguf), or an artifact from `kiln compile --target cpu|cuda -o MODEL.kiln`.
         model: PathBuf,
         /// An input as NAME=FILE, FILE a .npy or an ONNX TensorProto .pb (repeat per input).
+        /// Hugging Face folders take transformers' inputs: input_ids and an int64
+        /// attention_mask [batch, seq]; position_ids (decoders) and token_type_ids
+        /// (BERT) may be left out, as `kiln inspect` shows.
         #[arg(long = "input", short = 'i', value_name = "NAME=FILE")]
         inputs: Vec<String>,
         /// Where to write every output, under its model output name.
@@ -63,7 +66,7 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Show a model's inputs, outputs, bricks with parameter counts, ops, unsupported ops.
     Inspect {
-        /// The model (.onnx).
+        /// The model (.onnx, a Hugging Face folder, .gguf).
         model: PathBuf,
         /// Print JSON instead of text.
         #[arg(long, conflicts_with = "ir")]

@@ -4,7 +4,8 @@
 //! A [`Generator`] owns a cache of fixed capacity per layer (preallocated, f32,
 //! `[1, kv_heads, capacity, head_dim]`). [`Generator::prefill`] runs the prompt once
 //! and [`Generator::step`] one token at a time; both run the same compiled graph
-//! (see `kiln_frontends::hf::decoder`) with a mask that shows each query the filled
+//! (the model's KV-cache interface, [`Model::kv_cache`]; see
+//! `kiln_frontends::hf::decoder`) with a mask that shows each query the filled
 //! cache slots and the new tokens up to itself. Native code is built once per
 //! shape: one build for the prompt length and one for single-token steps.
 //!
@@ -132,7 +133,16 @@ impl Generator {
                 info.max_positions
             )));
         }
-        let exe = model.compile_with(target, options)?;
+        // The KV-cache interface, not the forward signature `Model::graph` has.
+        let exe = match model.kv_cache() {
+            Some(cached) => cached.compile_with(target, options)?,
+            None => {
+                return Err(Error::Internal(format!(
+                    "`{}` is a decoder without its KV-cache graph",
+                    model.path().display()
+                )))
+            }
+        };
         let slot = info.kv_heads * capacity * info.head_dim * DType::F32.size();
         let cache = (0..info.layers)
             .map(|_| LayerCache {

@@ -1,7 +1,9 @@
 //! BERT encoders (`BertModel`, and sentence-transformers folders around one).
 //!
 //! Inputs `input_ids`, `attention_mask` and `token_type_ids`, all i64
-//! `[batch, seq]`; outputs `last_hidden_state` `[batch, seq, hidden]`,
+//! `[batch, seq]` (transformers' `BertModel.forward`; a caller may leave out the
+//! mask, all ones, and the token types, all zeros, see [`super::InputRule`]);
+//! outputs `last_hidden_state` `[batch, seq, hidden]`,
 //! `pooler_output` `[batch, hidden]` when the weights have a pooler, and for
 //! sentence-transformers folders `sentence_embedding` `[batch, hidden]`: the
 //! pooling of `1_Pooling/config.json` (mean, CLS or max over the unmasked tokens),
@@ -15,7 +17,7 @@ use kiln_ir::{BrickKind, DType, Dim, Op, ValueId};
 use super::builder::{Bias, Builder, WeightSource};
 use super::config::{read_json, Config};
 use super::lora::AdapterSet;
-use super::HfError;
+use super::{Bound, HfError, InputDefault, InputRule};
 
 /// How token embeddings become one sentence embedding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,13 +93,13 @@ fn sentence_modules(dir: &Path) -> Result<Option<(Pooling, bool, Option<usize>)>
     Ok(pooling.map(|p| (p, normalize, max_len)))
 }
 
-/// Builds a BERT encoder graph.
+/// Builds a BERT encoder graph, with the rules of its inputs.
 pub fn build(
     dir: &Path,
     cfg: &Config,
     weights: &dyn WeightSource,
     adapters: &AdapterSet,
-) -> Result<(kiln_ir::Graph, EncoderInfo), HfError> {
+) -> Result<(kiln_ir::Graph, EncoderInfo, Vec<InputRule>), HfError> {
     let hidden = cfg.usize("hidden_size")?;
     let heads = cfg.usize("num_attention_heads")?;
     let layers = cfg.usize("num_hidden_layers")?;
@@ -174,12 +176,26 @@ pub fn build(
     let mut x = b.layer_norm(x, &format!("{emb}.LayerNorm"), hidden, eps)?;
     b.leave(prev);
 
-    // Keep-where-true mask [batch, 1, 1, seq].
+    // Keep-where-true mask [batch, 1, 1, seq]. A row of padding only sees
+    // nothing: it sees everything instead (no NaN) and `seen` [batch, 1, 1, 1]
+    // zeroes its attention output, as transformers' sdpa attention does.
     let keep = b.op(Op::Layout(LayoutOp::cast(DType::Bool)), &[mask])?;
     let keep = b.op(
         Op::Layout(LayoutOp::Unsqueeze { axes: vec![1, 2] }),
         &[keep],
     )?;
+    let as_float = b.op(Op::Layout(LayoutOp::cast(DType::F32)), &[keep])?;
+    let seen = b.op(
+        Op::Reduce(ReduceOp::Reduce {
+            kind: ReduceKind::Max,
+            axes: vec![3],
+            keepdims: true,
+        }),
+        &[as_float],
+    )?;
+    let zero = b.scalar(0.0);
+    let blind = b.bin(BinaryOp::Equal, seen, zero)?;
+    let keep = b.bin(BinaryOp::Or, keep, blind)?;
 
     for l in 0..layers {
         let layer = format!("{prefix}encoder.layer.{l}");
@@ -211,6 +227,7 @@ pub fn build(
             }),
             &[q, k, v, keep],
         )?;
+        let y = b.bin(BinaryOp::Mul, y, seen)?;
         let y = b.transpose(y, &[0, 2, 1, 3])?;
         let y = b.reshape(y, &[0, 0, hidden as i64])?;
         let y = b.linear(
@@ -269,7 +286,33 @@ pub fn build(
         normalize,
         max_seq_length,
     };
-    Ok((b.finish()?, info))
+    let rules = vec![
+        InputRule {
+            name: "input_ids".into(),
+            default: None,
+            below: Some(Bound {
+                limit: vocab,
+                what: format!("the vocabulary has {vocab} tokens"),
+            }),
+            max_len: Some(max_pos),
+        },
+        InputRule {
+            name: "attention_mask".into(),
+            default: Some(InputDefault::Ones),
+            below: None,
+            max_len: None,
+        },
+        InputRule {
+            name: "token_type_ids".into(),
+            default: Some(InputDefault::Zeros),
+            below: Some(Bound {
+                limit: types,
+                what: format!("the model has {types} token types"),
+            }),
+            max_len: None,
+        },
+    ];
+    Ok((b.finish()?, info, rules))
 }
 
 /// The config's activation.

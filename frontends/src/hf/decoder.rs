@@ -1,19 +1,32 @@
 //! Decoder-only language models: the Llama family (Llama 2/3, TinyLlama, SmolLM,
 //! Mistral, Qwen2, with the Mixtral and Qwen2-MoE mixtures of experts) and GPT-2.
 //!
-//! Every decoder graph has the same interface, built for a KV cache of fixed
-//! capacity (see [`DecoderInfo`]):
-//! - inputs `input_ids` i64 `[batch, seq]`, `position_ids` i64 `[batch, seq]`,
-//!   `attention_mask` bool `[batch, 1, seq, cache + seq]` (true where query i may
-//!   see key j: the cache slots come first, then the new tokens), and per layer `l`
-//!   `past_key.l` / `past_value.l` f32 `[batch, kv_heads, cache, head_dim]`;
-//! - outputs `logits` f32 `[batch, seq, vocab]` and per layer `present_key.l` /
-//!   `present_value.l` f32 `[batch, kv_heads, seq, head_dim]`, the new tokens' keys
-//!   (rotated) and values, which the caller writes into its cache.
+//! Every decoder is built twice over the same weights, with two interfaces
+//! ([`Interface`]):
 //!
-//! Attention is `Attention(q, concat(past, new), mask)`: with the mask supplied by
-//! the caller, a prefill (cache empty, causal mask) and a decode step (one token,
-//! the filled cache slots visible) are the same graph at different shapes.
+//! - **Forward** (what `kiln run`, `kiln inspect` and the Python package see):
+//!   transformers' `model(input_ids, attention_mask, position_ids, use_cache=False)`.
+//!   Inputs `input_ids`, `attention_mask` (1 = token, 0 = padding) and
+//!   `position_ids`, all i64 `[batch, seq]`; output `logits` f32
+//!   `[batch, seq, vocab]`. The graph builds the bool mask
+//!   `[batch, 1, seq, seq]` itself, as transformers' `create_causal_mask` does:
+//!   key j is seen by query i when `j ≤ i`, `attention_mask[j] ≠ 0` and (with a
+//!   sliding window `w`) `i − j < w`. A query row that sees no key at all (a
+//!   left-padding position) attends to nothing and its attention output is 0,
+//!   which is what transformers' default `sdpa` attention returns for it
+//!   (`eager` returns the mean of the values instead).
+//! - **KvCache** (what the generator drives), for a cache of fixed capacity
+//!   (see [`DecoderInfo`]): inputs `input_ids` i64 `[batch, seq]`, `position_ids`
+//!   i64 `[batch, seq]`, `attention_mask` bool `[batch, 1, seq, cache + seq]`
+//!   (true where query i may see key j: the cache slots come first, then the new
+//!   tokens), and per layer `l` `past_key.l` / `past_value.l` f32
+//!   `[batch, kv_heads, cache, head_dim]`; outputs `logits` f32
+//!   `[batch, seq, vocab]` and per layer `present_key.l` / `present_value.l` f32
+//!   `[batch, kv_heads, seq, head_dim]`, the new tokens' keys (rotated) and
+//!   values, which the caller writes into its cache. Attention is
+//!   `Attention(q, concat(past, new), mask)`: with the mask supplied by the
+//!   caller, a prefill (cache empty, causal mask) and a decode step (one token,
+//!   the filled cache slots visible) are the same graph at different shapes.
 
 use kiln_ir::limits::ROPE_TABLE_MAX_ELEMENTS;
 use kiln_ir::op::{
@@ -104,19 +117,106 @@ pub fn present_value(l: usize) -> String {
     format!("present_value.{l}")
 }
 
-/// Builds the decoder graph of `family` from `cfg` and `weights`.
+/// The interface a decoder graph is built with (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Interface {
+    /// transformers' forward with `use_cache=False`: `input_ids`, an i64
+    /// `attention_mask [batch, seq]`, `position_ids` → `logits`.
+    #[default]
+    Forward,
+    /// The fixed-capacity KV-cache interface the generator drives.
+    KvCache,
+}
+
+/// A decoder built with both interfaces over the same weights.
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    /// [`Interface::Forward`].
+    pub forward: kiln_ir::Graph,
+    /// [`Interface::KvCache`].
+    pub kv_cache: kiln_ir::Graph,
+    /// What drives them.
+    pub info: DecoderInfo,
+}
+
+/// Builds the decoder graphs of `family` from `cfg` and `weights`, one per
+/// [`Interface`] (the weights and rotary tables are shared, not copied).
 pub fn build(
     family: Family,
     cfg: &Config,
     weights: &dyn WeightSource,
     adapters: &AdapterSet,
+) -> Result<Decoder, HfError> {
+    let (forward, kv_cache, info) = if family == Family::Gpt2 {
+        let (forward, info) = build_gpt2(cfg, weights, adapters, Interface::Forward)?;
+        let (kv_cache, _) = build_gpt2(cfg, weights, adapters, Interface::KvCache)?;
+        (forward, kv_cache, info)
+    } else {
+        let p = LlamaParams::read(family, cfg)?;
+        let tables = p.rope.tables(p.max_pos);
+        let (forward, info) = build_llama(&p, cfg, &tables, weights, adapters, Interface::Forward)?;
+        let (kv_cache, _) = build_llama(&p, cfg, &tables, weights, adapters, Interface::KvCache)?;
+        (forward, kv_cache, info)
+    };
+    Ok(Decoder {
+        forward,
+        kv_cache,
+        info,
+    })
+}
+
+/// What a caller of the forward graph may leave out, and the ranges of its
+/// inputs' values: token ids index the embedding, positions the rotary tables
+/// or position embeddings.
+pub fn input_rules(info: &DecoderInfo) -> Vec<super::InputRule> {
+    use super::{Bound, InputDefault, InputRule};
+    vec![
+        InputRule {
+            name: "input_ids".into(),
+            default: None,
+            below: Some(Bound {
+                limit: info.vocab_size,
+                what: format!("the vocabulary has {} tokens", info.vocab_size),
+            }),
+            max_len: None,
+        },
+        InputRule {
+            name: "attention_mask".into(),
+            default: Some(InputDefault::Ones),
+            below: None,
+            max_len: None,
+        },
+        InputRule {
+            name: "position_ids".into(),
+            default: Some(InputDefault::Positions),
+            below: Some(Bound {
+                limit: info.max_positions,
+                what: format!("the model has {} positions", info.max_positions),
+            }),
+            max_len: None,
+        },
+    ]
+}
+
+/// A Llama-family graph with `interface`.
+fn build_llama(
+    p: &LlamaParams,
+    cfg: &Config,
+    tables: &(Tensor, Tensor),
+    weights: &dyn WeightSource,
+    adapters: &AdapterSet,
+    interface: Interface,
 ) -> Result<(kiln_ir::Graph, DecoderInfo), HfError> {
-    if family == Family::Gpt2 {
-        return build_gpt2(cfg, weights, adapters);
-    }
-    let p = LlamaParams::read(family, cfg)?;
+    let family = p.family;
     let mut b = Builder::new(&cfg.architecture()?, weights, adapters);
-    let mut io = Io::declare(&mut b, p.layers, p.kv_heads, p.head_dim);
+    let mut io = Io::declare(
+        &mut b,
+        interface,
+        p.layers,
+        p.kv_heads,
+        p.head_dim,
+        p.sliding_window,
+    )?;
 
     let prev = b.enter("model.embed_tokens", BrickKind::Embedding);
     let embed_name = "model.embed_tokens.weight";
@@ -129,9 +229,8 @@ pub fn build(
     let mut x = b.to_compute(x)?;
     b.leave(prev);
 
-    let (cos, sin) = p.rope.tables(p.max_pos);
-    let cos = b.konst("rope.cos", cos);
-    let sin = b.konst("rope.sin", sin);
+    let cos = b.konst("rope.cos", tables.0.clone());
+    let sin = b.konst("rope.sin", tables.1.clone());
     for l in 0..p.layers {
         let layer = format!("model.layers.{l}");
         let prev = b.enter(&layer, BrickKind::Layer);
@@ -173,7 +272,7 @@ pub fn build(
             p.eps,
         )?;
         let y = match &p.moe {
-            Some(moe) if moe.is_sparse_layer(l) => moe_block(&mut b, &p, moe, n, &layer)?,
+            Some(moe) if moe.is_sparse_layer(l) => moe_block(&mut b, p, moe, n, &layer)?,
             _ => {
                 let mlp = format!("{layer}.mlp");
                 let prev = b.enter(&mlp, BrickKind::Ffn);
@@ -214,19 +313,48 @@ pub fn build(
     Ok((b.finish()?, info))
 }
 
-/// The graph inputs every decoder declares.
+/// A decoder graph's inputs, and what its attention reads from them.
 struct Io {
     input_ids: ValueId,
     position_ids: ValueId,
+    /// The bool mask `[batch, 1, seq, keys]` attention takes.
     mask: ValueId,
+    /// Forward: 1.0 where a query row sees some key, 0.0 where it sees none
+    /// (`[batch, 1, seq, 1]`), multiplied into the attention output.
+    seen: Option<ValueId>,
+    /// KvCache: each layer's `past_key.l` / `past_value.l` (empty for Forward).
     past: Vec<(ValueId, ValueId)>,
     present: Vec<(Option<ValueId>, Option<ValueId>)>,
 }
 
 impl Io {
-    fn declare(b: &mut Builder, layers: usize, kv_heads: usize, head_dim: usize) -> Io {
+    fn declare(
+        b: &mut Builder,
+        interface: Interface,
+        layers: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        sliding_window: Option<usize>,
+    ) -> Result<Io, HfError> {
         let (batch, seq) = (Dim::sym("batch"), Dim::sym("seq"));
         let input_ids = b.input("input_ids", DType::I64, vec![batch.clone(), seq.clone()]);
+        if interface == Interface::Forward {
+            let padding = b.input(
+                "attention_mask",
+                DType::I64,
+                vec![batch.clone(), seq.clone()],
+            );
+            let position_ids = b.input("position_ids", DType::I64, vec![batch, seq]);
+            let (mask, seen) = forward_mask(b, input_ids, padding, sliding_window)?;
+            return Ok(Io {
+                input_ids,
+                position_ids,
+                mask,
+                seen: Some(seen),
+                past: Vec::new(),
+                present: vec![(None, None); layers],
+            });
+        }
         let position_ids = b.input("position_ids", DType::I64, vec![batch.clone(), seq.clone()]);
         let mask = b.input(
             "attention_mask",
@@ -247,17 +375,21 @@ impl Io {
                 )
             })
             .collect();
-        Io {
+        Ok(Io {
             input_ids,
             position_ids,
             mask,
+            seen: None,
             past,
             present: vec![(None, None); layers],
-        }
+        })
     }
 
-    /// Adds the cache outputs after `logits`.
+    /// Adds the cache outputs after `logits` (KvCache only).
     fn finish(&self, b: &mut Builder) {
+        if self.past.is_empty() {
+            return;
+        }
         for (l, &(k, v)) in self.present.iter().enumerate() {
             let (k, v) = (
                 k.expect("every layer attends"),
@@ -267,6 +399,62 @@ impl Io {
             b.output(v, &present_value(l));
         }
     }
+}
+
+/// The forward graph's attention mask from the i64 padding mask `[batch, seq]`,
+/// built from ops so that it holds at any `seq`: `[batch, 1, seq, seq]`, true
+/// where key j ≤ query i, `padding[j] ≠ 0` and (sliding window `w`) `i − j < w`;
+/// rows that would see nothing see everything instead (no NaN), and `seen`
+/// (`[batch, 1, seq, 1]`, 0.0 on those rows, else 1.0) zeroes their output.
+fn forward_mask(
+    b: &mut Builder,
+    input_ids: ValueId,
+    padding: ValueId,
+    sliding_window: Option<usize>,
+) -> Result<(ValueId, ValueId), HfError> {
+    let prev = b.enter("attention_mask", BrickKind::Module);
+    // Indices 0..seq per row: an exclusive running sum of ones shaped like the ids
+    // (keeps the symbolic dims, unlike Range).
+    let same = b.bin(BinaryOp::Equal, input_ids, input_ids)?;
+    let ones = b.op(Op::Layout(LayoutOp::cast(DType::I64)), &[same])?;
+    let idx = b.op(
+        Op::Reduce(ReduceOp::CumSum {
+            axis: 1,
+            exclusive: true,
+            reverse: false,
+        }),
+        &[ones],
+    )?;
+    let query = b.op(Op::Layout(LayoutOp::Unsqueeze { axes: vec![1, 3] }), &[idx])?;
+    let key = b.op(Op::Layout(LayoutOp::Unsqueeze { axes: vec![1, 2] }), &[idx])?;
+    // [batch, 1, seq, seq]
+    let mut mask = b.bin(BinaryOp::LessOrEqual, key, query)?;
+    if let Some(w) = sliding_window {
+        let back = b.bin(BinaryOp::Sub, query, key)?;
+        let w = b.konst("sliding_window", Tensor::scalar(w as i64));
+        let near = b.bin(BinaryOp::Less, back, w)?;
+        mask = b.bin(BinaryOp::And, mask, near)?;
+    }
+    let keep = b.op(Op::Layout(LayoutOp::cast(DType::Bool)), &[padding])?;
+    let keep = b.op(
+        Op::Layout(LayoutOp::Unsqueeze { axes: vec![1, 2] }),
+        &[keep],
+    )?;
+    let mask = b.bin(BinaryOp::And, mask, keep)?;
+    let as_float = b.op(Op::Layout(LayoutOp::cast(DType::F32)), &[mask])?;
+    let seen = b.op(
+        Op::Reduce(ReduceOp::Reduce {
+            kind: ReduceKind::Max,
+            axes: vec![3],
+            keepdims: true,
+        }),
+        &[as_float],
+    )?;
+    let zero = b.scalar(0.0);
+    let blind = b.bin(BinaryOp::Equal, seen, zero)?;
+    let mask = b.bin(BinaryOp::Or, mask, blind)?;
+    b.leave(prev);
+    Ok((mask, seen))
 }
 
 /// `[b, s, h·d]` → `[b, h, s, d]`.
@@ -311,10 +499,13 @@ fn attend(
     v: ValueId,
     scale: Option<f32>,
 ) -> Result<ValueId, HfError> {
-    let (pk, pv) = io.past[l];
-    let cat = Op::Layout(LayoutOp::Concat { axis: 2 });
-    let k_all = b.op(cat.clone(), &[pk, k])?;
-    let v_all = b.op(cat, &[pv, v])?;
+    let (k_all, v_all) = match io.past.get(l) {
+        Some(&(pk, pv)) => {
+            let cat = Op::Layout(LayoutOp::Concat { axis: 2 });
+            (b.op(cat.clone(), &[pk, k])?, b.op(cat, &[pv, v])?)
+        }
+        None => (k, v),
+    };
     let y = b.op(
         Op::Composite(CompositeOp::Attention {
             scale,
@@ -327,6 +518,10 @@ fn attend(
         }),
         &[q, k_all, v_all, io.mask],
     )?;
+    let y = match io.seen {
+        Some(seen) => b.bin(BinaryOp::Mul, y, seen)?,
+        None => y,
+    };
     io.present[l] = (Some(k), Some(v));
     Ok(y)
 }
@@ -730,6 +925,7 @@ fn build_gpt2(
     cfg: &Config,
     weights: &dyn WeightSource,
     adapters: &AdapterSet,
+    interface: Interface,
 ) -> Result<(kiln_ir::Graph, DecoderInfo), HfError> {
     let hidden = cfg.usize("n_embd")?;
     let heads = cfg.usize("n_head")?;
@@ -775,7 +971,7 @@ fn build_gpt2(
         ""
     };
     let mut b = Builder::new(&cfg.architecture()?, weights, adapters);
-    let mut io = Io::declare(&mut b, layers, heads, head_dim);
+    let mut io = Io::declare(&mut b, interface, layers, heads, head_dim, None)?;
     let prev = b.enter(&format!("{prefix}wte"), BrickKind::Embedding);
     let wte_name = format!("{prefix}wte.weight");
     let wte = b.raw_weight(&wte_name, &[vocab, hidden])?;

@@ -3,8 +3,12 @@
 //! by memory map, and the graph is built as bricks — embedding, per-layer
 //! attention, FFN or mixture of experts with its router and experts, norms, head.
 //!
-//! Decoder graphs take a KV cache of fixed capacity ([`decoder`]); encoder graphs
-//! return hidden states and, for sentence-transformers folders, sentence
+//! Every folder's graph has transformers' forward signature (`use_cache=False`):
+//! `input_ids` and an int64 `attention_mask [batch, seq]` (1 = token, 0 = padding),
+//! with `position_ids` (decoders) or `token_type_ids` (BERT), some of which a caller
+//! may leave out ([`InputRule`]). Decoders also get a second graph with the
+//! KV-cache interface the generator drives ([`decoder`], [`Interface`]); encoder
+//! graphs return hidden states and, for sentence-transformers folders, sentence
 //! embeddings ([`bert`]). PEFT LoRA adapters attach to their linear layers as
 //! LoRA bricks ([`lora`]).
 
@@ -21,7 +25,7 @@ use std::path::{Path, PathBuf};
 pub use bert::{EncoderInfo, Pooling};
 pub use builder::{TensorMap, WeightSource};
 pub use config::Config;
-pub use decoder::{DecoderInfo, Family};
+pub use decoder::{DecoderInfo, Family, Interface};
 pub use error::HfError;
 pub use lora::{Adapter, AdapterSet};
 
@@ -47,11 +51,73 @@ pub enum ModelKind {
     Encoder(EncoderInfo),
 }
 
+/// What a caller may leave out of an input of a folder's graph, and the range
+/// its values must lie in: transformers' defaults and index checks, which a graph
+/// of required inputs cannot state by itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputRule {
+    /// The input.
+    pub name: String,
+    /// What it is when left out, shaped like `input_ids` (`None`: required).
+    pub default: Option<InputDefault>,
+    /// Its values must be below this (and at least 0): the table it indexes.
+    pub below: Option<Bound>,
+    /// Its last dim (the sequence) may be at most this long.
+    pub max_len: Option<usize>,
+}
+
+/// An upper bound on an input's values and what the bound is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bound {
+    /// Values must be below it.
+    pub limit: usize,
+    /// What it counts, for messages ("the vocabulary has 512 tokens").
+    pub what: String,
+}
+
+/// The value transformers gives an input the caller left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputDefault {
+    /// All ones (`attention_mask`: every token seen).
+    Ones,
+    /// All zeros (`token_type_ids`: one segment).
+    Zeros,
+    /// `0, 1, …, seq − 1` in every row (`position_ids` without a cache).
+    Positions,
+}
+
+impl InputDefault {
+    /// The i64 tensor of shape `[batch, seq]`.
+    pub fn tensor(self, batch: usize, seq: usize) -> kiln_ir::Tensor {
+        let data: Vec<i64> = (0..batch * seq)
+            .map(|i| match self {
+                InputDefault::Ones => 1,
+                InputDefault::Zeros => 0,
+                InputDefault::Positions => (i % seq.max(1)) as i64,
+            })
+            .collect();
+        kiln_ir::Tensor::from_vec(vec![batch, seq], data)
+    }
+
+    /// How `kiln inspect` says it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            InputDefault::Ones => "all ones",
+            InputDefault::Zeros => "all zeros",
+            InputDefault::Positions => "0..seq in each row",
+        }
+    }
+}
+
 /// A model built from a folder.
 #[derive(Clone, Debug)]
 pub struct HfModel {
-    /// The graph.
+    /// The graph with transformers' forward signature.
     pub graph: kiln_ir::Graph,
+    /// What callers may leave out of `graph`'s inputs and the ranges of their values.
+    pub inputs: Vec<InputRule>,
+    /// Decoders: the same model with the KV-cache interface ([`Interface::KvCache`]).
+    pub kv_cache: Option<kiln_ir::Graph>,
     /// Its kind and interface.
     pub kind: ModelKind,
     /// The folder (or GGUF file) it came from.
@@ -116,12 +182,18 @@ pub fn build(
     adapters: &AdapterSet,
 ) -> Result<HfModel, HfError> {
     let arch = cfg.architecture()?;
-    let (graph, kind) = if let Some(family) = Family::of(&arch) {
-        let (g, info) = decoder::build(family, cfg, weights, adapters)?;
-        (g, ModelKind::Decoder(info))
+    let (graph, kv_cache, inputs, kind) = if let Some(family) = Family::of(&arch) {
+        let built = decoder::build(family, cfg, weights, adapters)?;
+        let inputs = decoder::input_rules(&built.info);
+        (
+            built.forward,
+            Some(built.kv_cache),
+            inputs,
+            ModelKind::Decoder(built.info),
+        )
     } else if matches!(arch.as_str(), "BertModel" | "BertForMaskedLM" | "bert") {
-        let (g, info) = bert::build(path, cfg, weights, adapters)?;
-        (g, ModelKind::Encoder(info))
+        let (g, info, inputs) = bert::build(path, cfg, weights, adapters)?;
+        (g, None, inputs, ModelKind::Encoder(info))
     } else {
         return Err(HfError::UnknownArchitecture {
             path: cfg.path().to_owned(),
@@ -129,12 +201,16 @@ pub fn build(
             known: ARCHITECTURES.join(", "),
         });
     };
-    kiln_ir::verify(&graph).map_err(|e| HfError::Build {
-        arch: cfg.architecture().unwrap_or_default(),
-        message: e.to_string(),
-    })?;
+    for g in std::iter::once(&graph).chain(&kv_cache) {
+        kiln_ir::verify(g).map_err(|e| HfError::Build {
+            arch: cfg.architecture().unwrap_or_default(),
+            message: e.to_string(),
+        })?;
+    }
     Ok(HfModel {
         graph,
+        inputs,
+        kv_cache,
         kind,
         path: path.to_owned(),
     })
