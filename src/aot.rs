@@ -259,7 +259,7 @@ pub fn write(
     w.write(path).map_err(err)?;
     progress(STAGES[3]);
     Ok(ArtifactSummary {
-        kernels: program.kernels.len(),
+        kernels: program.all_kernels().len(),
         steps: program.steps.len(),
         host_steps: program.host_ops().len(),
         object_bytes: objects.iter().map(|o| o.object.len()).sum(),
@@ -532,7 +532,7 @@ pub fn check(path: &Path) -> Result<Checked, Error> {
     .map_err(|e| stale(format!("its program is malformed ({e})")))?;
     art.section(&object_section)
         .map_err(|e| Error::Input(e.to_string()))?;
-    if meta.constants.len() != program.constants.len() {
+    if meta.constants.len() != program.all_constants_len() {
         return Err(stale("its constants do not match its program".into()));
     }
     let constants = unpack_constants(&art, &meta.constants, &stale)?;

@@ -466,3 +466,33 @@ fn exported_torch_loops_compile_to_body_programs() {
         );
     }
 }
+
+#[test]
+fn artifacts_keep_compiled_loops() {
+    // A `.kiln` artifact stores the body programs with the enclosing one
+    // (their kernels in the same object, their constants after its own).
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/onnx/control/lstm_cell_loop.onnx");
+    let model = Model::load(&path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let art = dir.path().join("lstm.kiln");
+    let dims = std::collections::HashMap::from([("steps".to_string(), 7usize)]);
+    kiln::aot::compile_model(&model, &art, &dims, "native", Some(1)).unwrap();
+    let exe = kiln::Executable::load_artifact(&art, Some(1)).unwrap();
+    let mut rng = StdRng::seed_from_u64(5);
+    let inputs = vec![
+        ("x".to_string(), random(&mut rng, &[7, 2, 8])),
+        ("h0".to_string(), random(&mut rng, &[2, 8])),
+        ("c0".to_string(), random(&mut rng, &[2, 8])),
+    ];
+    let want = model.run(&inputs).unwrap();
+    let got = exe.run(&inputs).unwrap();
+    for ((name, g), (_, w)) in got.iter().zip(&want) {
+        for (a, b) in g.to_f64_vec().iter().zip(w.to_f64_vec()) {
+            assert!(
+                (a - b).abs() <= 1e-5 + 1e-5 * b.abs(),
+                "`{name}`: {a} vs {b}"
+            );
+        }
+    }
+}
