@@ -229,3 +229,92 @@ def test_ort_optimized_bert(name: str, attention: bool, tmp_path) -> None:
     got = kiln.InferenceSession(str(path)).run(None, feed)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "b_type,zero_point,per_column,bias",
+    [(np.int8, False, False, False), (np.int8, True, True, True), (np.uint8, True, False, True), (np.uint8, False, True, False)],
+)
+def test_dynamic_quantize_matmul(tmp_path, b_type, zero_point: bool, per_column: bool, bias: bool) -> None:
+    k, n = 24, 10
+    rng = np.random.default_rng(5)
+    info = np.iinfo(b_type)
+    w = rng.integers(info.min, info.max + 1, (k, n)).astype(b_type)
+    scale = (rng.random(n if per_column else ()) * 0.02 + 0.001).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "B"), numpy_helper.from_array(np.asarray(scale), "scale")]
+    names = ["a", "B", "scale"]
+    if zero_point:
+        zp = rng.integers(info.min // 4 if info.min else 100, 1 + (info.max // 4 if info.min else 150), n if per_column else ()).astype(b_type)
+        inits.append(numpy_helper.from_array(np.asarray(zp), "zp"))
+        names.append("zp")
+    if bias:
+        names += [""] * (4 - len(names)) + ["bias"]
+        inits.append(numpy_helper.from_array(rand(n), "bias"))
+    node = helper.make_node("DynamicQuantizeMatMul", names, ["y"], domain=MS)
+    model = graph([node], [vi("a", [2, 3, k])], [vi("y", [2, 3, n])], inits)
+    # Both quantize A with the same f32 arithmetic and multiply exactly in
+    # int32; only the final float rescale (a few ulps) may differ.
+    check(model, {"a": rand(2, 3, k) * 2}, tmp_path, atol=1e-5)
+
+
+@pytest.mark.parametrize("a_type,b_type", [(np.uint8, np.int8), (np.uint8, np.uint8), (np.int8, np.int8)])
+@pytest.mark.parametrize("zero_points,bias", [(False, False), (True, True)])
+def test_matmul_integer_to_float(tmp_path, a_type, b_type, zero_points: bool, bias: bool) -> None:
+    k, n = 20, 6
+    rng = np.random.default_rng(6)
+    ai, bi = np.iinfo(a_type), np.iinfo(b_type)
+    a = rng.integers(ai.min, ai.max + 1, (3, k)).astype(a_type)
+    inits = [
+        numpy_helper.from_array(rng.integers(bi.min, bi.max + 1, (k, n)).astype(b_type), "B"),
+        numpy_helper.from_array(np.array(0.013, dtype=np.float32), "a_scale"),
+        numpy_helper.from_array((rng.random(n) * 0.01 + 0.001).astype(np.float32), "b_scale"),
+    ]
+    names = ["a", "B", "a_scale", "b_scale"]
+    if zero_points:
+        inits.append(numpy_helper.from_array(np.array(3, dtype=a_type), "a_zp"))
+        inits.append(numpy_helper.from_array(rng.integers(0, 9, n).astype(b_type), "b_zp"))
+        names += ["a_zp", "b_zp"]
+    if bias:
+        names += [""] * (6 - len(names)) + ["bias"]
+        inits.append(numpy_helper.from_array(rand(n), "bias"))
+    node = helper.make_node("MatMulIntegerToFloat", names, ["y"], domain=MS)
+    model = graph([node], [vi("a", [3, k], helper.np_dtype_to_tensor_dtype(np.dtype(a_type)))], [vi("y", [3, n])], inits)
+    check(model, {"a": a}, tmp_path, atol=1e-5)
+
+
+def test_quantize_dynamic_bert(tmp_path) -> None:
+    """`quantize_dynamic` (default settings) of a committed BERT export, and
+    the same model after onnxruntime's own fusions (which turn its quantized
+    MatMuls into DynamicQuantizeMatMul / MatMulIntegerToFloat), each run by
+    onnxruntime and by kiln."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    name = "bert_torchscript_fixed"
+    path = tmp_path / "quantized.onnx"
+    fused = tmp_path / "quantized-fused.onnx"
+    logging.disable(logging.WARNING)
+    try:
+        quantize_dynamic(str(FIXTURES / "onnx" / name / "model.onnx"), str(path))
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = str(fused)
+        onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    finally:
+        logging.disable(logging.NOTSET)
+    assert ("", "MatMulInteger") in {(n.domain, n.op_type) for n in onnx.load(path).graph.node}
+    fused_ops = {n.op_type for n in onnx.load(fused).graph.node if n.domain == MS}
+    assert {"DynamicQuantizeMatMul", "MatMulIntegerToFloat"} <= fused_ops, fused_ops
+    feed = {p.stem: np.load(p) for p in (FIXTURES / "onnx" / name / "inputs").glob("*.npy")}
+    want = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
+    for model in [path, fused]:
+        for target in ["ref", "cpu"]:
+            got = list(kiln.load(model).compile(target=target).run(feed).values())
+            assert len(got) == len(want)
+            for g, w in zip(got, want):
+                # A's quantization (range, scale, zero point, round half to
+                # even) is the same f32 arithmetic on both sides and the
+                # integer products are exact, so every uint8 code agrees; what
+                # remains is float rounding of the rescale, norms and softmax
+                # (measured: 1e-6 on outputs of magnitude 3.6). A code moved by
+                # one would cost about a scale step (~1e-2) and fail this.
+                np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-5, err_msg=f"{model.name} {target}")

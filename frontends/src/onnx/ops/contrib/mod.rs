@@ -17,7 +17,8 @@
 //!   `mask_filter_value` where masked; causal with `unidirectional`) onto
 //!   kiln's attention op; `EmbedLayerNormalization` (word + position +
 //!   segment embeddings, layer-normalized; `mask_index` the count of ones of
-//!   each mask row).
+//!   each mask row);
+//! - `DynamicQuantizeMatMul`, `MatMulIntegerToFloat` (`quant.rs`).
 //!
 //! Attributes whose other values change the result and that kiln does not
 //! implement are refused with the node's name, never ignored.
@@ -27,6 +28,8 @@ use kiln_ir::{DType, Op, Tensor, ValueId};
 
 use super::composite::{merge_heads, split_heads};
 use crate::onnx::{NodeCtx, OnnxError, Registry};
+
+mod quant;
 
 /// ONNX Runtime's contrib-op domain.
 pub const MICROSOFT: &str = "com.microsoft";
@@ -59,6 +62,16 @@ pub fn register(reg: &mut Registry) {
         MICROSOFT,
         "EmbedLayerNormalization",
         convert_embed_layer_norm,
+    );
+    reg.insert_in(
+        MICROSOFT,
+        "DynamicQuantizeMatMul",
+        quant::convert_dynamic_quantize_matmul,
+    );
+    reg.insert_in(
+        MICROSOFT,
+        "MatMulIntegerToFloat",
+        quant::convert_matmul_integer_to_float,
     );
 }
 
