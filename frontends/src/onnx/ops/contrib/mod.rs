@@ -18,6 +18,8 @@
 //!   kiln's attention op; `EmbedLayerNormalization` (word + position +
 //!   segment embeddings, layer-normalized; `mask_index` the count of ones of
 //!   each mask row);
+//! - `MultiHeadAttention`, `GroupQueryAttention`, `RotaryEmbedding`
+//!   (`attention.rs`);
 //! - `DynamicQuantizeMatMul`, `MatMulIntegerToFloat` (`quant.rs`).
 //!
 //! Attributes whose other values change the result and that kiln does not
@@ -29,6 +31,7 @@ use kiln_ir::{DType, Op, Tensor, ValueId};
 use super::composite::{merge_heads, split_heads};
 use crate::onnx::{NodeCtx, OnnxError, Registry};
 
+mod attention;
 mod quant;
 
 /// ONNX Runtime's contrib-op domain.
@@ -63,6 +66,17 @@ pub fn register(reg: &mut Registry) {
         "EmbedLayerNormalization",
         convert_embed_layer_norm,
     );
+    reg.insert_in(
+        MICROSOFT,
+        "MultiHeadAttention",
+        attention::convert_multi_head_attention,
+    );
+    reg.insert_in(
+        MICROSOFT,
+        "GroupQueryAttention",
+        attention::convert_group_query_attention,
+    );
+    reg.insert_in(MICROSOFT, "RotaryEmbedding", attention::convert_rotary);
     reg.insert_in(
         MICROSOFT,
         "DynamicQuantizeMatMul",
