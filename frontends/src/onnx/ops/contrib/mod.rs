@@ -17,7 +17,10 @@
 //!   `mask_filter_value` where masked; causal with `unidirectional`) onto
 //!   kiln's attention op; `EmbedLayerNormalization` (word + position +
 //!   segment embeddings, layer-normalized; `mask_index` the count of ones of
-//!   each mask row).
+//!   each mask row);
+//! - `MultiHeadAttention`, `GroupQueryAttention`, `RotaryEmbedding`
+//!   (`attention.rs`);
+//! - `DynamicQuantizeMatMul`, `MatMulIntegerToFloat` (`quant.rs`).
 //!
 //! Attributes whose other values change the result and that kiln does not
 //! implement are refused with the node's name, never ignored.
@@ -27,6 +30,9 @@ use kiln_ir::{DType, Op, Tensor, ValueId};
 
 use super::composite::{merge_heads, split_heads};
 use crate::onnx::{NodeCtx, OnnxError, Registry};
+
+mod attention;
+mod quant;
 
 /// ONNX Runtime's contrib-op domain.
 pub const MICROSOFT: &str = "com.microsoft";
@@ -59,6 +65,27 @@ pub fn register(reg: &mut Registry) {
         MICROSOFT,
         "EmbedLayerNormalization",
         convert_embed_layer_norm,
+    );
+    reg.insert_in(
+        MICROSOFT,
+        "MultiHeadAttention",
+        attention::convert_multi_head_attention,
+    );
+    reg.insert_in(
+        MICROSOFT,
+        "GroupQueryAttention",
+        attention::convert_group_query_attention,
+    );
+    reg.insert_in(MICROSOFT, "RotaryEmbedding", attention::convert_rotary);
+    reg.insert_in(
+        MICROSOFT,
+        "DynamicQuantizeMatMul",
+        quant::convert_dynamic_quantize_matmul,
+    );
+    reg.insert_in(
+        MICROSOFT,
+        "MatMulIntegerToFloat",
+        quant::convert_matmul_integer_to_float,
     );
 }
 
