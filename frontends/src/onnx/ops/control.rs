@@ -138,10 +138,7 @@ fn convert_loop(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         let m = if cx.dtype(m) == DType::I64 {
             m
         } else {
-            cx.op(
-                Op::Layout(kiln_ir::op::LayoutOp::cast(DType::I64)),
-                &[m],
-            )?
+            cx.op(Op::Layout(kiln_ir::op::LayoutOp::cast(DType::I64)), &[m])?
         };
         inputs.push(m);
     }
@@ -149,10 +146,7 @@ fn convert_loop(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         let c = if cx.dtype(c) == DType::Bool {
             c
         } else {
-            cx.op(
-                Op::Layout(kiln_ir::op::LayoutOp::cast(DType::Bool)),
-                &[c],
-            )?
+            cx.op(Op::Layout(kiln_ir::op::LayoutOp::cast(DType::Bool)), &[c])?
         };
         inputs.push(c);
     }
