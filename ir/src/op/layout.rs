@@ -213,6 +213,21 @@ pub enum LayoutOp {
         /// Output dtype.
         dtype: DType,
     },
+    /// `[past_cache, update]` or `[past_cache, update, write_indices]`: ONNX's
+    /// `TensorScatter` (a KV-cache write). The cache `[batch, …, max_seq, …]` and
+    /// the update `[batch, …, seq, …]` differ only along `axis` (≥ 1); for every
+    /// prefix index `(b, …)` before `axis`, update position `s` is written at
+    /// cache position `write_indices[b] + s` (i64 `[batch]`, zeros when absent),
+    /// which must lie inside the cache, or, when `circular`, wraps modulo
+    /// `max_seq`. Only the sequence index wraps (ONNX's pseudocode applies the
+    /// modulo to the whole index tuple, which differs only for prefix indices
+    /// ≥ `max_seq`, clearly not the intent).
+    TensorScatter {
+        /// The sequence axis (≥ 1; axis 0 is the batch).
+        axis: usize,
+        /// Write positions wrap around the cache (`mode = "circular"`).
+        circular: bool,
+    },
 }
 
 /// The default of [`LayoutOp::Cast`]'s `saturate` (ONNX's).
@@ -542,6 +557,29 @@ impl OpFamily for LayoutOp {
                 same_dtype(Shape(out))
             }
             LayoutOp::ScatterND { .. } | LayoutOp::ScatterElements { .. } => {
+                same_dtype(x.shape.clone())
+            }
+            LayoutOp::TensorScatter { axis, .. } => {
+                let u = inputs.ty(1)?;
+                if u.dtype != x.dtype {
+                    return Err(OpError::dtype(format!(
+                        "TensorScatter update is {}, the cache {}",
+                        u.dtype, x.dtype
+                    )));
+                }
+                if *axis == 0 || *axis >= rank || u.shape.rank() != rank {
+                    return Err(OpError::shape(format!(
+                        "TensorScatter of cache {} and update {} on axis {axis} (1 to rank − 1)",
+                        x.shape, u.shape
+                    )));
+                }
+                if let Some(w) = inputs.types.get(2) {
+                    if !w.dtype.is_int() || w.shape.rank() != 1 {
+                        return Err(OpError::dtype(format!(
+                            "TensorScatter write_indices must be a 1-D integer tensor, got {w}"
+                        )));
+                    }
+                }
                 same_dtype(x.shape.clone())
             }
             LayoutOp::Tile => match const_ints(inputs, 1) {

@@ -29,6 +29,7 @@ pub fn register(reg: &mut Registry) {
     reg.insert("Scatter", convert_scatter_elements);
     reg.insert("Tile", convert_tile);
     reg.insert("Pad", convert_pad);
+    reg.insert("TensorScatter", convert_tensor_scatter);
     reg.insert("Shape", convert_shape);
     reg.insert("Size", convert_size);
     reg.insert("ConstantOfShape", convert_constant_of_shape);
@@ -402,6 +403,24 @@ fn convert_pad(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         (pads, value)
     };
     layout(cx, LayoutOp::Pad { mode }, &[x, pads, value])
+}
+
+/// TensorScatter (opset 24): the KV-cache write, one IR op.
+fn convert_tensor_scatter(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let (cache, update) = (cx.req(0)?, cx.req(1)?);
+    let circular = match cx.attrs.string_or("mode", "linear").as_str() {
+        "linear" => false,
+        "circular" => true,
+        m => return Err(cx.err(format!("mode `{m}` (linear or circular)"))),
+    };
+    let rank = cx.rank(cache);
+    let axis = cx.axis(cx.attrs.int_or("axis", -2), rank)?;
+    if axis == 0 {
+        return Err(cx.err("TensorScatter axis must not be the batch axis 0"));
+    }
+    let mut inputs = vec![cache, update];
+    inputs.extend(cx.input(2)?);
+    layout(cx, LayoutOp::TensorScatter { axis, circular }, &inputs)
 }
 
 fn convert_shape(cx: &mut NodeCtx) -> Result<(), OnnxError> {

@@ -54,6 +54,9 @@ pub(super) fn eval(
         LayoutOp::ScatterElements { axis, reduction } => {
             scatter::scatter_elements(x, operand(1)?, operand(2)?, *axis, *reduction)?
         }
+        LayoutOp::TensorScatter { axis, circular } => {
+            scatter::tensor_scatter(x, operand(1)?, inputs.get(2).copied(), *axis, *circular)?
+        }
         LayoutOp::Tile => movement::tile(x, inputs, name)?,
         LayoutOp::Pad { mode } => pad::pad(inputs, *mode)?,
         LayoutOp::Shape { start, end } => shape::shape_of(x, *start, *end)?,
