@@ -348,7 +348,9 @@ fn misc_traits(op: &MiscOp) -> Traits {
         | M::QLinearMatMul
         | M::QLinearConv { .. }
         | M::GridSample { .. }
-        | M::Det => opaque(),
+        | M::Det
+        | M::LinearAttention { .. }
+        | M::DeformConv { .. } => opaque(),
         M::Rnn { optional, .. } => controlled(if optional.sequence_lens {
             vec![3 + optional.bias as usize]
         } else {
