@@ -55,6 +55,14 @@ pub enum LayoutOp {
     Squeeze {
         /// Axes of the input.
         axes: Vec<usize>,
+        /// Axes kept on the condition that they are not 1: ONNX's Squeeze without
+        /// axes removes every size-1 dim, so a dim unknown at import would change
+        /// the output's rank if it were 1. The importer squeezes the dims known
+        /// to be 1 and lists the unknown ones here; inference (at specialization)
+        /// and evaluation refuse a listed dim of size 1 instead of answering with
+        /// the wrong rank. Omitted from the text form when empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        not_one: Vec<usize>,
     },
     /// Inserts size-1 axes at `axes` (sorted, axes of the output). With a second input
     /// (i64, possibly negative) the axes are read from it at run time and `axes` is empty.
@@ -374,7 +382,25 @@ impl OpFamily for LayoutOp {
                 Ok(vec![TensorType::new(x.dtype, sh); runtime_len(inputs, 1)?])
             }
             LayoutOp::Pad { .. } if inputs.len() > 3 => same_dtype(any_shape(rank)),
-            LayoutOp::Squeeze { axes } => {
+            LayoutOp::Squeeze { axes, not_one } => {
+                for &a in not_one {
+                    match x.shape.0.get(a) {
+                        Some(Dim::Known(1)) => {
+                            return Err(OpError::shape(format!(
+                                "Squeeze without axes: dim {a} of {} is 1, which ONNX would \
+                                 remove, but the graph was built for the rank with it kept \
+                                 (its size was unknown at import)",
+                                x.shape
+                            )))
+                        }
+                        Some(_) if !axes.contains(&a) => {}
+                        _ => {
+                            return Err(OpError::attribute(format!(
+                                "not_one axis {a} out of range for rank {rank} or also squeezed"
+                            )))
+                        }
+                    }
+                }
                 for &a in axes {
                     match x.shape.0.get(a) {
                         Some(Dim::Known(1)) | Some(Dim::Sym(_)) | Some(Dim::Any) => {}

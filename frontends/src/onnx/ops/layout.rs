@@ -122,7 +122,11 @@ fn convert_squeeze(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let rank = cx.rank(x);
     if cx.opset >= 13 {
         if let Some(a) = cx.input(1)?.filter(|&a| cx.constant(a).is_none()) {
-            return layout(cx, LayoutOp::Squeeze { axes: vec![] }, &[x, a]);
+            let op = LayoutOp::Squeeze {
+                axes: vec![],
+                not_one: vec![],
+            };
+            return layout(cx, op, &[x, a]);
         }
     }
     let axes = if cx.opset < 13 {
@@ -130,19 +134,18 @@ fn convert_squeeze(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     } else {
         cx.const_ints(1)?
     };
-    let axes = match axes {
-        Some(a) => norm_axes(cx, &a, rank)?,
+    let (axes, not_one) = match axes {
+        Some(a) => (norm_axes(cx, &a, rank)?, vec![]),
+        // Every size-1 dim: those known to be 1 now; a dim unknown here stays,
+        // checked not to be 1 when its size is known (specialization, run time).
         None => {
             let shape = &cx.ty(x).shape;
-            if shape.0.iter().any(|d| d.known().is_none()) {
-                return Err(cx.err(format!(
-                    "Squeeze without axes needs a known shape, got {shape}"
-                )));
-            }
-            (0..rank).filter(|&i| shape.0[i] == Dim::Known(1)).collect()
+            let ones = (0..rank).filter(|&i| shape.0[i] == Dim::Known(1));
+            let unknown = (0..rank).filter(|&i| shape.0[i].known().is_none());
+            (ones.collect(), unknown.collect())
         }
     };
-    layout(cx, LayoutOp::Squeeze { axes }, &[x])
+    layout(cx, LayoutOp::Squeeze { axes, not_one }, &[x])
 }
 
 fn convert_unsqueeze(cx: &mut NodeCtx) -> Result<(), OnnxError> {

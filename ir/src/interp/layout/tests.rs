@@ -179,7 +179,13 @@ fn reshape_and_runtime_axes() {
     let x = Tensor::from_vec(vec![3], vec![1u8, 2, 3]);
     let u = ev(LayoutOp::Unsqueeze { axes: vec![] }, &[&x, &ints(&[-1, 0])]);
     assert_eq!(u[0].shape(), &[1, 3, 1]);
-    let s = ev(LayoutOp::Squeeze { axes: vec![] }, &[&u[0], &ints(&[2])]);
+    let s = ev(
+        LayoutOp::Squeeze {
+            axes: vec![],
+            not_one: vec![],
+        },
+        &[&u[0], &ints(&[2])],
+    );
     assert_eq!(s[0].shape(), &[1, 3]);
     let parts = eval(
         &LayoutOp::Split {
@@ -250,4 +256,31 @@ fn tensor_scatter_inner_dims_empty_updates_and_bad_shapes() {
     assert!(eval(&op, &[&cache, &update, &float_idx], 1).is_err());
     let ints_update = Tensor::from_vec(vec![1, 1, 2], vec![1i32, 2]);
     assert!(eval(&op, &[&cache, &ints_update], 1).is_err());
+}
+
+#[test]
+fn squeeze_refuses_a_kept_dim_of_size_one() {
+    // Built for [?, 1, 3] → [?, 3]: a first dim of 2 passes, of 1 is refused.
+    let op = LayoutOp::Squeeze {
+        axes: vec![1],
+        not_one: vec![0],
+    };
+    let x = Tensor::from_vec(vec![2, 1, 3], vec![0.0f32; 6]);
+    assert_eq!(ev(op.clone(), &[&x])[0].shape(), &[2, 3]);
+    let one = Tensor::from_vec(vec![1, 1, 3], vec![0.0f32; 3]);
+    let err = eval(&op, &[&one], 1).unwrap_err();
+    assert!(err.to_string().contains("dim 0"), "{err}");
+    // Inference at specialization refuses it the same way.
+    let ty = |dims: Vec<usize>| crate::TensorType::new(DType::F32, crate::Shape::known(&dims));
+    let infer = |t: crate::TensorType| {
+        crate::op::OpFamily::infer(
+            &op,
+            &crate::op::InferInputs {
+                types: &[t],
+                consts: &[None],
+            },
+        )
+    };
+    assert!(infer(ty(vec![2, 1, 3])).is_ok());
+    assert!(infer(ty(vec![1, 1, 3])).is_err());
 }
