@@ -1,13 +1,17 @@
 //! Import of the opset 22–27 ops added for the ONNX node tests (Swish,
 //! TensorScatter, CausalConvWithState, LinearAttention, DeformConv): bad
 //! attributes and missing inputs are refused with the node's name, never a panic.
-//! Their numerics are checked by the conformance manifest.
+//! Their numerics are checked by the conformance manifest. Also the `If` whose
+//! branches return different ranks (AffineGrid's function body).
 
 mod common;
 
-use common::{attr_int, attr_string, model, node, value_info, FLOAT, INT64};
+use common::{attr_int, attr_string, f32_init, model, node, value_info, FLOAT, INT64};
 use kiln_frontends::onnx::import;
-use kiln_frontends::onnx::proto::{AttributeProto, ModelProto, ValueInfoProto};
+use kiln_frontends::onnx::proto::{
+    attribute_proto, AttributeProto, GraphProto, ModelProto, ValueInfoProto,
+};
+use kiln_ir::Tensor;
 
 /// One node `op` named `bad` over `inputs`, with one output per name in `outputs`.
 fn one_node(
@@ -152,4 +156,60 @@ fn swish_and_deform_conv_attributes() {
         ),
         "offset_group",
     );
+}
+
+/// `s = If(c) then s0 (f32[]) else s1 (f32[1])`, then `tail` reads `s`.
+fn if_of_two_ranks(tail: Vec<kiln_frontends::onnx::proto::NodeProto>, out: &str) -> ModelProto {
+    let branch = |name: &str, src: &str| AttributeProto {
+        name: name.into(),
+        r#type: attribute_proto::AttributeType::Graph as i32,
+        g: Some(GraphProto {
+            node: vec![node("Identity", "", &[src], &["r"])],
+            output: vec![ValueInfoProto {
+                name: "r".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut cond = node("If", "pick", &["c"], &["s"]);
+    cond.attribute = vec![branch("then_branch", "s0"), branch("else_branch", "s1")];
+    let mut nodes = vec![cond];
+    nodes.extend(tail);
+    let inputs = vec![value_info("c", 9, &[]), value_info("a", FLOAT, &[3])];
+    let output = ValueInfoProto {
+        name: out.into(),
+        ..Default::default()
+    };
+    let inits = vec![f32_init("s0", &[], &[2.0]), f32_init("s1", &[1], &[3.0])];
+    model(nodes, inputs, vec![output], inits)
+}
+
+#[test]
+fn if_branches_of_different_ranks_feed_a_broadcast() {
+    let m = if_of_two_ranks(vec![node("Mul", "scale", &["a", "s"], &["y"])], "y");
+    let g = import(&m).unwrap();
+    let a = Tensor::from_vec(vec![3], vec![1.0f32, 2.0, 3.0]);
+    for (c, expected) in [(true, [2.0f32, 4.0, 6.0]), (false, [3.0, 6.0, 9.0])] {
+        let inputs = [
+            ("c".to_string(), Tensor::from_vec(vec![], vec![c])),
+            ("a".to_string(), a.clone()),
+        ];
+        let y = kiln_ir::interp::run(&g, &inputs).unwrap();
+        assert_eq!(y[0].shape(), &[3]);
+        assert_eq!(y[0].to_vec::<f32>(), expected);
+    }
+    // As a graph output, or read by an op that sees its rank, it is refused.
+    for (tail, out) in [
+        (vec![], "s"),
+        (vec![node("Shape", "size_of", &["s"], &["n"])], "n"),
+        (vec![node("Neg", "neg", &["s"], &["n"])], "n"),
+    ] {
+        let err = import(&if_of_two_ranks(tail, out)).unwrap_err().to_string();
+        assert!(
+            err.contains("pick") && err.contains("different ranks"),
+            "{err}"
+        );
+    }
 }
