@@ -246,11 +246,15 @@ fn batch_norm_training(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         &[x, scale, bias, mean, var],
     )?;
     cx.set_output(0, y);
-    let kept = cx.scalar(cx.dtype(running_mean), momentum);
+    // The ONNX reference returns the running statistics in x's type.
+    let kept = cx.scalar(dt, momentum);
     let taken = cx.scalar(dt, 1.0 - momentum);
-    for (i, running, batch) in [(1, running_mean, mean), (2, running_var, var)] {
+    for (i, mut running, batch) in [(1, running_mean, mean), (2, running_var, var)] {
         if !cx.has_output(i) {
             continue;
+        }
+        if cx.dtype(running) != dt {
+            running = cx.op(Op::Layout(cast(dt)), &[running])?;
         }
         let old = cx.op(Op::Binary(BinaryOp::Mul), &[running, kept])?;
         let new = cx.op(Op::Binary(BinaryOp::Mul), &[batch, taken])?;
