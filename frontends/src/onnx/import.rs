@@ -33,6 +33,9 @@ pub(crate) struct Importer<'m> {
     inline_depth: usize,
     /// What each list value (sequence, optional) holds.
     lists: HashMap<ValueId, ListInfo>,
+    /// `If` outputs whose branches disagreed in rank, with the rank given and the
+    /// `If` node's name ([`ImportScope::note_rank_unified`]).
+    rank_unified: Vec<(ValueId, usize, String)>,
 }
 
 impl ImportScope for Importer<'_> {
@@ -81,6 +84,14 @@ impl ImportScope for Importer<'_> {
         self.lists.insert(v, info);
     }
 
+    fn note_rank_unified(&mut self, v: ValueId, rank: usize, node: &str) {
+        self.rank_unified.push((v, rank, node.to_string()));
+    }
+
+    fn is_rank_unified(&self, v: ValueId) -> bool {
+        self.rank_unified.iter().any(|(u, ..)| *u == v)
+    }
+
     fn inline_subgraph(&mut self, g: &GraphProto, node: &str) -> Result<Vec<ValueId>, OnnxError> {
         self.enter_inlined(node)?;
         self.add_initializers(g)?;
@@ -93,6 +104,39 @@ impl ImportScope for Importer<'_> {
 }
 
 impl<'m> Importer<'m> {
+    /// Checks every `If` output given a higher rank than one branch's value
+    /// ([`ImportScope::note_rank_unified`]): exact when each consumer is a
+    /// broadcasting elementwise op with another operand of at least that rank
+    /// (numpy broadcasting pads the lower rank with leading 1s itself), so the
+    /// result is the same whichever rank the value has. A graph output, a
+    /// captured value or any other consumer would observe the rank: refused.
+    fn check_rank_unified(&self) -> Result<(), OnnxError> {
+        for (v, rank, node) in &self.rank_unified {
+            let refuse = |why: String| {
+                OnnxError::Malformed(format!(
+                    "node `{node}` (If): its branches return values of different ranks, \
+                     which kiln can only give rank {rank}, but {why} would observe it"
+                ))
+            };
+            if self.graph.outputs.contains(v) {
+                return Err(refuse("the graph output".into()));
+            }
+            for n in self.graph.nodes() {
+                if !n.inputs.contains(v) {
+                    continue;
+                }
+                let wide_peer = n
+                    .inputs
+                    .iter()
+                    .any(|u| u != v && self.graph.value(*u).ty.shape.rank() >= *rank);
+                if !(n.op.is_elementwise() && wide_peer) {
+                    return Err(refuse(format!("node `{}` ({})", n.name, n.op.name())));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// [`ImportScope::import_subgraph`] once the depth is counted: a child
     /// importer builds the closed subgraph; this scope supplies its captures.
     fn import_subgraph_at_depth(
@@ -126,6 +170,7 @@ impl<'m> Importer<'m> {
             shapes: ShapeValues::default(),
             inline_depth: self.inline_depth,
             lists: HashMap::new(),
+            rank_unified: Vec::new(),
         };
         for (i, (vi, ty)) in g.input.iter().zip(leading).enumerate() {
             let v = child.graph.add_input(vi.name.clone(), ty.clone());
@@ -180,6 +225,7 @@ impl<'m> Importer<'m> {
             let declared = o.r#type.as_ref().and_then(info_of_type);
             output_lists.push(child.lists.get(&v).cloned().or(declared));
         }
+        child.check_rank_unified()?;
         child.graph.prune();
         Ok(ImportedSubgraph {
             graph: child.graph,
@@ -543,6 +589,7 @@ pub(crate) fn import_model(model: &ModelProto, dir: DataDir) -> Result<Graph, On
         shapes: ShapeValues::default(),
         inline_depth: 0,
         lists: HashMap::new(),
+        rank_unified: Vec::new(),
     };
     imp.add_initializers(g)?;
     let mut unnamed = 0;
@@ -585,6 +632,7 @@ pub(crate) fn import_model(model: &ModelProto, dir: DataDir) -> Result<Graph, On
         };
         imp.graph.outputs.push(v);
     }
+    imp.check_rank_unified()?;
     let mut graph = imp.graph;
     graph.prune();
     Ok(graph)

@@ -48,6 +48,13 @@ pub(crate) trait ImportScope {
     fn list_info(&self, v: ValueId) -> Option<ListInfo>;
     /// Records what list value `v` holds.
     fn set_list_info(&mut self, v: ValueId, info: ListInfo);
+    /// Records that `v`, an output of `If` node `node`, has rank `rank` only because
+    /// one branch's lower-rank value was given leading 1s: the importer checks,
+    /// once the graph is complete, that no consumer can observe the difference.
+    fn note_rank_unified(&mut self, v: ValueId, rank: usize, node: &str);
+    /// Whether `v` was recorded by [`ImportScope::note_rank_unified`] (its rank
+    /// must not be read at import).
+    fn is_rank_unified(&self, v: ValueId) -> bool;
 }
 
 /// A subgraph imported as a closed graph of its own.
@@ -275,6 +282,10 @@ impl<'a> NodeCtx<'a> {
         }
         // Shape and Size of a value whose shape is known need no data.
         if let Op::Layout(l @ (LayoutOp::Shape { .. } | LayoutOp::Size)) = op {
+            // The node stays, so the importer's rank check sees it and refuses.
+            if self.scope.is_rank_unified(inputs[0]) {
+                return None;
+            }
             let dims = self.ty(inputs[0]).shape.as_known()?;
             let t = match l {
                 LayoutOp::Shape { start, end } => {
@@ -350,6 +361,11 @@ impl<'a> NodeCtx<'a> {
     /// subgraph seeing this scope's values; returns its outputs.
     pub fn inline_subgraph(&mut self, g: &GraphProto) -> Result<Vec<ValueId>, OnnxError> {
         self.scope.inline_subgraph(g, &self.name)
+    }
+
+    /// See [`ImportScope::note_rank_unified`]; `v` is an output of this node.
+    pub fn note_rank_unified(&mut self, v: ValueId, rank: usize) {
+        self.scope.note_rank_unified(v, rank, &self.name);
     }
 
     /// Imports subgraph `g` as a closed graph whose declared inputs have the

@@ -1,7 +1,10 @@
 //! Reference evaluation of the miscellaneous ops: quantization and integer
-//! arithmetic here, recurrences, sampling and signal ops in submodules.
+//! arithmetic here, recurrences (RNN/GRU/LSTM, linear attention), sampling,
+//! deformable convolution and signal ops in submodules.
 
 use crate::error::OpError;
+mod deform;
+mod linear_attention;
 mod rnn;
 mod sample;
 mod signal;
@@ -71,6 +74,8 @@ pub(super) fn eval(
         MiscOp::QLinearMatMul => qlinear_matmul(inputs).map(|t| vec![t]),
         MiscOp::QLinearConv(attrs) => qlinear_conv(inputs, attrs).map(|t| vec![t]),
         MiscOp::Rnn { .. } => rnn::eval(op, inputs),
+        MiscOp::LinearAttention { .. } => linear_attention::eval(op, inputs),
+        MiscOp::DeformConv { .. } => deform::eval(op, inputs),
         MiscOp::GridSample { .. }
         | MiscOp::RoiAlign { .. }
         | MiscOp::NonMaxSuppression { .. }

@@ -55,6 +55,14 @@ pub enum LayoutOp {
     Squeeze {
         /// Axes of the input.
         axes: Vec<usize>,
+        /// Axes kept on the condition that they are not 1: ONNX's Squeeze without
+        /// axes removes every size-1 dim, so a dim unknown at import would change
+        /// the output's rank if it were 1. The importer squeezes the dims known
+        /// to be 1 and lists the unknown ones here; inference (at specialization)
+        /// and evaluation refuse a listed dim of size 1 instead of answering with
+        /// the wrong rank. Omitted from the text form when empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        not_one: Vec<usize>,
     },
     /// Inserts size-1 axes at `axes` (sorted, axes of the output). With a second input
     /// (i64, possibly negative) the axes are read from it at run time and `axes` is empty.
@@ -213,6 +221,21 @@ pub enum LayoutOp {
         /// Output dtype.
         dtype: DType,
     },
+    /// `[past_cache, update]` or `[past_cache, update, write_indices]`: ONNX's
+    /// `TensorScatter` (a KV-cache write). The cache `[batch, …, max_seq, …]` and
+    /// the update `[batch, …, seq, …]` differ only along `axis` (≥ 1); for every
+    /// prefix index `(b, …)` before `axis`, update position `s` is written at
+    /// cache position `write_indices[b] + s` (i64 `[batch]`, zeros when absent),
+    /// which must lie inside the cache, or, when `circular`, wraps modulo
+    /// `max_seq`. Only the sequence index wraps (ONNX's pseudocode applies the
+    /// modulo to the whole index tuple, which differs only for prefix indices
+    /// ≥ `max_seq`, clearly not the intent).
+    TensorScatter {
+        /// The sequence axis (≥ 1; axis 0 is the batch).
+        axis: usize,
+        /// Write positions wrap around the cache (`mode = "circular"`).
+        circular: bool,
+    },
 }
 
 /// The default of [`LayoutOp::Cast`]'s `saturate` (ONNX's).
@@ -359,7 +382,25 @@ impl OpFamily for LayoutOp {
                 Ok(vec![TensorType::new(x.dtype, sh); runtime_len(inputs, 1)?])
             }
             LayoutOp::Pad { .. } if inputs.len() > 3 => same_dtype(any_shape(rank)),
-            LayoutOp::Squeeze { axes } => {
+            LayoutOp::Squeeze { axes, not_one } => {
+                for &a in not_one {
+                    match x.shape.0.get(a) {
+                        Some(Dim::Known(1)) => {
+                            return Err(OpError::shape(format!(
+                                "Squeeze without axes: dim {a} of {} is 1, which ONNX would \
+                                 remove, but the graph was built for the rank with it kept \
+                                 (its size was unknown at import)",
+                                x.shape
+                            )))
+                        }
+                        Some(_) if !axes.contains(&a) => {}
+                        _ => {
+                            return Err(OpError::attribute(format!(
+                                "not_one axis {a} out of range for rank {rank} or also squeezed"
+                            )))
+                        }
+                    }
+                }
                 for &a in axes {
                     match x.shape.0.get(a) {
                         Some(Dim::Known(1)) | Some(Dim::Sym(_)) | Some(Dim::Any) => {}
@@ -542,6 +583,29 @@ impl OpFamily for LayoutOp {
                 same_dtype(Shape(out))
             }
             LayoutOp::ScatterND { .. } | LayoutOp::ScatterElements { .. } => {
+                same_dtype(x.shape.clone())
+            }
+            LayoutOp::TensorScatter { axis, .. } => {
+                let u = inputs.ty(1)?;
+                if u.dtype != x.dtype {
+                    return Err(OpError::dtype(format!(
+                        "TensorScatter update is {}, the cache {}",
+                        u.dtype, x.dtype
+                    )));
+                }
+                if *axis == 0 || *axis >= rank || u.shape.rank() != rank {
+                    return Err(OpError::shape(format!(
+                        "TensorScatter of cache {} and update {} on axis {axis} (1 to rank − 1)",
+                        x.shape, u.shape
+                    )));
+                }
+                if let Some(w) = inputs.types.get(2) {
+                    if !w.dtype.is_int() || w.shape.rank() != 1 {
+                        return Err(OpError::dtype(format!(
+                            "TensorScatter write_indices must be a 1-D integer tensor, got {w}"
+                        )));
+                    }
+                }
                 same_dtype(x.shape.clone())
             }
             LayoutOp::Tile => match const_ints(inputs, 1) {

@@ -177,6 +177,31 @@ pub enum WindowKind {
     Blackman,
 }
 
+/// The state update of a [`MiscOp::LinearAttention`] (ONNX's `update_rule`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinearUpdate {
+    /// S ← S + k ⊗ v.
+    Linear,
+    /// S ← exp(g) · S + k ⊗ v (needs `decay`).
+    Gated,
+    /// S ← S + k ⊗ β(v − Sᵀk) (needs `beta`).
+    Delta,
+    /// S ← exp(g) · S, then the delta update (needs `decay` and `beta`).
+    GatedDelta,
+}
+
+impl LinearUpdate {
+    /// The state decays by `exp(decay)` before each step.
+    pub fn gated(self) -> bool {
+        matches!(self, LinearUpdate::Gated | LinearUpdate::GatedDelta)
+    }
+
+    /// The written value is corrected by what the state already retrieves.
+    pub fn delta(self) -> bool {
+        matches!(self, LinearUpdate::Delta | LinearUpdate::GatedDelta)
+    }
+}
+
 /// An op of the miscellaneous family.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, IntoStaticStr)]
 pub enum MiscOp {
@@ -347,6 +372,45 @@ pub enum MiscOp {
     CenterCropPad {
         /// Axes that `shape` lists, in order.
         axes: Vec<usize>,
+    },
+    /// `[query, key, value]`, then `past_state` when `past_state`, `decay` when
+    /// the update is gated, `beta` when it is a delta rule: ONNX's
+    /// `LinearAttention`, a recurrent (linear-time) attention. `query [B, T, Hq·dk]`,
+    /// `key [B, T, Hkv·dk]`, `value [B, T, Hkv·dv]`; per key/value head a state
+    /// `S [dk, dv]` (`past_state [B, Hkv, dk, dv]`, else zeros) is updated at each
+    /// step t by `update` (`decay [B, T, Hkv]` or `[B, T, Hkv·dk]` is a log
+    /// decay, `beta [B, T, Hkv]` or `[B, T, 1]` the delta rule's step size) and
+    /// read by every query head of its group: `o_t = scale · q_tᵀ S`. Outputs:
+    /// `output [B, T, Hq·dv]` (query's type) and `present_state [B, Hkv, dk, dv]`
+    /// (past_state's type, else query's).
+    LinearAttention {
+        /// Query heads (a multiple of `kv_heads`).
+        q_heads: usize,
+        /// Key/value heads.
+        kv_heads: usize,
+        /// Output scale; `None` is 1/√dk.
+        scale: Option<f32>,
+        /// The state update.
+        update: LinearUpdate,
+        /// Whether the `past_state` input is present.
+        past_state: bool,
+    },
+    /// `[x, w, offset]`, then `bias` and `mask` when present: ONNX's
+    /// `DeformConv` (2-D). Each kernel tap of each output position samples the
+    /// input bilinearly (zero outside) at its regular position plus its learned
+    /// `offset [N, offset_group·2·kH·kW, oH, oW]` (dy, dx per tap), scaled by
+    /// `mask [N, offset_group·kH·kW, oH, oW]` (ones when absent); input channels
+    /// share the offsets of their offset group. The output's spatial dims are
+    /// the offset's.
+    DeformConv {
+        /// Strides, pads, dilations and groups, as `Conv`'s.
+        conv: ConvAttrs,
+        /// Groups of input channels sharing offsets (at least 1).
+        offset_group: usize,
+        /// Whether the `bias` input is present (the mask follows it).
+        bias: bool,
+        /// Whether the `mask` input is present.
+        mask: bool,
     },
 }
 
@@ -606,6 +670,60 @@ impl OpFamily for MiscOp {
                     vec![t(x.dtype, any_shape(n))]
                 }
             },
+            MiscOp::LinearAttention {
+                q_heads,
+                kv_heads,
+                past_state,
+                ..
+            } => {
+                if *q_heads == 0 || *kv_heads == 0 || q_heads % kv_heads != 0 {
+                    return Err(OpError::attribute(format!(
+                        "LinearAttention q_num_heads {q_heads} is not a positive multiple of kv_num_heads {kv_heads}"
+                    )));
+                }
+                let (k, v) = (inputs.ty(1)?, inputs.ty(2)?);
+                if rank != 3 || k.shape.rank() != 3 || v.shape.rank() != 3 {
+                    return Err(OpError::shape(format!(
+                        "LinearAttention needs rank-3 query, key and value, got {}, {}, {}",
+                        x.shape, k.shape, v.shape
+                    )));
+                }
+                let per_head = |d: &Dim, heads: usize| match d {
+                    Dim::Known(n) if n % heads == 0 => Ok(Dim::Known(n / heads)),
+                    Dim::Known(n) => Err(OpError::shape(format!(
+                        "LinearAttention last dim {n} is not divisible by {heads} heads"
+                    ))),
+                    _ => Ok(Dim::Any),
+                };
+                let dk = per_head(&x.shape.0[2], *q_heads)?;
+                let dv = per_head(&v.shape.0[2], *kv_heads)?;
+                let out_last = match &dv {
+                    Dim::Known(n) => Dim::Known(n * q_heads),
+                    _ => Dim::Any,
+                };
+                let (b, steps) = (x.shape.0[0].clone(), x.shape.0[1].clone());
+                let state_dtype = if *past_state {
+                    inputs.ty(3)?.dtype
+                } else {
+                    x.dtype
+                };
+                vec![
+                    t(x.dtype, Shape(vec![b.clone(), steps, out_last])),
+                    t(state_dtype, Shape(vec![b, Dim::Known(*kv_heads), dk, dv])),
+                ]
+            }
+            MiscOp::DeformConv { .. } => {
+                let (w, off) = (inputs.ty(1)?, inputs.ty(2)?);
+                if rank != 4 || w.shape.rank() != 4 || off.shape.rank() != 4 {
+                    return Err(OpError::unsupported(format!(
+                        "DeformConv of {} with weight {} and offset {} (2-D only)",
+                        x.shape, w.shape, off.shape
+                    )));
+                }
+                let mut s = vec![x.shape.0[0].clone(), w.shape.0[0].clone()];
+                s.extend(off.shape.0[2..].iter().cloned());
+                vec![t(x.dtype, Shape(s))]
+            }
             MiscOp::CenterCropPad { axes } => {
                 let mut s = x.shape.0.clone();
                 match known_ints(inputs, 1) {

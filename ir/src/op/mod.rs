@@ -27,7 +27,9 @@ pub use elementwise::{BinaryOp, UnaryOp};
 pub use fused::{FusedArg, FusedOp, FusedRole, FusedStep, MAX_FUSED_STEPS};
 pub use layout::{shape_range, slice_bounds, slice_len, LayoutOp, PadMode, ScatterReduction};
 pub use list::{list_type, ListOp};
-pub use misc::{GridMode, GridPadding, MiscOp, RnnActivation, RnnCell, RnnInputs, WindowKind};
+pub use misc::{
+    GridMode, GridPadding, LinearUpdate, MiscOp, RnnActivation, RnnCell, RnnInputs, WindowKind,
+};
 pub use nn::{matmul_shape, parse_einsum, NnOp, RnnDirection};
 pub use reduce::{ReduceKind, ReduceOp};
 pub use resize::{KeepAspect, ResizeAttrs, ResizeCoord, ResizeMode, ResizeNearest};

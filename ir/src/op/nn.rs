@@ -84,7 +84,7 @@ pub enum NnOp {
         /// Offset.
         bias: f32,
     },
-    /// x / ‖x‖ₚ along `axis`.
+    /// x / ‖x‖ₚ along `axis`; 0 where the norm is 0.
     LpNormalization {
         /// Axis.
         axis: usize,

@@ -284,6 +284,8 @@ fn layout_traits(op: &LayoutOp) -> Traits {
         | L::BitCast { .. }
         | L::EyeLike { .. } => opaque(),
         L::ScatterND { .. } | L::ScatterElements { .. } | L::Trilu { .. } => controlled(vec![1]),
+        // The write indices; operands 0 and 1 are both data.
+        L::TensorScatter { .. } => controlled(vec![2]),
         // Pads and axes; operand 2 is the fill value.
         L::Pad { .. } => controlled(vec![1, 3]),
         L::ConstantOfShape { .. } => controlled(vec![0]),
@@ -347,7 +349,9 @@ fn misc_traits(op: &MiscOp) -> Traits {
         | M::QLinearMatMul
         | M::QLinearConv { .. }
         | M::GridSample { .. }
-        | M::Det => opaque(),
+        | M::Det
+        | M::LinearAttention { .. }
+        | M::DeformConv { .. } => opaque(),
         M::Rnn { optional, .. } => controlled(if optional.sequence_lens {
             vec![3 + optional.bias as usize]
         } else {

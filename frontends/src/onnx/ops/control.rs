@@ -58,6 +58,33 @@ fn convert_if(cx: &mut NodeCtx) -> Result<(), OnnxError> {
             else_b.outputs.len()
         )));
     }
+    // ONNX lets the branches return values of different ranks; kiln's types have
+    // one rank. The lower-rank value gets leading 1s (what numpy broadcasting
+    // would give it), and the importer checks that every consumer broadcasts it
+    // against an operand of at least that rank, so no result depends on it.
+    let mut unified = Vec::new();
+    for k in 0..then_b.outputs.len() {
+        let rank_of = |g: &Graph| g.value(g.outputs[k]).ty.shape.rank();
+        let (rt, re) = (rank_of(&then_b), rank_of(&else_b));
+        if rt == re {
+            continue;
+        }
+        let (low, high) = if rt < re {
+            (&mut then_b, re)
+        } else {
+            (&mut else_b, rt)
+        };
+        let v = low.outputs[k];
+        let name = low.fresh_name(&format!("{}#rank{high}", low.value(v).name));
+        let op = Op::Layout(kiln_ir::op::LayoutOp::Unsqueeze {
+            axes: (0..high - rt.min(re)).collect(),
+        });
+        let u = low
+            .add_node(name.clone(), op, vec![v], &[name], None)
+            .map_err(|e| cx.err(e.to_string()))?[0];
+        low.outputs[k] = u;
+        unified.push((k, high));
+    }
     let op = Op::Control(ControlOp::If {
         then_branch: Subgraph::new(then_b),
         else_branch: Subgraph::new(else_b),
@@ -75,6 +102,11 @@ fn convert_if(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         };
         if let Some(info) = info {
             cx.set_list_info(o, info);
+        }
+    }
+    for (k, rank) in unified {
+        if let Some(&v) = outs.get(k) {
+            cx.note_rank_unified(v, rank);
         }
     }
     cx.set_outputs(&outs);
@@ -384,7 +416,13 @@ fn convert_scan8(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     )?;
     let zero = cx.ints(&[0]);
     let batch = cx
-        .op(Op::Layout(LayoutOp::Squeeze { axes: vec![0] }), &[batch])
+        .op(
+            Op::Layout(LayoutOp::Squeeze {
+                axes: vec![0],
+                not_one: vec![],
+            }),
+            &[batch],
+        )
         .or_else(|_| cx.op(Op::Layout(LayoutOp::Gather { axis: 0 }), &[batch, zero]))?;
     let mut inputs = vec![batch];
     inputs.extend(&operands);

@@ -77,6 +77,7 @@ pub fn register(reg: &mut Registry) {
     for op in ["Max", "Min", "Sum", "Mean"] {
         reg.insert(op, convert_variadic);
     }
+    reg.insert("Swish", convert_swish);
     reg.insert("Clip", convert_clip);
     reg.insert("Cast", convert_cast);
     reg.insert("CastLike", convert_cast);
@@ -156,6 +157,28 @@ fn convert_unary(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let op = unary_op(cx)?;
     let x = cx.req(0)?;
     let y = cx.op(Op::Unary(op), &[x])?;
+    cx.set_output(0, y);
+    Ok(())
+}
+
+/// Swish (opset 24): `x · sigmoid(alpha · x)`, lowered to Mul and Sigmoid. The
+/// ONNX reference rounds the sigmoid to x's type before the product, as this does;
+/// with `alpha = 1` it is the SiLU the fusion rules recognize.
+fn convert_swish(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let x = cx.req(0)?;
+    let dt = cx.dtype(x);
+    if !dt.is_float() {
+        return Err(cx.err(format!("Swish of {dt} (float types only)")));
+    }
+    let alpha = cx.attrs.float_or("alpha", 1.0);
+    let scaled = if alpha == 1.0 {
+        x
+    } else {
+        let a = cx.scalar(dt, alpha as f64);
+        cx.op(Op::Binary(BinaryOp::Mul), &[x, a])?
+    };
+    let s = cx.op(Op::Unary(UnaryOp::Sigmoid), &[scaled])?;
+    let y = cx.op(Op::Binary(BinaryOp::Mul), &[x, s])?;
     cx.set_output(0, y);
     Ok(())
 }

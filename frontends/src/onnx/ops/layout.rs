@@ -29,6 +29,7 @@ pub fn register(reg: &mut Registry) {
     reg.insert("Scatter", convert_scatter_elements);
     reg.insert("Tile", convert_tile);
     reg.insert("Pad", convert_pad);
+    reg.insert("TensorScatter", convert_tensor_scatter);
     reg.insert("Shape", convert_shape);
     reg.insert("Size", convert_size);
     reg.insert("ConstantOfShape", convert_constant_of_shape);
@@ -121,7 +122,11 @@ fn convert_squeeze(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let rank = cx.rank(x);
     if cx.opset >= 13 {
         if let Some(a) = cx.input(1)?.filter(|&a| cx.constant(a).is_none()) {
-            return layout(cx, LayoutOp::Squeeze { axes: vec![] }, &[x, a]);
+            let op = LayoutOp::Squeeze {
+                axes: vec![],
+                not_one: vec![],
+            };
+            return layout(cx, op, &[x, a]);
         }
     }
     let axes = if cx.opset < 13 {
@@ -129,19 +134,18 @@ fn convert_squeeze(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     } else {
         cx.const_ints(1)?
     };
-    let axes = match axes {
-        Some(a) => norm_axes(cx, &a, rank)?,
+    let (axes, not_one) = match axes {
+        Some(a) => (norm_axes(cx, &a, rank)?, vec![]),
+        // Every size-1 dim: those known to be 1 now; a dim unknown here stays,
+        // checked not to be 1 when its size is known (specialization, run time).
         None => {
             let shape = &cx.ty(x).shape;
-            if shape.0.iter().any(|d| d.known().is_none()) {
-                return Err(cx.err(format!(
-                    "Squeeze without axes needs a known shape, got {shape}"
-                )));
-            }
-            (0..rank).filter(|&i| shape.0[i] == Dim::Known(1)).collect()
+            let ones = (0..rank).filter(|&i| shape.0[i] == Dim::Known(1));
+            let unknown = (0..rank).filter(|&i| shape.0[i].known().is_none());
+            (ones.collect(), unknown.collect())
         }
     };
-    layout(cx, LayoutOp::Squeeze { axes }, &[x])
+    layout(cx, LayoutOp::Squeeze { axes, not_one }, &[x])
 }
 
 fn convert_unsqueeze(cx: &mut NodeCtx) -> Result<(), OnnxError> {
@@ -402,6 +406,24 @@ fn convert_pad(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         (pads, value)
     };
     layout(cx, LayoutOp::Pad { mode }, &[x, pads, value])
+}
+
+/// TensorScatter (opset 24): the KV-cache write, one IR op.
+fn convert_tensor_scatter(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let (cache, update) = (cx.req(0)?, cx.req(1)?);
+    let circular = match cx.attrs.string_or("mode", "linear").as_str() {
+        "linear" => false,
+        "circular" => true,
+        m => return Err(cx.err(format!("mode `{m}` (linear or circular)"))),
+    };
+    let rank = cx.rank(cache);
+    let axis = cx.axis(cx.attrs.int_or("axis", -2), rank)?;
+    if axis == 0 {
+        return Err(cx.err("TensorScatter axis must not be the batch axis 0"));
+    }
+    let mut inputs = vec![cache, update];
+    inputs.extend(cx.input(2)?);
+    layout(cx, LayoutOp::TensorScatter { axis, circular }, &inputs)
 }
 
 fn convert_shape(cx: &mut NodeCtx) -> Result<(), OnnxError> {

@@ -2,7 +2,8 @@
 //! convolution, recurrences, sampling, detection and signal processing.
 
 use kiln_ir::op::{
-    GridMode, GridPadding, MiscOp, RnnActivation, RnnCell, RnnDirection, RnnInputs, WindowKind,
+    GridMode, GridPadding, LinearUpdate, MiscOp, RnnActivation, RnnCell, RnnDirection, RnnInputs,
+    WindowKind,
 };
 use kiln_ir::{DType, Op};
 
@@ -28,6 +29,8 @@ pub fn register(reg: &mut Registry) {
     reg.insert("MaxUnpool", convert_max_unpool);
     reg.insert("Col2Im", convert_col2im);
     reg.insert("Det", convert_det);
+    reg.insert("LinearAttention", convert_linear_attention);
+    reg.insert("DeformConv", convert_deform_conv);
     reg.insert("DFT", convert_dft);
     reg.insert("STFT", convert_stft);
     for op in ["HannWindow", "HammingWindow", "BlackmanWindow"] {
@@ -449,6 +452,83 @@ fn convert_col2im(cx: &mut NodeCtx) -> Result<(), OnnxError> {
 fn convert_det(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let x = cx.req(0)?;
     let y = cx.op(Op::Misc(MiscOp::Det), &[x])?;
+    cx.set_output(0, y);
+    Ok(())
+}
+
+/// LinearAttention (opset 27): one IR op evaluated step by step (its ONNX
+/// function body is a Scan; kiln keeps the recurrence whole so its state stays
+/// in f64 and a backend may later give it a kernel). `chunk_size` is a tuning
+/// hint without effect on the result.
+fn convert_linear_attention(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let heads = |cx: &NodeCtx, name: &str| -> Result<usize, OnnxError> {
+        match cx.attrs.int(name) {
+            Some(h) if h > 0 => Ok(h as usize),
+            Some(h) => Err(cx.err(format!("{name} {h}: expected a positive count"))),
+            None => Err(cx.err(format!("missing required attribute `{name}`"))),
+        }
+    };
+    let (q_heads, kv_heads) = (heads(cx, "q_num_heads")?, heads(cx, "kv_num_heads")?);
+    if q_heads % kv_heads != 0 {
+        return Err(cx.err(format!(
+            "q_num_heads {q_heads} is not a multiple of kv_num_heads {kv_heads}"
+        )));
+    }
+    let update = match cx.attrs.string_or("update_rule", "gated_delta").as_str() {
+        "linear" => LinearUpdate::Linear,
+        "gated" => LinearUpdate::Gated,
+        "delta" => LinearUpdate::Delta,
+        "gated_delta" => LinearUpdate::GatedDelta,
+        r => {
+            return Err(cx.err(format!(
+                "update_rule `{r}` (linear, gated, delta or gated_delta)"
+            )))
+        }
+    };
+    let scale = cx.attrs.float("scale").filter(|&s| s != 0.0);
+    let (decay, beta) = (cx.input(4)?, cx.input(5)?);
+    for (given, needed, name) in [
+        (decay.is_some(), update.gated(), "decay"),
+        (beta.is_some(), update.delta(), "beta"),
+    ] {
+        if given != needed {
+            let verb = if needed { "requires" } else { "forbids" };
+            return Err(cx.err(format!("update_rule {update:?} {verb} the `{name}` input")));
+        }
+    }
+    let past = cx.input(3)?;
+    let mut inputs = vec![cx.req(0)?, cx.req(1)?, cx.req(2)?];
+    inputs.extend(past.into_iter().chain(decay).chain(beta));
+    let op = MiscOp::LinearAttention {
+        q_heads,
+        kv_heads,
+        scale,
+        update,
+        past_state: past.is_some(),
+    };
+    let outs = cx.op_n(Op::Misc(op), &inputs, 2)?;
+    cx.set_outputs(&outs);
+    Ok(())
+}
+
+/// DeformConv (opsets 19 and 22), 2-D.
+fn convert_deform_conv(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let offset_group = cx.attrs.int_or("offset_group", 1);
+    if offset_group < 1 {
+        return Err(cx.err(format!(
+            "offset_group {offset_group}: expected a positive count"
+        )));
+    }
+    let (bias, mask) = (cx.input(3)?, cx.input(4)?);
+    let op = MiscOp::DeformConv {
+        conv: conv_attrs(cx)?,
+        offset_group: offset_group as usize,
+        bias: bias.is_some(),
+        mask: mask.is_some(),
+    };
+    let mut inputs = vec![cx.req(0)?, cx.req(1)?, cx.req(2)?];
+    inputs.extend(bias.into_iter().chain(mask));
+    let y = cx.op(Op::Misc(op), &inputs)?;
     cx.set_output(0, y);
     Ok(())
 }

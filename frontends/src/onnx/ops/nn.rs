@@ -1,11 +1,12 @@
 //! ONNX converters of the nn family: MatMul, Gemm, convolutions, pooling,
 //! normalizations, Resize/Upsample, Einsum.
 
+use kiln_ir::op::ConvAttrs;
 use kiln_ir::op::{
     BinaryOp, KeepAspect, LayoutOp, NnOp, ReduceKind, ReduceOp, ResizeAttrs, ResizeCoord,
     ResizeMode, ResizeNearest, Window,
 };
-use kiln_ir::{Op, Tensor};
+use kiln_ir::{DType, Op, Tensor};
 
 use super::window::{conv_attrs, spatial_rank, uint_list, window, KernelAttr};
 use crate::onnx::{NodeCtx, OnnxError, Registry};
@@ -31,6 +32,7 @@ pub fn register(reg: &mut Registry) {
     reg.insert("Resize", convert_resize);
     reg.insert("Upsample", convert_resize);
     reg.insert("Einsum", convert_einsum);
+    reg.insert("CausalConvWithState", convert_causal_conv_with_state);
 }
 
 fn convert_matmul(cx: &mut NodeCtx) -> Result<(), OnnxError> {
@@ -189,9 +191,13 @@ fn convert_global_pool(cx: &mut NodeCtx) -> Result<(), OnnxError> {
 }
 
 fn convert_batch_norm(cx: &mut NodeCtx) -> Result<(), OnnxError> {
-    if cx.attrs.int_or("training_mode", 0) != 0 || (1..5).any(|i| cx.has_output(i)) {
+    let training = cx.attrs.int_or("training_mode", 0) != 0;
+    if cx.opset >= 14 && (training || (1..3).any(|i| cx.has_output(i))) {
+        return batch_norm_training(cx);
+    }
+    if training || (1..5).any(|i| cx.has_output(i)) {
         return Err(cx.err(
-            "training-mode BatchNormalization (running statistics outputs) is not supported",
+            "training-mode BatchNormalization before opset 14 (saved statistics outputs) is not supported",
         ));
     }
     let inputs: Vec<_> = (0..5).map(|i| cx.req(i)).collect::<Result<_, _>>()?;
@@ -200,6 +206,61 @@ fn convert_batch_norm(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     };
     let y = cx.op(Op::Nn(op), &inputs)?;
     cx.set_output(0, y);
+    Ok(())
+}
+
+/// BatchNormalization in training mode (opsets 14 and 15): normalized by the batch
+/// statistics over every axis but 1 (population variance), with the running
+/// statistics `input · momentum + batch · (1 − momentum)` as outputs 1 and 2.
+/// Lowered to reductions and the inference-mode op, which is exact: the ONNX
+/// reference computes the same mean, variance and expression.
+fn batch_norm_training(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let [x, scale, bias, running_mean, running_var] = [0, 1, 2, 3, 4].map(|i| cx.req(i));
+    let (x, scale, bias) = (x?, scale?, bias?);
+    let (running_mean, running_var) = (running_mean?, running_var?);
+    let rank = cx.rank(x);
+    if rank < 2 {
+        return Err(cx.err(format!("BatchNormalization of a rank-{rank} input")));
+    }
+    let dt = cx.dtype(x);
+    let momentum = cx.attrs.float_or("momentum", 0.9) as f64;
+    let epsilon = cx.attrs.float_or("epsilon", 1e-5);
+    let axes: Vec<usize> = std::iter::once(0).chain(2..rank).collect();
+    let mean_over = |keepdims| {
+        Op::Reduce(ReduceOp::Reduce {
+            kind: ReduceKind::Mean,
+            axes: axes.clone(),
+            keepdims,
+        })
+    };
+    let mean = cx.op(mean_over(false), &[x])?;
+    let mean_kept = cx.op(
+        Op::Layout(LayoutOp::Unsqueeze { axes: axes.clone() }),
+        &[mean],
+    )?;
+    let centered = cx.op(Op::Binary(BinaryOp::Sub), &[x, mean_kept])?;
+    let squares = cx.op(Op::Binary(BinaryOp::Mul), &[centered, centered])?;
+    let var = cx.op(mean_over(false), &[squares])?;
+    let y = cx.op(
+        Op::Nn(NnOp::BatchNorm { epsilon }),
+        &[x, scale, bias, mean, var],
+    )?;
+    cx.set_output(0, y);
+    // The ONNX reference returns the running statistics in x's type.
+    let kept = cx.scalar(dt, momentum);
+    let taken = cx.scalar(dt, 1.0 - momentum);
+    for (i, mut running, batch) in [(1, running_mean, mean), (2, running_var, var)] {
+        if !cx.has_output(i) {
+            continue;
+        }
+        if cx.dtype(running) != dt {
+            running = cx.op(Op::Layout(cast(dt)), &[running])?;
+        }
+        let old = cx.op(Op::Binary(BinaryOp::Mul), &[running, kept])?;
+        let new = cx.op(Op::Binary(BinaryOp::Mul), &[batch, taken])?;
+        let v = cx.op(Op::Binary(BinaryOp::Add), &[old, new])?;
+        cx.set_output(i, v);
+    }
     Ok(())
 }
 
@@ -397,4 +458,97 @@ fn convert_einsum(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     let y = cx.op(Op::Nn(NnOp::Einsum { equation }), &inputs)?;
     cx.set_output(0, y);
     Ok(())
+}
+
+/// CausalConvWithState (opset 27): a depthwise causal 1-D convolution carrying its
+/// left context between calls. `input [B, C, L]` is prefixed by `past_state
+/// [B, C, k−1]` (zeros when absent), convolved with `weight [C, 1, k]` (one group
+/// per channel, valid padding, optional bias), optionally followed by SiLU
+/// (`activation` `silu` or its alias `swish`, computed in f32 as the ONNX
+/// reference does); `present_state` is the last k−1 positions of the prefixed
+/// input. Lowered to Concat (or Pad), Conv, Sigmoid/Mul and Slice: the same
+/// computation as the reference, step for step.
+fn convert_causal_conv_with_state(cx: &mut NodeCtx) -> Result<(), OnnxError> {
+    let (x, w) = (cx.req(0)?, cx.req(1)?);
+    let (bias, past) = (cx.input(2)?, cx.input(3)?);
+    let silu = match cx.attrs.string_or("activation", "none").as_str() {
+        "none" => false,
+        "silu" | "swish" => true,
+        a => return Err(cx.err(format!("activation `{a}` (expected none, silu or swish)"))),
+    };
+    if cx.rank(x) != 3 || cx.rank(w) != 3 {
+        return Err(cx.err(format!(
+            "input and weight must be rank 3, got ranks {} and {}",
+            cx.rank(x),
+            cx.rank(w)
+        )));
+    }
+    let wdims = &cx.ty(w).shape.0;
+    let (Some(channels), Some(one), Some(k)) =
+        (wdims[0].known(), wdims[1].known(), wdims[2].known())
+    else {
+        return Err(cx.err(format!(
+            "weight needs a known shape [C, 1, k], got {}",
+            cx.ty(w).shape
+        )));
+    };
+    if channels == 0 || one != 1 || k == 0 {
+        return Err(cx.err(format!(
+            "weight shape [{channels}, {one}, {k}]: expected [C, 1, k] with C, k > 0"
+        )));
+    }
+    let dt = cx.dtype(x);
+    let context = (k - 1) as i64;
+    let padded = match past {
+        Some(p) => cx.op(Op::Layout(LayoutOp::Concat { axis: 2 }), &[p, x])?,
+        None => {
+            let pads = cx.ints(&[0, 0, context, 0, 0, 0]);
+            let zero = cx.scalar(dt, 0.0);
+            cx.op(
+                Op::Layout(LayoutOp::Pad {
+                    mode: kiln_ir::op::PadMode::Constant,
+                }),
+                &[x, pads, zero],
+            )?
+        }
+    };
+    let mut conv_inputs = vec![padded, w];
+    conv_inputs.extend(bias);
+    let conv = ConvAttrs {
+        window: Window::default(),
+        group: channels,
+    };
+    let mut y = cx.op(Op::Nn(NnOp::Conv(conv)), &conv_inputs)?;
+    if silu {
+        let wide = !matches!(dt, DType::F32 | DType::F64);
+        let f = if wide {
+            cx.op(Op::Layout(cast(DType::F32)), &[y])?
+        } else {
+            y
+        };
+        let s = cx.op(Op::Unary(kiln_ir::op::UnaryOp::Sigmoid), &[f])?;
+        y = cx.op(Op::Binary(BinaryOp::Mul), &[f, s])?;
+        if wide {
+            y = cx.op(Op::Layout(cast(dt)), &[y])?;
+        }
+    }
+    // The last k−1 positions; with k = 1 none (a start past the end clamps).
+    let start = if context > 0 { -context } else { i64::MAX };
+    let slice = [
+        cx.ints(&[start]),
+        cx.ints(&[i64::MAX]),
+        cx.ints(&[2]),
+        cx.ints(&[1]),
+    ];
+    let present = cx.op(
+        Op::Layout(LayoutOp::Slice),
+        &[padded, slice[0], slice[1], slice[2], slice[3]],
+    )?;
+    cx.set_outputs(&[y, present]);
+    Ok(())
+}
+
+/// A saturating cast to `to`.
+fn cast(to: DType) -> LayoutOp {
+    LayoutOp::Cast { to, saturate: true }
 }

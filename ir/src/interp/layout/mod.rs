@@ -38,7 +38,7 @@ pub(super) fn eval(
         LayoutOp::Cast { to, saturate } => x.cast_saturating(*to, *saturate),
         LayoutOp::Reshape { allowzero } => shape::reshape(x, inputs, name, *allowzero)?,
         LayoutOp::Transpose { perm } => movement::transpose(x, perm)?,
-        LayoutOp::Squeeze { axes } => shape::squeeze(x, inputs, axes)?,
+        LayoutOp::Squeeze { axes, not_one } => shape::squeeze(x, inputs, axes, not_one)?,
         LayoutOp::Unsqueeze { axes } => shape::unsqueeze(x, inputs, axes)?,
         LayoutOp::Flatten { axis } => shape::flatten(x, *axis)?,
         LayoutOp::Expand => movement::expand(x, inputs, name)?,
@@ -53,6 +53,9 @@ pub(super) fn eval(
         }
         LayoutOp::ScatterElements { axis, reduction } => {
             scatter::scatter_elements(x, operand(1)?, operand(2)?, *axis, *reduction)?
+        }
+        LayoutOp::TensorScatter { axis, circular } => {
+            scatter::tensor_scatter(x, operand(1)?, inputs.get(2).copied(), *axis, *circular)?
         }
         LayoutOp::Tile => movement::tile(x, inputs, name)?,
         LayoutOp::Pad { mode } => pad::pad(inputs, *mode)?,

@@ -1,5 +1,5 @@
 //! Ops that write updates at indices: ScatterND and ScatterElements, with
-//! their reductions.
+//! their reductions, and TensorScatter (a KV-cache write).
 
 use super::super::strides::row_major_strides;
 use super::elements::{element_offset, for_each_index, index_values};
@@ -114,4 +114,73 @@ pub(super) fn scatter_elements(
         Ok(())
     })?;
     scatter_apply(x, updates, &targets, red)
+}
+
+/// [`crate::op::LayoutOp::TensorScatter`]: `cache` with `update`'s positions along
+/// `axis` written from `write_indices[b]` on (wrapping when `circular`).
+pub(super) fn tensor_scatter(
+    cache: &Tensor,
+    update: &Tensor,
+    write_indices: Option<&Tensor>,
+    axis: usize,
+    circular: bool,
+) -> Result<Tensor, OpError> {
+    let (cs, us) = (cache.shape(), update.shape());
+    let fits = axis >= 1
+        && axis < cs.len()
+        && us.len() == cs.len()
+        && us[axis] <= cs[axis]
+        && (0..cs.len()).all(|i| i == axis || cs[i] == us[i]);
+    if !fits {
+        return Err(OpError::shape(format!(
+            "TensorScatter of cache {cs:?} and update {us:?} on axis {axis}"
+        )));
+    }
+    if update.dtype() != cache.dtype() {
+        return Err(OpError::dtype(format!(
+            "TensorScatter update is {}, the cache {}",
+            update.dtype(),
+            cache.dtype()
+        )));
+    }
+    let batch = cs[0];
+    let starts = match write_indices {
+        Some(w) => {
+            let v = index_values(w, "TensorScatter write_indices")?;
+            if w.shape() != [batch] {
+                return Err(OpError::shape(format!(
+                    "TensorScatter write_indices of shape {:?} for batch {batch}",
+                    w.shape()
+                )));
+            }
+            v
+        }
+        None => vec![0; batch],
+    };
+    let (max_seq, seq) = (cs[axis], us[axis]);
+    let inner: usize = cs[axis + 1..].iter().product();
+    let prefix: usize = cs[..axis].iter().product();
+    let per_batch = prefix.checked_div(batch).unwrap_or(0);
+    // For every prefix row and update position, the cache position it lands on.
+    let mut targets = Vec::with_capacity(prefix * seq * inner);
+    for row in 0..prefix {
+        let start = starts[row / per_batch];
+        for s in 0..seq {
+            let at = start + s as i64;
+            let pos = if circular && max_seq > 0 {
+                at.rem_euclid(max_seq as i64)
+            } else {
+                at
+            };
+            if pos < 0 || pos >= max_seq as i64 {
+                return Err(OpError::value(format!(
+                    "TensorScatter writes position {at} of a cache of {max_seq} on axis {axis} \
+                     (write index {start}, {seq} updates)"
+                )));
+            }
+            let base = (row * max_seq + pos as usize) * inner;
+            targets.extend(base..base + inner);
+        }
+    }
+    scatter_apply(cache, update, &targets, ScatterReduction::None)
 }

@@ -19,7 +19,19 @@ pub(super) fn reshape(
 }
 
 /// [`crate::op::LayoutOp::Squeeze`] of `axes` (or operand 1's).
-pub(super) fn squeeze(x: &Tensor, inputs: &[&Tensor], axes: &[usize]) -> Result<Tensor, OpError> {
+pub(super) fn squeeze(
+    x: &Tensor,
+    inputs: &[&Tensor],
+    axes: &[usize],
+    not_one: &[usize],
+) -> Result<Tensor, OpError> {
+    if let Some(a) = not_one.iter().find(|&&a| x.shape().get(a) == Some(&1)) {
+        return Err(OpError::shape(format!(
+            "Squeeze without axes: dim {a} of {:?} is 1, which ONNX would remove, but the \
+             graph was built for the rank with it kept (its size was unknown at import)",
+            x.shape()
+        )));
+    }
     let axes = &runtime_axes(inputs, axes, x.rank())?;
     for &a in axes {
         if x.shape().get(a) != Some(&1) {

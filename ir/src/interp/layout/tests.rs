@@ -179,7 +179,13 @@ fn reshape_and_runtime_axes() {
     let x = Tensor::from_vec(vec![3], vec![1u8, 2, 3]);
     let u = ev(LayoutOp::Unsqueeze { axes: vec![] }, &[&x, &ints(&[-1, 0])]);
     assert_eq!(u[0].shape(), &[1, 3, 1]);
-    let s = ev(LayoutOp::Squeeze { axes: vec![] }, &[&u[0], &ints(&[2])]);
+    let s = ev(
+        LayoutOp::Squeeze {
+            axes: vec![],
+            not_one: vec![],
+        },
+        &[&u[0], &ints(&[2])],
+    );
     assert_eq!(s[0].shape(), &[1, 3]);
     let parts = eval(
         &LayoutOp::Split {
@@ -191,4 +197,90 @@ fn reshape_and_runtime_axes() {
     )
     .unwrap();
     assert_eq!(parts[1].to_vec::<u8>(), vec![3]);
+}
+
+#[test]
+fn tensor_scatter_writes_each_batch_row_at_its_index() {
+    // Cache [2, 4] (batch, max_seq), update [2, 2], rows written from 1 and 2.
+    let cache = Tensor::from_vec(vec![2, 4], vec![0i32; 8]);
+    let update = Tensor::from_vec(vec![2, 2], vec![1i32, 2, 3, 4]);
+    let linear = LayoutOp::TensorScatter {
+        axis: 1,
+        circular: false,
+    };
+    let y = &ev(linear.clone(), &[&cache, &update, &ints(&[1, 2])])[0];
+    assert_eq!(y.to_vec::<i32>(), vec![0, 1, 2, 0, 0, 0, 3, 4]);
+    // Without write indices every row starts at 0.
+    let y = &ev(linear.clone(), &[&cache, &update])[0];
+    assert_eq!(y.to_vec::<i32>(), vec![1, 2, 0, 0, 3, 4, 0, 0]);
+    // Past the end: an error in linear mode, a wrap in circular mode.
+    let err = eval(&linear, &[&cache, &update, &ints(&[3, 0])], 1).unwrap_err();
+    assert!(err.to_string().contains("position 4"), "{err}");
+    let circular = LayoutOp::TensorScatter {
+        axis: 1,
+        circular: true,
+    };
+    let y = &ev(circular, &[&cache, &update, &ints(&[3, -1])])[0];
+    assert_eq!(y.to_vec::<i32>(), vec![2, 0, 0, 1, 4, 0, 0, 3]);
+}
+
+#[test]
+fn tensor_scatter_inner_dims_empty_updates_and_bad_shapes() {
+    // Cache [1, 3, 2] with the sequence on axis 1 and an inner dim of 2.
+    let cache = Tensor::from_vec(vec![1, 3, 2], vec![0.0f32; 6]);
+    let update = Tensor::from_vec(vec![1, 1, 2], vec![5.0f32, 6.0]);
+    let op = LayoutOp::TensorScatter {
+        axis: 1,
+        circular: false,
+    };
+    let y = &ev(op.clone(), &[&cache, &update, &ints(&[2])])[0];
+    assert_eq!(y.to_vec::<f32>(), vec![0.0, 0.0, 0.0, 0.0, 5.0, 6.0]);
+    // An update of length 0 leaves the cache as it is.
+    let empty = Tensor::from_vec(vec![1, 0, 2], Vec::<f32>::new());
+    assert_eq!(&ev(op.clone(), &[&cache, &empty, &ints(&[3])])[0], &cache);
+    // A zero batch is an empty cache.
+    let none = Tensor::from_vec(vec![0, 3, 2], Vec::<f32>::new());
+    let none_u = Tensor::from_vec(vec![0, 1, 2], Vec::<f32>::new());
+    assert_eq!(ev(op.clone(), &[&none, &none_u])[0].shape(), &[0, 3, 2]);
+    // Updates longer than the cache, other dims that differ, axis 0, a bad dtype.
+    let long = Tensor::from_vec(vec![1, 4, 2], vec![0.0f32; 8]);
+    assert!(eval(&op, &[&cache, &long], 1).is_err());
+    let wide = Tensor::from_vec(vec![1, 1, 3], vec![0.0f32; 3]);
+    assert!(eval(&op, &[&cache, &wide], 1).is_err());
+    let axis0 = LayoutOp::TensorScatter {
+        axis: 0,
+        circular: false,
+    };
+    assert!(eval(&axis0, &[&cache, &update], 1).is_err());
+    let float_idx = Tensor::from_vec(vec![1], vec![0.0f32]);
+    assert!(eval(&op, &[&cache, &update, &float_idx], 1).is_err());
+    let ints_update = Tensor::from_vec(vec![1, 1, 2], vec![1i32, 2]);
+    assert!(eval(&op, &[&cache, &ints_update], 1).is_err());
+}
+
+#[test]
+fn squeeze_refuses_a_kept_dim_of_size_one() {
+    // Built for [?, 1, 3] → [?, 3]: a first dim of 2 passes, of 1 is refused.
+    let op = LayoutOp::Squeeze {
+        axes: vec![1],
+        not_one: vec![0],
+    };
+    let x = Tensor::from_vec(vec![2, 1, 3], vec![0.0f32; 6]);
+    assert_eq!(ev(op.clone(), &[&x])[0].shape(), &[2, 3]);
+    let one = Tensor::from_vec(vec![1, 1, 3], vec![0.0f32; 3]);
+    let err = eval(&op, &[&one], 1).unwrap_err();
+    assert!(err.to_string().contains("dim 0"), "{err}");
+    // Inference at specialization refuses it the same way.
+    let ty = |dims: Vec<usize>| crate::TensorType::new(DType::F32, crate::Shape::known(&dims));
+    let infer = |t: crate::TensorType| {
+        crate::op::OpFamily::infer(
+            &op,
+            &crate::op::InferInputs {
+                types: &[t],
+                consts: &[None],
+            },
+        )
+    };
+    assert!(infer(ty(vec![2, 1, 3])).is_ok());
+    assert!(infer(ty(vec![1, 1, 3])).is_err());
 }

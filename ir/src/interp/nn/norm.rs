@@ -194,7 +194,8 @@ fn groups(shape: &[usize], axes: &[usize]) -> (Vec<usize>, usize) {
     (out, count)
 }
 
-/// x / ‖x‖ₚ along `axis` (p = 1 or 2).
+/// x / ‖x‖ₚ along `axis` (p = 1 or 2); 0 where the norm is 0 (an all-zero
+/// slice), as the ONNX reference defines it, instead of 0/0.
 pub(super) fn lp_normalization(x: &Tensor, axis: usize, p: i64) -> Result<Tensor, OpError> {
     float_only(x, "LpNormalization")?;
     if axis >= x.rank() || !(p == 1 || p == 2) {
@@ -212,7 +213,11 @@ pub(super) fn lp_normalization(x: &Tensor, axis: usize, p: i64) -> Result<Tensor
     if p == 2 {
         norm.iter_mut().for_each(|n| *n = n.sqrt());
     }
-    let y: Vec<f64> = xv.iter().zip(&gid).map(|(v, &g)| v / norm[g]).collect();
+    let y: Vec<f64> = xv
+        .iter()
+        .zip(&gid)
+        .map(|(v, &g)| if norm[g] == 0.0 { 0.0 } else { v / norm[g] })
+        .collect();
     Ok(Tensor::from_f64(x.dtype(), x.shape().to_vec(), &y))
 }
 
@@ -266,5 +271,21 @@ mod tests {
         let x = Tensor::from_vec(vec![1, 2, 1], vec![1.0f32, 2.0]);
         let y = lrn(&x, 2, 2.0, 1.0, 1.0).unwrap();
         assert_eq!(y.to_vec::<f32>(), vec![1.0 / 6.0, 2.0 / 5.0]);
+    }
+
+    #[test]
+    fn lp_normalization_of_a_zero_slice_is_zero() {
+        // Axis 0: the column (0, 0) has norm 0 and stays 0, not NaN.
+        let x = Tensor::from_vec(vec![2, 2], vec![3.0f32, 0.0, 4.0, 0.0]);
+        let y = lp_normalization(&x, 0, 2).unwrap();
+        assert_eq!(y.to_vec::<f32>(), vec![0.6, 0.0, 0.8, 0.0]);
+        let y = lp_normalization(&x, 0, 1).unwrap();
+        assert_eq!(y.to_vec::<f32>(), vec![3.0 / 7.0, 0.0, 4.0 / 7.0, 0.0]);
+    }
+
+    #[test]
+    fn lp_normalization_of_an_empty_tensor_is_empty() {
+        let x = Tensor::from_vec(vec![0, 3], Vec::<f32>::new());
+        assert_eq!(lp_normalization(&x, 1, 2).unwrap().shape(), &[0, 3]);
     }
 }

@@ -203,7 +203,13 @@ fn unpack_heads(cx: &mut NodeCtx, x: ValueId, parts: usize) -> Result<Vec<ValueI
     pieces
         .into_iter()
         .map(|p| {
-            let p = cx.op(Op::Layout(LayoutOp::Squeeze { axes: vec![3] }), &[p])?;
+            let p = cx.op(
+                Op::Layout(LayoutOp::Squeeze {
+                    axes: vec![3],
+                    not_one: vec![],
+                }),
+                &[p],
+            )?;
             cx.op(
                 Op::Layout(LayoutOp::Transpose {
                     perm: vec![0, 2, 1, 3],
