@@ -496,3 +496,63 @@ fn artifacts_keep_compiled_loops() {
         }
     }
 }
+
+#[test]
+fn an_if_on_a_shape_is_inlined_once_shapes_are_known() {
+    // cond = size(x) > 4: unknown at import (x's dim is symbolic), a constant
+    // once the build binds it, when the chosen branch is inlined.
+    let mut then_b = Graph::new("then");
+    let x = then_b.add_input(
+        "x",
+        TensorType::new(DType::F32, Shape(vec![kiln::ir::Dim::sym("n")])),
+    );
+    let t = node(&mut then_b, Op::Unary(UnaryOp::Neg), &[x], "t");
+    then_b.outputs = vec![t];
+    let mut else_b = Graph::new("else");
+    let x = else_b.add_input(
+        "x",
+        TensorType::new(DType::F32, Shape(vec![kiln::ir::Dim::sym("n")])),
+    );
+    let e = node(&mut else_b, Op::Unary(UnaryOp::Abs), &[x], "e");
+    else_b.outputs = vec![e];
+    let mut g = Graph::new("shape_if");
+    let x = g.add_input(
+        "x",
+        TensorType::new(DType::F32, Shape(vec![kiln::ir::Dim::sym("n")])),
+    );
+    let size = node(&mut g, Op::Layout(LayoutOp::Size), &[x], "size");
+    let four = g.add_const("four", Tensor::scalar(4i64));
+    let cond = node(&mut g, Op::Binary(BinaryOp::Greater), &[size, four], "cond");
+    let out = nodes(
+        &mut g,
+        Op::Control(ControlOp::If {
+            then_branch: Subgraph::new(then_b),
+            else_branch: Subgraph::new(else_b),
+        }),
+        &[cond, x],
+        &["y"],
+    );
+    g.outputs = out;
+    let exe = Model::from_graph(g.clone())
+        .compile_with(&Target::Cpu, &CompileOptions::default())
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(9);
+    for n in [3usize, 6] {
+        let x = random(&mut rng, &[n]);
+        let inputs = vec![("x".to_string(), x)];
+        let want = interp::run(&g, &inputs).unwrap();
+        let build = exe.cpu_build(&[vec![n]]).unwrap().expect("a CPU build");
+        let Build::Native(e) = &*build else {
+            panic!("n={n}: not compiled")
+        };
+        assert!(
+            e.program()
+                .steps
+                .iter()
+                .all(|s| !matches!(s, Step::Control(_) | Step::Host { .. })),
+            "n={n}: the branch was not inlined"
+        );
+        let got = exe.run(&inputs).unwrap();
+        assert_eq!(got[0].1.to_f32_vec(), want[0].to_f32_vec(), "n={n}");
+    }
+}

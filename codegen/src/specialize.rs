@@ -205,7 +205,8 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
                 .map(|t| t.shape.as_known().unwrap_or_default())
                 .collect();
             let spec = specialize(branch.graph(), &shapes)?;
-            let results = inline_graph(&mut out, &spec, &inputs[1..], &node.name, node.brick)
+            let results = out
+                .splice(&spec, &inputs[1..], &node.name, node.brick)
                 .map_err(|e| err(OpError::new(e.kind, e.message)))?;
             for (&o, r) in node.outputs.iter().zip(results) {
                 map[o.0 as usize] = Some(r);
@@ -256,56 +257,6 @@ pub fn specialize(graph: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, Special
         .collect();
     out.prune();
     Ok(out)
-}
-
-/// Copies the nodes of `sub` into `out`, its inputs bound to `args`; returns
-/// the values of its outputs. Names are made unique under `prefix`.
-fn inline_graph(
-    out: &mut Graph,
-    sub: &Graph,
-    args: &[ValueId],
-    prefix: &str,
-    brick: Option<kiln_ir::BrickId>,
-) -> Result<Vec<ValueId>, kiln_ir::NodeError> {
-    let mut map: Vec<Option<ValueId>> = vec![None; sub.values().len()];
-    for (&i, &a) in sub.inputs.iter().zip(args) {
-        map[i.0 as usize] = Some(a);
-    }
-    for (i, v) in sub.values().iter().enumerate() {
-        if let ValueDef::Const(t) = &v.def {
-            let name = out.fresh_name(&format!("{prefix}/{}", v.name));
-            map[i] = Some(out.add_const(name, t.clone()));
-        }
-    }
-    for n in sub.nodes() {
-        let inputs: Vec<ValueId> = n
-            .inputs
-            .iter()
-            .map(|i| map[i.0 as usize].expect("topological order"))
-            .collect();
-        let names: Vec<String> = n
-            .outputs
-            .iter()
-            .map(|&o| out.fresh_name(&format!("{prefix}/{}", sub.value(o).name)))
-            .collect();
-        let types: Vec<TensorType> = n.outputs.iter().map(|&o| sub.value(o).ty.clone()).collect();
-        let new = out.add_node_typed(
-            format!("{prefix}/{}", n.name),
-            n.op.clone(),
-            inputs,
-            &names,
-            types,
-            brick,
-        )?;
-        for (&o, v) in n.outputs.iter().zip(new) {
-            map[o.0 as usize] = Some(v);
-        }
-    }
-    Ok(sub
-        .outputs
-        .iter()
-        .map(|o| map[o.0 as usize].expect("defined"))
-        .collect())
 }
 
 /// Adds the half-precision constant `half` and a `Cast` of it to `to` whose

@@ -211,6 +211,63 @@ impl Graph {
             .collect())
     }
 
+    /// Copies `sub`'s constants and nodes into this graph, its inputs bound to
+    /// `args` (values of this graph of the same types), each name made unique
+    /// under `prefix/` and each node put in `brick`; returns the values of
+    /// `sub`'s outputs. What inlining a branch or a mapped body does.
+    pub fn splice(
+        &mut self,
+        sub: &Graph,
+        args: &[ValueId],
+        prefix: &str,
+        brick: Option<BrickId>,
+    ) -> Result<Vec<ValueId>, NodeError> {
+        let scoped = |g: &Graph, name: &str| {
+            if prefix.is_empty() {
+                g.fresh_name(name)
+            } else {
+                g.fresh_name(&format!("{prefix}/{name}"))
+            }
+        };
+        let mut map: Vec<Option<ValueId>> = vec![None; sub.values.len()];
+        for (&i, &a) in sub.inputs.iter().zip(args) {
+            map[i.0 as usize] = Some(a);
+        }
+        for (i, v) in sub.values.iter().enumerate() {
+            if let ValueDef::Const(t) = &v.def {
+                let name = scoped(self, &v.name);
+                map[i] = Some(self.add_const(name, t.clone()));
+            }
+        }
+        for n in &sub.nodes {
+            let inputs: Vec<ValueId> = n
+                .inputs
+                .iter()
+                .map(|i| map[i.0 as usize].expect("topological order"))
+                .collect();
+            let mut names = Vec::with_capacity(n.outputs.len());
+            for (k, &o) in n.outputs.iter().enumerate() {
+                let mut name = scoped(self, &sub.value(o).name);
+                if names.contains(&name) {
+                    name = self.fresh_name(&format!("{name}#{k}"));
+                }
+                names.push(name);
+            }
+            let types: Vec<TensorType> =
+                n.outputs.iter().map(|&o| sub.value(o).ty.clone()).collect();
+            let node_name = scoped(self, &n.name);
+            let new = self.add_node_typed(node_name, n.op.clone(), inputs, &names, types, brick)?;
+            for (&o, v) in n.outputs.iter().zip(new) {
+                map[o.0 as usize] = Some(v);
+            }
+        }
+        Ok(sub
+            .outputs
+            .iter()
+            .map(|o| map[o.0 as usize].expect("defined"))
+            .collect())
+    }
+
     /// A name not used yet, derived from `base`.
     pub fn fresh_name(&self, base: &str) -> String {
         if !self.names.contains_key(base) {

@@ -308,7 +308,7 @@ fn sequence_map(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         });
     }
     args.extend(&caps);
-    let outs = inline(&mut lb, &sub.graph, &args).map_err(node_err)?;
+    let outs = lb.splice(&sub.graph, &args, "", None).map_err(node_err)?;
     let mut results = vec![cond];
     for (k, (&acc, &o)) in accs.iter().zip(&outs).enumerate() {
         results.push(
@@ -358,44 +358,4 @@ fn sequence_map(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     }
     cx.set_outputs(&results);
     Ok(())
-}
-
-/// Copies `sub`'s nodes into `g` with its inputs bound to `args`; returns the
-/// values of its outputs.
-fn inline(
-    g: &mut kiln_ir::Graph,
-    sub: &kiln_ir::Graph,
-    args: &[ValueId],
-) -> Result<Vec<ValueId>, kiln_ir::NodeError> {
-    let mut map: Vec<Option<ValueId>> = vec![None; sub.values().len()];
-    for (&i, &a) in sub.inputs.iter().zip(args) {
-        map[i.0 as usize] = Some(a);
-    }
-    for (i, v) in sub.values().iter().enumerate() {
-        if let kiln_ir::ValueDef::Const(t) = &v.def {
-            let name = g.fresh_name(&v.name);
-            map[i] = Some(g.add_const(name, t.clone()));
-        }
-    }
-    for n in sub.nodes() {
-        let inputs: Vec<ValueId> = n
-            .inputs
-            .iter()
-            .map(|i| map[i.0 as usize].expect("topological order"))
-            .collect();
-        let names: Vec<String> = n
-            .outputs
-            .iter()
-            .map(|&o| g.fresh_name(&sub.value(o).name))
-            .collect();
-        let new = g.add_node(g.fresh_name(&n.name), n.op.clone(), inputs, &names, None)?;
-        for (&o, v) in n.outputs.iter().zip(new) {
-            map[o.0 as usize] = Some(v);
-        }
-    }
-    Ok(sub
-        .outputs
-        .iter()
-        .map(|o| map[o.0 as usize].expect("defined"))
-        .collect())
 }
