@@ -5,6 +5,7 @@
 use crate::error::OpError;
 mod deform;
 mod linear_attention;
+mod ml;
 mod rnn;
 mod sample;
 mod signal;
@@ -76,6 +77,7 @@ pub(super) fn eval(
         MiscOp::Rnn { .. } => rnn::eval(op, inputs),
         MiscOp::LinearAttention { .. } => linear_attention::eval(op, inputs),
         MiscOp::DeformConv { .. } => deform::eval(op, inputs),
+        MiscOp::TreeEnsemble { .. } | MiscOp::TfIdfVectorizer { .. } => ml::eval(op, inputs),
         MiscOp::GridSample { .. }
         | MiscOp::RoiAlign { .. }
         | MiscOp::NonMaxSuppression { .. }

@@ -202,6 +202,78 @@ impl LinearUpdate {
     }
 }
 
+/// The comparison of a [`TreeNode`]: the true branch is taken when
+/// `x[feature] <mode> split` holds (or x is NaN and `missing_true`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TreeMode {
+    /// `x ≤ split`
+    Leq,
+    /// `x < split`
+    Lt,
+    /// `x ≥ split`
+    Gte,
+    /// `x > split`
+    Gt,
+    /// `x = split`
+    Eq,
+    /// `x ≠ split`
+    Neq,
+    /// `x ∈ members`
+    Member,
+}
+
+/// Where a branch of a [`TreeNode`] (or a tree's root) leads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TreeBranch {
+    /// An interior node, by index into the ensemble's nodes.
+    Node(usize),
+    /// A leaf, by index into the ensemble's leaf targets and weights.
+    Leaf(usize),
+}
+
+/// An interior node of a [`MiscOp::TreeEnsemble`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TreeNode {
+    /// The feature (column of the input) compared.
+    pub feature: usize,
+    /// The comparison.
+    pub mode: TreeMode,
+    /// The threshold (unused by [`TreeMode::Member`]).
+    pub split: f64,
+    /// The set of [`TreeMode::Member`] (empty otherwise).
+    pub members: Vec<f64>,
+    /// A NaN feature takes the true branch (else the comparison decides).
+    pub missing_true: bool,
+    /// Taken when the comparison holds.
+    pub on_true: TreeBranch,
+    /// Taken otherwise.
+    pub on_false: TreeBranch,
+}
+
+/// How a [`MiscOp::TreeEnsemble`] combines the leaf weights reaching a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TreeAggregate {
+    /// The sum divided by the number of trees.
+    Average,
+    /// The sum (0 where no leaf reaches).
+    Sum,
+    /// The minimum (the type's largest finite value where no leaf reaches).
+    Min,
+    /// The maximum (the type's lowest finite value where no leaf reaches).
+    Max,
+}
+
+/// What a [`MiscOp::TfIdfVectorizer`] outputs per n-gram of the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TfIdfWeighting {
+    /// The count.
+    Tf,
+    /// The weight (1 without weights) where the count is positive, else 0.
+    Idf,
+    /// The count times the weight (the count without weights).
+    TfIdf,
+}
+
 /// An op of the miscellaneous family.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, IntoStaticStr)]
 pub enum MiscOp {
@@ -396,6 +468,51 @@ pub enum MiscOp {
         past_state: bool,
     },
     /// `[x, w, offset]`, then `bias` and `mask` when present: ONNX's
+    /// `[x]` of shape `[n, features]` (float types): ONNX-ML's `TreeEnsemble`
+    /// without post transform. Each tree walks from its root to a leaf; each
+    /// reached leaf contributes its weight to its target, combined by `aggregate`;
+    /// output `[n, targets]` in x's type. A feature out of range, or a walk
+    /// longer than the node count (a cycle), is an evaluation error.
+    TreeEnsemble {
+        /// Interior nodes.
+        nodes: Vec<TreeNode>,
+        /// The root of each tree.
+        roots: Vec<TreeBranch>,
+        /// The target of each leaf (each below `targets`).
+        leaf_targets: Vec<usize>,
+        /// The weight of each leaf.
+        leaf_weights: Vec<f64>,
+        /// Number of targets (output columns).
+        targets: usize,
+        /// How leaf weights combine.
+        aggregate: TreeAggregate,
+    },
+    /// `[x]` integer tokens, `[c]`, `[b, c]` (or a scalar, one token): ONNX's
+    /// `TfIdfVectorizer` over an integer pool. The pool holds, for n = 1, 2, …,
+    /// the n-grams of length n from `ngram_counts[n-1]` on; every n-gram of
+    /// length `min_gram..=max_gram` of each row, with its tokens `d` apart for
+    /// d in `1..=max_skip+1` (unigrams counted once), that is in the pool adds 1
+    /// at output column `ngram_indexes[id]`; the counts are weighted by
+    /// `weighting`. Output f32 `[b, columns]` (`[columns]` for rank ≤ 1) with
+    /// `columns = max(ngram_indexes) + 1`.
+    TfIdfVectorizer {
+        /// Shortest n-gram counted (at least 1).
+        min_gram: usize,
+        /// Longest n-gram counted (at least `min_gram`).
+        max_gram: usize,
+        /// Most tokens skipped between consecutive tokens of an n-gram.
+        max_skip: usize,
+        /// Output weighting.
+        weighting: TfIdfWeighting,
+        /// Start in `pool` of the n-grams of each length (non-decreasing).
+        ngram_counts: Vec<usize>,
+        /// Output column of each pool n-gram, in pool order.
+        ngram_indexes: Vec<usize>,
+        /// The n-grams' tokens.
+        pool: Vec<i64>,
+        /// Weight of each output column (empty: no weights).
+        weights: Vec<f32>,
+    },
     /// `DeformConv` (2-D). Each kernel tap of each output position samples the
     /// input bilinearly (zero outside) at its regular position plus its learned
     /// `offset [N, offset_group·2·kH·kW, oH, oW]` (dy, dx per tap), scaled by
@@ -711,6 +828,33 @@ impl OpFamily for MiscOp {
                     t(x.dtype, Shape(vec![b.clone(), steps, out_last])),
                     t(state_dtype, Shape(vec![b, Dim::Known(*kv_heads), dk, dv])),
                 ]
+            }
+            MiscOp::TreeEnsemble { targets, .. } => {
+                if !x.dtype.is_float() || rank != 2 {
+                    return Err(OpError::shape(format!(
+                        "TreeEnsemble of {} {} (a float matrix)",
+                        x.dtype, x.shape
+                    )));
+                }
+                vec![t(
+                    x.dtype,
+                    Shape(vec![x.shape.0[0].clone(), Dim::Known(*targets)]),
+                )]
+            }
+            MiscOp::TfIdfVectorizer { ngram_indexes, .. } => {
+                if !x.dtype.is_int() || rank > 2 {
+                    return Err(OpError::shape(format!(
+                        "TfIdfVectorizer of {} {} (integer tokens of rank at most 2)",
+                        x.dtype, x.shape
+                    )));
+                }
+                let columns = Dim::Known(ngram_indexes.iter().max().map_or(0, |m| m + 1));
+                let shape = if rank == 2 {
+                    Shape(vec![x.shape.0[0].clone(), columns])
+                } else {
+                    Shape(vec![columns])
+                };
+                vec![t(DType::F32, shape)]
             }
             MiscOp::DeformConv { .. } => {
                 let (w, off) = (inputs.ty(1)?, inputs.ty(2)?);

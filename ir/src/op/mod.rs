@@ -28,7 +28,8 @@ pub use fused::{FusedArg, FusedOp, FusedRole, FusedStep, MAX_FUSED_STEPS};
 pub use layout::{shape_range, slice_bounds, slice_len, LayoutOp, PadMode, ScatterReduction};
 pub use list::{list_type, ListOp};
 pub use misc::{
-    GridMode, GridPadding, LinearUpdate, MiscOp, RnnActivation, RnnCell, RnnInputs, WindowKind,
+    GridMode, GridPadding, LinearUpdate, MiscOp, RnnActivation, RnnCell, RnnInputs, TfIdfWeighting,
+    TreeAggregate, TreeBranch, TreeMode, TreeNode, WindowKind,
 };
 pub use nn::{matmul_shape, parse_einsum, NnOp, RnnDirection};
 pub use reduce::{ReduceKind, ReduceOp};

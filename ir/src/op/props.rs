@@ -351,7 +351,9 @@ fn misc_traits(op: &MiscOp) -> Traits {
         | M::GridSample { .. }
         | M::Det
         | M::LinearAttention { .. }
-        | M::DeformConv { .. } => opaque(),
+        | M::DeformConv { .. }
+        | M::TreeEnsemble { .. }
+        | M::TfIdfVectorizer { .. } => opaque(),
         M::Rnn { optional, .. } => controlled(if optional.sequence_lens {
             vec![3 + optional.bias as usize]
         } else {

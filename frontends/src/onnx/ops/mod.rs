@@ -7,6 +7,7 @@ mod elementwise;
 mod layout;
 mod list;
 mod misc;
+mod ml;
 mod nn;
 mod reduce;
 mod window;
@@ -24,4 +25,5 @@ pub fn register_all(reg: &mut Registry) {
     list::register(reg);
     misc::register(reg);
     contrib::register(reg);
+    ml::register(reg);
 }
