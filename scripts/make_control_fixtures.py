@@ -4,7 +4,7 @@
 
 What it makes
 -------------
-    tests/fixtures/onnx/control/<name>.onnx   (small random weights, inside)
+    tests/fixtures/control/<name>.onnx   (small random weights, inside)
 
   cond_dynamo      torch.cond on a data-dependent predicate, dynamo exporter
                    (opset 18): an `If` whose branches capture the weights
@@ -40,7 +40,7 @@ import sys
 import torch
 from torch import nn
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "onnx" / "control"
+OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "control"
 D, B, T = 8, 2, 5
 
 

@@ -437,7 +437,7 @@ fn exported_torch_loops_compile_to_body_programs() {
     // PyTorch's TorchScript exports (scripts/make_control_fixtures.py): the
     // trip count comes from the input's shape, so once specialized the loop
     // has static shapes and runs as compiled bodies, no step on the host.
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx/control");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/control");
     for (name, shapes) in [
         ("rnn_loop", vec![vec![6, 2, 8], vec![2, 8]]),
         (
@@ -472,7 +472,7 @@ fn artifacts_keep_compiled_loops() {
     // A `.kiln` artifact stores the body programs with the enclosing one
     // (their kernels in the same object, their constants after its own).
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/onnx/control/lstm_cell_loop.onnx");
+        .join("tests/fixtures/control/lstm_cell_loop.onnx");
     let model = Model::load(&path).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let art = dir.path().join("lstm.kiln");
@@ -555,4 +555,55 @@ fn an_if_on_a_shape_is_inlined_once_shapes_are_known() {
         let got = exe.run(&inputs).unwrap();
         assert_eq!(got[0].1.to_f32_vec(), want[0].to_f32_vec(), "n={n}");
     }
+}
+
+#[test]
+fn a_trip_count_of_any_integer_type_is_read_as_such() {
+    // The importer casts ONNX's trip count to i64; a graph built otherwise may
+    // give an i32 one at run time.
+    let Op::Control(body_loop) = rnn_loop(1).nodes()[0].op.clone() else {
+        unreachable!()
+    };
+    let mut g = Graph::new("i32_trips");
+    let x = g.add_input("x", f32t(&[4, 8]));
+    let w = g.add_input("w", f32t(&[8, 8]));
+    let y0 = g.add_input("y0", f32t(&[4, 8]));
+    let m = g.add_input("m", scalar(DType::I32));
+    // No scan output is read: the final carried value only.
+    let outs = nodes(&mut g, Op::Control(body_loop), &[m, y0, w, x], &["y_final"]);
+    g.outputs = outs;
+    let mut rng = StdRng::seed_from_u64(21);
+    for trips in [0i32, 5] {
+        let inputs = vec![
+            ("x".to_string(), random(&mut rng, &[4, 8])),
+            ("w".to_string(), random(&mut rng, &[8, 8])),
+            ("y0".to_string(), random(&mut rng, &[4, 8])),
+            ("m".to_string(), Tensor::scalar(trips)),
+        ];
+        check(&format!("i32 trip count {trips}"), &g, &inputs, false);
+    }
+}
+
+#[test]
+fn unlisted_scan_outputs_are_computed_and_dropped() {
+    // ONNX lets a node leave trailing outputs out: the body still writes them.
+    let full = scan_graph();
+    let Op::Control(scan) = full.nodes()[0].op.clone() else {
+        unreachable!()
+    };
+    let mut g = Graph::new("scan_state_only");
+    let s0 = g.add_input("s0", f32t(&[2, 3]));
+    let a = g.add_input("a", f32t(&[2, 6, 3]));
+    let z = g.add_input("z", f32t(&[6, 3]));
+    let c = g.add_input("c", f32t(&[3]));
+    let outs = nodes(&mut g, Op::Control(scan), &[s0, a, z, c], &["s_final"]);
+    g.outputs = outs;
+    let mut rng = StdRng::seed_from_u64(33);
+    let inputs = vec![
+        ("s0".to_string(), random(&mut rng, &[2, 3])),
+        ("a".to_string(), random(&mut rng, &[2, 6, 3])),
+        ("z".to_string(), random(&mut rng, &[6, 3])),
+        ("c".to_string(), random(&mut rng, &[3])),
+    ];
+    check("scan, state only", &g, &inputs, false);
 }

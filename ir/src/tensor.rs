@@ -296,12 +296,23 @@ impl Tensor {
 
     /// A tensor of `dtype` whose elements are converted from f64 with `Cast` semantics.
     pub fn from_f64(dtype: DType, shape: Vec<usize>, values: &[f64]) -> Tensor {
-        with_dtype!(dtype, T => Tensor::from_vec::<T>(shape, values.iter().map(|&v| T::from_f64(v)).collect()))
+        let t = with_dtype!(dtype, T => Tensor::from_vec::<T>(shape, values.iter().map(|&v| T::from_f64(v)).collect()));
+        t.tagged(dtype)
     }
 
     /// A tensor of `dtype` whose elements are converted from i64 (wrapping).
     pub fn from_i64(dtype: DType, shape: Vec<usize>, values: &[i64]) -> Tensor {
-        with_dtype!(dtype, T => Tensor::from_vec::<T>(shape, values.iter().map(|&v| T::from_i64(v)).collect()))
+        let t = with_dtype!(dtype, T => Tensor::from_vec::<T>(shape, values.iter().map(|&v| T::from_i64(v)).collect()));
+        t.tagged(dtype)
+    }
+
+    /// The same bytes as `dtype` when `self` holds them as the element type
+    /// [`with_dtype!`] computes `dtype` in (a list's bytes as `u8`).
+    fn tagged(mut self, dtype: DType) -> Tensor {
+        if dtype == DType::List {
+            self.dtype = DType::List;
+        }
+        self
     }
 
     /// A tensor of zeros.

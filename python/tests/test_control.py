@@ -1,5 +1,5 @@
 """Control flow and recurrent models against onnxruntime on fresh random
-inputs: PyTorch exports using `If` and `Loop` (tests/fixtures/onnx/control,
+inputs: PyTorch exports using `If` and `Loop` (tests/fixtures/control,
 made by scripts/make_control_fixtures.py), streaming models that take and
 return their state, and `Scan`/`Loop`/`If` models built with onnx.helper."""
 
@@ -17,7 +17,7 @@ import kiln
 
 from conftest import FIXTURES
 
-CONTROL = FIXTURES / "onnx" / "control"
+CONTROL = FIXTURES / "control"
 RNG = np.random.default_rng()
 TARGETS = ["ref", "cpu"]
 

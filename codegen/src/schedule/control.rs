@@ -47,7 +47,13 @@ pub(super) fn lower(s: &mut Scheduler, node: &Node, op: &ControlOp) -> Lowered {
             ins.extend(captures.iter().cloned());
             let mut outs = vec![single(1)];
             outs.extend(carried.iter().cloned());
-            outs.extend(outputs[*num_carried..].iter().map(|o| o[1..].to_vec()));
+            outs.extend(
+                outputs
+                    .get(*num_carried..)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|o| o[1..].to_vec()),
+            );
             plans.push((ins, outs));
         }
         ControlOp::Scan {
@@ -68,7 +74,12 @@ pub(super) fn lower(s: &mut Scheduler, node: &Node, op: &ControlOp) -> Lowered {
             }
             ins.extend(captures.iter().cloned());
             let mut outs: Vec<Vec<usize>> = shapes[..*num_state].to_vec();
-            for (o, &axis) in outputs[*num_state..].iter().zip(output_axes) {
+            for (o, &axis) in outputs
+                .get(*num_state..)
+                .unwrap_or_default()
+                .iter()
+                .zip(output_axes)
+            {
                 let mut d = o.clone();
                 let Ok(a) = axis_of(axis, d.len()) else {
                     return host(HostReason::Inference(

@@ -136,6 +136,24 @@ fn truth(p: *const u8, dtype: DType) -> bool {
     }
 }
 
+/// The one-element integer trip count at `p` (of `dtype`; the importer casts
+/// ONNX's to i64, graphs built otherwise may use any integer type).
+fn trip_count(p: *const u8, dtype: DType) -> i64 {
+    // SAFETY: `p` addresses one element of `dtype`, aligned (a plan buffer).
+    unsafe {
+        match dtype {
+            DType::I64 => *(p as *const i64),
+            DType::U64 => (*(p as *const u64)).min(i64::MAX as u64) as i64,
+            DType::I32 => *(p as *const i32) as i64,
+            DType::U32 => *(p as *const u32) as i64,
+            DType::I16 => *(p as *const i16) as i64,
+            DType::U16 => *(p as *const u16) as i64,
+            DType::I8 => *(p as *const i8) as i64,
+            _ => *p as i64,
+        }
+    }
+}
+
 /// Runs a control step whose bodies are `bodies` over the enclosing
 /// program's pointer table `ptrs`.
 pub(super) fn run(
@@ -178,14 +196,13 @@ pub(super) fn run(
             let mut k = 0;
             let trips = if *has_trip_count {
                 k += 1;
-                // SAFETY: the trip count is one i64 (the importer casts it).
-                Some(unsafe { *(input(0) as *const i64) })
+                Some(trip_count(input(0), parent.buffers[c.inputs[0]].dtype))
             } else {
                 None
             };
             let mut cond = if *has_cond {
                 k += 1;
-                truth(input(k - 1), DType::Bool)
+                truth(input(k - 1), parent.buffers[c.inputs[k - 1]].dtype)
             } else {
                 true
             };
@@ -194,10 +211,20 @@ pub(super) fn run(
             let carried_bytes: Vec<usize> = (0..n)
                 .map(|j| prog.buffers[prog.inputs[2 + j].1].bytes())
                 .collect();
-            let scans = c.outputs.len() - n;
-            let slice_bytes: Vec<usize> = (0..scans)
+            // Results the node does not list (ONNX lets trailing ones go)
+            // are written to scratch memory.
+            let total_scans = prog.outputs.len() - 1 - n;
+            let scans = c.outputs.len().saturating_sub(n).min(total_scans);
+            let slice_bytes: Vec<usize> = (0..total_scans)
                 .map(|j| prog.buffers[prog.outputs[1 + n + j].1].bytes())
                 .collect();
+            let unbound: Vec<AlignedBuf> = (0..n)
+                .filter(|&j| j >= c.outputs.len())
+                .map(|j| carried_bytes[j])
+                .chain(slice_bytes[scans..].iter().copied())
+                .map(AlignedBuf::zeroed)
+                .collect::<Result<_, _>>()?;
+            let mut unbound_ptrs = unbound.iter().map(|b| b.as_ptr());
             let iter = AlignedBuf::zeroed(8)?;
             let cond_in = AlignedBuf::zeroed(8)?;
             let cond_out = AlignedBuf::zeroed(8)?;
@@ -207,13 +234,22 @@ pub(super) fn run(
                 .collect::<Result<_, _>>()?;
             // Iteration i reads `src` and writes `dst`; they alternate
             // between the step's results and the spare set.
-            let results: Vec<*mut u8> = (0..n).map(output).collect();
+            let results: Vec<*mut u8> = (0..n)
+                .map(|j| {
+                    if j < c.outputs.len() {
+                        output(j)
+                    } else {
+                        unbound_ptrs.next().expect("one per unlisted result")
+                    }
+                })
+                .collect();
+            let unbound_scans: Vec<*mut u8> = unbound_ptrs.collect();
             let spares: Vec<*mut u8> = spare.iter().map(|b| b.as_ptr()).collect();
             let mut src: Vec<*mut u8> = (k..k + n).map(input).collect();
             let mut dst_is_results = true;
             let mut ins: Vec<*mut u8> = Vec::with_capacity(2 + n + captures.len());
-            let mut outs: Vec<*mut u8> = Vec::with_capacity(1 + n + scans);
-            let scan_base: Vec<*mut u8> = (n..c.outputs.len()).map(output).collect();
+            let mut outs: Vec<*mut u8> = Vec::with_capacity(1 + n + total_scans);
+            let scan_base: Vec<*mut u8> = (n..n + scans).map(output).collect();
             let scan_capacity: Vec<usize> = (0..scans)
                 .map(|j| parent.buffers[c.outputs[n + j]].bytes())
                 .collect();
@@ -252,6 +288,7 @@ pub(super) fn run(
                         // SAFETY: within the result buffer (checked above).
                         outs.push(unsafe { scan_base[j].add(off) });
                     }
+                    outs.extend(&unbound_scans);
                     body.run(&ins, &outs, &mut s)?;
                     if *has_cond {
                         cond = truth(cond_out.as_ptr(), DType::Bool);
@@ -306,7 +343,28 @@ pub(super) fn run(
                 .iter()
                 .map(|&b| AlignedBuf::zeroed(b))
                 .collect::<Result<_, _>>()?;
-            let results: Vec<*mut u8> = (0..n).map(output).collect();
+            // Results the node does not list are written to scratch memory.
+            let total_outs = prog.outputs.len() - n;
+            let unbound: Vec<AlignedBuf> = (0..n)
+                .filter(|&j| j >= c.outputs.len())
+                .map(|j| state_bytes[j])
+                .chain(
+                    (c.outputs.len().max(n) - n..total_outs)
+                        .map(|j| prog.buffers[prog.outputs[n + j].1].bytes()),
+                )
+                .map(AlignedBuf::zeroed)
+                .collect::<Result<_, _>>()?;
+            let mut unbound_ptrs = unbound.iter().map(|b| b.as_ptr());
+            let results: Vec<*mut u8> = (0..n)
+                .map(|j| {
+                    if j < c.outputs.len() {
+                        output(j)
+                    } else {
+                        unbound_ptrs.next().expect("one per unlisted result")
+                    }
+                })
+                .collect();
+            let unbound_outs: Vec<*mut u8> = unbound_ptrs.collect();
             let spares: Vec<*mut u8> = spare.iter().map(|b| b.as_ptr()).collect();
             let mut src: Vec<*mut u8> = (0..n).map(input).collect();
             let mut dst_is_results = true;
@@ -315,7 +373,7 @@ pub(super) fn run(
                 .map(|j| Geometry::of(&parent.buffers[c.inputs[n + j]], input_axes[j]))
                 .collect::<Result<_, _>>()
                 .map_err(|e| fail(ErrorKind::Shape, e))?;
-            let outs_n = c.outputs.len() - n;
+            let outs_n = c.outputs.len().saturating_sub(n);
             let out_geo: Vec<Geometry> = (0..outs_n)
                 .map(|j| Geometry::of(&parent.buffers[c.outputs[n + j]], output_axes[j]))
                 .collect::<Result<_, _>>()
@@ -370,6 +428,7 @@ pub(super) fn run(
                             Some(stage) => stage.as_ptr(),
                         });
                     }
+                    outs.extend(&unbound_outs);
                     body.run(&ins, &outs, &mut s)?;
                     for j in 0..outs_n {
                         if let Some(stage) = &out_stage[j] {
