@@ -154,6 +154,62 @@ fn trip_count(p: *const u8, dtype: DType) -> i64 {
     }
 }
 
+/// Where a loop's carried values (or a scan's states) live: the step's
+/// results and one spare set, which iterations alternate between, and
+/// scratch memory for every result the node does not list (ONNX lets
+/// trailing outputs go; the body still writes them).
+struct CarriedMemory {
+    /// Carried value `j`'s result: the step's output, or scratch when unlisted.
+    results: Vec<*mut u8>,
+    /// The other set iterations write to.
+    spares: Vec<*mut u8>,
+    /// Scratch for the unlisted results after the carried ones, in order.
+    unlisted: Vec<*mut u8>,
+    /// Owns the spare and scratch memory the pointers address.
+    _memory: Vec<AlignedBuf>,
+}
+
+impl CarriedMemory {
+    /// Memory for carried values of `carried_bytes` and for the unlisted
+    /// results after them, of `rest_bytes`.
+    fn new(
+        c: &ControlStep,
+        ptrs: &[*mut u8],
+        carried_bytes: &[usize],
+        rest_bytes: &[usize],
+    ) -> Result<CarriedMemory, RunError> {
+        let mut memory = Vec::new();
+        let mut scratch = |bytes: usize| -> Result<*mut u8, RunError> {
+            let b = AlignedBuf::zeroed(bytes)?;
+            let p = b.as_ptr();
+            memory.push(b);
+            Ok(p)
+        };
+        let spares = carried_bytes
+            .iter()
+            .map(|&b| scratch(b))
+            .collect::<Result<_, _>>()?;
+        let results = carried_bytes
+            .iter()
+            .enumerate()
+            .map(|(j, &b)| match c.outputs.get(j) {
+                Some(&o) => Ok(ptrs[o]),
+                None => scratch(b),
+            })
+            .collect::<Result<_, _>>()?;
+        let unlisted = rest_bytes
+            .iter()
+            .map(|&b| scratch(b))
+            .collect::<Result<_, _>>()?;
+        Ok(CarriedMemory {
+            results,
+            spares,
+            unlisted,
+            _memory: memory,
+        })
+    }
+}
+
 /// Runs a control step whose bodies are `bodies` over the enclosing
 /// program's pointer table `ptrs`.
 pub(super) fn run(
@@ -218,33 +274,14 @@ pub(super) fn run(
             let slice_bytes: Vec<usize> = (0..total_scans)
                 .map(|j| prog.buffers[prog.outputs[1 + n + j].1].bytes())
                 .collect();
-            let unbound: Vec<AlignedBuf> = (0..n)
-                .filter(|&j| j >= c.outputs.len())
-                .map(|j| carried_bytes[j])
-                .chain(slice_bytes[scans..].iter().copied())
-                .map(AlignedBuf::zeroed)
-                .collect::<Result<_, _>>()?;
-            let mut unbound_ptrs = unbound.iter().map(|b| b.as_ptr());
             let iter = AlignedBuf::zeroed(8)?;
             let cond_in = AlignedBuf::zeroed(8)?;
             let cond_out = AlignedBuf::zeroed(8)?;
-            let spare: Vec<AlignedBuf> = carried_bytes
-                .iter()
-                .map(|&b| AlignedBuf::zeroed(b))
-                .collect::<Result<_, _>>()?;
             // Iteration i reads `src` and writes `dst`; they alternate
             // between the step's results and the spare set.
-            let results: Vec<*mut u8> = (0..n)
-                .map(|j| {
-                    if j < c.outputs.len() {
-                        output(j)
-                    } else {
-                        unbound_ptrs.next().expect("one per unlisted result")
-                    }
-                })
-                .collect();
-            let unbound_scans: Vec<*mut u8> = unbound_ptrs.collect();
-            let spares: Vec<*mut u8> = spare.iter().map(|b| b.as_ptr()).collect();
+            let memory = CarriedMemory::new(c, ptrs, &carried_bytes, &slice_bytes[scans..])?;
+            let (results, spares, unbound_scans) =
+                (&memory.results, &memory.spares, &memory.unlisted);
             let mut src: Vec<*mut u8> = (k..k + n).map(input).collect();
             let mut dst_is_results = true;
             let mut ins: Vec<*mut u8> = Vec::with_capacity(2 + n + captures.len());
@@ -263,7 +300,7 @@ pub(super) fn run(
                             format!("the loop ran {MAX_LOOP_ITERATIONS} iterations (MAX_LOOP_ITERATIONS) without ending"),
                         ));
                     }
-                    let dst = if dst_is_results { &results } else { &spares };
+                    let dst = if dst_is_results { results } else { spares };
                     // SAFETY: 8-byte scratch buffers.
                     unsafe {
                         *(iter.as_ptr() as *mut i64) = i;
@@ -288,7 +325,7 @@ pub(super) fn run(
                         // SAFETY: within the result buffer (checked above).
                         outs.push(unsafe { scan_base[j].add(off) });
                     }
-                    outs.extend(&unbound_scans);
+                    outs.extend(unbound_scans);
                     body.run(&ins, &outs, &mut s)?;
                     if *has_cond {
                         cond = truth(cond_out.as_ptr(), DType::Bool);
@@ -339,33 +376,14 @@ pub(super) fn run(
             let state_bytes: Vec<usize> = (0..n)
                 .map(|j| prog.buffers[prog.inputs[j].1].bytes())
                 .collect();
-            let spare: Vec<AlignedBuf> = state_bytes
-                .iter()
-                .map(|&b| AlignedBuf::zeroed(b))
-                .collect::<Result<_, _>>()?;
             // Results the node does not list are written to scratch memory.
             let total_outs = prog.outputs.len() - n;
-            let unbound: Vec<AlignedBuf> = (0..n)
-                .filter(|&j| j >= c.outputs.len())
-                .map(|j| state_bytes[j])
-                .chain(
-                    (c.outputs.len().max(n) - n..total_outs)
-                        .map(|j| prog.buffers[prog.outputs[n + j].1].bytes()),
-                )
-                .map(AlignedBuf::zeroed)
-                .collect::<Result<_, _>>()?;
-            let mut unbound_ptrs = unbound.iter().map(|b| b.as_ptr());
-            let results: Vec<*mut u8> = (0..n)
-                .map(|j| {
-                    if j < c.outputs.len() {
-                        output(j)
-                    } else {
-                        unbound_ptrs.next().expect("one per unlisted result")
-                    }
-                })
+            let rest_bytes: Vec<usize> = (c.outputs.len().max(n) - n..total_outs)
+                .map(|j| prog.buffers[prog.outputs[n + j].1].bytes())
                 .collect();
-            let unbound_outs: Vec<*mut u8> = unbound_ptrs.collect();
-            let spares: Vec<*mut u8> = spare.iter().map(|b| b.as_ptr()).collect();
+            let memory = CarriedMemory::new(c, ptrs, &state_bytes, &rest_bytes)?;
+            let (results, spares, unbound_outs) =
+                (&memory.results, &memory.spares, &memory.unlisted);
             let mut src: Vec<*mut u8> = (0..n).map(input).collect();
             let mut dst_is_results = true;
             // Each scan input and output as (outer, length, inner bytes) around its axis.
@@ -401,7 +419,7 @@ pub(super) fn run(
             let mut s = body.scratch()?;
             let result = (|| {
                 for t in 0..length {
-                    let dst = if dst_is_results { &results } else { &spares };
+                    let dst = if dst_is_results { results } else { spares };
                     ins.clear();
                     ins.extend(&src);
                     for j in 0..m {
@@ -428,7 +446,7 @@ pub(super) fn run(
                             Some(stage) => stage.as_ptr(),
                         });
                     }
-                    outs.extend(&unbound_outs);
+                    outs.extend(unbound_outs);
                     body.run(&ins, &outs, &mut s)?;
                     for j in 0..outs_n {
                         if let Some(stage) = &out_stage[j] {
