@@ -27,6 +27,9 @@ Bert:
   last_hidden_state, pooler_output
                               with every input given
   last_hidden_state_defaults  token_type_ids left out (transformers: zeros)
+  position_ids, last_hidden_state_positioned
+                              with explicit position ids (row 0 starts at 5,
+                              row 1 counts down), every other input given
 
 The reference runs the default attention implementation (sdpa). The one place
 implementations differ is a query row that sees no key at all (the left-padding
@@ -144,6 +147,8 @@ def bert() -> dict:
         out = m(input_ids=x, attention_mask=mask, token_type_ids=types)
         eager = e(input_ids=x, attention_mask=mask, token_type_ids=types)
         defaults = m(input_ids=x, attention_mask=mask)
+        positions = torch.stack([torch.arange(5, 5 + seq), torch.arange(seq - 1, -1, -1)])
+        positioned = m(input_ids=x, attention_mask=mask, token_type_ids=types, position_ids=positions)
     diff = float((out.last_hidden_state - eager.last_hidden_state).abs().max())
     assert diff < 1e-4, diff
     meta["eager_vs_sdpa"] = f"{diff:.3e}"
@@ -154,6 +159,8 @@ def bert() -> dict:
         "last_hidden_state": out.last_hidden_state.contiguous(),
         "pooler_output": out.pooler_output.contiguous(),
         "last_hidden_state_defaults": defaults.last_hidden_state.contiguous(),
+        "position_ids": positions.contiguous(),
+        "last_hidden_state_positioned": positioned.last_hidden_state.contiguous(),
     }
     save_file(outs, str(folder / "forward-reference.safetensors"), metadata=meta)
     return meta

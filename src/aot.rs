@@ -61,6 +61,10 @@ pub(crate) struct Meta {
     pub(crate) inputs: Vec<(String, DType, Vec<usize>)>,
     /// Output names.
     pub(crate) outputs: Vec<String>,
+    /// Inputs a caller may leave out and value ranges (Hugging Face models;
+    /// absent in older artifacts).
+    #[serde(default)]
+    pub(crate) input_rules: Vec<kiln_frontends::hf::InputRule>,
     /// Each constant's dtype, shape and byte range in the `constants` section.
     pub(crate) constants: Vec<ConstEntry>,
 }
@@ -197,7 +201,7 @@ pub fn compile_model(
     .resolved_threads();
     write(
         &optimized,
-        &Signature::of(model.graph()),
+        &Signature::with_rules(model.graph(), model.input_rules()),
         &shapes,
         &cpu_target(cpu),
         threads,
@@ -242,6 +246,7 @@ pub fn write(
         threads,
         inputs: input_table(&program),
         outputs: signature.outputs.clone(),
+        input_rules: signature.rules.clone(),
         constants: table,
     };
     let program_json = to_exact_json(&program, "program")?;
@@ -544,6 +549,7 @@ pub fn check(path: &Path) -> Result<Checked, Error> {
             .map(|(n, d, s)| (n.clone(), *d, Shape::known(s)))
             .collect(),
         outputs: meta.outputs,
+        rules: meta.input_rules,
     };
     Ok(Checked {
         art,

@@ -74,7 +74,7 @@ pub fn compile_model(
     let shapes = crate::cli::compile::input_shapes(&optimized, dims)?;
     write(
         &optimized,
-        &Signature::of(model.graph()),
+        &Signature::with_rules(model.graph(), model.input_rules()),
         &shapes,
         archs,
         path,
@@ -141,6 +141,7 @@ pub fn write(
         threads: 1,
         inputs: input_table(&gpu.program),
         outputs: signature.outputs.clone(),
+        input_rules: signature.rules.clone(),
         constants: table,
     };
     let json = to_exact_json(&gpu, "GPU program")?;
@@ -248,6 +249,7 @@ pub fn load(
             .map(|(n, d, s)| (n.clone(), *d, Shape::known(s)))
             .collect(),
         outputs: meta.outputs.clone(),
+        rules: meta.input_rules.clone(),
     };
     let threads = threads.unwrap_or(1);
     let exe = match device {

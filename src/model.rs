@@ -281,7 +281,7 @@ impl Model {
         match target {
             Target::Reference => Ok(Executable::new(
                 Engine::Reference(self.graph.clone()),
-                Signature::of(&self.graph),
+                Signature::with_rules(&self.graph, &self.rules),
             )
             .with_rules(self.rules.clone())),
             Target::Cpu | Target::CudaSim | Target::Cuda => {
@@ -317,7 +317,7 @@ impl Model {
                 // nothing reads, which callers still pass.
                 Ok(Executable::new(
                     Engine::Cpu(std::sync::Arc::new(cpu)),
-                    Signature::of(&self.graph),
+                    Signature::with_rules(&self.graph, &self.rules),
                 )
                 .with_rules(self.rules.clone()))
             }
@@ -465,10 +465,11 @@ impl Executable {
             }
         };
         let (build, signature) = crate::aot::load(path.as_ref(), threads, device)?;
-        Ok(Executable::new(
-            Engine::Artifact(std::sync::Arc::new(build)),
-            signature,
-        ))
+        let rules = signature.rules.clone().into();
+        Ok(
+            Executable::new(Engine::Artifact(std::sync::Arc::new(build)), signature)
+                .with_rules(rules),
+        )
     }
 
     /// The graph it runs (optimized for the CPU target; none for an artifact).

@@ -366,3 +366,59 @@ fn cuda_artifacts_are_compiled_without_a_gpu() {
         "{err}"
     );
 }
+
+/// An artifact compiled from a Hugging Face folder keeps the folder's input
+/// rules: inputs transformers defaults (the mask, token types) may be left out,
+/// and out-of-range token ids are refused by name, as with the folder itself.
+#[test]
+fn folder_artifacts_keep_the_inputs_a_caller_may_leave_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = "tests/fixtures/hf/bert";
+    let art = dir.path().join("bert.kiln");
+    let r = kiln(&[
+        "compile",
+        folder,
+        "--target",
+        "cpu",
+        "--dim",
+        "batch=2",
+        "--dim",
+        "seq=5",
+        "-o",
+        art.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let exe = kiln::Executable::load_artifact(&art, Some(1)).unwrap();
+    let names: Vec<String> = exe.optional_inputs().into_iter().map(|(n, _)| n).collect();
+    assert!(
+        names.contains(&"attention_mask".to_string())
+            && names.contains(&"token_type_ids".to_string()),
+        "{names:?}"
+    );
+    let ids: Vec<i64> = (0..10).map(|i| (i * 41 % 500) as i64).collect();
+    let only_ids = vec![("input_ids".to_string(), Tensor::from_vec(vec![2, 5], ids))];
+    let got = exe.run(&only_ids).unwrap();
+    let want = kiln::Model::load(folder).unwrap().run(&only_ids).unwrap();
+    assert_eq!(got.len(), want.len());
+    for ((n, g), (m, w)) in got.iter().zip(&want) {
+        assert_eq!(n, m);
+        let worst = g
+            .to_f32_vec()
+            .iter()
+            .zip(w.to_f32_vec())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{n}: {worst}");
+    }
+    let err = exe
+        .run(&[(
+            "input_ids".to_string(),
+            Tensor::from_vec(vec![2, 5], vec![9999i64; 10]),
+        )])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("input_ids") && err.contains("vocabulary"),
+        "{err}"
+    );
+}

@@ -174,7 +174,7 @@ fn mistral_sliding_window_matches_transformers() {
 }
 
 #[test]
-fn bert_matches_transformers_with_and_without_token_types() {
+fn bert_matches_transformers_with_and_without_token_types_and_positions() {
     let dir = fixtures().join("bert");
     let r = reference(&dir);
     let model = Model::load(&dir).unwrap();
@@ -196,6 +196,15 @@ fn bert_matches_transformers_with_and_without_token_types() {
             &tensor(&r, "last_hidden_state_defaults"),
         );
         assert!(err < RTOL, "token types left out on {target}: {err:e}");
+        let mut positioned = inputs.clone();
+        positioned.push(("position_ids".into(), tensor(&r, "position_ids")));
+        let out = exe.run(&positioned).unwrap();
+        let err = rel_error(
+            &output(&out, "last_hidden_state"),
+            &tensor(&r, "last_hidden_state_positioned"),
+        );
+        eprintln!("bert on {target}: explicit position_ids rel error {err:.2e}");
+        assert!(err < RTOL, "explicit position_ids on {target}: {err:e}");
     }
     // A row of padding only: transformers' sdpa gives it a zero attention
     // output, not NaN.

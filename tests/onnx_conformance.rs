@@ -27,9 +27,38 @@ use rayon::prelude::*;
 /// a hang in one case must fail CI quickly, not eat its time limit.
 const WATCHDOG_SECS: u64 = 900;
 
+/// How close an output must be: `|got - want| <= atol + rtol * |want|`, as
+/// `np.testing.assert_allclose` checks.
+#[derive(Clone, Copy, Debug)]
+struct Tolerance {
+    rtol: f64,
+    atol: f64,
+}
+
 /// The suites' tolerance: `np.testing.assert_allclose(rtol=1e-3, atol=1e-7)`.
-const RTOL: f64 = 1e-3;
-const ATOL: f64 = 1e-7;
+const DEFAULT_TOLERANCE: Tolerance = Tolerance {
+    rtol: 1e-3,
+    atol: 1e-7,
+};
+
+/// Cases whose expected outputs carry the round-off of the numpy code that
+/// made them, so the default absolute tolerance cannot hold for any exact
+/// implementation: (case name prefix, absolute tolerance). The DFT cases were
+/// made with numpy's float32 FFT, which leaves ~2e-7 where the exact result is
+/// 0; ONNX's own reference-evaluator backend test runs them with atol 1e-6 on
+/// Linux, the figure used here.
+const TOLERANCE_OVERRIDES: &[(&str, f64)] = &[("test_dft", 1e-6)];
+
+/// The tolerance of the case named `name` (a folder name such as `test_dft_axis`).
+fn tolerance_for(name: &str) -> Tolerance {
+    TOLERANCE_OVERRIDES
+        .iter()
+        .find(|(prefix, _)| name.starts_with(prefix))
+        .map_or(DEFAULT_TOLERANCE, |&(_, atol)| Tolerance {
+            atol,
+            ..DEFAULT_TOLERANCE
+        })
+}
 
 /// Stack of each conformance worker thread.
 const CASE_STACK_BYTES: usize = 64 << 20;
@@ -90,7 +119,7 @@ fn optimize(graph: &Graph) -> Result<Graph, String> {
 }
 
 /// Runs `graph` on each (named inputs, expected outputs) set and compares.
-fn check_sets(graph: &Graph, sets: &[DataSet]) -> Result<(), String> {
+fn check_sets(graph: &Graph, sets: &[DataSet], tol: Tolerance) -> Result<(), String> {
     for (named, expected) in sets {
         // The optimizer may drop inputs nothing reads any more.
         let named: Vec<(String, Tensor)> = named
@@ -111,7 +140,7 @@ fn check_sets(graph: &Graph, sets: &[DataSet]) -> Result<(), String> {
             ));
         }
         for (i, (g, w)) in outs.iter().zip(expected).enumerate() {
-            compare(i, g, w)?;
+            compare(i, g, w, tol)?;
         }
     }
     Ok(())
@@ -124,6 +153,7 @@ fn check_backend(
     graph: &Graph,
     sets: &[DataSet],
     device: kiln::cpu::Device,
+    tol: Tolerance,
 ) -> Result<CpuRun, String> {
     let mut run = CpuRun {
         native: true,
@@ -183,7 +213,7 @@ fn check_backend(
             ));
         }
         for (i, (g, w)) in outs.iter().zip(expected).enumerate() {
-            compare(i, g, w)?;
+            compare(i, g, w, tol)?;
         }
     }
     Ok(run)
@@ -279,8 +309,8 @@ fn timed<T>(phase: usize, f: impl FnOnce() -> T) -> T {
 
 /// Checks `graph` on `sets`, then (if that passed) its optimized form, on the
 /// interpreter and through the CPU backend, and with `simulate` on cuda-sim.
-fn check_both(graph: &Graph, sets: &[DataSet], simulate: bool) -> Outcome {
-    let plain = timed(0, || catch(|| check_sets(graph, sets)));
+fn check_both(graph: &Graph, sets: &[DataSet], simulate: bool, tol: Tolerance) -> Outcome {
+    let plain = timed(0, || catch(|| check_sets(graph, sets, tol)));
     if plain.is_err() {
         return Outcome {
             plain,
@@ -291,15 +321,16 @@ fn check_both(graph: &Graph, sets: &[DataSet], simulate: bool) -> Outcome {
     }
     let opt = timed(1, || catch(|| optimize(graph)));
     let optimized = Some(timed(2, || {
-        opt.clone().and_then(|g| catch(|| check_sets(&g, sets)))
+        opt.clone()
+            .and_then(|g| catch(|| check_sets(&g, sets, tol)))
     }));
     let cpu = Some(timed(3, || {
         opt.clone()
-            .and_then(|g| catch(|| check_backend(&g, sets, kiln::cpu::Device::Native)))
+            .and_then(|g| catch(|| check_backend(&g, sets, kiln::cpu::Device::Native, tol)))
     }));
     let cuda_sim = simulate.then(|| {
         timed(4, || {
-            opt.and_then(|g| catch(|| check_backend(&g, sets, kiln::cpu::Device::CudaSim)))
+            opt.and_then(|g| catch(|| check_backend(&g, sets, kiln::cpu::Device::CudaSim, tol)))
         })
     });
     Outcome {
@@ -338,7 +369,7 @@ fn read_manifest() -> BTreeSet<String> {
 
 /// Compares one output with the expected tensor like numpy's `assert_allclose`
 /// (a sequence or optional element by element).
-fn compare(i: usize, got: &Tensor, want: &Tensor) -> Result<(), String> {
+fn compare(i: usize, got: &Tensor, want: &Tensor, tol: Tolerance) -> Result<(), String> {
     if got.dtype() == kiln::ir::DType::List && want.dtype() == kiln::ir::DType::List {
         let (gk, gv) = kiln::ir::list::decode(got).map_err(|e| format!("output {i}: {e}"))?;
         let (wk, wv) = kiln::ir::list::decode(want).map_err(|e| format!("output {i}: {e}"))?;
@@ -350,7 +381,7 @@ fn compare(i: usize, got: &Tensor, want: &Tensor) -> Result<(), String> {
             ));
         }
         for (g, w) in gv.iter().zip(&wv) {
-            compare(i, g, w)?;
+            compare(i, g, w, tol)?;
         }
         return Ok(());
     }
@@ -370,7 +401,8 @@ fn compare(i: usize, got: &Tensor, want: &Tensor) -> Result<(), String> {
     }
     let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
     for (k, (&a, &b)) in g.iter().zip(&w).enumerate() {
-        let ok = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= ATOL + RTOL * b.abs();
+        let ok =
+            (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= tol.atol + tol.rtol * b.abs();
         if !ok {
             return Err(format!("output {i}: element {k} is {a}, expected {b}"));
         }
@@ -409,7 +441,11 @@ fn run_case(dir: &Path) -> Outcome {
         Ok((graph, sets))
     });
     match loaded {
-        Ok((graph, sets)) => check_both(&graph, &sets, true),
+        Ok((graph, sets)) => {
+            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+            let tol = tolerance_for(name.as_deref().unwrap_or_default());
+            check_both(&graph, &sets, true, tol)
+        }
         Err(e) => Outcome::failed(e),
     }
 }
@@ -451,7 +487,7 @@ fn read_sets(dir: &Path, graph: &Graph) -> Result<Vec<DataSet>, String> {
 /// them (half of it on VGG-19 and AlexNet) for no kernel it does not run elsewhere.
 fn run_light(model: &Path) -> Outcome {
     match catch(|| read_light(model)) {
-        Ok((graph, sets)) => check_both(&graph, &sets, false),
+        Ok((graph, sets)) => check_both(&graph, &sets, false, DEFAULT_TOLERANCE),
         Err(e) => Outcome::failed(e),
     }
 }

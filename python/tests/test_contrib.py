@@ -217,6 +217,18 @@ def ort_optimized(name: str, model_type: str, tmp_path: pathlib.Path, attention:
     return path
 
 
+def check_fixture(path: pathlib.Path, name: str) -> None:
+    """The ORT-optimized fixture `path` against onnxruntime on the fixture's
+    inputs, through the reference interpreter and the CPU backend."""
+    feed = {p.stem: np.load(p) for p in (FIXTURES / "onnx" / name / "inputs").glob("*.npy")}
+    want = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
+    for target in ["ref", "cpu"]:
+        got = list(kiln.load(path).compile(target=target).run(feed).values())
+        assert len(got) == len(want), target
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4, err_msg=target)
+
+
 @pytest.mark.parametrize("attention", [False, True], ids=["norms-gelu", "attention-embed"])
 @pytest.mark.parametrize("name", ["bert_torchscript_dynamic", "bert_dynamo_dynamic", "bert_torchscript_fixed"])
 def test_ort_optimized_bert(name: str, attention: bool, tmp_path) -> None:
@@ -224,11 +236,20 @@ def test_ort_optimized_bert(name: str, attention: bool, tmp_path) -> None:
     ops = {n.op_type for n in onnx.load(path).graph.node if n.domain == MS}
     assert ops & {"SkipLayerNormalization", "BiasGelu", "FastGelu", "Gelu"}, ops
     print(f"{name}: ORT's optimizer left com.microsoft {sorted(ops)}")
-    feed = {p.stem: np.load(p) for p in (FIXTURES / "onnx" / name / "inputs").glob("*.npy")}
-    want = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
-    got = kiln.InferenceSession(str(path)).run(None, feed)
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4)
+    check_fixture(path, name)
+
+
+# ORT's optimizer fails on the dynamo GPT-2 export (IndexError inside its
+# fusion code with onnxruntime 1.32), so only the TorchScript exports are
+# optimized. Its GPT-2 attention fusion matches the past-state pattern of
+# transformers' old exports, not these, so the fused ops are the norms and Gelu.
+@pytest.mark.parametrize("name", ["gpt2_torchscript_dynamic", "gpt2_torchscript_fixed"])
+def test_ort_optimized_gpt2(name: str, tmp_path) -> None:
+    path = ort_optimized(name, "gpt2", tmp_path, attention=True)
+    ops = {n.op_type for n in onnx.load(path).graph.node if n.domain == MS}
+    assert {"SkipLayerNormalization", "FastGelu"} <= ops, ops
+    print(f"{name}: ORT's optimizer left com.microsoft {sorted(ops)}")
+    check_fixture(path, name)
 
 
 def kiln_run(model: onnx.ModelProto, feed: dict[str, np.ndarray], tmp_path: pathlib.Path, target: str = "cpu") -> list[np.ndarray]:

@@ -99,6 +99,8 @@ pub fn pipeline(dump_after: &[String]) -> Result<Pipeline, Error> {
 pub struct Compiled {
     /// The imported graph.
     pub source: Graph,
+    /// Which of its inputs a caller may leave out (Hugging Face models).
+    pub rules: Vec<kiln_frontends::hf::InputRule>,
     /// The optimized graph.
     pub optimized: Graph,
     /// The pipeline's report.
@@ -115,13 +117,15 @@ pub fn optimize(
     pipeline: &Pipeline,
     profile: &TargetProfile,
 ) -> Result<Compiled, Error> {
-    let source = Model::load(model)?.graph().clone();
+    let loaded = Model::load(model)?;
+    let (source, rules) = (loaded.graph().clone(), loaded.input_rules().to_vec());
     let (optimized, report, egraph) = pipeline
         .run_keeping_egraph(&source, profile)
         .map_err(|e| Error::Input(format!("optimizing `{}` failed: {e}", model.display())))?;
     let cost = CostModel::new(profile.clone()).with_dims(pipeline.dims.clone());
     Ok(Compiled {
         source,
+        rules,
         optimized,
         report,
         egraph,
@@ -171,7 +175,7 @@ pub fn compile(args: &CompileArgs) -> Result<i32, Error> {
     if let Some(out) = &args.output {
         let dims = super::parse_dims(&args.dims)?;
         let shapes = input_shapes(&c.optimized, &dims)?;
-        let signature = crate::Signature::of(&c.source);
+        let signature = crate::Signature::with_rules(&c.source, &c.rules);
         let threads = crate::CompileOptions {
             threads: args.threads,
             ..Default::default()

@@ -1,8 +1,9 @@
 //! BERT encoders (`BertModel`, and sentence-transformers folders around one).
 //!
-//! Inputs `input_ids`, `attention_mask` and `token_type_ids`, all i64
-//! `[batch, seq]` (transformers' `BertModel.forward`; a caller may leave out the
-//! mask, all ones, and the token types, all zeros, see [`super::InputRule`]);
+//! Inputs `input_ids`, `attention_mask`, `token_type_ids` and `position_ids`,
+//! all i64 `[batch, seq]` (transformers' `BertModel.forward`; a caller may leave
+//! out the mask, all ones, the token types, all zeros, and the positions,
+//! `0..seq` in every row, see [`super::InputRule`]);
 //! outputs `last_hidden_state` `[batch, seq, hidden]`,
 //! `pooler_output` `[batch, hidden]` when the weights have a pooler, and for
 //! sentence-transformers folders `sentence_embedding` `[batch, hidden]`: the
@@ -139,7 +140,12 @@ pub fn build(
         DType::I64,
         vec![batch.clone(), seq.clone()],
     );
-    let type_ids = b.input("token_type_ids", DType::I64, vec![batch, seq]);
+    let type_ids = b.input(
+        "token_type_ids",
+        DType::I64,
+        vec![batch.clone(), seq.clone()],
+    );
+    let position_ids = b.input("position_ids", DType::I64, vec![batch, seq]);
 
     let emb = format!("{prefix}embeddings");
     let prev = b.enter(&emb, BrickKind::Embedding);
@@ -153,25 +159,15 @@ pub fn build(
     let t = b.op(Op::Layout(LayoutOp::Gather { axis: 0 }), &[tt, type_ids])?;
     let t = b.to_compute(t)?;
     let x = b.bin(BinaryOp::Add, x, t)?;
-    // Positions 0..seq: the first `seq` rows of the table.
-    let pe = b.weight(
+    let pe = b.raw_weight(
         &format!("{emb}.position_embeddings.weight"),
         &[max_pos, hidden],
     )?;
-    let seq_len = b.op(
-        Op::Layout(LayoutOp::Shape {
-            start: 1,
-            end: Some(2),
-        }),
-        &[ids],
-    )?;
-    let zero = b.ints(&[0]);
-    let axis0 = b.ints(&[0]);
-    let one = b.ints(&[1]);
     let p = b.op(
-        Op::Layout(LayoutOp::Slice),
-        &[pe, zero, seq_len, axis0, one],
+        Op::Layout(LayoutOp::Gather { axis: 0 }),
+        &[pe, position_ids],
     )?;
+    let p = b.to_compute(p)?;
     let x = b.bin(BinaryOp::Add, x, p)?;
     let mut x = b.layer_norm(x, &format!("{emb}.LayerNorm"), hidden, eps)?;
     b.leave(prev);
@@ -308,6 +304,15 @@ pub fn build(
             below: Some(Bound {
                 limit: types,
                 what: format!("the model has {types} token types"),
+            }),
+            max_len: None,
+        },
+        InputRule {
+            name: "position_ids".into(),
+            default: Some(InputDefault::Positions),
+            below: Some(Bound {
+                limit: max_pos,
+                what: format!("the model has {max_pos} positions"),
             }),
             max_len: None,
         },

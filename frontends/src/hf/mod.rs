@@ -54,7 +54,7 @@ pub enum ModelKind {
 /// What a caller may leave out of an input of a folder's graph, and the range
 /// its values must lie in: transformers' defaults and index checks, which a graph
 /// of required inputs cannot state by itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InputRule {
     /// The input.
     pub name: String,
@@ -67,7 +67,7 @@ pub struct InputRule {
 }
 
 /// An upper bound on an input's values and what the bound is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bound {
     /// Values must be below it.
     pub limit: usize,
@@ -76,7 +76,7 @@ pub struct Bound {
 }
 
 /// The value transformers gives an input the caller left out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum InputDefault {
     /// All ones (`attention_mask`: every token seen).
     Ones,
