@@ -25,6 +25,11 @@
 //!   its result is then a weight, paid for by whoever reads it).
 //! - in the e-graph, an e-node's outputs other than output 0 are priced only when
 //!   some `proj` e-node uses them.
+//! - **control flow** (`If`, `Loop`, `Scan`) costs its subgraphs, priced as
+//!   graphs of their own: an `If` its dearer branch (the condition is a value
+//!   the model does not see), a `Scan` its body times the scan axis's length, a
+//!   `Loop` its body times the rows of its stacked outputs when their count is
+//!   known, else [`ASSUMED_LOOP_ITERATIONS`] times.
 //! - **symbolic dims** take the size [`DimBindings`] gives them (`batch = 1`,
 //!   `seq = 128`…), unknown ones a default; a value whose type is unknown counts
 //!   zero elements, so its op costs the launch overhead only.
@@ -37,7 +42,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use egg::{CostFunction, Id, Language};
-use kiln_ir::op::{BinaryOp, CompositeOp, LayoutOp, NnOp, UnaryOp};
+use kiln_ir::op::{BinaryOp, CompositeOp, ControlOp, LayoutOp, NnOp, UnaryOp};
 use kiln_ir::{DType, Dim, Graph, Op, Shape, TensorType, ValueDef};
 use serde::Deserialize;
 
@@ -304,6 +309,10 @@ pub struct CostModel {
     pub dims: DimBindings,
 }
 
+/// Iterations a `Loop` is priced at when its types do not say how many it
+/// runs (the trip count is a value; only a scan output's leading dim shows it).
+pub const ASSUMED_LOOP_ITERATIONS: f64 = 16.0;
+
 /// The fraction of the shorter of compute and memory time that does not overlap
 /// with the longer one. Real kernels overlap them imperfectly; the term also makes
 /// the model prefer the program doing less work among equally memory-bound ones
@@ -483,6 +492,9 @@ impl CostModel {
         if is_free(op) {
             return KernelCost::default();
         }
+        if let Op::Control(c) = op {
+            return self.control(c, inputs, outputs);
+        }
         let flops = self.flops(op, inputs, outputs);
         let bytes: f64 = inputs.iter().chain(outputs).map(|t| self.bytes_of(t)).sum();
         let dtype = inputs
@@ -500,6 +512,69 @@ impl CostModel {
             bytes,
             seconds,
         }
+    }
+
+    /// A control op: its subgraphs' costs, repeated as often as it iterates
+    /// (see the module docs).
+    fn control(&self, c: &ControlOp, inputs: &[TensorType], outputs: &[TensorType]) -> KernelCost {
+        let body = |s: &kiln_ir::op::Subgraph| self.graph_kernels(s.graph());
+        let (once, trips) = match c {
+            ControlOp::If {
+                then_branch,
+                else_branch,
+            } => {
+                let (a, b) = (body(then_branch), body(else_branch));
+                (if a.seconds >= b.seconds { a } else { b }, 1.0)
+            }
+            ControlOp::Loop {
+                body: g,
+                num_carried,
+                ..
+            } => {
+                let trips = outputs
+                    .get(*num_carried)
+                    .and_then(|t| t.shape.0.first())
+                    .map_or(ASSUMED_LOOP_ITERATIONS, |d| self.dims.size(d) as f64);
+                (body(g), trips)
+            }
+            ControlOp::Scan {
+                body: g,
+                num_state,
+                input_axes,
+                ..
+            } => {
+                let trips = inputs.get(*num_state).map_or(1.0, |t| {
+                    let rank = t.shape.0.len() as i64;
+                    let axis = input_axes.first().copied().unwrap_or(0);
+                    let axis = if axis < 0 { axis + rank } else { axis };
+                    t.shape
+                        .0
+                        .get(axis.max(0) as usize)
+                        .map_or(1.0, |d| self.dims.size(d) as f64)
+                });
+                (body(g), trips)
+            }
+        };
+        KernelCost {
+            flops: once.flops * trips,
+            bytes: once.bytes * trips,
+            seconds: once.seconds * trips + self.profile.launch_overhead,
+        }
+    }
+
+    /// The summed cost of every kernel of `graph` (each node once).
+    fn graph_kernels(&self, graph: &Graph) -> KernelCost {
+        let mut total = KernelCost::default();
+        for n in graph.nodes() {
+            let ty = |v: &kiln_ir::ValueId| graph.value(*v).ty.clone();
+            let inputs: Vec<TensorType> = n.inputs.iter().map(ty).collect();
+            let outputs: Vec<TensorType> = n.outputs.iter().map(ty).collect();
+            let k = self.kernel(&n.op, &inputs, &outputs);
+            total.flops += k.flops;
+            total.bytes += k.bytes;
+            total.seconds += k.seconds;
+        }
+        total
     }
 
     /// The modelled seconds of e-node `enode` of e-class `class` alone (its operands

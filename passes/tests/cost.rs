@@ -199,3 +199,62 @@ fn dag_extraction_counts_a_shared_subterm_once() {
     let names: Vec<&str> = out.graph.nodes().iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names.len(), 4, "{names:?}");
 }
+
+/// A scan over `t` rows of `[4, 8]` whose body adds each row to the state.
+fn scan_over(t: usize) -> Graph {
+    use kiln_ir::op::{BinaryOp, ControlOp, Subgraph};
+    let f = DType::F32;
+    let mut body = Graph::new("body");
+    let s = body.add_input("s", ty(f, &[4, 8]));
+    let x = body.add_input("x", ty(f, &[4, 8]));
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let y = body
+        .add_node(
+            "y",
+            Op::Binary(BinaryOp::Add),
+            vec![s, x],
+            &names(&["y"]),
+            None,
+        )
+        .unwrap()[0];
+    body.outputs = vec![y, y];
+    let mut g = Graph::new("scan");
+    let s0 = g.add_input("s0", ty(f, &[4, 8]));
+    let xs = g.add_input("xs", ty(f, &[t, 4, 8]));
+    let outs = g
+        .add_node(
+            "scan",
+            Op::Control(ControlOp::Scan {
+                body: Subgraph::new(body),
+                num_state: 1,
+                num_scan_inputs: 1,
+                input_axes: vec![0],
+                input_reverse: vec![false],
+                output_axes: vec![0],
+                output_reverse: vec![false],
+            }),
+            vec![s0, xs],
+            &names(&["s_final", "ys"]),
+            None,
+        )
+        .unwrap();
+    g.outputs = outs;
+    g
+}
+
+#[test]
+fn control_flow_costs_its_body_times_its_iterations() {
+    let m = CostModel::new(TargetProfile::cpu_default());
+    let f = DType::F32;
+    let add = m
+        .kernel(
+            &op("Add"),
+            &[ty(f, &[4, 8]), ty(f, &[4, 8])],
+            &[ty(f, &[4, 8])],
+        )
+        .seconds;
+    let launch = TargetProfile::cpu_default().launch_overhead;
+    for t in [1, 5, 40] {
+        close(m.graph_cost(&scan_over(t)), t as f64 * add + launch);
+    }
+}
