@@ -80,7 +80,13 @@ fn assert_answers_as_the_reference(exe: &kiln::Executable) {
     ];
     let got = exe.run(&inputs).unwrap();
     let want = kiln::Model::load(DEMO).unwrap().run(&inputs).unwrap();
-    for ((n, g), (m, w)) in got.iter().zip(&want) {
+    assert_same_outputs(&got, &want);
+}
+
+/// Asserts two runs' outputs have the same names and agree within 1e-4.
+fn assert_same_outputs(got: &[(String, Tensor)], want: &[(String, Tensor)]) {
+    assert_eq!(got.len(), want.len());
+    for ((n, g), (m, w)) in got.iter().zip(want) {
         assert_eq!(n, m);
         let worst = g
             .to_f32_vec()
@@ -399,17 +405,7 @@ fn folder_artifacts_keep_the_inputs_a_caller_may_leave_out() {
     let only_ids = vec![("input_ids".to_string(), Tensor::from_vec(vec![2, 5], ids))];
     let got = exe.run(&only_ids).unwrap();
     let want = kiln::Model::load(folder).unwrap().run(&only_ids).unwrap();
-    assert_eq!(got.len(), want.len());
-    for ((n, g), (m, w)) in got.iter().zip(&want) {
-        assert_eq!(n, m);
-        let worst = g
-            .to_f32_vec()
-            .iter()
-            .zip(w.to_f32_vec())
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
-        assert!(worst < 1e-4, "{n}: {worst}");
-    }
+    assert_same_outputs(&got, &want);
     let err = exe
         .run(&[(
             "input_ids".to_string(),
