@@ -2754,3 +2754,62 @@ fn convolutions_match_the_reference() {
         }
     }
 }
+
+/// 2-D max pooling on the CPU (a −∞-bordered copy and row-wise taps) against
+/// the reference on random inputs holding NaNs and infinities: strides,
+/// dilations, asymmetric pads, ceil mode (windows past the end pad), windows
+/// wider than the input's border, and a pool with no padding at all.
+#[test]
+fn max_pools_match_the_reference() {
+    use kiln::ir::op::Window;
+    // (input [n, c, h, w], kernel, strides, dilations, pads, ceil mode)
+    type Case = (
+        [usize; 4],
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        [usize; 4],
+        bool,
+    );
+    let cases: Vec<Case> = vec![
+        ([1, 3, 12, 12], [3, 3], [2, 2], [1, 1], [1, 1, 1, 1], false),
+        ([2, 2, 9, 13], [3, 3], [2, 2], [1, 1], [1, 1, 1, 1], true),
+        ([1, 4, 11, 7], [2, 3], [1, 2], [2, 1], [0, 1, 1, 0], true),
+        ([1, 1, 5, 5], [5, 5], [1, 1], [1, 1], [2, 2, 2, 2], false),
+        ([2, 3, 8, 10], [2, 2], [2, 2], [1, 1], [0, 0, 0, 0], false),
+        ([1, 2, 6, 17], [1, 4], [3, 3], [1, 2], [0, 3, 0, 2], true),
+    ];
+    for seed in seeds() {
+        let mut rng = StdRng::seed_from_u64(seed);
+        for &(shape, kernel, strides, dil, pads, ceil) in &cases {
+            let mut data = uniform(&mut rng, &shape, -4.0, 4.0).to_f32_vec();
+            for _ in 0..data.len() / 16 {
+                let at = rng.random_range(0..data.len());
+                data[at] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][at % 3];
+            }
+            let mut b = G::new("maxpool");
+            let x = b.input("x", Tensor::from_vec(shape.to_vec(), data));
+            let window = Window {
+                kernel: kernel.to_vec(),
+                strides: strides.to_vec(),
+                pads: pads.to_vec(),
+                dilations: dil.to_vec(),
+                ceil_mode: ceil,
+                ..Window::default()
+            };
+            let y = b.op(
+                "y",
+                Op::Nn(NnOp::MaxPool {
+                    window,
+                    storage_order: 0,
+                }),
+                &[x],
+            );
+            b.out(y);
+            let case = format!(
+                "max pool {shape:?}, kernel {kernel:?}, strides {strides:?}, dilations {dil:?}, pads {pads:?}, ceil {ceil}"
+            );
+            check(&case, &b, F32.abs(0.0), &[]);
+        }
+    }
+}

@@ -133,7 +133,7 @@ pub fn emit_conv(
             let in_strides = dense_strides(&xs);
             let pad_strides = dense_strides(&src_shape);
             pk.body = if r == 2 {
-                pad_planes_2d(&mut pk, (xb, pb), [xs[2], xs[3]], &eff, xs[0] * xs[1])
+                pad_planes_2d(&mut pk, (xb, pb), [xs[2], xs[3]], &eff, xs[0] * xs[1], 0.0)
             } else {
                 nest(&mut pk, &src_shape, true, |k, p| {
                     let mut st = Vec::new();
@@ -476,16 +476,17 @@ fn emit_depthwise(
 }
 
 /// The body of a 2-D pad kernel: for each of `planes` planes of `hw`, the
-/// zero rows above and below, then each input row copied between its zero
-/// borders — every loop affine with a constant extent (so each vectorizes),
-/// instead of one select per padded element. `pads` are the begin pads of both
-/// axes, then the end pads.
-fn pad_planes_2d(
+/// border rows above and below (every element `fill`), then each input row
+/// copied between its borders — every loop affine with a constant extent (so
+/// each vectorizes), instead of one select per padded element. `pads` are the
+/// begin pads of both axes, then the end pads.
+pub(super) fn pad_planes_2d(
     k: &mut Kernel,
     (xb, pb): (usize, usize),
     [h, w]: [usize; 2],
     pads: &[usize],
     planes: usize,
+    fill: f64,
 ) -> Vec<Stmt> {
     let (ph, pw, pe, pwe) = (pads[0], pads[1], pads[2], pads[3]);
     let (hp, wp) = (h + ph + pe, w + pw + pwe);
@@ -503,7 +504,7 @@ fn pad_planes_2d(
         kind: LoopKind::Serial,
         body,
     };
-    // Zeros at `base + j` for j < len.
+    // `fill` at `base + j` for j < len.
     let zeros = |base: Expr, len: usize| {
         serial(
             j,
@@ -511,7 +512,7 @@ fn pad_planes_2d(
             vec![Stmt::Store {
                 buf: pb,
                 index: add(base, var(j)),
-                value: fc(0.0, sc),
+                value: fc(fill, sc),
             }],
         )
     };

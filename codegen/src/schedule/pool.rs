@@ -1,14 +1,21 @@
 //! Max and average pooling as one loop nest per output element over its window
-//! (padding taps skipped for the max; counted for the average only with
+//! (padding taps skipped for the max, a NaN tap making the output NaN as in
+//! the reference; padding counted for the average only with
 //! `count_include_pad`, as far as the padded extent reaches).
+//!
+//! A 2-D f32/f64 max pool takes a faster form ([`lower_max_2d`]): its input
+//! copied once into a buffer bordered with −∞, then the window's taps folded
+//! into each output row tap by tap, the innermost loop running along the row
+//! with affine, always in-bounds loads (it vectorizes; the general nest tests
+//! every tap's bounds and runs scalar).
 
 use kiln_ir::op::{NnOp, WindowGeometry};
-use kiln_ir::{Node, Op};
+use kiln_ir::{DType, Node, Op, ValueId};
 
 use super::elementwise::{compute, load_compute, to_storage};
 use super::nest::{dense_strides, nest, offset};
 use super::{host, Lowered, Scheduler};
-use crate::kernel::build::{add, bin, fc, idx, mul, select, var};
+use crate::kernel::build::{add, bin, fc, idx, load, mul, select, var};
 use crate::kernel::{Access, BinOp, Expr, Kernel, LoopKind, Scalar, Stmt};
 use crate::program::HostReason;
 
@@ -71,6 +78,17 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
     let p_out: usize = out_sp.iter().product();
     if planes * p_out == 0 {
         return Ok(());
+    }
+    if avg.is_none() && nd == 2 && matches!(dt, DType::F32 | DType::F64) {
+        return lower_max_2d(
+            s,
+            &node.name,
+            (x, y),
+            win,
+            [xs[0] * xs[1], in_sp[0], in_sp[1]],
+            [out_sp[0], out_sp[1]],
+            &pads,
+        );
     }
     let st = |i: usize| win.stride(i) as i64;
     let dl = |i: usize| win.dilation(i) as i64;
@@ -160,11 +178,7 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
             match avg {
                 None => stmts.push(Stmt::Assign {
                     var: acc,
-                    value: select(
-                        bin(BinOp::And, var(ok), bin(BinOp::Gt, var(v), var(acc))),
-                        var(v),
-                        var(acc),
-                    ),
+                    value: select(var(ok), bin(BinOp::Max, var(acc), var(v)), var(acc)),
                 }),
                 Some(include_pad) => {
                     stmts.push(Stmt::Assign {
@@ -206,6 +220,142 @@ pub fn lower(s: &mut Scheduler, node: &Node) -> Lowered {
         body,
     }];
     let args = vec![s.buf(x), s.buf(y)];
+    s.launch(k, args)?;
+    Ok(())
+}
+
+/// A 2-D max pool of `planes` planes of `h × w` into `oh × ow` (see the module
+/// docs): the input bordered with −∞ as far as any window reaches (the begin
+/// pads, and at the end what the last window needs, which `ceil_mode` may make
+/// more than the end pads), then for each output row, each tap `(ky, kx)`
+/// folded into the whole row: `y[ox] = max(y[ox], xp[(oy·sy + ky·dy)·wp + ox·sx + kx·dx])`.
+/// A border element is −∞, which never wins a max, so it acts as a skipped
+/// tap; a NaN tap makes the output NaN, as the reference computes it.
+fn lower_max_2d(
+    s: &mut Scheduler,
+    name: &str,
+    (x, y): (ValueId, ValueId),
+    win: &kiln_ir::op::Window,
+    [planes, h, w]: [usize; 3],
+    [oh, ow]: [usize; 2],
+    pads: &[usize],
+) -> Lowered {
+    let dt = s.graph.value(x).ty.dtype;
+    let sc = Scalar::of(dt);
+    let (sy, sx) = (win.stride(0), win.stride(1));
+    let (dy, dx) = (win.dilation(0), win.dilation(1));
+    let (kh, kw) = (win.kernel[0], win.kernel[1]);
+    // The padded extent every window lies in.
+    let reach = |o: usize, st: usize, k: usize, d: usize| (o - 1) * st + (k - 1) * d + 1;
+    let end_h = reach(oh, sy, kh, dy).saturating_sub(pads[0] + h);
+    let end_w = reach(ow, sx, kw, dx).saturating_sub(pads[1] + w);
+    let border = [pads[0], pads[1], end_h, end_w];
+    let (hp, wp) = (pads[0] + h + end_h, pads[1] + w + end_w);
+    let src = if border.iter().all(|&p| p == 0) {
+        s.buf(x)
+    } else {
+        let xp = s.scratch(
+            &format!("{}.bordered", s.graph.value(x).name),
+            dt,
+            vec![planes, hp, wp],
+        );
+        let mut pk = Kernel::new("pad");
+        let xb = pk.buffer(
+            s.graph.value(x).name.clone(),
+            sc,
+            planes * h * w,
+            Access::Read,
+        );
+        let pb = pk.buffer("bordered", sc, planes * hp * wp, Access::Write);
+        pk.body = super::conv::pad_planes_2d(
+            &mut pk,
+            (xb, pb),
+            [h, w],
+            &border,
+            planes,
+            f64::NEG_INFINITY,
+        );
+        let args = vec![s.buf(x), xp];
+        s.launch(pk, args)?;
+        xp
+    };
+    let mut k = Kernel::new(format!("pool_{name}"));
+    let xb = k.buffer("bordered", sc, planes * hp * wp, Access::Read);
+    let yb = k.buffer(
+        s.graph.value(y).name.clone(),
+        sc,
+        planes * oh * ow,
+        Access::ReadWrite,
+    );
+    let [plane, oy, ky, kx, ox] = [(); 5].map(|_| k.var(Scalar::I64));
+    let (ybase, xbase) = (k.var(Scalar::I64), k.var(Scalar::I64));
+    let serial = |v, extent: usize, body: Vec<Stmt>| Stmt::For {
+        var: v,
+        extent: extent as i64,
+        kind: LoopKind::Serial,
+        body,
+    };
+    let out_at = add(var(ybase), var(ox));
+    let tap = serial(
+        ox,
+        ow,
+        vec![Stmt::Store {
+            buf: yb,
+            index: out_at.clone(),
+            value: {
+                let v = load(
+                    xb,
+                    add(
+                        var(xbase),
+                        add(mul(var(ox), idx(sx as i64)), mul(var(kx), idx(dx as i64))),
+                    ),
+                );
+                bin(BinOp::Max, load(yb, out_at.clone()), v)
+            },
+        }],
+    );
+    let row = vec![
+        Stmt::Let {
+            var: ybase,
+            value: add(
+                mul(var(plane), idx((oh * ow) as i64)),
+                mul(var(oy), idx(ow as i64)),
+            ),
+        },
+        serial(
+            ox,
+            ow,
+            vec![Stmt::Store {
+                buf: yb,
+                index: out_at,
+                value: fc(f64::NEG_INFINITY, sc),
+            }],
+        ),
+        serial(
+            ky,
+            kh,
+            vec![
+                Stmt::Let {
+                    var: xbase,
+                    value: add(
+                        mul(var(plane), idx((hp * wp) as i64)),
+                        mul(
+                            add(mul(var(oy), idx(sy as i64)), mul(var(ky), idx(dy as i64))),
+                            idx(wp as i64),
+                        ),
+                    ),
+                },
+                serial(kx, kw, vec![tap]),
+            ],
+        ),
+    ];
+    k.body = vec![Stmt::For {
+        var: plane,
+        extent: planes as i64,
+        kind: LoopKind::Parallel,
+        body: vec![serial(oy, oh, row)],
+    }];
+    let args = vec![src, s.buf(y)];
     s.launch(k, args)?;
     Ok(())
 }

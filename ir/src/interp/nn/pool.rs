@@ -142,7 +142,9 @@ fn pool_window(
             for &(t, _) in g {
                 if let Some((off, ioff)) = t {
                     let v = plane[off];
-                    if best.is_none_or(|(b, _)| v > b) {
+                    // A NaN tap makes the window's maximum NaN (numpy's
+                    // and PyTorch's max), its index the first NaN's.
+                    if best.is_none_or(|(b, _)| v > b || (v.is_nan() && !b.is_nan())) {
                         best = Some((v, ioff));
                     }
                 }
