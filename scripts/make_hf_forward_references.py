@@ -19,6 +19,9 @@ Decoders (SEQ = 6 tokens per row):
                               only for gpt2 and llama: with explicit position ids
                               as generate() derives them from the mask
                               (cumsum - 1, padding set to 1)
+  token_type_ids, logits_typed
+                              only for gpt2: with token type ids (transformers
+                              adds their token embeddings), positions left out
   logits_window3              only for mistral: its config with sliding_window 3
                               (the fixture's is null), ids and mask as above
 Bert:
@@ -112,6 +115,12 @@ def decoder(name: str) -> dict:
         meta[f"{key}_eager_vs_sdpa_seen_rows"] = f"{seen_diff:.3e}"
         meta[f"{key}_eager_vs_sdpa_blind_rows"] = f"{blind_diff:.3e}"
         outs[key] = got["sdpa"].contiguous()
+    if name == "gpt2":
+        types = ids(vocab, 2, SEQ, 7003) % 3
+        with torch.no_grad():
+            typed = models["sdpa"](input_ids=x, attention_mask=mask, token_type_ids=types, use_cache=False).logits
+        outs["token_type_ids"] = types
+        outs["logits_typed"] = typed.contiguous()
     if name == "mistral":
         cfg = copy.deepcopy(models["sdpa"].config)
         cfg.sliding_window = 3

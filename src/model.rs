@@ -646,6 +646,9 @@ fn check_rule(rule: &InputRule, t: &Tensor, filled: bool) -> Result<(), Error> {
     let Some(bound) = &rule.below else {
         return Ok(());
     };
+    if filled && rule.default == Some(kiln_frontends::hf::InputDefault::Absent) {
+        return Ok(()); // −1 by design: the graph reads it as "not given"
+    }
     let values = t.to_i64_vec();
     let Some(at) = values
         .iter()

@@ -65,7 +65,8 @@ fn output(out: &[(String, Tensor)], name: &str) -> Tensor {
 }
 
 /// The decoder fixture `name` against transformers: position ids left out
-/// (transformers: 0..seq) and, where the reference has them, given.
+/// (transformers: 0..seq) and, where the reference has them, given; GPT-2 also
+/// with token type ids.
 fn decoder(name: &str) {
     let dir = fixtures().join(name);
     let r = reference(&dir);
@@ -79,6 +80,11 @@ fn decoder(name: &str) {
         let mut with = base.clone();
         with.push(("position_ids".to_string(), tensor(&r, "position_ids")));
         cases.push((with, "logits_positioned"));
+    }
+    if r.get("token_type_ids").is_some() {
+        let mut with = base.clone();
+        with.push(("token_type_ids".to_string(), tensor(&r, "token_type_ids")));
+        cases.push((with, "logits_typed"));
     }
     for target in [Target::reference(), Target::cpu()] {
         let exe = model.compile_with(&target, &options()).unwrap();
@@ -341,6 +347,24 @@ fn bad_forward_inputs_name_the_input() {
     );
     assert!(
         err.contains("token_type_ids") && err.contains("2 token types"),
+        "{err}"
+    );
+    // GPT-2's token types left out add nothing (filled with −1 internally);
+    // a −1 the caller passes is out of range like any negative id.
+    let gpt2 = Model::load(fixtures().join("gpt2")).unwrap();
+    let err = run_err(
+        &gpt2,
+        Target::cpu(),
+        &[
+            ("input_ids", Tensor::from_vec(vec![1, 2], vec![5i64, 6])),
+            (
+                "token_type_ids",
+                Tensor::from_vec(vec![1, 2], vec![0i64, -1]),
+            ),
+        ],
+    );
+    assert!(
+        err.contains("token_type_ids") && err.contains("-1") && err.contains("token embeddings"),
         "{err}"
     );
 }

@@ -170,7 +170,7 @@ pub fn build(
 /// or position embeddings.
 pub fn input_rules(info: &DecoderInfo) -> Vec<super::InputRule> {
     use super::{Bound, InputDefault, InputRule};
-    vec![
+    let mut rules = vec![
         InputRule {
             name: "input_ids".into(),
             default: None,
@@ -195,7 +195,22 @@ pub fn input_rules(info: &DecoderInfo) -> Vec<super::InputRule> {
             }),
             max_len: None,
         },
-    ]
+    ];
+    if info.family == Family::Gpt2 {
+        rules.push(InputRule {
+            name: "token_type_ids".into(),
+            default: Some(InputDefault::Absent),
+            below: Some(Bound {
+                limit: info.vocab_size,
+                what: format!(
+                    "GPT-2's token types index its {} token embeddings",
+                    info.vocab_size
+                ),
+            }),
+            max_len: None,
+        });
+    }
+    rules
 }
 
 /// A Llama-family graph with `interface`.
@@ -921,6 +936,27 @@ fn rope_positions(cfg: &Config, rope: &Rope) -> Result<usize, HfError> {
 
 /// GPT-2: learned positions, pre-norm blocks with a fused QKV `Conv1D`, a GELU MLP,
 /// and the head tied to the token embedding.
+/// GPT-2's `token_type_ids`: transformers adds their token embeddings
+/// (`wte`, the same table as the tokens) when the caller gives them. Left out
+/// ([`super::InputDefault::Absent`]), they are filled with −1, which adds
+/// nothing: `x + where(t ≥ 0, wte[max(t, 0)], 0)`.
+fn add_token_types(b: &mut Builder, x: ValueId, wte: ValueId) -> Result<ValueId, HfError> {
+    let types = b.input(
+        "token_type_ids",
+        DType::I64,
+        vec![Dim::sym("batch"), Dim::sym("seq")],
+    );
+    let zero = b.ints(&[0]);
+    let given = b.bin(BinaryOp::GreaterOrEqual, types, zero)?;
+    let given = b.reshape(given, &[0, 0, 1])?;
+    let index = b.bin(BinaryOp::Max, types, zero)?;
+    let e = b.op(Op::Layout(LayoutOp::Gather { axis: 0 }), &[wte, index])?;
+    let e = b.to_compute(e)?;
+    let nothing = b.scalar(0.0);
+    let e = b.op(Op::Layout(LayoutOp::Where), &[given, e, nothing])?;
+    b.bin(BinaryOp::Add, x, e)
+}
+
 fn build_gpt2(
     cfg: &Config,
     weights: &dyn WeightSource,
@@ -988,6 +1024,9 @@ fn build_gpt2(
     )?;
     let pos = b.to_compute(pos)?;
     let mut x = b.bin(BinaryOp::Add, tok, pos)?;
+    if interface == Interface::Forward {
+        x = add_token_types(&mut b, x, wte)?;
+    }
     b.leave(prev);
     for l in 0..layers {
         let layer = format!("{prefix}h.{l}");

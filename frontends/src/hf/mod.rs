@@ -84,6 +84,10 @@ pub enum InputDefault {
     Zeros,
     /// `0, 1, …, seq − 1` in every row (`position_ids` without a cache).
     Positions,
+    /// Left out, the input adds nothing (GPT-2's `token_type_ids`): filled
+    /// with −1, which the graph reads as "not given" (a value the caller
+    /// cannot pass: the input's range starts at 0).
+    Absent,
 }
 
 impl InputDefault {
@@ -94,6 +98,7 @@ impl InputDefault {
                 InputDefault::Ones => 1,
                 InputDefault::Zeros => 0,
                 InputDefault::Positions => (i % seq.max(1)) as i64,
+                InputDefault::Absent => -1,
             })
             .collect();
         kiln_ir::Tensor::from_vec(vec![batch, seq], data)
@@ -105,6 +110,7 @@ impl InputDefault {
             InputDefault::Ones => "all ones",
             InputDefault::Zeros => "all zeros",
             InputDefault::Positions => "0..seq in each row",
+            InputDefault::Absent => "none (adds nothing)",
         }
     }
 }
