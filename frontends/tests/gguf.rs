@@ -520,30 +520,77 @@ fn large_tensors_dequantize_in_parallel_with_the_same_values() {
 #[test]
 fn other_quantized_types_are_an_error_naming_the_tensor_and_type() {
     let gguf = Gguf::new()
-        .tensor("blk.0.ffn_down.weight", &[256], GgmlType::Q6K, vec![0; 210])
-        .tensor("q5", &[32], GgmlType::Q5_0, vec![0; 22]);
+        .tensor(
+            "blk.0.ffn_down.weight",
+            &[256],
+            GgmlType::Iq2Xxs,
+            vec![0; 66],
+        )
+        .tensor("q8_1", &[32], GgmlType::Q8_1, vec![0; 40]);
     let (_dir, file) = open(&gguf.bytes());
     assert_eq!(
         file.tensor_info("blk.0.ffn_down.weight")
             .unwrap()
             .ggml_type()
             .name(),
-        "Q6_K"
+        "IQ2_XXS"
     );
     let err = file.tensor("blk.0.ffn_down.weight").unwrap_err();
     assert!(matches!(err, GgufError::UnsupportedTensorType { .. }));
     let message = err.to_string();
     assert!(
         message.contains(
-            "unsupported GGUF tensor type Q6_K for tensor blk.0.ffn_down.weight; supported: F32, F16, BF16"
+            "unsupported GGUF tensor type IQ2_XXS for tensor blk.0.ffn_down.weight; supported: F32, F16, BF16"
         ),
         "{message}"
     );
-    assert!(message.contains("Q4_1"), "{message}");
-    let message = file.tensor("q5").unwrap_err().to_string();
-    assert!(message.contains("type Q5_0 for tensor q5"), "{message}");
+    assert!(message.contains("Q6_K"), "{message}");
+    let message = file.tensor("q8_1").unwrap_err().to_string();
+    assert!(message.contains("type Q8_1 for tensor q8_1"), "{message}");
     let message = file.tensor("absent").unwrap_err().to_string();
     assert!(message.contains("no tensor `absent`"), "{message}");
+}
+
+/// The 5-bit and K-quant block types against gguf-py's dequantization of the
+/// same random blocks (`fixtures/gguf-quant-vectors.bin`, written by
+/// `scripts/make_gguf_quant_vectors.py`): the same f32 values.
+#[test]
+fn k_quants_and_5_bit_blocks_dequantize_as_gguf_py_does() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gguf-quant-vectors.bin");
+    let bytes = std::fs::read(&path).unwrap();
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let mut at = 0;
+    let mut seen = Vec::new();
+    while at < bytes.len() {
+        let (id, blocks, len) = (u32_at(at), u32_at(at + 4), u32_at(at + 8));
+        at += 12;
+        let ty = GgmlType::from_id(id as u32).unwrap();
+        let data = bytes[at..at + len].to_vec();
+        at += len;
+        let n = blocks * ty.block_size();
+        let want: Vec<f32> = bytes[at..at + 4 * n]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        at += 4 * n;
+        let gguf = Gguf::new().tensor("t", &[n as u64], ty, data);
+        let (_dir, file) = open(&gguf.bytes());
+        let got = file.tensor("t").unwrap().to_vec::<f32>();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "{}: element {i}: {g} vs gguf-py's {w}",
+                ty.name()
+            );
+        }
+        assert_eq!(got.len(), want.len());
+        seen.push(ty.name());
+    }
+    assert_eq!(
+        seen,
+        ["Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@
 
 mod decode;
 mod error;
+mod kquant;
 pub mod llama;
 mod meta;
 mod parse;

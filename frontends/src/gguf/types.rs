@@ -3,7 +3,8 @@
 use std::fmt;
 
 /// The types [`super::GgufFile::tensor`] decodes, as its error message lists them.
-pub const SUPPORTED_TYPES_TEXT: &str = "F32, F16, BF16, F64, I8, I16, I32, I64, Q8_0, Q4_0, Q4_1";
+pub const SUPPORTED_TYPES_TEXT: &str =
+    "F32, F16, BF16, F64, I8, I16, I32, I64, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
 
 macro_rules! ggml_types {
     ($($variant:ident = $id:literal, $name:literal, $block:literal, $bytes:literal;)*) => {
