@@ -118,3 +118,69 @@ fn isa_caps_reach_the_code_generator() {
         assert!(!o.object.is_empty());
     }
 }
+
+/// Kernels that differ only in their names and their buffers' names (a
+/// model's layers) are compiled once: one kernel body in the module, every
+/// symbol present, and each symbol runs the shared code on its own buffers.
+#[test]
+fn identical_kernels_are_compiled_once() {
+    use kiln_codegen::llvm::object::LoadedObject;
+    let mut g = Graph::new("layers");
+    let mut x = g.add_input("x", TensorType::new(DType::F32, Shape::known(&[64])));
+    for l in 0..4 {
+        // tanh then square: two kinds of kernel, four of each.
+        let t = g
+            .add_node(
+                format!("tanh{l}"),
+                Op::Unary(UnaryOp::Tanh),
+                vec![x],
+                &[format!("t{l}")],
+                None,
+            )
+            .unwrap()[0];
+        x = g
+            .add_node(
+                format!("add{l}"),
+                Op::Binary(BinaryOp::Mul),
+                vec![t, t],
+                &[format!("y{l}")],
+                None,
+            )
+            .unwrap()[0];
+    }
+    g.outputs.push(x);
+    let program = schedule(&g).expect("schedules");
+    let names: Vec<&str> = program.kernels.iter().map(|k| k.name.as_str()).collect();
+    assert!(names.len() >= 4, "{names:?}");
+    let object = compile(&program.kernels, &CpuTarget::Host, true).expect("compiles");
+    let ir = object.ir.expect("kept");
+    // Two kinds of kernel (tanh, square): each other symbol is a forwarder.
+    let forwarders = ir.matches("tail call void @k").count();
+    assert_eq!(
+        forwarders,
+        names.len() - 2,
+        "{} kernels:\n{ir}",
+        names.len()
+    );
+    let loaded = LoadedObject::load(&object.object).unwrap();
+    let input: Vec<f32> = (0..64).map(|i| i as f32 / 32.0 - 1.0).collect();
+    for name in names {
+        let f = loaded.kernel(name).unwrap();
+        let mut out = vec![0f32; 64];
+        let table = [input.as_ptr() as *mut u8, out.as_mut_ptr() as *mut u8];
+        let k = program.kernels.iter().find(|k| k.name == name).unwrap();
+        // SAFETY: each kernel reads 64 floats from its first buffer (twice for
+        // the square: the same buffer bound to both operands below) and writes
+        // 64 to its last.
+        let table: Vec<*mut u8> = match k.buffers.len() {
+            2 => table.to_vec(),
+            _ => vec![table[0], table[0], table[1]],
+        };
+        unsafe { f(table.as_ptr(), 0, k.parallel_extent()) };
+        let square = k.buffers.len() == 3;
+        for (o, &v) in out.iter().zip(&input) {
+            let want = if square { v * v } else { v.tanh() };
+            assert!((o - want).abs() <= 1e-6, "{name}: {o} vs {want}");
+        }
+    }
+}

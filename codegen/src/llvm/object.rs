@@ -3,6 +3,12 @@
 //! bytes serve the JIT and `.kiln` artifacts); [`LoadedObject`] links such an
 //! object into this process with LLVM's ORC JIT linker and resolves the kernels'
 //! addresses. Calls the code makes (libm, `memcpy`) resolve against the process.
+//!
+//! Kernels are hash-consed: a kernel whose IR is another's but for its name and
+//! its buffers' names (the same layer's kernel in each of a model's layers) is
+//! not lowered and optimized again; its symbol is a forwarder to the first
+//! one's ([`forward_kernel`]). A 30-layer decoder compiles each kind of kernel
+//! once instead of 30 times.
 
 use std::ffi::{CStr, CString};
 
@@ -96,8 +102,17 @@ pub fn compile(
     let (machine, cpu_name) = machine_for(cpu)?;
     let context = Context::create();
     let module = context.create_module("kiln_kernels");
+    let mut lowered: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
     for k in kernels {
-        lower_kernel(&context, &module, k)?;
+        match lowered.entry(content_key(k)) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                forward_kernel(&context, &module, &k.name, first.get())?
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                lower_kernel(&context, &module, k)?;
+                slot.insert(&k.name);
+            }
+        }
     }
     let cpu_attr = context.create_string_attribute("target-cpu", &machine.get_cpu().to_string());
     let features = machine.get_feature_string().to_string_lossy().into_owned();
@@ -121,6 +136,48 @@ pub fn compile(
         triple: machine.get_triple().as_str().to_string_lossy().into_owned(),
         ir,
     })
+}
+
+/// What makes two kernels the same code: the kernel with its name and its
+/// buffers' names (which only say what values they hold) left out.
+fn content_key(k: &Kernel) -> String {
+    let mut anonymous = k.clone();
+    anonymous.name.clear();
+    for b in &mut anonymous.buffers {
+        b.name.clear();
+    }
+    format!("{anonymous:?}")
+}
+
+/// Adds the exported kernel `name` as a call of the already lowered kernel
+/// `target` (the same code under another symbol). `target` is kept out of
+/// line so that each forwarder stays a single call.
+fn forward_kernel(
+    context: &Context,
+    module: &Module<'_>,
+    name: &str,
+    target: &str,
+) -> Result<(), LlvmError> {
+    use inkwell::attributes::{Attribute, AttributeLoc};
+    let callee = module
+        .get_function(target)
+        .expect("the first kernel of a kind is lowered before its copies");
+    let attr = |n: &str| context.create_enum_attribute(Attribute::get_named_enum_kind_id(n), 0);
+    callee.add_attribute(AttributeLoc::Function, attr("noinline"));
+    let function = module.add_function(
+        name,
+        callee.get_type(),
+        Some(inkwell::module::Linkage::External),
+    );
+    function.add_attribute(AttributeLoc::Function, attr("nounwind"));
+    let builder = context.create_builder();
+    builder.position_at_end(context.append_basic_block(function, "entry"));
+    let args: Vec<inkwell::values::BasicMetadataValueEnum> =
+        function.get_params().into_iter().map(Into::into).collect();
+    let call = builder.build_call(callee, &args, "")?;
+    call.set_tail_call(true);
+    builder.build_return(None)?;
+    Ok(())
 }
 
 /// The ELF object of an (optimized) `module` for `machine`: what [`LoadedObject`]
