@@ -62,33 +62,28 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
 /// minimums, then 128 bytes of nibbles: each 32-byte group holds two 32-element
 /// sub-blocks (low nibbles, then high); `x = d·sc·q − dmin·m`.
 pub(super) fn q4_k_block(b: &[u8], out: &mut [f32]) {
-    let d = f16_at(b, 0);
-    let dmin = f16_at(b, 2);
-    let scales = &b[4..4 + K_SCALE_BYTES];
     let qs = &b[4 + K_SCALE_BYTES..4 + K_SCALE_BYTES + K_BLOCK / 2];
-    for (g, (q, y)) in qs
-        .chunks_exact(32)
-        .zip(out.chunks_exact_mut(64))
-        .enumerate()
-    {
-        let (s1, m1) = scale_min_k4(2 * g, scales);
-        let (s2, m2) = scale_min_k4(2 * g + 1, scales);
-        let (y1, y2) = y.split_at_mut(32);
-        for ((a, b), &q) in y1.iter_mut().zip(y2).zip(q) {
-            *a = d * s1 * f32::from(q & 0x0f) - dmin * m1;
-            *b = d * s2 * f32::from(q >> 4) - dmin * m2;
-        }
-    }
+    scaled_nibbles(b, None, qs, out);
 }
 
 /// `Q5_K`: as `Q4_K` with 32 bytes of fifth bits `qh` before the nibbles:
 /// element `l` of 32-element sub-block `s` takes bit `s` of `qh[l]` as its 16s.
 pub(super) fn q5_k_block(b: &[u8], out: &mut [f32]) {
+    let qh = &b[4 + K_SCALE_BYTES..4 + K_SCALE_BYTES + 32];
+    let qs = &b[4 + K_SCALE_BYTES + 32..4 + K_SCALE_BYTES + 32 + K_BLOCK / 2];
+    scaled_nibbles(b, Some(qh), qs, out);
+}
+
+/// The values of a `Q4_K` (no `qh`) or `Q5_K` block `b` whose nibbles are `qs`.
+fn scaled_nibbles(b: &[u8], qh: Option<&[u8]>, qs: &[u8], out: &mut [f32]) {
     let d = f16_at(b, 0);
     let dmin = f16_at(b, 2);
     let scales = &b[4..4 + K_SCALE_BYTES];
-    let qh = &b[4 + K_SCALE_BYTES..4 + K_SCALE_BYTES + 32];
-    let qs = &b[4 + K_SCALE_BYTES + 32..4 + K_SCALE_BYTES + 32 + K_BLOCK / 2];
+    // The fifth bit of element `l` of sub-block `s`, as its 16s.
+    let high = |l: usize, s: usize| match qh {
+        Some(qh) if qh[l] & (1 << s) != 0 => 16,
+        _ => 0,
+    };
     for (g, (q, y)) in qs
         .chunks_exact(32)
         .zip(out.chunks_exact_mut(64))
@@ -98,10 +93,8 @@ pub(super) fn q5_k_block(b: &[u8], out: &mut [f32]) {
         let (s2, m2) = scale_min_k4(2 * g + 1, scales);
         let (y1, y2) = y.split_at_mut(32);
         for (l, ((a, b), &q)) in y1.iter_mut().zip(y2).zip(q).enumerate() {
-            let h1 = if qh[l] & (1 << (2 * g)) != 0 { 16 } else { 0 };
-            let h2 = if qh[l] & (2 << (2 * g)) != 0 { 16 } else { 0 };
-            *a = d * s1 * f32::from((q & 0x0f) + h1) - dmin * m1;
-            *b = d * s2 * f32::from((q >> 4) + h2) - dmin * m2;
+            *a = d * s1 * f32::from((q & 0x0f) + high(l, 2 * g)) - dmin * m1;
+            *b = d * s2 * f32::from((q >> 4) + high(l, 2 * g + 1)) - dmin * m2;
         }
     }
 }
