@@ -282,8 +282,7 @@ impl Model {
             Target::Reference => Ok(Executable::new(
                 Engine::Reference(self.graph.clone()),
                 Signature::with_rules(&self.graph, &self.rules),
-            )
-            .with_rules(self.rules.clone())),
+            )),
             Target::Cpu | Target::CudaSim | Target::Cuda => {
                 // The GPU first: a machine without one fails before the
                 // optimizer's work.
@@ -318,8 +317,7 @@ impl Model {
                 Ok(Executable::new(
                     Engine::Cpu(std::sync::Arc::new(cpu)),
                     Signature::with_rules(&self.graph, &self.rules),
-                )
-                .with_rules(self.rules.clone()))
+                ))
             }
         }
     }
@@ -345,10 +343,10 @@ pub(crate) fn optimize_for(graph: &Graph, profile: &str) -> Result<Graph, Error>
 /// (concurrent [`Executable::run`] calls are safe and give the same results).
 #[derive(Clone)]
 pub struct Executable {
+    /// Its interface, with the inputs that may be left out
+    /// ([`Signature::rules`]).
     signature: Signature,
     engine: Engine,
-    /// Inputs that may be left out and value ranges (Hugging Face models).
-    rules: Arc<[InputRule]>,
 }
 
 #[derive(Clone)]
@@ -381,22 +379,14 @@ impl fmt::Debug for Executable {
 
 impl Executable {
     fn new(engine: Engine, signature: Signature) -> Executable {
-        Executable {
-            signature,
-            engine,
-            rules: Arc::new([]),
-        }
-    }
-
-    fn with_rules(mut self, rules: Arc<[InputRule]>) -> Executable {
-        self.rules = rules;
-        self
+        Executable { signature, engine }
     }
 
     /// The inputs [`Executable::run`] fills in when left out, with what it fills
     /// them with (Hugging Face models: transformers' defaults).
     pub fn optional_inputs(&self) -> Vec<(String, kiln_frontends::hf::InputDefault)> {
-        self.rules
+        self.signature
+            .rules
             .iter()
             .filter_map(|r| r.default.map(|d| (r.name.clone(), d)))
             .collect()
@@ -409,12 +399,12 @@ impl Executable {
         &self,
         inputs: &'a [(String, Tensor)],
     ) -> Result<Cow<'a, [(String, Tensor)]>, Error> {
-        if self.rules.is_empty() {
+        if self.signature.rules.is_empty() {
             return Ok(Cow::Borrowed(inputs));
         }
         let given = |name: &str| inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t);
         let mut all = Cow::Borrowed(inputs);
-        for rule in self.rules.iter() {
+        for rule in self.signature.rules.iter() {
             let (Some(default), None) = (rule.default, given(&rule.name)) else {
                 continue;
             };
@@ -426,7 +416,7 @@ impl Executable {
             all.to_mut()
                 .push((rule.name.clone(), default.tensor(batch, seq)));
         }
-        for rule in self.rules.iter() {
+        for rule in self.signature.rules.iter() {
             let Some((_, t)) = all.iter().find(|(n, _)| *n == rule.name) else {
                 continue;
             };
@@ -465,11 +455,10 @@ impl Executable {
             }
         };
         let (build, signature) = crate::aot::load(path.as_ref(), threads, device)?;
-        let rules = signature.rules.clone().into();
-        Ok(
-            Executable::new(Engine::Artifact(std::sync::Arc::new(build)), signature)
-                .with_rules(rules),
-        )
+        Ok(Executable::new(
+            Engine::Artifact(std::sync::Arc::new(build)),
+            signature,
+        ))
     }
 
     /// The graph it runs (optimized for the CPU target; none for an artifact).
@@ -516,7 +505,8 @@ impl Executable {
             .find(|(n, _)| n == "input_ids")
             .map(|(_, s)| s);
         let defaulted = |name: &str| {
-            self.rules
+            self.signature
+                .rules
                 .iter()
                 .any(|r| r.name == name && r.default.is_some())
                 .then_some(ids_shape)

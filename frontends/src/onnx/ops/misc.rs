@@ -52,7 +52,8 @@ fn dtype_attr(cx: &NodeCtx, code: i64, what: &str) -> Result<DType, OnnxError> {
     })
 }
 
-fn usizes(cx: &NodeCtx, name: &str) -> Result<Vec<usize>, OnnxError> {
+/// Non-negative integers of attribute `name` (empty when absent).
+pub(super) fn usizes(cx: &NodeCtx, name: &str) -> Result<Vec<usize>, OnnxError> {
     cx.attrs
         .ints(name)
         .unwrap_or_default()

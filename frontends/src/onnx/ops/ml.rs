@@ -14,6 +14,7 @@ use kiln_ir::op::{
 };
 use kiln_ir::{DType, Op};
 
+use super::misc::usizes;
 use crate::onnx::{NodeCtx, OnnxError, Registry};
 
 /// The classical-ML op domain.
@@ -86,16 +87,6 @@ fn convert_array_feature_extractor(cx: &mut NodeCtx) -> Result<(), OnnxError> {
     Ok(())
 }
 
-/// Non-negative integers of attribute `name` (empty when absent).
-fn indices(cx: &NodeCtx, name: &str) -> Result<Vec<usize>, OnnxError> {
-    cx.attrs
-        .ints(name)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| usize::try_from(v).map_err(|_| cx.err(format!("negative value {v} in `{name}`"))))
-        .collect()
-}
-
 /// The values of tensor attribute `name` (empty when absent).
 fn tensor_values(cx: &NodeCtx, name: &str) -> Result<Vec<f64>, OnnxError> {
     Ok(cx
@@ -124,23 +115,23 @@ fn convert_tree_ensemble(cx: &mut NodeCtx) -> Result<(), OnnxError> {
         .int("n_targets")
         .ok_or_else(|| cx.err("missing n_targets"))?;
     let targets = usize::try_from(targets).map_err(|_| cx.err(format!("n_targets {targets}")))?;
-    let features = indices(cx, "nodes_featureids")?;
+    let features = usizes(cx, "nodes_featureids")?;
     let splits = tensor_values(cx, "nodes_splits")?;
     let modes: Vec<i64> = cx
         .attr_tensor("nodes_modes")?
         .map(|t| t.to_i64_vec())
         .unwrap_or_default();
-    let true_ids = indices(cx, "nodes_truenodeids")?;
-    let false_ids = indices(cx, "nodes_falsenodeids")?;
+    let true_ids = usizes(cx, "nodes_truenodeids")?;
+    let false_ids = usizes(cx, "nodes_falsenodeids")?;
     let true_leafs = cx.attrs.ints("nodes_trueleafs").unwrap_or_default();
     let false_leafs = cx.attrs.ints("nodes_falseleafs").unwrap_or_default();
     let missing = cx
         .attrs
         .ints("nodes_missing_value_tracks_true")
         .unwrap_or_default();
-    let leaf_targets = indices(cx, "leaf_targetids")?;
+    let leaf_targets = usizes(cx, "leaf_targetids")?;
     let leaf_weights = tensor_values(cx, "leaf_weights")?;
-    let roots = indices(cx, "tree_roots")?;
+    let roots = usizes(cx, "tree_roots")?;
     let n = features.len();
     if [
         splits.len(),
@@ -281,8 +272,8 @@ fn convert_tfidf(cx: &mut NodeCtx) -> Result<(), OnnxError> {
             "gram lengths {min_gram}..={max_gram}: expected 1 ≤ min ≤ max"
         )));
     }
-    let ngram_counts = indices(cx, "ngram_counts")?;
-    let ngram_indexes = indices(cx, "ngram_indexes")?;
+    let ngram_counts = usizes(cx, "ngram_counts")?;
+    let ngram_indexes = usizes(cx, "ngram_indexes")?;
     if ngram_indexes.is_empty() {
         return Err(cx.err("empty ngram_indexes"));
     }
